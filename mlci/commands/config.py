@@ -1,0 +1,44 @@
+"""``mlci config show`` and ``mlci config validate``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from mlci import config as cfg
+
+
+def resolve(path: Path | None, cwd: Path) -> cfg.Config:
+    """Load the config at ``path``, or the nearest one above ``cwd``."""
+    return cfg.load(path if path is not None else cfg.find_config(cwd))
+
+
+def show(path: Path | None, *, cwd: Path, environ: Mapping[str, str], as_json: bool) -> str:
+    import yaml
+
+    config = resolve(path, cwd)
+    data = config.to_dict()
+    data["tracking"]["effective_uri"] = cfg.effective_tracking_uri(config, environ)
+    if as_json:
+        return json.dumps({"path": str(config.path), "config": data}, indent=2) + "\n"
+    header = f"# {config.path} (resolved, defaults filled in)\n"
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def validate(path: Path | None, *, cwd: Path, as_json: bool) -> str:
+    config = resolve(path, cwd)
+    envs = [e.name for e in config.environments]
+    if as_json:
+        return json.dumps(
+            {
+                "path": str(config.path),
+                "valid": True,
+                "model": config.model.name,
+                "environments": envs,
+            }
+        )
+    return (
+        f"{config.path}: valid (model {config.model.name!r}, "
+        f"environments: {', '.join(envs) or 'none'})"
+    )

@@ -1,0 +1,637 @@
+"""``mlci.yaml``: one schema, validated on load into frozen dataclasses.
+
+Every problem is reported with the file, the line, the key path and what was
+expected; an unknown key is an error (a typo must not silently disable a
+gate) and names the closest valid key. All problems in a file are reported at
+once, so a user fixes them in one pass.
+
+This module is pure apart from reading the one file it is given: the
+environment is passed in where it matters (``effective_tracking_uri``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlci.errors import ConfigError
+
+CONFIG_FILE = "mlci.yaml"
+EMBEDDED_TRACKING_URI = "sqlite:///.mlci/mlflow.db"
+
+Goal = Literal["maximize", "minimize"]
+GOALS: tuple[Goal, ...] = ("maximize", "minimize")
+
+# GTO's grammar for artifact names; environment names follow it minus "/",
+# because they sit between "#" separators in assignment tags.
+MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-/_]*[a-zA-Z0-9])?$")
+ENV_NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-_]*[a-zA-Z0-9])?$")
+_PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
+
+# Name tokens that mean "lower is better". Everything else is maximized.
+_MINIMIZE_TOKENS = frozenset(
+    {"loss", "error", "err", "rmse", "mse", "mae", "mape", "logloss", "rmsle", "msle", "wer", "cer"}
+)
+
+BASE_BASELINE = "base"
+
+
+def infer_goal(metric: str) -> Goal:
+    """The goal a metric has when the config does not say.
+
+    ``val_loss``, ``mean_squared_error``, ``rmse`` and ``logloss`` minimize;
+    ``accuracy``, ``f1`` and ``r2`` maximize.
+    """
+    tokens = [t for t in re.split(r"[^a-z0-9]+", metric.lower()) if t]
+    if any(t in _MINIMIZE_TOKENS for t in tokens):
+        return "minimize"
+    if any(t.endswith(("loss", "error")) for t in tokens):
+        return "minimize"
+    return "maximize"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A relative gate amount: an absolute number, or a percentage of the baseline."""
+
+    value: float
+    percent: bool = False
+
+    def amount(self, baseline: float) -> float:
+        return abs(baseline) * self.value / 100.0 if self.percent else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.percent else f"{self.value:g}"
+
+
+@dataclass(frozen=True)
+class GateRule:
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    max_regression: Threshold | None = None
+    min_improvement: Threshold | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    branch: str
+    requires: str | None = None
+    gates: tuple[GateRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    command: str
+    inputs: tuple[str, ...] = ("**/*.py",)
+    params: str | None = None
+    metrics: str = "metrics.json"
+    model: str = "model"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str | None = None  # None: the embedded sqlite store under .mlci/
+    experiment: str | None = None  # None: the model name
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    baselines: tuple[str, ...] | None = None  # None: every environment, then the base branch
+    template: str | None = None
+    key_metric: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    model: ModelConfig
+    train: TrainConfig
+    metrics: Mapping[str, Goal] = field(default_factory=dict)
+    tracking: TrackingConfig = TrackingConfig()
+    environments: tuple[Environment, ...] = ()
+    report: ReportConfig = ReportConfig()
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def goal(self, metric: str) -> Goal:
+        return self.metrics.get(metric) or infer_goal(metric)
+
+    def environment(self, name: str) -> Environment:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        known = ", ".join(e.name for e in self.environments) or "none"
+        raise ConfigError(
+            f"{self.path}: no environment named {name!r} (configured: {known})",
+            hint=f"add it under 'environments:' in {self.path.name}, or use one of those",
+        )
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.model.name
+
+    @property
+    def baselines(self) -> tuple[str, ...]:
+        if self.report.baselines is not None:
+            return self.report.baselines
+        return (*(e.name for e in self.environments), BASE_BASELINE)
+
+    @property
+    def key_metric(self) -> str | None:
+        if self.report.key_metric:
+            return self.report.key_metric
+        for env in self.environments:
+            for rule in env.gates:
+                return rule.metric
+        return next(iter(self.metrics), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config, defaults filled in, as plain YAML-able data."""
+
+        def threshold(t: Threshold | None) -> float | str | None:
+            return None if t is None else (str(t) if t.percent else t.value)
+
+        return {
+            "model": dataclasses.asdict(self.model),
+            "train": {**dataclasses.asdict(self.train), "inputs": list(self.train.inputs)},
+            "metrics": {name: {"goal": goal} for name, goal in self.metrics.items()},
+            "tracking": {"uri": self.tracking.uri, "experiment": self.experiment},
+            "environments": {
+                env.name: {
+                    "branch": env.branch,
+                    "requires": env.requires,
+                    "gates": [
+                        {
+                            k: v
+                            for k, v in {
+                                "metric": r.metric,
+                                "min": r.min,
+                                "max": r.max,
+                                "max_regression": threshold(r.max_regression),
+                                "min_improvement": threshold(r.min_improvement),
+                            }.items()
+                            if v is not None
+                        }
+                        for r in env.gates
+                    ],
+                }
+                for env in self.environments
+            },
+            "report": {
+                "baselines": list(self.baselines),
+                "template": self.report.template,
+                "key_metric": self.key_metric,
+            },
+        }
+
+
+def effective_tracking_uri(config: Config, environ: Mapping[str, str]) -> str:
+    """``MLFLOW_TRACKING_URI`` wins over ``tracking.uri``, which wins over the embedded store."""
+    uri = environ.get("MLFLOW_TRACKING_URI") or config.tracking.uri
+    if uri:
+        return uri
+    return f"sqlite:///{(config.root / '.mlci' / 'mlflow.db').as_posix()}"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def find_config(start: Path) -> Path:
+    """The nearest ``mlci.yaml`` in ``start`` or one of its parents."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_FILE} in {start} or any folder above it",
+        hint="run `mlci init DIR` to scaffold a project, or pass --config PATH",
+    )
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file",
+            hint="run `mlci init DIR` to scaffold a project, or pass --config PATH",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Config:
+    data, lines = _load_located_yaml(text, path)
+    checker = _Checker(path, lines)
+    config = checker.config(data)
+    if checker.problems:
+        count = len(checker.problems)
+        raise ConfigError(
+            f"{path}: {count} problem{'s' if count > 1 else ''}:\n"
+            + "\n".join(f"  {p}" for p in checker.problems),
+            hint="fix the keys above (the README's config reference lists every key); "
+            "`mlci config validate` checks again",
+        )
+    assert config is not None
+    return config
+
+
+Located = tuple[Any, dict[tuple[str | int, ...], int]]
+
+
+def _load_located_yaml(text: str, path: Path) -> Located:
+    """Parse YAML into plain data plus the line of every key path.
+
+    Duplicate keys are errors here: PyYAML would silently keep the last one.
+    """
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(
+            f"{where}: not valid YAML: {exc.problem}",
+            hint="check the indentation and quoting on that line",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    lines: dict[tuple[str | int, ...], int] = {}
+    if root is None:
+        return {}, lines
+    constructor = yaml.constructor.SafeConstructor()
+
+    def build(node: yaml.Node, key_path: tuple[str | int, ...]) -> Any:
+        lines.setdefault(key_path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = constructor.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    key = str(key)
+                child = (*key_path, key)
+                if key in out:
+                    raise ConfigError(
+                        f"{path}:{key_node.start_mark.line + 1}: {_dotted(child)}: "
+                        f"duplicate key (first on line {lines[child]})",
+                        hint="remove one of the two",
+                    )
+                lines[child] = key_node.start_mark.line + 1
+                out[key] = build(value_node, child)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [build(item, (*key_path, i)) for i, item in enumerate(node.value)]
+        return constructor.construct_object(node, deep=True)
+
+    return build(root, ()), lines
+
+
+def _dotted(key_path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in key_path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+class _Checker:
+    """Walks the raw data, records every problem, and builds the dataclasses."""
+
+    def __init__(self, path: Path, lines: dict[tuple[str | int, ...], int]) -> None:
+        self.path = path
+        self.lines = lines
+        self.problems: list[str] = []
+
+    # -- reporting
+
+    def problem(self, key_path: tuple[str | int, ...], message: str) -> None:
+        line = None
+        for n in range(len(key_path), -1, -1):
+            line = self.lines.get(key_path[:n])
+            if line is not None:
+                break
+        where = f"{self.path.name}:{line}" if line else self.path.name
+        self.problems.append(f"{where}: {_dotted(key_path)}: {message}")
+
+    def expected(self, key_path: tuple[str | int, ...], what: str, got: Any) -> None:
+        self.problem(key_path, f"expected {what}, got {_type_name(got)}")
+
+    # -- shapes
+
+    def mapping(
+        self,
+        value: Any,
+        key_path: tuple[str | int, ...],
+        allowed: tuple[str, ...],
+        required: tuple[str, ...] = (),
+    ) -> dict[str, Any] | None:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            self.expected(key_path, f"a mapping with keys {', '.join(allowed)}", value)
+            return None
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                suggestion = (
+                    f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(allowed)}"
+                )
+                self.problem((*key_path, key), f"unknown key; {suggestion}")
+        for key in required:
+            if value.get(key) is None:
+                self.problem((*key_path, key), "required key is missing")
+        return value
+
+    def string(
+        self, value: Any, key_path: tuple[str | int, ...], default: str | None
+    ) -> str | None:
+        if value is None:
+            return default
+        if isinstance(value, str) and value.strip():
+            return value
+        self.expected(key_path, "a non-empty string", value)
+        return default
+
+    def number(self, value: Any, key_path: tuple[str | int, ...]) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        self.expected(key_path, "a finite number", value)
+        return None
+
+    def threshold(self, value: Any, key_path: tuple[str | int, ...]) -> Threshold | None:
+        if value is None:
+            return None
+        what = 'a number >= 0 or a percentage like "2%"'
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isfinite(value) and value >= 0:
+                return Threshold(float(value))
+        elif isinstance(value, str):
+            match = _PERCENT_RE.match(value)
+            if match:
+                return Threshold(float(match.group(1)), percent=True)
+        self.expected(key_path, what, value)
+        return None
+
+    def string_list(
+        self, value: Any, key_path: tuple[str | int, ...], default: tuple[str, ...] | None
+    ) -> tuple[str, ...] | None:
+        if value is None:
+            return default
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            self.expected(key_path, "a list of strings", value)
+            return default
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, str) and item.strip():
+                out.append(item)
+            else:
+                self.expected((*key_path, i), "a non-empty string", item)
+        return tuple(out)
+
+    def named(
+        self,
+        value: str | None,
+        key_path: tuple[str | int, ...],
+        pattern: re.Pattern[str],
+        what: str,
+    ) -> None:
+        if value is not None and not pattern.match(value):
+            self.problem(
+                key_path,
+                f"{value!r} is not a valid {what} (letters, digits, '-' and '_', "
+                "starting and ending with a letter or digit)",
+            )
+
+    # -- sections
+
+    def config(self, raw: Any) -> Config | None:
+        top = self.mapping(
+            raw,
+            (),
+            ("model", "train", "metrics", "tracking", "environments", "report"),
+            required=("model", "train"),
+        )
+        if top is None:
+            return None
+        model = self.model(top.get("model"))
+        train = self.train(top.get("train"))
+        metrics = self.metrics(top.get("metrics"))
+        tracking = self.tracking(top.get("tracking"))
+        environments = self.environments(top.get("environments"))
+        report = self.report(top.get("report"), environments)
+        if model is None or train is None:
+            return None
+        return Config(
+            path=self.path,
+            model=model,
+            train=train,
+            metrics=metrics,
+            tracking=tracking,
+            environments=environments,
+            report=report,
+        )
+
+    def model(self, raw: Any) -> ModelConfig | None:
+        at: tuple[str | int, ...] = ("model",)
+        if raw is None:
+            return None
+        m = self.mapping(raw, at, ("name", "description"), required=("name",))
+        if m is None:
+            return None
+        name = self.string(m.get("name"), (*at, "name"), None)
+        self.named(name, (*at, "name"), MODEL_NAME_RE, "model name")
+        description = self.string(m.get("description"), (*at, "description"), "") or ""
+        return ModelConfig(name=name, description=description) if name else None
+
+    def train(self, raw: Any) -> TrainConfig | None:
+        at: tuple[str | int, ...] = ("train",)
+        if raw is None:
+            return None
+        t = self.mapping(
+            raw, at, ("command", "inputs", "params", "metrics", "model"), required=("command",)
+        )
+        if t is None:
+            return None
+        defaults = TrainConfig(command="")
+        command = self.string(t.get("command"), (*at, "command"), None)
+        inputs = self.string_list(t.get("inputs"), (*at, "inputs"), defaults.inputs)
+        params = self.string(t.get("params"), (*at, "params"), None)
+        metrics = self.string(t.get("metrics"), (*at, "metrics"), defaults.metrics)
+        model = self.string(t.get("model"), (*at, "model"), defaults.model)
+        if command is None:
+            return None
+        return TrainConfig(
+            command=command,
+            inputs=inputs or defaults.inputs,
+            params=params,
+            metrics=metrics or defaults.metrics,
+            model=model or defaults.model,
+        )
+
+    def metrics(self, raw: Any) -> dict[str, Goal]:
+        at: tuple[str | int, ...] = ("metrics",)
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.expected(at, "a mapping of metric name to {goal: maximize|minimize}", raw)
+            return {}
+        out: dict[str, Goal] = {}
+        for name, spec in raw.items():
+            where = (*at, name)
+            goal_value = spec
+            if isinstance(spec, dict):
+                m = self.mapping(spec, where, ("goal",))
+                goal_value = m.get("goal") if m else None
+                where = (*where, "goal")
+            if goal_value is None:
+                out[name] = infer_goal(name)
+            elif goal_value in GOALS:
+                out[name] = goal_value
+            else:
+                self.expected(where, "'maximize' or 'minimize'", goal_value)
+        return out
+
+    def tracking(self, raw: Any) -> TrackingConfig:
+        at: tuple[str | int, ...] = ("tracking",)
+        t = self.mapping(raw, at, ("uri", "experiment"))
+        if t is None:
+            return TrackingConfig()
+        uri = self.string(t.get("uri"), (*at, "uri"), None)
+        if uri is not None and (uri.startswith("file:") or ("://" not in uri and ":" not in uri)):
+            self.problem(
+                (*at, "uri"),
+                f"{uri!r} is a file store, which current MLflow refuses; "
+                f"use a database ('{EMBEDDED_TRACKING_URI}') or a server ('http://host:5000')",
+            )
+        return TrackingConfig(
+            uri=uri,
+            experiment=self.string(t.get("experiment"), (*at, "experiment"), None),
+        )
+
+    def environments(self, raw: Any) -> tuple[Environment, ...]:
+        at: tuple[str | int, ...] = ("environments",)
+        if raw is None:
+            return ()
+        if not isinstance(raw, dict):
+            self.expected(at, "a mapping of environment name to {branch, requires, gates}", raw)
+            return ()
+        out: list[Environment] = []
+        branches: dict[str, str] = {}
+        for name, spec in raw.items():
+            where = (*at, name)
+            self.named(name, where, ENV_NAME_RE, "environment name")
+            e = self.mapping(spec, where, ("branch", "requires", "gates"))
+            if e is None:
+                continue
+            branch = self.string(e.get("branch"), (*where, "branch"), name) or name
+            if branch in branches:
+                self.problem(
+                    (*where, "branch"),
+                    f"branch {branch!r} is already bound to environment {branches[branch]!r}",
+                )
+            branches[branch] = name
+            requires = self.string(e.get("requires"), (*where, "requires"), None)
+            if requires is not None and requires not in {env.name for env in out}:
+                earlier = ", ".join(env.name for env in out) or "none"
+                self.problem(
+                    (*where, "requires"),
+                    f"{requires!r} is not an environment listed before {name!r} "
+                    f"(earlier environments: {earlier})",
+                )
+            gates = tuple(self.gates(e.get("gates"), (*where, "gates")))
+            out.append(Environment(name=name, branch=branch, requires=requires, gates=gates))
+        return tuple(out)
+
+    def gates(self, raw: Any, at: tuple[str | int, ...]) -> Iterator[GateRule]:
+        if raw is None:
+            return
+        if not isinstance(raw, list):
+            self.expected(at, "a list of rules like {metric: accuracy, min: 0.9}", raw)
+            return
+        kinds = ("min", "max", "max_regression", "min_improvement")
+        for i, item in enumerate(raw):
+            where = (*at, i)
+            r = self.mapping(item, where, ("metric", *kinds), required=("metric",))
+            if r is None:
+                continue
+            metric = self.string(r.get("metric"), (*where, "metric"), None)
+            if not any(r.get(k) is not None for k in kinds):
+                self.problem(where, f"a rule needs at least one of {', '.join(kinds)}")
+            low = self.number(r.get("min"), (*where, "min"))
+            high = self.number(r.get("max"), (*where, "max"))
+            if low is not None and high is not None and low > high:
+                self.problem(where, f"min {low:g} is greater than max {high:g}")
+            rule = GateRule(
+                metric=metric or "",
+                min=low,
+                max=high,
+                max_regression=self.threshold(r.get("max_regression"), (*where, "max_regression")),
+                min_improvement=self.threshold(
+                    r.get("min_improvement"), (*where, "min_improvement")
+                ),
+            )
+            if metric:
+                yield rule
+
+    def report(self, raw: Any, environments: tuple[Environment, ...]) -> ReportConfig:
+        at: tuple[str | int, ...] = ("report",)
+        r = self.mapping(raw, at, ("baselines", "template", "key_metric"))
+        if r is None:
+            return ReportConfig()
+        baselines = self.string_list(r.get("baselines"), (*at, "baselines"), None)
+        valid = [e.name for e in environments] + [BASE_BASELINE]
+        for i, name in enumerate(baselines or ()):
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+                extra = f"; did you mean {close[0]!r}?" if close else ""
+                self.problem(
+                    (*at, "baselines", i),
+                    f"{name!r} is neither an environment nor {BASE_BASELINE!r} "
+                    f"(valid: {', '.join(valid)}){extra}",
+                )
+        return ReportConfig(
+            baselines=baselines,
+            template=self.string(r.get("template"), (*at, "template"), None),
+            key_metric=self.string(r.get("key_metric"), (*at, "key_metric"), None),
+        )
