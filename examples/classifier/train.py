@@ -1,0 +1,69 @@
+"""Train classifier: logistic regression on scikit-learn's breast cancer data.
+
+Reads its hyper-parameters from params.yaml (or from MLCI_PARAMS_FILE, which
+mlci sets to the resolved params), then writes metrics.json and the model,
+saved with MLflow's sklearn flavour, to model/ (both under MLCI_OUTPUT_DIR
+when it is set). The same params always give the same model and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import mlflow.sklearn
+import yaml
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def main() -> None:
+    params = yaml.safe_load(Path(os.environ.get("MLCI_PARAMS_FILE", "params.yaml")).read_text())
+    out = Path(os.environ.get("MLCI_OUTPUT_DIR", "."))
+
+    features, labels = load_breast_cancer(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(
+        features,
+        labels,
+        test_size=params["test_size"],
+        random_state=params["seed"],
+        stratify=labels,
+    )
+    model = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=params["C"], max_iter=params["max_iter"]),
+    )
+    model.fit(x_train, y_train)
+
+    proba = model.predict_proba(x_test)[:, 1]
+    predicted = (proba >= 0.5).astype(int)
+    metrics = {
+        "accuracy": round(float(accuracy_score(y_test, predicted)), 6),
+        "f1": round(float(f1_score(y_test, predicted)), 6),
+        "roc_auc": round(float(roc_auc_score(y_test, proba)), 6),
+        "log_loss": round(float(log_loss(y_test, proba)), 6),
+    }
+
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = out / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    # Naming the requirements skips MLflow's slow requirement inference.
+    mlflow.sklearn.save_model(
+        model,
+        model_dir,
+        pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
+        input_example=x_test[:2],
+    )
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from mlci import __version__, cli
+from mlci.errors import ExitCode, MlciError
+
+
+def test_version(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--version")
+    assert result.code == ExitCode.OK
+    assert result.out.strip() == f"mlci {__version__}"
+
+
+def test_no_arguments_shows_help(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli()
+    assert result.code == ExitCode.USAGE
+    assert "Usage: mlci" in result.out + result.err
+    assert "init" in result.out + result.err
+
+
+def _walk(command, path):  # type: ignore[no-untyped-def]
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _walk(sub, [*path, name])
+
+
+def test_every_command_and_option_has_help() -> None:
+    root = typer.main.get_command(cli.app)
+    missing = []
+    seen = 0
+    for path, command in _walk(root, ["mlci"]):
+        seen += 1
+        if not (command.help or "").strip():
+            missing.append(" ".join(path))
+        for param in command.params:
+            if param.name in {"help"}:
+                continue
+            if not (getattr(param, "help", None) or "").strip():
+                missing.append(f"{' '.join(path)} {param.name}")
+    assert seen >= 4  # mlci, init, config, config show, config validate
+    assert not missing, f"commands or options without help: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--version"], ExitCode.OK),
+        (["--help"], ExitCode.OK),
+        (["no-such-command"], ExitCode.USAGE),
+        (["init"], ExitCode.USAGE),  # missing DIR
+        (["init", "x", "--template", "nonsense"], ExitCode.USAGE),
+        (["config", "validate", "--no-such-flag"], ExitCode.USAGE),
+    ],
+)
+def test_exit_codes_for_usage(cli, tmp_path: Path, args: list[str], code: int) -> None:  # type: ignore[no-untyped-def]
+    assert cli(*args, cwd=tmp_path).code == code
+
+
+def test_mlci_error_prints_message_and_hint_without_traceback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("config", "validate", cwd=tmp_path)
+    assert result.code == ExitCode.ERROR
+    assert "mlci: error: no mlci.yaml in" in result.err
+    assert "hint: run `mlci init DIR`" in result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_traceback_on_request(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:  # type: ignore[no-untyped-def]
+    args = ["config", "validate"]
+    if how == "flag":
+        args.insert(0, "--traceback")
+    else:
+        monkeypatch.setenv("MLCI_DEBUG", "1")
+    result = cli(*args, cwd=tmp_path)
+    assert result.code == ExitCode.ERROR
+    assert "Traceback" in result.err
+    assert "mlci: error: no mlci.yaml" in result.err
+
+
+def test_unexpected_exception_is_exit_4_with_traceback(
+    cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from mlci.commands import config as command
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(command, "validate", broken)
+    result = cli("config", "validate", cwd=tmp_path)
+    assert result.code == ExitCode.INTERNAL
+    assert "Traceback" in result.err
+    assert "RuntimeError: boom" in result.err
+    assert "this is a bug in mlci" in result.err
+
+
+def test_mlci_error_str_includes_hint() -> None:
+    assert str(MlciError("bad", hint="fix it")) == "bad\nhint: fix it"
+    assert str(MlciError("bad")) == "bad"
+
+
+def test_python_dash_m_and_console_script_agree(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlci", "config", "validate"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == ExitCode.ERROR
+    assert proc.stderr.startswith("mlci: error: no mlci.yaml")
+    assert "Traceback" not in proc.stderr

