@@ -7,6 +7,7 @@ each command imports its use case when it runs, so ``mlci --help`` stays fast.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import sys
 import traceback
@@ -157,6 +158,69 @@ def config_validate(config: ConfigOption = None, as_json: JsonOption = False) ->
     typer.echo(command.validate(config, cwd=Path.cwd(), as_json=as_json))
 
 
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a param from the params file (repeatable); dotted keys reach nested "
+        "params, values are YAML scalars: --set C=0.5 --set model.depth=3.",
+    ),
+]
+
+
+@app.command()
+def train(
+    overrides: SetOption = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache", help="Train even if a finished run with the same fingerprint exists."
+        ),
+    ] = False,
+    pr: Annotated[
+        int | None,
+        typer.Option("--pr", help="Pull request number to record on the run.", min=1),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train the model (or reuse the run with the same inputs) and record it in MLflow.
+
+    The training command's output streams live. With --json it goes to stderr,
+    and stdout carries one JSON object.
+    """
+    from mlci.commands import train as command
+
+    resolved = command.resolve(config, Path.cwd(), overrides or [], warn=command.stderr_log)
+    result = command.train(
+        resolved,
+        environ=os.environ,
+        use_cache=not no_cache,
+        pr_number=pr,
+        log=command.stderr_log,
+        command_stdout=sys.stderr if as_json else None,
+    )
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        typer.echo(command.format_result(result))
+
+
+@app.command()
+def fingerprint(
+    overrides: SetOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the inputs fingerprint: the run cache key (CI uses it as a cache key too)."""
+    from mlci.commands import train as command
+
+    resolved = command.resolve(config, Path.cwd(), overrides or [], warn=command.stderr_log)
+    typer.echo(command.fingerprint_report(resolved, as_json))
+
+
 def _wants_traceback(args: list[str], environ: Any) -> bool:
     return "--traceback" in args or str(environ.get("MLCI_DEBUG", "")).lower() in _TRUTHY
 
@@ -182,10 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlci: error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
-        return ExitCode.ERROR
+        return exc.exit_code
     except KeyboardInterrupt:
         print("mlci: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception:
         traceback.print_exc()
         print(

@@ -204,9 +204,13 @@ class Config:
 def effective_tracking_uri(config: Config, environ: Mapping[str, str]) -> str:
     """``MLFLOW_TRACKING_URI`` wins over ``tracking.uri``, which wins over the embedded store."""
     uri = environ.get("MLFLOW_TRACKING_URI") or config.tracking.uri
-    if uri:
-        return uri
-    return f"sqlite:///{(config.root / '.mlci' / 'mlflow.db').as_posix()}"
+    if not uri:
+        return f"sqlite:///{(config.root / '.mlci' / 'mlflow.db').as_posix()}"
+    # A relative sqlite path means the project's folder, not wherever mlci runs.
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return f"{prefix}{(config.root / uri[len(prefix) :]).as_posix()}"
+    return uri
 
 
 # --------------------------------------------------------------------------- loading

@@ -8,7 +8,12 @@ bug: the CLI shows its traceback and exits with ``ExitCode.INTERNAL``.
     MlciError
     ├── ConfigError       mlci.yaml is missing or invalid
     ├── ScaffoldError     mlci init cannot write the project
-    └── GitError          a git command failed or the repository is not usable
+    ├── GitError          a git command failed or the repository is not usable
+    ├── ParamsError       a --set override does not fit the params file
+    ├── MetricsError      a metrics file is missing, malformed or holds a non-number
+    ├── TrackingError     the MLflow tracking store cannot be reached or refused a call
+    └── TrainingError     the training command failed or did not write its outputs
+        └── TrainingInterrupted   Ctrl-C or SIGTERM ended the training (exit 130)
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     ERROR = 3
     INTERNAL = 4
+    INTERRUPTED = 130
 
 
 class MlciError(Exception):
     """An error the user can fix: ``message`` says what and where, ``hint`` how."""
+
+    exit_code: int = ExitCode.ERROR
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -48,3 +56,23 @@ class ScaffoldError(MlciError):
 
 class GitError(MlciError):
     pass
+
+
+class ParamsError(MlciError):
+    pass
+
+
+class MetricsError(MlciError):
+    pass
+
+
+class TrackingError(MlciError):
+    pass
+
+
+class TrainingError(MlciError):
+    pass
+
+
+class TrainingInterrupted(TrainingError):
+    exit_code = ExitCode.INTERRUPTED

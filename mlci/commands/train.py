@@ -1,0 +1,366 @@
+"""``mlci train`` and ``mlci fingerprint``: train reproducibly, never twice for the same inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlci import config as cfg
+from mlci import fingerprint as fp
+from mlci import gitrepo, trainer
+from mlci import params as prm
+from mlci.errors import MetricsError, ParamsError, TrainingError, TrainingInterrupted
+from mlci.metrics import metrics_from
+
+RUNS_DIR = "runs"
+OVERRIDES_TAG = "mlci.overrides"
+_STDERR_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Resolved:
+    config: cfg.Config
+    params: dict[str, Any]
+    overrides: tuple[str, ...]
+    fingerprint: fp.Fingerprint
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    experiment_id: str
+    fingerprint: str
+    cached: bool
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    git_commit: str | None
+    run_git_commit: str | None
+    tracking_uri: str
+    run_url: str | None
+    train_seconds: float | None = None
+    model_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "fingerprint": self.fingerprint,
+            "cached": self.cached,
+            "metrics": self.metrics,
+            "params": self.params,
+            "git_commit": self.git_commit,
+            "run_git_commit": self.run_git_commit,
+            "tracking_uri": self.tracking_uri,
+            "run_url": self.run_url,
+            "train_seconds": self.train_seconds,
+            "model_id": self.model_id,
+        }
+
+
+def load_params(config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
+    """The params file (empty if the config names none) with ``--set`` overrides applied."""
+    import yaml
+
+    if config.train.params is None:
+        if overrides:
+            raise ParamsError(
+                f"--set needs a params file, and {config.path.name} names none",
+                hint="set train.params in mlci.yaml (for example params.yaml)",
+            )
+        return {}
+    path = config.root / config.train.params
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(
+            f"params file {path} does not exist (train.params in {config.path.name})",
+            hint="create it, or fix train.params in mlci.yaml",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"params file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(
+            f"params file {path} must hold a mapping of names to values",
+            hint="write it as `name: value` lines",
+        )
+    return prm.apply_overrides(data, overrides, config.train.params)
+
+
+def resolve(
+    config_path: Path | None, cwd: Path, overrides: Sequence[str], *, warn: Callable[[str], None]
+) -> Resolved:
+    config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+    params = load_params(config, overrides)
+    fingerprint = fp.compute(config, params)
+    for pattern in fingerprint.unmatched:
+        warn(f"train.inputs pattern {pattern!r} matches no file")
+    if not fingerprint.files:
+        warn("no input files: the fingerprint covers only the params and the command")
+    return Resolved(config, params, tuple(overrides), fingerprint)
+
+
+def fingerprint_report(resolved: Resolved, as_json: bool) -> str:
+    if not as_json:
+        return resolved.fingerprint.digest
+    return json.dumps(
+        {
+            "fingerprint": resolved.fingerprint.digest,
+            "files": dict(sorted(resolved.fingerprint.files.items())),
+            "params": resolved.params,
+            "command": resolved.config.train.command,
+            "unmatched_inputs": list(resolved.fingerprint.unmatched),
+        },
+        indent=2,
+    )
+
+
+def _signature(path: Path) -> tuple[Any, ...] | None:
+    """What identifies one state of a file or folder, to tell a fresh output from a stale one."""
+    if path.is_file():
+        st = path.stat()
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
+    if path.is_dir():
+        return (
+            tuple(
+                sorted(
+                    (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                    for p in path.rglob("*")
+                    if p.is_file()
+                )
+            )
+            or None
+        )
+    return None
+
+
+def _output(
+    name: str,
+    key: str,
+    output_dir: Path,
+    root: Path,
+    before: tuple[Any, ...] | None,
+    *,
+    folder: bool,
+) -> Path:
+    """Where the command wrote an output: MLCI_OUTPUT_DIR first, then the project folder,
+    where a file left over from an earlier run does not count."""
+    fresh = output_dir / name
+    if fresh.is_dir() if folder else fresh.is_file():
+        return fresh
+    legacy = root / name
+    now = _signature(legacy)
+    if now is not None and now != before:
+        return legacy
+    what = "folder" if folder else "file"
+    if now is not None:
+        raise TrainingError(
+            f"the training command did not write its {what} {name!r} ({key} in mlci.yaml): "
+            f"{legacy} is left over from an earlier run",
+            hint=f"make the command write {name} under $MLCI_OUTPUT_DIR (or the project folder), "
+            f"or fix {key}",
+        )
+    raise TrainingError(
+        f"the training command finished but wrote no {what} {name!r} ({key} in mlci.yaml); "
+        f"looked in {output_dir} and {root}",
+        hint=f"make the command write {name} under $MLCI_OUTPUT_DIR, or fix {key} in mlci.yaml",
+    )
+
+
+def _read_metrics(path: Path) -> dict[str, float]:
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except ValueError as exc:  # json.JSONDecodeError
+        raise MetricsError(f"{path}: not valid JSON: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise MetricsError(f"{path}: not valid YAML: {exc}") from None
+    return metrics_from(data, str(path))
+
+
+def train(
+    resolved: Resolved,
+    *,
+    environ: Mapping[str, str],
+    use_cache: bool = True,
+    pr_number: int | None = None,
+    log: Callable[[str], None],
+    command_stdout: Any = None,
+) -> TrainResult:
+    """Reuse the FINISHED run with this fingerprint, or run the training command and record it."""
+    from mlci.tracking import FINGERPRINT_TAG, Tracking
+
+    config = resolved.config
+    root = config.root
+    uri = cfg.effective_tracking_uri(config, environ)
+    tracking = Tracking(
+        uri,
+        config.experiment,
+        artifact_root=root / fp.STATE_DIR / "artifacts" if uri.startswith("sqlite:") else None,
+        environ=environ,
+    )
+    digest = resolved.fingerprint.digest
+    head = gitrepo.head_info(root)
+    git_commit = head.commit if head else None
+
+    if use_cache:
+        found = tracking.find_finished_run(digest)
+        if found is not None:
+            log(
+                f"cache hit: run {found.run_id} has fingerprint {digest[:12]}; not training "
+                "(--no-cache trains anyway)"
+            )
+            return TrainResult(
+                run_id=found.run_id,
+                experiment_id=found.experiment_id,
+                fingerprint=digest,
+                cached=True,
+                metrics=found.metrics,
+                params=resolved.params,
+                git_commit=git_commit,
+                run_git_commit=found.tags.get("mlci.git.commit"),
+                tracking_uri=uri,
+                run_url=tracking.run_url(found.run_id, found.experiment_id),
+                model_id=found.tags.get("mlci.model_id"),
+                tags=found.tags,
+            )
+
+    tags = {
+        FINGERPRINT_TAG: digest,
+        "mlci.command": config.train.command,
+        OVERRIDES_TAG: json.dumps(list(resolved.overrides)) if resolved.overrides else "",
+        "mlflow.source.type": "PROJECT",
+        "mlflow.source.name": config.model.name,
+    }
+    if head is not None:
+        tags["mlci.git.dirty"] = "true" if head.dirty else "false"
+        if head.commit:
+            tags["mlci.git.commit"] = head.commit
+            tags["mlflow.source.git.commit"] = head.commit
+        if head.branch:
+            tags["mlci.git.branch"] = head.branch
+            tags["mlflow.source.git.branch"] = head.branch
+    if pr_number is not None:
+        tags["mlci.pr"] = str(pr_number)
+    if not tags[OVERRIDES_TAG]:
+        del tags[OVERRIDES_TAG]
+
+    run_id = tracking.start_run(run_name=f"{config.model.name}-{digest[:8]}", tags=tags)
+    experiment_id = tracking.experiment_id(create=True)
+    assert experiment_id is not None
+    work = root / fp.STATE_DIR / RUNS_DIR / run_id
+    output_dir = work / "outputs"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    params_file = work / "params.json"
+    params_file.write_text(
+        json.dumps(resolved.params, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    metrics_before = _signature(root / config.train.metrics)
+    model_before = _signature(root / config.train.model)
+
+    child_env = {
+        **environ,
+        "MLCI_PARAMS_FILE": str(params_file),
+        "MLCI_OUTPUT_DIR": str(output_dir),
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_EXPERIMENT_ID": experiment_id,
+        "PYTHONUNBUFFERED": "1",
+    }
+    log(f"training: {config.train.command}  (MLflow run {run_id}, fingerprint {digest[:12]})")
+    try:
+        outcome = trainer.run_command(
+            config.train.command, cwd=root, env=child_env, stdout=command_stdout
+        )
+    except BaseException:
+        tracking.end_run(run_id, "FAILED")
+        raise
+    if outcome.interrupted:
+        tracking.end_run(run_id, "KILLED")
+        raise TrainingInterrupted(
+            f"training interrupted after {outcome.seconds:.1f}s; MLflow run {run_id} marked KILLED",
+            hint="run `mlci train` again to start over",
+        )
+    if outcome.returncode != 0:
+        tracking.end_run(run_id, "FAILED")
+        lines = outcome.stderr_tail.rstrip().splitlines()[-_STDERR_TAIL_LINES:]
+        tail = "\n".join(f"  | {line}" for line in lines) or "  | (nothing on stderr)"
+        raise TrainingError(
+            f"the training command `{config.train.command}` exited with {outcome.returncode} "
+            f"after {outcome.seconds:.1f}s; MLflow run {run_id} marked FAILED. "
+            f"Last lines of its stderr:\n{tail}",
+            hint="fix the training code and run `mlci train` again",
+        )
+    try:
+        metrics_path = _output(
+            config.train.metrics, "train.metrics", output_dir, root, metrics_before, folder=False
+        )
+        metrics = _read_metrics(metrics_path)
+        model_path: Path | None = _output(
+            config.train.model, "train.model", output_dir, root, model_before, folder=True
+        )
+        assert model_path is not None
+        if not (model_path / "MLmodel").is_file():
+            log(
+                f"warning: {model_path} has no MLmodel file, so it is not an MLflow model; "
+                "logged as plain files (save it with an MLflow flavour to register it)"
+            )
+            extra_files = [metrics_path, params_file, model_path]
+            model_path = None
+        else:
+            extra_files = [metrics_path, params_file]
+        model_id = tracking.log_results(
+            run_id,
+            params=prm.flatten(resolved.params),
+            metrics=metrics,
+            files=extra_files,
+            model_dir=model_path,
+            model_name=config.model.name,
+        )
+    except BaseException:
+        tracking.end_run(run_id, "FAILED")
+        raise
+    shutil.rmtree(work, ignore_errors=True)  # everything is in MLflow now
+    log(f"trained in {outcome.seconds:.1f}s; recorded MLflow run {run_id}")
+    return TrainResult(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        fingerprint=digest,
+        cached=False,
+        metrics=metrics,
+        params=resolved.params,
+        git_commit=git_commit,
+        run_git_commit=git_commit,
+        tracking_uri=uri,
+        run_url=tracking.run_url(run_id, experiment_id),
+        train_seconds=round(outcome.seconds, 3),
+        model_id=model_id,
+        tags=tags,
+    )
+
+
+def format_result(result: TrainResult) -> str:
+    width = max((len(k) for k in result.metrics), default=0)
+    lines = [
+        f"run        {result.run_id}{'  (cached)' if result.cached else ''}",
+        f"fingerprint {result.fingerprint}",
+        f"tracking   {result.tracking_uri}",
+    ]
+    if result.run_url:
+        lines.append(f"url        {result.run_url}")
+    lines.append("metrics:")
+    lines += [f"  {name:<{width}}  {value:.6g}" for name, value in sorted(result.metrics.items())]
+    return "\n".join(lines)
+
+
+def stderr_log(message: str) -> None:
+    print(f"mlci: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,261 @@
+"""The inputs fingerprint: the run cache key.
+
+sha256 over everything that determines a training result: the content of
+every file matched by ``train.inputs`` (sorted relative paths and content
+hashes), the resolved params as canonical JSON, the training command and the
+training section of the config. Same fingerprint, same model.
+
+Files git ignores, ``.mlci/`` itself, and the training outputs are never
+inputs. A stat cache (path, size, mtime_ns, inode -> sha256) under
+``.mlci/`` keeps unchanged files from being read again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mlci import gitrepo
+from mlci.config import Config
+from mlci.errors import MlciError
+from mlci.params import canonical_json
+
+STATE_DIR = ".mlci"
+STAT_CACHE = "statcache.json"
+_VERSION = "mlci-fingerprint-v1"
+_CHUNK = 1 << 20
+# A file changed within this window of its cache entry's write could have the
+# same mtime as the entry (coarse clocks): such entries are not trusted.
+_RACY_NS = 2_000_000_000
+
+
+# --------------------------------------------------------------------------- globs (pure)
+
+
+def _segment(part: str) -> str:
+    out = ""
+    i = 0
+    while i < len(part):
+        c = part[i]
+        if c == "*":
+            out += "[^/]*"
+        elif c == "?":
+            out += "[^/]"
+        elif c == "[":
+            end = part.find("]", i + 2 if part[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if end == -1:
+                out += re.escape(c)
+            else:
+                body = part[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out += f"[{body.replace(chr(92), chr(92) * 2)}]"
+                i = end
+        else:
+            out += re.escape(c)
+        i += 1
+    return out
+
+
+@lru_cache(maxsize=256)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob relative to the project root, as a regex over '/'-separated paths.
+
+    ``*`` and ``?`` stay within one folder; ``**`` as a whole segment spans any
+    number of folders; a pattern that names a folder matches everything in it.
+    """
+    pattern = pattern.strip()
+    while pattern.startswith("./"):
+        pattern = pattern[2:]
+    pattern = pattern.strip("/")
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    regex = ""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+        else:
+            regex += _segment(part) + ("" if last else "/")
+    # Also everything below a matching folder.
+    return re.compile(f"(?:{regex})(?:/.*)?" if regex else ".*")
+
+
+def select(
+    files: Iterable[str], patterns: Iterable[str], excluded: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
+    """Files matching any pattern and under no excluded prefix, and the patterns
+    that matched nothing."""
+    patterns = list(patterns)
+    regexes = [glob_regex(p) for p in patterns]
+    blocked = [e.strip("/") for e in excluded if e.strip("/")]
+    hits = [False] * len(patterns)
+    chosen = []
+    for name in files:
+        if any(name == b or name.startswith(b + "/") for b in blocked):
+            continue
+        matched = False
+        for i, regex in enumerate(regexes):
+            if regex.fullmatch(name):
+                hits[i] = True
+                matched = True
+        if matched:
+            chosen.append(name)
+    unmatched = [p for p, hit in zip(patterns, hits, strict=False) if not hit]
+    return sorted(chosen), unmatched
+
+
+# --------------------------------------------------------------------------- files
+
+
+def candidate_files(root: Path) -> list[str]:
+    """Every file under ``root`` that is not ignored, '/'-separated and relative.
+
+    In a git work tree git decides (all of .gitignore's rules); elsewhere the
+    root .gitignore is applied with pathspec's gitignore semantics.
+    """
+    listed = gitrepo.list_files(root)
+    if listed is not None:
+        return listed
+    import pathspec
+
+    ignore_file = root / ".gitignore"
+    lines = ignore_file.read_text(encoding="utf-8").splitlines() if ignore_file.is_file() else []
+    spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    out: list[str] = []
+    for folder, dirs, names in os.walk(root):
+        rel_folder = Path(folder).relative_to(root).as_posix()
+        prefix = "" if rel_folder == "." else rel_folder + "/"
+        dirs[:] = [d for d in dirs if d != ".git" and not spec.match_file(prefix + d + "/")]
+        out.extend(prefix + n for n in names if not spec.match_file(prefix + n))
+    return sorted(out)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buffer)
+            if not n:
+                break
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+class StatCache:
+    """(size, mtime_ns, inode) -> sha256 per relative path, kept in .mlci/statcache.json."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, list[Any]] = {}
+        self.changed = False
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") == _VERSION:
+                self.entries = data["files"]
+        except (OSError, ValueError, KeyError, AttributeError):
+            self.entries = {}  # a missing or damaged cache only costs a re-read
+
+    def lookup(self, name: str, st: os.stat_result) -> str | None:
+        entry = self.entries.get(name)
+        if entry and entry[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]:
+            return str(entry[3])
+        return None
+
+    def store(self, name: str, st: os.stat_result, digest: str) -> None:
+        if time.time_ns() - st.st_mtime_ns < _RACY_NS:
+            return
+        self.entries[name] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
+        self.changed = True
+
+    def save(self, keep: Iterable[str]) -> None:
+        keep = set(keep)
+        if set(self.entries) - keep:
+            self.entries = {k: v for k, v in self.entries.items() if k in keep}
+            self.changed = True
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(
+                json.dumps({"version": _VERSION, "files": self.entries}), encoding="utf-8"
+            )
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # the cache is an optimisation; never fail a command over it
+
+
+def hash_files(root: Path, names: list[str], cache: StatCache | None) -> dict[str, str]:
+    """sha256 of each file; unchanged files come from the stat cache."""
+    digests: dict[str, str] = {}
+    todo: list[tuple[str, os.stat_result]] = []
+    for name in names:
+        path = root / name
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise MlciError(f"cannot read input file {path}: {exc.strerror}") from exc
+        cached = cache.lookup(name, st) if cache else None
+        if cached:
+            digests[name] = cached
+        else:
+            todo.append((name, st))
+    if todo:
+        # hashlib releases the GIL on large buffers: threads hash files in parallel.
+        workers = min(len(todo), os.cpu_count() or 1, 8)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(lambda item: _sha256(root / item[0]), todo)
+            for (name, st), digest in zip(todo, results, strict=False):
+                digests[name] = digest
+                if cache:
+                    cache.store(name, st, digest)
+    return digests
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    digest: str
+    files: Mapping[str, str]  # relative path -> sha256
+    unmatched: tuple[str, ...]  # input patterns that matched no file
+
+
+def compose(files: Mapping[str, str], params: Any, config: Config) -> str:
+    """The fingerprint of already-hashed inputs. Pure."""
+    h = hashlib.sha256()
+    h.update(f"{_VERSION}\n".encode())
+    for name in sorted(files):
+        h.update(f"file {name} {files[name]}\n".encode())
+    h.update(f"params {canonical_json(params)}\n".encode())
+    h.update(f"command {config.train.command}\n".encode())
+    train = dataclasses.asdict(config.train)
+    train["inputs"] = list(config.train.inputs)
+    h.update(f"train {canonical_json(train)}\n".encode())
+    return h.hexdigest()
+
+
+def compute(config: Config, params: Any, *, use_stat_cache: bool = True) -> Fingerprint:
+    root = config.root
+    outputs = [STATE_DIR, config.train.metrics, config.train.model]
+    names, unmatched = select(candidate_files(root), config.train.inputs, outputs)
+    cache = StatCache(root / STATE_DIR / STAT_CACHE) if use_stat_cache else None
+    files = hash_files(root, names, cache)
+    if cache:
+        cache.save(files)
+    return Fingerprint(
+        digest=compose(files, params, config), files=files, unmatched=tuple(unmatched)
+    )

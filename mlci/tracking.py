@@ -1,0 +1,400 @@
+"""MLflow: the one module that talks to it.
+
+``import mlflow`` and opening a store cost about two seconds, more than the
+whole budget of a run-cache hit. So the cache lookup has fast paths that
+never import mlflow: a read-only query of the embedded sqlite store, and
+MLflow's documented REST API (``runs/search``) for a tracking server. Any
+surprise on a fast path (an unknown schema, an auth challenge, TLS settings)
+falls back to ``MlflowClient``, which is always right, just slower.
+
+Library errors are translated here into ``TrackingError`` with a hint.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sqlite3
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+FINGERPRINT_TAG = "mlci.fingerprint"
+MODEL_ID_TAG = "mlci.model_id"
+_MAX_PARAM_LENGTH = 6000
+_FAST_PATH_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    experiment_id: str
+    status: str
+    start_time: int | None  # ms since the epoch
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for anything else."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def is_http(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+@contextmanager
+def _translated(what: str, uri: str) -> Iterator[None]:
+    try:
+        yield
+    except TrackingError:
+        raise
+    except Exception as exc:  # MLflow raises MlflowException, requests' errors, sqlalchemy's ...
+        from mlflow.exceptions import MlflowException
+
+        detail = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
+        hint = (
+            "check that the tracking server is running and reachable, and MLFLOW_TRACKING_URI"
+            if is_http(uri)
+            else "check tracking.uri in mlci.yaml and MLFLOW_TRACKING_URI"
+        )
+        raise TrackingError(f"MLflow: {what} failed against {uri}: {detail}", hint=hint) from exc
+
+
+class Tracking:
+    """One MLflow tracking store and one experiment in it."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        *,
+        artifact_root: Path | None,
+        environ: Mapping[str, str],
+    ) -> None:
+        self.uri = uri
+        self.experiment = experiment
+        self.artifact_root = artifact_root
+        self.environ = environ
+        self._client_instance: MlflowClient | None = None
+        self._experiment_id: str | None = None
+        self.fast_path_used: str | None = None  # for tests and --json: "sqlite", "rest" or None
+
+    # ------------------------------------------------------------------ client
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client_instance is None:
+            path = sqlite_path(self.uri)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            with _translated("opening the tracking store", self.uri):
+                from mlflow.tracking import MlflowClient
+
+                # MLflow (which sets its loggers up on import) and alembic announce
+                # every schema migration at INFO: noise in a CI log.
+                for name in ("mlflow", "alembic"):
+                    logging.getLogger(name).setLevel(logging.WARNING)
+                self._client_instance = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        return self._client_instance
+
+    def experiment_id(self, create: bool) -> str | None:
+        if self._experiment_id is not None:
+            return self._experiment_id
+        with _translated(f"finding experiment {self.experiment!r}", self.uri):
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is not None and found.lifecycle_stage != "active":
+                raise TrackingError(
+                    f"MLflow experiment {self.experiment!r} at {self.uri} is deleted",
+                    hint="restore it in MLflow, or set tracking.experiment in mlci.yaml "
+                    "to a new name",
+                )
+            if found is None:
+                if not create:
+                    return None
+                location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
+                self._experiment_id = str(
+                    self.client.create_experiment(self.experiment, artifact_location=location)
+                )
+            else:
+                self._experiment_id = str(found.experiment_id)
+        return self._experiment_id
+
+    # ------------------------------------------------------------------ run cache
+
+    def find_finished_run(self, fingerprint: str) -> RunRecord | None:
+        """The newest FINISHED, not deleted run with this fingerprint, if any."""
+        path = sqlite_path(self.uri)
+        if path is not None:
+            if not path.exists():
+                self.fast_path_used = "sqlite"
+                return None
+            try:
+                found = _sqlite_lookup(path, self.experiment, fingerprint)
+                self.fast_path_used = "sqlite"
+                return found
+            except sqlite3.Error:
+                pass
+        elif is_http(self.uri) and not _needs_client_tls(self.environ):
+            try:
+                found = _rest_lookup(self.uri, self.experiment, fingerprint, self.environ)
+                self.fast_path_used = "rest"
+                return found
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return self._client_lookup(fingerprint)
+
+    def _client_lookup(self, fingerprint: str) -> RunRecord | None:
+        experiment_id = self.experiment_id(create=False)
+        if experiment_id is None:
+            return None
+        with _translated("searching runs", self.uri):
+            runs = self.client.search_runs(
+                [experiment_id],
+                filter_string=_cache_filter(fingerprint),
+                max_results=1,
+                order_by=["attributes.start_time DESC"],
+            )
+        if not runs:
+            return None
+        run = runs[0]
+        return RunRecord(
+            run_id=run.info.run_id,
+            experiment_id=str(run.info.experiment_id),
+            status=run.info.status,
+            start_time=run.info.start_time,
+            metrics=dict(run.data.metrics),
+            params=dict(run.data.params),
+            tags=dict(run.data.tags),
+        )
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(self, *, run_name: str, tags: Mapping[str, str]) -> str:
+        experiment_id = self.experiment_id(create=True)
+        assert experiment_id is not None
+        with _translated("creating a run", self.uri):
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        return str(run.info.run_id)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """Mark a run FAILED or KILLED; never raises (it runs while another error is reported)."""
+        try:
+            self.client.set_terminated(run_id, status)
+        except Exception as exc:  # the original error matters more than this one
+            logging.getLogger(__name__).warning("could not mark run %s %s: %s", run_id, status, exc)
+
+    def log_results(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        files: list[Path],
+        model_dir: Path | None,
+        model_name: str,
+    ) -> str | None:
+        """Log params, metrics, files and the model; finish the run. Returns the logged model id."""
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        with _translated("logging the run", self.uri):
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                params=[Param(k, _param_value(v)) for k, v in params.items()],
+            )
+            for path in files:
+                self.client.log_artifact(run_id, str(path))
+            model_id = None
+            if model_dir is not None:
+                model_id = self._log_model(run_id, model_dir, model_name)
+                self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
+            self.client.set_terminated(run_id, "FINISHED")
+        return model_id
+
+    def _log_model(self, run_id: str, model_dir: Path, name: str) -> str:
+        """The model folder as an MLflow logged model (MLflow 3's model entity) of the run."""
+        experiment_id = self.experiment_id(create=True)
+        assert experiment_id is not None
+        model = self.client.create_logged_model(
+            experiment_id, name=_logged_model_name(name), source_run_id=run_id
+        )
+        try:
+            self.client.log_model_artifacts(model.model_id, str(model_dir))
+        except Exception:
+            self.client.finalize_logged_model(model.model_id, "FAILED")
+            raise
+        self.client.finalize_logged_model(model.model_id, "READY")
+        return str(model.model_id)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with _translated(f"reading run {run_id}", self.uri):
+            run = self.client.get_run(run_id)
+        return RunRecord(
+            run_id=run.info.run_id,
+            experiment_id=str(run.info.experiment_id),
+            status=run.info.status,
+            start_time=run.info.start_time,
+            metrics=dict(run.data.metrics),
+            params=dict(run.data.params),
+            tags=dict(run.data.tags),
+        )
+
+    def run_url(self, run_id: str, experiment_id: str) -> str | None:
+        if is_http(self.uri):
+            return f"{self.uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return None
+
+
+def _cache_filter(fingerprint: str) -> str:
+    return f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED'"
+
+
+def _logged_model_name(name: str) -> str:
+    # Logged model names may not contain '/'; model names (GTO's grammar) may.
+    return name.replace("/", "-")
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def _sqlite_lookup(path: Path, experiment: str, fingerprint: str) -> RunRecord | None:
+    """Read-only query of MLflow's sqlite schema (runs, tags, latest_metrics, params).
+
+    Any schema surprise raises sqlite3.Error, and the caller falls back to MlflowClient.
+    """
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    try:
+        row = connection.execute(
+            """
+            SELECT r.run_uuid, r.experiment_id, r.status, r.start_time
+            FROM runs r
+            JOIN experiments e ON e.experiment_id = r.experiment_id
+            JOIN tags t ON t.run_uuid = r.run_uuid
+            WHERE e.name = ? AND e.lifecycle_stage = 'active'
+              AND r.lifecycle_stage = 'active' AND r.status = 'FINISHED'
+              AND t.key = ? AND t.value = ?
+            ORDER BY r.start_time DESC
+            LIMIT 1
+            """,
+            (experiment, FINGERPRINT_TAG, fingerprint),
+        ).fetchone()
+        if row is None:
+            return None
+        run_id = row[0]
+        metrics = dict(
+            connection.execute(
+                "SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,)
+            )
+        )
+        params = dict(
+            connection.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,))
+        )
+        tags = dict(connection.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
+        return RunRecord(
+            run_id=run_id,
+            experiment_id=str(row[1]),
+            status=row[2],
+            start_time=row[3],
+            metrics={k: float(v) for k, v in metrics.items()},
+            params=params,
+            tags=tags,
+        )
+    finally:
+        connection.close()
+
+
+def _needs_client_tls(environ: Mapping[str, str]) -> bool:
+    return any(
+        environ.get(name)
+        for name in (
+            "MLFLOW_TRACKING_INSECURE_TLS",
+            "MLFLOW_TRACKING_SERVER_CERT_PATH",
+            "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+        )
+    )
+
+
+def _rest(
+    uri: str, method: str, endpoint: str, environ: Mapping[str, str], body: Any = None
+) -> Any:
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/{endpoint}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}")
+    elif environ.get("MLFLOW_TRACKING_USERNAME"):
+        pair = (
+            f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
+        )
+        request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
+    with urllib.request.urlopen(request, timeout=_FAST_PATH_TIMEOUT) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def _rest_lookup(
+    uri: str, experiment: str, fingerprint: str, environ: Mapping[str, str]
+) -> RunRecord | None:
+    """MLflow's REST API: experiments/get-by-name, then runs/search."""
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    try:
+        found = _rest(uri, "GET", f"experiments/get-by-name?{query}", environ)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            payload = json.loads(exc.read() or b"{}")
+            if payload.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+                return None
+        raise
+    experiment_info = found["experiment"]
+    if experiment_info.get("lifecycle_stage") != "active":
+        raise ValueError("experiment is not active")  # let the client path explain it
+    result = _rest(
+        uri,
+        "POST",
+        "runs/search",
+        environ,
+        {
+            "experiment_ids": [experiment_info["experiment_id"]],
+            "filter": _cache_filter(fingerprint),
+            "run_view_type": "ACTIVE_ONLY",
+            "max_results": 1,
+            "order_by": ["attributes.start_time DESC"],
+        },
+    )
+    runs = result.get("runs") or []
+    if not runs:
+        return None
+    info, data = runs[0]["info"], runs[0].get("data", {})
+    return RunRecord(
+        run_id=info["run_id"],
+        experiment_id=str(info["experiment_id"]),
+        status=info["status"],
+        start_time=int(info["start_time"]) if info.get("start_time") is not None else None,
+        metrics={m["key"]: float(m["value"]) for m in data.get("metrics", [])},
+        params={p["key"]: p["value"] for p in data.get("params", [])},
+        tags={t["key"]: t["value"] for t in data.get("tags", [])},
+    )
