@@ -16,12 +16,13 @@ import base64
 import json
 import logging
 import sqlite3
+import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,8 +63,10 @@ def is_http(uri: str) -> bool:
 
 @contextmanager
 def _translated(what: str, uri: str) -> Iterator[None]:
+    # MLflow prints "View run ... at: URL" to stdout: keep stdout for --json.
     try:
-        yield
+        with redirect_stdout(sys.stderr):
+            yield
     except TrackingError:
         raise
     except Exception as exc:  # MLflow raises MlflowException, requests' errors, sqlalchemy's ...
@@ -197,7 +200,8 @@ class Tracking:
     def end_run(self, run_id: str, status: str) -> None:
         """Mark a run FAILED or KILLED; never raises (it runs while another error is reported)."""
         try:
-            self.client.set_terminated(run_id, status)
+            with redirect_stdout(sys.stderr):
+                self.client.set_terminated(run_id, status)
         except Exception as exc:  # the original error matters more than this one
             logging.getLogger(__name__).warning("could not mark run %s %s: %s", run_id, status, exc)
 

@@ -56,8 +56,19 @@ def test_glob(pattern: str, path: str, matches: bool) -> None:
 
 
 def test_select_excludes_outputs_and_reports_unmatched() -> None:
-    files = ["train.py", "params.yaml", ".mlci/statcache.json", "model/x.py", "metrics.json", "a.py"]
-    chosen, unmatched = fp.select(files, ["*.py", "**/*.json", "params.yaml", "nothing/**"], [".mlci", "model", "metrics.json"])
+    files = [
+        "train.py",
+        "params.yaml",
+        ".mlci/statcache.json",
+        "model/x.py",
+        "metrics.json",
+        "a.py",
+    ]
+    chosen, unmatched = fp.select(
+        files,
+        ["*.py", "**/*.json", "params.yaml", "nothing/**"],
+        [".mlci", "model", "metrics.json"],
+    )
     assert chosen == ["a.py", "params.yaml", "train.py"]
     assert unmatched == ["**/*.json", "nothing/**"]
 
@@ -110,10 +121,14 @@ def test_what_changes_the_fingerprint(tmp_path: Path) -> None:
     other = cfg.parse(CONFIG.replace("python train.py", "python train.py --fast"), config.path)
     assert fp.compute(other, {"C": 1}).digest != fp.compute(config, {"C": 1}).digest  # command
     moved = cfg.parse(CONFIG.replace("metrics: metrics.json", "metrics: out.json"), config.path)
-    assert fp.compute(moved, {"C": 1}).digest != fp.compute(config, {"C": 1}).digest  # train section
+    assert (
+        fp.compute(moved, {"C": 1}).digest != fp.compute(config, {"C": 1}).digest
+    )  # train section
 
 
-def test_stat_cache_rereads_only_changed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stat_cache_rereads_only_changed_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = _project(tmp_path)
     old = 1_600_000_000_000_000_000  # files older than the racy window
     for path in config.root.rglob("*"):

@@ -1,0 +1,112 @@
+"""mlci train against a real MLflow tracking server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mlci.errors import ExitCode
+from tests.test_train import CACHE_HIT_PROBE, make_project, set_params
+
+
+@pytest.fixture
+def remote(monkeypatch: pytest.MonkeyPatch, mlflow_server: str) -> str:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    return mlflow_server
+
+
+def _experiment(root: Path) -> str:
+    # Each test gets its own experiment on the shared server.
+    name = f"demo-{uuid.uuid4().hex[:8]}"
+    text = (root / "mlci.yaml").read_text()
+    (root / "mlci.yaml").write_text(text + f"tracking:\n  experiment: {name}\n")
+    return name
+
+
+def test_train_cache_hit_and_failure_against_a_server(cli, tmp_path: Path, remote: str) -> None:  # type: ignore[no-untyped-def]
+    from mlflow.tracking import MlflowClient
+
+    root = make_project(tmp_path)
+    experiment = _experiment(root)
+    first = cli("train", "--json", cwd=root)
+    assert first.code == ExitCode.OK, first.err
+    data = json.loads(first.out)
+    assert data["tracking_uri"] == remote
+    assert (
+        data["run_url"] == f"{remote}/#/experiments/{data['experiment_id']}/runs/{data['run_id']}"
+    )
+    client = MlflowClient(remote)
+    run = client.get_run(data["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlci.fingerprint"] == data["fingerprint"]
+    assert {a.path for a in client.list_artifacts(data["run_id"])} >= {
+        "metrics.json",
+        "params.json",
+    }
+    assert {a.path for a in client.list_logged_model_artifacts(data["model_id"])} == {
+        "MLmodel",
+        "weights.bin",
+    }
+    assert client.get_experiment_by_name(experiment).experiment_id == data["experiment_id"]
+    assert not (root / ".mlci" / "mlflow.db").exists()  # nothing went to the embedded store
+
+    # Cache hit through MLflow's REST API, without importing mlflow.
+    probe = subprocess.run(
+        [sys.executable, "-c", CACHE_HIT_PROBE], cwd=root, capture_output=True, text=True
+    )
+    assert json.loads(probe.stderr.strip().splitlines()[-1]) == {"code": 0, "mlflow": False}
+    hit = json.loads(probe.stdout)
+    assert hit["cached"] is True
+    assert hit["run_id"] == data["run_id"]
+    assert hit["metrics"] == data["metrics"]
+
+    set_params(root, mode="fail")
+    failed = cli("train", cwd=root)
+    assert failed.code == ExitCode.ERROR
+    assert "ValueError: the data is broken" in failed.err
+    statuses = sorted(r.info.status for r in client.search_runs([data["experiment_id"]]))
+    assert statuses == ["FAILED", "FINISHED"]
+
+
+def test_rest_fast_path_agrees_with_mlflow_client(cli, tmp_path: Path, remote: str) -> None:  # type: ignore[no-untyped-def]
+    from mlci.tracking import Tracking
+
+    root = make_project(tmp_path)
+    experiment = _experiment(root)
+    data = json.loads(cli("train", "--json", cwd=root).out)
+    tracking = Tracking(remote, experiment, artifact_root=None, environ={})
+    fast = tracking.find_finished_run(data["fingerprint"])
+    assert tracking.fast_path_used == "rest"
+    assert fast is not None
+    slow = tracking._client_lookup(data["fingerprint"])
+    assert fast == slow
+    assert (
+        Tracking(remote, "no-such-experiment", artifact_root=None, environ={}).find_finished_run(
+            "0" * 64
+        )
+        is None
+    )
+
+
+def test_unreachable_server_is_a_clear_error(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    root = make_project(tmp_path)
+    result = cli("train", cwd=root)
+    assert result.code == ExitCode.ERROR, result.err
+    assert f"failed against http://127.0.0.1:{port}" in result.err
+    assert "hint: check that the tracking server is running" in result.err
+    assert "Traceback" not in result.err

@@ -1,0 +1,358 @@
+"""mlci train against a real MLflow sqlite store and real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlci.errors import ExitCode
+from tests.helpers import REPO_ROOT, run
+
+FAKE_TRAIN = r"""
+import json, os, pathlib, sys, time
+
+params = json.loads(pathlib.Path(os.environ["MLCI_PARAMS_FILE"]).read_text())
+out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
+mode = params["mode"]
+if params.get("env_dump"):
+    keys = ["MLCI_PARAMS_FILE", "MLCI_OUTPUT_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"]
+    pathlib.Path(params["env_dump"]).write_text(json.dumps({k: os.environ.get(k) for k in keys}))
+print("training with", json.dumps(params, sort_keys=True))
+if mode == "fail":
+    for i in range(30):
+        print(f"noise {i}", file=sys.stderr)
+    print("ValueError: the data is broken", file=sys.stderr)
+    sys.exit(2)
+if mode == "sleep":
+    pathlib.Path(params["marker"]).write_text(str(os.getpid()))
+    time.sleep(120)
+if mode == "mlflow":
+    import mlflow
+    with mlflow.start_run():
+        mlflow.log_metric("from_script", 7.0)
+metrics = {"accuracy": params["accuracy"], "loss": {"val": 0.25}}
+if mode == "nan":
+    metrics["accuracy"] = float("nan")
+target = pathlib.Path(".") if mode == "legacy" else out
+if mode != "no_model":
+    (target / "model").mkdir(parents=True, exist_ok=True)
+    (target / "model" / "MLmodel").write_text("flavors: {}\n")
+    (target / "model" / "weights.bin").write_bytes(b"\0" * 64)
+if mode != "no_metrics":
+    (target / "metrics.json").write_text(json.dumps(metrics, allow_nan=True))
+"""
+
+CONFIG = """\
+model:
+  name: demo
+train:
+  command: {python} train.py
+  inputs: [train.py, params.yaml]
+  params: params.yaml
+environments:
+  staging:
+    gates:
+      - metric: accuracy
+        min: 0.5
+"""
+
+
+def make_project(tmp_path: Path, mode: str = "ok", accuracy: float = 0.9, **extra: Any) -> Path:
+    root = tmp_path / "project"
+    root.mkdir(exist_ok=True)
+    (root / "train.py").write_text(FAKE_TRAIN)
+    (root / "mlci.yaml").write_text(CONFIG.format(python=sys.executable))
+    params = {"mode": mode, "accuracy": accuracy, **extra}
+    (root / "params.yaml").write_text(json.dumps(params))
+    (root / ".gitignore").write_text(".mlci/\nmodel/\nmetrics.json\n")
+    if not (root / ".git").exists():
+        run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", f"mode {mode}", "--allow-empty"], root)
+    return root
+
+
+def set_params(root: Path, **values: Any) -> None:
+    params = json.loads((root / "params.yaml").read_text())
+    params.update(values)
+    (root / "params.yaml").write_text(json.dumps(params))
+
+
+def client(root: Path):  # type: ignore[no-untyped-def]
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{root / '.mlci' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def train_json(cli, root: Path, *args: str):  # type: ignore[no-untyped-def]
+    result = cli("train", "--json", *args, cwd=root)
+    assert result.code == ExitCode.OK, result.err
+    return json.loads(result.out), result
+
+
+def test_first_run_is_recorded_in_mlflow(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path)
+    data, result = train_json(cli, root, "--pr", "12")
+    assert data["cached"] is False
+    assert data["metrics"] == {"accuracy": 0.9, "loss.val": 0.25}
+    assert data["params"] == {"mode": "ok", "accuracy": 0.9}
+    assert data["tracking_uri"] == f"sqlite:///{root / '.mlci' / 'mlflow.db'}"
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    assert data["git_commit"] == head
+    assert len(data["fingerprint"]) == 64
+    # The command's output streamed, to stderr under --json so stdout stays JSON.
+    assert "training with" in result.err
+
+    run_ = client(root).get_run(data["run_id"])
+    assert run_.info.status == "FINISHED"
+    assert run_.data.metrics == {"accuracy": 0.9, "loss.val": 0.25}
+    assert run_.data.params == {"mode": "ok", "accuracy": "0.9"}
+    tags = run_.data.tags
+    assert tags["mlci.fingerprint"] == data["fingerprint"]
+    assert tags["mlci.git.commit"] == head
+    assert tags["mlci.git.branch"] == "main"
+    assert tags["mlci.git.dirty"] == "false"
+    assert tags["mlci.pr"] == "12"
+    assert "mlci.overrides" not in tags
+    artifacts = {a.path for a in client(root).list_artifacts(data["run_id"])}
+    assert {"metrics.json", "params.json"} <= artifacts
+    model = client(root).get_logged_model(data["model_id"])
+    assert model.source_run_id == data["run_id"]
+    assert str(model.status) == "READY"
+    assert {a.path for a in client(root).list_logged_model_artifacts(data["model_id"])} == {
+        "MLmodel",
+        "weights.bin",
+    }
+    # The embedded store keeps everything under .mlci/, and the work folder is gone.
+    assert not (root / "mlruns").exists()
+    assert (root / ".mlci" / "artifacts").is_dir()
+    assert not any((root / ".mlci" / "runs").iterdir())
+    assert run(["git", "status", "--porcelain"], root) == ""
+
+
+def test_cache_hit_reuses_the_run(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path)
+    first, _ = train_json(cli, root)
+    second, result = train_json(cli, root)
+    assert second["cached"] is True
+    assert second["run_id"] == first["run_id"]
+    assert second["metrics"] == first["metrics"]
+    assert "cache hit: run" in result.err
+    assert "training with" not in result.err
+    forced, _ = train_json(cli, root, "--no-cache")
+    assert forced["cached"] is False
+    assert forced["run_id"] != first["run_id"]
+    assert forced["fingerprint"] == first["fingerprint"]
+    # The newest finished run is the cache entry from now on.
+    assert train_json(cli, root)[0]["run_id"] == forced["run_id"]
+
+
+def test_changed_inputs_train_again_and_overrides_are_tagged(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path)
+    first, _ = train_json(cli, root)
+    overridden, _ = train_json(cli, root, "--set", "accuracy=0.95")
+    assert overridden["cached"] is False
+    assert overridden["metrics"]["accuracy"] == 0.95
+    assert overridden["fingerprint"] != first["fingerprint"]
+    assert json.loads(client(root).get_run(overridden["run_id"]).data.tags["mlci.overrides"]) == [
+        "accuracy=0.95"
+    ]
+    set_params(root, accuracy=0.8)
+    changed, _ = train_json(cli, root)
+    assert changed["cached"] is False
+    assert client(root).get_run(changed["run_id"]).data.tags["mlci.git.dirty"] == "true"
+
+
+def test_command_environment(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dump = tmp_path / "env.json"
+    root = make_project(tmp_path, env_dump=str(dump))
+    data, _ = train_json(cli, root, "--set", "accuracy=0.7")
+    env = json.loads(dump.read_text())
+    assert env["MLFLOW_RUN_ID"] == data["run_id"]
+    assert env["MLFLOW_TRACKING_URI"] == data["tracking_uri"]
+    assert env["MLCI_OUTPUT_DIR"].startswith(str(root / ".mlci" / "runs"))
+    assert env["MLCI_PARAMS_FILE"].endswith("params.json")
+
+
+def test_script_logging_to_mlflow_lands_in_mlcis_run(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path, mode="mlflow")
+    data, _ = train_json(cli, root)
+    metrics = client(root).get_run(data["run_id"]).data.metrics
+    assert metrics["from_script"] == 7.0
+    assert metrics["accuracy"] == 0.9
+    assert len(client(root).search_runs([data["experiment_id"]])) == 1
+
+
+def test_failed_command(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path, mode="fail")
+    result = cli("train", cwd=root)
+    assert result.code == ExitCode.ERROR
+    assert "exited with 2" in result.err
+    assert "  | ValueError: the data is broken" in result.err
+    assert "  | noise 29" in result.err
+    assert "  | noise 5\n" not in result.err  # only the tail
+    assert "Traceback" not in result.err.split("mlci: error:")[1]
+    runs = client(root).search_runs(["1"])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    # A failed run is never a cache hit: the next attempt trains.
+    again = cli("train", cwd=root)
+    assert again.code == ExitCode.ERROR
+    assert len(client(root).search_runs(["1"])) == 2
+    set_params(root, mode="ok")
+    data, _ = train_json(cli, root)
+    assert data["cached"] is False
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("no_metrics", "wrote no file 'metrics.json' (train.metrics in mlci.yaml)"),
+        ("no_model", "wrote no folder 'model' (train.model in mlci.yaml)"),
+        ("nan", "metric 'accuracy' is nan, not a finite number"),
+    ],
+)
+def test_missing_or_bad_outputs(cli, tmp_path: Path, mode: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path, mode=mode)
+    result = cli("train", cwd=root)
+    assert result.code == ExitCode.ERROR
+    assert message in result.err
+    assert "hint:" in result.err
+    assert [r.info.status for r in client(root).search_runs(["1"])] == ["FAILED"]
+
+
+def test_outputs_in_the_project_folder_and_stale_files(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path, mode="legacy")
+    data, _ = train_json(cli, root)  # a command that ignores MLCI_OUTPUT_DIR still works
+    assert data["metrics"]["accuracy"] == 0.9
+    # Now a command that writes nothing: the metrics.json left by the last run must not count.
+    set_params(root, mode="no_metrics")
+    result = cli("train", cwd=root)
+    assert result.code == ExitCode.ERROR
+    assert "is left over from an earlier run" in result.err
+    assert "train.metrics" in result.err
+
+
+def test_interrupt_kills_the_command_and_marks_the_run(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    root = make_project(tmp_path, mode="sleep", marker=str(marker))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlci", "train"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the training command never started"
+        time.sleep(0.05)
+    child = int(marker.read_text())
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "marked KILLED" in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    assert [r.info.status for r in client(root).search_runs(["1"])] == ["KILLED"]
+
+
+def test_sigterm_is_handled_like_an_interrupt(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    root = make_project(tmp_path, mode="sleep", marker=str(marker))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlci", "train"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert [r.info.status for r in client(root).search_runs(["1"])] == ["KILLED"]
+
+
+CACHE_HIT_PROBE = """
+import json, sys
+from mlci.cli import main
+code = main(["train", "--json"])
+print(json.dumps({"code": code, "mlflow": "mlflow" in sys.modules}), file=sys.stderr)
+"""
+
+
+def test_cache_hit_does_not_import_mlflow(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    first = subprocess.run(
+        [sys.executable, "-m", "mlci", "train", "--json"], cwd=root, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    probe = subprocess.run(
+        [sys.executable, "-c", CACHE_HIT_PROBE], cwd=root, capture_output=True, text=True
+    )
+    report = json.loads(probe.stderr.strip().splitlines()[-1])
+    assert report == {"code": 0, "mlflow": False}
+    assert json.loads(probe.stdout)["run_id"] == json.loads(first.stdout)["run_id"]
+
+
+def test_sqlite_fast_path_agrees_with_mlflow_client(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from mlci.tracking import Tracking
+
+    root = make_project(tmp_path)
+    data, _ = train_json(cli, root)
+    tracking = Tracking(data["tracking_uri"], "demo", artifact_root=None, environ={})
+    fast = tracking.find_finished_run(data["fingerprint"])
+    assert tracking.fast_path_used == "sqlite"
+    slow = tracking._client_lookup(data["fingerprint"])
+    assert fast == slow
+    assert tracking.find_finished_run("0" * 64) is None
+    client(root).delete_run(data["run_id"])
+    assert tracking.find_finished_run(data["fingerprint"]) is None  # a deleted run is no cache
+
+
+def test_no_params_file_and_bad_params(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path)
+    (root / "params.yaml").unlink()
+    result = cli("train", cwd=root)
+    assert result.code == ExitCode.ERROR
+    assert (
+        "params file" in result.err and "does not exist (train.params in mlci.yaml)" in result.err
+    )
+    (root / "params.yaml").write_text("- a list\n")
+    assert "must hold a mapping" in cli("train", cwd=root).err
+
+
+def test_scaffolded_classifier_trains_for_real(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "churn"
+    assert cli("init", str(target), "--git").code == ExitCode.OK
+    data, _ = train_json(cli, target)
+    assert data["cached"] is False
+    assert data["metrics"]["accuracy"] > 0.95
+    assert set(data["metrics"]) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    from mlflow.pyfunc import load_model
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", data["tracking_uri"])
+    model = load_model(f"models:/{data['model_id']}")
+    from sklearn.datasets import load_breast_cancer
+
+    features, _ = load_breast_cancer(return_X_y=True)
+    assert len(model.predict(features[:3])) == 3
+    again, _ = train_json(cli, target)
+    assert again["cached"] is True and again["run_id"] == data["run_id"]
+    assert (REPO_ROOT / "templates").is_dir()
