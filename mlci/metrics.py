@@ -1,11 +1,13 @@
-"""Metrics: reading a metrics file's numbers, goals and (later) diffs. Pure."""
+"""Metrics: a metrics file's numbers, and diffs of a run against a baseline. Pure."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from mlci.config import Goal
 from mlci.errors import MetricsError
 from mlci.params import flatten
 
@@ -40,3 +42,89 @@ def metrics_from(data: Any, source: str) -> dict[str, float]:
             hint="the training command must write its metrics there",
         )
     return out
+
+
+# --------------------------------------------------------------------------- diffs
+
+Verdict = Literal["better", "worse", "same", "new", "missing"]
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """One metric, head against one baseline, judged by the metric's goal."""
+
+    name: str
+    goal: Goal
+    head: float | None
+    base: float | None
+    delta: float | None  # head - base
+    relative: float | None  # delta / |base|; None when base is 0 or absent
+    verdict: Verdict
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def compare(name: str, goal: Goal, head: float | None, base: float | None) -> MetricDelta:
+    if head is None:
+        return MetricDelta(name, goal, None, base, None, None, "missing")
+    if base is None:
+        return MetricDelta(name, goal, head, None, None, None, "new")
+    delta = head - base
+    relative = delta / abs(base) if base != 0 else None
+    if _close(head, base):
+        verdict: Verdict = "same"
+    elif (delta > 0) == (goal == "maximize"):
+        verdict = "better"
+    else:
+        verdict = "worse"
+    return MetricDelta(name, goal, head, base, delta, relative, verdict)
+
+
+def diff(
+    head: Mapping[str, float],
+    base: Mapping[str, float] | None,
+    goal_of: Callable[[str], Goal],
+    order: Sequence[str] = (),
+) -> list[MetricDelta]:
+    """Every metric on either side (one side only is shown, never dropped).
+
+    ``order`` names metrics to list first (the configured ones); the rest follow sorted.
+    """
+    base = base or {}
+    names = [n for n in order if n in head or n in base]
+    names += sorted((set(head) | set(base)) - set(names))
+    return [compare(n, goal_of(n), head.get(n), base.get(n)) for n in names]
+
+
+@dataclass(frozen=True)
+class ParamsDiff:
+    added: dict[str, Any]
+    removed: dict[str, Any]
+    changed: dict[str, tuple[Any, Any]]  # name -> (base, head)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+
+def diff_params(head: Mapping[str, Any], base: Mapping[str, Any] | None) -> ParamsDiff:
+    """Flat params (``a.b`` keys) of head against base; values compared as text,
+    since MLflow stores params as strings."""
+    base = base or {}
+    h = {k: v for k, v in flatten(dict(head)).items()}
+    b = {k: v for k, v in flatten(dict(base)).items()}
+    return ParamsDiff(
+        added={k: h[k] for k in sorted(set(h) - set(b))},
+        removed={k: b[k] for k in sorted(set(b) - set(h))},
+        changed={k: (b[k], h[k]) for k in sorted(set(h) & set(b)) if _text(h[k]) != _text(b[k])},
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value)
