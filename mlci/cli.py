@@ -221,6 +221,239 @@ def fingerprint(
     typer.echo(command.fingerprint_report(resolved, as_json))
 
 
+PushOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--push/--no-push",
+        help="Push the new tags to origin. Default: push when the repository has an origin.",
+        show_default=False,
+    ),
+]
+
+
+class Bump(str, enum.Enum):
+    patch = "patch"
+    minor = "minor"
+    major = "major"
+
+
+def _log(message: str) -> None:
+    print(f"mlci: {message}", file=sys.stderr, flush=True)
+
+
+def _emit(data: Any, as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+@app.command()
+def register(
+    bump: Annotated[
+        Bump, typer.Option("--bump", help="Which part of the version to increase.")
+    ] = Bump.patch,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version", help="Register exactly this version (vX.Y.Z) instead of bumping."
+        ),
+    ] = None,
+    push: PushOption = None,
+    pr: Annotated[
+        int | None, typer.Option("--pr", help="Pull request number to record in the tag.", min=1)
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register the run of the current commit's inputs as a model version.
+
+    Creates the annotated git tag MODEL@vX.Y.Z (GTO's format) and an MLflow
+    model version pointing back at it. Registering inputs that already have a
+    version returns that version.
+    """
+    from mlci.commands import register as command
+
+    result = command.register(
+        config,
+        Path.cwd(),
+        environ=os.environ,
+        bump=bump.value,
+        version=version,
+        push=push,
+        pr_number=pr,
+        log=_log,
+    )
+    text = f"{result.model} {result.version} ({result.tag})"
+    _emit(result.to_json(), as_json, text)
+
+
+EnvArgument = Annotated[str, typer.Argument(help="Environment name from mlci.yaml.")]
+
+
+@app.command()
+def promote(
+    environment: EnvArgument,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="Version to promote. Default: the current inputs' version."),
+    ] = None,
+    push: PushOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Assign a version to an environment, if it passes the environment's gates.
+
+    Checks the gates against the environment's current version and the
+    environment's `requires`, then creates MODEL#ENV#N and sets the MLflow
+    alias ENV. Exit 1 when a gate blocks it; promoting the current version
+    changes nothing.
+    """
+    from mlci.commands import promote as command
+
+    result = command.assign(
+        config,
+        Path.cwd(),
+        environ=os.environ,
+        environment=environment,
+        version=version,
+        push=push,
+        log=_log,
+    )
+    _finish_assignment(result, as_json)
+
+
+@app.command()
+def rollback(
+    environment: EnvArgument,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why: recorded in the tag message (required).")
+    ],
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Version to go back to. Default: the previous distinct one."),
+    ] = None,
+    push: PushOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-assign an earlier version to an environment, with an audit trail.
+
+    Relative gates are bypassed (absolute ones still apply); the reason and the
+    replaced version are recorded in the tag.
+    """
+    from mlci.commands import promote as command
+
+    if not reason.strip():
+        raise typer.BadParameter("give a reason", param_hint="--reason")
+    result = command.assign(
+        config,
+        Path.cwd(),
+        environ=os.environ,
+        environment=environment,
+        version=to,
+        push=push,
+        log=_log,
+        rollback_reason=reason,
+    )
+    _finish_assignment(result, as_json)
+
+
+def _finish_assignment(result: Any, as_json: bool) -> None:
+    from mlci.errors import ExitCode
+
+    if result.verdict is not None:
+        for rule in result.verdict.results:
+            mark = "pass" if rule.passed else "FAIL"
+            _log(f"  [{mark}] {rule.message}")
+    if result.blocked:
+        _log(f"{result.environment}: {result.version} blocked: {result.blocked}")
+        _emit(result.to_json(), as_json, f"blocked: {result.blocked}")
+        raise typer.Exit(ExitCode.GATE_FAILED)
+    text = f"{result.model} {result.version} in {result.environment}"
+    if not result.changed:
+        text += " (unchanged)"
+    _emit(result.to_json(), as_json, text)
+
+
+ModelArgument = Annotated[
+    str | None, typer.Argument(help="Model name. Default: every model in the registry.")
+]
+
+
+@app.command()
+def show(model: ModelArgument = None, as_json: JsonOption = False) -> None:
+    """Each model's latest version and the version in each environment.
+
+    Reads GTO-format git tags: works in any repository, with or without mlci.yaml.
+    """
+    from mlci.commands import show as command
+
+    data = command.show(Path.cwd(), model, warn=_log)
+    _emit(data, as_json, command.format_show(data))
+
+
+@app.command()
+def history(model: ModelArgument = None, as_json: JsonOption = False) -> None:
+    """Every registration, assignment and rollback, newest first, with who and when."""
+    from mlci.commands import show as command
+
+    events = command.history(Path.cwd(), model, warn=_log)
+    _emit(events, as_json, command.format_history(events))
+
+
+@app.command()
+def deprecate(
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model name. Default: the one in mlci.yaml.")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Deregister this version (MODEL@vX.Y.Z!#N).")
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--env", help="Unassign this environment (MODEL#ENV!#N).")
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded in the tag message.")] = "",
+    push: PushOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write GTO's deprecate, deregister or unassign tag.
+
+    --env unassigns an environment, --version deregisters a version; with
+    neither, the whole model is deprecated (MODEL@deprecated#N).
+    """
+    from mlci.commands import deprecate as command
+
+    result = command.deprecate(
+        config,
+        Path.cwd(),
+        environ=os.environ,
+        model=model,
+        version=version,
+        environment=environment,
+        reason=reason,
+        push=push,
+        log=_log,
+    )
+    _emit(result, as_json, result["tag"] or "unchanged")
+
+
+@app.command()
+def doctor(
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Re-sync MLflow from git, the source of truth.")
+    ] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Report drift between the git tags and MLflow's registry (exit 1 if any is left)."""
+    from mlci.commands import doctor as command
+    from mlci.errors import ExitCode
+
+    report = command.doctor(config, Path.cwd(), environ=os.environ, fix=fix, log=_log)
+    _emit(report.to_json(), as_json, command.format_report(report))
+    if not report.healthy:
+        raise typer.Exit(ExitCode.GATE_FAILED)
+
+
 def _wants_traceback(args: list[str], environ: Any) -> bool:
     return "--traceback" in args or str(environ.get("MLCI_DEBUG", "")).lower() in _TRUTHY
 

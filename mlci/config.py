@@ -565,6 +565,10 @@ class _Checker:
         for name, spec in raw.items():
             where = (*at, name)
             self.named(name, where, ENV_NAME_RE, "environment name")
+            if name.lower() == "latest" or re.match(r"^[vV]\d+$", name):
+                self.problem(
+                    where, f"{name!r} is reserved by MLflow's aliases; choose another name"
+                )
             e = self.mapping(spec, where, ("branch", "requires", "gates"))
             if e is None:
                 continue

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlci.errors import GitError
+from mlci.tags import TagRecord
 
 
 def _hint_for(stderr: str) -> str | None:
@@ -140,3 +141,172 @@ def head_info(path: Path) -> HeadInfo | None:
         elif not line.startswith("#"):
             dirty = True
     return HeadInfo(commit=commit, branch=branch, dirty=dirty)
+
+
+# --------------------------------------------------------------------------- tags and remotes
+
+# One record per tag: fields split by NUL (which no ref name or message holds).
+_TAG_FORMAT = (
+    "%00".join(
+        [
+            "%(refname)",
+            "%(objecttype)",
+            "%(*objectname)",
+            "%(objectname)",
+            "%(taggername)",
+            "%(taggeremail)",
+            "%(taggerdate:unix)",
+            "%(contents)",
+        ]
+    )
+    + "%00"
+)
+_TAG_FIELDS = 8
+
+
+def read_tags(path: Path) -> list[TagRecord]:
+    """Every tag with its target, tagger, date and message: one ``git for-each-ref`` call."""
+    out = run_git(
+        ["for-each-ref", f"--format={_TAG_FORMAT}", "refs/tags"], path, what="reading tags"
+    ).stdout
+    fields = out.split("\0")
+    records = []
+    for i in range(0, len(fields) - _TAG_FIELDS + 1, _TAG_FIELDS):
+        ref, kind, peeled, obj, tagger, email, date, message = fields[i : i + _TAG_FIELDS]
+        ref = ref.lstrip("\n")
+        annotated = kind == "tag"
+        records.append(
+            TagRecord(
+                name=ref.removeprefix("refs/tags/"),
+                commit=peeled if annotated else obj,
+                annotated=annotated,
+                tagger=tagger,
+                tagger_email=email.strip("<>"),
+                timestamp=int(date) if date.isdigit() else 0,
+                message=message,
+            )
+        )
+    return records
+
+
+def _identity_env(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a command that records a tagger: the user's identity
+    when git has one, else the Actions bot or a plain mlci identity."""
+    env = dict(environ)
+    if run_git(["var", "GIT_COMMITTER_IDENT"], path, check=False, env=env).returncode == 0:
+        return env
+    actor = environ.get("GITHUB_ACTOR")
+    if environ.get("GITHUB_ACTIONS") == "true":
+        env["GIT_COMMITTER_NAME"] = "github-actions[bot]"
+        env["GIT_COMMITTER_EMAIL"] = "41898282+github-actions[bot]@users.noreply.github.com"
+    else:
+        env["GIT_COMMITTER_NAME"] = actor or "mlci"
+        env["GIT_COMMITTER_EMAIL"] = f"{actor or 'mlci'}@localhost"
+    return env
+
+
+def create_tag(
+    path: Path, name: str, commit: str, message: str, environ: Mapping[str, str]
+) -> None:
+    """An annotated tag, its message kept verbatim (machine-readable lines included)."""
+    run_git(
+        ["tag", "--annotate", "--cleanup=verbatim", "--file=-", name, commit],
+        path,
+        what=f"creating tag {name}",
+        env=_identity_env(path, environ),
+        input=message,
+    )
+
+
+def delete_local_tag(path: Path, name: str) -> None:
+    """Only for a tag this process just made and never published."""
+    run_git(["tag", "--delete", name], path, what=f"removing unpublished tag {name}")
+
+
+def has_remote(path: Path, remote: str) -> bool:
+    return run_git(["remote", "get-url", remote], path, check=False).returncode == 0
+
+
+@dataclass(frozen=True)
+class PushResult:
+    ok: bool
+    rejected: tuple[str, ...]  # tags the remote already has
+    error: str
+
+
+def push_tags(path: Path, remote: str, names: Sequence[str]) -> PushResult:
+    """Push tags atomically: all land or none. Never forced."""
+    refs = [f"refs/tags/{n}:refs/tags/{n}" for n in names]
+    proc = run_git(["push", "--atomic", "--porcelain", remote, *refs], path, check=False)
+    if proc.returncode == 0:
+        return PushResult(True, (), "")
+    rejected = []
+    for line in proc.stdout.splitlines():
+        parts = line.split("\t")
+        # "[rejected] (already exists)": another job published the same name first.
+        if (
+            len(parts) >= 3
+            and parts[0] == "!"
+            and ("already exists" in parts[2] or "fetch first" in parts[2])
+        ):
+            rejected.append(parts[1].split(":")[0].removeprefix("refs/tags/"))
+    return PushResult(False, tuple(rejected), (proc.stderr or proc.stdout).strip())
+
+
+def remote_tags(path: Path, remote: str) -> dict[str, tuple[str, str | None]]:
+    """name -> (object id, peeled commit for an annotated tag, else None)."""
+    out = run_git(["ls-remote", "--tags", remote], path, what=f"listing tags on {remote}").stdout
+    found: dict[str, tuple[str, str | None]] = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        name = ref.removeprefix("refs/tags/")
+        if name.endswith("^{}"):
+            base = name[:-3]
+            found[base] = (found.get(base, (sha, None))[0], sha)
+        else:
+            found[name] = (sha, found.get(name, ("", None))[1])
+    return found
+
+
+def fetch_tags(path: Path, remote: str, names: Iterable[str], *, force: bool = False) -> None:
+    """Fetch these tags from ``remote`` (force: replace local copies, e.g. a
+    lightweight tag that a CI checkout made of an annotated one)."""
+    plus = "+" if force else ""
+    refspecs = "".join(f"{plus}refs/tags/{n}:refs/tags/{n}\n" for n in names)
+    if refspecs:
+        run_git(
+            ["fetch", "--quiet", "--no-tags", "--stdin", remote],
+            path,
+            what=f"fetching tags from {remote}",
+            input=refspecs,
+        )
+
+
+def is_shallow(path: Path) -> bool:
+    out = run_git(["rev-parse", "--is-shallow-repository"], path, check=False).stdout.strip()
+    return out == "true"
+
+
+def unshallow(path: Path, remote: str) -> None:
+    run_git(
+        ["fetch", "--quiet", "--unshallow", "--tags", remote],
+        path,
+        what="deepening a shallow clone",
+    )
+
+
+def rev_parse(path: Path, rev: str) -> str | None:
+    proc = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], path, check=False)
+    return proc.stdout.strip() or None
+
+
+def merge_base(path: Path, a: str, b: str) -> str | None:
+    proc = run_git(["merge-base", a, b], path, check=False)
+    return proc.stdout.strip() or None
+
+
+def is_ancestor(path: Path, ancestor: str, descendant: str) -> bool:
+    return (
+        run_git(["merge-base", "--is-ancestor", ancestor, descendant], path, check=False).returncode
+        == 0
+    )

@@ -402,3 +402,114 @@ def _rest_lookup(
         params={p["key"]: p["value"] for p in data.get("params", [])},
         tags={t["key"]: t["value"] for t in data.get("tags", [])},
     )
+
+
+# --------------------------------------------------------------------------- model registry
+
+GIT_TAG_TAG = "mlci.git_tag"
+GIT_COMMIT_TAG = "mlci.git_commit"
+
+
+def registered_model_name(model: str) -> str:
+    """MLflow registered model names may not hold '/' or ':' (GTO names may)."""
+    return model.replace("/", ".").replace(":", ".")
+
+
+@dataclass(frozen=True)
+class ModelVersionRecord:
+    version: str
+    run_id: str | None
+    tags: dict[str, str]
+    aliases: tuple[str, ...]
+
+
+class Registry:
+    """MLflow's model registry for one registered model."""
+
+    def __init__(self, tracking: Tracking, model: str) -> None:
+        self.tracking = tracking
+        self.name = registered_model_name(model)
+
+    @property
+    def uri(self) -> str:
+        return self.tracking.uri
+
+    def create_version(
+        self, *, run_id: str, model_id: str | None, tags: Mapping[str, str], description: str
+    ) -> str:
+        from mlflow.exceptions import MlflowException
+
+        client = self.tracking.client
+        with _translated(f"registering a version of {self.name}", self.uri):
+            try:
+                client.create_registered_model(self.name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            # The logged model's own location, not "models:/ID": MLflow would resolve
+            # that through the process-wide default store, not this client's.
+            if model_id:
+                source = self.tracking.client.get_logged_model(model_id).artifact_location
+            else:
+                source = f"runs:/{run_id}/model"
+            version = client.create_model_version(
+                self.name,
+                source,
+                run_id=run_id,
+                tags=dict(tags),
+                description=description,
+                model_id=model_id,
+                await_creation_for=0,
+            )
+        return str(version.version)
+
+    def delete_version(self, version: str) -> None:
+        with _translated(f"deleting version {version} of {self.name}", self.uri):
+            self.tracking.client.delete_model_version(self.name, version)
+
+    def set_version_tag(self, version: str, key: str, value: str) -> None:
+        with _translated(f"tagging version {version} of {self.name}", self.uri):
+            self.tracking.client.set_model_version_tag(self.name, version, key, value)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        with _translated(f"setting alias {alias!r} of {self.name}", self.uri):
+            self.tracking.client.set_registered_model_alias(self.name, alias, version)
+
+    def delete_alias(self, alias: str) -> None:
+        with _translated(f"removing alias {alias!r} of {self.name}", self.uri):
+            self.tracking.client.delete_registered_model_alias(self.name, alias)
+
+    def versions(self) -> list[ModelVersionRecord]:
+        """Every version of the model ([] if it is not registered yet)."""
+        from mlflow.exceptions import MlflowException
+
+        with _translated(f"listing versions of {self.name}", self.uri):
+            try:
+                self.tracking.client.get_registered_model(self.name)
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return []
+                raise
+            found = self.tracking.client.search_model_versions(f"name = '{self.name}'")
+        return [
+            ModelVersionRecord(
+                version=str(v.version),
+                run_id=v.run_id,
+                tags=dict(v.tags or {}),
+                aliases=tuple(getattr(v, "aliases", ()) or ()),
+            )
+            for v in found
+        ]
+
+    def aliases(self) -> dict[str, str]:
+        """alias -> version."""
+        from mlflow.exceptions import MlflowException
+
+        with _translated(f"reading aliases of {self.name}", self.uri):
+            try:
+                model = self.tracking.client.get_registered_model(self.name)
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return {}
+                raise
+        return {str(k): str(v) for k, v in (model.aliases or {}).items()}

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci import config as cfg
 from mlci import fingerprint as fp
@@ -16,6 +16,9 @@ from mlci import gitrepo, trainer
 from mlci import params as prm
 from mlci.errors import MetricsError, ParamsError, TrainingError, TrainingInterrupted
 from mlci.metrics import metrics_from
+
+if TYPE_CHECKING:
+    from mlci.tracking import Tracking
 
 RUNS_DIR = "runs"
 OVERRIDES_TAG = "mlci.overrides"
@@ -187,6 +190,20 @@ def _read_metrics(path: Path) -> dict[str, float]:
     return metrics_from(data, str(path))
 
 
+def make_tracking(config: cfg.Config, environ: Mapping[str, str]) -> Tracking:
+    """The project's MLflow store; the embedded one keeps its artifacts under .mlci/."""
+    from mlci.tracking import Tracking
+
+    uri = cfg.effective_tracking_uri(config, environ)
+    local = uri.startswith("sqlite:")
+    return Tracking(
+        uri,
+        config.experiment,
+        artifact_root=config.root / fp.STATE_DIR / "artifacts" if local else None,
+        environ=environ,
+    )
+
+
 def train(
     resolved: Resolved,
     *,
@@ -197,17 +214,12 @@ def train(
     command_stdout: Any = None,
 ) -> TrainResult:
     """Reuse the FINISHED run with this fingerprint, or run the training command and record it."""
-    from mlci.tracking import FINGERPRINT_TAG, Tracking
+    from mlci.tracking import FINGERPRINT_TAG
 
     config = resolved.config
     root = config.root
-    uri = cfg.effective_tracking_uri(config, environ)
-    tracking = Tracking(
-        uri,
-        config.experiment,
-        artifact_root=root / fp.STATE_DIR / "artifacts" if uri.startswith("sqlite:") else None,
-        environ=environ,
-    )
+    tracking = make_tracking(config, environ)
+    uri = tracking.uri
     digest = resolved.fingerprint.digest
     head = gitrepo.head_info(root)
     git_commit = head.commit if head else None

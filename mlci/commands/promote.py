@@ -1,0 +1,262 @@
+"""``mlci promote`` and ``mlci rollback``: assign a version to an environment."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlci import config as cfg
+from mlci import fingerprint as fp
+from mlci import gates, registry, tags
+from mlci.commands import train as train_cmd
+from mlci.errors import MlciError
+
+
+@dataclass
+class PromoteResult:
+    model: str
+    environment: str
+    version: str
+    previous: str | None
+    changed: bool
+    tag: str | None
+    pushed: bool
+    verdict: gates.Verdict | None
+    blocked: str | None = None  # why nothing was assigned (a gate or `requires`)
+    alias_set: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.blocked is None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "verdict"}
+        data["passed"] = self.passed
+        data["gates"] = verdict_json(self.verdict)
+        return data
+
+
+def verdict_json(verdict: gates.Verdict | None) -> dict[str, Any] | None:
+    if verdict is None:
+        return None
+    return {
+        "environment": verdict.environment,
+        "passed": verdict.passed,
+        "baseline": verdict.baseline_label,
+        "rules": [dataclasses.asdict(r) for r in verdict.results],
+    }
+
+
+def _model_state(ws: registry.Workspace, model: str) -> tags.ModelState:
+    state = registry.read_state(ws.root).get(model)
+    if state is None or not state.versions:
+        raise MlciError(
+            f"{model} has no registered version in {ws.root}",
+            hint="register one first: mlci train && mlci register",
+        )
+    return state
+
+
+def _candidate_version(
+    state: tags.ModelState, version: str | None, config: cfg.Config, log: Callable[[str], None]
+) -> str:
+    if version is not None:
+        if version not in state.versions:
+            raise MlciError(
+                f"{state.name} has no version {version}",
+                hint=f"registered: {', '.join(state.active_versions()) or 'none'}",
+            )
+        if version in state.deregistered:
+            raise MlciError(
+                f"{state.name} {version} is deregistered", hint="promote another version"
+            )
+        return version
+    fingerprint = fp.compute(config, train_cmd.load_params(config, [])).digest
+    found = state.version_of_fingerprint(fingerprint)
+    if found is None:
+        raise MlciError(
+            f"the current inputs (fingerprint {fingerprint[:12]}) are not a registered version "
+            f"of {state.name}",
+            hint="register them (mlci register), or name one with --version "
+            f"(latest: {state.latest or 'none'})",
+        )
+    log(f"the current inputs are {state.name} {found}")
+    return found
+
+
+def _metrics(state: tags.ModelState, version: str) -> dict[str, float]:
+    raw = state.versions[version].metadata.get("metrics") or {}
+    return {str(k): float(v) for k, v in raw.items() if isinstance(v, (int, float))}
+
+
+def assign(
+    config_path: Path | None,
+    cwd: Path,
+    *,
+    environ: Mapping[str, str],
+    environment: str,
+    version: str | None,
+    push: bool | None,
+    log: Callable[[str], None],
+    rollback_reason: str | None = None,
+) -> PromoteResult:
+    """Promote (gates and ``requires``), or with ``rollback_reason`` roll back
+    (absolute gates only)."""
+    config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+    env = config.environment(environment)
+    ws = registry.open_workspace(config.root, environ, push)
+    registry.ensure_complete(ws, log)
+    model = config.model.name
+    state = _model_state(ws, model)
+    current_event = state.current(env.name)
+    current = current_event.version if current_event else None
+
+    if rollback_reason is None:
+        candidate = _candidate_version(state, version, config, log)
+    else:
+        candidate = _rollback_target(state, env.name, current, version)
+
+    if candidate == current:
+        log(f"{model} {candidate} is already in {env.name}; nothing to do")
+        return PromoteResult(model, env.name, candidate, current, False, None, False, None)
+
+    if rollback_reason is None and env.requires and not state.was_assigned(candidate, env.requires):
+        why = f"{model} {candidate} has never been in {env.requires} ({env.name} requires it)"
+        return PromoteResult(
+            model, env.name, candidate, current, False, None, False, None, blocked=why
+        )
+
+    rules_env = env
+    if rollback_reason is not None:
+        # A rollback goes back to a model that was fine before: relative rules
+        # (against the model being replaced) do not apply; absolute ones do.
+        absolute = tuple(
+            dataclasses.replace(r, max_regression=None, min_improvement=None)
+            for r in env.gates
+            if r.min is not None or r.max is not None
+        )
+        rules_env = dataclasses.replace(env, gates=absolute)
+    baseline = _metrics(state, current) if current else None
+    verdict = gates.evaluate(
+        rules_env,
+        _metrics(state, candidate),
+        baseline,
+        config.goal,
+        baseline_label=f"{env.name}'s {current}" if current else None,
+    )
+    if not verdict.passed:
+        return PromoteResult(
+            model,
+            env.name,
+            candidate,
+            current,
+            False,
+            None,
+            False,
+            verdict,
+            blocked=verdict.summary(),
+        )
+
+    registration = state.versions[candidate]
+    mlflow_version = registration.metadata.get("mlflow_model_version")
+
+    def make_plan(fresh: dict[str, tags.ModelState]) -> registry.Plan | None:
+        now = fresh.get(model) or state
+        in_effect = now.current(env.name)
+        if in_effect is not None and in_effect.version == candidate:
+            return None
+        names = [tags.parse_name(e.tag) for e in now.events]
+        counter = tags.next_counter([n for n in names if n is not None], model)
+        metadata: dict[str, Any] = {
+            "version": candidate,
+            "environment": env.name,
+            "fingerprint": registration.metadata.get("fingerprint"),
+            "metrics": registration.metadata.get("metrics"),
+            "previous": in_effect.version if in_effect else None,
+            "mlflow_model_version": mlflow_version,
+            "gates": verdict.summary(),
+        }
+        if rollback_reason is not None:
+            metadata.update(rollback=True, reason=rollback_reason, replaced=metadata["previous"])
+        summary = tags.assign_summary(model, env.name, candidate)
+        if rollback_reason is not None:
+            summary = f"{summary} (rollback)"
+        planned = registry.PlannedTag(
+            tags.assign_tag(model, env.name, counter),
+            registration.commit,
+            tags.message(summary, metadata),
+        )
+        return registry.Plan([planned])
+
+    published = registry.publish(ws, make_plan, log)
+    if published is None:
+        log(f"{model} {candidate} was put in {env.name} by another job meanwhile")
+        return PromoteResult(model, env.name, candidate, current, False, None, False, verdict)
+    tag = published.plan.tags[0].name
+    verb = "rolled back" if rollback_reason is not None else "promoted"
+    where = f", pushed to {registry.REMOTE}" if published.pushed else " (local only: not pushed)"
+    log(f"{verb} {model} {candidate} to {env.name}: tag {tag}{where}")
+    alias_set = _set_alias(config, environ, model, env.name, mlflow_version, log)
+    return PromoteResult(
+        model,
+        env.name,
+        candidate,
+        current,
+        True,
+        tag,
+        published.pushed,
+        verdict,
+        alias_set=alias_set,
+    )
+
+
+def _set_alias(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    model: str,
+    alias: str,
+    mlflow_version: object,
+    log: Callable[[str], None],
+) -> bool:
+    """MLflow follows git: the alias is set after the tag is published."""
+    from mlci.tracking import Registry
+
+    if mlflow_version is None:
+        log(f"warning: the version's tag names no MLflow model version; alias {alias!r} not set")
+        return False
+    try:
+        Registry(train_cmd.make_tracking(config, environ), model).set_alias(
+            alias, str(mlflow_version)
+        )
+    except MlciError as exc:
+        raise MlciError(
+            f"the git tag is published, but setting MLflow alias {alias!r} failed: {exc.message}",
+            hint="git is the source of truth: `mlci doctor --fix` brings MLflow in step",
+        ) from exc
+    log(f"MLflow alias {alias!r} -> version {mlflow_version}")
+    return True
+
+
+def _rollback_target(
+    state: tags.ModelState, environment: str, current: str | None, to: str | None
+) -> str:
+    if to is not None:
+        if to not in state.versions or to in state.deregistered:
+            raise MlciError(
+                f"{state.name} has no active version {to}",
+                hint=f"registered: {', '.join(state.active_versions()) or 'none'}",
+            )
+        return to
+    for event in state.assignment_history(environment):
+        version = event.version
+        usable = version and version != current and version not in state.deregistered
+        if event.action is tags.Action.ASSIGN and usable:
+            assert version is not None
+            return version
+    raise MlciError(
+        f"{environment} has no earlier version of {state.name} to roll back to",
+        hint="name one with --to vX.Y.Z",
+    )

@@ -1,0 +1,241 @@
+"""``mlci register``: record the current inputs' run as a model version (git tag + MLflow)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlci import gitrepo, registry, tags
+from mlci.commands import train as train_cmd
+from mlci.errors import GitError, MlciError
+
+
+@dataclass
+class RegisterResult:
+    model: str
+    version: str
+    tag: str
+    commit: str
+    fingerprint: str
+    run_id: str | None
+    mlflow_model_version: str | None
+    created: bool
+    pushed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def inputs_digest(files: Mapping[str, str]) -> str:
+    """One digest for the input files' contents (the data and code, without params)."""
+    return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
+
+
+def register(
+    config_path: Path | None,
+    cwd: Path,
+    *,
+    environ: Mapping[str, str],
+    bump: str,
+    version: str | None,
+    push: bool | None,
+    pr_number: int | None = None,
+    log: Callable[[str], None],
+) -> RegisterResult:
+    from mlci.tracking import MODEL_ID_TAG, Registry
+
+    resolved = train_cmd.resolve(config_path, cwd, [], warn=log)
+    config = resolved.config
+    ws = registry.open_workspace(config.root, environ, push)
+    ensure = registry.ensure_complete
+    ensure(ws, log)
+    head = gitrepo.head_info(config.root)
+    if head is None or head.commit is None:
+        raise GitError(
+            f"{ws.root} has no commit to register", hint="commit the project first (git commit)"
+        )
+    if head.dirty:
+        raise GitError(
+            f"the working tree of {ws.root} has uncommitted changes: a version must be "
+            "reproducible from its commit",
+            hint="commit or stash the changes (git status shows them), then register",
+        )
+    if version is not None and tags.SemVer.parse(version) is None:
+        raise MlciError(
+            f"--version {version!r} is not a version like v1.2.3",
+            hint="use semver with a lowercase v: v1.2.3",
+        )
+    fingerprint = resolved.fingerprint.digest
+    model = config.model.name
+
+    existing_state = registry.read_state(ws.root).get(model)
+    if existing_state is not None:
+        known = existing_state.version_of_fingerprint(fingerprint)
+        if known is not None:
+            event = existing_state.versions[known]
+            pushed = _push_if_missing(ws, event.tag, log)
+            log(
+                f"{model} {known} is already registered for these inputs ({event.tag}); "
+                "nothing to do"
+            )
+            return RegisterResult(
+                model,
+                known,
+                event.tag,
+                event.commit,
+                fingerprint,
+                event.metadata.get("mlflow_run_id"),
+                _str(event.metadata.get("mlflow_model_version")),
+                created=False,
+                pushed=pushed,
+            )
+
+    tracking = train_cmd.make_tracking(config, environ)
+    run = tracking.find_finished_run(fingerprint)
+    if run is None:
+        raise MlciError(
+            f"no finished MLflow run for the current inputs (fingerprint {fingerprint[:12]}) "
+            f"in {tracking.uri}",
+            hint="train first: mlci train",
+        )
+    if run.tags.get(train_cmd.OVERRIDES_TAG):
+        raise MlciError(
+            f"run {run.run_id} was trained with --set overrides "
+            f"({run.tags[train_cmd.OVERRIDES_TAG]}): its inputs are not in git",
+            hint="put the params in the params file, commit, and run `mlci train --no-cache`",
+        )
+    model_id = run.tags.get(MODEL_ID_TAG)
+    if not model_id:
+        raise MlciError(
+            f"run {run.run_id} has no MLflow model (its {config.train.model!r} folder had no "
+            "MLmodel file)",
+            hint="save the model with an MLflow flavour (mlflow.sklearn.save_model, ...), retrain",
+        )
+    mlflow_registry = Registry(tracking, model)
+    commit = head.commit
+    created: dict[str, str] = {}
+
+    def make_plan(state: dict[str, tags.ModelState]) -> registry.Plan | None:
+        current = state.get(model) or tags.ModelState(model)
+        if current.version_of_fingerprint(fingerprint):
+            return None  # another job registered these inputs meanwhile
+        on_commit = current.version_on_commit(commit)
+        if on_commit is not None:
+            raise MlciError(
+                f"commit {commit[:12]} already has version {on_commit} of {model}, for other "
+                "inputs: one version per commit",
+                hint="commit your change, then register",
+            )
+        taken = current.taken_versions()
+        if version is not None:
+            if version in taken:
+                raise MlciError(
+                    f"{model} {version} exists already: a version name is never reused",
+                    hint="pick another, or omit --version for the next one "
+                    f"({tags.next_version(taken, bump)})",
+                )
+            name = version
+        else:
+            name = tags.next_version(taken, bump)
+        planned = registry.PlannedTag(tags.version_tag(model, name), commit)
+
+        def prepare(planned_tags: list[registry.PlannedTag]) -> None:
+            mv = mlflow_registry.create_version(
+                run_id=run.run_id,
+                model_id=model_id,
+                tags={
+                    "mlci.git_tag": planned.name,
+                    "mlci.git_commit": commit,
+                    "mlci.fingerprint": fingerprint,
+                    "mlci.version": name,
+                },
+                description=f"{model} {name} (git tag {planned.name}, commit {commit[:12]})",
+            )
+            created["mlflow"] = mv
+            metadata = {
+                "version": name,
+                "fingerprint": fingerprint,
+                "metrics": run.metrics,
+                "params": run.params,
+                "commit": commit,
+                "run_commit": run.tags.get("mlci.git.commit"),
+                "mlflow_run_id": run.run_id,
+                "mlflow_model_version": mv,
+                "mlflow_model_id": model_id,
+                "inputs_digest": inputs_digest(resolved.fingerprint.files),
+                "pr": pr_number if pr_number is not None else _int(run.tags.get("mlci.pr")),
+            }
+            planned_tags[0].message = tags.message(tags.register_summary(model, name), metadata)
+
+        def undo() -> None:
+            if "mlflow" in created:
+                mlflow_registry.delete_version(created.pop("mlflow"))
+
+        return registry.Plan(
+            [planned],
+            prepare=prepare,
+            undo=undo,
+            fixed_names=version is not None,
+            info={"version": name},
+        )
+
+    published = registry.publish(ws, make_plan, log)
+    if published is None:
+        state = registry.read_state(ws.root)[model]
+        known = state.version_of_fingerprint(fingerprint)
+        assert known is not None
+        event = state.versions[known]
+        return RegisterResult(
+            model,
+            known,
+            event.tag,
+            event.commit,
+            fingerprint,
+            event.metadata.get("mlflow_run_id"),
+            _str(event.metadata.get("mlflow_model_version")),
+            created=False,
+            pushed=ws.push,
+        )
+    name = str(published.plan.info["version"])
+    tag = published.plan.tags[0].name
+    where = f" and pushed to {registry.REMOTE}" if published.pushed else " (local only: not pushed)"
+    log(
+        f"registered {model} {name}: tag {tag} on {commit[:12]}{where}; "
+        f"MLflow version {created.get('mlflow')}"
+    )
+    return RegisterResult(
+        model,
+        name,
+        tag,
+        commit,
+        fingerprint,
+        run.run_id,
+        created.get("mlflow"),
+        created=True,
+        pushed=published.pushed,
+    )
+
+
+def _push_if_missing(ws: registry.Workspace, tag: str, log: Callable[[str], None]) -> bool:
+    """A version tagged earlier with --no-push is published now, if asked to push."""
+    if not ws.push:
+        return False
+    if tag in gitrepo.remote_tags(ws.root, registry.REMOTE):
+        return True
+    result = gitrepo.push_tags(ws.root, registry.REMOTE, [tag])
+    if not result.ok:
+        raise GitError(f"pushing {tag} to {registry.REMOTE} failed: {result.error}")
+    log(f"pushed {tag} to {registry.REMOTE}")
+    return True
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None

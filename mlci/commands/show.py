@@ -1,0 +1,162 @@
+"""``mlci show`` and ``mlci history``: read the git-tag registry (with or without mlci.yaml)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlci import config as cfg
+from mlci import gitrepo, registry, tags
+from mlci.errors import ConfigError, GitError, MlciError
+
+
+def _state(
+    cwd: Path, model: str | None, warn: Callable[[str], None]
+) -> tuple[dict[str, tags.ModelState], list[str]]:
+    root = gitrepo.toplevel(cwd)
+    if root is None:
+        raise GitError(
+            f"{cwd} is not in a git repository: the model registry lives in git tags",
+            hint="run the command inside the model's repository",
+        )
+    records = gitrepo.read_tags(root)
+    lightweight = [r.name for r in records if not r.annotated and tags.parse_name(r.name)]
+    if lightweight:
+        warn(
+            f"{len(lightweight)} registry tag(s) are lightweight and ignored (a CI checkout "
+            f"rewrites tags so): {', '.join(lightweight[:3])}; fetch them: git fetch --tags --force"
+        )
+    if gitrepo.is_shallow(root):
+        warn(
+            f"{root} is a shallow clone: the registry may be incomplete; "
+            f"{registry.FETCH_DEPTH_HINT}"
+        )
+    state = tags.build_state(records)
+    env_order: list[str] = []
+    # mlci.yaml is optional here: any GTO registry can be shown.
+    with contextlib.suppress(ConfigError):
+        env_order = [e.name for e in cfg.load(cfg.find_config(cwd)).environments]
+    if model is not None:
+        if model not in state:
+            known = ", ".join(sorted(state)) or "none"
+            raise MlciError(
+                f"no model {model!r} in the registry of {root}", hint=f"models: {known}"
+            )
+        state = {model: state[model]}
+    for s in state.values():
+        for env in s.environments:
+            if env not in env_order:
+                env_order.append(env)
+    return state, env_order
+
+
+def _when(timestamp: int) -> str:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S UTC"
+    )
+
+
+def show(cwd: Path, model: str | None, warn: Callable[[str], None]) -> dict[str, Any]:
+    state, env_order = _state(cwd, model, warn)
+    models = []
+    for name in sorted(state):
+        s = state[name]
+        environments = {}
+        for env in env_order:
+            event = s.current(env)
+            environments[env] = event.version if event else None
+        models.append(
+            {
+                "name": name,
+                "latest": s.latest,
+                "deprecated": s.deprecated is not None,
+                "environments": environments,
+                "versions": [
+                    {
+                        "version": v,
+                        "tag": s.versions[v].tag,
+                        "commit": s.versions[v].commit,
+                        "created_at": _when(s.versions[v].timestamp),
+                        "author": s.versions[v].tagger,
+                        "metrics": s.versions[v].metadata.get("metrics"),
+                        "mlflow_model_version": s.versions[v].metadata.get("mlflow_model_version"),
+                    }
+                    for v in s.active_versions()
+                ],
+            }
+        )
+    return {"models": models, "environments": env_order}
+
+
+def format_show(data: dict[str, Any]) -> str:
+    if not data["models"]:
+        return "no models registered (no GTO-format tags in this repository)"
+    envs = data["environments"]
+    header = ["model", "latest", *envs]
+    rows = [
+        [
+            m["name"] + (" (deprecated)" if m["deprecated"] else ""),
+            m["latest"] or "-",
+            *[m["environments"].get(e) or "-" for e in envs],
+        ]
+        for m in data["models"]
+    ]
+    return _table(header, rows)
+
+
+def history(cwd: Path, model: str | None, warn: Callable[[str], None]) -> list[dict[str, Any]]:
+    state, _ = _state(cwd, model, warn)
+    events = [e for s in state.values() for e in s.events]
+    events.sort(
+        key=lambda e: (e.timestamp, e.counter if e.counter is not None else -1), reverse=True
+    )
+    out = []
+    for e in events:
+        kind = e.action.value
+        if e.metadata.get("rollback"):
+            kind = "rollback"
+        out.append(
+            {
+                "when": _when(e.timestamp),
+                "timestamp": e.timestamp,
+                "action": kind,
+                "model": e.model,
+                "version": e.version,
+                "environment": e.environment,
+                "tag": e.tag,
+                "commit": e.commit,
+                "author": e.tagger,
+                "author_email": e.tagger_email,
+                "reason": e.metadata.get("reason"),
+                "replaced": e.metadata.get("replaced"),
+            }
+        )
+    return out
+
+
+def format_history(events: list[dict[str, Any]]) -> str:
+    if not events:
+        return "no registry events"
+    rows = []
+    for e in events:
+        what = e["version"] or "-"
+        if e["environment"]:
+            what = f"{what} -> {e['environment']}"
+        note = ""
+        if e["action"] == "rollback":
+            note = f"replaced {e['replaced'] or '-'}: {e['reason']}"
+        rows.append([e["when"], e["model"], e["action"], what, e["author"], e["tag"], note])
+    return _table(["when", "model", "action", "version", "by", "tag", "note"], rows)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,344 @@
+"""The git-tag registry's grammar and state, in GTO's exact format. Pure.
+
+    <model>@v1.2.0          register a version (on the commit that was trained)
+    <model>@v1.2.0!#5       deregister it
+    <model>#<env>#6         assign the version on that commit to an environment
+    <model>#<env>!#7        unassign the environment
+    <model>@deprecated#8    deprecate the model
+
+Counters are per model across every action; an environment's current
+assignment is its tag with the highest counter. Only annotated tags count.
+The message of a tag mlci writes starts with GTO's one-line summary and then
+carries a machine-readable line, ``mlci-metadata: {json}``, so a CI runner
+with no tracking server can still diff against the model in production.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# GTO's own grammar (gto/constants.py), so that both tools read the same tags.
+_NAME = r"[a-zA-Z0-9]([a-zA-Z0-9\-/_]*[a-zA-Z0-9])?"
+_DIRNAME = r"[a-zA-Z0-9\-_./]+"
+_SEMVER = (
+    r"(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    r"(?:-(?P<prerelease>(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
+    r"(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+(?P<buildmetadata>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
+)
+# An artifact may carry GTO's "path=" prefix (a "path:name" artifact, ':' written '=').
+_ARTIFACT = rf"(?:{_DIRNAME}=)?{_NAME}"
+TAG_RE = re.compile(
+    rf"^(?P<artifact>{_ARTIFACT})"
+    rf"(((#(?P<stage>{_NAME})|@(?P<version>v{_SEMVER}))(?P<cancel>!?))"
+    r"|@((?P<deprecated>deprecated)|(?P<created>created)))"
+    r"(#(?P<counter>[0-9]+))?$"
+)
+VERSION_RE = re.compile(rf"^v{_SEMVER}$")
+METADATA_PREFIX = "mlci-metadata: "
+
+
+class Action(str, enum.Enum):
+    REGISTER = "register"
+    DEREGISTER = "deregister"
+    ASSIGN = "assign"
+    UNASSIGN = "unassign"
+    DEPRECATE = "deprecate"
+    CREATE = "create"
+
+
+@dataclass(frozen=True)
+class TagName:
+    model: str
+    action: Action
+    version: str | None = None
+    environment: str | None = None
+    counter: int | None = None
+
+
+def parse_name(name: str) -> TagName | None:
+    """A tag name in GTO's grammar, or None for any other tag."""
+    match = TAG_RE.match(name)
+    if not match:
+        return None
+    model = match["artifact"].replace("=", ":")
+    counter = int(match["counter"]) if match["counter"] else None
+    cancel = match["cancel"] == "!"
+    if match["version"]:
+        action = Action.DEREGISTER if cancel else Action.REGISTER
+        return TagName(model, action, version=match["version"], counter=counter)
+    if match["stage"]:
+        action = Action.UNASSIGN if cancel else Action.ASSIGN
+        return TagName(model, action, environment=match["stage"], counter=counter)
+    if match["deprecated"]:
+        return TagName(model, Action.DEPRECATE, counter=counter)
+    return TagName(model, Action.CREATE, counter=counter)
+
+
+def _artifact(model: str) -> str:
+    return model.replace(":", "=")
+
+
+def version_tag(model: str, version: str) -> str:
+    return f"{_artifact(model)}@{version}"
+
+
+def deregister_tag(model: str, version: str, counter: int) -> str:
+    return f"{_artifact(model)}@{version}!#{counter}"
+
+
+def assign_tag(model: str, environment: str, counter: int) -> str:
+    return f"{_artifact(model)}#{environment}#{counter}"
+
+
+def unassign_tag(model: str, environment: str, counter: int) -> str:
+    return f"{_artifact(model)}#{environment}!#{counter}"
+
+
+def deprecate_tag(model: str, counter: int) -> str:
+    return f"{_artifact(model)}@deprecated#{counter}"
+
+
+# --------------------------------------------------------------------------- semver
+
+
+@dataclass(frozen=True, order=True)
+class SemVer:
+    major: int
+    minor: int
+    patch: int
+    # A release sorts after its pre-releases: (1, ()) > (0, ("rc", 1)).
+    pre: tuple[int, tuple[tuple[int, int | str], ...]] = (1, ())
+
+    @classmethod
+    def parse(cls, text: str) -> SemVer | None:
+        match = VERSION_RE.match(text)
+        if not match:
+            return None
+        pre: tuple[int, tuple[tuple[int, int | str], ...]] = (1, ())
+        if match["prerelease"]:
+            parts = tuple(
+                (0, int(p)) if p.isdigit() else (1, p) for p in match["prerelease"].split(".")
+            )
+            pre = (0, parts)
+        return cls(int(match["major"]), int(match["minor"]), int(match["patch"]), pre)
+
+    def bump(self, part: str) -> SemVer:
+        if part == "major":
+            return SemVer(self.major + 1, 0, 0)
+        if part == "minor":
+            return SemVer(self.major, self.minor + 1, 0)
+        if part == "patch":
+            return SemVer(self.major, self.minor, self.patch + 1)
+        raise ValueError(f"unknown bump {part!r}: expected major, minor or patch")
+
+    def __str__(self) -> str:
+        text = f"v{self.major}.{self.minor}.{self.patch}"
+        if self.pre[0] == 0:
+            text += "-" + ".".join(str(p[1]) for p in self.pre[1])
+        return text
+
+
+FIRST_VERSION = "v0.0.1"
+
+
+def next_version(taken: Iterable[str], bump: str = "patch") -> str:
+    """The next version after the greatest ever used (deregistered ones count:
+    a version name is never reused); v0.0.1 for the first."""
+    versions = [v for v in (SemVer.parse(t) for t in taken) if v is not None]
+    if not versions:
+        return FIRST_VERSION
+    return str(max(versions).bump(bump))
+
+
+def next_counter(names: Iterable[TagName], model: str) -> int:
+    return 1 + max(
+        (t.counter for t in names if t.model == model and t.counter is not None), default=0
+    )
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def message(summary: str, metadata: Mapping[str, Any]) -> str:
+    """A tag message: GTO's one-line summary, a blank line, mlci's metadata line."""
+    body = json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"), default=str)
+    return f"{summary}\n\n{METADATA_PREFIX}{body}\n"
+
+
+def metadata_from(text: str) -> dict[str, Any]:
+    """mlci's metadata from a tag message; {} when there is none (a GTO-written tag)."""
+    for line in text.splitlines():
+        if line.startswith(METADATA_PREFIX):
+            try:
+                data = json.loads(line[len(METADATA_PREFIX) :])
+            except ValueError:
+                return {}
+            return data if isinstance(data, dict) else {}
+    return {}
+
+
+def register_summary(model: str, version: str) -> str:
+    return f"Registering artifact {model} version {version}"
+
+
+def assign_summary(model: str, environment: str, version: str) -> str:
+    return f"Assigning stage {environment} to artifact {model} version {version}"
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    """One tag as git stores it (from ``git for-each-ref``)."""
+
+    name: str
+    commit: str  # the commit the tag points at (peeled)
+    annotated: bool
+    tagger: str = ""
+    tagger_email: str = ""
+    timestamp: int = 0  # seconds since the epoch
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A registry event: a parsed, annotated tag."""
+
+    tag: str
+    action: Action
+    model: str
+    commit: str
+    version: str | None  # for assignments, the version on the tagged commit
+    environment: str | None
+    counter: int | None
+    tagger: str
+    tagger_email: str
+    timestamp: int
+    message: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelState:
+    name: str
+    versions: dict[str, Event] = field(default_factory=dict)  # version -> its registration
+    deregistered: dict[str, Event] = field(default_factory=dict)
+    environments: dict[str, Event] = field(default_factory=dict)  # env -> newest assign/unassign
+    deprecated: Event | None = None
+    events: list[Event] = field(default_factory=list)  # newest first
+
+    def active_versions(self) -> list[str]:
+        """Registered and not deregistered, greatest first."""
+        live = [v for v in self.versions if v not in self.deregistered]
+        return sorted(live, key=lambda v: SemVer.parse(v) or SemVer(0, 0, 0), reverse=True)
+
+    @property
+    def latest(self) -> str | None:
+        live = self.active_versions()
+        return live[0] if live else None
+
+    def current(self, environment: str) -> Event | None:
+        """The assignment in effect for ``environment``, or None."""
+        event = self.environments.get(environment)
+        if event is None or event.action is Action.UNASSIGN:
+            return None
+        return event
+
+    def version_of_fingerprint(self, fingerprint: str) -> str | None:
+        for version in self.active_versions():
+            if self.versions[version].metadata.get("fingerprint") == fingerprint:
+                return version
+        return None
+
+    def version_on_commit(self, commit: str) -> str | None:
+        for version, event in self.versions.items():
+            if event.commit == commit:
+                return version
+        return None
+
+    def was_assigned(self, version: str, environment: str) -> bool:
+        return any(
+            e.action is Action.ASSIGN and e.environment == environment and e.version == version
+            for e in self.events
+        )
+
+    def assignment_history(self, environment: str) -> list[Event]:
+        """Assign and unassign events of ``environment``, newest first."""
+        return [
+            e
+            for e in self.events
+            if e.environment == environment and e.action in (Action.ASSIGN, Action.UNASSIGN)
+        ]
+
+    def taken_versions(self) -> list[str]:
+        return [*self.versions, *self.deregistered]
+
+
+def build_state(records: Sequence[TagRecord]) -> dict[str, ModelState]:
+    """The registry from raw tags: lightweight tags and foreign names are ignored."""
+    parsed: list[tuple[TagRecord, TagName]] = []
+    for record in records:
+        if not record.annotated:
+            continue
+        name = parse_name(record.name)
+        if name is not None:
+            parsed.append((record, name))
+    # Registrations first, so that assignments can name their version.
+    commit_versions: dict[tuple[str, str], str] = {}
+    models: dict[str, ModelState] = {}
+    for record, name in parsed:
+        if name.action is Action.REGISTER and name.version:
+            commit_versions.setdefault((name.model, record.commit), name.version)
+
+    def order(item: tuple[TagRecord, TagName]) -> tuple[int, int, str]:
+        record, name = item
+        return (record.timestamp, name.counter if name.counter is not None else -1, record.name)
+
+    for record, name in sorted(parsed, key=order):
+        state = models.setdefault(name.model, ModelState(name.model))
+        version = name.version or commit_versions.get((name.model, record.commit))
+        event = Event(
+            tag=record.name,
+            action=name.action,
+            model=name.model,
+            commit=record.commit,
+            version=version,
+            environment=name.environment,
+            counter=name.counter,
+            tagger=record.tagger,
+            tagger_email=record.tagger_email,
+            timestamp=record.timestamp,
+            message=record.message,
+            metadata=metadata_from(record.message),
+        )
+        state.events.append(event)
+        if name.action is Action.REGISTER and name.version:
+            state.versions.setdefault(name.version, event)
+        elif name.action is Action.DEREGISTER and name.version:
+            state.deregistered[name.version] = event
+        elif name.action is Action.DEPRECATE:
+            state.deprecated = event
+        elif name.action in (Action.ASSIGN, Action.UNASSIGN) and name.environment:
+            previous = state.environments.get(name.environment)
+            if previous is None or _later(name, previous):
+                state.environments[name.environment] = event
+    for state in models.values():
+        state.events.sort(key=_newest_first_key, reverse=True)
+    return models
+
+
+def _later(name: TagName, previous: Event) -> bool:
+    if name.counter is None:
+        return previous.counter is None  # GTO's "simple" tags carry no order: keep the last seen
+    return previous.counter is None or name.counter > previous.counter
+
+
+def _newest_first_key(event: Event) -> tuple[int, int]:
+    return (event.timestamp, event.counter if event.counter is not None else -1)
