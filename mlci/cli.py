@@ -386,7 +386,7 @@ def show(model: ModelArgument = None, as_json: JsonOption = False) -> None:
     """
     from mlci.commands import show as command
 
-    data = command.show(Path.cwd(), model, warn=_log)
+    data = command.show(Path.cwd(), model, warn=_log, detail=as_json)
     _emit(data, as_json, command.format_show(data))
 
 

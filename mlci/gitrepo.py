@@ -235,22 +235,25 @@ class PushResult:
 
 
 def push_tags(path: Path, remote: str, names: Sequence[str]) -> PushResult:
-    """Push tags atomically: all land or none. Never forced."""
+    """Push tags atomically: all land or none. Never forced.
+
+    A lost race shows up in several ways (a "[rejected] (already exists)", or
+    the remote failing to lock a ref another push just took), so on failure
+    the remote is asked which of the names it now has.
+    """
     refs = [f"refs/tags/{n}:refs/tags/{n}" for n in names]
     proc = run_git(["push", "--atomic", "--porcelain", remote, *refs], path, check=False)
     if proc.returncode == 0:
         return PushResult(True, (), "")
-    rejected = []
-    for line in proc.stdout.splitlines():
-        parts = line.split("\t")
-        # "[rejected] (already exists)": another job published the same name first.
-        if (
-            len(parts) >= 3
-            and parts[0] == "!"
-            and ("already exists" in parts[2] or "fetch first" in parts[2])
-        ):
-            rejected.append(parts[1].split(":")[0].removeprefix("refs/tags/"))
-    return PushResult(False, tuple(rejected), (proc.stderr or proc.stdout).strip())
+    error = "\n".join(
+        line for line in (proc.stderr + proc.stdout).splitlines() if line.strip() and line != "Done"
+    ).strip()
+    try:
+        taken = remote_tags(path, remote)
+    except GitError:
+        taken = {}
+    rejected = tuple(n for n in names if n in taken)
+    return PushResult(False, rejected, error)
 
 
 def remote_tags(path: Path, remote: str) -> dict[str, tuple[str, str | None]]:
@@ -288,11 +291,9 @@ def is_shallow(path: Path) -> bool:
 
 
 def unshallow(path: Path, remote: str) -> None:
-    run_git(
-        ["fetch", "--quiet", "--unshallow", "--tags", remote],
-        path,
-        what="deepening a shallow clone",
-    )
+    # History only: tags are reconciled one by one afterwards (a bulk --tags
+    # fetch refuses to replace a local lightweight copy of a tag).
+    run_git(["fetch", "--quiet", "--unshallow", remote], path, what="deepening a shallow clone")
 
 
 def rev_parse(path: Path, rev: str) -> str | None:

@@ -99,7 +99,13 @@ def lightweight_registry_tags(root: Path) -> list[str]:
 class PlannedTag:
     name: str
     commit: str
-    message: str = ""
+    summary: str = ""
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    def message(self, now: float) -> str:
+        # Tag dates have one-second resolution; the precise time orders events
+        # made within the same second.
+        return tags.message(self.summary, {**self.metadata, "time": round(now, 6)})
 
 
 @dataclass
@@ -139,7 +145,8 @@ def publish(
         made: list[str] = []
         try:
             for tag in plan.tags:
-                gitrepo.create_tag(ws.root, tag.name, tag.commit, tag.message, ws.environ)
+                message = tag.message(time.time())
+                gitrepo.create_tag(ws.root, tag.name, tag.commit, message, ws.environ)
                 made.append(tag.name)
             if not ws.push:
                 return Published(plan, pushed=False, attempts=attempt)

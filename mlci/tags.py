@@ -1,13 +1,16 @@
 """The git-tag registry's grammar and state, in GTO's exact format. Pure.
 
     <model>@v1.2.0          register a version (on the commit that was trained)
-    <model>@v1.2.0!#5       deregister it
+    <model>@v1.2.0!         deregister it
     <model>#<env>#6         assign the version on that commit to an environment
-    <model>#<env>!#7        unassign the environment
-    <model>@deprecated#8    deprecate the model
+    <model>#<env>!#7        unassign that version from the environment
+    <model>@deprecated      deprecate the model
 
-Counters are per model across every action; an environment's current
-assignment is its tag with the highest counter. Only annotated tags count.
+These are the names GTO 1.x writes. The counter of an assignment is one more
+than the highest counter on any tag of the model. An environment's current
+version is, as in GTO, the one whose assignment is newest among those not
+unassigned since (so unassigning the current version falls back to the one
+before it). Only annotated tags count.
 The message of a tag mlci writes starts with GTO's one-line summary and then
 carries a machine-readable line, ``mlci-metadata: {json}``, so a CI runner
 with no tracking server can still diff against the model in production.
@@ -88,8 +91,8 @@ def version_tag(model: str, version: str) -> str:
     return f"{_artifact(model)}@{version}"
 
 
-def deregister_tag(model: str, version: str, counter: int) -> str:
-    return f"{_artifact(model)}@{version}!#{counter}"
+def deregister_tag(model: str, version: str) -> str:
+    return f"{_artifact(model)}@{version}!"
 
 
 def assign_tag(model: str, environment: str, counter: int) -> str:
@@ -100,8 +103,8 @@ def unassign_tag(model: str, environment: str, counter: int) -> str:
     return f"{_artifact(model)}#{environment}!#{counter}"
 
 
-def deprecate_tag(model: str, counter: int) -> str:
-    return f"{_artifact(model)}@deprecated#{counter}"
+def deprecate_tag(model: str) -> str:
+    return f"{_artifact(model)}@deprecated"
 
 
 # --------------------------------------------------------------------------- semver
@@ -209,7 +212,8 @@ class TagRecord:
 
 @dataclass(frozen=True)
 class Event:
-    """A registry event: a parsed, annotated tag."""
+    """A registry event: a parsed, annotated tag. Its metadata is parsed on first use
+    (most of a large registry's messages are never read)."""
 
     tag: str
     action: Action
@@ -222,7 +226,14 @@ class Event:
     tagger_email: str
     timestamp: int
     message: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    _metadata: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            object.__setattr__(self, "_metadata", metadata_from(self.message))
+        assert self._metadata is not None
+        return self._metadata
 
 
 @dataclass
@@ -230,7 +241,8 @@ class ModelState:
     name: str
     versions: dict[str, Event] = field(default_factory=dict)  # version -> its registration
     deregistered: dict[str, Event] = field(default_factory=dict)
-    environments: dict[str, Event] = field(default_factory=dict)  # env -> newest assign/unassign
+    # env -> version -> the assignment in effect (removed when unassigned)
+    assignments: dict[str, dict[str, Event]] = field(default_factory=dict)
     deprecated: Event | None = None
     events: list[Event] = field(default_factory=list)  # newest first
 
@@ -244,12 +256,19 @@ class ModelState:
         live = self.active_versions()
         return live[0] if live else None
 
+    @property
+    def environments(self) -> list[str]:
+        return list(self.assignments)
+
     def current(self, environment: str) -> Event | None:
-        """The assignment in effect for ``environment``, or None."""
-        event = self.environments.get(environment)
-        if event is None or event.action is Action.UNASSIGN:
-            return None
-        return event
+        """The newest assignment in effect for ``environment`` (of a version
+        not deregistered), or None."""
+        live = [
+            e
+            for v, e in self.assignments.get(environment, {}).items()
+            if v not in self.deregistered
+        ]
+        return max(live, key=_order_key) if live else None
 
     def version_of_fingerprint(self, fingerprint: str) -> str | None:
         for version in self.active_versions():
@@ -297,9 +316,10 @@ def build_state(records: Sequence[TagRecord]) -> dict[str, ModelState]:
         if name.action is Action.REGISTER and name.version:
             commit_versions.setdefault((name.model, record.commit), name.version)
 
-    def order(item: tuple[TagRecord, TagName]) -> tuple[int, int, str]:
+    def order(item: tuple[TagRecord, TagName]) -> tuple[int, float, str]:
+        # Counters order the assignments of a model; tags without one go first, by time.
         record, name = item
-        return (record.timestamp, name.counter if name.counter is not None else -1, record.name)
+        return (name.counter if name.counter is not None else -1, _when(record), record.name)
 
     for record, name in sorted(parsed, key=order):
         state = models.setdefault(name.model, ModelState(name.model))
@@ -316,7 +336,6 @@ def build_state(records: Sequence[TagRecord]) -> dict[str, ModelState]:
             tagger_email=record.tagger_email,
             timestamp=record.timestamp,
             message=record.message,
-            metadata=metadata_from(record.message),
         )
         state.events.append(event)
         if name.action is Action.REGISTER and name.version:
@@ -326,19 +345,41 @@ def build_state(records: Sequence[TagRecord]) -> dict[str, ModelState]:
         elif name.action is Action.DEPRECATE:
             state.deprecated = event
         elif name.action in (Action.ASSIGN, Action.UNASSIGN) and name.environment:
-            previous = state.environments.get(name.environment)
-            if previous is None or _later(name, previous):
-                state.environments[name.environment] = event
+            active = state.assignments.setdefault(name.environment, {})
+            key = version or record.commit
+            if name.action is Action.ASSIGN:
+                active[key] = event
+            else:
+                active.pop(key, None)
     for state in models.values():
         state.events.sort(key=_newest_first_key, reverse=True)
     return models
 
 
-def _later(name: TagName, previous: Event) -> bool:
-    if name.counter is None:
-        return previous.counter is None  # GTO's "simple" tags carry no order: keep the last seen
-    return previous.counter is None or name.counter > previous.counter
+def _order_key(event: Event) -> tuple[int, float]:
+    # The counter orders assignments; GTO's counter-less "simple" ones go by time.
+    return (event.counter if event.counter is not None else -1, event_time(event))
 
 
-def _newest_first_key(event: Event) -> tuple[int, int]:
-    return (event.timestamp, event.counter if event.counter is not None else -1)
+_TIME_RE = re.compile(r'"time":([0-9]+(?:\.[0-9]+)?)')
+
+
+def _precise(message: str, timestamp: int) -> float:
+    """The tag's time: mlci's precise one when it wrote the tag, else git's (seconds).
+    Read with a regex: parsing every message's JSON would dominate a large registry."""
+    match = _TIME_RE.search(message) if METADATA_PREFIX in message else None
+    if match and int(float(match[1])) == timestamp:
+        return float(match[1])
+    return float(timestamp)
+
+
+def _when(record: TagRecord) -> float:
+    return _precise(record.message, record.timestamp)
+
+
+def event_time(event: Event) -> float:
+    return _precise(event.message, event.timestamp)
+
+
+def _newest_first_key(event: Event) -> tuple[float, int]:
+    return (event_time(event), event.counter if event.counter is not None else -1)

@@ -501,6 +501,14 @@ class Registry:
             for v in found
         ]
 
+    def version_for_tag(self, tag: str, hint: str | None = None) -> str | None:
+        """The MLflow version that points back at git tag ``tag`` (the tag's own
+        record of it, ``hint``, preferred; `doctor --fix` may have made another)."""
+        matches = [v.version for v in self.versions() if v.tags.get(GIT_TAG_TAG) == tag]
+        if hint is not None and hint in matches:
+            return hint
+        return max(matches, key=int) if matches else None
+
     def aliases(self) -> dict[str, str]:
         """alias -> version."""
         from mlflow.exceptions import MlflowException

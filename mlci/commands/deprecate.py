@@ -58,13 +58,13 @@ def deprecate(
                 raise MlciError(f"{model} has no version {version}", hint="mlci show lists them")
             if version in now.deregistered:
                 return None
-            name = tags.deregister_tag(model, version, counter)
+            name = tags.deregister_tag(model, version)
             summary = f"Deregistering artifact {model} version {version}"
             commit = now.versions[version].commit
         else:
             if now.deprecated is not None:
                 return None
-            name = tags.deprecate_tag(model, counter)
+            name = tags.deprecate_tag(model)
             summary = f"Deprecating artifact {model}"
             latest = now.latest
             commit = (
@@ -72,7 +72,7 @@ def deprecate(
                 if latest
                 else (gitrepo.rev_parse(ws.root, "HEAD") or "")
             )
-        return registry.Plan([registry.PlannedTag(name, commit, tags.message(summary, metadata))])
+        return registry.Plan([registry.PlannedTag(name, commit, summary, dict(metadata))])
 
     published = registry.publish(ws, make_plan, log)
     if published is None:

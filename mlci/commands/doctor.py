@@ -69,9 +69,11 @@ def doctor(
         assert event is not None
         meta = event.metadata
         number = str(meta.get("mlflow_model_version") or "")
-        mv = versions.get(number)
-        if mv is not None and mv.tags.get(GIT_TAG_TAG) == event.tag:
-            expected[version] = number
+        pointing = [
+            n for n, v in versions.items() if v is not None and v.tags.get(GIT_TAG_TAG) == event.tag
+        ]
+        if pointing:
+            expected[version] = number if number in pointing else max(pointing, key=int)
             continue
         problem = Problem(
             "missing_model_version",
@@ -104,6 +106,15 @@ def doctor(
         current = state.current(env) if state else None
         want = expected.get(current.version) if current and current.version else None
         have = aliases.get(env)
+        if current is not None and current.version and want is None:
+            report.problems.append(
+                Problem(
+                    "alias_mismatch",
+                    f"alias {env!r} -> {have or 'nothing'}, but git assigns {current.version}, "
+                    "which has no MLflow version to point at",
+                )
+            )
+            continue
         if want == have:
             continue
         if want is None and have is not None:

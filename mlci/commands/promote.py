@@ -185,9 +185,7 @@ def assign(
         if rollback_reason is not None:
             summary = f"{summary} (rollback)"
         planned = registry.PlannedTag(
-            tags.assign_tag(model, env.name, counter),
-            registration.commit,
-            tags.message(summary, metadata),
+            tags.assign_tag(model, env.name, counter), registration.commit, summary, metadata
         )
         return registry.Plan([planned])
 
@@ -199,7 +197,7 @@ def assign(
     verb = "rolled back" if rollback_reason is not None else "promoted"
     where = f", pushed to {registry.REMOTE}" if published.pushed else " (local only: not pushed)"
     log(f"{verb} {model} {candidate} to {env.name}: tag {tag}{where}")
-    alias_set = _set_alias(config, environ, model, env.name, mlflow_version, log)
+    alias_set = _set_alias(config, environ, model, env.name, registration.tag, mlflow_version, log)
     return PromoteResult(
         model,
         env.name,
@@ -218,19 +216,25 @@ def _set_alias(
     environ: Mapping[str, str],
     model: str,
     alias: str,
+    tag: str,
     mlflow_version: object,
     log: Callable[[str], None],
 ) -> bool:
     """MLflow follows git: the alias is set after the tag is published."""
     from mlci.tracking import Registry
 
-    if mlflow_version is None:
-        log(f"warning: the version's tag names no MLflow model version; alias {alias!r} not set")
-        return False
     try:
-        Registry(train_cmd.make_tracking(config, environ), model).set_alias(
-            alias, str(mlflow_version)
-        )
+        reg = Registry(train_cmd.make_tracking(config, environ), model)
+        hint = None if mlflow_version is None else str(mlflow_version)
+        number = reg.version_for_tag(tag, hint)
+        if number is None:
+            log(
+                f"warning: no MLflow model version points at {tag}; alias {alias!r} not set "
+                "(`mlci doctor --fix` re-creates the version)"
+            )
+            return False
+        mlflow_version = number
+        reg.set_alias(alias, number)
     except MlciError as exc:
         raise MlciError(
             f"the git tag is published, but setting MLflow alias {alias!r} failed: {exc.message}",

@@ -156,7 +156,7 @@ def register(
                 description=f"{model} {name} (git tag {planned.name}, commit {commit[:12]})",
             )
             created["mlflow"] = mv
-            metadata = {
+            metadata: dict[str, object] = {
                 "version": name,
                 "fingerprint": fingerprint,
                 "metrics": run.metrics,
@@ -169,7 +169,8 @@ def register(
                 "inputs_digest": inputs_digest(resolved.fingerprint.files),
                 "pr": pr_number if pr_number is not None else _int(run.tags.get("mlci.pr")),
             }
-            planned_tags[0].message = tags.message(tags.register_summary(model, name), metadata)
+            planned_tags[0].summary = tags.register_summary(model, name)
+            planned_tags[0].metadata = metadata
 
         def undo() -> None:
             if "mlflow" in created:

@@ -59,7 +59,10 @@ def _when(timestamp: int) -> str:
     )
 
 
-def show(cwd: Path, model: str | None, warn: Callable[[str], None]) -> dict[str, Any]:
+def show(
+    cwd: Path, model: str | None, warn: Callable[[str], None], detail: bool = True
+) -> dict[str, Any]:
+    """The registry; ``detail`` adds every version (for --json)."""
     state, env_order = _state(cwd, model, warn)
     models = []
     for name in sorted(state):
@@ -84,7 +87,7 @@ def show(cwd: Path, model: str | None, warn: Callable[[str], None]) -> dict[str,
                         "metrics": s.versions[v].metadata.get("metrics"),
                         "mlflow_model_version": s.versions[v].metadata.get("mlflow_model_version"),
                     }
-                    for v in s.active_versions()
+                    for v in (s.active_versions() if detail else [])
                 ],
             }
         )
@@ -111,7 +114,8 @@ def history(cwd: Path, model: str | None, warn: Callable[[str], None]) -> list[d
     state, _ = _state(cwd, model, warn)
     events = [e for s in state.values() for e in s.events]
     events.sort(
-        key=lambda e: (e.timestamp, e.counter if e.counter is not None else -1), reverse=True
+        key=lambda e: (tags.event_time(e), e.counter if e.counter is not None else -1),
+        reverse=True,
     )
     out = []
     for e in events:
