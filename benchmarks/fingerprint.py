@@ -50,16 +50,12 @@ def throughput(work: Path, size_mb: int, runs: int) -> None:
                 f.write(block[j:] + block[:j])  # distinct content per MiB
     names = [f"data/{p.name}" for p in sorted(data.iterdir())]
     total_mb = sum((data.parent / n).stat().st_size for n in names) / (1 << 20)
-    subprocess.run(
-        ["cat", *[str(data.parent / n) for n in names]], stdout=subprocess.DEVNULL, check=True
-    )
+    subprocess.run(["cat", *[str(data.parent / n) for n in names]], stdout=subprocess.DEVNULL, check=True)
 
     ours = timed(lambda: fp.hash_files(data.parent, names, None), runs)
     single = timed(lambda: [fp._sha256(data.parent / n) for n in names], runs)
     theirs = timed(
-        lambda: subprocess.run(
-            ["sha256sum", *names], cwd=data.parent, stdout=subprocess.DEVNULL, check=True
-        ),
+        lambda: subprocess.run(["sha256sum", *names], cwd=data.parent, stdout=subprocess.DEVNULL, check=True),
         runs,
     )
     ratio = theirs / ours
@@ -109,9 +105,7 @@ def stat_cache(work: Path, files: int, runs: int) -> None:
         ),
         runs,
     )
-    print(
-        f"fingerprint of {len(cold.files)} unchanged files in a git repository (median of {runs}):"
-    )
+    print(f"fingerprint of {len(cold.files)} unchanged files in a git repository (median of {runs}):")
     print(f"  first (reads every file)      {cold_s:6.3f} s")
     print(f"  again, stat cache warm        {warm_s:6.3f} s")
     print(f"  again, stat cache off         {no_cache_s:6.3f} s")
@@ -123,9 +117,7 @@ def stat_cache(work: Path, files: int, runs: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the hashing input set")
-    parser.add_argument(
-        "--files", type=int, default=10_000, help="file count for the stat cache test"
-    )
+    parser.add_argument("--files", type=int, default=10_000, help="file count for the stat cache test")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mlci-bench-") as tmp:

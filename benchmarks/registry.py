@@ -80,15 +80,11 @@ def build(root: Path, count: int) -> None:
 
 
 def measure(command: list[str], cwd: Path, runs: int) -> tuple[float, float]:
-    subprocess.run(
-        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
-    )
+    subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(
-            command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
-        )
+        subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         times.append(time.perf_counter() - start)
     peak_kb = int(
         subprocess.run(
@@ -106,9 +102,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="tag counts")
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement")
-    parser.add_argument(
-        "--gto-everywhere", action="store_true", help="also time gto above 1,000 tags"
-    )
+    parser.add_argument("--gto-everywhere", action="store_true", help="also time gto above 1,000 tags")
     args = parser.parse_args()
     mlci = shutil.which("mlci") or str(Path(sys.executable).parent / "mlci")
     gto = gto_command()
@@ -142,14 +136,10 @@ def main() -> int:
             for name, (seconds, mib) in row.items():
                 print(f"  {name:<18} {seconds * 1000:9.1f} ms   peak {mib:6.1f} MiB")
             if "gto show" in row:
-                print(
-                    f"  mlci show is {row['gto show'][0] / row['mlci show'][0]:.0f}x faster than gto show"
-                )
+                print(f"  mlci show is {row['gto show'][0] / row['mlci show'][0]:.0f}x faster than gto show")
     biggest = max(results)
     t = results[biggest]["mlci show"][0]
-    print(
-        f"target mlci show < 0.5 s at {biggest} tags: {'ok' if t < 0.5 else 'MISSED'} ({t:.3f} s)"
-    )
+    print(f"target mlci show < 0.5 s at {biggest} tags: {'ok' if t < 0.5 else 'MISSED'} ({t:.3f} s)")
     small = [s for s in results if "gto show" in results[s] and s <= 1000]
     if small:
         s = max(small)

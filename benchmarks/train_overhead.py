@@ -43,9 +43,7 @@ def main() -> int:
         root = Path(tmp) / "churn"
         subprocess.run([*mlci, "init", str(root), "--git"], check=True, capture_output=True)
 
-        alone = statistics.median(
-            timed([sys.executable, "train.py"], root)[0] for _ in range(args.runs)
-        )
+        alone = statistics.median(timed([sys.executable, "train.py"], root)[0] for _ in range(args.runs))
 
         fresh_total, fresh = timed([*mlci, "train", "--json"], root)
         fresh_overhead = fresh_total - float(fresh["train_seconds"])  # type: ignore[arg-type]
@@ -65,10 +63,7 @@ def main() -> int:
     hit = statistics.median(hits)
     print(f"scaffolded classifier, median of {args.runs} runs:")
     print(f"  python train.py alone                   {alone:6.2f} s")
-    print(
-        f"  mlci train, fresh project (store made)  {fresh_total:6.2f} s  "
-        f"overhead {fresh_overhead:5.2f} s"
-    )
+    print(f"  mlci train, fresh project (store made)  {fresh_total:6.2f} s  overhead {fresh_overhead:5.2f} s")
     print(
         f"  mlci train --no-cache, store exists     {statistics.median(totals):6.2f} s  "
         f"overhead {overhead:5.2f} s"

@@ -68,9 +68,7 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print mlci's version and exit."
-        ),
+        typer.Option("--version", callback=_version, is_eager=True, help="Print mlci's version and exit."),
     ] = False,
     show_traceback: Annotated[
         bool,
@@ -89,9 +87,7 @@ def _root(
 
 @app.command()
 def init(
-    directory: Annotated[
-        Path, typer.Argument(help="Folder to create the project in (created if missing).")
-    ],
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in (created if missing).")],
     template: Annotated[
         Template,
         typer.Option(
@@ -108,8 +104,7 @@ def init(
         bool,
         typer.Option(
             "--force",
-            help="Write into a non-empty folder; files that differ are overwritten, "
-            "and each one is listed.",
+            help="Write into a non-empty folder; files that differ are overwritten, and each one is listed.",
         ),
     ] = False,
     git: Annotated[
@@ -175,9 +170,7 @@ def train(
     overrides: SetOption = None,
     no_cache: Annotated[
         bool,
-        typer.Option(
-            "--no-cache", help="Train even if a finished run with the same fingerprint exists."
-        ),
+        typer.Option("--no-cache", help="Train even if a finished run with the same fingerprint exists."),
     ] = False,
     pr: Annotated[
         int | None,
@@ -247,14 +240,10 @@ def _emit(data: Any, as_json: bool, text: str) -> None:
 
 @app.command()
 def register(
-    bump: Annotated[
-        Bump, typer.Option("--bump", help="Which part of the version to increase.")
-    ] = Bump.patch,
+    bump: Annotated[Bump, typer.Option("--bump", help="Which part of the version to increase.")] = Bump.patch,
     version: Annotated[
         str | None,
-        typer.Option(
-            "--version", help="Register exactly this version (vX.Y.Z) instead of bumping."
-        ),
+        typer.Option("--version", help="Register exactly this version (vX.Y.Z) instead of bumping."),
     ] = None,
     push: PushOption = None,
     pr: Annotated[
@@ -323,9 +312,7 @@ def promote(
 @app.command()
 def rollback(
     environment: EnvArgument,
-    reason: Annotated[
-        str, typer.Option("--reason", help="Why: recorded in the tag message (required).")
-    ],
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded in the tag message (required).")],
     to: Annotated[
         str | None,
         typer.Option("--to", help="Version to go back to. Default: the previous distinct one."),
@@ -438,9 +425,7 @@ def deprecate(
 
 @app.command()
 def doctor(
-    fix: Annotated[
-        bool, typer.Option("--fix", help="Re-sync MLflow from git, the source of truth.")
-    ] = False,
+    fix: Annotated[bool, typer.Option("--fix", help="Re-sync MLflow from git, the source of truth.")] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -452,6 +437,116 @@ def doctor(
     _emit(report.to_json(), as_json, command.format_report(report))
     if not report.healthy:
         raise typer.Exit(ExitCode.GATE_FAILED)
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+
+
+BaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--base",
+        help="Branch or commit to compare with: the run at its merge base with HEAD. "
+        "Default: the first environment's branch.",
+    ),
+]
+EnvsOption = Annotated[
+    list[str] | None,
+    typer.Option("--env", "-e", help="Compare with this environment only (repeatable). Default: all."),
+]
+
+
+@app.command()
+def diff(
+    base: BaseOption = None,
+    environments: EnvsOption = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    config: ConfigOption = None,
+) -> None:
+    """Diff the current inputs' run against each environment's model and the base branch.
+
+    Trains first if these inputs have no run yet (the run cache makes that free
+    otherwise). Every metric is shown with its change and whether it is better
+    or worse by its goal; params changes too.
+    """
+    from mlci.commands import report as command
+
+    report, _ = command.gather(
+        config, Path.cwd(), environ=os.environ, base=base, environments=environments or [], log=_log
+    )
+    template = command.template_for(_config(config)) if fmt is Format.markdown else None
+    typer.echo(
+        command.format_report(report, fmt.value, template=template, color=sys.stdout.isatty()), nl=False
+    )
+
+
+@app.command()
+def gate(
+    environment: Annotated[str, typer.Option("--env", "-e", help="Environment whose gates to check.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check the current inputs' run against an environment's gates (exit 1 if one fails).
+
+    Relative rules compare with the model now in that environment; with none
+    there yet they pass with the note "no baseline".
+    """
+    from mlci.commands import report as command
+    from mlci.commands.promote import verdict_json
+    from mlci.errors import ExitCode
+
+    report, result = command.gather(
+        config, Path.cwd(), environ=os.environ, base=None, environments=[environment], log=_log
+    )
+    (verdict,) = report.verdicts
+    for rule in verdict.results:
+        _log(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.message}")
+    data = {"run_id": result.run_id, "fingerprint": result.fingerprint, **(verdict_json(verdict) or {})}
+    text = f"{environment}: {'pass' if verdict.passed else 'FAIL'}: {verdict.summary()}"
+    _emit(data, as_json, text)
+    if not verdict.passed:
+        raise typer.Exit(ExitCode.GATE_FAILED)
+
+
+@app.command()
+def report(
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.markdown,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="File to write. Default: .mlci/report.md (.txt, .json).", dir_okay=False
+        ),
+    ] = None,
+    base: BaseOption = None,
+    environments: EnvsOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the report (a PR comment in markdown, a table, or JSON) to a file.
+
+    Later steps and people read it from disk, with no network.
+    """
+    from mlci.commands import report as command
+
+    loaded = _config(config)
+    rep, _ = command.gather(
+        config, Path.cwd(), environ=os.environ, base=base, environments=environments or [], log=_log
+    )
+    template = command.template_for(loaded) if fmt is Format.markdown else None
+    text = command.format_report(rep, fmt.value, template=template, color=False)
+    target = output or loaded.root / ".mlci" / command.DEFAULT_OUTPUT[fmt.value]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    _log(f"wrote {target} ({len(text)} characters)")
+    typer.echo(str(target))
+
+
+def _config(path: Path | None) -> Any:
+    from mlci import config as cfg
+
+    return cfg.load(path if path is not None else cfg.find_config(Path.cwd()))
 
 
 def _wants_traceback(args: list[str], environ: Any) -> bool:
@@ -486,8 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         traceback.print_exc()
         print(
-            "mlci: internal error: this is a bug in mlci; "
-            "please report it with the traceback above",
+            "mlci: internal error: this is a bug in mlci; please report it with the traceback above",
             file=sys.stderr,
         )
         return ExitCode.INTERNAL

@@ -374,18 +374,14 @@ class _Checker:
         for key in value:
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-                suggestion = (
-                    f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(allowed)}"
-                )
+                suggestion = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(allowed)}"
                 self.problem((*key_path, key), f"unknown key; {suggestion}")
         for key in required:
             if value.get(key) is None:
                 self.problem((*key_path, key), "required key is missing")
         return value
 
-    def string(
-        self, value: Any, key_path: tuple[str | int, ...], default: str | None
-    ) -> str | None:
+    def string(self, value: Any, key_path: tuple[str | int, ...], default: str | None) -> str | None:
         if value is None:
             return default
         if isinstance(value, str) and value.strip():
@@ -492,9 +488,7 @@ class _Checker:
         at: tuple[str | int, ...] = ("train",)
         if raw is None:
             return None
-        t = self.mapping(
-            raw, at, ("command", "inputs", "params", "metrics", "model"), required=("command",)
-        )
+        t = self.mapping(raw, at, ("command", "inputs", "params", "metrics", "model"), required=("command",))
         if t is None:
             return None
         defaults = TrainConfig(command="")
@@ -566,9 +560,7 @@ class _Checker:
             where = (*at, name)
             self.named(name, where, ENV_NAME_RE, "environment name")
             if name.lower() == "latest" or re.match(r"^[vV]\d+$", name):
-                self.problem(
-                    where, f"{name!r} is reserved by MLflow's aliases; choose another name"
-                )
+                self.problem(where, f"{name!r} is reserved by MLflow's aliases; choose another name")
             e = self.mapping(spec, where, ("branch", "requires", "gates"))
             if e is None:
                 continue
@@ -615,9 +607,7 @@ class _Checker:
                 min=low,
                 max=high,
                 max_regression=self.threshold(r.get("max_regression"), (*where, "max_regression")),
-                min_improvement=self.threshold(
-                    r.get("min_improvement"), (*where, "min_improvement")
-                ),
+                min_improvement=self.threshold(r.get("min_improvement"), (*where, "min_improvement")),
             )
             if metric:
                 yield rule

@@ -189,9 +189,7 @@ class StatCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(
-                json.dumps({"version": _VERSION, "files": self.entries}), encoding="utf-8"
-            )
+            tmp.write_text(json.dumps({"version": _VERSION, "files": self.entries}), encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError:
             pass  # the cache is an optimisation; never fail a command over it
@@ -256,6 +254,4 @@ def compute(config: Config, params: Any, *, use_stat_cache: bool = True) -> Fing
     files = hash_files(root, names, cache)
     if cache:
         cache.save(files)
-    return Fingerprint(
-        digest=compose(files, params, config), files=files, unmatched=tuple(unmatched)
-    )
+    return Fingerprint(digest=compose(files, params, config), files=files, unmatched=tuple(unmatched))

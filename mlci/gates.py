@@ -77,14 +77,10 @@ def _check(
             m, kind, ok, f"{m} {_fmt(value)} {sign} max {_fmt(rule.max)}", value, _fmt(rule.max)
         )
 
-    threshold: Threshold | None = (
-        rule.max_regression if kind == "max_regression" else rule.min_improvement
-    )
+    threshold: Threshold | None = rule.max_regression if kind == "max_regression" else rule.min_improvement
     assert threshold is not None
     if baseline is None or baseline_label is None:
-        return RuleResult(
-            m, kind, True, f"{m} {kind} {threshold}: no baseline", value, str(threshold)
-        )
+        return RuleResult(m, kind, True, f"{m} {kind} {threshold}: no baseline", value, str(threshold))
     allowed = threshold.amount(baseline)
     # Improvement in the direction of the goal (negative: a regression).
     improvement = value - baseline if goal == "maximize" else baseline - value
@@ -126,9 +122,7 @@ def evaluate(
     label = baseline_label if baseline is not None else None
     for rule in environment.gates:
         kinds = [
-            k
-            for k in ("min", "max", "max_regression", "min_improvement")
-            if getattr(rule, k) is not None
+            k for k in ("min", "max", "max_regression", "min_improvement") if getattr(rule, k) is not None
         ]
         value = head.get(rule.metric)
         for kind in kinds:

@@ -10,6 +10,7 @@ every command.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -42,7 +43,7 @@ def run_git(
     input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``git ARGS`` in ``cwd``; on failure raise a GitError that says it all."""
-    git = shutil.which("git")
+    git = _git_executable()
     if git is None:
         raise GitError("git is not installed or not on PATH", hint="install git")
     proc = subprocess.run(
@@ -64,8 +65,23 @@ def run_git(
     return proc
 
 
+@functools.cache
+def _git_executable() -> str | None:
+    return shutil.which("git")
+
+
 def is_repository(path: Path) -> bool:
     return (path / ".git").exists()
+
+
+def toplevel_and_shallow(path: Path) -> tuple[Path, bool] | None:
+    """The work tree's root and whether the clone is shallow, in one git call;
+    None outside git."""
+    proc = run_git(["rev-parse", "--show-toplevel", "--is-shallow-repository"], path, check=False)
+    if proc.returncode != 0:
+        return None
+    lines = proc.stdout.splitlines()
+    return Path(lines[0]), len(lines) > 1 and lines[1].strip() == "true"
 
 
 def toplevel(path: Path) -> Path | None:
@@ -74,9 +90,7 @@ def toplevel(path: Path) -> Path | None:
     return Path(proc.stdout.strip()) if proc.returncode == 0 else None
 
 
-def init_repository(
-    path: Path, *, initial_branch: str, message: str, branches: Iterable[str]
-) -> str:
+def init_repository(path: Path, *, initial_branch: str, message: str, branches: Iterable[str]) -> str:
     """``git init``, commit everything in ``path``, create ``branches`` there; returns the sha."""
     run_git(["init", "--quiet", "--initial-branch", initial_branch], path, what="git init")
     run_git(["add", "--all"], path, what="the first commit")
@@ -108,11 +122,7 @@ def list_files(path: Path) -> list[str] | None:
             f"{proc.returncode}: {proc.stderr.strip()}"
         )
     # A tracked file deleted from the work tree is still listed: skip it.
-    return [
-        name
-        for name in dict.fromkeys(proc.stdout.split("\0"))
-        if name and os.path.lexists(path / name)
-    ]
+    return [name for name in dict.fromkeys(proc.stdout.split("\0")) if name and os.path.lexists(path / name)]
 
 
 @dataclass(frozen=True)
@@ -124,9 +134,7 @@ class HeadInfo:
 
 def head_info(path: Path) -> HeadInfo | None:
     """Commit, branch and dirty flag of the work tree at ``path``; None outside git."""
-    proc = run_git(
-        ["status", "--porcelain=v2", "--branch", "--untracked-files=normal"], path, check=False
-    )
+    proc = run_git(["status", "--porcelain=v2", "--branch", "--untracked-files=normal"], path, check=False)
     if proc.returncode != 0:
         return None
     commit = branch = None
@@ -166,9 +174,7 @@ _TAG_FIELDS = 8
 
 def read_tags(path: Path) -> list[TagRecord]:
     """Every tag with its target, tagger, date and message: one ``git for-each-ref`` call."""
-    out = run_git(
-        ["for-each-ref", f"--format={_TAG_FORMAT}", "refs/tags"], path, what="reading tags"
-    ).stdout
+    out = run_git(["for-each-ref", f"--format={_TAG_FORMAT}", "refs/tags"], path, what="reading tags").stdout
     fields = out.split("\0")
     records = []
     for i in range(0, len(fields) - _TAG_FIELDS + 1, _TAG_FIELDS):
@@ -205,9 +211,7 @@ def _identity_env(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def create_tag(
-    path: Path, name: str, commit: str, message: str, environ: Mapping[str, str]
-) -> None:
+def create_tag(path: Path, name: str, commit: str, message: str, environ: Mapping[str, str]) -> None:
     """An annotated tag, its message kept verbatim (machine-readable lines included)."""
     run_git(
         ["tag", "--annotate", "--cleanup=verbatim", "--file=-", name, commit],
@@ -307,7 +311,4 @@ def merge_base(path: Path, a: str, b: str) -> str | None:
 
 
 def is_ancestor(path: Path, ancestor: str, descendant: str) -> bool:
-    return (
-        run_git(["merge-base", "--is-ancestor", ancestor, descendant], path, check=False).returncode
-        == 0
-    )
+    return run_git(["merge-base", "--is-ancestor", ancestor, descendant], path, check=False).returncode == 0

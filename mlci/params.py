@@ -27,9 +27,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         )
     parts = key.split(".")
     if any(not p for p in parts):
-        raise ParamsError(
-            f"--set {item!r}: {key!r} has an empty part", hint="write keys like a.b.c"
-        )
+        raise ParamsError(f"--set {item!r}: {key!r} has an empty part", hint="write keys like a.b.c")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
@@ -45,9 +43,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(
-    params: Mapping[str, Any], overrides: Iterable[str], source: str
-) -> dict[str, Any]:
+def apply_overrides(params: Mapping[str, Any], overrides: Iterable[str], source: str) -> dict[str, Any]:
     """A copy of ``params`` with each ``--set KEY=VALUE`` applied.
 
     A key must already exist in the params file: a typo must not silently add

@@ -164,13 +164,10 @@ def publish(
             )
         if plan.fixed_names:
             raise GitError(
-                f"{', '.join(result.rejected)} already exists on {REMOTE}: "
-                "another job published it first",
+                f"{', '.join(result.rejected)} already exists on {REMOTE}: another job published it first",
                 hint="choose another name, or fetch the tags (git fetch --tags) and look",
             )
-        log(
-            f"{', '.join(result.rejected)} was taken on {REMOTE} meanwhile; refreshing and retrying"
-        )
+        log(f"{', '.join(result.rejected)} was taken on {REMOTE} meanwhile; refreshing and retrying")
         gitrepo.fetch_tags(ws.root, REMOTE, result.rejected)
         ensure_complete(ws, log)
         sleep(random.uniform(0.05, 0.25) * attempt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,154 @@ def render_tree(folders: list[Path], context: Mapping[str, Any]) -> dict[Path, s
                     ) from exc
             out[output_name(relative)] = text
     return out
+
+
+# --------------------------------------------------------------------------- reports
+
+GITHUB_COMMENT_LIMIT = 65_536
+_ANSI_RE = re.compile(r"\033\[[0-9;]*m")
+_ANSI = {"green": "\033[32m", "red": "\033[31m", "dim": "\033[2m", "bold": "\033[1m"}
+_ARROWS = {"better": "🟢", "worse": "🔴", "same": "⚪", "new": "🆕", "missing": "❔"}
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}" if abs(value) >= 1e4 else f"{value:.4f}"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.4f}" if abs(value) < 1e4 else f"{value:+.4g}"
+
+
+def _cell(comparison: Any, name: str) -> str:
+    if not comparison.baseline.found:
+        return "—"
+    row = next((r for r in comparison.rows if r.name == name), None)
+    if row is None or row.base is None:
+        return "—"
+    if row.verdict in ("missing", "same") or row.delta is None:
+        return f"{_num(row.base)} {_ARROWS[row.verdict]}"
+    # The baseline's value, and how the head compares with it.
+    rel = f", {row.relative * 100:+.2f}%" if row.relative is not None else ""
+    return f"{_num(row.base)} {_ARROWS[row.verdict]} {_signed(row.delta)}{rel}"
+
+
+def _chart(report: Any) -> dict[str, Any] | None:
+    if not report.key_metric:
+        return None
+    points = [(v, x) for v, x in report.history]
+    head_value = report.head.metrics.get(report.key_metric)
+    if head_value is not None:
+        points.append((report.head.label, head_value))
+    if len(points) < 2:
+        return None
+    values = [x for _, x in points]
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.1 or abs(high) * 0.01 or 1.0
+    return {
+        "labels": [json_quote(label) for label, _ in points],
+        "points": [f"{x:.6g}" for x in values],
+        "low": f"{low - pad:.6g}",
+        "high": f"{high + pad:.6g}",
+    }
+
+
+def json_quote(text: str) -> str:
+    return '"' + text.replace('"', "'") + '"'
+
+
+def _terminal_table(report: Any, color: bool) -> str:
+    header = ["metric", report.head.label, *(c.baseline.label for c in report.comparisons)]
+    rows = []
+    for name in report.metric_names:
+        cells = [
+            f"{name} {'↑' if report.goals[name] == 'maximize' else '↓'}",
+            _num(report.head.metrics.get(name)),
+        ]
+        for c in report.comparisons:
+            row = next((r for r in c.rows if r.name == name), None)
+            if not c.baseline.found or row is None or row.base is None:
+                cells.append("—")
+                continue
+            text = _num(row.base)
+            if row.delta is not None and row.verdict in ("better", "worse"):
+                text += f" ({_signed(row.delta)})"
+                if color:
+                    text = f"{_ANSI['green' if row.verdict == 'better' else 'red']}{text}\033[0m"
+            cells.append(text)
+        rows.append(cells)
+
+    def width(text: str) -> int:
+        return len(_ANSI_RE.sub("", text))
+
+    widths = [max(width(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for r in [header, *rows]:
+        lines.append("  ".join(c + " " * (w - width(c)) for c, w in zip(r, widths, strict=True)).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_report(
+    report: Any,
+    fmt: str,
+    *,
+    template: Path | None = None,
+    color: bool = False,
+    limit: int = GITHUB_COMMENT_LIMIT,
+) -> str:
+    """A report as ``markdown`` (the PR comment) or ``table`` (the terminal).
+
+    The markdown never exceeds ``limit`` characters: long sections are cut
+    with a note, and as a last resort the text itself is cut.
+    """
+    import jinja2
+
+    root = templates_root() / "report"
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(template.parent) if template else str(root), str(root)]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        trim_blocks=False,
+    )
+    env.filters["num"] = _num
+    env.filters["md"] = lambda text: str(text).replace("|", "\\|")
+    env.filters["color"] = lambda text, name: f"{_ANSI[name]}{text}\033[0m" if color else text
+    name = "comment.md.j2" if fmt == "markdown" else "table.txt.j2"
+    if template is not None and fmt == "markdown":
+        name = template.name
+    try:
+        tmpl = env.get_template(name)
+    except jinja2.TemplateError as exc:
+        raise MlciError(
+            f"report template {template or root / name}: {exc}",
+            hint="fix report.template in mlci.yaml, or remove it to use the built-in one",
+        ) from exc
+    names = list(report.metric_names)
+    max_params = 50
+    keep = len(names)
+    while True:
+        try:
+            text = tmpl.render(
+                report=report,
+                metric_rows=names[:keep],
+                cut_metrics=len(names) - keep,
+                cell=_cell,
+                chart=_chart(report),
+                max_params=max_params,
+                table=_terminal_table(report, color) if fmt != "markdown" else "",
+            )
+        except jinja2.TemplateError as exc:
+            raise MlciError(
+                f"report template {template or root / name} failed to render: {exc}",
+                hint="fix report.template in mlci.yaml, or remove it to use the built-in one",
+            ) from exc
+        if fmt != "markdown" or len(text) <= limit:
+            return text
+        if max_params > 5:
+            max_params = 5
+        elif keep > 20:
+            keep = max(20, keep // 2)
+        else:
+            note = "\n\n_Report cut to fit GitHub's comment limit; the full report is in the job summary._\n"
+            return text[: limit - len(note)] + note

@@ -55,9 +55,7 @@ def render_project(template: str, name: str, actions_ref: str) -> dict[Path, str
     """Every file of a new project, as {relative path: text}."""
     available = templates()
     if template not in available:
-        raise ScaffoldError(
-            f"no template named {template!r}", hint=f"use one of: {', '.join(available)}"
-        )
+        raise ScaffoldError(f"no template named {template!r}", hint=f"use one of: {', '.join(available)}")
     if not cfg.MODEL_NAME_RE.match(name):
         raise ScaffoldError(
             f"{name!r} is not a valid model name (letters, digits, '-', '_' and '/', "
@@ -115,9 +113,7 @@ def write_project(
             if parent == directory:
                 break
             if parent.exists() and parent != target and not parent.is_dir():
-                raise ScaffoldError(
-                    f"cannot create {target}: {parent} is a file", hint="move that file away"
-                )
+                raise ScaffoldError(f"cannot create {target}: {parent} is a file", hint="move that file away")
         if target.is_dir():
             raise ScaffoldError(f"cannot write {target}: it is a folder", hint="move it away")
     written = []

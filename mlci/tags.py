@@ -125,9 +125,7 @@ class SemVer:
             return None
         pre: tuple[int, tuple[tuple[int, int | str], ...]] = (1, ())
         if match["prerelease"]:
-            parts = tuple(
-                (0, int(p)) if p.isdigit() else (1, p) for p in match["prerelease"].split(".")
-            )
+            parts = tuple((0, int(p)) if p.isdigit() else (1, p) for p in match["prerelease"].split("."))
             pre = (0, parts)
         return cls(int(match["major"]), int(match["minor"]), int(match["patch"]), pre)
 
@@ -160,9 +158,7 @@ def next_version(taken: Iterable[str], bump: str = "patch") -> str:
 
 
 def next_counter(names: Iterable[TagName], model: str) -> int:
-    return 1 + max(
-        (t.counter for t in names if t.model == model and t.counter is not None), default=0
-    )
+    return 1 + max((t.counter for t in names if t.model == model and t.counter is not None), default=0)
 
 
 # --------------------------------------------------------------------------- metadata
@@ -263,11 +259,7 @@ class ModelState:
     def current(self, environment: str) -> Event | None:
         """The newest assignment in effect for ``environment`` (of a version
         not deregistered), or None."""
-        live = [
-            e
-            for v, e in self.assignments.get(environment, {}).items()
-            if v not in self.deregistered
-        ]
+        live = [e for v, e in self.assignments.get(environment, {}).items() if v not in self.deregistered]
         return max(live, key=_order_key) if live else None
 
     def version_of_fingerprint(self, fingerprint: str) -> str | None:

@@ -126,8 +126,7 @@ class Tracking:
             if found is not None and found.lifecycle_stage != "active":
                 raise TrackingError(
                     f"MLflow experiment {self.experiment!r} at {self.uri} is deleted",
-                    hint="restore it in MLflow, or set tracking.experiment in mlci.yaml "
-                    "to a new name",
+                    hint="restore it in MLflow, or set tracking.experiment in mlci.yaml to a new name",
                 )
             if found is None:
                 if not create:
@@ -262,6 +261,32 @@ class Tracking:
             tags=dict(run.data.tags),
         )
 
+    def find_run_at_commit(self, commit: str) -> RunRecord | None:
+        """The newest FINISHED run trained at ``commit`` (without --set overrides)."""
+        experiment_id = self.experiment_id(create=False)
+        if experiment_id is None:
+            return None
+        with _translated("searching runs", self.uri):
+            runs = self.client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.`mlci.git.commit` = '{commit}' and attributes.status = 'FINISHED'",
+                max_results=20,
+                order_by=["attributes.start_time DESC"],
+            )
+        for run in runs:
+            if run.data.tags.get("mlci.overrides"):
+                continue
+            return RunRecord(
+                run_id=run.info.run_id,
+                experiment_id=str(run.info.experiment_id),
+                status=run.info.status,
+                start_time=run.info.start_time,
+                metrics=dict(run.data.metrics),
+                params=dict(run.data.params),
+                tags=dict(run.data.tags),
+            )
+        return None
+
     def run_url(self, run_id: str, experiment_id: str) -> str | None:
         if is_http(self.uri):
             return f"{self.uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -310,13 +335,9 @@ def _sqlite_lookup(path: Path, experiment: str, fingerprint: str) -> RunRecord |
             return None
         run_id = row[0]
         metrics = dict(
-            connection.execute(
-                "SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,)
-            )
+            connection.execute("SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,))
         )
-        params = dict(
-            connection.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,))
-        )
+        params = dict(connection.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
         tags = dict(connection.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
         return RunRecord(
             run_id=run_id,
@@ -342,9 +363,7 @@ def _needs_client_tls(environ: Mapping[str, str]) -> bool:
     )
 
 
-def _rest(
-    uri: str, method: str, endpoint: str, environ: Mapping[str, str], body: Any = None
-) -> Any:
+def _rest(uri: str, method: str, endpoint: str, environ: Mapping[str, str], body: Any = None) -> Any:
     url = f"{uri.rstrip('/')}/api/2.0/mlflow/{endpoint}"
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
@@ -352,17 +371,13 @@ def _rest(
     if environ.get("MLFLOW_TRACKING_TOKEN"):
         request.add_header("Authorization", f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}")
     elif environ.get("MLFLOW_TRACKING_USERNAME"):
-        pair = (
-            f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
-        )
+        pair = f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
         request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
     with urllib.request.urlopen(request, timeout=_FAST_PATH_TIMEOUT) as response:
         return json.loads(response.read() or b"{}")
 
 
-def _rest_lookup(
-    uri: str, experiment: str, fingerprint: str, environ: Mapping[str, str]
-) -> RunRecord | None:
+def _rest_lookup(uri: str, experiment: str, fingerprint: str, environ: Mapping[str, str]) -> RunRecord | None:
     """MLflow's REST API: experiments/get-by-name, then runs/search."""
     query = urllib.parse.urlencode({"experiment_name": experiment})
     try:

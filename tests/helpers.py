@@ -34,9 +34,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run a real subprocess; fail the test with its output if it fails."""
-    proc = subprocess.run(
-        args, cwd=cwd, env=env or dict(os.environ), capture_output=True, text=True
-    )
+    proc = subprocess.run(args, cwd=cwd, env=env or dict(os.environ), capture_output=True, text=True)
     assert proc.returncode == 0, (
         f"{args} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     )
@@ -44,9 +42,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 def mlci_subprocess(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlci", *args], cwd=cwd, capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, "-m", "mlci", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def project_files(root: Path) -> dict[str, bytes]:

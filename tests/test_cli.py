@@ -71,9 +71,7 @@ def test_mlci_error_prints_message_and_hint_without_traceback(cli, tmp_path: Pat
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_traceback_on_request(
-    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
-) -> None:  # type: ignore[no-untyped-def]
+def test_traceback_on_request(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:  # type: ignore[no-untyped-def]
     args = ["config", "validate"]
     if how == "flag":
         args.insert(0, "--traceback")

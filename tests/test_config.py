@@ -114,9 +114,7 @@ def test_full_config() -> None:
     assert staging.gates[0] == cfg.GateRule(
         metric="accuracy", min=0.9, max_regression=cfg.Threshold(2.0, percent=True)
     )
-    assert staging.gates[1] == cfg.GateRule(
-        metric="val_loss", max=0.5, min_improvement=cfg.Threshold(0.01)
-    )
+    assert staging.gates[1] == cfg.GateRule(metric="val_loss", max=0.5, min_improvement=cfg.Threshold(0.01))
     assert production.branch == "main"
     assert production.requires == "staging"
     assert config.environment("production") is production
@@ -174,9 +172,7 @@ def test_effective_tracking_uri() -> None:
 
 def test_unknown_environment_names_the_configured_ones() -> None:
     config = cfg.parse(FULL, Path("mlci.yaml"))
-    with pytest.raises(
-        ConfigError, match=r"no environment named 'prod' \(configured: staging, production\)"
-    ):
+    with pytest.raises(ConfigError, match=r"no environment named 'prod' \(configured: staging, production\)"):
         config.environment("prod")
 
 
@@ -188,9 +184,7 @@ BAD = [
         ["mlci.yaml:?: model: required key is missing", "train: required key is missing"],
         id="empty",
     ),
-    pytest.param(
-        "- a\n- b\n", ["mlci.yaml:1: (top level): expected a mapping"], id="not-a-mapping"
-    ),
+    pytest.param("- a\n- b\n", ["mlci.yaml:1: (top level): expected a mapping"], id="not-a-mapping"),
     pytest.param(
         MINIMAL + "enviroments: {}\n",
         ["mlci.yaml:5: enviroments: unknown key; did you mean 'environments'?"],
@@ -206,9 +200,7 @@ BAD = [
     ),
     pytest.param(
         "model:\n  name: churn\ntrain:\n  command: x\n  zzz: 1\n",
-        [
-            "mlci.yaml:5: train.zzz: unknown key; valid keys: command, inputs, params, metrics, model"
-        ],
+        ["mlci.yaml:5: train.zzz: unknown key; valid keys: command, inputs, params, metrics, model"],
         id="unknown-no-close-match",
     ),
     pytest.param(
@@ -228,9 +220,7 @@ BAD = [
     ),
     pytest.param(
         MINIMAL + "metrics:\n  accuracy: {goal: up}\n",
-        [
-            "mlci.yaml:6: metrics.accuracy.goal: expected 'maximize' or 'minimize', got a string ('up')"
-        ],
+        ["mlci.yaml:6: metrics.accuracy.goal: expected 'maximize' or 'minimize', got a string ('up')"],
         id="bad-goal",
     ),
     pytest.param(
@@ -245,9 +235,7 @@ BAD = [
     ),
     pytest.param(
         MINIMAL + "environments:\n  staging:\n    gates:\n      - metric: acc\n        min: high\n",
-        [
-            "mlci.yaml:9: environments.staging.gates[0].min: expected a finite number, got a string ('high')"
-        ],
+        ["mlci.yaml:9: environments.staging.gates[0].min: expected a finite number, got a string ('high')"],
         id="gate-min-not-number",
     ),
     pytest.param(
@@ -256,16 +244,14 @@ BAD = [
         id="gate-min-bool",
     ),
     pytest.param(
-        MINIMAL
-        + "environments:\n  staging:\n    gates:\n      - metric: acc\n        max_regression: two\n",
+        MINIMAL + "environments:\n  staging:\n    gates:\n      - metric: acc\n        max_regression: two\n",
         [
             "mlci.yaml:9: environments.staging.gates[0].max_regression: expected a number >= 0 or a percentage like \"2%\", got a string ('two')"
         ],
         id="threshold-word",
     ),
     pytest.param(
-        MINIMAL
-        + "environments:\n  staging:\n    gates:\n      - metric: acc\n        min_improvement: -1\n",
+        MINIMAL + "environments:\n  staging:\n    gates:\n      - metric: acc\n        min_improvement: -1\n",
         ["environments.staging.gates[0].min_improvement: expected a number >= 0"],
         id="threshold-negative",
     ),
@@ -294,8 +280,7 @@ BAD = [
         id="min-above-max",
     ),
     pytest.param(
-        MINIMAL
-        + "environments:\n  staging:\n    gates:\n      - metric: acc\n        minimum: 0.9\n",
+        MINIMAL + "environments:\n  staging:\n    gates:\n      - metric: acc\n        minimum: 0.9\n",
         ["mlci.yaml:9: environments.staging.gates[0].minimum: unknown key; did you mean 'min'?"],
         id="rule-key-typo",
     ),

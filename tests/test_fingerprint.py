@@ -121,14 +121,10 @@ def test_what_changes_the_fingerprint(tmp_path: Path) -> None:
     other = cfg.parse(CONFIG.replace("python train.py", "python train.py --fast"), config.path)
     assert fp.compute(other, {"C": 1}).digest != fp.compute(config, {"C": 1}).digest  # command
     moved = cfg.parse(CONFIG.replace("metrics: metrics.json", "metrics: out.json"), config.path)
-    assert (
-        fp.compute(moved, {"C": 1}).digest != fp.compute(config, {"C": 1}).digest
-    )  # train section
+    assert fp.compute(moved, {"C": 1}).digest != fp.compute(config, {"C": 1}).digest  # train section
 
 
-def test_stat_cache_rereads_only_changed_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stat_cache_rereads_only_changed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = _project(tmp_path)
     old = 1_600_000_000_000_000_000  # files older than the racy window
     for path in config.root.rglob("*"):

@@ -29,9 +29,7 @@ def gto() -> str:
 
 
 def gto_show(gto: str, root: Path) -> dict[str, object]:
-    out = subprocess.run(
-        [gto, "show", "--json"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([gto, "show", "--json"], cwd=root, capture_output=True, text=True, check=True).stdout
     return json.loads(out)  # type: ignore[no-any-return]
 
 
@@ -65,9 +63,7 @@ def test_gto_reads_what_mlci_writes(cli, tmp_path: Path, gto: str) -> None:  # t
     assert {"demo@v0.0.1", "demo#staging#1", "demo#production#3", "demo@v0.0.3!"} <= refs
     # Unassigning with mlci falls back the way GTO does.
     ok(cli, root, "deprecate", "--env", "staging")
-    assert (
-        gto_show(gto, root)["demo"]["stage"] == ok(cli, root, "show")["models"][0]["environments"]
-    )  # type: ignore[index]
+    assert gto_show(gto, root)["demo"]["stage"] == ok(cli, root, "show")["models"][0]["environments"]  # type: ignore[index]
 
 
 def test_mlci_reads_what_gto_writes(cli, tmp_path: Path, gto: str) -> None:  # type: ignore[no-untyped-def]

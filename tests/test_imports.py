@@ -19,13 +19,9 @@ print("\\n" + json.dumps({"code": code, "modules": loaded}))
 """
 
 
-@pytest.mark.parametrize(
-    "args", [["--help"], ["--version"], ["init", "--help"], ["config", "--help"]]
-)
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["init", "--help"], ["config", "--help"]])
 def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
-    )
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["code"] == 0
     heavy = sorted(set(HEAVY) & set(report["modules"]))

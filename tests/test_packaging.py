@@ -50,9 +50,7 @@ def test_wheel_installs_and_scaffolds(tmp_path: Path) -> None:
     work = tmp_path / "elsewhere"
     work.mkdir()
     environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = run(
-        [str(env_dir / "bin" / "mlci"), "init", "proj", "--template", "regressor"], work, environ
-    )
+    out = run([str(env_dir / "bin" / "mlci"), "init", "proj", "--template", "regressor"], work, environ)
     assert "Created regressor project 'proj'" in out
     assert (work / "proj" / ".github" / "workflows" / "mlci.yml").is_file()
     assert (work / "proj" / ".gitignore").is_file()

@@ -78,9 +78,7 @@ def test_flatten_and_canonical_json() -> None:
         "model.name": "lr",
         "tags": ["a"],
     }
-    assert (
-        prm.canonical_json({"b": 1, "a": [1, {"d": 2, "c": 3}]}) == '{"a":[1,{"c":3,"d":2}],"b":1}'
-    )
+    assert prm.canonical_json({"b": 1, "a": [1, {"d": 2, "c": 3}]}) == '{"a":[1,{"c":3,"d":2}],"b":1}'
     with pytest.raises(ValueError):
         prm.canonical_json({"x": math.nan})
 

@@ -37,9 +37,7 @@ def test_readme_main_job_runs(tmp_path: Path) -> None:
     # The install step is what the test environment already did; run the rest.
     install, rest = main_job.split(" && ", 1)
     assert install.startswith("python -m pip install")
-    proc = subprocess.run(
-        ["bash", "-c", f"set -e; {rest}"], cwd=tmp_path, capture_output=True, text=True
-    )
+    proc = subprocess.run(["bash", "-c", f"set -e; {rest}"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "mlci.yaml: valid (model 'mlci-example'" in proc.stdout
     assert (tmp_path / "mlci-example" / "metrics.json").is_file()

@@ -214,8 +214,7 @@ def test_promote_gates_requires_and_aliases(cli, tmp_path: Path) -> None:  # typ
     data = json.loads(result.out)
     assert data["passed"] is False and data["changed"] is False
     assert (
-        "accuracy 0.8 is 0.1 (11.11%) worse than staging's v0.0.1's 0.9; max_regression 5%"
-        in data["blocked"]
+        "accuracy 0.8 is 0.1 (11.11%) worse than staging's v0.0.1's 0.9; max_regression 5%" in data["blocked"]
     )
     assert "[FAIL] accuracy 0.8 is 0.1" in result.err
     assert "demo#staging#3" not in remote_tags(root)
@@ -249,10 +248,7 @@ def test_rollback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert aliases(root)["staging"] == "1"
     # Rolling back again goes to the previous distinct version: v0.0.2.
     assert ok(cli, root, "rollback", "staging", "--reason", "canary fixed")["version"] == "v0.0.2"
-    assert (
-        ok(cli, root, "rollback", "staging", "--to", "v0.0.1", "--reason", "again")["version"]
-        == "v0.0.1"
-    )
+    assert ok(cli, root, "rollback", "staging", "--to", "v0.0.1", "--reason", "again")["version"] == "v0.0.1"
     history = ok(cli, root, "history")
     assert [e["action"] for e in history[:3]] == ["rollback", "rollback", "rollback"]
     assert history[0]["reason"] == "again" and history[0]["replaced"] == "v0.0.2"
@@ -290,10 +286,7 @@ def test_deprecate_deregister_unassign(cli, tmp_path: Path) -> None:  # type: ig
     new_model(cli, root, 0.90)
     ok(cli, root, "promote", "staging")
     new_model(cli, root, 0.91)
-    assert (
-        ok(cli, root, "deprecate", "--env", "staging", "--reason", "pause")["tag"]
-        == "demo#staging!#2"
-    )
+    assert ok(cli, root, "deprecate", "--env", "staging", "--reason", "pause")["tag"] == "demo#staging!#2"
     assert "staging" not in aliases(root)
     assert ok(cli, root, "deprecate", "--version", "v0.0.2")["tag"] == "demo@v0.0.2!"
     assert ok(cli, root, "deprecate")["tag"] == "demo@deprecated"
@@ -314,9 +307,7 @@ def test_doctor_reports_and_fixes_drift(cli, tmp_path: Path) -> None:  # type: i
     mlflow = client(root)
     mlflow.delete_registered_model_alias("demo", "staging")
     mlflow.delete_model_version("demo", "1")
-    orphan = mlflow.create_model_version(
-        "demo", "file:///nowhere", tags={"mlci.git_tag": "demo@v9.9.9"}
-    )
+    orphan = mlflow.create_model_version("demo", "file:///nowhere", tags={"mlci.git_tag": "demo@v9.9.9"})
     result = cli("doctor", "--json", cwd=root)
     assert result.code == ExitCode.GATE_FAILED
     kinds = sorted(p["kind"] for p in json.loads(result.out)["problems"])
@@ -342,9 +333,7 @@ def test_shallow_clone_and_lightweight_tags_are_repaired(cli, tmp_path: Path) ->
         ["git", "clone", "-q", "--depth", "1", f"file://{tmp_path / 'remote.git'}", str(ci)],
         tmp_path,
     )
-    run(["git", "tag", "-d", "demo@v0.0.1"], ci) if "demo@v0.0.1" in run(
-        ["git", "tag"], ci
-    ) else None
+    run(["git", "tag", "-d", "demo@v0.0.1"], ci) if "demo@v0.0.1" in run(["git", "tag"], ci) else None
     head = run(["git", "rev-parse", "HEAD"], ci).strip()
     run(["git", "tag", "demo#staging#1", head], ci) if "demo#staging#1" not in run(
         ["git", "tag"], ci
@@ -417,9 +406,5 @@ def test_concurrent_registrations_all_land(tmp_path: Path) -> None:
     for clone in clones:
         found = client(clone).search_model_versions("name = 'demo'")
         assert [dict(v.tags)["mlci.git_tag"] for v in found] == [
-            next(
-                r["tag"]
-                for r in results
-                if r["commit"] == run(["git", "rev-parse", "HEAD"], clone).strip()
-            )
+            next(r["tag"] for r in results if r["commit"] == run(["git", "rev-parse", "HEAD"], clone).strip())
         ]

@@ -37,9 +37,7 @@ def test_train_cache_hit_and_failure_against_a_server(cli, tmp_path: Path, remot
     assert first.code == ExitCode.OK, first.err
     data = json.loads(first.out)
     assert data["tracking_uri"] == remote
-    assert (
-        data["run_url"] == f"{remote}/#/experiments/{data['experiment_id']}/runs/{data['run_id']}"
-    )
+    assert data["run_url"] == f"{remote}/#/experiments/{data['experiment_id']}/runs/{data['run_id']}"
     client = MlflowClient(remote)
     run = client.get_run(data["run_id"])
     assert run.info.status == "FINISHED"
@@ -56,9 +54,7 @@ def test_train_cache_hit_and_failure_against_a_server(cli, tmp_path: Path, remot
     assert not (root / ".mlci" / "mlflow.db").exists()  # nothing went to the embedded store
 
     # Cache hit through MLflow's REST API, without importing mlflow.
-    probe = subprocess.run(
-        [sys.executable, "-c", CACHE_HIT_PROBE], cwd=root, capture_output=True, text=True
-    )
+    probe = subprocess.run([sys.executable, "-c", CACHE_HIT_PROBE], cwd=root, capture_output=True, text=True)
     assert json.loads(probe.stderr.strip().splitlines()[-1]) == {"code": 0, "mlflow": False}
     hit = json.loads(probe.stdout)
     assert hit["cached"] is True
@@ -86,16 +82,12 @@ def test_rest_fast_path_agrees_with_mlflow_client(cli, tmp_path: Path, remote: s
     slow = tracking._client_lookup(data["fingerprint"])
     assert fast == slow
     assert (
-        Tracking(remote, "no-such-experiment", artifact_root=None, environ={}).find_finished_run(
-            "0" * 64
-        )
+        Tracking(remote, "no-such-experiment", artifact_root=None, environ={}).find_finished_run("0" * 64)
         is None
     )
 
 
-def test_unreachable_server_is_a_clear_error(
-    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_server_is_a_clear_error(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     import socket
 
     with socket.socket() as probe:

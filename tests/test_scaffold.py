@@ -82,8 +82,7 @@ def test_bad_actions_ref(cli, tmp_path: Path) -> None:  # type: ignore[no-untype
     ok = cli("init", str(tmp_path / "q"), "--actions-ref", "acme/mlci-fork@v2")
     assert ok.code == ExitCode.OK
     assert (
-        "git+https://github.com/acme/mlci-fork@v2"
-        in (tmp_path / "q/.github/workflows/mlci.yml").read_text()
+        "git+https://github.com/acme/mlci-fork@v2" in (tmp_path / "q/.github/workflows/mlci.yml").read_text()
     )
 
 
@@ -135,9 +134,7 @@ def test_git_option_makes_first_commit_and_branches(cli, tmp_path: Path) -> None
     assert "already a git repository" in again.err
 
 
-def test_git_without_identity_gives_a_hint(
-    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+def test_git_without_identity_gives_a_hint(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     for name in (
         "GIT_AUTHOR_NAME",
         "GIT_AUTHOR_EMAIL",
@@ -194,8 +191,6 @@ def test_train_py_runs_as_is_and_passes_its_own_gates(
     # Deterministic: the same params give the same metrics, under MLCI_OUTPUT_DIR too.
     out = tmp_path / "out"
     env = {**__import__("os").environ, "MLCI_OUTPUT_DIR": str(out)}
-    subprocess.run(
-        [sys.executable, "train.py"], cwd=target, env=env, check=True, capture_output=True
-    )
+    subprocess.run([sys.executable, "train.py"], cwd=target, env=env, check=True, capture_output=True)
     assert json.loads((out / "metrics.json").read_text()) == written
     assert (out / "model" / "MLmodel").is_file()

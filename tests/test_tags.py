@@ -107,9 +107,7 @@ def test_next_counter_counts_every_action_of_the_model() -> None:
 
 
 def test_metadata_round_trip() -> None:
-    text = tags.message(
-        "Registering artifact churn version v0.0.1", {"metrics": {"acc": 0.9}, "pr": 12}
-    )
+    text = tags.message("Registering artifact churn version v0.0.1", {"metrics": {"acc": 0.9}, "pr": 12})
     assert text.splitlines()[0] == "Registering artifact churn version v0.0.1"
     assert tags.metadata_from(text) == {"metrics": {"acc": 0.9}, "pr": 12}
     assert tags.metadata_from("Registering artifact churn version v0.0.1\n") == {}  # GTO's own
@@ -186,8 +184,6 @@ def test_unassign_falls_back_and_deregistered_versions_are_not_current() -> None
     assert unassigned.current("prod").version == "v0.0.1"  # type: ignore[union-attr]
     deregistered = tags.build_state([*base, _rec("m@v0.0.2!", "c2", 5)])["m"]
     assert deregistered.current("prod").version == "v0.0.1"  # type: ignore[union-attr]
-    reassigned = tags.build_state([*base, _rec("m#prod!#3", "c2", 5), _rec("m#prod#4", "c2", 6)])[
-        "m"
-    ]
+    reassigned = tags.build_state([*base, _rec("m#prod!#3", "c2", 5), _rec("m#prod#4", "c2", 6)])["m"]
     assert reassigned.current("prod").version == "v0.0.2"  # type: ignore[union-attr]
     assert reassigned.environments == ["prod"]

@@ -301,9 +301,7 @@ def test_cache_hit_does_not_import_mlflow(tmp_path: Path) -> None:
         [sys.executable, "-m", "mlci", "train", "--json"], cwd=root, capture_output=True, text=True
     )
     assert first.returncode == 0, first.stderr
-    probe = subprocess.run(
-        [sys.executable, "-c", CACHE_HIT_PROBE], cwd=root, capture_output=True, text=True
-    )
+    probe = subprocess.run([sys.executable, "-c", CACHE_HIT_PROBE], cwd=root, capture_output=True, text=True)
     report = json.loads(probe.stderr.strip().splitlines()[-1])
     assert report == {"code": 0, "mlflow": False}
     assert json.loads(probe.stdout)["run_id"] == json.loads(first.stdout)["run_id"]
@@ -329,16 +327,12 @@ def test_no_params_file_and_bad_params(cli, tmp_path: Path) -> None:  # type: ig
     (root / "params.yaml").unlink()
     result = cli("train", cwd=root)
     assert result.code == ExitCode.ERROR
-    assert (
-        "params file" in result.err and "does not exist (train.params in mlci.yaml)" in result.err
-    )
+    assert "params file" in result.err and "does not exist (train.params in mlci.yaml)" in result.err
     (root / "params.yaml").write_text("- a list\n")
     assert "must hold a mapping" in cli("train", cwd=root).err
 
 
-def test_scaffolded_classifier_trains_for_real(
-    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+def test_scaffolded_classifier_trains_for_real(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "churn"
     assert cli("init", str(target), "--git").code == ExitCode.OK
     data, _ = train_json(cli, target)

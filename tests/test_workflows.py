@@ -117,10 +117,7 @@ def test_the_linters_do_fail_on_a_bad_workflow(actionlint: Path, tmp_path: Path)
     bad = workflows / "bad.yml"
     bad.write_text(BAD_WORKFLOW)
     assert (
-        _lint(
-            [_tool("zizmor"), "--offline", "--min-severity", "medium", str(bad)], tmp_path
-        ).returncode
-        != 0
+        _lint([_tool("zizmor"), "--offline", "--min-severity", "medium", str(bad)], tmp_path).returncode != 0
     )
     assert _lint([str(actionlint), ".github/workflows/bad.yml"], tmp_path).returncode != 0
     bad.write_text("on: push\njobs:\n  build:\n    steps: []\n")  # no runs-on

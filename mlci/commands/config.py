@@ -38,7 +38,4 @@ def validate(path: Path | None, *, cwd: Path, as_json: bool) -> str:
                 "environments": envs,
             }
         )
-    return (
-        f"{config.path}: valid (model {config.model.name!r}, "
-        f"environments: {', '.join(envs) or 'none'})"
-    )
+    return f"{config.path}: valid (model {config.model.name!r}, environments: {', '.join(envs) or 'none'})"

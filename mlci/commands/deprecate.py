@@ -30,9 +30,7 @@ def deprecate(
             hint="run the command once for each",
         )
     if model is None:
-        model = cfg.load(
-            config_path if config_path is not None else cfg.find_config(cwd)
-        ).model.name
+        model = cfg.load(config_path if config_path is not None else cfg.find_config(cwd)).model.name
     ws = registry.open_workspace(cwd, environ, push)
     registry.ensure_complete(ws, log)
     state = registry.read_state(ws.root).get(model)
@@ -49,9 +47,7 @@ def deprecate(
             if current is None:
                 return None
             name = tags.unassign_tag(model, environment, counter)
-            summary = (
-                f"Unassigning stage {environment} from artifact {model} version {current.version}"
-            )
+            summary = f"Unassigning stage {environment} from artifact {model} version {current.version}"
             commit = current.commit
         elif version:
             if version not in now.versions:
@@ -67,11 +63,7 @@ def deprecate(
             name = tags.deprecate_tag(model)
             summary = f"Deprecating artifact {model}"
             latest = now.latest
-            commit = (
-                now.versions[latest].commit
-                if latest
-                else (gitrepo.rev_parse(ws.root, "HEAD") or "")
-            )
+            commit = now.versions[latest].commit if latest else (gitrepo.rev_parse(ws.root, "HEAD") or "")
         return registry.Plan([registry.PlannedTag(name, commit, summary, dict(metadata))])
 
     published = registry.publish(ws, make_plan, log)

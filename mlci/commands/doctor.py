@@ -69,9 +69,7 @@ def doctor(
         assert event is not None
         meta = event.metadata
         number = str(meta.get("mlflow_model_version") or "")
-        pointing = [
-            n for n, v in versions.items() if v is not None and v.tags.get(GIT_TAG_TAG) == event.tag
-        ]
+        pointing = [n for n, v in versions.items() if v is not None and v.tags.get(GIT_TAG_TAG) == event.tag]
         if pointing:
             expected[version] = number if number in pointing else max(pointing, key=int)
             continue
@@ -118,9 +116,7 @@ def doctor(
         if want == have:
             continue
         if want is None and have is not None:
-            problem = Problem(
-                "stale_alias", f"alias {env!r} -> {have}, but git assigns nothing to {env}"
-            )
+            problem = Problem("stale_alias", f"alias {env!r} -> {have}, but git assigns nothing to {env}")
             if fix:
                 mlflow.delete_alias(env)
                 problem.fixed = True

@@ -50,10 +50,7 @@ def run(
             message=f"Scaffold {name} with mlci init --template {template}",
             branches=branches,
         )
-        echo(
-            f"Initialised git: first commit {sha[:8]} on main; "
-            f"branches: {', '.join(['main', *branches])}"
-        )
+        echo(f"Initialised git: first commit {sha[:8]} on main; branches: {', '.join(['main', *branches])}")
     echo("")
     echo("Next:")
     echo(f"  cd {directory}")

@@ -70,9 +70,7 @@ def _candidate_version(
                 hint=f"registered: {', '.join(state.active_versions()) or 'none'}",
             )
         if version in state.deregistered:
-            raise MlciError(
-                f"{state.name} {version} is deregistered", hint="promote another version"
-            )
+            raise MlciError(f"{state.name} {version} is deregistered", hint="promote another version")
         return version
     fingerprint = fp.compute(config, train_cmd.load_params(config, [])).digest
     found = state.version_of_fingerprint(fingerprint)
@@ -125,9 +123,7 @@ def assign(
 
     if rollback_reason is None and env.requires and not state.was_assigned(candidate, env.requires):
         why = f"{model} {candidate} has never been in {env.requires} ({env.name} requires it)"
-        return PromoteResult(
-            model, env.name, candidate, current, False, None, False, None, blocked=why
-        )
+        return PromoteResult(model, env.name, candidate, current, False, None, False, None, blocked=why)
 
     rules_env = env
     if rollback_reason is not None:
@@ -244,9 +240,7 @@ def _set_alias(
     return True
 
 
-def _rollback_target(
-    state: tags.ModelState, environment: str, current: str | None, to: str | None
-) -> str:
+def _rollback_target(state: tags.ModelState, environment: str, current: str | None, to: str | None) -> str:
     if to is not None:
         if to not in state.versions or to in state.deregistered:
             raise MlciError(

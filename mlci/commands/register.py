@@ -55,9 +55,7 @@ def register(
     ensure(ws, log)
     head = gitrepo.head_info(config.root)
     if head is None or head.commit is None:
-        raise GitError(
-            f"{ws.root} has no commit to register", hint="commit the project first (git commit)"
-        )
+        raise GitError(f"{ws.root} has no commit to register", hint="commit the project first (git commit)")
     if head.dirty:
         raise GitError(
             f"the working tree of {ws.root} has uncommitted changes: a version must be "
@@ -78,10 +76,7 @@ def register(
         if known is not None:
             event = existing_state.versions[known]
             pushed = _push_if_missing(ws, event.tag, log)
-            log(
-                f"{model} {known} is already registered for these inputs ({event.tag}); "
-                "nothing to do"
-            )
+            log(f"{model} {known} is already registered for these inputs ({event.tag}); nothing to do")
             return RegisterResult(
                 model,
                 known,
@@ -111,8 +106,7 @@ def register(
     model_id = run.tags.get(MODEL_ID_TAG)
     if not model_id:
         raise MlciError(
-            f"run {run.run_id} has no MLflow model (its {config.train.model!r} folder had no "
-            "MLmodel file)",
+            f"run {run.run_id} has no MLflow model (its {config.train.model!r} folder had no MLmodel file)",
             hint="save the model with an MLflow flavour (mlflow.sklearn.save_model, ...), retrain",
         )
     mlflow_registry = Registry(tracking, model)

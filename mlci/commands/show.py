@@ -16,12 +16,13 @@ from mlci.errors import ConfigError, GitError, MlciError
 def _state(
     cwd: Path, model: str | None, warn: Callable[[str], None]
 ) -> tuple[dict[str, tags.ModelState], list[str]]:
-    root = gitrepo.toplevel(cwd)
-    if root is None:
+    found = gitrepo.toplevel_and_shallow(cwd)
+    if found is None:
         raise GitError(
             f"{cwd} is not in a git repository: the model registry lives in git tags",
             hint="run the command inside the model's repository",
         )
+    root, shallow = found
     records = gitrepo.read_tags(root)
     lightweight = [r.name for r in records if not r.annotated and tags.parse_name(r.name)]
     if lightweight:
@@ -29,11 +30,8 @@ def _state(
             f"{len(lightweight)} registry tag(s) are lightweight and ignored (a CI checkout "
             f"rewrites tags so): {', '.join(lightweight[:3])}; fetch them: git fetch --tags --force"
         )
-    if gitrepo.is_shallow(root):
-        warn(
-            f"{root} is a shallow clone: the registry may be incomplete; "
-            f"{registry.FETCH_DEPTH_HINT}"
-        )
+    if shallow:
+        warn(f"{root} is a shallow clone: the registry may be incomplete; {registry.FETCH_DEPTH_HINT}")
     state = tags.build_state(records)
     env_order: list[str] = []
     # mlci.yaml is optional here: any GTO registry can be shown.
@@ -42,9 +40,7 @@ def _state(
     if model is not None:
         if model not in state:
             known = ", ".join(sorted(state)) or "none"
-            raise MlciError(
-                f"no model {model!r} in the registry of {root}", hint=f"models: {known}"
-            )
+            raise MlciError(f"no model {model!r} in the registry of {root}", hint=f"models: {known}")
         state = {model: state[model]}
     for s in state.values():
         for env in s.environments:
@@ -54,14 +50,10 @@ def _state(
 
 
 def _when(timestamp: int) -> str:
-    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime(
-        "%Y-%m-%d %H:%M:%S UTC"
-    )
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def show(
-    cwd: Path, model: str | None, warn: Callable[[str], None], detail: bool = True
-) -> dict[str, Any]:
+def show(cwd: Path, model: str | None, warn: Callable[[str], None], detail: bool = True) -> dict[str, Any]:
     """The registry; ``detail`` adds every version (for --json)."""
     state, env_order = _state(cwd, model, warn)
     models = []

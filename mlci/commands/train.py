@@ -273,9 +273,7 @@ def train(
     output_dir = work / "outputs"
     output_dir.mkdir(parents=True, exist_ok=True)
     params_file = work / "params.json"
-    params_file.write_text(
-        json.dumps(resolved.params, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    params_file.write_text(json.dumps(resolved.params, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     metrics_before = _signature(root / config.train.metrics)
     model_before = _signature(root / config.train.model)
 
@@ -290,9 +288,7 @@ def train(
     }
     log(f"training: {config.train.command}  (MLflow run {run_id}, fingerprint {digest[:12]})")
     try:
-        outcome = trainer.run_command(
-            config.train.command, cwd=root, env=child_env, stdout=command_stdout
-        )
+        outcome = trainer.run_command(config.train.command, cwd=root, env=child_env, stdout=command_stdout)
     except BaseException:
         tracking.end_run(run_id, "FAILED")
         raise

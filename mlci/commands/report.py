@@ -1,0 +1,162 @@
+"""``mlci diff``, ``mlci gate`` and ``mlci report``: the head run against its baselines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlci import config as cfg
+from mlci import gitrepo, registry, render, tags
+from mlci import report as rpt
+from mlci.commands import train as train_cmd
+from mlci.tags import SemVer
+
+HISTORY_LENGTH = 10
+DEFAULT_OUTPUT = {"markdown": "report.md", "table": "report.txt", "json": "report.json"}
+
+
+def _env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
+    event = state.current(env) if state else None
+    if event is None or event.version is None or state is None:
+        return rpt.Baseline(env, env, found=False, note=f"no model in {env} yet")
+    registration = state.versions.get(event.version)
+    meta = registration.metadata if registration else {}
+    metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    return rpt.Baseline(
+        key=env,
+        label=f"{env} {event.version}",
+        found=True,
+        version=event.version,
+        commit=event.commit,
+        run_id=meta.get("mlflow_run_id"),
+        metrics=metrics,
+        params=meta.get("params") or {},
+        note="" if metrics else "its tag records no metrics (registered by another tool?)",
+    )
+
+
+def _base_baseline(root: Path, ref: str, tracking: Any, log: Callable[[str], None]) -> rpt.Baseline:
+    commit = gitrepo.rev_parse(root, ref)
+    if commit is None:
+        return rpt.Baseline("base", f"base {ref}", found=False, note=f"no branch or commit {ref!r} here")
+    base = gitrepo.merge_base(root, "HEAD", commit)
+    if base is None:
+        return rpt.Baseline("base", f"base {ref}", found=False, note=f"HEAD and {ref} share no history")
+    label = f"base {ref}@{base[:7]}"
+    run = tracking.find_run_at_commit(base)
+    if run is None:
+        return rpt.Baseline(
+            "base",
+            label,
+            found=False,
+            commit=base,
+            note=f"no finished MLflow run at the merge base {base[:7]} (train it on {ref})",
+        )
+    return rpt.Baseline(
+        "base",
+        label,
+        found=True,
+        commit=base,
+        run_id=run.run_id,
+        metrics=run.metrics,
+        params=run.params,
+    )
+
+
+def _history(state: tags.ModelState | None, key_metric: str | None) -> list[tuple[str, float]]:
+    if state is None or not key_metric:
+        return []
+    points = []
+    for version in state.active_versions():
+        value = (state.versions[version].metadata.get("metrics") or {}).get(key_metric)
+        if isinstance(value, (int, float)):
+            points.append((version, float(value)))
+        if len(points) == HISTORY_LENGTH:
+            break
+    return sorted(points, key=lambda p: SemVer.parse(p[0]) or SemVer(0, 0, 0))
+
+
+def gather(
+    config_path: Path | None,
+    cwd: Path,
+    *,
+    environ: Mapping[str, str],
+    base: str | None,
+    environments: Sequence[str] = (),
+    gate_environments: Sequence[str] | None = None,
+    pr: int | None = None,
+    run_link: str | None = None,
+    head_label: str | None = None,
+    log: Callable[[str], None],
+) -> tuple[rpt.Report, train_cmd.TrainResult]:
+    """Train (or reuse) the head run, find its baselines, and build the report."""
+    resolved = train_cmd.resolve(config_path, cwd, [], warn=log)
+    config = resolved.config
+    for env in environments:
+        config.environment(env)  # unknown names fail early, with the known ones listed
+    result = train_cmd.train(
+        resolved, environ=environ, use_cache=True, pr_number=pr, log=log, command_stdout=sys.stderr
+    )
+    head_info = gitrepo.head_info(config.root)
+    head = rpt.Head(
+        run_id=result.run_id,
+        fingerprint=result.fingerprint,
+        commit=result.git_commit,
+        branch=head_info.branch if head_info else None,
+        metrics=result.metrics,
+        params=result.params,
+        cached=result.cached,
+        run_url=result.run_url,
+        label=head_label or (f"PR #{pr}" if pr else "this change"),
+    )
+    root = gitrepo.toplevel(config.root)
+    state = registry.read_state(root).get(config.model.name) if root else None
+    keys = list(environments) if environments else list(config.baselines)
+    if base is not None and "base" not in keys:
+        keys.append("base")
+    baselines = []
+    for key in keys:
+        if key == cfg.BASE_BASELINE:
+            if root is None:
+                baselines.append(rpt.Baseline("base", "base", found=False, note="not a git repository"))
+                continue
+            ref = base or (config.environments[0].branch if config.environments else "main")
+            tracking = train_cmd.make_tracking(config, environ)
+            baselines.append(_base_baseline(root, ref, tracking, log))
+        else:
+            baselines.append(_env_baseline(state, key))
+    report = rpt.build(
+        config,
+        head,
+        baselines,
+        gate_environments=gate_environments
+        if gate_environments is not None
+        else (list(environments) or None),
+        history=_history(state, config.key_metric),
+        pr=pr,
+        run_link=run_link,
+    )
+    return report, result
+
+
+def template_for(config: cfg.Config) -> Path | None:
+    if config.report.template is None:
+        return None
+    path = config.root / config.report.template
+    if not path.is_file():
+        from mlci.errors import ConfigError
+
+        raise ConfigError(
+            f"report.template {config.report.template!r} in {config.path.name}: no such file {path}",
+            hint="fix the path (relative to mlci.yaml) or remove the key to use the built-in template",
+        )
+    return path
+
+
+def format_report(report: rpt.Report, fmt: str, *, template: Path | None, color: bool) -> str:
+    if fmt == "json":
+        return json.dumps(rpt.to_json(report), indent=2) + "\n"
+    return render.render_report(report, fmt, template=template, color=color)

@@ -1,0 +1,192 @@
+"""The report model: a head run diffed against its baselines, with gate verdicts. Pure.
+
+The JSON form (``to_json``) is a documented, stable schema (``schema: 1``);
+fields are only ever added to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlci import gates, metrics
+from mlci.config import Config, Goal
+
+SCHEMA_VERSION = 1
+MARKER = "<!-- mlci:report model={model} -->"
+
+
+@dataclass(frozen=True)
+class Head:
+    run_id: str | None
+    fingerprint: str
+    commit: str | None
+    branch: str | None
+    metrics: Mapping[str, float]
+    params: Mapping[str, Any]
+    cached: bool
+    run_url: str | None = None
+    label: str = "this change"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    key: str  # an environment's name, or "base"
+    label: str  # "staging v0.0.3", "base main@1a2b3c4"
+    found: bool
+    version: str | None = None
+    commit: str | None = None
+    run_id: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    baseline: Baseline
+    rows: tuple[metrics.MetricDelta, ...]
+    params: metrics.ParamsDiff
+
+
+@dataclass(frozen=True)
+class Report:
+    model: str
+    head: Head
+    comparisons: tuple[Comparison, ...]
+    verdicts: tuple[gates.Verdict, ...]
+    metric_names: tuple[str, ...]
+    goals: Mapping[str, Goal]
+    key_metric: str | None
+    history: tuple[tuple[str, float], ...]  # (version, key metric), oldest first
+    pr: int | None = None
+    run_link: str | None = None  # the CI run that made the report
+
+    @property
+    def marker(self) -> str:
+        return MARKER.format(model=self.model)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+
+def build(
+    config: Config,
+    head: Head,
+    baselines: Sequence[Baseline],
+    *,
+    gate_environments: Sequence[str] | None = None,
+    history: Sequence[tuple[str, float]] = (),
+    pr: int | None = None,
+    run_link: str | None = None,
+) -> Report:
+    """Diff ``head`` against every baseline and evaluate the gates of each
+    environment (or of ``gate_environments``) against that environment's model."""
+    goal_of: Callable[[str], Goal] = config.goal
+    configured = list(config.metrics)
+    comparisons = tuple(
+        Comparison(
+            baseline=b,
+            rows=tuple(metrics.diff(head.metrics, b.metrics if b.found else None, goal_of, configured)),
+            params=metrics.diff_params(head.params, b.params if b.found else None),
+        )
+        for b in baselines
+    )
+    names: list[str] = [n for n in configured if n in head.metrics or any(n in b.metrics for b in baselines)]
+    for source in (head.metrics, *(b.metrics for b in baselines)):
+        names += sorted(n for n in source if n not in names)
+    by_key = {b.key: b for b in baselines}
+    wanted = gate_environments if gate_environments is not None else [e.name for e in config.environments]
+    verdicts = []
+    for env in config.environments:
+        if env.name not in wanted:
+            continue
+        baseline = by_key.get(env.name)
+        found = baseline is not None and baseline.found and bool(baseline.metrics)
+        verdicts.append(
+            gates.evaluate(
+                env,
+                head.metrics,
+                baseline.metrics if found and baseline else None,
+                goal_of,
+                baseline_label=baseline.label if found and baseline else None,
+            )
+        )
+    return Report(
+        model=config.model.name,
+        head=head,
+        comparisons=comparisons,
+        verdicts=tuple(verdicts),
+        metric_names=tuple(dict.fromkeys(names)),
+        goals={n: goal_of(n) for n in names},
+        key_metric=config.key_metric,
+        history=tuple(history),
+        pr=pr,
+        run_link=run_link,
+    )
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The stable JSON schema (see the README's "Report JSON")."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "model": report.model,
+        "passed": report.passed,
+        "pr": report.pr,
+        "run_link": report.run_link,
+        "head": {
+            "label": report.head.label,
+            "run_id": report.head.run_id,
+            "fingerprint": report.head.fingerprint,
+            "commit": report.head.commit,
+            "branch": report.head.branch,
+            "cached": report.head.cached,
+            "run_url": report.head.run_url,
+            "metrics": dict(report.head.metrics),
+            "params": dict(report.head.params),
+        },
+        "baselines": [
+            {
+                "key": c.baseline.key,
+                "label": c.baseline.label,
+                "found": c.baseline.found,
+                "version": c.baseline.version,
+                "commit": c.baseline.commit,
+                "run_id": c.baseline.run_id,
+                "note": c.baseline.note,
+                "metrics": [
+                    {
+                        "name": r.name,
+                        "goal": r.goal,
+                        "head": r.head,
+                        "base": r.base,
+                        "delta": r.delta,
+                        "relative": r.relative,
+                        "verdict": r.verdict,
+                    }
+                    for r in c.rows
+                ],
+                "params": {
+                    "added": c.params.added,
+                    "removed": c.params.removed,
+                    "changed": {k: {"base": v[0], "head": v[1]} for k, v in c.params.changed.items()},
+                },
+            }
+            for c in report.comparisons
+        ],
+        "gates": [
+            {
+                "environment": v.environment,
+                "passed": v.passed,
+                "baseline": v.baseline_label,
+                "summary": v.summary(),
+                "rules": [dataclasses.asdict(r) for r in v.results],
+            }
+            for v in report.verdicts
+        ],
+        "key_metric": report.key_metric,
+        "history": [{"version": v, "value": x} for v, x in report.history],
+    }

@@ -1,0 +1,268 @@
+"""Reports: golden files for the rendered markdown, and the commands end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mlci import config as cfg
+from mlci import render
+from mlci import report as rpt
+from mlci.errors import ExitCode
+from tests.test_registry import commit, new_model, ok, project
+from tests.test_train import set_params
+
+GOLDEN = Path(__file__).parent / "golden"
+CONFIG = cfg.parse(
+    """\
+model: {name: churn}
+train: {command: python train.py}
+metrics:
+  accuracy: {goal: maximize}
+  log_loss: {goal: minimize}
+environments:
+  staging:
+    gates:
+      - {metric: accuracy, min: 0.9, max_regression: "1%"}
+  production:
+    requires: staging
+    gates:
+      - {metric: accuracy, min: 0.95}
+report:
+  key_metric: accuracy
+""",
+    Path("/repo/mlci.yaml"),
+)
+
+HEAD = rpt.Head(
+    run_id="run-head",
+    fingerprint="f" * 64,
+    commit="c" * 40,
+    branch="feature/faster",
+    metrics={"accuracy": 0.93, "log_loss": 0.21, "recall": 0.88},
+    params={"C": 0.1, "seed": 42, "solver": "saga"},
+    cached=True,
+    run_url="http://mlflow.example/#/experiments/1/runs/run-head",
+    label="PR #12",
+)
+STAGING = rpt.Baseline(
+    "staging",
+    "staging v0.0.3",
+    True,
+    version="v0.0.3",
+    commit="a" * 40,
+    run_id="run-3",
+    metrics={"accuracy": 0.95, "log_loss": 0.2, "precision": 0.9},
+    params={"C": "1.0", "seed": "42", "penalty": "l2"},
+)
+PRODUCTION = rpt.Baseline("production", "production", False, note="no model in production yet")
+BASE = rpt.Baseline(
+    "base",
+    "base staging@aaaaaaa",
+    True,
+    commit="a" * 40,
+    run_id="run-3",
+    metrics={"accuracy": 0.95, "log_loss": 0.2},
+    params={"C": "1.0", "seed": "42"},
+)
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.exists(), f"missing golden file {path}: run with UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{name} changed; if intended, regenerate with UPDATE_GOLDEN=1"
+
+
+def test_comment_with_regression_and_params() -> None:
+    report = rpt.build(
+        CONFIG,
+        HEAD,
+        [STAGING, PRODUCTION, BASE],
+        history=[("v0.0.1", 0.91), ("v0.0.2", 0.94), ("v0.0.3", 0.95)],
+        pr=12,
+        run_link="https://github.com/o/r/actions/runs/1",
+    )
+    assert not report.passed
+    text = render.render_report(report, "markdown")
+    assert text.startswith("<!-- mlci:report model=churn -->\n")
+    assert (
+        "- ❌ **staging**: accuracy 0.93 is 0.02 (2.11%) worse than staging v0.0.3's 0.95; max_regression 1%"
+        in text
+    )
+    assert "- ❌ **production**: accuracy 0.93 < min 0.95" in text
+    golden("comment_regression.md", text)
+
+
+def test_comment_first_model() -> None:
+    head = rpt.Head(
+        run_id="r1",
+        fingerprint="0" * 64,
+        commit="1" * 40,
+        branch="main",
+        metrics={"accuracy": 0.97, "log_loss": 0.1},
+        params={"C": 1.0},
+        cached=False,
+    )
+    empty = [
+        rpt.Baseline("staging", "staging", False, note="no model in staging yet"),
+        rpt.Baseline("production", "production", False, note="no model in production yet"),
+    ]
+    report = rpt.build(CONFIG, head, empty)
+    assert report.passed
+    text = render.render_report(report, "markdown")
+    assert "- ✅ **staging**: passes 2 gate rules (no model there yet)" in text
+    assert "mermaid" not in text  # one point is no chart
+    golden("comment_first_model.md", text)
+
+
+def test_one_sided_metrics_are_shown() -> None:
+    report = rpt.build(CONFIG, HEAD, [STAGING])
+    text = render.render_report(report, "markdown")
+    assert "| `recall` ↑ | 0.8800 | — |" in text  # only the head has it
+    assert "| `precision` ↑ | — | 0.9000 ❔ |" in text  # only the baseline has it
+
+
+def test_comment_never_exceeds_githubs_limit() -> None:
+    many = {f"metric_{i:04d}": i / 10000 for i in range(3000)}
+    head = rpt.Head("r", "0" * 64, "c" * 40, "b", many, {f"p{i}": i for i in range(3000)}, False)
+    base = rpt.Baseline(
+        "staging",
+        "staging v1",
+        True,
+        metrics={k: v + 0.5 for k, v in many.items()},
+        params={f"p{i}": i + 1 for i in range(3000)},
+    )
+    report = rpt.build(CONFIG, head, [base])
+    text = render.render_report(report, "markdown")
+    assert len(text) <= render.GITHUB_COMMENT_LIMIT
+    assert "cut to fit GitHub's comment limit" in text
+    assert text.count("| `metric_") < 3000
+    small = render.render_report(report, "markdown", limit=2500)
+    assert len(small) <= 2500 and "more metrics cut to fit" in small  # sections shrink first
+    tiny = render.render_report(report, "markdown", limit=600)
+    assert len(tiny) <= 600 and tiny.rstrip().endswith("the full report is in the job summary._")
+
+
+def test_terminal_table_colour_only_on_request() -> None:
+    report = rpt.build(CONFIG, HEAD, [STAGING, PRODUCTION])
+    plain = render.render_report(report, "table")
+    assert "\033[" not in plain
+    lines = plain.splitlines()
+    assert lines[2].split()[:3] == ["metric", "PR", "#12"]
+    assert "accuracy ↑" in plain and "0.9500 (-0.0200)" in plain
+    assert "production: no model in production yet" in plain
+    coloured = render.render_report(report, "table", color=True)
+    assert "\033[31m0.9500 (-0.0200)\033[0m" in coloured  # worse in red
+    golden("table.txt", plain)
+
+
+def test_json_schema() -> None:
+    data = rpt.to_json(rpt.build(CONFIG, HEAD, [STAGING, PRODUCTION], pr=12))
+    assert data["schema"] == 1
+    assert set(data) == {
+        "schema",
+        "model",
+        "passed",
+        "pr",
+        "run_link",
+        "head",
+        "baselines",
+        "gates",
+        "key_metric",
+        "history",
+    }
+    staging = data["baselines"][0]
+    row = next(m for m in staging["metrics"] if m["name"] == "accuracy")
+    assert row == {
+        "name": "accuracy",
+        "goal": "maximize",
+        "head": 0.93,
+        "base": 0.95,
+        "delta": pytest.approx(-0.02),
+        "relative": pytest.approx(-0.02 / 0.95),
+        "verdict": "worse",
+    }
+    assert staging["params"]["changed"]["C"] == {"base": "1.0", "head": 0.1}
+    assert staging["params"]["removed"] == {"penalty": "l2"}
+    assert [g["environment"] for g in data["gates"]] == ["staging", "production"]
+    assert data["gates"][0]["rules"][1]["rule"] == "max_regression"
+    json.dumps(data)  # serialisable as is
+
+
+def test_template_override(tmp_path: Path) -> None:
+    custom = tmp_path / "mine.md.j2"
+    custom.write_text(
+        "{{ report.marker }}\nOurs: {{ report.model }} {{ report.head.metrics['accuracy'] | num }}\n"
+    )
+    text = render.render_report(rpt.build(CONFIG, HEAD, [STAGING]), "markdown", template=custom)
+    assert text == "<!-- mlci:report model=churn -->\nOurs: churn 0.9300\n"
+    broken = tmp_path / "broken.md.j2"
+    broken.write_text("{{ report.nope }}")
+    from mlci.errors import MlciError
+
+    with pytest.raises(MlciError, match="failed to render"):
+        render.render_report(rpt.build(CONFIG, HEAD, [STAGING]), "markdown", template=broken)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def test_gate_diff_and_report_commands(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    first = cli("gate", "--env", "staging", "--json", cwd=root)  # trains, no baseline yet
+    assert first.code == ExitCode.OK, first.err
+    verdict = json.loads(first.out)
+    assert verdict["passed"] is True and verdict["baseline"] is None
+    assert "accuracy max_regression 5%: no baseline" in first.err
+    ok(cli, root, "register")
+    ok(cli, root, "promote", "staging")
+    set_params(root, accuracy=0.8)
+    commit(root, "worse")
+    failed = cli("gate", "--env", "staging", cwd=root)
+    assert failed.code == ExitCode.GATE_FAILED
+    assert (
+        "[FAIL] accuracy 0.8 is 0.1 (11.11%) worse than staging v0.0.1's 0.9; max_regression 5%" in failed.err
+    )
+    assert cli("gate", "--env", "nope", cwd=root).code == ExitCode.ERROR
+
+    table = cli("diff", "--base", "main", cwd=root)
+    assert table.code == ExitCode.OK, table.err
+    assert "staging v0.0.1" in table.out and "base main@" in table.out
+    data = json.loads(cli("diff", "--format", "json", "--env", "staging", cwd=root).out)
+    assert [b["key"] for b in data["baselines"]] == ["staging"]
+    assert data["baselines"][0]["params"]["changed"] == {"accuracy": {"base": "0.9", "head": 0.8}}
+
+    written = cli("report", cwd=root)
+    assert written.code == ExitCode.OK, written.err
+    path = root / ".mlci" / "report.md"
+    assert written.out.strip() == str(path)
+    text = path.read_text()
+    assert text.startswith("<!-- mlci:report model=demo -->")
+    assert "❌ **staging**" in text
+    out = tmp_path / "r.json"
+    assert cli("report", "--format", "json", "--output", str(out), cwd=root).code == ExitCode.OK
+    assert json.loads(out.read_text())["passed"] is False
+
+
+def test_base_baseline_is_the_merge_base_run(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import run
+
+    root = project(tmp_path)
+    trained = ok(cli, root, "train")
+    run(["git", "checkout", "-q", "-b", "feature"], root)
+    set_params(root, accuracy=0.95)
+    commit(root, "better")
+    data = json.loads(cli("diff", "--base", "main", "--format", "json", cwd=root).out)
+    (base,) = [b for b in data["baselines"] if b["key"] == "base"]
+    assert base["found"] is True and base["run_id"] == trained["run_id"]
+    row = next(m for m in base["metrics"] if m["name"] == "accuracy")
+    assert row["verdict"] == "better" and row["base"] == 0.9 and row["head"] == 0.95
+    missing = json.loads(cli("diff", "--base", "no-such-branch", "--format", "json", cwd=root).out)
+    (nobase,) = [b for b in missing["baselines"] if b["key"] == "base"]
+    assert nobase["found"] is False and "no branch or commit 'no-such-branch'" in nobase["note"]
+    assert new_model  # the registry helpers are shared with the registry tests
