@@ -549,6 +549,101 @@ def _config(path: Path | None) -> Any:
     return cfg.load(path if path is not None else cfg.find_config(Path.cwd()))
 
 
+class Event(str, enum.Enum):
+    pull_request = "pull_request"
+    push = "push"
+
+
+@app.command()
+def ci(
+    event: Annotated[
+        Event | None,
+        typer.Option("--event", help="The event to handle. Default: GITHUB_EVENT_NAME (in Actions)."),
+    ] = None,
+    payload: Annotated[
+        Path | None,
+        typer.Option(
+            "--payload",
+            help="The event's webhook payload (JSON). Default: GITHUB_EVENT_PATH.",
+            dir_okay=False,
+        ),
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option("--base", help="Replaying a pull request: its base branch.")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option("--branch", help="Replaying a push: the branch pushed to.")
+    ] = None,
+    pr: Annotated[
+        int | None, typer.Option("--pr", help="Replaying a pull request: its number.", min=1)
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", envvar="GITHUB_TOKEN", help="GitHub token (masked, never printed).", show_default=False
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Write nothing to GitHub (and no tags): print what would be done."),
+    ] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Handle a repository event: what the GitHub actions run.
+
+    pull_request: train, diff, gate for the base branch's environment, write
+    the report, upsert the sticky comment and set the mlci/ENV status.
+    push to an environment branch: train, gate, register and promote.
+    Outside Actions, --event with --base/--branch replays the same flow.
+    """
+    from mlci.commands import ci as command
+
+    try:
+        result = command.run(
+            config,
+            Path.cwd(),
+            environ=os.environ,
+            event=event.value if event else None,
+            payload_path=payload,
+            base=base,
+            branch=branch,
+            pr=pr,
+            token=token,
+            dry_run=dry_run,
+            log=_log,
+            out=sys.stderr if as_json else sys.stdout,
+        )
+    except MlciError as exc:
+        command.error_summary(os.environ, exc)
+        raise
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder to play the demo in (created; must be empty). Default: a new temporary folder."
+        ),
+    ] = None,
+) -> None:
+    """Play the whole story on this machine: no server, no GitHub, no network.
+
+    Scaffolds a project with a local bare remote, then: a pull request to
+    staging trains and shows its comment; merging registers and promotes it;
+    a worse pull request is blocked by the gate; a pull request to production
+    promotes the same version without retraining.
+    """
+    from mlci.commands import demo as command
+
+    command.run(directory, echo=typer.echo)
+
+
 def _wants_traceback(args: list[str], environ: Any) -> bool:
     return "--traceback" in args or str(environ.get("MLCI_DEBUG", "")).lower() in _TRUTHY
 

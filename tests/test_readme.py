@@ -22,7 +22,7 @@ def _commands() -> list[str]:
 
 def test_readme_starts_with_the_two_commands() -> None:
     main_job, tests = _commands()
-    assert main_job.startswith("python -m pip install '.[sklearn]' && mlci init")
+    assert main_job == "python -m pip install '.[sklearn]' && mlci demo"
     assert tests == "python -m pip install -e '.[test]' && python -m pytest"
 
 
@@ -33,11 +33,17 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 
 def test_readme_main_job_runs(tmp_path: Path) -> None:
+    import os
+
     main_job, _ = _commands()
     # The install step is what the test environment already did; run the rest.
     install, rest = main_job.split(" && ", 1)
     assert install.startswith("python -m pip install")
-    proc = subprocess.run(["bash", "-c", f"set -e; {rest}"], cwd=tmp_path, capture_output=True, text=True)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the demo's default folder is a new temporary one
+    proc = subprocess.run(
+        ["bash", "-c", f"set -e; {rest}"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "mlci.yaml: valid (model 'mlci-example'" in proc.stdout
-    assert (tmp_path / "mlci-example" / "metrics.json").is_file()
+    assert "churn v0.0.1 promoted to production" in proc.stdout
+    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("mlci-demo-")]
+    assert (folder / "origin.git").is_dir()

@@ -1,0 +1,316 @@
+"""``mlci ci``: the one command the GitHub actions call; a repository event drives the lifecycle.
+
+- ``pull_request`` (opened, synchronize, reopened): train (run cache), diff
+  against the baselines, gate for the environment bound to the PR's base
+  branch, write the report to disk and to the job summary, then upsert the
+  sticky comment and set the commit status ``mlci/<env>`` on the PR head.
+- ``push`` to an environment branch: train (run cache), gate, register (or
+  reuse the version of these inputs), promote to that environment.
+- anything else: nothing to do.
+
+The report is on disk before any network call. A read-only token (a fork's
+pull request) degrades to the job summary with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from mlci import ci_env, gitrepo
+from mlci import config as cfg
+from mlci import report as rpt
+from mlci.commands import report as report_cmd
+from mlci.errors import ExitCode, MlciError
+
+PR_ACTIONS = {"opened", "synchronize", "reopened"}
+
+
+@dataclass
+class CiResult:
+    event: str
+    outcome: str  # "reported", "promoted", "blocked", "skipped"
+    message: str
+    environment: str | None = None
+    verdict: str | None = None  # "pass", "fail", or None (no environment to gate)
+    fingerprint: str | None = None
+    version: str | None = None
+    report_path: str | None = None
+    comment: dict[str, Any] | None = None
+    statuses: list[dict[str, str]] = field(default_factory=list)
+    posted: bool = False
+    degraded: bool = False
+    exit_code: int = ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _write_report(config: cfg.Config, report: rpt.Report, markdown: str) -> Path:
+    folder = config.root / ".mlci"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "report.md"
+    path.write_text(markdown, encoding="utf-8")
+    (folder / "report.json").write_text(json.dumps(rpt.to_json(report), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def run(
+    config_path: Path | None,
+    cwd: Path,
+    *,
+    environ: Mapping[str, str],
+    event: str | None,
+    payload_path: Path | None,
+    base: str | None,
+    branch: str | None,
+    pr: int | None,
+    token: str | None,
+    dry_run: bool,
+    log: Callable[[str], None],
+    out: IO[str] = sys.stdout,
+    api_factory: Callable[..., Any] | None = None,
+) -> CiResult:
+    ctx = ci_env.context(environ)
+    event = event or ctx.event_name
+    if not event:
+        raise ci_env.CiError(
+            "no event: not in GitHub Actions (GITHUB_EVENT_NAME is unset) and no --event",
+            hint="replay one locally: mlci ci --event pull_request --base staging",
+        )
+    if token:
+        ci_env.mask(out, token, ctx.in_actions)
+    path = payload_path or (ctx.event_path if ctx.event_name == event else None)
+    payload = ci_env.load_payload(path) if path else None
+    if event in ("pull_request", "pull_request_target"):
+        return _pull_request(
+            config_path, cwd, environ, ctx, payload, base, pr, token, dry_run, log, out, api_factory
+        )
+    if event == "push":
+        return _push(config_path, cwd, environ, ctx, payload, branch, dry_run, log, out)
+    message = f"event {event!r}: nothing for mlci to do"
+    log(message)
+    return CiResult(event, "skipped", message)
+
+
+def _pull_request(
+    config_path: Path | None,
+    cwd: Path,
+    environ: Mapping[str, str],
+    ctx: ci_env.Context,
+    payload: dict[str, Any] | None,
+    base: str | None,
+    pr: int | None,
+    token: str | None,
+    dry_run: bool,
+    log: Callable[[str], None],
+    out: IO[str],
+    api_factory: Callable[..., Any] | None,
+) -> CiResult:
+    if payload is not None:
+        action = payload.get("action")
+        if action not in PR_ACTIONS:
+            message = f"pull_request {action!r}: nothing for mlci to do"
+            log(message)
+            return CiResult("pull_request", "skipped", message)
+        try:
+            request = payload["pull_request"]
+            number = int(payload.get("number") or request["number"])
+            base = base or request["base"]["ref"]
+            head_sha = request["head"]["sha"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ci_env.CiError(
+                f"the pull_request payload lacks {exc}", hint="pass a GitHub pull_request webhook payload"
+            ) from None
+    else:
+        if base is None:
+            raise ci_env.CiError(
+                "replaying a pull request needs its base branch",
+                hint="pass --base BRANCH (e.g. --base staging)",
+            )
+        number = pr or 0
+        head_sha = gitrepo.rev_parse(cwd, "HEAD") or ""
+    config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+    env = next((e for e in config.environments if e.branch == base), None)
+    if env is None:
+        log(f"{base!r} is not an environment branch: reporting without gates")
+    report, result = report_cmd.gather(
+        config_path,
+        cwd,
+        environ=environ,
+        base=base,
+        gate_environments=[env.name] if env else [],
+        pr=number or None,
+        run_link=ctx.run_link,
+        log=log,
+    )
+    from mlci import render
+
+    markdown = render.render_report(report, "markdown", template=report_cmd.template_for(config))
+    path = _write_report(config, report, markdown)
+    ci_env.append_summary(ctx, markdown)
+    verdict = None if env is None else ("pass" if report.passed else "fail")
+    ci_env.set_outputs(
+        ctx,
+        {"verdict": verdict or "none", "fingerprint": result.fingerprint, "report-path": str(path)},
+    )
+    res = CiResult(
+        "pull_request",
+        "reported",
+        f"report for #{number} written to {path}",
+        environment=env.name if env else None,
+        verdict=verdict,
+        fingerprint=result.fingerprint,
+        report_path=str(path),
+        exit_code=ExitCode.GATE_FAILED if verdict == "fail" else ExitCode.OK,
+    )
+    state = "success" if verdict == "pass" else "failure"
+    description = report.verdicts[0].summary() if env and report.verdicts else ""
+    if dry_run or not token or not ctx.repository or not number:
+        why = (
+            "--dry-run"
+            if dry_run
+            else "no token"
+            if not token
+            else "no repository"
+            if not ctx.repository
+            else "no PR"
+        )
+        log(f"not posting ({why}); the comment would be:")
+        out.write(markdown)
+        if env:
+            log(f"and the status mlci/{env.name} on {head_sha[:12]} would be {state}: {description}")
+        return res
+    from mlci import github_api
+
+    factory = api_factory or github_api.GitHubApi
+    api = factory(
+        token,
+        ctx.api_url,
+        ctx.repository,
+        retries=int(environ.get("MLCI_GITHUB_RETRIES", "5")),
+        backoff=float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
+    )
+    try:
+        author = api.author()
+        comment = api.upsert_comment(number, markdown, report.marker, author)
+        res.comment = {"action": comment.action, "id": comment.comment_id, "url": comment.url}
+        log(f"{comment.action} the comment on #{number}: {comment.url}")
+        if env:
+            api.set_status(head_sha, f"mlci/{env.name}", state, description, ctx.run_link)
+            res.statuses.append({"context": f"mlci/{env.name}", "state": state, "sha": head_sha})
+            log(f"status mlci/{env.name} on {head_sha[:12]}: {state}")
+        res.posted = True
+    except github_api.GitHubForbidden as exc:
+        res.degraded = True
+        ci_env.annotate(
+            out,
+            "warning",
+            f"{exc.message}. The report is in the job summary and in {path}.",
+            ctx.in_actions,
+        )
+    return res
+
+
+def _push(
+    config_path: Path | None,
+    cwd: Path,
+    environ: Mapping[str, str],
+    ctx: ci_env.Context,
+    payload: dict[str, Any] | None,
+    branch: str | None,
+    dry_run: bool,
+    log: Callable[[str], None],
+    out: IO[str],
+) -> CiResult:
+    from mlci.commands import promote as promote_cmd
+    from mlci.commands import register as register_cmd
+
+    ref = (payload or {}).get("ref") or (f"refs/heads/{branch}" if branch else ctx.ref)
+    if not ref:
+        raise ci_env.CiError(
+            "replaying a push needs its branch", hint="pass --branch BRANCH (e.g. --branch staging)"
+        )
+    if not ref.startswith("refs/heads/"):
+        message = f"push of {ref}: not a branch, nothing for mlci to do"
+        log(message)
+        return CiResult("push", "skipped", message)
+    name = ref.removeprefix("refs/heads/")
+    config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+    env = next((e for e in config.environments if e.branch == name), None)
+    if env is None:
+        message = f"push to {name!r}: not an environment branch, nothing for mlci to do"
+        log(message)
+        return CiResult("push", "skipped", message)
+    report, result = report_cmd.gather(
+        config_path,
+        cwd,
+        environ=environ,
+        base=None,
+        environments=[env.name],
+        gate_environments=[env.name],
+        run_link=ctx.run_link,
+        head_label=name,
+        log=log,
+    )
+    from mlci import render
+
+    markdown = render.render_report(report, "markdown", template=report_cmd.template_for(config))
+    path = _write_report(config, report, markdown)
+    ci_env.append_summary(ctx, markdown)
+    res = CiResult(
+        "push", "blocked", "", environment=env.name, fingerprint=result.fingerprint, report_path=str(path)
+    )
+    if not report.passed:
+        res.verdict = "fail"
+        res.message = f"{env.name}: blocked by its gates: {report.verdicts[0].summary()}"
+        res.exit_code = ExitCode.GATE_FAILED
+        log(res.message)
+        ci_env.set_outputs(ctx, {"verdict": "fail", "fingerprint": result.fingerprint, "version": ""})
+        return res
+    res.verdict = "pass"
+    if dry_run:
+        res.outcome = "reported"
+        res.message = f"--dry-run: would register these inputs and promote them to {env.name}"
+        log(res.message)
+        return res
+    registered = register_cmd.register(
+        config_path, cwd, environ=environ, bump="patch", version=None, push=None, log=log
+    )
+    promoted = promote_cmd.assign(
+        config_path,
+        cwd,
+        environ=environ,
+        environment=env.name,
+        version=registered.version,
+        push=None,
+        log=log,
+    )
+    res.version = registered.version
+    if promoted.blocked:
+        res.message = f"{env.name}: {registered.version} blocked: {promoted.blocked}"
+        res.exit_code = ExitCode.GATE_FAILED
+        res.verdict = "fail"
+        log(res.message)
+    else:
+        res.outcome = "promoted"
+        state = "promoted to" if promoted.changed else "already in"
+        res.message = f"{config.model.name} {registered.version} {state} {env.name}"
+        log(res.message)
+    ci_env.set_outputs(
+        ctx, {"verdict": res.verdict or "", "fingerprint": result.fingerprint, "version": registered.version}
+    )
+    return res
+
+
+def error_summary(environ: Mapping[str, str], error: MlciError) -> None:
+    """In Actions, an error also lands in the job summary and as an annotation."""
+    ctx = ci_env.context(environ)
+    if not ctx.in_actions:
+        return
+    ci_env.append_summary(ctx, f"### ❌ mlci failed\n\n```\n{error.message}\n```\n\n{error.hint or ''}\n")
+    ci_env.annotate(sys.stdout, "error", error.message, True)

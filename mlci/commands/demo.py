@@ -1,0 +1,196 @@
+"""``mlci demo``: the whole story on one machine, with no server, no GitHub and no network.
+
+It plays the events a GitHub repository would send, through the same code
+that ``mlci ci`` runs in Actions, against a scaffolded project whose remote
+is a local bare repository and whose MLflow store is the embedded sqlite one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlci import gitrepo, scaffold
+from mlci.commands import ci as ci_cmd
+from mlci.commands import show as show_cmd
+from mlci.errors import ScaffoldError
+
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "mlci demo",
+    "GIT_AUTHOR_EMAIL": "demo@mlci.invalid",
+    "GIT_COMMITTER_NAME": "mlci demo",
+    "GIT_COMMITTER_EMAIL": "demo@mlci.invalid",
+}
+
+
+def _environ() -> dict[str, str]:
+    """This process's environment without anything that would point the demo
+    elsewhere (a tracking server, a GitHub context), plus a git identity."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "MLFLOW_", "MLCI_", "RUNNER_")) and k != "CI"
+    }
+    env.update(IDENTITY)
+    return env
+
+
+def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any]:
+    start = time.perf_counter()
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="mlci-demo-"))
+    if directory.exists() and any(directory.iterdir()):
+        raise ScaffoldError(
+            f"{directory} is not empty", hint="give a new or empty folder, or none for a temporary one"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    directory = directory.resolve()
+    env = _environ()
+    root = directory / "churn"
+    origin = directory / "origin.git"
+    events = directory / "events"
+    events.mkdir()
+    step = 0
+
+    def heading(text: str) -> None:
+        nonlocal step
+        step += 1
+        echo("")
+        echo(f"== {step}. {text}")
+
+    def log(message: str) -> None:
+        echo(f"   {message}")
+
+    def git(*args: str) -> str:
+        return gitrepo.run_git(list(args), root, env=env).stdout.strip()
+
+    def event(name: str, body: dict[str, Any]) -> Path:
+        path = events / f"{name}.json"
+        path.write_text(json.dumps(body, indent=2))
+        return path
+
+    def pull_request(number: int, head_branch: str, base: str, title: str) -> ci_cmd.CiResult:
+        git("checkout", "--quiet", head_branch)
+        sha = git("rev-parse", "HEAD")
+        payload = event(
+            f"pull_request-{number}",
+            {
+                "action": "opened",
+                "number": number,
+                "pull_request": {
+                    "number": number,
+                    "title": title,
+                    "head": {"ref": head_branch, "sha": sha},
+                    "base": {"ref": base, "sha": git("rev-parse", base)},
+                },
+            },
+        )
+        buffer = io.StringIO()
+        result = ci_cmd.run(
+            None,
+            root,
+            environ=env,
+            event="pull_request",
+            payload_path=payload,
+            base=None,
+            branch=None,
+            pr=None,
+            token=None,
+            dry_run=True,
+            log=log,
+            out=buffer,
+        )
+        echo("   --- the comment mlci would post ---")
+        for line in buffer.getvalue().splitlines():
+            echo(f"   | {line}")
+        echo("   ---")
+        return result
+
+    def merge_and_push(head_branch: str, base: str) -> ci_cmd.CiResult:
+        git("checkout", "--quiet", base)
+        before = git("rev-parse", "HEAD")
+        git("merge", "--quiet", "--ff-only", head_branch)
+        git("push", "--quiet", "origin", base)
+        payload = event(
+            f"push-{base}", {"ref": f"refs/heads/{base}", "before": before, "after": git("rev-parse", "HEAD")}
+        )
+        return ci_cmd.run(
+            None,
+            root,
+            environ=env,
+            event="push",
+            payload_path=payload,
+            base=None,
+            branch=None,
+            pr=None,
+            token=None,
+            dry_run=False,
+            log=log,
+            out=io.StringIO(),
+        )
+
+    heading(f"Scaffold a classifier project in {root}, with a local bare remote")
+    files = scaffold.render_project("classifier", "churn", scaffold.DEFAULT_ACTIONS_REF)
+    scaffold.write_project(root, files, force=False)
+    gitrepo.run_git(
+        ["init", "--quiet", "--bare", "--initial-branch", "main", str(origin)], directory, env=env
+    )
+    gitrepo.run_git(["init", "--quiet", "--initial-branch", "main"], root, env=env)
+    git("add", "--all")
+    git("commit", "--quiet", "--message", "Scaffold churn with mlci init")
+    git("branch", "staging")
+    git("branch", "production")
+    git("remote", "add", "origin", str(origin))
+    git("push", "--quiet", "origin", "main", "staging", "production")
+    log(f"{len(files)} files; branches main, staging and production pushed to {origin}")
+
+    heading("Pull request #1 to staging: the first model is trained and reported")
+    git("checkout", "--quiet", "-b", "first-model", "staging")
+    readme = root / "README.md"
+    readme.write_text(readme.read_text() + "\nThe first model: logistic regression, C=1.0.\n")
+    git("commit", "--quiet", "--all", "--message", "Describe the first model")
+    first = pull_request(1, "first-model", "staging", "First model")
+    log(f"verdict for staging: {first.verdict}")
+
+    heading("Merge #1 into staging: the model is registered and promoted (no retraining)")
+    merged = merge_and_push("first-model", "staging")
+
+    heading("Pull request #2 to staging: a much smaller C makes the model worse")
+    git("checkout", "--quiet", "-b", "smaller-c", "staging")
+    params = root / "params.yaml"
+    params.write_text(params.read_text().replace("C: 1.0", "C: 0.01"))
+    git("commit", "--quiet", "--all", "--message", "Regularise much harder: C=0.01")
+    blocked = pull_request(2, "smaller-c", "staging", "Regularise harder")
+    log(f"verdict for staging: {blocked.verdict} (the gate blocks the merge)")
+
+    heading("Pull request #3 from staging to production: the same model, no retraining")
+    to_production = pull_request(3, "staging", "production", "Release to production")
+    log(f"verdict for production: {to_production.verdict}")
+    released = merge_and_push("staging", "production")
+
+    heading("The registry: mlci show and mlci history")
+    shown = show_cmd.show(root, None, warn=log)
+    for line in show_cmd.format_show(shown).splitlines():
+        echo(f"   {line}")
+    echo("")
+    for line in show_cmd.format_history(show_cmd.history(root, None, warn=log)).splitlines():
+        echo(f"   {line}")
+    tags = git("tag", "--list")
+    remote_tags = gitrepo.remote_tags(root, "origin")
+    seconds = time.perf_counter() - start
+    echo("")
+    echo(f"Done in {seconds:.0f}s. The project is in {root}; its remote in {origin}.")
+    echo(f"Try: cd {root} && mlci show && mlci history && mlci diff")
+    return {
+        "directory": str(directory),
+        "results": [first, merged, blocked, to_production, released],
+        "tags": tags.split(),
+        "remote_tags": sorted(remote_tags),
+        "seconds": seconds,
+    }

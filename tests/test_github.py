@@ -1,0 +1,318 @@
+"""mlci ci against a local stand-in for GitHub's API, with GitHub's payload shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlci.errors import ExitCode
+from tests.github_stub import Fault, GitHubState, github_stub
+from tests.helpers import run
+from tests.test_registry import commit, project
+from tests.test_train import set_params
+
+TOKEN = "ghs_secretsecretsecret"
+MARKER = "<!-- mlci:report model=demo -->"
+
+
+@pytest.fixture
+def gh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    with github_stub() as state:
+        _actions_env(monkeypatch, tmp_path, state)
+        yield state
+
+
+def _actions_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, state: GitHubState) -> None:
+    for name, value in {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_API_URL": state.base_url,
+        "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_REPOSITORY": "octo/churn",
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_OUTPUT": str(tmp_path / "output.txt"),
+        "MLCI_GITHUB_BACKOFF": "0.01",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def pr_event(
+    tmp_path: Path,
+    root: Path,
+    number: int = 12,
+    action: str = "opened",
+    base: str = "staging",
+    name: str = "event.json",
+) -> Path:
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    payload = {
+        "action": action,
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "state": "open",
+            "title": "Better model",
+            "head": {"ref": "feature", "sha": head, "repo": {"full_name": "octo/churn", "fork": False}},
+            "base": {"ref": base, "sha": "0" * 40, "repo": {"full_name": "octo/churn", "fork": False}},
+        },
+        "repository": {"full_name": "octo/churn"},
+    }
+    path = tmp_path / name
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def ci(cli, root: Path, monkeypatch: pytest.MonkeyPatch, event: str, payload: Path, *extra: str):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GITHUB_EVENT_NAME", event)
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(payload))
+    return cli("ci", *extra, cwd=root)
+
+
+def outputs(tmp_path: Path) -> dict[str, str]:
+    text = (tmp_path / "output.txt").read_text()
+    found: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        name, _, delimiter = line.partition("<<")
+        value = []
+        for inner in lines:
+            if inner == delimiter:
+                break
+            value.append(inner)
+        found[name] = "\n".join(value)
+    return found
+
+
+def test_three_pushes_leave_one_comment_and_statuses(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    first = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert first.code == ExitCode.OK, first.err
+    # The report is on disk, in the job summary, and in the outputs.
+    report = (root / ".mlci" / "report.md").read_text()
+    assert report.startswith(MARKER)
+    assert (tmp_path / "summary.md").read_text().startswith(MARKER)
+    out = outputs(tmp_path)
+    assert (
+        out["verdict"] == "pass"
+        and out["report-path"] == str(root / ".mlci" / "report.md")
+        and len(out["fingerprint"]) == 64
+    )
+    # What was sent: one event, at most 6 requests on the happy path.
+    assert [(r.method, r.path) for r in gh.requests] == [
+        ("GET", "/user"),
+        ("GET", "/repos/octo/churn/issues/12/comments"),
+        ("POST", "/repos/octo/churn/issues/12/comments"),
+        ("POST", f"/repos/octo/churn/statuses/{run(['git', 'rev-parse', 'HEAD'], root).strip()}"),
+    ]
+    assert gh.requests[0].headers["Authorization"] == f"token {TOKEN}"
+    assert gh.requests[2].body == {"body": report}
+    status = gh.requests[3].body
+    assert status["state"] == "success" and status["context"] == "mlci/staging"
+    assert status["target_url"] == "https://github.example/octo/churn/actions/runs/4242"
+    assert status["description"] == "2 gate rules passed"
+    # Two more pushes to the PR: the comment is edited in place.
+    for accuracy, action in ((0.92, "synchronize"), (0.40, "synchronize")):
+        set_params(root, accuracy=accuracy)
+        commit(root, f"accuracy {accuracy}")
+        result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, action=action))
+    assert result.code == ExitCode.GATE_FAILED  # 0.40 < min 0.5
+    assert len(gh.comments[12]) == 1
+    assert [r.method for r in gh.writes() if "comments" in r.path] == ["POST", "PATCH", "PATCH"]
+    assert "accuracy 0.4 < min 0.5" in gh.comments[12][0]["body"]
+    assert [s["state"] for s in gh.statuses] == ["success", "success", "failure"]
+    assert gh.statuses[-1]["description"] == "accuracy 0.4 < min 0.5"
+    assert TOKEN not in result.out.replace(f"::add-mask::{TOKEN}", "") and TOKEN not in result.err
+    assert f"::add-mask::{TOKEN}" in result.out
+
+
+def test_pagination_and_foreign_quotes(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    for i in range(150):
+        gh.add_comment(12, f"comment {i}", "someone")
+    gh.add_comment(12, f"I quote it: {MARKER}", "someone")  # not ours: never taken over
+    ours = gh.add_comment(12, f"{MARKER}\nold report", "mlci-bot")  # on page 2
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.OK, result.err
+    pages = [
+        r.query.get("page", ["1"])[0]
+        for r in gh.requests
+        if r.method == "GET" and r.path.endswith("/comments")
+    ]
+    assert pages == ["1", "2"]
+    assert [r.method for r in gh.writes() if "comments" in r.path] == ["PATCH"]
+    assert gh.requests[-2].path == f"/repos/octo/churn/issues/comments/{ours['id']}"
+    assert "old report" not in ours["body"]
+    assert gh.comments[12][150]["body"] == f"I quote it: {MARKER}"
+    assert len(gh.comments[12]) == 152
+
+
+def test_actions_token_author_is_the_bot(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    gh.user = None  # the Actions token cannot read GET /user
+    root = project(tmp_path)
+    gh.add_comment(12, f"{MARKER}\nold", "someone-else")
+    bot = gh.add_comment(12, f"{MARKER}\nold", "github-actions[bot]")
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.OK, result.err
+    assert [r.method for r in gh.writes() if "comments" in r.path] == ["PATCH"]
+    assert "old" not in bot["body"]
+
+
+def test_transient_failures_are_retried(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    gh.faults.append(Fault("POST", "/comments", 502, {"message": "Server Error"}))
+    gh.faults.append(
+        Fault(
+            "POST",
+            run(["git", "rev-parse", "HEAD"], root).strip(),
+            403,
+            {
+                "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+            },
+            {"Retry-After": "1"},
+        )
+    )
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.OK, result.err
+    assert [r.method for r in gh.requests if r.path.endswith("/comments")] == ["GET", "POST", "POST"]
+    assert [r.method for r in gh.requests if "/statuses/" in r.path] == ["POST", "POST"]
+    assert len(gh.comments[12]) == 1 and len(gh.statuses) == 1
+
+
+def test_fork_pr_degrades_to_the_job_summary(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    forbidden = {
+        "message": "Resource not accessible by integration",
+        "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment",
+    }
+    gh.faults.append(Fault("POST", "/comments", 403, forbidden, times=10))
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.OK, result.err  # a read-only token does not fail the job
+    assert (
+        "::warning::GitHub refused writing the comment on #12: 403 Resource not accessible by integration"
+        in result.out
+    )
+    assert (tmp_path / "summary.md").read_text().startswith(MARKER)
+    assert (root / ".mlci" / "report.md").exists()
+    assert gh.statuses == []
+
+
+def test_report_is_on_disk_when_github_is_down(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    monkeypatch.setenv("MLCI_GITHUB_RETRIES", "2")
+    gh.faults.append(Fault("GET", "/user", 503, {"message": "Service Unavailable"}, times=100))
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.ERROR
+    assert "GitHub API" in result.err and "Traceback" not in result.err
+    assert (root / ".mlci" / "report.md").read_text().startswith(MARKER)
+    assert "mlci failed" in (tmp_path / "summary.md").read_text()
+    assert len([r for r in gh.requests if r.path == "/user"]) == 3  # the first try and 2 retries
+
+
+def test_github_enterprise_server_base_url(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    with github_stub(prefix="/api/v3") as ghes:
+        _actions_env(monkeypatch, tmp_path, ghes)
+        root = project(tmp_path)
+        result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+        assert result.code == ExitCode.OK, result.err
+        assert ghes.base_url.endswith("/api/v3")
+        assert len(ghes.comments[12]) == 1 and len(ghes.statuses) == 1
+
+
+def test_push_registers_and_promotes(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    run(["git", "checkout", "-q", "-b", "staging"], root)
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    payload = tmp_path / "push.json"
+    payload.write_text(
+        json.dumps(
+            {
+                "ref": "refs/heads/staging",
+                "before": "0" * 40,
+                "after": head,
+                "repository": {"full_name": "octo/churn"},
+            }
+        )
+    )
+    result = ci(cli, root, monkeypatch, "push", payload, "--json")
+    assert result.code == ExitCode.OK, result.err
+    data = json.loads(result.out)
+    assert data["outcome"] == "promoted" and data["version"] == "v0.0.1" and data["environment"] == "staging"
+    assert outputs(tmp_path)["version"] == "v0.0.1"
+    remote = run(["git", "ls-remote", "--tags", "origin"], root)
+    assert "refs/tags/demo@v0.0.1" in remote and "refs/tags/demo#staging#1" in remote
+    assert gh.requests == []  # a push writes tags, not API calls
+    again = ci(cli, root, monkeypatch, "push", payload, "--json")
+    assert json.loads(again.out)["version"] == "v0.0.1"  # nothing new: same inputs, same version
+
+
+def test_other_events_and_actions_do_nothing(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    closed = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, action="closed"))
+    assert closed.code == ExitCode.OK and "nothing for mlci to do" in closed.err
+    issues = tmp_path / "issues.json"
+    issues.write_text(json.dumps({"action": "opened", "issue": {"number": 1}}))
+    other = ci(cli, root, monkeypatch, "issues", issues)
+    assert other.code == ExitCode.OK and "event 'issues': nothing for mlci to do" in other.err
+    feature = tmp_path / "push.json"
+    feature.write_text(json.dumps({"ref": "refs/heads/feature", "before": "0" * 40, "after": "1" * 40}))
+    assert "not an environment branch" in ci(cli, root, monkeypatch, "push", feature).err
+    assert gh.requests == []
+
+
+def test_local_replay_and_dry_run(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    result = cli("ci", "--event", "pull_request", "--base", "staging", "--pr", "5", cwd=root)
+    assert result.code == ExitCode.OK, result.err
+    assert result.out.startswith(MARKER) and "on #5" in result.out
+    assert "not posting (no token)" in result.err
+    assert "the status mlci/staging on" in result.err
+    with github_stub() as gh:
+        _actions_env(monkeypatch, tmp_path, gh)
+        dry = cli("ci", "--event", "pull_request", "--base", "staging", "--pr", "5", "--dry-run", cwd=root)
+        assert dry.code == ExitCode.OK and gh.requests == []
+        pushed = cli("ci", "--event", "push", "--branch", "staging", "--dry-run", cwd=root)
+        assert (
+            pushed.code == ExitCode.OK
+            and "would register these inputs and promote them to staging" in pushed.err
+        )
+        assert "demo@" not in run(["git", "tag"], root)
+    missing = cli("ci", cwd=root)
+    assert missing.code == ExitCode.ERROR and "no event" in missing.err
+
+
+def test_demo_plays_the_whole_story(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("demo", str(tmp_path / "demo"))
+    assert result.code == ExitCode.OK, result.err
+    out = result.out
+    assert "verdict for staging: pass" in out
+    assert "verdict for staging: fail (the gate blocks the merge)" in out
+    assert "accuracy 0.937063 < min 0.95" in out
+    assert "churn v0.0.1 promoted to staging" in out
+    assert "churn v0.0.1 promoted to production" in out
+    assert out.count("trained in") == 2  # the first model and the worse one; the rest is the run cache
+    remote = run(["git", "ls-remote", "--tags", str(tmp_path / "demo" / "origin.git")], tmp_path)
+    assert {"churn@v0.0.1", "churn#staging#1", "churn#production#2"} <= {
+        line.split("refs/tags/")[1] for line in remote.splitlines() if "^{}" not in line
+    }
+    busy = cli("demo", str(tmp_path / "demo"))
+    assert busy.code == ExitCode.ERROR and "is not empty" in busy.err
