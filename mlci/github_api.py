@@ -82,7 +82,7 @@ class GitHubApi:
             seconds_between_writes=seconds_between_writes,
             lazy=True,
         )
-        self._repo = self._gh.get_repo(repository, lazy=True)
+        self._repo = self._gh.get_repo(repository)
 
     def author(self) -> str:
         """Whose comments are ours: the token's user, or the Actions bot (whose

@@ -177,15 +177,7 @@ class Tracking:
         if not runs:
             return None
         run = runs[0]
-        return RunRecord(
-            run_id=run.info.run_id,
-            experiment_id=str(run.info.experiment_id),
-            status=run.info.status,
-            start_time=run.info.start_time,
-            metrics=dict(run.data.metrics),
-            params=dict(run.data.params),
-            tags=dict(run.data.tags),
-        )
+        return _record(run)
 
     # ------------------------------------------------------------------ runs
 
@@ -251,15 +243,7 @@ class Tracking:
     def get_run(self, run_id: str) -> RunRecord:
         with _translated(f"reading run {run_id}", self.uri):
             run = self.client.get_run(run_id)
-        return RunRecord(
-            run_id=run.info.run_id,
-            experiment_id=str(run.info.experiment_id),
-            status=run.info.status,
-            start_time=run.info.start_time,
-            metrics=dict(run.data.metrics),
-            params=dict(run.data.params),
-            tags=dict(run.data.tags),
-        )
+        return _record(run)
 
     def find_run_at_commit(self, commit: str) -> RunRecord | None:
         """The newest FINISHED run trained at ``commit`` (without --set overrides)."""
@@ -273,24 +257,25 @@ class Tracking:
                 max_results=20,
                 order_by=["attributes.start_time DESC"],
             )
-        for run in runs:
-            if run.data.tags.get("mlci.overrides"):
-                continue
-            return RunRecord(
-                run_id=run.info.run_id,
-                experiment_id=str(run.info.experiment_id),
-                status=run.info.status,
-                start_time=run.info.start_time,
-                metrics=dict(run.data.metrics),
-                params=dict(run.data.params),
-                tags=dict(run.data.tags),
-            )
-        return None
+        return next((_record(r) for r in runs if not r.data.tags.get("mlci.overrides")), None)
 
     def run_url(self, run_id: str, experiment_id: str) -> str | None:
         if is_http(self.uri):
             return f"{self.uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
         return None
+
+
+def _record(run: Any) -> RunRecord:
+    """An MLflow ``Run`` as plain data."""
+    return RunRecord(
+        run_id=run.info.run_id,
+        experiment_id=str(run.info.experiment_id),
+        status=run.info.status,
+        start_time=run.info.start_time,
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+    )
 
 
 def _cache_filter(fingerprint: str) -> str:

@@ -77,17 +77,7 @@ def register(
             event = existing_state.versions[known]
             pushed = _push_if_missing(ws, event.tag, log)
             log(f"{model} {known} is already registered for these inputs ({event.tag}); nothing to do")
-            return RegisterResult(
-                model,
-                known,
-                event.tag,
-                event.commit,
-                fingerprint,
-                event.metadata.get("mlflow_run_id"),
-                _str(event.metadata.get("mlflow_model_version")),
-                created=False,
-                pushed=pushed,
-            )
+            return _existing(model, known, event, fingerprint, pushed)
 
     tracking = train_cmd.make_tracking(config, environ)
     run = tracking.find_finished_run(fingerprint)
@@ -183,18 +173,7 @@ def register(
         state = registry.read_state(ws.root)[model]
         known = state.version_of_fingerprint(fingerprint)
         assert known is not None
-        event = state.versions[known]
-        return RegisterResult(
-            model,
-            known,
-            event.tag,
-            event.commit,
-            fingerprint,
-            event.metadata.get("mlflow_run_id"),
-            _str(event.metadata.get("mlflow_model_version")),
-            created=False,
-            pushed=ws.push,
-        )
+        return _existing(model, known, state.versions[known], fingerprint, ws.push)
     name = str(published.plan.info["version"])
     tag = published.plan.tags[0].name
     where = f" and pushed to {registry.REMOTE}" if published.pushed else " (local only: not pushed)"
@@ -212,6 +191,21 @@ def register(
         created.get("mlflow"),
         created=True,
         pushed=published.pushed,
+    )
+
+
+def _existing(model: str, version: str, event: tags.Event, fingerprint: str, pushed: bool) -> RegisterResult:
+    """The result for inputs that already have a version."""
+    return RegisterResult(
+        model,
+        version,
+        event.tag,
+        event.commit,
+        fingerprint,
+        event.metadata.get("mlflow_run_id"),
+        _str(event.metadata.get("mlflow_model_version")),
+        created=False,
+        pushed=pushed,
     )
 
 
