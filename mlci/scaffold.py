@@ -18,15 +18,6 @@ from mlci.errors import ScaffoldError
 
 COMMON = "_common"
 DEFAULT_ACTIONS_REF = "mlci-dev/mlci@v0.1.0"
-PYTHON_VERSION = "3.11"
-
-# Third-party actions the generated workflows use, pinned to a full commit SHA
-# (a tag can be moved; a SHA cannot), with the version in a comment.
-PINS = {
-    "checkout": "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683  # v4.2.2",
-    "setup_python": "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065  # v5.6.0",
-}
-
 _ACTIONS_REF_RE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)@(?P<ref>[\w./-]+)$")
 
 
@@ -69,8 +60,6 @@ def render_project(template: str, name: str, actions_ref: str) -> dict[Path, str
         "template": template,
         "actions_repo": repo,
         "actions_version": ref,
-        "python_version": PYTHON_VERSION,
-        "pins": PINS,
     }
     files = render.render_tree([root / template], context)
     # The generated config is checked with the same validator users get, and

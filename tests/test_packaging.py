@@ -32,7 +32,7 @@ def test_wheel_installs_and_scaffolds(tmp_path: Path) -> None:
     for template in ("classifier", "regressor"):
         assert f"mlci/_templates/{template}/mlci.yaml.j2" in names
         assert f"mlci/_templates/{template}/train.py.j2" in names
-    assert "mlci/_templates/_common/dot-github/workflows/mlci.yml.j2" in names
+    assert "mlci/_templates/_common/dot-github/workflows/mlci-pr.yml.j2" in names
     assert not any("__pycache__" in n for n in names)
 
     # A fresh environment that borrows the dependencies from this one (no
@@ -52,7 +52,7 @@ def test_wheel_installs_and_scaffolds(tmp_path: Path) -> None:
     environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = run([str(env_dir / "bin" / "mlci"), "init", "proj", "--template", "regressor"], work, environ)
     assert "Created regressor project 'proj'" in out
-    assert (work / "proj" / ".github" / "workflows" / "mlci.yml").is_file()
+    assert (work / "proj" / ".github" / "workflows" / "mlci-pr.yml").is_file()
     assert (work / "proj" / ".gitignore").is_file()
     proc = subprocess.run(
         [str(env_dir / "bin" / "mlci"), "config", "validate"],

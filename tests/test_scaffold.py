@@ -13,7 +13,9 @@ from mlci.errors import ExitCode
 from tests.helpers import REPO_ROOT, TEMPLATES, project_files, run
 
 EXPECTED_FILES = {
-    ".github/workflows/mlci.yml",
+    ".github/workflows/mlci-pr.yml",
+    ".github/workflows/mlci-promote.yml",
+    ".github/zizmor.yml",
     ".gitignore",
     "README.md",
     "mlci.yaml",
@@ -44,8 +46,10 @@ def test_init_writes_a_valid_project(cli, tmp_path: Path, template: str) -> None
     assert config.environment("production").requires == "staging"
     assert all(env.gates for env in config.environments)
     assert ".mlci/" in (target / ".gitignore").read_text().splitlines()
-    workflow = (target / ".github/workflows/mlci.yml").read_text()
-    assert "branches: [staging, production]" in workflow
+    for name in ("mlci-pr.yml", "mlci-promote.yml"):
+        workflow = (target / ".github/workflows" / name).read_text()
+        assert "branches: [staging, production]" in workflow
+        assert "uses: mlci-dev/mlci/.github/workflows/mlci.yml@v0.1.0" in workflow
     assert "{{" not in (target / "README.md").read_text()
 
 
@@ -82,8 +86,10 @@ def test_bad_actions_ref(cli, tmp_path: Path) -> None:  # type: ignore[no-untype
     ok = cli("init", str(tmp_path / "q"), "--actions-ref", "acme/mlci-fork@v2")
     assert ok.code == ExitCode.OK
     assert (
-        "git+https://github.com/acme/mlci-fork@v2" in (tmp_path / "q/.github/workflows/mlci.yml").read_text()
+        "uses: acme/mlci-fork/.github/workflows/mlci.yml@v2"
+        in (tmp_path / "q/.github/workflows/mlci-pr.yml").read_text()
     )
+    assert '"acme/mlci-fork/*": ref-pin' in (tmp_path / "q/.github/zizmor.yml").read_text()
 
 
 def test_refuses_non_empty_folder(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
