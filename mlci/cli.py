@@ -118,10 +118,17 @@ def init(
         str | None,
         typer.Option(
             "--actions-ref",
-            help="OWNER/REPO@REF where the generated workflows get mlci from.",
+            help="OWNER/REPO@REF where the generated workflows get mlci from. Default: mlci-dev/mlci@v0.1.0.",
             show_default=False,
         ),
     ] = None,
+    fork_safe: Annotated[
+        bool,
+        typer.Option(
+            "--fork-safe",
+            help="Pull requests train with a read-only token; a trusted workflow_run job posts the report.",
+        ),
+    ] = False,
 ) -> None:
     """Scaffold a new ML project: training code, params, mlci.yaml and GitHub workflows."""
     from mlci.commands import init as command
@@ -134,6 +141,7 @@ def init(
         git=git,
         actions_ref=actions_ref,
         echo=typer.echo,
+        fork_safe=fork_safe,
     )
 
 
@@ -642,6 +650,33 @@ def demo(
     from mlci.commands import demo as command
 
     command.run(directory, echo=typer.echo)
+
+
+@app.command()
+def publish(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder with the report.md and pull_request.json a pull request job made.")
+    ],
+    head_sha: Annotated[
+        str, typer.Option("--head-sha", help="The pull request's head commit, from the trusted event.")
+    ],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", envvar="GITHUB_TOKEN", help="GitHub token (masked, never printed).", show_default=False
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Post a report made by an untrusted pull request job (the fork-safe flow).
+
+    Checks the files first: the pull request must have HEAD_SHA as its head,
+    and the comment must carry mlci's marker. Runs no code from them.
+    """
+    from mlci.commands import publish as command
+
+    result = command.publish(folder, head_sha=head_sha, environ=os.environ, token=token, log=_log)
+    _emit(result, as_json, f"posted to #{result['pr']}")
 
 
 def _wants_traceback(args: list[str], environ: Any) -> bool:

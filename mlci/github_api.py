@@ -120,6 +120,13 @@ class GitHubApi:
         except Exception as exc:
             raise _translate(f"writing the comment on #{pr}", exc) from exc
 
+    def pull_head_sha(self, number: int) -> str:
+        """The head commit of pull request ``number`` (GitHub's word, not an artifact's)."""
+        try:
+            return str(self._repo.get_pull(number).head.sha)
+        except Exception as exc:
+            raise _translate(f"reading pull request #{number}", exc) from exc
+
     def set_status(
         self, sha: str, context: str, state: str, description: str, target_url: str | None
     ) -> None:

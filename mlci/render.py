@@ -42,6 +42,7 @@ def render_tree(folders: list[Path], context: Mapping[str, Any]) -> dict[Path, s
 
     ``*.j2`` files go through jinja2 with StrictUndefined, so a missing variable
     is an error rather than an empty string; other files are copied as they are.
+    A template that renders to nothing (an optional file, switched off) is left out.
     """
     import jinja2
 
@@ -65,7 +66,8 @@ def render_tree(folders: list[Path], context: Mapping[str, Any]) -> dict[Path, s
                         f"template {source}: {exc}",
                         hint="this is a broken template shipped with mlci; please report it",
                     ) from exc
-            out[output_name(relative)] = text
+            if text.strip():
+                out[output_name(relative)] = text
     return out
 
 

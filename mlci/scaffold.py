@@ -42,7 +42,7 @@ def parse_actions_ref(value: str) -> tuple[str, str]:
     return match["repo"], match["ref"]
 
 
-def render_project(template: str, name: str, actions_ref: str) -> dict[Path, str]:
+def render_project(template: str, name: str, actions_ref: str, fork_safe: bool = False) -> dict[Path, str]:
     """Every file of a new project, as {relative path: text}."""
     available = templates()
     if template not in available:
@@ -60,6 +60,7 @@ def render_project(template: str, name: str, actions_ref: str) -> dict[Path, str
         "template": template,
         "actions_repo": repo,
         "actions_version": ref,
+        "fork_safe": fork_safe,
     }
     files = render.render_tree([root / template], context)
     # The generated config is checked with the same validator users get, and

@@ -43,6 +43,7 @@ class GitHubState:
     user: str | None = "mlci-bot"  # None: GET /user is refused, as for the Actions token
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    pulls: dict[int, str] = field(default_factory=dict)  # number -> head sha
     requests: list[Request] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     next_id: int = 1000
@@ -126,6 +127,21 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, chunk, headers)
         if m and method == "POST":
             return self._send(201, st.add_comment(int(m[3]), body["body"], st.user or "github-actions[bot]"))
+        m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)", path)
+        if m and method == "GET":
+            number = int(m[3])
+            if number not in st.pulls:
+                return self._send(404, {"message": "Not Found"})
+            return self._send(
+                200,
+                {
+                    "url": st.api(path),
+                    "number": number,
+                    "state": "open",
+                    "head": {"ref": "feature", "sha": st.pulls[number], "repo": {"full_name": "fork/churn"}},
+                    "base": {"ref": "staging", "sha": "0" * 40, "repo": {"full_name": f"{m[1]}/{m[2]}"}},
+                },
+            )
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/issues/comments/(\d+)", path)
         if m and method == "PATCH":
             for comments in st.comments.values():

@@ -27,6 +27,8 @@ PINNED = {
     "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683": STUBS / "checkout",
     "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065": STUBS / "setup-python",
     "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684": STUBS / "cache",
+    "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": STUBS / "upload-artifact",
+    "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": STUBS / "download-artifact",
     "mlci-dev/mlci@v0.1.0": REPO_ROOT,
 }
 TOKEN = "ghs_act_token_for_tests"
@@ -41,7 +43,13 @@ def act() -> str:
 
 
 def _act(
-    act: str, root: Path, event: str, workflow: str, payload: Path, gh: GitHubState
+    act: str,
+    root: Path,
+    event: str,
+    workflow: str,
+    payload: Path,
+    gh: GitHubState,
+    artifacts: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     args = [
         act,
@@ -62,6 +70,8 @@ def _act(
         "GITHUB_REPOSITORY=octo/churn",
         "--env",
         "MLCI_GITHUB_BACKOFF=0.01",
+        "--env",
+        f"ACT_ARTIFACT_DIR={artifacts or root.parent / 'artifacts'}",
     ]
     for ref, path in PINNED.items():
         args += ["--local-repository", f"{ref}={path}"]
@@ -71,9 +81,9 @@ def _act(
     )
 
 
-def _scaffold(cli, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def _scaffold(cli, tmp_path: Path, *flags: str) -> Path:  # type: ignore[no-untyped-def]
     root = tmp_path / "churn"
-    assert cli("init", str(root), "--git").code == 0
+    assert cli("init", str(root), "--git", *flags).code == 0
     bare = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", str(bare)], tmp_path)
     run(["git", "remote", "add", "origin", str(bare)], root)
@@ -144,3 +154,70 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
         assert "refs/tags/churn@v0.0.1" in remote and "refs/tags/churn#staging#1" in remote
         assert "version=v0.0.1" in promoted.stdout
         assert len(gh.statuses) == 1  # a push writes tags, not statuses
+
+
+def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The untrusted job reports with a read-only token; the workflow_run job posts."""
+    root = _scaffold(cli, tmp_path, "--fork-safe")
+    run(["git", "checkout", "-q", "-b", "feature", "staging"], root)
+    params = root / "params.yaml"
+    params.write_text(params.read_text().replace("C: 1.0", "C: 0.01"))  # worse: fails the gate
+    run(["git", "commit", "-qam", "C 0.01"], root)
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    pr = tmp_path / "pull_request.json"
+    pr.write_text(
+        json.dumps(
+            {
+                "action": "opened",
+                "number": 9,
+                "pull_request": {
+                    "number": 9,
+                    "head": {
+                        "ref": "feature",
+                        "sha": head,
+                        "repo": {"full_name": "fork/churn", "fork": True},
+                    },
+                    "base": {
+                        "ref": "staging",
+                        "sha": "0" * 40,
+                        "repo": {"full_name": "octo/churn", "fork": False},
+                    },
+                },
+                "repository": {"full_name": "octo/churn"},
+            }
+        )
+    )
+    artifacts = tmp_path / "artifacts"
+    with github_stub() as gh:
+        untrusted = _act(act, root, "pull_request", "mlci-pr.yml", pr, gh, artifacts)
+        assert "Job failed" in untrusted.stdout  # the gate fails the job ...
+        assert gh.requests == []  # ... and nothing was sent to GitHub from it
+        assert sorted(p.name for p in (artifacts / "mlci-report").iterdir()) == [
+            "pull_request.json",
+            "report.json",
+            "report.md",
+        ]
+        gh.pulls[9] = head
+        run_event = tmp_path / "workflow_run.json"
+        run_event.write_text(
+            json.dumps(
+                {
+                    "action": "completed",
+                    "workflow_run": {
+                        "id": 77,
+                        "event": "pull_request",
+                        "conclusion": "failure",
+                        "head_sha": head,
+                        "pull_requests": [],
+                    },
+                    "repository": {"full_name": "octo/churn"},
+                }
+            )
+        )
+        trusted = _act(act, root, "workflow_run", "mlci-publish.yml", run_event, gh, artifacts)
+        assert trusted.returncode == 0, trusted.stdout[-6000:] + trusted.stderr[-3000:]
+        assert len(gh.comments[9]) == 1 and "❌ **staging**" in gh.comments[9][0]["body"]
+        assert [(s["context"], s["state"], s["sha"]) for s in gh.statuses] == [
+            ("mlci/staging", "failure", head)
+        ]
+        assert "artifact mlci-report of run 77" in trusted.stdout

@@ -316,3 +316,49 @@ def test_demo_plays_the_whole_story(cli, tmp_path: Path) -> None:  # type: ignor
     }
     busy = cli("demo", str(tmp_path / "demo"))
     assert busy.code == ExitCode.ERROR and "is not empty" in busy.err
+
+
+def test_fork_safe_publish_checks_the_artifact(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    # The untrusted job: no token, the report and its metadata on disk.
+    monkeypatch.delenv("GITHUB_TOKEN")
+    made = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert made.code == ExitCode.OK, made.err
+    assert gh.requests == []
+    folder = root / ".mlci"
+    meta = json.loads((folder / "pull_request.json").read_text())
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    assert meta == {
+        "model": "demo",
+        "number": 12,
+        "head_sha": head,
+        "environment": "staging",
+        "verdict": "pass",
+        "description": "2 gate rules passed",
+        "run_link": "https://github.example/octo/churn/actions/runs/4242",
+    }
+    # The trusted job posts it, for the head sha the event names.
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    gh.pulls[12] = head
+    posted = cli("publish", str(folder), "--head-sha", head, "--json", cwd=tmp_path)
+    assert posted.code == ExitCode.OK, posted.err
+    assert posted.out.startswith(f"::add-mask::{TOKEN}\n")  # masked before anything else
+    assert json.loads(posted.out.split("\n", 1)[1])["comment"] == "created"
+    assert gh.comments[12][0]["body"] == (folder / "report.md").read_text()
+    assert [(s["context"], s["state"], s["sha"]) for s in gh.statuses] == [("mlci/staging", "success", head)]
+    # An artifact for another commit, or a doctored one, posts nothing.
+    before = len(gh.writes())
+    wrong = cli("publish", str(folder), "--head-sha", "f" * 40, cwd=tmp_path)
+    assert wrong.code == ExitCode.ERROR and "does not belong to this run" in wrong.err
+    meta["environment"] = "staging; rm -rf /"
+    (folder / "pull_request.json").write_text(json.dumps(meta))
+    doctored = cli("publish", str(folder), "--head-sha", head, cwd=tmp_path)
+    assert doctored.code == ExitCode.ERROR and "not trustworthy: environment" in doctored.err
+    meta["environment"] = "staging"
+    (folder / "pull_request.json").write_text(json.dumps(meta))
+    (folder / "report.md").write_text("no marker here")
+    unmarked = cli("publish", str(folder), "--head-sha", head, cwd=tmp_path)
+    assert unmarked.code == ExitCode.ERROR and "marker" in unmarked.err
+    assert len(gh.writes()) == before

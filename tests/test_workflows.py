@@ -126,3 +126,23 @@ def test_the_linters_do_fail_on_a_bad_workflow(actionlint: Path, tmp_path: Path)
         tmp_path,
     )
     assert schema.returncode != 0
+
+
+def test_fork_safe_scaffold_passes_the_linters(cli, actionlint: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "p"
+    assert cli("init", str(root), "--fork-safe").code == 0
+    files = sorted((root / ".github" / "workflows").glob("*.yml"))
+    assert [f.name for f in files] == ["mlci-pr.yml", "mlci-promote.yml", "mlci-publish.yml"]
+    assert "fork-safe: true" in (root / ".github/workflows/mlci-pr.yml").read_text()
+    for path in files:
+        for args in (
+            [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)],
+            [_tool("zizmor"), "--offline", "--min-severity", "medium", str(path)],
+            [str(actionlint), str(path.relative_to(root))],
+        ):
+            proc = _lint(args, root)
+            assert proc.returncode == 0, f"{args[0]} on {path.name}:\n{proc.stdout}{proc.stderr}"
+    # Without --fork-safe there is no workflow_run workflow at all.
+    plain = tmp_path / "q"
+    assert cli("init", str(plain)).code == 0
+    assert not (plain / ".github/workflows/mlci-publish.yml").exists()

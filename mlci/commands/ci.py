@@ -28,6 +28,7 @@ from mlci.commands import report as report_cmd
 from mlci.errors import ExitCode, MlciError
 
 PR_ACTIONS = {"opened", "synchronize", "reopened"}
+PULL_REQUEST_FILE = "pull_request.json"
 
 
 @dataclass
@@ -170,6 +171,23 @@ def _pull_request(
     )
     state = "success" if verdict == "pass" else "failure"
     description = report.verdicts[0].summary() if env and report.verdicts else ""
+    # What a trusted job needs to post this report later (the fork-safe flow).
+    (path.parent / PULL_REQUEST_FILE).write_text(
+        json.dumps(
+            {
+                "model": config.model.name,
+                "number": number,
+                "head_sha": head_sha,
+                "environment": env.name if env else None,
+                "verdict": verdict,
+                "description": description,
+                "run_link": ctx.run_link,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     if dry_run or not token or not ctx.repository or not number:
         why = (
             "--dry-run"

@@ -18,6 +18,7 @@ def run(
     git: bool,
     actions_ref: str | None,
     echo: Callable[[str], None],
+    fork_safe: bool = False,
 ) -> list[scaffold.Written]:
     if name is None:
         name = scaffold.model_name_from(directory)
@@ -31,7 +32,7 @@ def run(
             f"{directory} is already a git repository",
             hint="drop --git and commit the new files yourself",
         )
-    files = scaffold.render_project(template, name, actions_ref or scaffold.DEFAULT_ACTIONS_REF)
+    files = scaffold.render_project(template, name, actions_ref or scaffold.DEFAULT_ACTIONS_REF, fork_safe)
     written = scaffold.write_project(
         directory,
         files,
