@@ -27,6 +27,8 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
+    epilog="Exit codes: 0 ok, 1 a gate failed, 2 usage error, 3 an error with a hint, "
+    "4 a bug in mlci (with a traceback), 130 interrupted.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(
