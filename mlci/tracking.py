@@ -164,20 +164,23 @@ class Tracking:
         return self._client_lookup(fingerprint)
 
     def _client_lookup(self, fingerprint: str) -> RunRecord | None:
+        runs = self._search(_cache_filter(fingerprint), 1)
+        return _record(runs[0]) if runs else None
+
+    def _search(self, filter_string: str, limit: int) -> list[Any]:
+        """Runs of the experiment matching ``filter_string``, newest first ([] if no experiment)."""
         experiment_id = self.experiment_id(create=False)
         if experiment_id is None:
-            return None
+            return []
         with _translated("searching runs", self.uri):
-            runs = self.client.search_runs(
-                [experiment_id],
-                filter_string=_cache_filter(fingerprint),
-                max_results=1,
-                order_by=["attributes.start_time DESC"],
+            return list(
+                self.client.search_runs(
+                    [experiment_id],
+                    filter_string=filter_string,
+                    max_results=limit,
+                    order_by=["attributes.start_time DESC"],
+                )
             )
-        if not runs:
-            return None
-        run = runs[0]
-        return _record(run)
 
     # ------------------------------------------------------------------ runs
 
@@ -247,16 +250,7 @@ class Tracking:
 
     def find_run_at_commit(self, commit: str) -> RunRecord | None:
         """The newest FINISHED run trained at ``commit`` (without --set overrides)."""
-        experiment_id = self.experiment_id(create=False)
-        if experiment_id is None:
-            return None
-        with _translated("searching runs", self.uri):
-            runs = self.client.search_runs(
-                [experiment_id],
-                filter_string=f"tags.`mlci.git.commit` = '{commit}' and attributes.status = 'FINISHED'",
-                max_results=20,
-                order_by=["attributes.start_time DESC"],
-            )
+        runs = self._search(f"tags.`mlci.git.commit` = '{commit}' and attributes.status = 'FINISHED'", 20)
         return next((_record(r) for r in runs if not r.data.tags.get("mlci.overrides")), None)
 
     def run_url(self, run_id: str, experiment_id: str) -> str | None:
