@@ -131,6 +131,8 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
         ]
         assert gh.requests[0].headers["Authorization"] == f"token {TOKEN}"
         assert "Job succeeded" in result.stdout
+        assert "verdict=pass" in result.stdout  # the pr action's outputs
+        assert "report-path=" in result.stdout and "fingerprint=" in result.stdout
         assert "cache key mlci-Linux-" in result.stdout  # the cache is keyed on `mlci fingerprint`
 
         # The merge: a push to staging registers and promotes the model.
