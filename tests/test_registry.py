@@ -408,3 +408,40 @@ def test_concurrent_registrations_all_land(tmp_path: Path) -> None:
         assert [dict(v.tags)["mlci.git_tag"] for v in found] == [
             next(r["tag"] for r in results if r["commit"] == run(["git", "rev-parse", "HEAD"], clone).strip())
         ]
+
+
+def test_concurrent_promotions_all_land(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """4 jobs promote 4 versions to staging at once: 4 assignments, distinct counters, none lost."""
+    seed = project(tmp_path)
+    versions = [new_model(cli, seed, 0.90 + i / 1000)["version"] for i in range(4)]
+    run(["git", "push", "-q", "origin", "main"], seed)
+    bare = tmp_path / "remote.git"
+    clones = []
+    for i in range(4):
+        clone = tmp_path / f"job{i}"
+        run(["git", "clone", "-q", str(bare), str(clone)], tmp_path)
+        run(["git", "fetch", "-q", "--tags", "origin"], clone)
+        clones.append(clone)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mlci", "promote", "staging", "--version", version, "--json"],
+            cwd=clone,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for clone, version in zip(clones, versions, strict=True)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    assert all(r["changed"] for r in results)
+    run(["git", "fetch", "-q", "--tags", "origin"], seed)
+    state = tags.build_state(gitrepo.read_tags(seed))["demo"]
+    assigned = state.assignment_history("staging")
+    assert sorted(e.version for e in assigned if e.version) == sorted(versions)
+    counters = [e.counter for e in assigned]
+    assert len(set(counters)) == 4  # distinct names, nothing overwritten
+    assert state.current("staging").version == max(assigned, key=lambda e: e.counter or 0).version  # type: ignore[union-attr]
