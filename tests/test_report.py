@@ -156,6 +156,7 @@ def test_terminal_table_colour_only_on_request() -> None:
     assert lines[2].split()[:3] == ["metric", "PR", "#12"]
     assert "accuracy ↑" in plain and "0.9500 (-0.0200)" in plain
     assert "production: no model in production yet" in plain
+    assert "params against staging v0.0.3:\n  C: 1.0 -> 0.1\n  solver: added (saga)\n  penalty: removed (was l2)" in plain
     coloured = render.render_report(report, "table", color=True)
     assert "\033[31m0.9500 (-0.0200)\033[0m" in coloured  # worse in red
     golden("table.txt", plain)
