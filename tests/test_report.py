@@ -156,7 +156,10 @@ def test_terminal_table_colour_only_on_request() -> None:
     assert lines[2].split()[:3] == ["metric", "PR", "#12"]
     assert "accuracy ↑" in plain and "0.9500 (-0.0200)" in plain
     assert "production: no model in production yet" in plain
-    assert "params against staging v0.0.3:\n  C: 1.0 -> 0.1\n  solver: added (saga)\n  penalty: removed (was l2)" in plain
+    assert (
+        "params against staging v0.0.3:\n  C: 1.0 -> 0.1\n  solver: added (saga)\n  penalty: removed (was l2)"
+        in plain
+    )
     coloured = render.render_report(report, "table", color=True)
     assert "\033[31m0.9500 (-0.0200)\033[0m" in coloured  # worse in red
     golden("table.txt", plain)
@@ -263,6 +266,16 @@ def test_base_baseline_is_the_merge_base_run(cli, tmp_path: Path) -> None:  # ty
     assert base["found"] is True and base["run_id"] == trained["run_id"]
     row = next(m for m in base["metrics"] if m["name"] == "accuracy")
     assert row["verdict"] == "better" and row["base"] == 0.9 and row["head"] == 0.95
+    # A CI checkout: the base branch exists only as origin/main.
+    run(["git", "push", "-q", "origin", "main", "feature"], root)
+    ci = tmp_path / "ci"
+    run(["git", "clone", "-q", "--branch", "feature", str(tmp_path / "remote.git"), str(ci)], tmp_path)
+    assert "main" not in run(["git", "branch", "--format=%(refname:short)"], ci).split()
+    (ci / ".mlci").mkdir()
+    (ci / ".mlci" / "mlflow.db").write_bytes((root / ".mlci" / "mlflow.db").read_bytes())
+    from_ci = json.loads(cli("diff", "--base", "main", "--format", "json", cwd=ci).out)
+    (ci_base,) = [b for b in from_ci["baselines"] if b["key"] == "base"]
+    assert ci_base["found"] is True and ci_base["run_id"] == trained["run_id"]
     missing = json.loads(cli("diff", "--base", "no-such-branch", "--format", "json", cwd=root).out)
     (nobase,) = [b for b in missing["baselines"] if b["key"] == "base"]
     assert nobase["found"] is False and "no branch or commit 'no-such-branch'" in nobase["note"]

@@ -39,7 +39,8 @@ def _env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
 
 
 def _base_baseline(root: Path, ref: str, tracking: Any, log: Callable[[str], None]) -> rpt.Baseline:
-    commit = gitrepo.rev_parse(root, ref)
+    # A CI checkout has the base branch only as origin's remote-tracking branch.
+    commit = gitrepo.rev_parse(root, ref) or gitrepo.rev_parse(root, f"{registry.REMOTE}/{ref}")
     if commit is None:
         return rpt.Baseline("base", f"base {ref}", found=False, note=f"no branch or commit {ref!r} here")
     base = gitrepo.merge_base(root, "HEAD", commit)
