@@ -556,7 +556,7 @@ def report(
 def _config(path: Path | None) -> Any:
     from mlci import config as cfg
 
-    return cfg.load(path if path is not None else cfg.find_config(Path.cwd()))
+    return cfg.load_for(path, Path.cwd())
 
 
 class Event(str, enum.Enum):

@@ -229,6 +229,11 @@ def find_config(start: Path) -> Path:
     )
 
 
+def load_for(path: Path | None, cwd: Path) -> Config:
+    """The config at ``path`` (--config), or the nearest ``mlci.yaml`` above ``cwd``."""
+    return load(path if path is not None else find_config(cwd))
+
+
 def load(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")

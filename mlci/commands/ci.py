@@ -51,13 +51,18 @@ class CiResult:
         return dict(self.__dict__)
 
 
-def _write_report(config: cfg.Config, report: rpt.Report, markdown: str) -> Path:
+def _write_report(ctx: ci_env.Context, config: cfg.Config, report: rpt.Report) -> tuple[str, Path]:
+    """The report to disk (markdown and JSON) and to the job summary: before any network call."""
+    from mlci import render
+
+    markdown = render.render_report(report, "markdown", template=report_cmd.template_for(config))
     folder = config.root / ".mlci"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report.md"
     path.write_text(markdown, encoding="utf-8")
     (folder / "report.json").write_text(json.dumps(rpt.to_json(report), indent=2) + "\n", encoding="utf-8")
-    return path
+    ci_env.append_summary(ctx, markdown)
+    return markdown, path
 
 
 def run(
@@ -135,7 +140,7 @@ def _pull_request(
             )
         number = pr or 0
         head_sha = gitrepo.rev_parse(cwd, "HEAD") or ""
-    config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+    config = cfg.load_for(config_path, cwd)
     env = next((e for e in config.environments if e.branch == base), None)
     if env is None:
         log(f"{base!r} is not an environment branch: reporting without gates")
@@ -149,11 +154,7 @@ def _pull_request(
         run_link=ctx.run_link,
         log=log,
     )
-    from mlci import render
-
-    markdown = render.render_report(report, "markdown", template=report_cmd.template_for(config))
-    path = _write_report(config, report, markdown)
-    ci_env.append_summary(ctx, markdown)
+    markdown, path = _write_report(ctx, config, report)
     verdict = None if env is None else ("pass" if report.passed else "fail")
     ci_env.set_outputs(
         ctx,
@@ -258,7 +259,7 @@ def _push(
         log(message)
         return CiResult("push", "skipped", message)
     name = ref.removeprefix("refs/heads/")
-    config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+    config = cfg.load_for(config_path, cwd)
     env = next((e for e in config.environments if e.branch == name), None)
     if env is None:
         message = f"push to {name!r}: not an environment branch, nothing for mlci to do"
@@ -275,11 +276,7 @@ def _push(
         head_label=name,
         log=log,
     )
-    from mlci import render
-
-    markdown = render.render_report(report, "markdown", template=report_cmd.template_for(config))
-    path = _write_report(config, report, markdown)
-    ci_env.append_summary(ctx, markdown)
+    _, path = _write_report(ctx, config, report)
     res = CiResult(
         "push", "blocked", "", environment=env.name, fingerprint=result.fingerprint, report_path=str(path)
     )

@@ -9,15 +9,10 @@ from pathlib import Path
 from mlci import config as cfg
 
 
-def resolve(path: Path | None, cwd: Path) -> cfg.Config:
-    """Load the config at ``path``, or the nearest one above ``cwd``."""
-    return cfg.load(path if path is not None else cfg.find_config(cwd))
-
-
 def show(path: Path | None, *, cwd: Path, environ: Mapping[str, str], as_json: bool) -> str:
     import yaml
 
-    config = resolve(path, cwd)
+    config = cfg.load_for(path, cwd)
     data = config.to_dict()
     data["tracking"]["effective_uri"] = cfg.effective_tracking_uri(config, environ)
     if as_json:
@@ -27,7 +22,7 @@ def show(path: Path | None, *, cwd: Path, environ: Mapping[str, str], as_json: b
 
 
 def validate(path: Path | None, *, cwd: Path, as_json: bool) -> str:
-    config = resolve(path, cwd)
+    config = cfg.load_for(path, cwd)
     envs = [e.name for e in config.environments]
     if as_json:
         return json.dumps(

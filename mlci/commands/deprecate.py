@@ -30,7 +30,7 @@ def deprecate(
             hint="run the command once for each",
         )
     if model is None:
-        model = cfg.load(config_path if config_path is not None else cfg.find_config(cwd)).model.name
+        model = cfg.load_for(config_path, cwd).model.name
     ws = registry.open_workspace(cwd, environ, push)
     registry.ensure_complete(ws, log)
     state = registry.read_state(ws.root).get(model)
@@ -89,7 +89,7 @@ def _drop_alias(
     from mlci.tracking import Registry
 
     try:
-        config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+        config = cfg.load_for(config_path, cwd)
     except MlciError:
         return  # no mlci.yaml: no MLflow store to keep in step
     reg = Registry(make_tracking(config, environ), model)

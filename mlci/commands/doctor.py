@@ -52,7 +52,7 @@ def doctor(
 ) -> DoctorReport:
     from mlci.tracking import GIT_TAG_TAG, Registry
 
-    config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+    config = cfg.load_for(config_path, cwd)
     model = config.model.name
     ws = registry.open_workspace(config.root, environ, push=False)
     state = registry.read_state(ws.root).get(model)

@@ -103,7 +103,7 @@ def assign(
 ) -> PromoteResult:
     """Promote (gates and ``requires``), or with ``rollback_reason`` roll back
     (absolute gates only)."""
-    config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+    config = cfg.load_for(config_path, cwd)
     env = config.environment(environment)
     ws = registry.open_workspace(config.root, environ, push)
     registry.ensure_complete(ws, log)

@@ -100,7 +100,7 @@ def load_params(config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
 def resolve(
     config_path: Path | None, cwd: Path, overrides: Sequence[str], *, warn: Callable[[str], None]
 ) -> Resolved:
-    config = cfg.load(config_path if config_path is not None else cfg.find_config(cwd))
+    config = cfg.load_for(config_path, cwd)
     params = load_params(config, overrides)
     fingerprint = fp.compute(config, params)
     for pattern in fingerprint.unmatched:
