@@ -194,9 +194,10 @@ def train(
     The training command's output streams live. With --json it goes to stderr,
     and stdout carries one JSON object.
     """
+    from mlci import project
     from mlci.commands import train as command
 
-    resolved = command.resolve(config, Path.cwd(), overrides or [], warn=command.stderr_log)
+    resolved = project.resolve(config, Path.cwd(), overrides or [], warn=command.stderr_log)
     result = command.train(
         resolved,
         environ=os.environ,
@@ -218,9 +219,10 @@ def fingerprint(
     as_json: JsonOption = False,
 ) -> None:
     """Print the inputs fingerprint: the run cache key (CI uses it as a cache key too)."""
+    from mlci import project
     from mlci.commands import train as command
 
-    resolved = command.resolve(config, Path.cwd(), overrides or [], warn=command.stderr_log)
+    resolved = project.resolve(config, Path.cwd(), overrides or [], warn=command.stderr_log)
     typer.echo(command.fingerprint_report(resolved, as_json))
 
 
@@ -317,6 +319,42 @@ def promote(
         log=_log,
     )
     _finish_assignment(result, as_json)
+
+
+@app.command()
+def pull(
+    ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL[@vX.Y.Z|#ENV]",
+            help="The model: its latest version, a version (churn@v1.2.0), or what an environment "
+            "holds (churn#production).",
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Folder to write the model to (new). Default: ./MODEL-VERSION."),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download a registered model from where it is stored and verify its sha256.
+
+    Looks where the version's tag says its bytes are (the embedded store, the
+    tracking server, or a GitHub release: set GITHUB_TOKEN for those), checks
+    the digest the tag records, and prints where the model now is. This is
+    what a deploy job or a notebook runs.
+    """
+    from mlci.commands import pull as command
+
+    result = command.pull(ref, Path.cwd(), environ=os.environ, output=output, config_path=config, log=_log)
+    text = (
+        f"{result.model} {result.version} -> {result.path}\n"
+        f"sha256 {result.sha256} ({result.size:,} bytes, "
+        f"{'verified against ' + result.tag if result.verified else 'NOT verified: no digest recorded'})\n"
+        f"from {result.store}"
+    )
+    _emit(result.to_json(), as_json, text)
 
 
 @app.command()

@@ -108,6 +108,14 @@ class TrackingConfig:
     experiment: str | None = None  # None: the model name
 
 
+STORE_SETTINGS = ("auto", "local", "mlflow", "github")
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    store: str = "auto"  # where a registered version's bytes live: one of STORE_SETTINGS
+
+
 @dataclass(frozen=True)
 class ReportConfig:
     baselines: tuple[str, ...] | None = None  # None: every environment, then the base branch
@@ -124,6 +132,7 @@ class Config:
     tracking: TrackingConfig = TrackingConfig()
     environments: tuple[Environment, ...] = ()
     report: ReportConfig = ReportConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     @property
     def root(self) -> Path:
@@ -193,6 +202,7 @@ class Config:
                 }
                 for env in self.environments
             },
+            "registry": {"store": self.registry.store},
             "report": {
                 "baselines": list(self.baselines),
                 "template": self.report.template,
@@ -214,6 +224,31 @@ def effective_tracking_uri(config: Config, environ: Mapping[str, str]) -> str:
 
 
 # --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class StoreChoice:
+    name: str  # "local", "mlflow" or "github"
+    why: str
+
+
+def choose_store(config: Config, environ: Mapping[str, str]) -> StoreChoice:
+    """Where registering puts a version's bytes: ``registry.store``, or with ``auto``
+    the tracking server when one is configured, else GitHub releases in GitHub
+    Actions, else the embedded store."""
+    setting = config.registry.store
+    uri = effective_tracking_uri(config, environ)
+    server = uri.startswith(("http://", "https://", "databricks"))
+    if setting != "auto":
+        return StoreChoice(setting, f"registry.store: {setting} in {config.path.name}")
+    if server:
+        return StoreChoice("mlflow", "auto: a tracking server is configured: its artifact store")
+    if environ.get("GITHUB_ACTIONS") == "true":
+        return StoreChoice(
+            "github",
+            "auto: GitHub Actions without a tracking server, a release on the version tag keeps them",
+        )
+    return StoreChoice("local", "auto: no tracking server and not in CI: the embedded store under .mlci/")
 
 
 def find_config(start: Path) -> Path:
@@ -454,7 +489,7 @@ class _Checker:
         top = self.mapping(
             raw,
             (),
-            ("model", "train", "metrics", "tracking", "environments", "report"),
+            ("model", "train", "metrics", "tracking", "environments", "report", "registry"),
             required=("model", "train"),
         )
         if top is None:
@@ -465,6 +500,7 @@ class _Checker:
         tracking = self.tracking(top.get("tracking"))
         environments = self.environments(top.get("environments"))
         report = self.report(top.get("report"), environments)
+        registry = self.registry(top.get("registry"))
         if model is None or train is None:
             return None
         return Config(
@@ -475,7 +511,19 @@ class _Checker:
             tracking=tracking,
             environments=environments,
             report=report,
+            registry=registry,
         )
+
+    def registry(self, raw: Any) -> RegistryConfig:
+        at: tuple[str | int, ...] = ("registry",)
+        r = self.mapping(raw, at, ("store",))
+        if r is None:
+            return RegistryConfig()
+        store = self.string(r.get("store"), (*at, "store"), "auto") or "auto"
+        if store not in STORE_SETTINGS:
+            self.problem((*at, "store"), f"{store!r} is not a store: use one of {', '.join(STORE_SETTINGS)}")
+            return RegistryConfig()
+        return RegistryConfig(store=store)
 
     def model(self, raw: Any) -> ModelConfig | None:
         at: tuple[str | int, ...] = ("model",)

@@ -231,6 +231,11 @@ def has_remote(path: Path, remote: str) -> bool:
     return run_git(["remote", "get-url", remote], path, check=False).returncode == 0
 
 
+def remote_url(path: Path, remote: str) -> str | None:
+    proc = run_git(["remote", "get-url", remote], path, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
 @dataclass(frozen=True)
 class PushResult:
     ok: bool

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 FINGERPRINT_TAG = "mlci.fingerprint"
 MODEL_ID_TAG = "mlci.model_id"
+MODEL_DIGEST_TAG = "mlci.model_sha256"  # the sha256 of the model archive (mlci.archive)
+RESTORED_TAG = "mlci.restored_from"  # where a run recorded elsewhere was brought from
 _MAX_PARAM_LENGTH = 6000
 _FAST_PATH_TIMEOUT = 10.0
 
@@ -208,6 +210,7 @@ class Tracking:
         files: list[Path],
         model_dir: Path | None,
         model_name: str,
+        tags: Mapping[str, str] | None = None,
     ) -> str | None:
         """Log params, metrics, files and the model; finish the run. Returns the logged model id."""
         from mlflow.entities import Metric, Param
@@ -217,7 +220,7 @@ class Tracking:
             self.client.log_batch(
                 run_id,
                 metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                params=[Param(k, _param_value(v)) for k, v in params.items()],
+                params=[Param(k, param_value(v)) for k, v in params.items()],
             )
             for path in files:
                 self.client.log_artifact(run_id, str(path))
@@ -225,6 +228,8 @@ class Tracking:
             if model_dir is not None:
                 model_id = self._log_model(run_id, model_dir, model_name)
                 self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
+            for key, value in (tags or {}).items():
+                self.client.set_tag(run_id, key, value)
             self.client.set_terminated(run_id, "FINISHED")
         return model_id
 
@@ -242,6 +247,50 @@ class Tracking:
             raise
         self.client.finalize_logged_model(model.model_id, "READY")
         return str(model.model_id)
+
+    def import_run(
+        self,
+        *,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, str],
+        metrics: Mapping[str, float],
+        model_dir: Path,
+        model_name: str,
+    ) -> RunRecord:
+        """Record a run made elsewhere (a workflow artifact, a release) in this store,
+        with its model, so that this store's run cache and registry have it."""
+        run_id = self.start_run(run_name=run_name, tags=tags)
+        try:
+            self.log_results(
+                run_id,
+                params=params,
+                metrics=metrics,
+                files=[],
+                model_dir=model_dir,
+                model_name=model_name,
+            )
+        except BaseException:
+            self.end_run(run_id, "FAILED")
+            raise
+        return self.get_run(run_id)
+
+    def model_source(self, model_id: str) -> str:
+        """Where a logged model's files are (an artifact URI this store can download)."""
+        with _translated(f"finding logged model {model_id}", self.uri):
+            return str(self.client.get_logged_model(model_id).artifact_location)
+
+    def download(self, artifact_uri: str, dest: Path) -> Path:
+        """Copy the files at ``artifact_uri`` (a model version's source) into ``dest``."""
+        import mlflow.artifacts
+
+        dest.mkdir(parents=True, exist_ok=True)
+        self.client  # noqa: B018 (opens the store, so its settings apply)
+        with _translated(f"downloading {artifact_uri}", self.uri):
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=artifact_uri, dst_path=str(dest), tracking_uri=self.uri
+            )
+        return Path(path)
 
     def get_run(self, run_id: str) -> RunRecord:
         with _translated(f"reading run {run_id}", self.uri):
@@ -281,7 +330,7 @@ def _logged_model_name(name: str) -> str:
     return name.replace("/", "-")
 
 
-def _param_value(value: Any) -> str:
+def param_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
 
@@ -415,6 +464,7 @@ class ModelVersionRecord:
     run_id: str | None
     tags: dict[str, str]
     aliases: tuple[str, ...]
+    source: str = ""
 
 
 class Registry:
@@ -491,6 +541,7 @@ class Registry:
                 run_id=v.run_id,
                 tags=dict(v.tags or {}),
                 aliases=tuple(getattr(v, "aliases", ()) or ()),
+                source=str(v.source or ""),
             )
             for v in found
         ]

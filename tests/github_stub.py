@@ -7,15 +7,18 @@ with Retry-After, a 403 for a read-only token.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
 import threading
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 @dataclass
@@ -48,6 +51,90 @@ class GitHubState:
     faults: list[Fault] = field(default_factory=list)
     next_id: int = 1000
     base_url: str = ""
+    # Actions artifacts and the workflow runs that made them; releases and their assets.
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)  # "artifact/ID", "asset/ID" -> bytes
+    runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    releases: list[dict[str, Any]] = field(default_factory=list)
+    repository_id: int = 1
+    clock: int = 0  # orders created_at: no sleeping to make times differ
+
+    def now(self) -> str:
+        self.clock += 1
+        return f"2026-11-28T{self.clock // 3600:02d}:{self.clock // 60 % 60:02d}:{self.clock % 60:02d}Z"
+
+    def add_run(self, run_id: int, event: str, head_repo: str = "octo/churn") -> dict[str, Any]:
+        """A workflow run as ``GET /repos/{owner}/{repo}/actions/runs/{run_id}`` returns it."""
+        fork = head_repo != "octo/churn"
+        run = {
+            "id": run_id,
+            "name": "mlci",
+            "event": event,
+            "status": "completed",
+            "head_branch": "feature",
+            "head_sha": "0" * 40,
+            "url": self.api(f"/repos/octo/churn/actions/runs/{run_id}"),
+            "html_url": f"https://github.example/octo/churn/actions/runs/{run_id}",
+            "repository": {"id": self.repository_id, "full_name": "octo/churn"},
+            "head_repository": {"id": 99 if fork else self.repository_id, "full_name": head_repo},
+        }
+        self.runs[run_id] = run
+        return run
+
+    def add_artifact(
+        self,
+        name: str,
+        files: dict[str, bytes] | bytes,
+        *,
+        run_id: int,
+        event: str = "pull_request",
+        head_repo: str = "octo/churn",
+        expired: bool = False,
+    ) -> dict[str, Any]:
+        """An artifact in GitHub's documented shape; ``files`` are zipped as upload-artifact does."""
+        if isinstance(files, dict):
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+                for path, data in files.items():
+                    zf.writestr(path, data)
+            data = buffer.getvalue()
+        else:
+            data = files
+        run = self.runs.get(run_id) or self.add_run(run_id, event, head_repo)
+        self.next_id += 1
+        created = self.now()
+        artifact = {
+            "id": self.next_id,
+            "node_id": f"MDg6QXJ0aWZhY3Q{self.next_id}",
+            "name": name,
+            "size_in_bytes": len(data),
+            "url": self.api(f"/repos/octo/churn/actions/artifacts/{self.next_id}"),
+            "archive_download_url": self.api(f"/repos/octo/churn/actions/artifacts/{self.next_id}/zip"),
+            "expired": expired,
+            "digest": f"sha256:{hashlib.sha256(data).hexdigest()}",
+            "created_at": created,
+            "updated_at": created,
+            "expires_at": "2027-02-26T00:00:00Z",
+            "workflow_run": {
+                "id": run_id,
+                "repository_id": self.repository_id,
+                "head_repository_id": run["head_repository"]["id"],
+                "head_branch": "feature",
+                "head_sha": "0" * 40,
+            },
+        }
+        self.artifacts.append(artifact)
+        self.blobs[f"artifact/{self.next_id}"] = data
+        return artifact
+
+    def release_by_tag(self, tag: str) -> dict[str, Any] | None:
+        return next((r for r in self.releases if r["tag_name"] == tag), None)
+
+    def asset_bytes(self, tag: str, name: str) -> bytes:
+        release = self.release_by_tag(tag)
+        assert release is not None, f"no release on {tag}"
+        asset = next(a for a in release["assets"] if a["name"] == name)
+        return self.blobs[f"asset/{asset['id']}"]
 
     def api(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -97,14 +184,42 @@ class _Handler(BaseHTTPRequestHandler):
             path = path[len(st.prefix) :]
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else None
-        st.requests.append(Request(method, path, parse_qs(parts.query), dict(self.headers), body))
+        binary = path.startswith(("/uploads/", "/_stub/"))
+        body = raw if binary else (json.loads(raw) if raw else None)
+        st.requests.append(
+            Request(
+                method,
+                path,
+                parse_qs(parts.query),
+                dict(self.headers),
+                f"<{len(raw)} bytes>" if binary else body,
+            )
+        )
         for fault in st.faults:
             if fault.times > 0 and fault.method == method and path.endswith(fault.suffix):
                 fault.times -= 1
                 return self._send(fault.status, fault.body, fault.headers)
+        m = re.fullmatch(r"/_blobs/(artifact|asset)/(\d+)", path)
+        if m and method == "GET":  # signed storage URLs: no GitHub token needed
+            data = st.blobs.get(f"{m[1]}/{m[2]}")
+            if data is None:
+                return self._send(404, {"message": "BlobNotFound"})
+            return self._send_bytes(200, data, "application/octet-stream")
+        if path == "/_stub/artifacts" and method == "POST":  # what upload-artifact's stand-in calls
+            q = parse_qs(parts.query)
+            artifact = st.add_artifact(
+                q["name"][0],
+                raw,
+                run_id=int(q["run_id"][0]),
+                event=q["event"][0],
+                head_repo=q.get("head_repo", ["octo/churn"])[0],
+            )
+            return self._send(201, artifact)
         if not self.headers.get("Authorization", "").startswith(("token ", "Bearer ")):
             return self._send(401, {"message": "Requires authentication"})
+        handled = self._actions_and_releases(method, path, parse_qs(parts.query), body)
+        if handled:
+            return None
         if method == "GET" and path == "/user":
             if st.user is None:
                 return self._send(403, {"message": "Resource not accessible by integration", "status": "403"})
@@ -170,6 +285,153 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(201, status)
         return self._send(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
 
+    def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _actions_and_releases(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> bool:
+        """Artifacts, workflow runs, releases and release assets; True when answered."""
+        st = self.state
+        repo = r"/repos/([^/]+)/([^/]+)"
+        if method == "GET" and re.fullmatch(rf"{repo}/actions/artifacts", path):
+            name = query.get("name", [None])[0]
+            items = [a for a in st.artifacts if name is None or a["name"] == name]
+            items = sorted(items, key=lambda a: (a["created_at"], a["id"]), reverse=True)
+            per_page = int(query.get("per_page", ["30"])[0])
+            page = int(query.get("page", ["1"])[0])
+            self._send(
+                200, {"total_count": len(items), "artifacts": items[(page - 1) * per_page : page * per_page]}
+            )
+            return True
+        m = re.fullmatch(rf"{repo}/actions/artifacts/(\d+)/zip", path)
+        if m and method == "GET":
+            if f"artifact/{m[3]}" not in st.blobs:
+                self._send(404, {"message": "Not Found"})
+            else:
+                self._redirect(f"{st.base_url.removesuffix(st.prefix)}/_blobs/artifact/{m[3]}")
+            return True
+        m = re.fullmatch(rf"{repo}/actions/runs/(\d+)", path)
+        if m and method == "GET":
+            run = st.runs.get(int(m[3]))
+            self._send(200, run) if run else self._send(404, {"message": "Not Found"})
+            return True
+        if re.fullmatch(rf"{repo}/releases", path):
+            if method == "GET":
+                self._send(200, list(reversed(st.releases)))
+                return True
+            if method == "POST":
+                if any(r["tag_name"] == body["tag_name"] for r in st.releases if not r["draft"]):
+                    self._send(
+                        422,
+                        {
+                            "message": "Validation Failed",
+                            "errors": [
+                                {"resource": "Release", "code": "already_exists", "field": "tag_name"}
+                            ],
+                        },
+                    )
+                    return True
+                st.next_id += 1
+                rid = st.next_id
+                release = {
+                    "id": rid,
+                    "url": st.api(f"/repos/octo/churn/releases/{rid}"),
+                    "html_url": f"https://github.example/octo/churn/releases/tag/{body['tag_name']}",
+                    "assets_url": st.api(f"/repos/octo/churn/releases/{rid}/assets"),
+                    "upload_url": f"{st.base_url.removesuffix(st.prefix)}/uploads/repos/octo/churn/releases/{rid}/assets{{?name,label}}",
+                    "tag_name": body["tag_name"],
+                    "target_commitish": body.get("target_commitish", "main"),
+                    "name": body.get("name"),
+                    "body": body.get("body"),
+                    "draft": bool(body.get("draft")),
+                    "prerelease": bool(body.get("prerelease")),
+                    "created_at": st.now(),
+                    "published_at": None if body.get("draft") else st.now(),
+                    "author": {"login": st.user or "github-actions[bot]", "id": 7},
+                    "assets": [],
+                }
+                st.releases.append(release)
+                self._send(201, release)
+                return True
+        m = re.fullmatch(rf"{repo}/releases/tags/(.+)", path)
+        if m and method == "GET":
+            tag = unquote(m[3])
+            release = next((r for r in st.releases if r["tag_name"] == tag and not r["draft"]), None)
+            self._send(200, release) if release else self._send(404, {"message": "Not Found"})
+            return True
+        m = re.fullmatch(rf"{repo}/releases/(\d+)", path)
+        if m:
+            release = next((r for r in st.releases if r["id"] == int(m[3])), None)
+            if release is None:
+                self._send(404, {"message": "Not Found"})
+            elif method == "GET":
+                self._send(200, release)
+            elif method == "PATCH":
+                for key in ("name", "body", "draft", "prerelease", "tag_name"):
+                    if key in body:
+                        release[key] = body[key]
+                if not release["draft"] and release["published_at"] is None:
+                    release["published_at"] = st.now()
+                self._send(200, release)
+            elif method == "DELETE":
+                st.releases.remove(release)
+                self._send_bytes(204, b"", "application/json")
+            return True
+        m = re.fullmatch(r"/uploads/repos/([^/]+)/([^/]+)/releases/(\d+)/assets", path)
+        if m and method == "POST":
+            release = next((r for r in st.releases if r["id"] == int(m[3])), None)
+            if release is None:
+                self._send(404, {"message": "Not Found"})
+                return True
+            st.next_id += 1
+            aid = st.next_id
+            data = body if isinstance(body, bytes) else b""
+            name = query["name"][0]
+            asset = {
+                "id": aid,
+                "node_id": f"RA_{aid}",
+                "url": st.api(f"/repos/octo/churn/releases/assets/{aid}"),
+                "browser_download_url": f"https://github.example/octo/churn/releases/download/{release['tag_name']}/{name}",
+                "name": name,
+                "label": query.get("label", [""])[0],
+                "state": "uploaded",
+                "content_type": self.headers.get("Content-Type", "application/octet-stream"),
+                "size": len(data),
+                "digest": f"sha256:{hashlib.sha256(data).hexdigest()}",
+                "download_count": 0,
+                "created_at": st.now(),
+                "updated_at": st.now(),
+                "uploader": {"login": st.user or "github-actions[bot]", "id": 7},
+            }
+            st.blobs[f"asset/{aid}"] = data
+            release["assets"].append(asset)
+            self._send(201, asset)
+            return True
+        m = re.fullmatch(rf"{repo}/releases/assets/(\d+)", path)
+        if m:
+            found = [(r, a) for r in st.releases for a in r["assets"] if a["id"] == int(m[3])]
+            if not found:
+                self._send(404, {"message": "Not Found"})
+            elif method == "DELETE":
+                found[0][0]["assets"].remove(found[0][1])
+                st.blobs.pop(f"asset/{m[3]}", None)
+                self._send_bytes(204, b"", "application/json")
+            elif "application/octet-stream" in self.headers.get("Accept", ""):
+                self._redirect(f"{st.base_url.removesuffix(st.prefix)}/_blobs/asset/{m[3]}")
+            else:
+                self._send(200, found[0][1])
+            return True
+        return False
+
     def do_GET(self) -> None:
         self._handle("GET")
 
@@ -178,6 +440,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._handle("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
 
 
 @contextmanager

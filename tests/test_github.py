@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -104,14 +105,15 @@ def test_three_pushes_leave_one_comment_and_statuses(
     )
     # What was sent: one event, at most 6 requests on the happy path.
     assert [(r.method, r.path) for r in gh.requests] == [
+        ("GET", "/repos/octo/churn/actions/artifacts"),  # the run cache across branches: none yet
         ("GET", "/user"),
         ("GET", "/repos/octo/churn/issues/12/comments"),
         ("POST", "/repos/octo/churn/issues/12/comments"),
         ("POST", f"/repos/octo/churn/statuses/{run(['git', 'rev-parse', 'HEAD'], root).strip()}"),
     ]
     assert gh.requests[0].headers["Authorization"] == f"token {TOKEN}"
-    assert gh.requests[2].body == {"body": report}
-    status = gh.requests[3].body
+    assert gh.requests[3].body == {"body": report}
+    status = gh.requests[4].body
     assert status["state"] == "success" and status["context"] == "mlci/staging"
     assert status["target_url"] == "https://github.example/octo/churn/actions/runs/4242"
     assert status["description"] == "2 gate rules passed"
@@ -258,7 +260,28 @@ def test_push_registers_and_promotes(
     assert outputs(tmp_path)["version"] == "v0.0.1"
     remote = run(["git", "ls-remote", "--tags", "origin"], root)
     assert "refs/tags/demo@v0.0.1" in remote and "refs/tags/demo#staging#1" in remote
-    assert gh.requests == []  # a push writes tags, not API calls
+    # In Actions without a tracking server, the version's bytes go to a release
+    # on its tag: a draft with the archive and a model card before the tag is
+    # pushed, published after; promotion checks the digest GitHub reports.
+    rid = gh.releases[0]["id"]
+    assert [(r.method, r.path) for r in gh.requests] == [
+        ("GET", "/repos/octo/churn/actions/artifacts"),  # the run cache across branches: none
+        ("GET", "/repos/octo/churn/releases/tags/demo%40v0.0.1"),  # no release on the tag yet ...
+        ("GET", "/repos/octo/churn/releases"),  # ... nor a draft left over
+        ("POST", "/repos/octo/churn/releases"),
+        ("POST", f"/uploads/repos/octo/churn/releases/{rid}/assets"),
+        ("POST", f"/uploads/repos/octo/churn/releases/{rid}/assets"),
+        ("PATCH", f"/repos/octo/churn/releases/{rid}"),
+        ("GET", "/repos/octo/churn/releases/tags/demo%40v0.0.1"),  # promotion: the bytes, by GitHub's digest
+    ]
+    release = gh.release_by_tag("demo@v0.0.1")
+    assert release is not None and not release["draft"]
+    assert [a["name"] for a in release["assets"]] == ["demo-v0.0.1.tar", "model-card.md"]
+    digest = hashlib.sha256(gh.asset_bytes("demo@v0.0.1", "demo-v0.0.1.tar")).hexdigest()
+    tag_message = run(["git", "tag", "-l", "--format=%(contents)", "demo@v0.0.1"], root)
+    compact = tag_message.replace(" ", "")
+    assert f'"model_sha256":"{digest}"' in compact and '"store":"github"' in compact
+    assert gh.requests[3].body["draft"] is True and gh.requests[6].body["draft"] is False
     again = ci(cli, root, monkeypatch, "push", payload, "--json")
     assert json.loads(again.out)["version"] == "v0.0.1"  # nothing new: same inputs, same version
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,10 @@ def test_register_creates_tag_and_mlflow_version(cli, tmp_path: Path) -> None:  
         "mlflow_model_version": "1",
         "created": True,
         "pushed": True,
+        "model_sha256": trained["model_sha256"],
+        "store": "local",  # a laptop: the embedded store keeps the bytes
     }
+    assert len(trained["model_sha256"]) == 64
     assert "demo@v0.0.1" in remote_tags(root)
     (record,) = [r for r in gitrepo.read_tags(root) if r.name == "demo@v0.0.1"]
     assert record.annotated and record.commit == head
@@ -110,7 +114,9 @@ def test_register_creates_tag_and_mlflow_version(cli, tmp_path: Path) -> None:  
         "mlci.git_commit": head,
         "mlci.fingerprint": trained["fingerprint"],
         "mlci.version": "v0.0.1",
+        "mlci.model_sha256": trained["model_sha256"],
     }
+    assert meta["model_sha256"] == trained["model_sha256"] and meta["store"] == "local"
     # Idempotent: the same inputs give the same version.
     again = ok(cli, root, "register")
     assert again["version"] == "v0.0.1" and again["created"] is False
@@ -422,6 +428,8 @@ def test_concurrent_promotions_all_land(cli, tmp_path: Path) -> None:  # type: i
         run(["git", "clone", "-q", str(bare), str(clone)], tmp_path)
         run(["git", "fetch", "-q", "--tags", "origin"], clone)
         clones.append(clone)
+    # The jobs share the store that holds the versions' bytes (promotion checks them).
+    shared = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{seed / '.mlci' / 'mlflow.db'}"}
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "mlci", "promote", "staging", "--version", version, "--json"],
@@ -429,6 +437,7 @@ def test_concurrent_promotions_all_land(cli, tmp_path: Path) -> None:  # type: i
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=shared,
         )
         for clone, version in zip(clones, versions, strict=True)
     ]

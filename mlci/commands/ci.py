@@ -153,12 +153,18 @@ def _pull_request(
         pr=number or None,
         run_link=ctx.run_link,
         log=log,
+        **_run_store_options(ctx, environ, config, token, log),
     )
     markdown, path = _write_report(ctx, config, report)
     verdict = None if env is None else ("pass" if report.passed else "fail")
     ci_env.set_outputs(
         ctx,
-        {"verdict": verdict or "none", "fingerprint": result.fingerprint, "report-path": str(path)},
+        {
+            "verdict": verdict or "none",
+            "fingerprint": result.fingerprint,
+            "report-path": str(path),
+            **_bundle_outputs(config, result),
+        },
     )
     res = CiResult(
         "pull_request",
@@ -275,8 +281,10 @@ def _push(
         run_link=ctx.run_link,
         head_label=name,
         log=log,
+        **_run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
     _, path = _write_report(ctx, config, report)
+    ci_env.set_outputs(ctx, _bundle_outputs(config, result))
     res = CiResult(
         "push", "blocked", "", environment=env.name, fingerprint=result.fingerprint, report_path=str(path)
     )
@@ -320,6 +328,39 @@ def _push(
         ctx, {"verdict": res.verdict or "", "fingerprint": result.fingerprint, "version": registered.version}
     )
     return res
+
+
+def _run_store_options(
+    ctx: ci_env.Context,
+    environ: Mapping[str, str],
+    config: cfg.Config,
+    token: str | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """In GitHub Actions: find runs in workflow artifacts, and bundle a run
+    trained here for the upload step (the run cache across branches)."""
+    if not ctx.in_actions:
+        return {}
+    from mlci.stores import github as gh_store
+
+    sources = []
+    if token:
+        source = gh_store.run_artifacts({**environ, "GITHUB_TOKEN": token}, config.root, log)
+        if source is not None:
+            sources.append(source)
+    return {"run_sources": sources, "write_bundle": True}
+
+
+def _bundle_outputs(config: cfg.Config, result: Any) -> dict[str, str]:
+    """What the workflow's upload step needs: set only when this job trained."""
+    from mlci.stores import bundle
+
+    if not getattr(result, "bundle", None):
+        return {"run-bundle": "", "run-artifact": ""}
+    return {
+        "run-bundle": str(result.bundle),
+        "run-artifact": bundle.artifact_name(config.model.name, result.fingerprint),
+    }
 
 
 def error_summary(environ: Mapping[str, str], error: MlciError) -> None:

@@ -15,6 +15,9 @@ def show(path: Path | None, *, cwd: Path, environ: Mapping[str, str], as_json: b
     config = cfg.load_for(path, cwd)
     data = config.to_dict()
     data["tracking"]["effective_uri"] = cfg.effective_tracking_uri(config, environ)
+    choice = cfg.choose_store(config, environ)
+    data["registry"]["effective_store"] = choice.name
+    data["registry"]["why"] = choice.why
     if as_json:
         return json.dumps({"path": str(config.path), "config": data}, indent=2) + "\n"
     header = f"# {config.path} (resolved, defaults filled in)\n"

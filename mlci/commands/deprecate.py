@@ -85,7 +85,7 @@ def _drop_alias(
     alias: str,
     log: Callable[[str], None],
 ) -> None:
-    from mlci.commands.train import make_tracking
+    from mlci.project import make_tracking
     from mlci.tracking import Registry
 
     try:

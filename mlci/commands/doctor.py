@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci import config as cfg
-from mlci import registry
-from mlci.commands import train as train_cmd
+from mlci import project, registry
 
 
 @dataclass
@@ -57,7 +56,7 @@ def doctor(
     ws = registry.open_workspace(config.root, environ, push=False)
     state = registry.read_state(ws.root).get(model)
     report = DoctorReport(model)
-    mlflow = Registry(train_cmd.make_tracking(config, environ), model)
+    mlflow = Registry(project.make_tracking(config, environ), model)
     versions = {v.version: v for v in mlflow.versions()}
     aliases = mlflow.aliases()
     git_tags = {e.tag for e in state.events} if state else set()

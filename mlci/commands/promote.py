@@ -10,8 +10,7 @@ from typing import Any
 
 from mlci import config as cfg
 from mlci import fingerprint as fp
-from mlci import gates, registry, tags
-from mlci.commands import train as train_cmd
+from mlci import gates, models, project, registry, stores, tags
 from mlci.errors import MlciError
 
 
@@ -27,6 +26,7 @@ class PromoteResult:
     verdict: gates.Verdict | None
     blocked: str | None = None  # why nothing was assigned (a gate or `requires`)
     alias_set: bool = False
+    model_sha256: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -72,7 +72,7 @@ def _candidate_version(
         if version in state.deregistered:
             raise MlciError(f"{state.name} {version} is deregistered", hint="promote another version")
         return version
-    fingerprint = fp.compute(config, train_cmd.load_params(config, [])).digest
+    fingerprint = fp.compute(config, project.load_params(config, [])).digest
     found = state.version_of_fingerprint(fingerprint)
     if found is None:
         raise MlciError(
@@ -157,7 +157,10 @@ def assign(
         )
 
     registration = state.versions[candidate]
-    mlflow_version = registration.metadata.get("mlflow_model_version")
+    # Only bytes that exist with the tag's digest are assigned; a cold MLflow
+    # store gets the version's model version back from them.
+    resolved = models.resolve_for_promotion(config, environ, models.version_of(model, registration), log)
+    mlflow_version = resolved.mlflow_version or registration.metadata.get("mlflow_model_version")
 
     def make_plan(fresh: dict[str, tags.ModelState]) -> registry.Plan | None:
         now = fresh.get(model) or state
@@ -174,6 +177,8 @@ def assign(
             "previous": in_effect.version if in_effect else None,
             "mlflow_model_version": mlflow_version,
             "gates": verdict.summary(),
+            stores.DIGEST_KEY: resolved.version.digest,
+            "verified": resolved.verified,
         }
         if rollback_reason is not None:
             metadata.update(rollback=True, reason=rollback_reason, replaced=metadata["previous"])
@@ -204,6 +209,7 @@ def assign(
         published.pushed,
         verdict,
         alias_set=alias_set,
+        model_sha256=resolved.version.digest,
     )
 
 
@@ -220,7 +226,7 @@ def _set_alias(
     from mlci.tracking import Registry
 
     try:
-        reg = Registry(train_cmd.make_tracking(config, environ), model)
+        reg = Registry(project.make_tracking(config, environ), model)
         hint = None if mlflow_version is None else str(mlflow_version)
         number = reg.version_for_tag(tag, hint)
         if number is None:

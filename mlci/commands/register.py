@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlci import gitrepo, registry, tags
-from mlci.commands import train as train_cmd
+if TYPE_CHECKING:
+    from mlci.tracking import RunRecord, Tracking
+
+from mlci import archive, gitrepo, project, registry, stores, tags
+from mlci import config as cfg
+from mlci import fingerprint as fp
 from mlci.errors import GitError, MlciError
+from mlci.stores import bundle
 
 
 @dataclass
@@ -25,6 +31,8 @@ class RegisterResult:
     mlflow_model_version: str | None
     created: bool
     pushed: bool
+    model_sha256: str | None = None
+    store: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -46,9 +54,9 @@ def register(
     pr_number: int | None = None,
     log: Callable[[str], None],
 ) -> RegisterResult:
-    from mlci.tracking import MODEL_ID_TAG, Registry
+    from mlci.tracking import MODEL_DIGEST_TAG, MODEL_ID_TAG, Registry
 
-    resolved = train_cmd.resolve(config_path, cwd, [], warn=log)
+    resolved = project.resolve(config_path, cwd, [], warn=log)
     config = resolved.config
     ws = registry.open_workspace(config.root, environ, push)
     ensure = registry.ensure_complete
@@ -79,7 +87,7 @@ def register(
             log(f"{model} {known} is already registered for these inputs ({event.tag}); nothing to do")
             return _existing(model, known, event, fingerprint, pushed)
 
-    tracking = train_cmd.make_tracking(config, environ)
+    tracking = project.make_tracking(config, environ)
     run = tracking.find_finished_run(fingerprint)
     if run is None:
         raise MlciError(
@@ -87,10 +95,10 @@ def register(
             f"in {tracking.uri}",
             hint="train first: mlci train",
         )
-    if run.tags.get(train_cmd.OVERRIDES_TAG):
+    if run.tags.get(project.OVERRIDES_TAG):
         raise MlciError(
             f"run {run.run_id} was trained with --set overrides "
-            f"({run.tags[train_cmd.OVERRIDES_TAG]}): its inputs are not in git",
+            f"({run.tags[project.OVERRIDES_TAG]}): its inputs are not in git",
             hint="put the params in the params file, commit, and run `mlci train --no-cache`",
         )
     model_id = run.tags.get(MODEL_ID_TAG)
@@ -99,6 +107,17 @@ def register(
             f"run {run.run_id} has no MLflow model (its {config.train.model!r} folder had no MLmodel file)",
             hint="save the model with an MLflow flavour (mlflow.sklearn.save_model, ...), retrain",
         )
+    choice = cfg.choose_store(config, environ)
+    if choice.name == "github" and not ws.push:
+        raise MlciError(
+            f"the version's bytes go to a GitHub release ({choice.why}), which needs the tag on GitHub, "
+            "and this registration would not push it",
+            hint="drop --no-push (and add the GitHub remote as origin), or set registry.store: local",
+        )
+    store = stores.open_store(choice.name, config, environ, log)
+    model_digest, archive_path = _model_archive(
+        config, tracking, run, model_id, need_file=choice.name == "github", log=log
+    )
     mlflow_registry = Registry(tracking, model)
     commit = head.commit
     created: dict[str, str] = {}
@@ -136,6 +155,7 @@ def register(
                     "mlci.git_commit": commit,
                     "mlci.fingerprint": fingerprint,
                     "mlci.version": name,
+                    MODEL_DIGEST_TAG: model_digest,
                 },
                 description=f"{model} {name} (git tag {planned.name}, commit {commit[:12]})",
             )
@@ -152,11 +172,16 @@ def register(
                 "mlflow_model_id": model_id,
                 "inputs_digest": inputs_digest(resolved.fingerprint.files),
                 "pr": pr_number if pr_number is not None else _int(run.tags.get("mlci.pr")),
+                stores.DIGEST_KEY: model_digest,
+                stores.STORE_KEY: choice.name,
             }
+            version_info = stores.version_of(model, name, planned.name, metadata)
+            metadata.update(store.stage(version_info, archive_path, model_card(version_info)))
             planned_tags[0].summary = tags.register_summary(model, name)
             planned_tags[0].metadata = metadata
 
         def undo() -> None:
+            store.abort()
             if "mlflow" in created:
                 mlflow_registry.delete_version(created.pop("mlflow"))
 
@@ -176,6 +201,14 @@ def register(
         return _existing(model, known, state.versions[known], fingerprint, ws.push)
     name = str(published.plan.info["version"])
     tag = published.plan.tags[0].name
+    try:
+        store.commit()
+    except MlciError as exc:
+        raise MlciError(
+            f"{tag} is published and its bytes are stored, but finishing the {store.name} store's "
+            f"record failed: {exc.message}",
+            hint="`mlci doctor --fix` finishes it; the bytes are safe in a draft release",
+        ) from exc
     where = f" and pushed to {registry.REMOTE}" if published.pushed else " (local only: not pushed)"
     log(
         f"registered {model} {name}: tag {tag} on {commit[:12]}{where}; "
@@ -191,7 +224,87 @@ def register(
         created.get("mlflow"),
         created=True,
         pushed=published.pushed,
+        model_sha256=model_digest,
+        store=choice.name,
     )
+
+
+def _model_archive(
+    config: cfg.Config,
+    tracking: Tracking,
+    run: RunRecord,
+    model_id: str,
+    *,
+    need_file: bool,
+    log: Callable[[str], None],
+) -> tuple[str, Path]:
+    """The run's model archive digest, and (with ``need_file``) the archive on disk:
+    the bundle this job wrote or restored, else made from the run's logged model."""
+    from mlci.tracking import MODEL_DIGEST_TAG
+
+    recorded = run.tags.get(MODEL_DIGEST_TAG)
+    fingerprint = run.tags.get("mlci.fingerprint", "")
+    path = bundle.folder(config.root / fp.STATE_DIR, fingerprint) / bundle.ARCHIVE_FILE
+    if recorded and (not need_file or path.is_file()):
+        return recorded, path
+    scratch = config.root / fp.STATE_DIR / "pulled" / f"run-{run.run_id}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        log(f"reading the model of run {run.run_id} from {tracking.uri}")
+        folder = tracking.download(tracking.model_source(model_id), scratch)
+        digest = archive.pack(folder, path) if need_file else archive.digest_folder(folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if recorded and digest.sha256 != recorded:
+        raise archive.ArchiveError(
+            f"the model of run {run.run_id} in {tracking.uri} has sha256 {digest.sha256}, the run "
+            f"records {recorded}: its files changed after training",
+            hint="train again (mlci train --no-cache) and register that run",
+        )
+    return digest.sha256, path
+
+
+def model_card(version: stores.Version) -> str:
+    """The release notes of a version: what it is, how well it does, where it came from."""
+    meta = version.metadata
+    lines = [
+        f"# {version.model} {version.version}",
+        "",
+        f"Registered by mlci as git tag `{version.tag}`. Model archive sha256: `{version.digest}`.",
+        "",
+    ]
+    metrics = meta.get("metrics")
+    if isinstance(metrics, dict) and metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|:--|--:|"]
+        lines += [
+            f"| `{render_safe(str(k))}` | {v:.6g} |"
+            for k, v in sorted(metrics.items())
+            if isinstance(v, (int, float))
+        ]
+        lines.append("")
+    params = meta.get("params")
+    if isinstance(params, dict) and params:
+        lines += ["## Params", "", "| param | value |", "|:--|:--|"]
+        lines += [f"| `{render_safe(str(k))}` | `{render_safe(str(v))}` |" for k, v in sorted(params.items())]
+        lines.append("")
+    lines += ["## Lineage", ""]
+    for label, key in (
+        ("commit", "commit"),
+        ("trained at commit", "run_commit"),
+        ("inputs fingerprint", "fingerprint"),
+        ("inputs digest", "inputs_digest"),
+        ("pull request", "pr"),
+        ("MLflow run", "mlflow_run_id"),
+    ):
+        if meta.get(key) not in (None, ""):
+            lines.append(f"- {label}: `{render_safe(str(meta[key]))}`")
+    lines += ["", "Get it with `mlci pull " + version.tag + "`; it checks the digest."]
+    return "\n".join(lines) + "\n"
+
+
+def render_safe(text: str) -> str:
+    """Table-cell text that cannot break the table or a code span."""
+    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")[:200]
 
 
 def _existing(model: str, version: str, event: tags.Event, fingerprint: str, pushed: bool) -> RegisterResult:
@@ -206,6 +319,8 @@ def _existing(model: str, version: str, event: tags.Event, fingerprint: str, pus
         _str(event.metadata.get("mlflow_model_version")),
         created=False,
         pushed=pushed,
+        model_sha256=_str(event.metadata.get(stores.DIGEST_KEY)),
+        store=_str(event.metadata.get(stores.STORE_KEY)),
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci import config as cfg
-from mlci import gitrepo, registry, render, tags
+from mlci import gitrepo, project, registry, render, tags
 from mlci import report as rpt
 from mlci.commands import train as train_cmd
 from mlci.tags import SemVer
@@ -92,15 +92,31 @@ def gather(
     run_link: str | None = None,
     head_label: str | None = None,
     log: Callable[[str], None],
+    run_sources: Sequence[train_cmd.RunSource] = (),
+    write_bundle: bool = False,
 ) -> tuple[rpt.Report, train_cmd.TrainResult]:
-    """Train (or reuse) the head run, find its baselines, and build the report."""
-    resolved = train_cmd.resolve(config_path, cwd, [], warn=log)
+    """Train (or reuse) the head run, find its baselines, and build the report.
+
+    Inputs that are a registered version already are judged by the metrics its
+    tag records: nothing is trained or downloaded for them."""
+    resolved = project.resolve(config_path, cwd, [], warn=log)
     config = resolved.config
     for env in environments:
         config.environment(env)  # unknown names fail early, with the known ones listed
-    result = train_cmd.train(
-        resolved, environ=environ, use_cache=True, pr_number=pr, log=log, command_stdout=sys.stderr
-    )
+    root = gitrepo.toplevel(config.root)
+    state = registry.read_state(root).get(config.model.name) if root else None
+    result = _registered_head(resolved, state, log)
+    if result is None:
+        result = train_cmd.train(
+            resolved,
+            environ=environ,
+            use_cache=True,
+            pr_number=pr,
+            log=log,
+            command_stdout=sys.stderr,
+            run_sources=run_sources,
+            write_bundle=write_bundle,
+        )
     head_info = gitrepo.head_info(config.root)
     head = rpt.Head(
         run_id=result.run_id,
@@ -113,8 +129,6 @@ def gather(
         run_url=result.run_url,
         label=head_label or (f"PR #{pr}" if pr else "this change"),
     )
-    root = gitrepo.toplevel(config.root)
-    state = registry.read_state(root).get(config.model.name) if root else None
     keys = list(environments) if environments else list(config.baselines)
     if base is not None and "base" not in keys:
         keys.append("base")
@@ -125,7 +139,7 @@ def gather(
                 baselines.append(rpt.Baseline("base", "base", found=False, note="not a git repository"))
                 continue
             ref = base or (config.environments[0].branch if config.environments else "main")
-            tracking = train_cmd.make_tracking(config, environ)
+            tracking = project.make_tracking(config, environ)
             baselines.append(_base_baseline(root, ref, tracking, log))
         else:
             baselines.append(_env_baseline(state, key))
@@ -141,6 +155,38 @@ def gather(
         run_link=run_link,
     )
     return report, result
+
+
+def _registered_head(
+    resolved: project.Resolved, state: tags.ModelState | None, log: Callable[[str], None]
+) -> train_cmd.TrainResult | None:
+    """The head as the registered version with the same fingerprint, if there is one."""
+    digest = resolved.fingerprint.digest
+    version = state.version_of_fingerprint(digest) if state else None
+    if state is None or version is None:
+        return None
+    event = state.versions[version]
+    meta = event.metadata
+    metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    if not metrics:
+        return None  # a tag without metrics (another tool's): the run cache decides
+    log(
+        f"these inputs are {state.name} {version} ({event.tag}): judged by its recorded metrics, not training"
+    )
+    return train_cmd.TrainResult(
+        run_id=str(meta.get("mlflow_run_id") or ""),
+        experiment_id="",
+        fingerprint=digest,
+        cached=True,
+        metrics=metrics,
+        params=resolved.params,
+        git_commit=event.commit,
+        run_git_commit=str(meta.get("run_commit") or event.commit),
+        tracking_uri="",
+        run_url=None,
+        model_sha256=str(meta.get("model_sha256") or "") or None,
+        restored_from=f"version {event.tag}",
+    )
 
 
 def template_for(config: cfg.Config) -> Path | None:

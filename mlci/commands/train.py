@@ -8,29 +8,28 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mlci import config as cfg
+from mlci import archive, gitrepo, trainer
 from mlci import fingerprint as fp
-from mlci import gitrepo, trainer
 from mlci import params as prm
-from mlci.errors import MetricsError, ParamsError, TrainingError, TrainingInterrupted
+from mlci.errors import MetricsError, TrainingError, TrainingInterrupted
 from mlci.metrics import metrics_from
+from mlci.project import OVERRIDES_TAG, Resolved, make_tracking
+from mlci.stores import bundle
 
 if TYPE_CHECKING:
     from mlci.tracking import Tracking
 
+
+class RunSource(Protocol):
+    """A home of the run cache besides the tracking store (``mlci.stores``)."""
+
+    def find(self, model: str, fingerprint: str, dest: Path) -> bundle.Restored | None: ...
+
+
 RUNS_DIR = "runs"
-OVERRIDES_TAG = "mlci.overrides"
 _STDERR_TAIL_LINES = 20
-
-
-@dataclass(frozen=True)
-class Resolved:
-    config: cfg.Config
-    params: dict[str, Any]
-    overrides: tuple[str, ...]
-    fingerprint: fp.Fingerprint
 
 
 @dataclass
@@ -48,6 +47,9 @@ class TrainResult:
     train_seconds: float | None = None
     model_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    model_sha256: str | None = None
+    bundle: str | None = None  # the run bundle this job wrote, to upload (GitHub Actions)
+    restored_from: str | None = None  # where a run made elsewhere came from
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,51 +65,10 @@ class TrainResult:
             "run_url": self.run_url,
             "train_seconds": self.train_seconds,
             "model_id": self.model_id,
+            "model_sha256": self.model_sha256,
+            "bundle": self.bundle,
+            "restored_from": self.restored_from,
         }
-
-
-def load_params(config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
-    """The params file (empty if the config names none) with ``--set`` overrides applied."""
-    import yaml
-
-    if config.train.params is None:
-        if overrides:
-            raise ParamsError(
-                f"--set needs a params file, and {config.path.name} names none",
-                hint="set train.params in mlci.yaml (for example params.yaml)",
-            )
-        return {}
-    path = config.root / config.train.params
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(
-            f"params file {path} does not exist (train.params in {config.path.name})",
-            hint="create it, or fix train.params in mlci.yaml",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"params file {path} is not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ParamsError(
-            f"params file {path} must hold a mapping of names to values",
-            hint="write it as `name: value` lines",
-        )
-    return prm.apply_overrides(data, overrides, config.train.params)
-
-
-def resolve(
-    config_path: Path | None, cwd: Path, overrides: Sequence[str], *, warn: Callable[[str], None]
-) -> Resolved:
-    config = cfg.load_for(config_path, cwd)
-    params = load_params(config, overrides)
-    fingerprint = fp.compute(config, params)
-    for pattern in fingerprint.unmatched:
-        warn(f"train.inputs pattern {pattern!r} matches no file")
-    if not fingerprint.files:
-        warn("no input files: the fingerprint covers only the params and the command")
-    return Resolved(config, params, tuple(overrides), fingerprint)
 
 
 def fingerprint_report(resolved: Resolved, as_json: bool) -> str:
@@ -190,20 +151,6 @@ def _read_metrics(path: Path) -> dict[str, float]:
     return metrics_from(data, str(path))
 
 
-def make_tracking(config: cfg.Config, environ: Mapping[str, str]) -> Tracking:
-    """The project's MLflow store; the embedded one keeps its artifacts under .mlci/."""
-    from mlci.tracking import Tracking
-
-    uri = cfg.effective_tracking_uri(config, environ)
-    local = uri.startswith("sqlite:")
-    return Tracking(
-        uri,
-        config.experiment,
-        artifact_root=config.root / fp.STATE_DIR / "artifacts" if local else None,
-        environ=environ,
-    )
-
-
 def train(
     resolved: Resolved,
     *,
@@ -212,9 +159,13 @@ def train(
     pr_number: int | None = None,
     log: Callable[[str], None],
     command_stdout: Any = None,
+    run_sources: Sequence[RunSource] = (),
+    write_bundle: bool = False,
 ) -> TrainResult:
-    """Reuse the FINISHED run with this fingerprint, or run the training command and record it."""
-    from mlci.tracking import FINGERPRINT_TAG
+    """Reuse the FINISHED run with this fingerprint (the tracking store first, then
+    ``run_sources``), or run the training command and record it. With
+    ``write_bundle``, a run trained here is also written as a bundle to upload."""
+    from mlci.tracking import FINGERPRINT_TAG, MODEL_DIGEST_TAG, RESTORED_TAG, param_value
 
     config = resolved.config
     root = config.root
@@ -244,7 +195,13 @@ def train(
                 run_url=tracking.run_url(found.run_id, found.experiment_id),
                 model_id=found.tags.get("mlci.model_id"),
                 tags=found.tags,
+                model_sha256=found.tags.get(MODEL_DIGEST_TAG),
+                restored_from=found.tags.get(RESTORED_TAG),
             )
+        for source in run_sources:
+            restored = source.find(config.model.name, digest, bundle.folder(root / fp.STATE_DIR, digest))
+            if restored is not None:
+                return _import(tracking, resolved, restored, git_commit, log)
 
     tags = {
         FINGERPRINT_TAG: digest,
@@ -326,13 +283,33 @@ def train(
             model_path = None
         else:
             extra_files = [metrics_path, params_file]
+        flat_params = prm.flatten(resolved.params)
+        digest_tags: dict[str, str] = {}
+        bundle_path = None
+        if model_path is not None:
+            if write_bundle:
+                bundle_path = bundle.folder(root / fp.STATE_DIR, digest)
+                model_digest = bundle.write(
+                    bundle_path,
+                    model=config.model.name,
+                    fingerprint=digest,
+                    run_id=run_id,
+                    metrics=metrics,
+                    params={k: param_value(v) for k, v in flat_params.items()},
+                    tags=tags,
+                    model_dir=model_path,
+                )
+            else:
+                model_digest = archive.digest_folder(model_path)
+            digest_tags[MODEL_DIGEST_TAG] = model_digest.sha256
         model_id = tracking.log_results(
             run_id,
-            params=prm.flatten(resolved.params),
+            params=flat_params,
             metrics=metrics,
             files=extra_files,
             model_dir=model_path,
             model_name=config.model.name,
+            tags=digest_tags,
         )
     except BaseException:
         tracking.end_run(run_id, "FAILED")
@@ -352,7 +329,54 @@ def train(
         run_url=tracking.run_url(run_id, experiment_id),
         train_seconds=round(outcome.seconds, 3),
         model_id=model_id,
-        tags=tags,
+        tags={**tags, **digest_tags},
+        model_sha256=digest_tags.get(MODEL_DIGEST_TAG),
+        bundle=str(bundle_path) if bundle_path else None,
+    )
+
+
+def _import(
+    tracking: Tracking,
+    resolved: Resolved,
+    restored: bundle.Restored,
+    git_commit: str | None,
+    log: Callable[[str], None],
+) -> TrainResult:
+    """A run restored from elsewhere, recorded in this job's tracking store."""
+    from mlci.tracking import FINGERPRINT_TAG, MODEL_DIGEST_TAG, RESTORED_TAG
+
+    config = resolved.config
+    record = tracking.import_run(
+        run_name=f"{config.model.name}-{restored.fingerprint[:8]}",
+        tags={
+            **restored.tags,
+            FINGERPRINT_TAG: restored.fingerprint,
+            MODEL_DIGEST_TAG: restored.digest.sha256,
+            RESTORED_TAG: restored.source,
+            "mlci.origin_run_id": restored.run_id,
+        },
+        params=restored.params,
+        metrics=restored.metrics,
+        model_dir=restored.model_dir,
+        model_name=config.model.name,
+    )
+    shutil.rmtree(restored.model_dir, ignore_errors=True)  # in MLflow now; the archive stays for a release
+    log(f"recorded it as MLflow run {record.run_id}: not training")
+    return TrainResult(
+        run_id=record.run_id,
+        experiment_id=record.experiment_id,
+        fingerprint=restored.fingerprint,
+        cached=True,
+        metrics=restored.metrics,
+        params=resolved.params,
+        git_commit=git_commit,
+        run_git_commit=restored.tags.get("mlci.git.commit"),
+        tracking_uri=tracking.uri,
+        run_url=tracking.run_url(record.run_id, record.experiment_id),
+        model_id=record.tags.get("mlci.model_id"),
+        tags=record.tags,
+        model_sha256=restored.digest.sha256,
+        restored_from=restored.source,
     )
 
 

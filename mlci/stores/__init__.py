@@ -1,0 +1,104 @@
+"""Where a model's bytes live: the seam between mlci and its stores.
+
+Two questions, each answered in one place:
+
+- **The run cache** (is there a run for these inputs?) looks, in order, in
+  the tracking store (the embedded sqlite store or a server: ``tracking.py``),
+  then in GitHub workflow artifacts named by model and fingerprint
+  (``github.RunArtifacts``, only in GitHub Actions and only bytes a trusted run
+  made), and otherwise trains.
+- **Registered bytes** (a version's model archive, ``mlci.archive``) live in
+  one ``ModelStore``, chosen by ``registry.store`` (``config.choose_store``)
+  when the version is registered and recorded in its tag, so that anyone
+  finds them later from the tag alone:
+
+  ``local``   the embedded MLflow store under ``.mlci/`` (a laptop)
+  ``mlflow``  the tracking server's artifact store (a team)
+  ``github``  a release on the version tag (GitHub Actions without a server)
+
+Every store answers the same small interface below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from mlci import archive
+from mlci import config as cfg
+from mlci.errors import MlciError
+
+STORE_KEY = "store"  # in a version tag's metadata: which store holds its bytes
+DIGEST_KEY = "model_sha256"
+ASSET_KEY = "asset"
+
+
+class ModelMissing(MlciError):
+    """A version's bytes cannot be found where its tag says they are."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """A registered version, as its tag describes it."""
+
+    model: str
+    version: str
+    tag: str
+    digest: str | None
+    metadata: Mapping[str, object]
+
+
+class ModelStore(Protocol):
+    name: str
+
+    def where(self, version: Version) -> str:
+        """Where this store keeps a version's bytes, in words."""
+
+    def stage(self, version: Version, archive_path: Path, card: str) -> dict[str, object]:
+        """Store the bytes before the version tag is published; returns metadata for the tag."""
+
+    def commit(self) -> None:
+        """The tag is published: make what ``stage`` stored final."""
+
+    def abort(self) -> None:
+        """The tag was not published: remove what ``stage`` stored."""
+
+    def fetch(self, version: Version, dest: Path) -> archive.Digest:
+        """The model folder into ``dest`` (a new folder), checked against the tag's digest."""
+
+    def holds(self, version: Version) -> bool:
+        """Whether the store reports the bytes with the tag's digest, without a download."""
+
+
+def open_store(
+    name: str, config: cfg.Config, environ: Mapping[str, str], log: Callable[[str], None]
+) -> ModelStore:
+    if name == "github":
+        from mlci.stores.github import ReleaseStore
+
+        return ReleaseStore.from_environ(config, environ, log)
+    from mlci.stores.mlflow_store import MlflowStore
+
+    return MlflowStore(name, config, environ)
+
+
+def for_version(
+    version: Version, config: cfg.Config, environ: Mapping[str, str], log: Callable[[str], None]
+) -> ModelStore:
+    """The store that holds ``version``, as its tag records; a tag from before
+    stores were recorded (or from GTO) means the tracking store."""
+    recorded = str(version.metadata.get(STORE_KEY) or "")
+    if recorded not in ("local", "mlflow", "github"):
+        recorded = "mlflow" if cfg.choose_store(config, environ).name == "mlflow" else "local"
+    return open_store(recorded, config, environ, log)
+
+
+def version_of(model: str, version: str, tag: str, metadata: Mapping[str, object]) -> Version:
+    digest = metadata.get(DIGEST_KEY)
+    return Version(model, version, tag, str(digest) if digest else None, metadata)
+
+
+def archive_name(model: str, version: str) -> str:
+    return f"{model.replace('/', '-')}-{version}.tar"

@@ -1,0 +1,172 @@
+"""A run bundle: one training run as files that can travel between CI jobs.
+
+``.mlci/bundles/<fingerprint>/`` holds ``run.json`` (what MLflow recorded:
+metrics, params, mlci's tags, the model archive's digest) and ``model.tar``
+(``mlci.archive``). In GitHub Actions the job that trains uploads the folder
+as the workflow artifact ``artifact_name(model, fingerprint)``; any later job,
+on any branch, restores the run from it instead of training again.
+
+Everything read from a bundle is checked as data: it may come from a run
+that mlci does not trust, and it never runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlci import archive
+from mlci.errors import MlciError
+
+FORMAT = 1
+RUN_FILE = "run.json"
+ARCHIVE_FILE = "model.tar"
+BUNDLES_DIR = "bundles"
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+# What a restored run keeps of the training run's tags: lineage, not MLflow's internals.
+KEPT_TAG_PREFIXES = ("mlci.", "mlflow.source.")
+DROPPED_TAGS = ("mlci.model_id", "mlci.restored_from")
+
+
+class BundleError(MlciError):
+    pass
+
+
+@dataclass(frozen=True)
+class Restored:
+    fingerprint: str
+    run_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    model_dir: Path
+    archive_path: Path
+    digest: archive.Digest
+    source: str  # where it came from, in words
+
+
+def artifact_name(model: str, fingerprint: str) -> str:
+    """The workflow artifact's name: GitHub's names may not hold '/'."""
+    return f"mlci-run-{model.replace('/', '--')}-{fingerprint}"
+
+
+def folder(state_dir: Path, fingerprint: str) -> Path:
+    return state_dir / BUNDLES_DIR / fingerprint
+
+
+def write(
+    dest: Path,
+    *,
+    model: str,
+    fingerprint: str,
+    run_id: str,
+    metrics: Mapping[str, float],
+    params: Mapping[str, str],
+    tags: Mapping[str, str],
+    model_dir: Path,
+) -> archive.Digest:
+    """The bundle of a finished run into ``dest``; returns the model archive's digest."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    digest = archive.pack(model_dir, dest / ARCHIVE_FILE)
+    record = {
+        "format": FORMAT,
+        "model": model,
+        "fingerprint": fingerprint,
+        "run_id": run_id,
+        "metrics": dict(metrics),
+        "params": dict(params),
+        "tags": {k: v for k, v in tags.items() if k.startswith(KEPT_TAG_PREFIXES) and k not in DROPPED_TAGS},
+        "model_sha256": digest.sha256,
+        "model_size": digest.size,
+    }
+    (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return digest
+
+
+def _check(record: Any, model: str, fingerprint: str, source: str) -> dict[str, Any]:
+    def bad(what: str) -> BundleError:
+        return BundleError(
+            f"{source}: {RUN_FILE} {what}", hint="the artifact is not a run mlci made; ignore it"
+        )
+
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise bad(f"is not a format-{FORMAT} run record")
+    if record.get("model") != model or record.get("fingerprint") != fingerprint:
+        raise bad(
+            f"is for {record.get('model')!r} {str(record.get('fingerprint'))[:12]}, not this model's inputs"
+        )
+    digest = record.get("model_sha256")
+    if not isinstance(digest, str) or not _FINGERPRINT.fullmatch(digest):
+        raise bad("has no valid model_sha256")
+    if not isinstance(record.get("run_id"), str):
+        raise bad("has no run_id")
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict) or not all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for k, v in metrics.items()
+    ):
+        raise bad("has metrics that are not finite numbers by name")
+    for key in ("params", "tags"):
+        value = record.get(key)
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise bad(f"has {key} that are not strings by name")
+    return record
+
+
+def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, source: str) -> Restored:
+    """A bundle from a workflow artifact's zip into ``dest``: the record checked,
+    the model unpacked and its digest verified in one pass over the archive."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            names = set(zf.namelist())
+            if RUN_FILE not in names or ARCHIVE_FILE not in names:
+                raise BundleError(
+                    f"{source} lacks {RUN_FILE} or {ARCHIVE_FILE} (it holds {', '.join(sorted(names)[:5])})",
+                    hint="the artifact is not a run mlci made",
+                )
+            try:
+                record = json.loads(zf.read(RUN_FILE))
+            except ValueError as exc:
+                raise BundleError(f"{source}: {RUN_FILE} is not JSON: {exc}") from None
+            record = _check(record, model, fingerprint, source)
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.mkdir(parents=True)
+            with zf.open(ARCHIVE_FILE) as member:
+                digest = archive.unpack(
+                    _chunks(member),
+                    dest / "model",
+                    expected=record["model_sha256"],
+                    source=f"{source} ({ARCHIVE_FILE})",
+                    keep=dest / ARCHIVE_FILE,
+                )
+    except zipfile.BadZipFile as exc:
+        raise BundleError(f"{source} is not a zip archive: {exc}") from None
+    (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return Restored(
+        fingerprint=fingerprint,
+        run_id=record["run_id"],
+        metrics={k: float(v) for k, v in record["metrics"].items()},
+        params=dict(record["params"]),
+        tags=dict(record["tags"]),
+        model_dir=dest / "model",
+        archive_path=dest / ARCHIVE_FILE,
+        digest=digest,
+        source=source,
+    )
+
+
+def _chunks(handle: Any) -> Iterator[bytes]:
+    while chunk := handle.read(archive.CHUNK):
+        yield chunk

@@ -1,0 +1,253 @@
+"""Bytes on GitHub, for CI without a tracking server.
+
+- ``RunArtifacts``: the run cache's home across branches. The job that trains
+  uploads its run bundle as a workflow artifact (``bundle.artifact_name``);
+  a later job finds it through the REST API and restores it. Only artifacts
+  made by a trusted run count: a push, or a pull request whose head repository
+  is this repository. A fork's pull request runs the fork's workflow files and
+  can upload anything under any name, so its artifacts are never reused.
+- ``ReleaseStore``: registered versions. Registering makes a draft release on
+  the version tag with the model archive and a model card, pushes the tag, then
+  publishes the release; a failed push deletes the draft, so no version exists
+  without its bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlci import archive, gitrepo
+from mlci import config as cfg
+from mlci.errors import MlciError
+from mlci.stores import ASSET_KEY, STORE_KEY, ModelMissing, Version, archive_name, bundle
+
+if TYPE_CHECKING:
+    from mlci.github_api import ArtifactInfo, GitHubStore, ReleaseInfo
+
+TRUSTED_EVENTS = ("push", "pull_request")
+CARD_NAME = "model-card.md"
+_REMOTE_URL = re.compile(r"(?:github\.com|^[^/]+)[:/](?P<repo>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
+
+
+class GitHubUnavailable(MlciError):
+    pass
+
+
+def token_of(environ: Mapping[str, str]) -> str | None:
+    return environ.get("GITHUB_TOKEN") or environ.get("GH_TOKEN") or None
+
+
+def repository_of(environ: Mapping[str, str], root: Path) -> str | None:
+    """GITHUB_REPOSITORY in Actions; elsewhere the owner/name of origin's URL."""
+    if environ.get("GITHUB_REPOSITORY"):
+        return environ["GITHUB_REPOSITORY"]
+    url = gitrepo.remote_url(root, "origin")
+    match = _REMOTE_URL.search(url or "")
+    return match["repo"] if match and "github" in (url or "") else None
+
+
+def connect(environ: Mapping[str, str], root: Path, why: str) -> tuple[GitHubStore, str]:
+    from mlci.github_api import GitHubStore
+
+    token = token_of(environ)
+    repository = repository_of(environ, root)
+    if not token or not repository:
+        missing = "a token (GITHUB_TOKEN or GH_TOKEN)" if not token else "the repository (GITHUB_REPOSITORY)"
+        raise GitHubUnavailable(
+            f"{why}, and reaching GitHub needs {missing}",
+            hint="set GITHUB_TOKEN (a token that can read the repository; `gh auth token` prints yours) "
+            "and, outside a clone of the GitHub repository, GITHUB_REPOSITORY=owner/name",
+        )
+    api_url = environ.get("GITHUB_API_URL") or "https://api.github.com"
+    api = GitHubStore(
+        token,
+        api_url,
+        repository,
+        retries=int(environ.get("MLCI_GITHUB_RETRIES", "5")),
+        backoff=float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
+    )
+    return api, repository
+
+
+class RunArtifacts:
+    """The run cache's GitHub home: workflow artifacts named by model and fingerprint."""
+
+    def __init__(self, api: GitHubStore, repository: str, log: Callable[[str], None]) -> None:
+        self.api = api
+        self.repository = repository
+        self.log = log
+        self.requests_made = 0
+
+    def _distrust(self, artifact: ArtifactInfo) -> str | None:
+        """Why an artifact's run is not trusted, or None."""
+        if (
+            artifact.head_repository_id is not None
+            and artifact.repository_id is not None
+            and artifact.head_repository_id != artifact.repository_id
+        ):
+            return "its run came from a fork"
+        if artifact.run_id is None:
+            return "GitHub names no run that made it"
+        run = self.api.workflow_run(int(artifact.run_id))
+        if run.event not in TRUSTED_EVENTS:
+            return (
+                f"it was made by a {run.event!r} run (trusted: push, and pull requests from this repository)"
+            )
+        if run.head_repository != run.repository:
+            return f"it was made by a pull request from {run.head_repository}"
+        return None
+
+    def find(self, model: str, fingerprint: str, dest: Path) -> bundle.Restored | None:
+        from mlci.github_api import GitHubError
+
+        name = bundle.artifact_name(model, fingerprint)
+        try:
+            return self._find(name, model, fingerprint, dest)
+        except GitHubError as exc:
+            # The run cache saves time; it never decides what a version's bytes are.
+            self.log(
+                f"warning: could not look for the run in workflow artifacts ({exc.message}); training. "
+                "Give the job `actions: read` to reuse runs across branches"
+            )
+            return None
+
+    def _find(self, name: str, model: str, fingerprint: str, dest: Path) -> bundle.Restored | None:
+        found = self.api.artifacts(name)
+        expired = [a for a in found if a.expired]
+        for artifact in found:
+            if artifact.expired:
+                continue
+            why = self._distrust(artifact)
+            if why is not None:
+                self.log(f"ignoring artifact {name} of run {artifact.run_id}: {why}")
+                continue
+            source = f"workflow artifact {name} (run {artifact.run_id})"
+            zip_path = dest.parent / f"{dest.name}.zip"
+            zip_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zip_path.open("wb") as handle:  # a zip is read from its end: it lands on disk first
+                    for chunk in self.api.download_artifact(artifact):
+                        handle.write(chunk)
+                restored = bundle.restore_zip(
+                    zip_path, dest, model=model, fingerprint=fingerprint, source=source
+                )
+            except (bundle.BundleError, archive.ArchiveError) as exc:
+                self.log(f"ignoring {source}: {exc.message}")
+                continue
+            finally:
+                zip_path.unlink(missing_ok=True)
+            self.log(f"restored the run for fingerprint {fingerprint[:12]} from {source}")
+            return restored
+        if expired:
+            self.log(
+                f"training again: the run for this fingerprint expired on GitHub "
+                f"(artifact {name}, expired {expired[0].expires_at or 'earlier'}; "
+                "GitHub keeps artifacts 90 days unless the repository says otherwise)"
+            )
+        return None
+
+
+class ReleaseStore:
+    """Registered versions as releases on their version tags."""
+
+    name = "github"
+
+    def __init__(self, api: GitHubStore, repository: str, log: Callable[[str], None]) -> None:
+        self.api = api
+        self.repository = repository
+        self.log = log
+        self._staged: ReleaseInfo | None = None
+
+    @classmethod
+    def from_environ(
+        cls, config: cfg.Config, environ: Mapping[str, str], log: Callable[[str], None]
+    ) -> ReleaseStore:
+        root = gitrepo.toplevel(config.root) or config.root
+        api, repository = connect(environ, root, "the model's bytes live in GitHub releases")
+        return cls(api, repository, log)
+
+    def where(self, version: Version) -> str:
+        asset = version.metadata.get(ASSET_KEY) or archive_name(version.model, version.version)
+        return f"the release {version.tag} of {self.repository} (asset {asset})"
+
+    def stage(self, version: Version, archive_path: Path, card: str) -> dict[str, object]:
+        existing = self.api.release(version.tag)
+        if existing is not None:
+            if not existing.draft:
+                raise MlciError(
+                    f"{self.repository} has a published release on {version.tag} already",
+                    hint="a version name is never reused; delete that release if it is not mlci's",
+                )
+            self.api.delete_release(existing)  # left over from a registration that did not finish
+        name = archive_name(version.model, version.version)
+        release = self.api.create_draft_release(version.tag, f"{version.model} {version.version}", card)
+        self._staged = release
+        try:
+            self.api.upload_asset(release, str(archive_path), name, "application/x-tar")
+            card_path = archive_path.with_name(CARD_NAME)
+            card_path.write_text(card, encoding="utf-8")
+            self.api.upload_asset(release, str(card_path), CARD_NAME, "text/markdown")
+        except BaseException:
+            self.abort()
+            raise
+        self.log(f"uploaded {name} to a draft release on {version.tag}")
+        return {STORE_KEY: self.name, ASSET_KEY: name}
+
+    def commit(self) -> None:
+        if self._staged is not None:
+            self.api.publish_release(self._staged)
+            self.log(f"published the release {self._staged.tag}")
+            self._staged = None
+
+    def abort(self) -> None:
+        if self._staged is not None:
+            with contextlib.suppress(MlciError):
+                self.api.delete_release(self._staged)
+            self._staged = None
+
+    def _asset(self, version: Version) -> tuple[ReleaseInfo, str]:
+        release = self.api.release(version.tag)
+        name = str(version.metadata.get(ASSET_KEY) or archive_name(version.model, version.version))
+        if release is None or release.asset(name) is None:
+            what = "no release" if release is None else f"no asset {name} in the release"
+            raise ModelMissing(
+                f"{version.tag}: {self.repository} has {what} on this tag, where the version's bytes were "
+                f"stored (looked in {self.where(version)})",
+                hint="the release was deleted or never published: mlci never retrains to fill the gap. "
+                "Register the model again from its inputs (a new version), or restore the release",
+            )
+        return release, name
+
+    def holds(self, version: Version) -> bool:
+        try:
+            release, name = self._asset(version)
+        except ModelMissing:
+            return False
+        asset = release.asset(name)
+        return asset is not None and version.digest is not None and asset.digest == f"sha256:{version.digest}"
+
+    def fetch(self, version: Version, dest: Path) -> archive.Digest:
+        release, name = self._asset(version)
+        asset = release.asset(name)
+        assert asset is not None
+        return archive.unpack(
+            self.api.download_asset(asset),
+            dest,
+            expected=version.digest,
+            source=f"release asset {name} of {version.tag}",
+        )
+
+
+def run_artifacts(environ: Mapping[str, str], root: Path, log: Callable[[str], None]) -> RunArtifacts | None:
+    """The artifact run source, in GitHub Actions with a token; else None."""
+    if environ.get("GITHUB_ACTIONS") != "true" or not token_of(environ):
+        return None
+    try:
+        api, repository = connect(environ, root, "finding runs in workflow artifacts")
+    except GitHubUnavailable:
+        return None
+    return RunArtifacts(api, repository, log)

@@ -1,0 +1,91 @@
+"""Registered bytes in the tracking store: the MLflow model version's files.
+
+Serves both ``local`` (the embedded store under .mlci/) and ``mlflow`` (a
+tracking server, whose artifact store keeps the files). Registering makes the
+model version, so staging stores nothing more; fetching downloads the version's
+files and checks their archive digest against the tag.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlci import archive, project
+from mlci import config as cfg
+from mlci.stores import ModelMissing, Version
+
+if TYPE_CHECKING:
+    from mlci.tracking import ModelVersionRecord
+
+
+class MlflowStore:
+    def __init__(self, name: str, config: cfg.Config, environ: Mapping[str, str]) -> None:
+        from mlci.tracking import Registry
+
+        self.name = name
+        self.tracking = project.make_tracking(config, environ)
+        self.registry = Registry(self.tracking, config.model.name)
+
+    def where(self, version: Version) -> str:
+        return f"the MLflow model version of {version.tag} in {self.tracking.uri}"
+
+    def stage(self, version: Version, archive_path: Path, card: str) -> dict[str, object]:
+        return {}  # the model version that registering makes holds the files
+
+    def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def _record(self, version: Version) -> ModelVersionRecord | None:
+        from mlci.tracking import GIT_TAG_TAG
+
+        hint = version.metadata.get("mlflow_model_version")
+        found = [v for v in self.registry.versions() if v.tags.get(GIT_TAG_TAG) == version.tag and v.source]
+        preferred = [v for v in found if hint is not None and v.version == str(hint)]
+        ranked = preferred or sorted(found, key=lambda v: int(v.version), reverse=True)
+        return ranked[0] if ranked else None
+
+    def _source(self, version: Version) -> str | None:
+        record = self._record(version)
+        return record.source if record else None
+
+    def holds(self, version: Version) -> bool:
+        """The model version exists and records the tag's digest."""
+        from mlci.tracking import MODEL_DIGEST_TAG
+
+        record = self._record(version)
+        return record is not None and record.tags.get(MODEL_DIGEST_TAG) == version.digest
+
+    def fetch(self, version: Version, dest: Path) -> archive.Digest:
+        source = self._source(version)
+        if source is None:
+            raise ModelMissing(
+                f"{version.tag}: no MLflow model version in {self.tracking.uri} points at it, so its bytes "
+                "are not in this store",
+                hint="a fresh checkout's embedded store is empty: the bytes live where the version was "
+                "registered (see `registry.store`); run where that store is reachable, or point "
+                "MLFLOW_TRACKING_URI at the server that holds them",
+            )
+        if dest.exists():
+            raise archive.ArchiveError(f"{dest} exists already: not writing over it", hint="remove it first")
+        download = dest.with_name(dest.name + ".download")
+        shutil.rmtree(download, ignore_errors=True)
+        try:
+            path = self.tracking.download(source, download)
+            digest = archive.digest_folder(path)
+            if version.digest is not None and digest.sha256 != version.digest:
+                raise archive.ArchiveError(
+                    f"{version.tag}: the files in {self.tracking.uri} have sha256 {digest.sha256}, the tag "
+                    f"records {version.digest}: these are not the bytes that were registered",
+                    hint="do not deploy them; register the model again from its inputs (a new version)",
+                )
+            os.replace(path, dest)
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
+        return digest
