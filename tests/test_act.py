@@ -10,6 +10,7 @@ stand-in from ``tests/github_stub.py``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from mlci import gitrepo, tags
 from tests.github_stub import GitHubState, github_stub
 from tests.helpers import REPO_ROOT, run
 
@@ -50,6 +52,7 @@ def _act(
     payload: Path,
     gh: GitHubState,
     artifacts: Path | None = None,
+    run_id: int = 1,
 ) -> subprocess.CompletedProcess[str]:
     args = [
         act,
@@ -72,6 +75,8 @@ def _act(
         "MLCI_GITHUB_BACKOFF=0.01",
         "--env",
         f"ACT_ARTIFACT_DIR={artifacts or root.parent / 'artifacts'}",
+        "--env",
+        f"MLCI_TEST_RUN_ID={run_id}",
     ]
     for ref, path in PINNED.items():
         args += ["--local-repository", f"{ref}={path}"]
@@ -223,3 +228,216 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
             ("mlci/staging", "failure", head)
         ]
         assert "artifact mlci-report of run 77" in trusted.stdout
+
+
+def _pr_payload(path: Path, number: int, head: str, head_ref: str, base: str, root: Path) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "action": "opened",
+                "number": number,
+                "pull_request": {
+                    "number": number,
+                    "head": {
+                        "ref": head_ref,
+                        "sha": head,
+                        "repo": {"full_name": "octo/churn", "fork": False},
+                    },
+                    "base": {
+                        "ref": base,
+                        "sha": run(["git", "rev-parse", base], root).strip(),
+                        "repo": {"full_name": "octo/churn", "fork": False},
+                    },
+                },
+                "repository": {"full_name": "octo/churn"},
+            }
+        )
+    )
+    return path
+
+
+def _push_payload(path: Path, branch: str, head: str) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "ref": f"refs/heads/{branch}",
+                "before": "0" * 40,
+                "after": head,
+                "repository": {"full_name": "octo/churn"},
+            }
+        )
+    )
+    return path
+
+
+def _fork_bundle(name: str) -> dict[str, bytes]:
+    """What a fork's workflow could upload under the trusted name: a run with
+    perfect metrics and other bytes."""
+    import hashlib
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        data = b"not the model that was trained"
+        info = tarfile.TarInfo("MLmodel")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    archive = buffer.getvalue()
+    fingerprint = name.rsplit("-", 1)[1]
+    record = {
+        "format": 1,
+        "model": "churn",
+        "fingerprint": fingerprint,
+        "run_id": "f" * 32,
+        "metrics": {"accuracy": 0.999, "f1": 0.999, "roc_auc": 0.999, "log_loss": 0.001},
+        "params": {},
+        "tags": {},
+        "model_sha256": hashlib.sha256(archive).hexdigest(),
+        "model_size": len(archive),
+    }
+    return {"run.json": json.dumps(record).encode(), "model.tar": archive}
+
+
+def test_one_training_from_pull_request_to_production_under_act(cli, act: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """PR to staging, push to staging, PR staging -> production, push to production,
+    each job with an empty .mlci (no cache between jobs, as across branches on
+    GitHub): one training in all, and production holds the bytes that were
+    trained, verified by digest. A fork's artifact under the same name is
+    ignored; a release deleted before the promotion is a clear error, not a retrain."""
+    root = _scaffold(cli, tmp_path)
+    bare = tmp_path / "origin.git"
+    run(["git", "checkout", "-q", "-b", "feature", "staging"], root)
+    params = root / "params.yaml"
+    params.write_text(params.read_text().replace("C: 1.0", "C: 0.5"))
+    run(["git", "commit", "-qam", "C 0.5"], root)
+    run(["git", "push", "-q", "origin", "feature"], root)
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    outputs: list[str] = []
+
+    def job(
+        event: str, workflow: str, payload: Path, run_id: int, gh: GitHubState
+    ) -> subprocess.CompletedProcess[str]:
+        shutil.rmtree(root / ".mlci", ignore_errors=True)  # a fresh runner: nothing cached
+        result = _act(act, root, event, workflow, payload, gh, run_id=run_id)
+        (tmp_path / f"act-{run_id}.log").write_text(result.stdout + result.stderr)  # for a failure's reader
+        outputs.append(result.stdout)
+        return result
+
+    with github_stub() as gh:
+        # 1. The pull request to staging trains, and uploads its run.
+        first = job(
+            "pull_request",
+            "mlci-pr.yml",
+            _pr_payload(tmp_path / "pr1.json", 3, head, "feature", "staging", root),
+            101,
+            gh,
+        )
+        assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+        assert first.stdout.count("mlci: training: python train.py") == 1
+        (trusted,) = gh.artifacts
+        assert trusted["name"].startswith("mlci-run-churn-") and trusted["workflow_run"]["id"] == 101
+        # A fork's run uploads an artifact with the same name, newer: never reused.
+        gh.add_artifact(trusted["name"], _fork_bundle(trusted["name"]), run_id=666, head_repo="fork/churn")
+
+        # 2. The merge to staging restores that run (no training), registers and promotes it.
+        run(["git", "checkout", "-q", "staging"], root)
+        run(["git", "merge", "-q", "--ff-only", "feature"], root)
+        run(["git", "push", "-q", "origin", "staging"], root)
+        second = job(
+            "push", "mlci-promote.yml", _push_payload(tmp_path / "push1.json", "staging", head), 102, gh
+        )
+        assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-3000:]
+        assert "its run came from a fork" in second.stdout
+        assert f"restored the run for fingerprint {trusted['name'][-64:][:12]}" in second.stdout
+        remote = run(["git", "ls-remote", "--tags", str(bare)], tmp_path)
+        assert "refs/tags/churn@v0.0.1" in remote and "refs/tags/churn#staging#1" in remote
+        release = gh.release_by_tag("churn@v0.0.1")
+        assert release is not None and not release["draft"]
+        archive_bytes = gh.asset_bytes("churn@v0.0.1", "churn-v0.0.1.tar")
+        digest = hashlib.sha256(archive_bytes).hexdigest()
+        run(["git", "fetch", "-q", "--tags", "origin"], root)
+        meta = tags.metadata_from(run(["git", "tag", "-l", "--format=%(contents)", "churn@v0.0.1"], root))
+        assert meta["model_sha256"] == digest and meta["store"] == "github"
+        assert meta["metrics"]["accuracy"] < 0.999  # the trained run's metrics, not the fork's
+        assert f"model-sha256={digest}" in second.stdout
+
+        # 3. The pull request from staging to production: these inputs are v0.0.1.
+        third = job(
+            "pull_request",
+            "mlci-pr.yml",
+            _pr_payload(tmp_path / "pr2.json", 4, head, "staging", "production", root),
+            103,
+            gh,
+        )
+        assert third.returncode == 0, third.stdout[-6000:] + third.stderr[-3000:]
+        assert "judged by its recorded metrics, no training" in third.stdout
+        assert ("mlci/production", "success", head) in [
+            (s["context"], s["state"], s["sha"]) for s in gh.statuses
+        ]
+
+        # 4a. The release's archive is deleted before the merge to production:
+        # a clear error that says where mlci looked, and no training, no tag.
+        (asset,) = [a for a in release["assets"] if a["name"] == "churn-v0.0.1.tar"]
+        release["assets"].remove(asset)
+        run(["git", "checkout", "-q", "production"], root)
+        run(["git", "merge", "-q", "--ff-only", "staging"], root)
+        run(["git", "push", "-q", "origin", "production"], root)
+        push2 = _push_payload(tmp_path / "push2.json", "production", head)
+        failed = job("push", "mlci-promote.yml", push2, 104, gh)
+        assert failed.returncode != 0
+        assert (
+            "churn@v0.0.1: octo/churn has no asset churn-v0.0.1.tar in the release on this tag"
+            in failed.stdout
+        )
+        assert "mlci never retrains to fill the gap" in failed.stdout
+        assert "churn#production" not in run(["git", "ls-remote", "--tags", str(bare)], tmp_path)
+
+        # 4b. The release restored, the job re-run: production gets the same bytes.
+        release["assets"].insert(0, asset)
+        fourth = job("push", "mlci-promote.yml", push2, 105, gh)
+        assert fourth.returncode == 0, fourth.stdout[-6000:] + fourth.stderr[-3000:]
+        assert f"verified churn@v0.0.1: sha256 {digest[:12]}" in fourth.stdout
+        assert "rebuilt MLflow model version" in fourth.stdout  # the cold store's mirror, from the bytes
+
+    assert sum(out.count("mlci: training: python train.py") for out in outputs) == 1
+    remote = run(["git", "ls-remote", "--tags", str(bare)], tmp_path)
+    assert "refs/tags/churn#production#2" in remote
+
+    # What a deploy job runs: a fresh clone, the token, `mlci pull`.
+    deploy = tmp_path / "deploy"
+    run(["git", "clone", "-q", "--branch", "production", str(bare), str(deploy)], tmp_path)
+    with github_stub() as gh2:
+        gh2.releases = gh.releases
+        gh2.blobs = gh.blobs
+        env = {
+            **os.environ,
+            "GITHUB_TOKEN": TOKEN,
+            "GITHUB_API_URL": gh2.base_url,
+            "GITHUB_REPOSITORY": "octo/churn",
+        }
+        pulled = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mlci",
+                "pull",
+                "churn#production",
+                "--json",
+                "--output",
+                str(tmp_path / "model"),
+            ],
+            cwd=deploy,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+        data = json.loads(pulled.stdout)
+        assert data["version"] == "v0.0.1" and data["sha256"] == digest and data["verified"] is True
+        assert (tmp_path / "model" / "MLmodel").is_file()
+        state = tags.build_state(gitrepo.read_tags(deploy))["churn"]
+        for env_name in ("staging", "production"):
+            event = state.current(env_name)
+            assert event is not None and event.version == "v0.0.1"
+            assert state.versions["v0.0.1"].metadata["model_sha256"] == digest

@@ -40,6 +40,7 @@ class CiResult:
     verdict: str | None = None  # "pass", "fail", or None (no environment to gate)
     fingerprint: str | None = None
     version: str | None = None
+    model_sha256: str | None = None
     report_path: str | None = None
     comment: dict[str, Any] | None = None
     statuses: list[dict[str, str]] = field(default_factory=list)
@@ -314,6 +315,7 @@ def _push(
         log=log,
     )
     res.version = registered.version
+    res.model_sha256 = promoted.model_sha256 or registered.model_sha256
     if promoted.blocked:
         res.message = f"{env.name}: {registered.version} blocked: {promoted.blocked}"
         res.exit_code = ExitCode.GATE_FAILED
@@ -325,7 +327,13 @@ def _push(
         res.message = f"{config.model.name} {registered.version} {state} {env.name}"
         log(res.message)
     ci_env.set_outputs(
-        ctx, {"verdict": res.verdict or "", "fingerprint": result.fingerprint, "version": registered.version}
+        ctx,
+        {
+            "verdict": res.verdict or "",
+            "fingerprint": result.fingerprint,
+            "version": registered.version,
+            "model-sha256": res.model_sha256 or "",
+        },
     )
     return res
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlci.tracking import Registry
 
 from mlci import config as cfg
-from mlci import project, registry
+from mlci import models, project, registry, stores, tags
+from mlci.errors import MlciError
 
 
 @dataclass
@@ -22,12 +26,14 @@ class Problem:
     kind: str
     message: str
     fixed: bool = False
+    hint: str | None = None
 
 
 @dataclass
 class DoctorReport:
     model: str
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -38,6 +44,7 @@ class DoctorReport:
             "model": self.model,
             "healthy": self.healthy,
             "problems": [p.__dict__ for p in self.problems],
+            "notes": self.notes,
         }
 
 
@@ -78,24 +85,25 @@ def doctor(
             + (f" (the tag names version {number})" if number else ""),
         )
         report.problems.append(problem)
-        run_id, model_id = meta.get("mlflow_run_id"), meta.get("mlflow_model_id")
-        if fix and (run_id or model_id):
-            new = mlflow.create_version(
-                run_id=str(run_id) if run_id else "",
-                model_id=str(model_id) if model_id else None,
-                tags={
-                    GIT_TAG_TAG: event.tag,
-                    "mlci.git_commit": event.commit,
-                    "mlci.fingerprint": str(meta.get("fingerprint", "")),
-                    "mlci.version": version,
-                },
-                description=f"{model} {version} (re-created from git tag {event.tag})",
-            )
+        if fix:
+            try:
+                new = _recreate(config, environ, mlflow, event, log)
+            except MlciError as exc:
+                problem.message += f"; not fixed: {exc.message}"
+                problem.hint = exc.hint
+                continue
             expected[version] = new
             versions[new] = None  # type: ignore[assignment]  # taken; not an orphan
             problem.fixed = True
             problem.message += f"; created MLflow version {new}"
             log(problem.message)
+
+    # Bytes kept in GitHub releases: published, and holding the archive.
+    for version in state.active_versions() if state else []:
+        assert state is not None
+        info = models.version_of(model, state.versions[version])
+        if info.metadata.get(stores.STORE_KEY) == "github":
+            _check_release(config, environ, info, fix, report, log)
 
     # Aliases follow the environments' current assignments.
     envs = {e.name for e in config.environments} | (set(state.environments) if state else set())
@@ -157,13 +165,99 @@ def doctor(
     return report
 
 
+def _recreate(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    mlflow: Registry,
+    event: tags.Event,
+    log: Callable[[str], None],
+) -> str:
+    """The MLflow version of a git version: from its run's logged model when this
+    store has it, else rebuilt from the version's stored bytes."""
+    from mlci.tracking import GIT_TAG_TAG, MODEL_DIGEST_TAG
+
+    meta = event.metadata
+    run_id, model_id = meta.get("mlflow_run_id"), meta.get("mlflow_model_id")
+    assert event.version is not None
+    if model_id:
+        try:
+            mlflow.tracking.model_source(str(model_id))
+        except MlciError:
+            model_id = None  # not in this store: a fresh checkout, or another store
+    if model_id:
+        return mlflow.create_version(
+            run_id=str(run_id) if run_id else "",
+            model_id=str(model_id),
+            tags={
+                GIT_TAG_TAG: event.tag,
+                "mlci.git_commit": event.commit,
+                "mlci.fingerprint": str(meta.get("fingerprint", "")),
+                "mlci.version": event.version,
+                MODEL_DIGEST_TAG: str(meta.get(stores.DIGEST_KEY) or ""),
+            },
+            description=f"{config.model.name} {event.version} (re-created from git tag {event.tag})",
+        )
+    info = models.version_of(config.model.name, event)
+    resolved = models.resolve_for_promotion(config, environ, info, log)
+    if resolved.mlflow_version is None:
+        raise MlciError(
+            f"{event.tag} records no model digest, and its run's model is not in this store",
+            hint="run `mlci doctor --fix` where the version was registered",
+        )
+    return resolved.mlflow_version
+
+
+def _check_release(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    info: stores.Version,
+    fix: bool,
+    report: DoctorReport,
+    log: Callable[[str], None],
+) -> None:
+    from mlci.stores.github import GitHubUnavailable, ReleaseStore
+
+    try:
+        store = ReleaseStore.from_environ(config, environ, log)
+        release = store.api.release(info.tag)
+    except GitHubUnavailable as exc:
+        report.notes.append(f"{info.tag}: its bytes are in a GitHub release, not checked: {exc.message}")
+        return
+    name = str(info.metadata.get(stores.ASSET_KEY) or stores.archive_name(info.model, info.version))
+    if release is None or release.asset(name) is None:
+        report.problems.append(
+            Problem(
+                "bytes_missing",
+                f"{info.tag}: {store.repository} has no release asset {name} on this tag, where its bytes "
+                "were stored; promoting it will fail",
+                hint="restore the release, or register the model again (a new version); mlci never retrains "
+                "to fill the gap",
+            )
+        )
+        return
+    if release.draft:
+        problem = Problem(
+            "release_draft", f"{info.tag}: its release is still a draft (a registration that did not finish)"
+        )
+        if fix:
+            store.api.publish_release(release)
+            problem.fixed = True
+            problem.message += "; published"
+            log(problem.message)
+        report.problems.append(problem)
+
+
 def format_report(report: DoctorReport) -> str:
+    notes = [f"  note: {n}" for n in report.notes]
     if not report.problems:
-        return f"{report.model}: git tags and MLflow agree"
+        return "\n".join([f"{report.model}: git tags, MLflow and the stored bytes agree", *notes])
     lines = [f"{report.model}: {len(report.problems)} problem(s)"]
     for p in report.problems:
         mark = "fixed" if p.fixed else "drift"
         lines.append(f"  [{mark}] {p.message}")
+        if p.hint and not p.fixed:
+            lines.append(f"          hint: {p.hint}")
+    lines += notes
     if not report.healthy:
         lines.append("run `mlci doctor --fix` to bring MLflow in step with git")
     return "\n".join(lines)

@@ -18,13 +18,23 @@ HISTORY_LENGTH = 10
 DEFAULT_OUTPUT = {"markdown": "report.md", "table": "report.txt", "json": "report.json"}
 
 
+def _recorded_metrics(meta: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics a version tag records (numbers only)."""
+    raw = meta.get("metrics")
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(k): float(v) for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
 def _env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
     event = state.current(env) if state else None
     if event is None or event.version is None or state is None:
         return rpt.Baseline(env, env, found=False, note=f"no model in {env} yet")
     registration = state.versions.get(event.version)
     meta = registration.metadata if registration else {}
-    metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    metrics = _recorded_metrics(meta)
     return rpt.Baseline(
         key=env,
         label=f"{env} {event.version}",
@@ -38,7 +48,9 @@ def _env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
     )
 
 
-def _base_baseline(root: Path, ref: str, tracking: Any, log: Callable[[str], None]) -> rpt.Baseline:
+def _base_baseline(
+    root: Path, ref: str, tracking: Any, state: tags.ModelState | None, log: Callable[[str], None]
+) -> rpt.Baseline:
     # A CI checkout has the base branch only as origin's remote-tracking branch.
     commit = gitrepo.rev_parse(root, ref) or gitrepo.rev_parse(root, f"{registry.REMOTE}/{ref}")
     if commit is None:
@@ -49,12 +61,30 @@ def _base_baseline(root: Path, ref: str, tracking: Any, log: Callable[[str], Non
     label = f"base {ref}@{base[:7]}"
     run = tracking.find_run_at_commit(base)
     if run is None:
+        # The base's model may be a registered version: its tag records the metrics.
+        version = state.version_on_commit(base) if state else None
+        if state is not None and version is not None:
+            meta = state.versions[version].metadata
+            metrics = _recorded_metrics(meta)
+            if metrics:
+                return rpt.Baseline(
+                    "base",
+                    f"{label} ({version})",
+                    found=True,
+                    version=version,
+                    commit=base,
+                    run_id=meta.get("mlflow_run_id"),
+                    metrics=metrics,
+                    params=meta.get("params") or {},
+                )
         return rpt.Baseline(
             "base",
             label,
             found=False,
             commit=base,
-            note=f"no finished MLflow run at the merge base {base[:7]} (train it on {ref})",
+            note=f"the merge base {base[:7]} has no run in {_store_words(tracking.uri)} and no registered "
+            "version, so there is nothing to compare with (a commit gets a run when a pull request trains "
+            "it; in CI, a shared tracking server keeps every job's runs)",
         )
     return rpt.Baseline(
         "base",
@@ -65,6 +95,10 @@ def _base_baseline(root: Path, ref: str, tracking: Any, log: Callable[[str], Non
         metrics=run.metrics,
         params=run.params,
     )
+
+
+def _store_words(uri: str) -> str:
+    return "the embedded MLflow store" if uri.startswith("sqlite:") else uri
 
 
 def _history(state: tags.ModelState | None, key_metric: str | None) -> list[tuple[str, float]]:
@@ -140,7 +174,7 @@ def gather(
                 continue
             ref = base or (config.environments[0].branch if config.environments else "main")
             tracking = project.make_tracking(config, environ)
-            baselines.append(_base_baseline(root, ref, tracking, log))
+            baselines.append(_base_baseline(root, ref, tracking, state, log))
         else:
             baselines.append(_env_baseline(state, key))
     report = rpt.build(
@@ -167,12 +201,10 @@ def _registered_head(
         return None
     event = state.versions[version]
     meta = event.metadata
-    metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    metrics = _recorded_metrics(meta)
     if not metrics:
         return None  # a tag without metrics (another tool's): the run cache decides
-    log(
-        f"these inputs are {state.name} {version} ({event.tag}): judged by its recorded metrics, not training"
-    )
+    log(f"these inputs are {state.name} {version} ({event.tag}): judged by its recorded metrics, no training")
     return train_cmd.TrainResult(
         run_id=str(meta.get("mlflow_run_id") or ""),
         experiment_id="",

@@ -94,11 +94,9 @@ class RunArtifacts:
             return "GitHub names no run that made it"
         run = self.api.workflow_run(int(artifact.run_id))
         if run.event not in TRUSTED_EVENTS:
-            return (
-                f"it was made by a {run.event!r} run (trusted: push, and pull requests from this repository)"
-            )
+            return f"a {run.event!r} run made it (trusted: push, and pull requests from this repository)"
         if run.head_repository != run.repository:
-            return f"it was made by a pull request from {run.head_repository}"
+            return f"a pull request from {run.head_repository} made it"
         return None
 
     def find(self, model: str, fingerprint: str, dest: Path) -> bundle.Restored | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,11 +57,17 @@ class MlflowStore:
         return record.source if record else None
 
     def holds(self, version: Version) -> bool:
-        """The model version exists and records the tag's digest."""
-        from mlci.tracking import MODEL_DIGEST_TAG
-
+        """The files are on this machine (the embedded store, a file:// artifact root) and
+        hash to the tag's digest, checked in place. Files on a server are not
+        trusted by their tags: they are downloaded and checked (``fetch``)."""
         record = self._record(version)
-        return record is not None and record.tags.get(MODEL_DIGEST_TAG) == version.digest
+        if record is None or not record.source.startswith("file:"):
+            return False
+        local = Path(urllib.parse.unquote(urllib.parse.urlsplit(record.source).path))
+        try:
+            return local.is_dir() and archive.digest_folder(local).sha256 == version.digest
+        except archive.ArchiveError:
+            return False
 
     def fetch(self, version: Version, dest: Path) -> archive.Digest:
         source = self._source(version)
