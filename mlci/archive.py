@@ -209,6 +209,22 @@ def unpack(
         shutil.rmtree(partial, ignore_errors=True)
 
 
+def verify(chunks: Iterable[bytes], *, expected: str | None, source: str) -> Digest:
+    """Hash an archive stream without keeping it: the check a promotion needs
+    when nothing here will use the files."""
+    reader = _HashingReader(chunks)
+    reader.drain()
+    digest = reader.digest()
+    if expected is not None and digest.sha256 != expected:
+        raise ArchiveError(
+            f"{source}: sha256 {digest.sha256} does not match the registry's {expected}: "
+            "these are not the bytes that were registered",
+            hint="the stored model was replaced or corrupted; do not deploy it. "
+            "Register the model again from its inputs (a new version), and find out who changed it",
+        )
+    return digest
+
+
 def _tee(chunks: Iterable[bytes], path: Path) -> Iterator[bytes]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as handle:

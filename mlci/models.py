@@ -26,8 +26,9 @@ PULLED_DIR = "pulled"
 class Resolved:
     version: stores.Version
     where: str
-    verified: str  # "downloaded", "reported by the store", or "not recorded"
+    verified: str  # "downloaded", "reported by the store", "hashed in place", or "not recorded"
     mlflow_version: str | None
+    mirror_skipped: bool = False  # a CI job's own embedded store: rebuilding it would die with the job
 
 
 def version_of(model: str, event: tags.Event) -> stores.Version:
@@ -44,10 +45,11 @@ def fetch(
     config: cfg.Config,
     environ: Mapping[str, str],
     version: stores.Version,
-    dest: Path,
+    dest: Path | None,
     log: Callable[[str], None],
 ) -> archive.Digest:
-    """The version's model folder into ``dest``, its digest checked against the tag."""
+    """The version's model folder into ``dest``, its digest checked against the tag
+    (with ``dest`` None, only checked)."""
     store = stores.for_version(version, config, environ, log)
     log(f"fetching {version.tag} from {store.where(version)}")
     return store.fetch(version, dest)
@@ -108,13 +110,22 @@ def resolve_for_promotion(
 ) -> Resolved:
     """Make sure the version's bytes exist with the tag's digest, and that this
     job's MLflow store has its model version (rebuilt from the bytes if not)."""
-    from mlci.tracking import Registry
+    from mlci.tracking import Registry, sqlite_path
 
     store = stores.for_version(version, config, environ, log)
     where = store.where(version)
-    reg = Registry(project.make_tracking(config, environ), version.model)
-    hint = version.metadata.get("mlflow_model_version")
-    existing = reg.version_for_tag(version.tag, None if hint is None else str(hint))
+    tracking = project.make_tracking(config, environ)
+    db = sqlite_path(tracking.uri)
+    # A CI job's embedded store ends with the job: a cold one is not worth
+    # opening (MLflow's import and schema cost seconds) to rebuild a mirror
+    # nobody will read. `mlci doctor --fix` rebuilds it wherever it is wanted.
+    ephemeral = environ.get("GITHUB_ACTIONS") == "true" and db is not None
+    existing = None
+    if not (ephemeral and db is not None and not db.exists()):
+        hint = version.metadata.get("mlflow_model_version")
+        existing = Registry(tracking, version.model).version_for_tag(
+            version.tag, None if hint is None else str(hint)
+        )
     if version.digest is None:
         log(
             f"warning: {version.tag} records no model digest (registered by another tool, or before "
@@ -124,6 +135,14 @@ def resolve_for_promotion(
     if existing is not None and store.holds(version):
         log(f"{where} holds {version.tag}'s bytes (sha256 {version.digest[:12]})")
         return Resolved(version, where, "reported by the store", existing)
+    if existing is None and ephemeral:
+        digest = fetch(config, environ, version, None, log)
+        log(f"verified {version.tag}: sha256 {digest.sha256[:12]}, {digest.size:,} bytes")
+        log(
+            "this job's embedded MLflow store ends with the job: no MLflow model version or alias made "
+            "here (`mlci doctor --fix` makes them from the stored bytes on any machine)"
+        )
+        return Resolved(version, where, "downloaded", None, mirror_skipped=True)
     scratch = _scratch(config, version)
     try:
         digest = fetch(config, environ, version, scratch, log)

@@ -102,3 +102,41 @@ def test_unreachable_server_is_a_clear_error(cli, tmp_path: Path, monkeypatch: p
     assert f"failed against http://127.0.0.1:{port}" in result.err
     assert "hint: check that the tracking server is running" in result.err
     assert "Traceback" not in result.err
+
+
+def test_versions_on_a_server_are_verified_and_pulled_from_it(cli, tmp_path: Path, remote: str) -> None:  # type: ignore[no-untyped-def]
+    """With a tracking server, the server keeps a version's bytes: another
+    machine (a fresh clone, an empty .mlci/) promotes and pulls them, checked
+    by digest, and `models:/NAME@ENV` resolves to the same files."""
+    import mlflow.artifacts
+
+    from mlci import archive
+    from tests.helpers import run
+    from tests.test_registry import commit, project
+
+    root = project(tmp_path)
+    name = f"demo-{uuid.uuid4().hex[:8]}"
+    (root / "mlci.yaml").write_text((root / "mlci.yaml").read_text().replace("name: demo", f"name: {name}"))
+    commit(root, "a model name of its own on the shared server")
+    run(["git", "push", "-q", "origin", "main"], root)
+    trained = json.loads(cli("train", "--json", cwd=root).out)
+    registered = cli("register", "--json", cwd=root)
+    assert registered.code == ExitCode.OK, registered.err
+    assert json.loads(registered.out)["store"] == "mlflow"
+
+    other = tmp_path / "elsewhere"
+    run(["git", "clone", "-q", str(tmp_path / "remote.git"), str(other)], tmp_path)
+    promoted = cli("promote", "staging", "--json", cwd=other)
+    assert promoted.code == ExitCode.OK, promoted.err
+    assert f"verified {name}@v0.0.1: sha256 {trained['model_sha256'][:12]}" in promoted.err
+    assert "rebuilt" not in promoted.err  # the server has the model version already
+    pulled = cli("pull", f"{name}#staging", "--json", "--output", str(tmp_path / "m"), cwd=other)
+    assert pulled.code == ExitCode.OK, pulled.err
+    assert json.loads(pulled.out)["sha256"] == trained["model_sha256"]
+    assert not (other / ".mlci" / "mlflow.db").exists()
+    served = mlflow.artifacts.download_artifacts(
+        f"models:/{name}@staging", dst_path=str(tmp_path / "served"), tracking_uri=remote
+    )
+    # MLflow adds its own registered_model_meta file to what it serves.
+    (Path(served) / "registered_model_meta").unlink()
+    assert archive.digest_folder(Path(served)).sha256 == trained["model_sha256"]

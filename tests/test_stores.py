@@ -393,3 +393,15 @@ def test_pull_from_a_release_needs_a_token_and_says_so(
         )
         card = gh.asset_bytes("demo@v0.0.1", "model-card.md").decode()
         assert "# demo v0.0.1" in card and meta["model_sha256"] in card and "| `accuracy` | 0.9 |" in card
+
+
+def test_config_show_names_the_store_and_why(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path, remote=False)
+    shown = json.loads(cli("config", "show", "--json", cwd=root).out)["config"]["registry"]
+    assert shown == {"store": "auto", "effective_store": "local", "why": shown["why"]}
+    assert "embedded store" in shown["why"]
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    shown = json.loads(cli("config", "show", "--json", cwd=root).out)["config"]["registry"]
+    assert shown["effective_store"] == "github" and "release on the version tag" in shown["why"]
+    text = cli("config", "show", cwd=root).out
+    assert "effective_store: github" in text

@@ -198,7 +198,11 @@ def assign(
     verb = "rolled back" if rollback_reason is not None else "promoted"
     where = f", pushed to {registry.REMOTE}" if published.pushed else " (local only: not pushed)"
     log(f"{verb} {model} {candidate} to {env.name}: tag {tag}{where}")
-    alias_set = _set_alias(config, environ, model, env.name, registration.tag, mlflow_version, log)
+    alias_set = (
+        False
+        if resolved.mirror_skipped
+        else _set_alias(config, environ, model, env.name, registration.tag, mlflow_version, log)
+    )
     return PromoteResult(
         model,
         env.name,

@@ -65,8 +65,9 @@ class ModelStore(Protocol):
     def abort(self) -> None:
         """The tag was not published: remove what ``stage`` stored."""
 
-    def fetch(self, version: Version, dest: Path) -> archive.Digest:
-        """The model folder into ``dest`` (a new folder), checked against the tag's digest."""
+    def fetch(self, version: Version, dest: Path | None) -> archive.Digest:
+        """The model folder into ``dest`` (a new folder), checked against the tag's digest;
+        with ``dest`` None, only checked."""
 
     def holds(self, version: Version) -> bool:
         """Whether the store reports the bytes with the tag's digest, without a download."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,7 +70,7 @@ class MlflowStore:
         except archive.ArchiveError:
             return False
 
-    def fetch(self, version: Version, dest: Path) -> archive.Digest:
+    def fetch(self, version: Version, dest: Path | None) -> archive.Digest:
         source = self._source(version)
         if source is None:
             raise ModelMissing(
@@ -79,9 +80,13 @@ class MlflowStore:
                 "registered (see `registry.store`); run where that store is reachable, or point "
                 "MLFLOW_TRACKING_URI at the server that holds them",
             )
-        if dest.exists():
+        if dest is not None and dest.exists():
             raise archive.ArchiveError(f"{dest} exists already: not writing over it", hint="remove it first")
-        download = dest.with_name(dest.name + ".download")
+        download = (
+            dest.with_name(dest.name + ".download")
+            if dest is not None
+            else Path(tempfile.mkdtemp(prefix="mlci-verify-"))
+        )
         shutil.rmtree(download, ignore_errors=True)
         try:
             path = self.tracking.download(source, download)
@@ -92,7 +97,8 @@ class MlflowStore:
                     f"records {version.digest}: these are not the bytes that were registered",
                     hint="do not deploy them; register the model again from its inputs (a new version)",
                 )
-            os.replace(path, dest)
+            if dest is not None:
+                os.replace(path, dest)
         finally:
             shutil.rmtree(download, ignore_errors=True)
         return digest
