@@ -146,3 +146,39 @@ def test_fork_safe_scaffold_passes_the_linters(cli, actionlint: Path, tmp_path: 
     plain = tmp_path / "q"
     assert cli("init", str(plain)).code == 0
     assert not (plain / ".github/workflows/mlci-publish.yml").exists()
+
+
+def test_tracking_secrets_reach_only_the_steps_that_talk_to_the_server() -> None:
+    """The MLflow secrets are declared by the reusable workflow and handed to the
+    pr and promote steps alone: never to the fork-safe untrusted job, the publish
+    job, or a step that runs the project's install or fingerprint."""
+    import yaml
+
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/mlci.yml").read_text())
+    declared = workflow[True]["workflow_call"]["secrets"]  # PyYAML reads `on:` as True
+    names = {
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    }
+    assert set(declared) == names and not any(d["required"] for d in declared.values())
+    holders = {}
+    for job_name, job in workflow["jobs"].items():
+        for step in job["steps"]:
+            if "secrets." in yaml.safe_dump(step):
+                holders.setdefault(job_name, []).append(step.get("id") or step.get("name"))
+                assert set(step["env"]) == names
+                assert step["env"] == {n: f"${{{{ secrets.{n} }}}}" for n in names}
+    assert holders == {"pull-request": ["pr"], "promote": ["promote"]}
+    jobs = workflow["jobs"]
+    assert jobs["pull-request"]["permissions"]["actions"] == "read"
+    assert jobs["promote"]["permissions"] == {"actions": "read", "contents": "write"}
+    assert jobs["pull-request-untrusted"]["permissions"] == {"contents": "read"}
+    # The scaffold's callers pass them, and a fork-safe pull request caller does not.
+    for example in ("classifier", "regressor"):
+        for caller in ("mlci-pr.yml", "mlci-promote.yml"):
+            job = yaml.safe_load(
+                (REPO_ROOT / "examples" / example / ".github/workflows" / caller).read_text()
+            )
+            assert set(job["jobs"]["mlci"]["secrets"]) == names

@@ -1,0 +1,93 @@
+"""The policy that judges a change, and what a change does to it. Pure.
+
+A pull request's training settings come from its head (they are what is
+being tested), but the policy that judges it, the environments (their
+branches, `requires` and gates) and the metric goals, comes from the branch
+it merges into: the change under review cannot bend its own gate. A change
+to the policy is shown rule by rule, and judges the next pull request after
+it merges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from mlci.config import Config, Environment, GateRule, Threshold
+
+_FIELDS = ("min", "max", "max_regression", "min_improvement")
+
+
+@dataclass(frozen=True)
+class Change:
+    where: str  # "staging · accuracy", "staging", "metric accuracy"
+    what: str  # "min", "requires", "gate", "environment", "goal", "branch"
+    old: str | None  # None: absent before
+    new: str | None  # None: absent after
+
+    def describe(self) -> str:
+        old = "none" if self.old is None else self.old
+        new = "none" if self.new is None else self.new
+        return f"{self.where}: {self.what} {old} → {new}"
+
+
+def judged_by(head: Config, base: Config | None) -> Config:
+    """The head's config with the base's policy: what judges a pull request."""
+    if base is None:
+        return head
+    return dataclasses.replace(head, environments=base.environments, metrics=base.metrics)
+
+
+def _value(value: float | Threshold | None) -> str | None:
+    if value is None:
+        return None
+    return str(value) if isinstance(value, Threshold) else f"{value:g}"
+
+
+def _rules(env: Environment) -> dict[str, list[GateRule]]:
+    found: dict[str, list[GateRule]] = {}
+    for rule in env.gates:
+        found.setdefault(rule.metric, []).append(rule)
+    return found
+
+
+def _gate_changes(name: str, old: Environment, new: Environment) -> list[Change]:
+    changes: list[Change] = []
+    before, after = _rules(old), _rules(new)
+    for metric in [*before, *(m for m in after if m not in before)]:
+        olds, news = before.get(metric, []), after.get(metric, [])
+        for i in range(max(len(olds), len(news))):
+            where = f"{name} · {metric}" + (f" (rule {i + 1})" if max(len(olds), len(news)) > 1 else "")
+            a = olds[i] if i < len(olds) else None
+            b = news[i] if i < len(news) else None
+            for field in _FIELDS:
+                va = _value(getattr(a, field)) if a else None
+                vb = _value(getattr(b, field)) if b else None
+                if va != vb:
+                    changes.append(Change(where, field, va, vb))
+    return changes
+
+
+def diff(base: Config | None, head: Config) -> list[Change]:
+    """Every way ``head``'s policy differs from ``base``'s, rule by rule."""
+    if base is None:
+        return []
+    changes: list[Change] = []
+    old_envs = {e.name: e for e in base.environments}
+    new_envs = {e.name: e for e in head.environments}
+    for name in [*old_envs, *(n for n in new_envs if n not in old_envs)]:
+        old, new = old_envs.get(name), new_envs.get(name)
+        if old is None or new is None:
+            defined = (None if old is None else "defined", None if new is None else "defined")
+            changes.append(Change(name, "environment", *defined))
+            continue
+        if old.branch != new.branch:
+            changes.append(Change(name, "branch", old.branch, new.branch))
+        if old.requires != new.requires:
+            changes.append(Change(name, "requires", old.requires, new.requires))
+        changes += _gate_changes(name, old, new)
+    for metric in sorted(set(base.metrics) | set(head.metrics)):
+        old_goal, new_goal = base.goal(metric), head.goal(metric)
+        if old_goal != new_goal:
+            changes.append(Change(f"metric {metric}", "goal", old_goal, new_goal))
+    return changes
