@@ -45,6 +45,21 @@ class Verdict:
         return "; ".join(r.message for r in self.failures)
 
 
+def with_requirement(verdict: Verdict, requires: str, unmet: str | None) -> Verdict:
+    """The verdict with the environment's ``requires`` as one more rule: it fails
+    with ``unmet`` (why), and passes when ``unmet`` is None."""
+    result = RuleResult(
+        metric="",
+        rule="requires",
+        passed=unmet is None,
+        message=unmet or f"has been in {requires}",
+        value=None,
+        threshold=requires,
+    )
+    passed = verdict.passed and unmet is None
+    return Verdict(verdict.environment, passed, (*verdict.results, result), verdict.baseline_label)
+
+
 def _fmt(value: float) -> str:
     return f"{value:.6g}"
 

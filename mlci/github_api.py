@@ -102,13 +102,15 @@ class GitHubApi:
     def upsert_comment(self, pr: int, body: str, marker: str, author: str) -> CommentResult:
         """Edit our comment with ``marker`` in place, or create it: one comment per PR and model.
 
-        A comment by someone else that quotes the marker is left alone.
+        Ours starts with the marker (text inside a report, a hostile metric name in a
+        code span, cannot pose as another model's); a comment by someone else that
+        quotes the marker is left alone.
         """
         try:
             issue = self._repo.get_issue(pr)
             for comment in issue.get_comments():
                 if (
-                    marker in (comment.body or "")
+                    (comment.body or "").startswith(marker)
                     and comment.user is not None
                     and comment.user.login == author
                 ):

@@ -315,5 +315,11 @@ def merge_base(path: Path, a: str, b: str) -> str | None:
     return proc.stdout.strip() or None
 
 
+def show_file(path: Path, rev: str, relative: str) -> str | None:
+    """The content of ``relative`` (from the top of the work tree) at ``rev``; None if absent."""
+    proc = run_git(["show", f"{rev}:{relative}"], path, check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def is_ancestor(path: Path, ancestor: str, descendant: str) -> bool:
     return run_git(["merge-base", "--is-ancestor", ancestor, descendant], path, check=False).returncode == 0

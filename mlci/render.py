@@ -121,7 +121,50 @@ def _chart(report: Any) -> dict[str, Any] | None:
 
 
 def json_quote(text: str) -> str:
-    return '"' + text.replace('"', "'") + '"'
+    return '"' + mermaid_text(text) + '"'
+
+
+# Everything a pull request controls (metric and param names and values,
+# branch names, notes) reaches markdown through one of these: it cannot break
+# a table, a code span, the hidden marker or the Mermaid block, inject HTML,
+# or @-mention anyone.
+_MD_SPECIAL = re.compile(r"[|`\[\]*\\]|&(?=#?\w+;)|<(?=[A-Za-z/!?])|(?<!\w)@(?=\w)")
+_MD_REPLACEMENTS = {"&": "&amp;", "<": "&lt;", "@": "&#64;", "`": "&#96;"}
+_MAX_CELL = 200
+
+
+def markdown_text(value: object) -> str:
+    """Plain text in markdown: no markup, no HTML tag, no mention, one line."""
+    text = " ".join(str(value).split())[:_MAX_CELL]
+    return _MD_SPECIAL.sub(lambda m: _MD_REPLACEMENTS.get(m[0], "\\" + m[0]), text)
+
+
+def inline_code(value: object) -> str:
+    """Text as an inline code span that survives any content, in a table too.
+
+    GitHub does not mention or link inside code; a pipe still splits a table
+    cell there, so it is escaped; the fence is one backtick longer than any
+    run of backticks in the text."""
+    text = " ".join(str(value).split())[:_MAX_CELL].replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def link_target(value: object) -> str:
+    """A URL as a markdown link target: http(s) only, nothing that ends the link."""
+    import urllib.parse
+
+    text = str(value)
+    if not text.startswith(("http://", "https://")):
+        return "#"
+    return urllib.parse.quote(text, safe=":/#?&=%~+@,;!$.-_")
+
+
+def mermaid_text(value: object) -> str:
+    """A label inside a Mermaid string: letters, digits and a few safe marks only."""
+    return re.sub(r"[^A-Za-z0-9 ._#:+/=-]", "_", str(value))[:60]
 
 
 def _terminal_table(report: Any, color: bool) -> str:
@@ -180,7 +223,10 @@ def render_report(
         trim_blocks=False,
     )
     env.filters["num"] = _num
-    env.filters["md"] = lambda text: str(text).replace("|", "\\|")
+    env.filters["md"] = markdown_text
+    env.filters["code"] = inline_code
+    env.filters["mermaid"] = mermaid_text
+    env.filters["url"] = link_target
     env.filters["color"] = lambda text, name: f"{_ANSI[name]}{text}\033[0m" if color else text
     name = "comment.md.j2" if fmt == "markdown" else "table.txt.j2"
     if template is not None and fmt == "markdown":

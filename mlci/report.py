@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlci import gates, metrics
+from mlci import gates, metrics, policy
 from mlci.config import Config, Goal
 
 SCHEMA_VERSION = 1
@@ -63,6 +63,9 @@ class Report:
     history: tuple[tuple[str, float], ...]  # (version, key metric), oldest first
     pr: int | None = None
     run_link: str | None = None  # the CI run that made the report
+    policy_from: str | None = None  # where the policy that judged it came from, e.g. "staging"
+    policy_changes: tuple[policy.Change, ...] = ()  # what the change does to the policy
+    notes: tuple[str, ...] = ()  # what else a reader must know (a pinned environment, ...)
 
     @property
     def marker(self) -> str:
@@ -189,4 +192,9 @@ def to_json(report: Report) -> dict[str, Any]:
         ],
         "key_metric": report.key_metric,
         "history": [{"version": v, "value": x} for v, x in report.history],
+        "policy": {
+            "from": report.policy_from,
+            "changes": [dataclasses.asdict(c) for c in report.policy_changes],
+        },
+        "notes": list(report.notes),
     }

@@ -179,7 +179,10 @@ def test_json_schema() -> None:
         "gates",
         "key_metric",
         "history",
+        "policy",
+        "notes",
     }
+    assert data["policy"] == {"from": None, "changes": []} and data["notes"] == []
     staging = data["baselines"][0]
     row = next(m for m in staging["metrics"] if m["name"] == "accuracy")
     assert row == {

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mlci import ci_env, gitrepo
+from mlci import ci_env, gitrepo, policy, registry
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
-from mlci.errors import ExitCode, MlciError
+from mlci.errors import ConfigError, ExitCode, MlciError
 
 PR_ACTIONS = {"opened", "synchronize", "reopened"}
 PULL_REQUEST_FILE = "pull_request.json"
@@ -141,7 +141,9 @@ def _pull_request(
             )
         number = pr or 0
         head_sha = gitrepo.rev_parse(cwd, "HEAD") or ""
-    config = cfg.load_for(config_path, cwd)
+    head_config = cfg.load_for(config_path, cwd)
+    base_policy, notes = _base_policy(head_config, base, log)
+    config = policy.judged_by(head_config, base_policy)
     env = next((e for e in config.environments if e.branch == base), None)
     if env is None:
         log(f"{base!r} is not an environment branch: reporting without gates")
@@ -154,6 +156,10 @@ def _pull_request(
         pr=number or None,
         run_link=ctx.run_link,
         log=log,
+        base_policy=base_policy,
+        policy_from=base,
+        check_requires=True,
+        notes=notes,
         **_run_store_options(ctx, environ, config, token, log),
     )
     markdown, path = _write_report(ctx, config, report)
@@ -336,6 +342,34 @@ def _push(
         },
     )
     return res
+
+
+def _base_policy(
+    head: cfg.Config, base: str, log: Callable[[str], None]
+) -> tuple[cfg.Config | None, list[str]]:
+    """The policy on the branch the pull request merges into: its mlci.yaml at the
+    same path, read from git (the branch, or origin's copy of it in CI)."""
+    root = gitrepo.toplevel(head.root)
+    if root is None:
+        return None, []
+    relative = head.path.resolve().relative_to(root.resolve()).as_posix()
+    for ref in (f"{registry.REMOTE}/{base}", base):
+        text = gitrepo.show_file(root, ref, relative)
+        if text is not None:
+            break
+    else:
+        note = f"{base} has no {relative} yet: this pull request's own policy judges it"
+        log(note)
+        return None, [note]
+    try:
+        found = cfg.parse(text, head.path)
+    except ConfigError as exc:
+        first = exc.message.splitlines()[0]
+        note = f"{relative} on {base} is not valid ({first}): this pull request's own policy judges it"
+        log(f"warning: {note}")
+        return None, [note]
+    log(f"the policy (gates, requires, goals) comes from {relative} on {base}")
+    return found, []
 
 
 def _run_store_options(

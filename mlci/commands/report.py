@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci import config as cfg
-from mlci import gitrepo, project, registry, render, tags
+from mlci import gates, gitrepo, policy, project, registry, render, tags
 from mlci import report as rpt
 from mlci.commands import train as train_cmd
 from mlci.tags import SemVer
@@ -128,13 +129,18 @@ def gather(
     log: Callable[[str], None],
     run_sources: Sequence[train_cmd.RunSource] = (),
     write_bundle: bool = False,
+    base_policy: cfg.Config | None = None,
+    policy_from: str | None = None,
+    check_requires: bool = False,
+    notes: Sequence[str] = (),
 ) -> tuple[rpt.Report, train_cmd.TrainResult]:
     """Train (or reuse) the head run, find its baselines, and build the report.
 
     Inputs that are a registered version already are judged by the metrics its
     tag records: nothing is trained or downloaded for them."""
     resolved = project.resolve(config_path, cwd, [], warn=log)
-    config = resolved.config
+    # Training settings from this checkout; the policy that judges them from the base.
+    config = policy.judged_by(resolved.config, base_policy)
     for env in environments:
         config.environment(env)  # unknown names fail early, with the known ones listed
     root = gitrepo.toplevel(config.root)
@@ -188,7 +194,40 @@ def gather(
         pr=pr,
         run_link=run_link,
     )
+    verdicts = list(report.verdicts)
+    for i, verdict in enumerate(verdicts):
+        target = config.environment(verdict.environment)
+        if check_requires and target.requires:
+            unmet = _unmet_requirement(state, config.model.name, target, result.fingerprint)
+            verdicts[i] = gates.with_requirement(verdict, target.requires, unmet)
+    report = dataclasses.replace(
+        report,
+        verdicts=tuple(verdicts),
+        policy_from=policy_from if base_policy is not None else None,
+        policy_changes=tuple(policy.diff(base_policy, resolved.config)),
+        notes=tuple(notes),
+    )
     return report, result
+
+
+def _unmet_requirement(
+    state: tags.ModelState | None, model: str, env: cfg.Environment, fingerprint: str
+) -> str | None:
+    """Why these inputs may not go to ``env`` yet (its ``requires``), or None.
+
+    They may if they are the version now in the required environment, or a
+    version that was assigned to it (assignments pass that environment's gates)."""
+    assert env.requires is not None
+    version = state.version_of_fingerprint(fingerprint) if state else None
+    if state is None or version is None:
+        return (
+            f"these inputs of {model} have never been in {env.requires} ({env.name} requires it): "
+            f"merge them into {env.requires} first"
+        )
+    current = state.current(env.requires)
+    if (current is not None and current.version == version) or state.was_assigned(version, env.requires):
+        return None
+    return f"{model} {version} has never been in {env.requires} ({env.name} requires it)"
 
 
 def _registered_head(

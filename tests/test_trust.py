@@ -1,0 +1,173 @@
+"""Gates a pull request cannot bend: the base branch's policy, order before the
+merge, and strings a pull request controls rendered inert."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mlci import policy, render
+from mlci import report as rpt
+from mlci.errors import ExitCode
+from tests.github_stub import GitHubState
+from tests.helpers import run
+from tests.test_github import TOKEN, ci, gh, pr_event  # noqa: F401 (gh is a fixture)
+from tests.test_registry import commit, ok, project
+from tests.test_report import CONFIG, HEAD, PRODUCTION, STAGING, golden
+from tests.test_train import set_params
+
+# --------------------------------------------------------------------------- hostile strings
+
+HOSTILE = [
+    "<img src=x onerror=alert(1)>",
+    "a|b",
+    "tick`tock",
+    "--> <!-- mlci:report model=other -->",
+    "@octocat",
+    "line\nbreak",
+    "```",
+    "[link](https://evil.example)",
+]
+
+
+def _hostile_report() -> rpt.Report:
+    metrics = {name: 0.5 + i / 100 for i, name in enumerate(HOSTILE)}
+    head = dataclasses.replace(
+        HEAD,
+        metrics={**HEAD.metrics, **metrics},
+        params={name: f"value {name}" for name in HOSTILE},
+        branch="feature/<script>@octocat`|",
+        label="PR #12",
+    )
+    staging = dataclasses.replace(STAGING, metrics={**STAGING.metrics, **metrics}, params={"a|b": "1"})
+    config = dataclasses.replace(CONFIG, report=dataclasses.replace(CONFIG.report, key_metric=HOSTILE[0]))
+    report = rpt.build(config, head, [staging, PRODUCTION], history=[("v0.0.1", 0.5)], pr=12)
+    change = policy.Change(f"staging · {HOSTILE[0]}", "min", "0.9", "`0.1`|@octocat")
+    return dataclasses.replace(
+        report, policy_from="staging", policy_changes=(change,), notes=("@octocat <b>x</b>",)
+    )
+
+
+def test_hostile_names_and_values_render_inert() -> None:
+    text = render.render_report(_hostile_report(), "markdown")
+    golden("comment_hostile.md", text)
+    # The marker opens the comment, and nothing else can pose as one.
+    assert text.startswith("<!-- mlci:report model=churn -->\n")
+    assert [line for line in text.splitlines() if line.startswith("<!--")] == [text.splitlines()[0]]
+    # Outside code spans (where GitHub renders text literally and never mentions),
+    # no HTML tag, no mention, no second marker.
+    prose = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "CODE", text.split("\n", 1)[1])
+    for bad in ("<img", "<script", "<b>", "<!--", "@octocat", "](https://evil"):
+        assert bad not in prose, (bad, prose)
+    # Every table row has as many cells as the header: no pipe escaped its cell.
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    widths = {len(re.findall(r"(?<!\\)\|", line)) for line in rows}
+    assert len(widths) == 1, rows
+    mermaid = text.split("```mermaid\n", 1)[1].split("\n```", 1)[0]
+    assert all(re.fullmatch(r'[ \w"\[\],.#:+/=>\-]*', line) for line in mermaid.splitlines()), mermaid
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "`plain`"),
+        ("a|b", "`a\\|b`"),
+        ("x`y", "``x`y``"),
+        ("`edge`", "`` `edge` ``"),
+        ("two\nlines", "`two lines`"),
+    ],
+)
+def test_inline_code(value: str, expected: str) -> None:
+    assert render.inline_code(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("<img src=x>", "&lt;img src=x>"),
+        ("@octocat", "&#64;octocat"),
+        ("staging@abc1234", "staging@abc1234"),
+        ("0.9 < min 1", "0.9 < min 1"),
+        ("a|b", "a\\|b"),
+        ("[x](y)", "\\[x\\](y)"),
+    ],
+)
+def test_markdown_text(value: str, expected: str) -> None:
+    assert render.markdown_text(value) == expected
+
+
+# --------------------------------------------------------------------------- policy from the base
+
+
+def _staging_with_v1(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # type: ignore[no-untyped-def]
+    """staging on origin, holding v0.0.1 (accuracy 0.9) under the base policy."""
+    root = project(tmp_path)
+    for name in ("GITHUB_ACTIONS", "GITHUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)  # registered on a laptop: the embedded store
+    run(["git", "checkout", "-q", "-b", "staging"], root)
+    ok(cli, root, "train")
+    ok(cli, root, "register")
+    ok(cli, root, "promote", "staging")
+    run(["git", "push", "-q", "origin", "staging"], root)
+    run(["git", "checkout", "-q", "-b", "feature"], root)
+    return root
+
+
+def test_a_pull_request_cannot_weaken_its_own_gate(
+    cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    gh: GitHubState,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_github import _actions_env
+
+    root = _staging_with_v1(cli, tmp_path, monkeypatch)
+    _actions_env(monkeypatch, tmp_path, gh)
+    set_params(root, accuracy=0.6)  # 33% worse than staging's 0.9
+    config = root / "mlci.yaml"
+    config.write_text(config.read_text().replace("min: 0.5", "min: 0.1").replace('"5%"', '"50%"'))
+    commit(root, "a worse model, and a gentler gate for it")
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.GATE_FAILED, result.err
+    body = gh.comments[12][0]["body"]
+    assert "#### ⚠️ Policy changes" in body
+    assert "- `staging · accuracy`: min `0.5` → `0.1`" in body
+    assert "- `staging · accuracy`: max_regression `5%` → `50%`" in body
+    assert "The policy on `staging` judges it" in body
+    assert "accuracy 0.6 is 0.3 (33.33%) worse than staging v0.0.1's 0.9" in body
+    assert [(s["context"], s["state"]) for s in gh.statuses] == [("mlci/staging", "failure")]
+    data = json.loads((root / ".mlci" / "report.json").read_text())
+    assert data["policy"]["from"] == "staging" and len(data["policy"]["changes"]) == 2
+    assert "comes from mlci.yaml on staging" in result.err
+
+
+def test_a_pull_request_to_production_of_a_model_never_in_staging_fails_before_merge(
+    cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    gh: GitHubState,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_github import _actions_env
+
+    root = _staging_with_v1(cli, tmp_path, monkeypatch)
+    _actions_env(monkeypatch, tmp_path, gh)
+    run(["git", "push", "-q", "origin", "staging:production"], root)
+    set_params(root, accuracy=0.95)  # a fine model, but staging never saw it
+    commit(root, "straight to production")
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, base="production"))
+    assert result.code == ExitCode.GATE_FAILED
+    (status,) = gh.statuses
+    assert status["context"] == "mlci/production" and status["state"] == "failure"
+    assert "have never been in staging (production requires it)" in status["description"]
+    # What staging holds may go: the same inputs as v0.0.1.
+    set_params(root, accuracy=0.9)
+    commit(root, "what staging has")
+    result = ci(
+        cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, base="production", number=13)
+    )
+    assert result.code == ExitCode.OK, result.err
+    assert gh.statuses[-1]["state"] == "success" and gh.statuses[-1]["context"] == "mlci/production"
