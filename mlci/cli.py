@@ -391,6 +391,27 @@ def rollback(
     _finish_assignment(result, as_json)
 
 
+@app.command()
+def unpin(
+    environment: EnvArgument,
+    push: PushOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """End the pin a rollback put on an environment: automatic promotion resumes.
+
+    The version stays; it is assigned again (MODEL#ENV#N, an ordinary
+    assignment to GTO) without the pin, so the next push to the environment's
+    branch promotes as usual.
+    """
+    from mlci.commands import promote as command
+
+    result = command.unpin(
+        config, Path.cwd(), environ=os.environ, environment=environment, push=push, log=_log
+    )
+    _finish_assignment(result, as_json)
+
+
 def _finish_assignment(result: Any, as_json: bool) -> None:
     from mlci.errors import ExitCode
 

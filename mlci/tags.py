@@ -262,6 +262,12 @@ class ModelState:
         live = [e for v, e in self.assignments.get(environment, {}).items() if v not in self.deregistered]
         return max(live, key=_order_key) if live else None
 
+    def pin(self, environment: str) -> Event | None:
+        """The rollback that holds ``environment`` where it is, if any: a rollback pins
+        until a later assignment (``mlci unpin``, or an explicit promotion) replaces it."""
+        event = self.current(environment)
+        return event if event is not None and event.metadata.get("rollback") else None
+
     def version_of_fingerprint(self, fingerprint: str) -> str | None:
         for version in self.active_versions():
             if self.versions[version].metadata.get("fingerprint") == fingerprint:
@@ -367,6 +373,18 @@ def _precise(message: str, timestamp: int) -> float:
 
 def _when(record: TagRecord) -> float:
     return _precise(record.message, record.timestamp)
+
+
+def pin_message(event: Event) -> str:
+    """What a held promotion says about the pin."""
+    import datetime as dt
+
+    day = dt.datetime.fromtimestamp(event_time(event), tz=dt.timezone.utc).strftime("%Y-%m-%d")
+    reason = event.metadata.get("reason") or "no reason recorded"
+    return (
+        f"{event.environment} is pinned to {event.version} by a rollback on {day}: {reason}; "
+        f"`mlci unpin {event.environment}` resumes automatic promotion"
+    )
 
 
 def event_time(event: Event) -> float:

@@ -171,3 +171,54 @@ def test_a_pull_request_to_production_of_a_model_never_in_staging_fails_before_m
     )
     assert result.code == ExitCode.OK, result.err
     assert gh.statuses[-1]["state"] == "success" and gh.statuses[-1]["context"] == "mlci/production"
+
+
+# --------------------------------------------------------------------------- rollbacks hold
+
+
+def _push(cli, root: Path) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    result = cli("ci", "--event", "push", "--branch", "staging", "--json", cwd=root)
+    assert result.code == ExitCode.OK, result.err
+    return json.loads(result.out) | {"log": result.err}
+
+
+def test_a_rollback_holds_through_three_pushes_until_unpin(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    run(["git", "checkout", "-q", "-b", "staging"], root)
+    assert _push(cli, root)["version"] == "v0.0.1"
+    set_params(root, accuracy=0.92)
+    commit(root, "v2")
+    assert _push(cli, root)["outcome"] == "promoted"
+    rolled = ok(cli, root, "rollback", "staging", "--reason", "bad latency")
+    assert rolled["version"] == "v0.0.1"
+
+    for i, change in enumerate(("README typo", "accuracy 0.93", "accuracy 0.94")):
+        if change.startswith("accuracy"):
+            set_params(root, accuracy=float(change.split()[1]))
+        else:
+            (root / "README.md").write_text("typo fixed\n")
+        commit(root, change)
+        pushed = _push(cli, root)
+        assert pushed["outcome"] == "held", pushed
+        assert "staging is pinned to v0.0.1 by a rollback on " in pushed["message"]
+        assert ": bad latency; `mlci unpin staging` resumes automatic promotion" in pushed["message"]
+        shown = ok(cli, root, "show")
+        assert shown["models"][0]["environments"]["staging"] == "v0.0.1", i
+    assert shown["models"][0]["pinned"]["staging"]["reason"] == "bad latency"
+    assert "v0.0.1 (pinned)" in cli("show", cwd=root).out
+    assert "(pins staging)" in cli("history", cwd=root).out
+    # Only an explicit version moves it by hand; plain `promote` is held too.
+    held = cli("promote", "staging", cwd=root)
+    assert held.code == ExitCode.GATE_FAILED and "staging is pinned to v0.0.1" in held.err
+
+    unpinned = ok(cli, root, "unpin", "staging")
+    assert unpinned["changed"] is True and unpinned["version"] == "v0.0.1"
+    assert ok(cli, root, "show")["models"][0]["pinned"] == {}
+    assert "pin lifted" in cli("history", cwd=root).out
+    set_params(root, accuracy=0.95)
+    commit(root, "after the fix")
+    after = _push(cli, root)
+    assert (
+        after["outcome"] == "promoted"
+        and ok(cli, root, "show")["models"][0]["environments"]["staging"] == after["version"]
+    )

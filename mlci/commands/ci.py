@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mlci import ci_env, gitrepo, policy, registry
+from mlci import ci_env, gitrepo, policy, registry, tags
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
@@ -147,6 +147,9 @@ def _pull_request(
     env = next((e for e in config.environments if e.branch == base), None)
     if env is None:
         log(f"{base!r} is not an environment branch: reporting without gates")
+    pin = _pin(config, env)
+    if pin is not None:
+        notes.append(f"merging will not promote: {tags.pin_message(pin)}")
     report, result = report_cmd.gather(
         config_path,
         cwd,
@@ -185,6 +188,10 @@ def _pull_request(
     )
     state = "success" if verdict == "pass" else "failure"
     description = report.verdicts[0].summary() if env and report.verdicts else ""
+    if pin is not None and env is not None:
+        description = (
+            f"{env.name} pinned to {pin.version} by a rollback: merging will not promote; {description}"
+        )
     # What a trusted job needs to post this report later (the fork-safe flow).
     (path.parent / PULL_REQUEST_FILE).write_text(
         json.dumps(
@@ -319,10 +326,16 @@ def _push(
         version=registered.version,
         push=None,
         log=log,
+        automatic=True,
     )
     res.version = registered.version
     res.model_sha256 = promoted.model_sha256 or registered.model_sha256
-    if promoted.blocked:
+    if promoted.held:
+        res.outcome = "held"
+        res.message = f"{config.model.name} {registered.version} not promoted: {promoted.blocked}"
+        log(res.message)
+        ci_env.annotate(out, "notice", res.message, ctx.in_actions)
+    elif promoted.blocked:
         res.message = f"{env.name}: {registered.version} blocked: {promoted.blocked}"
         res.exit_code = ExitCode.GATE_FAILED
         res.verdict = "fail"
@@ -342,6 +355,14 @@ def _push(
         },
     )
     return res
+
+
+def _pin(config: cfg.Config, env: cfg.Environment | None) -> tags.Event | None:
+    if env is None:
+        return None
+    root = gitrepo.toplevel(config.root)
+    state = registry.read_state(root).get(config.model.name) if root else None
+    return state.pin(env.name) if state else None
 
 
 def _base_policy(

@@ -27,6 +27,7 @@ class PromoteResult:
     blocked: str | None = None  # why nothing was assigned (a gate or `requires`)
     alias_set: bool = False
     model_sha256: str | None = None
+    held: bool = False  # blocked by a rollback's pin, not by a gate
 
     @property
     def passed(self) -> bool:
@@ -100,6 +101,7 @@ def assign(
     push: bool | None,
     log: Callable[[str], None],
     rollback_reason: str | None = None,
+    automatic: bool = False,
 ) -> PromoteResult:
     """Promote (gates and ``requires``), or with ``rollback_reason`` roll back
     (absolute gates only)."""
@@ -112,8 +114,15 @@ def assign(
     current_event = state.current(env.name)
     current = current_event.version if current_event else None
 
+    pin = state.pin(env.name)
     if rollback_reason is None:
         candidate = _candidate_version(state, version, config, log)
+        if pin is not None and (version is None or automatic) and candidate != current:
+            # A rollback holds: only an explicit --version (or unpin) moves a pinned environment.
+            why = f"{tags.pin_message(pin)} (or promote a version explicitly with --version)"
+            return PromoteResult(
+                model, env.name, candidate, current, False, None, False, None, blocked=why, held=True
+            )
     else:
         candidate = _rollback_target(state, env.name, current, version)
 
@@ -215,6 +224,63 @@ def assign(
         alias_set=alias_set,
         model_sha256=resolved.version.digest,
     )
+
+
+def unpin(
+    config_path: Path | None,
+    cwd: Path,
+    *,
+    environ: Mapping[str, str],
+    environment: str,
+    push: bool | None,
+    log: Callable[[str], None],
+) -> PromoteResult:
+    """End a rollback's pin: the version stays, assigned again without the pin, so
+    automatic promotion resumes. GTO reads it as an ordinary assignment."""
+    config = cfg.load_for(config_path, cwd)
+    env = config.environment(environment)
+    ws = registry.open_workspace(config.root, environ, push)
+    registry.ensure_complete(ws, log)
+    model = config.model.name
+    state = _model_state(ws, model)
+    pin = state.pin(env.name)
+    if pin is None or pin.version is None:
+        current = state.current(env.name)
+        version = current.version if current and current.version else "-"
+        log(f"{env.name} is not pinned; nothing to do")
+        return PromoteResult(model, env.name, version, version, False, None, False, None)
+    version = pin.version
+    registration = state.versions[version]
+
+    def make_plan(fresh: dict[str, tags.ModelState]) -> registry.Plan | None:
+        now = fresh.get(model) or state
+        if now.pin(env.name) is None:
+            return None
+        names = [tags.parse_name(e.tag) for e in now.events]
+        counter = tags.next_counter([n for n in names if n is not None], model)
+        metadata: dict[str, Any] = {
+            "version": version,
+            "environment": env.name,
+            "fingerprint": registration.metadata.get("fingerprint"),
+            "metrics": registration.metadata.get("metrics"),
+            "previous": version,
+            "mlflow_model_version": registration.metadata.get("mlflow_model_version"),
+            "unpinned": pin.tag,
+            stores.DIGEST_KEY: registration.metadata.get(stores.DIGEST_KEY),
+        }
+        summary = f"{tags.assign_summary(model, env.name, version)} (unpinned)"
+        planned = registry.PlannedTag(
+            tags.assign_tag(model, env.name, counter), registration.commit, summary, metadata
+        )
+        return registry.Plan([planned])
+
+    published = registry.publish(ws, make_plan, log)
+    if published is None:
+        log(f"{env.name} was unpinned by another job meanwhile")
+        return PromoteResult(model, env.name, version, version, False, None, False, None)
+    tag = published.plan.tags[0].name
+    log(f"unpinned {env.name}: {version} stays, automatic promotion resumes (tag {tag})")
+    return PromoteResult(model, env.name, version, version, True, tag, published.pushed, None)
 
 
 def _set_alias(

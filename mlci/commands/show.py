@@ -60,15 +60,25 @@ def show(cwd: Path, model: str | None, warn: Callable[[str], None], detail: bool
     for name in sorted(state):
         s = state[name]
         environments = {}
+        pins = {}
         for env in env_order:
             event = s.current(env)
             environments[env] = event.version if event else None
+            pin = s.pin(env)
+            if pin is not None:
+                pins[env] = {
+                    "version": pin.version,
+                    "since": _when(pin.timestamp),
+                    "reason": pin.metadata.get("reason"),
+                    "tag": pin.tag,
+                }
         models.append(
             {
                 "name": name,
                 "latest": s.latest,
                 "deprecated": s.deprecated is not None,
                 "environments": environments,
+                "pinned": pins,
                 "versions": [
                     {
                         "version": v,
@@ -95,11 +105,20 @@ def format_show(data: dict[str, Any]) -> str:
         [
             m["name"] + (" (deprecated)" if m["deprecated"] else ""),
             m["latest"] or "-",
-            *[m["environments"].get(e) or "-" for e in envs],
+            *[
+                (m["environments"].get(e) or "-") + (" (pinned)" if e in m.get("pinned", {}) else "")
+                for e in envs
+            ],
         ]
         for m in data["models"]
     ]
-    return _table(header, rows)
+    notes = [
+        f"{m['name']}: {env} pinned to {p['version']} by a rollback on {p['since']}: {p['reason']} "
+        f"(`mlci unpin {env}` resumes automatic promotion)"
+        for m in data["models"]
+        for env, p in m.get("pinned", {}).items()
+    ]
+    return "\n".join([_table(header, rows), *notes])
 
 
 def history(cwd: Path, model: str | None, warn: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -114,6 +133,8 @@ def history(cwd: Path, model: str | None, warn: Callable[[str], None]) -> list[d
         kind = e.action.value
         if e.metadata.get("rollback"):
             kind = "rollback"
+        elif e.metadata.get("unpinned"):
+            kind = "unpin"
         out.append(
             {
                 "when": _when(e.timestamp),
@@ -143,7 +164,9 @@ def format_history(events: list[dict[str, Any]]) -> str:
             what = f"{what} -> {e['environment']}"
         note = ""
         if e["action"] == "rollback":
-            note = f"replaced {e['replaced'] or '-'}: {e['reason']}"
+            note = f"replaced {e['replaced'] or '-'}: {e['reason']} (pins {e['environment']})"
+        elif e["action"] == "unpin":
+            note = "pin lifted: automatic promotion resumes"
         rows.append([e["when"], e["model"], e["action"], what, e["author"], e["tag"], note])
     return _table(["when", "model", "action", "version", "by", "tag", "note"], rows)
 
