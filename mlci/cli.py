@@ -716,7 +716,8 @@ def demo(
 @app.command()
 def publish(
     folder: Annotated[
-        Path, typer.Argument(help="Folder with the report.md and pull_request.json a pull request job made.")
+        Path,
+        typer.Argument(help="Folder with the report.json and pull_request.json a pull request job made."),
     ],
     head_sha: Annotated[
         str, typer.Option("--head-sha", help="The pull request's head commit, from the trusted event.")
@@ -727,16 +728,28 @@ def publish(
             "--token", envvar="GITHUB_TOKEN", help="GitHub token (masked, never printed).", show_default=False
         ),
     ] = None,
+    config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Post a report made by an untrusted pull request job (the fork-safe flow).
+    """Judge and post the report of an untrusted pull request job (the fork-safe flow).
 
-    Checks the files first: the pull request must have HEAD_SHA as its head,
-    and the comment must carry mlci's marker. Runs no code from them.
+    Takes only the head's metrics and params from the artifact. The pull
+    request must have HEAD_SHA as its head (GitHub's word); the policy comes
+    from mlci.yaml on its base branch and the baselines from the registry, in
+    this checkout; mlci recomputes the verdict and renders the comment itself.
+    Runs no code from the artifact.
     """
     from mlci.commands import publish as command
 
-    result = command.publish(folder, head_sha=head_sha, environ=os.environ, token=token, log=_log)
+    result = command.publish(
+        folder,
+        head_sha=head_sha,
+        environ=os.environ,
+        token=token,
+        log=_log,
+        cwd=Path.cwd(),
+        config_path=config,
+    )
     _emit(result, as_json, f"posted to #{result['pr']}")
 
 

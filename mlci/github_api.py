@@ -29,6 +29,14 @@ class GitHubForbidden(GitHubError):
 
 
 @dataclass(frozen=True)
+class PullInfo:
+    number: int
+    head_sha: str
+    head_ref: str
+    base_ref: str
+
+
+@dataclass(frozen=True)
 class CommentResult:
     action: str  # "created" or "updated"
     comment_id: int
@@ -123,10 +131,16 @@ class GitHubApi:
         except Exception as exc:
             raise _translate(f"writing the comment on #{pr}", exc) from exc
 
-    def pull_head_sha(self, number: int) -> str:
-        """The head commit of pull request ``number`` (GitHub's word, not an artifact's)."""
+    def pull(self, number: int) -> PullInfo:
+        """Pull request ``number`` as GitHub reports it (not as an artifact claims)."""
         try:
-            return str(self._repo.get_pull(number).head.sha)
+            raw = self._repo.get_pull(number).raw_data
+            return PullInfo(
+                number=number,
+                head_sha=str(raw["head"]["sha"]),
+                head_ref=str(raw["head"].get("ref") or ""),
+                base_ref=str(raw["base"]["ref"]),
+            )
         except Exception as exc:
             raise _translate(f"reading pull request #{number}", exc) from exc
 

@@ -47,6 +47,7 @@ class GitHubState:
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     pulls: dict[int, str] = field(default_factory=dict)  # number -> head sha
+    pull_bases: dict[int, str] = field(default_factory=dict)  # number -> base branch (default staging)
     requests: list[Request] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     next_id: int = 1000
@@ -248,7 +249,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "number": number,
                     "state": "open",
                     "head": {"ref": "feature", "sha": st.pulls[number], "repo": {"full_name": "fork/churn"}},
-                    "base": {"ref": "staging", "sha": "0" * 40, "repo": {"full_name": f"{m[1]}/{m[2]}"}},
+                    "base": {
+                        "ref": st.pull_bases.get(number, "staging"),
+                        "sha": "0" * 40,
+                        "repo": {"full_name": f"{m[1]}/{m[2]}"},
+                    },
                 },
             )
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/issues/comments/(\d+)", path)

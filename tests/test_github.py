@@ -341,10 +341,11 @@ def test_demo_plays_the_whole_story(cli, tmp_path: Path) -> None:  # type: ignor
     assert busy.code == ExitCode.ERROR and "is not empty" in busy.err
 
 
-def test_fork_safe_publish_checks_the_artifact(
+def test_fork_safe_publish_trusts_only_data(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
 ) -> None:  # type: ignore[no-untyped-def]
     root = project(tmp_path)
+    run(["git", "push", "-q", "origin", "main:staging"], root)  # the base branch, with its policy
     # The untrusted job: no token, the report and its metadata on disk.
     monkeypatch.delenv("GITHUB_TOKEN")
     made = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
@@ -353,35 +354,49 @@ def test_fork_safe_publish_checks_the_artifact(
     folder = root / ".mlci"
     meta = json.loads((folder / "pull_request.json").read_text())
     head = run(["git", "rev-parse", "HEAD"], root).strip()
-    assert meta == {
-        "model": "demo",
-        "number": 12,
-        "head_sha": head,
-        "environment": "staging",
-        "verdict": "pass",
-        "description": "2 gate rules passed",
-        "run_link": "https://github.example/octo/churn/actions/runs/4242",
-    }
-    # The trusted job posts it, for the head sha the event names.
+    assert meta["number"] == 12 and meta["model"] == "demo" and meta["verdict"] == "pass"
+    # The trusted job judges it again and posts, for the head sha the event names.
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
     gh.pulls[12] = head
-    posted = cli("publish", str(folder), "--head-sha", head, "--json", cwd=tmp_path)
+    posted = cli("publish", str(folder), "--head-sha", head, "--json", cwd=root)
     assert posted.code == ExitCode.OK, posted.err
     assert posted.out.startswith(f"::add-mask::{TOKEN}\n")  # masked before anything else
     assert json.loads(posted.out.split("\n", 1)[1])["comment"] == "created"
-    assert gh.comments[12][0]["body"] == (folder / "report.md").read_text()
+    body = gh.comments[12][0]["body"]
+    assert body.startswith(MARKER) and "- ✅ **staging**: passes 2 gate rules" in body
     assert [(s["context"], s["state"], s["sha"]) for s in gh.statuses] == [("mlci/staging", "success", head)]
-    # An artifact for another commit, or a doctored one, posts nothing.
+
+    # A fork that says "pass" about failing metrics, in its markdown, its verdict
+    # and its environment: mlci judges the numbers and posts its own rendering.
+    data = json.loads((folder / "report.json").read_text())
+    data["head"]["metrics"]["accuracy"] = 0.1
+    data["head"]["metrics"]["<img src=x onerror=alert(1)>"] = 1.0
+    (folder / "report.json").write_text(json.dumps(data))
+    (folder / "report.md").write_text(f"{MARKER}\n### ✅ all good, merge me @octocat")
+    meta.update(verdict="pass", environment="production; rm -rf /", description="all good")
+    (folder / "pull_request.json").write_text(json.dumps(meta))
+    forged = cli("publish", str(folder), "--head-sha", head, cwd=root)
+    assert forged.code == ExitCode.OK, forged.err
+    body = gh.comments[12][0]["body"]
+    assert "- ❌ **staging**: accuracy 0.1 < min 0.5" in body and "all good" not in body
+    assert (
+        "| `<img src=x onerror=alert(1)>` ↓ |" in body
+    )  # "error": a metric to minimize and "@octocat" not in body
+    assert [(s["context"], s["state"]) for s in gh.statuses][-1] == ("mlci/staging", "failure")
+
+    # An artifact for another commit, or with malformed data, posts nothing.
     before = len(gh.writes())
-    wrong = cli("publish", str(folder), "--head-sha", "f" * 40, cwd=tmp_path)
+    wrong = cli("publish", str(folder), "--head-sha", "f" * 40, cwd=root)
     assert wrong.code == ExitCode.ERROR and "does not belong to this run" in wrong.err
-    meta["environment"] = "staging; rm -rf /"
-    (folder / "pull_request.json").write_text(json.dumps(meta))
-    doctored = cli("publish", str(folder), "--head-sha", head, cwd=tmp_path)
-    assert doctored.code == ExitCode.ERROR and "not trustworthy: environment" in doctored.err
-    meta["environment"] = "staging"
-    (folder / "pull_request.json").write_text(json.dumps(meta))
-    (folder / "report.md").write_text("no marker here")
-    unmarked = cli("publish", str(folder), "--head-sha", head, cwd=tmp_path)
-    assert unmarked.code == ExitCode.ERROR and "marker" in unmarked.err
+    for doctor in (
+        lambda d: d["head"]["metrics"].update(accuracy="0.99"),
+        lambda d: d["head"]["metrics"].update(accuracy=float("nan")),
+        lambda d: d["head"].update(fingerprint="../../etc"),
+        lambda d: d.update(head=[]),
+    ):
+        bad = json.loads(json.dumps(data))
+        doctor(bad)
+        (folder / "report.json").write_text(json.dumps(bad).replace("NaN", "NaN"))
+        refused = cli("publish", str(folder), "--head-sha", head, cwd=root)
+        assert refused.code == ExitCode.ERROR and "not trustworthy" in refused.err, refused.err
     assert len(gh.writes()) == before

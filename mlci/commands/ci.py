@@ -25,7 +25,7 @@ from mlci import ci_env, gitrepo, policy, registry, tags
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
-from mlci.errors import ConfigError, ExitCode, MlciError
+from mlci.errors import ExitCode, MlciError
 
 PR_ACTIONS = {"opened", "synchronize", "reopened"}
 PULL_REQUEST_FILE = "pull_request.json"
@@ -142,7 +142,7 @@ def _pull_request(
         number = pr or 0
         head_sha = gitrepo.rev_parse(cwd, "HEAD") or ""
     head_config = cfg.load_for(config_path, cwd)
-    base_policy, notes = _base_policy(head_config, base, log)
+    base_policy, notes = report_cmd.base_policy(head_config, base, log)
     config = policy.judged_by(head_config, base_policy)
     env = next((e for e in config.environments if e.branch == base), None)
     if env is None:
@@ -363,34 +363,6 @@ def _pin(config: cfg.Config, env: cfg.Environment | None) -> tags.Event | None:
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
     return state.pin(env.name) if state else None
-
-
-def _base_policy(
-    head: cfg.Config, base: str, log: Callable[[str], None]
-) -> tuple[cfg.Config | None, list[str]]:
-    """The policy on the branch the pull request merges into: its mlci.yaml at the
-    same path, read from git (the branch, or origin's copy of it in CI)."""
-    root = gitrepo.toplevel(head.root)
-    if root is None:
-        return None, []
-    relative = head.path.resolve().relative_to(root.resolve()).as_posix()
-    for ref in (f"{registry.REMOTE}/{base}", base):
-        text = gitrepo.show_file(root, ref, relative)
-        if text is not None:
-            break
-    else:
-        note = f"{base} has no {relative} yet: this pull request's own policy judges it"
-        log(note)
-        return None, [note]
-    try:
-        found = cfg.parse(text, head.path)
-    except ConfigError as exc:
-        first = exc.message.splitlines()[0]
-        note = f"{relative} on {base} is not valid ({first}): this pull request's own policy judges it"
-        log(f"warning: {note}")
-        return None, [note]
-    log(f"the policy (gates, requires, goals) comes from {relative} on {base}")
-    return found, []
 
 
 def _run_store_options(

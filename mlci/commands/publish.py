@@ -1,34 +1,47 @@
-"""``mlci publish``: post a report made by an untrusted job (the fork-safe flow).
+"""``mlci publish``: post the report of an untrusted job (the fork-safe flow).
 
-The files come from an artifact that a fork's pull request produced, so they
-are data to check, not to trust: the pull request number must name a pull
-request whose head is the commit the trusted event names, the model and
-environment names must be valid, the verdict one of the known ones, and the
-comment must carry mlci's marker for that model. Nothing from the files is
-run or interpolated into a command.
+The artifact comes from a job that ran a fork's code, so it is data, and only
+the data a fork controls anyway: the metrics and params its training produced.
+Everything that judges them comes from elsewhere: the pull request (its head
+commit, which must be the one the trusted event names, and its base branch)
+from GitHub's API, the policy (gates, ``requires``, goals) from ``mlci.yaml``
+on that base branch, the baselines from the registry's tags, all in this
+trusted checkout. mlci recomputes the verdict and renders the comment from
+that data with its own template: no markdown, verdict or environment from the
+artifact is ever posted, and nothing from it is run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from mlci import ci_env
+from mlci import ci_env, gitrepo, policy, registry
+from mlci import config as cfg
+from mlci import report as rpt
+from mlci.commands import report as report_cmd
 from mlci.commands.ci import PULL_REQUEST_FILE
-from mlci.config import ENV_NAME_RE, MODEL_NAME_RE
-from mlci.report import MARKER
+from mlci.config import MODEL_NAME_RE
 
-REPORT_FILE = "report.md"
-MAX_BODY = 65_536
+REPORT_FILE = "report.json"
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+_MAX_NAMES = 1000
 
 
-def _load(folder: Path) -> tuple[dict[str, Any], str]:
+def _bad(what: str) -> ci_env.CiError:
+    return ci_env.CiError(f"the report artifact is not trustworthy: {what}", hint="nothing was posted")
+
+
+def _load(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         meta = json.loads((folder / PULL_REQUEST_FILE).read_text(encoding="utf-8"))
-        body = (folder / REPORT_FILE).read_text(encoding="utf-8")
+        data = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ci_env.CiError(
             f"{exc.filename} is missing from the report folder {folder}",
@@ -36,43 +49,53 @@ def _load(folder: Path) -> tuple[dict[str, Any], str]:
         ) from None
     except (OSError, ValueError) as exc:
         raise ci_env.CiError(f"the report in {folder} is unreadable: {exc}") from None
-    if not isinstance(meta, dict):
-        raise ci_env.CiError(f"{folder / PULL_REQUEST_FILE} is not a JSON object")
-    return meta, body
+    if not isinstance(meta, dict) or not isinstance(data, dict):
+        raise _bad("its files are not JSON objects")
+    return meta, data
 
 
-def _checked(meta: dict[str, Any], body: str) -> dict[str, Any]:
-    def bad(what: str) -> ci_env.CiError:
-        return ci_env.CiError(f"the report artifact is not trustworthy: {what}", hint="nothing was posted")
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
-    model, env, verdict, number = (
-        meta.get("model"),
-        meta.get("environment"),
-        meta.get("verdict"),
-        meta.get("number"),
-    )
+
+def _head(meta: dict[str, Any], data: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    """What the artifact may tell: the model, the pull request number, and the head's
+    fingerprint, metrics and params, each checked as data."""
+    model, number = meta.get("model"), meta.get("number")
     if not isinstance(model, str) or not MODEL_NAME_RE.match(model):
-        raise bad(f"model {model!r}")
-    if env is not None and (not isinstance(env, str) or not ENV_NAME_RE.match(env)):
-        raise bad(f"environment {env!r}")
-    if verdict not in ("pass", "fail", None):
-        raise bad(f"verdict {verdict!r}")
+        raise _bad(f"model {model!r}")
     if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        raise bad(f"pull request number {number!r}")
-    marker = MARKER.format(model=model)
-    if not body.startswith(marker):
-        raise bad("the comment does not start with mlci's marker for the model")
-    if len(body) > MAX_BODY:
-        raise bad(f"the comment has {len(body)} characters, over GitHub's {MAX_BODY}")
-    description = meta.get("description")
-    return {
-        "model": model,
-        "environment": env,
-        "verdict": verdict,
-        "number": number,
-        "marker": marker,
-        "description": description if isinstance(description, str) else "",
-    }
+        raise _bad(f"pull request number {number!r}")
+    head = data.get("head")
+    if not isinstance(head, dict):
+        raise _bad("report.json has no head")
+    metrics, params = head.get("metrics"), head.get("params")
+    if not isinstance(metrics, dict) or len(metrics) > _MAX_NAMES:
+        raise _bad("the head's metrics are not a mapping")
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        number_value = _number(value)
+        if not isinstance(name, str) or not name or number_value is None:
+            raise _bad(f"metric {str(name)[:50]!r} is not a finite number by name")
+        clean[name] = number_value
+    if not isinstance(params, dict) or len(params) > _MAX_NAMES:
+        raise _bad("the head's params are not a mapping")
+    fingerprint = head.get("fingerprint")
+    if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
+        raise _bad(f"fingerprint {str(fingerprint)[:70]!r}")
+    run_id = head.get("run_id")
+    return (
+        model,
+        number,
+        {
+            "metrics": clean,
+            "params": {str(k): v if isinstance(v, str) else json.dumps(v)[:500] for k, v in params.items()},
+            "fingerprint": fingerprint,
+            "run_id": run_id if isinstance(run_id, str) and len(run_id) <= 64 else None,
+        },
+    )
 
 
 def publish(
@@ -82,9 +105,11 @@ def publish(
     environ: Mapping[str, str],
     token: str | None,
     log: Callable[[str], None],
+    cwd: Path,
+    config_path: Path | None = None,
     out: IO[str] = sys.stdout,
 ) -> dict[str, Any]:
-    from mlci import github_api
+    from mlci import github_api, render
 
     ctx = ci_env.context(environ)
     if not token or not ctx.repository:
@@ -92,8 +117,11 @@ def publish(
             "publishing needs a token and GITHUB_REPOSITORY", hint="run it in GitHub Actions, or pass --token"
         )
     ci_env.mask(out, token, ctx.in_actions)
-    meta, body = _load(folder)
-    checked = _checked(meta, body)
+    meta, data = _load(folder)
+    model, number, head_data = _head(meta, data)
+    here = cfg.load_for(config_path, cwd)  # this trusted checkout, not the pull request's
+    if here.model.name != model:
+        raise _bad(f"it is for model {model!r}, and {here.path} configures {here.model.name!r}")
     api = github_api.GitHubApi(
         token,
         ctx.api_url,
@@ -101,21 +129,57 @@ def publish(
         retries=int(environ.get("MLCI_GITHUB_RETRIES", "5")),
         backoff=float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
     )
-    number = checked["number"]
-    actual = api.pull_head_sha(number)
-    if actual != head_sha:
+    pull = api.pull(number)
+    if pull.head_sha != head_sha:
         raise ci_env.CiError(
-            f"the report names pull request #{number}, whose head is {actual[:12]}, "
+            f"the report names pull request #{number}, whose head is {pull.head_sha[:12]}, "
             f"but the run that made it was for {head_sha[:12]}",
             hint="nothing was posted: the artifact does not belong to this run",
         )
-    comment = api.upsert_comment(number, body, checked["marker"], api.author())
+    root = gitrepo.toplevel(here.root)
+    if root is not None:
+        registry.ensure_complete(registry.open_workspace(root, environ, push=False), log)
+    base_policy, notes = report_cmd.base_policy(here, pull.base_ref, log)
+    config = policy.judged_by(here, base_policy)
+    env = next((e for e in config.environments if e.branch == pull.base_ref), None)
+    state = registry.read_state(root).get(model) if root else None
+    head = rpt.Head(
+        run_id=head_data["run_id"],
+        fingerprint=head_data["fingerprint"],
+        commit=pull.head_sha,
+        branch=pull.head_ref or None,
+        metrics=head_data["metrics"],
+        params=head_data["params"],
+        cached=False,
+        label=f"PR #{number}",
+    )
+    report = rpt.build(
+        config,
+        head,
+        [report_cmd.env_baseline(state, e.name) for e in config.environments],
+        gate_environments=[env.name] if env else [],
+        history=report_cmd.history(state, config.key_metric),
+        pr=number,
+        run_link=ctx.run_link,
+    )
+    report = report_cmd.with_requirements(report, config, state, head.fingerprint)
+    notes.append("reported from a fork: its metrics come from its own run; mlci judged them here")
+    report = dataclasses.replace(
+        report, policy_from=pull.base_ref if base_policy else None, notes=tuple(notes)
+    )
+    body = render.render_report(report, "markdown", template=report_cmd.template_for(config))
+    comment = api.upsert_comment(number, body, report.marker, api.author())
     log(f"{comment.action} the comment on #{number}: {comment.url}")
-    result: dict[str, Any] = {"pr": number, "comment": comment.action, "status": None}
-    if checked["environment"] and checked["verdict"]:
-        state = "success" if checked["verdict"] == "pass" else "failure"
-        context = f"mlci/{checked['environment']}"
-        api.set_status(head_sha, context, state, checked["description"], ctx.run_link)
-        result["status"] = {"context": context, "state": state}
-        log(f"status {context} on {head_sha[:12]}: {state}")
+    result: dict[str, Any] = {
+        "pr": number,
+        "comment": comment.action,
+        "status": None,
+        "passed": report.passed,
+    }
+    if env is not None and report.verdicts:
+        state_word = "success" if report.passed else "failure"
+        context = f"mlci/{env.name}"
+        api.set_status(head_sha, context, state_word, report.verdicts[0].summary(), ctx.run_link)
+        result["status"] = {"context": context, "state": state_word}
+        log(f"status {context} on {head_sha[:12]}: {state_word}")
     return result

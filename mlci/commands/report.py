@@ -13,6 +13,7 @@ from mlci import config as cfg
 from mlci import gates, gitrepo, policy, project, registry, render, tags
 from mlci import report as rpt
 from mlci.commands import train as train_cmd
+from mlci.errors import ConfigError
 from mlci.tags import SemVer
 
 HISTORY_LENGTH = 10
@@ -29,7 +30,7 @@ def _recorded_metrics(meta: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def _env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
+def env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
     event = state.current(env) if state else None
     if event is None or event.version is None or state is None:
         return rpt.Baseline(env, env, found=False, note=f"no model in {env} yet")
@@ -102,7 +103,7 @@ def _store_words(uri: str) -> str:
     return "the embedded MLflow store" if uri.startswith("sqlite:") else uri
 
 
-def _history(state: tags.ModelState | None, key_metric: str | None) -> list[tuple[str, float]]:
+def history(state: tags.ModelState | None, key_metric: str | None) -> list[tuple[str, float]]:
     if state is None or not key_metric:
         return []
     points = []
@@ -182,7 +183,7 @@ def gather(
             tracking = project.make_tracking(config, environ)
             baselines.append(_base_baseline(root, ref, tracking, state, log))
         else:
-            baselines.append(_env_baseline(state, key))
+            baselines.append(env_baseline(state, key))
     report = rpt.build(
         config,
         head,
@@ -190,24 +191,60 @@ def gather(
         gate_environments=gate_environments
         if gate_environments is not None
         else (list(environments) or None),
-        history=_history(state, config.key_metric),
+        history=history(state, config.key_metric),
         pr=pr,
         run_link=run_link,
     )
-    verdicts = list(report.verdicts)
-    for i, verdict in enumerate(verdicts):
-        target = config.environment(verdict.environment)
-        if check_requires and target.requires:
-            unmet = _unmet_requirement(state, config.model.name, target, result.fingerprint)
-            verdicts[i] = gates.with_requirement(verdict, target.requires, unmet)
+    if check_requires:
+        report = with_requirements(report, config, state, result.fingerprint)
     report = dataclasses.replace(
         report,
-        verdicts=tuple(verdicts),
         policy_from=policy_from if base_policy is not None else None,
         policy_changes=tuple(policy.diff(base_policy, resolved.config)),
         notes=tuple(notes),
     )
     return report, result
+
+
+def base_policy(
+    head: cfg.Config, base: str, log: Callable[[str], None]
+) -> tuple[cfg.Config | None, list[str]]:
+    """The policy on the branch the pull request merges into: its mlci.yaml at the
+    same path, read from git (the branch, or origin's copy of it in CI)."""
+    root = gitrepo.toplevel(head.root)
+    if root is None:
+        return None, []
+    relative = head.path.resolve().relative_to(root.resolve()).as_posix()
+    for ref in (f"{registry.REMOTE}/{base}", base):
+        text = gitrepo.show_file(root, ref, relative)
+        if text is not None:
+            break
+    else:
+        note = f"{base} has no {relative} yet: this pull request's own policy judges it"
+        log(note)
+        return None, [note]
+    try:
+        found = cfg.parse(text, head.path)
+    except ConfigError as exc:
+        first = exc.message.splitlines()[0]
+        note = f"{relative} on {base} is not valid ({first}): this pull request's own policy judges it"
+        log(f"warning: {note}")
+        return None, [note]
+    log(f"the policy (gates, requires, goals) comes from {relative} on {base}")
+    return found, []
+
+
+def with_requirements(
+    report: rpt.Report, config: cfg.Config, state: tags.ModelState | None, fingerprint: str
+) -> rpt.Report:
+    """Each gated environment's ``requires`` checked before the merge, as one more rule."""
+    verdicts = list(report.verdicts)
+    for i, verdict in enumerate(verdicts):
+        target = config.environment(verdict.environment)
+        if target.requires:
+            unmet = _unmet_requirement(state, config.model.name, target, fingerprint)
+            verdicts[i] = gates.with_requirement(verdict, target.requires, unmet)
+    return dataclasses.replace(report, verdicts=tuple(verdicts))
 
 
 def _unmet_requirement(
