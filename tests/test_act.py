@@ -199,10 +199,9 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
         untrusted = _act(act, root, "pull_request", "mlci-pr.yml", pr, gh, artifacts)
         assert "Job failed" in untrusted.stdout  # the gate fails the job ...
         assert gh.requests == []  # ... and nothing was sent to GitHub from it
-        assert sorted(p.name for p in (artifacts / "mlci-report").iterdir()) == [
+        assert sorted(p.name for p in (artifacts / "mlci-report-churn").iterdir()) == [
             "pull_request.json",
             "report.json",
-            "report.md",
         ]
         gh.pulls[9] = head
         run_event = tmp_path / "workflow_run.json"
@@ -227,7 +226,7 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
         assert [(s["context"], s["state"], s["sha"]) for s in gh.statuses] == [
             ("mlci/staging", "failure", head)
         ]
-        assert "artifact mlci-report of run 77" in trusted.stdout
+        assert "artifact mlci-report-churn of run 77" in trusted.stdout
 
 
 def _pr_payload(path: Path, number: int, head: str, head_ref: str, base: str, root: Path) -> Path:
@@ -442,3 +441,47 @@ def test_one_training_from_pull_request_to_production_under_act(cli, act: str, t
             event = state.current(env_name)
             assert event is not None and event.version == "v0.0.1"
             assert state.versions["v0.0.1"].metadata["model_sha256"] == digest
+
+
+def test_two_models_in_one_repository_run_side_by_side_under_act(cli, act: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A second model in a folder, with its own caller workflow: one pull request
+    runs both, each with its own comment, status context and artifacts."""
+    root = _scaffold(cli, tmp_path)
+    assert cli("init", str(root / "second"), "--name", "second").code == 0
+    shutil.rmtree(root / "second" / ".github")
+    workflows = root / ".github" / "workflows"
+    caller = (workflows / "mlci-pr.yml").read_text()
+    second = caller.replace("name: mlci pull request", "name: mlci pull request (second)").replace(
+        "    uses: mlci-dev/mlci/.github/workflows/mlci.yml@v0.1.0\n",
+        "    uses: mlci-dev/mlci/.github/workflows/mlci.yml@v0.1.0\n    with:\n      working-directory: second\n",
+    )
+    assert "working-directory: second" in second
+    (workflows / "mlci-pr-second.yml").write_text(second)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "a second model"], root)
+    run(["git", "checkout", "-q", "staging"], root)
+    run(["git", "merge", "-q", "--ff-only", "main"], root)
+    run(["git", "push", "-q", "origin", "main", "staging"], root)
+    run(["git", "checkout", "-q", "-b", "feature"], root)
+    for folder in (root, root / "second"):
+        params = folder / "params.yaml"
+        params.write_text(params.read_text().replace("C: 1.0", "C: 0.5"))
+    run(["git", "commit", "-qam", "C 0.5 for both"], root)
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    payload = _pr_payload(tmp_path / "pr.json", 5, head, "feature", "staging", root)
+    with github_stub() as gh:
+        result = _act(act, root, "pull_request", "", payload, gh)
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+        assert result.stdout.count("Job succeeded") >= 2
+        markers = sorted(c["body"].splitlines()[0] for c in gh.comments[5])
+        assert markers == ["<!-- mlci:report model=churn -->", "<!-- mlci:report model=second -->"]
+        assert sorted((s["context"], s["state"]) for s in gh.statuses) == [
+            ("mlci/second/staging", "success"),
+            ("mlci/staging", "success"),
+        ]
+        names = sorted(a["name"] for a in gh.artifacts)
+        assert (
+            len(names) == 2
+            and names[0].startswith("mlci-run-churn-")
+            and names[1].startswith("mlci-run-second-")
+        )

@@ -182,3 +182,21 @@ def test_tracking_secrets_reach_only_the_steps_that_talk_to_the_server() -> None
                 (REPO_ROOT / "examples" / example / ".github/workflows" / caller).read_text()
             )
             assert set(job["jobs"]["mlci"]["secrets"]) == names
+
+
+def test_one_models_jobs_never_cancel_anothers() -> None:
+    """Concurrency groups are per pull request and per model folder; promotions
+    have none (GitHub would cancel a pending one); artifacts are named per model."""
+    import yaml
+
+    jobs = yaml.safe_load((REPO_ROOT / ".github/workflows/mlci.yml").read_text())["jobs"]
+    for name in ("pull-request", "pull-request-untrusted", "publish"):
+        assert "inputs.working-directory" in jobs[name]["concurrency"]["group"], name
+    assert "concurrency" not in jobs["promote"]
+    uploads = [
+        step["with"]["name"]
+        for job in jobs.values()
+        for step in job["steps"]
+        if step.get("uses", "").startswith("actions/upload-artifact")
+    ]
+    assert uploads and all("outputs." in name for name in uploads), uploads  # mlci names them per model

@@ -173,6 +173,7 @@ def _pull_request(
             "verdict": verdict or "none",
             "fingerprint": result.fingerprint,
             "report-path": str(path),
+            "report-artifact": report_artifact(config.model.name),
             **_bundle_outputs(config, result),
         },
     )
@@ -222,7 +223,8 @@ def _pull_request(
         log(f"not posting ({why}); the comment would be:")
         out.write(markdown)
         if env:
-            log(f"and the status mlci/{env.name} on {head_sha[:12]} would be {state}: {description}")
+            context = status_context(config, env.name)
+            log(f"and the status {context} on {head_sha[:12]} would be {state}: {description}")
         return res
     from mlci import github_api
 
@@ -240,9 +242,10 @@ def _pull_request(
         res.comment = {"action": comment.action, "id": comment.comment_id, "url": comment.url}
         log(f"{comment.action} the comment on #{number}: {comment.url}")
         if env:
-            api.set_status(head_sha, f"mlci/{env.name}", state, description, ctx.run_link)
-            res.statuses.append({"context": f"mlci/{env.name}", "state": state, "sha": head_sha})
-            log(f"status mlci/{env.name} on {head_sha[:12]}: {state}")
+            context = status_context(config, env.name)
+            api.set_status(head_sha, context, state, description, ctx.run_link)
+            res.statuses.append({"context": context, "state": state, "sha": head_sha})
+            log(f"status {context} on {head_sha[:12]}: {state}")
         res.posted = True
     except github_api.GitHubForbidden as exc:
         res.degraded = True
@@ -310,6 +313,15 @@ def _push(
         ci_env.set_outputs(ctx, {"verdict": "fail", "fingerprint": result.fingerprint, "version": ""})
         return res
     res.verdict = "pass"
+    newer = _newer_in(config, env.name)
+    if newer is not None:
+        res.outcome = "skipped"
+        res.message = (
+            f"{env.name} already holds {newer.version} from a newer commit ({newer.commit[:12]}); "
+            "this older push does not move it back"
+        )
+        log(res.message)
+        return res
     if dry_run:
         res.outcome = "reported"
         res.message = f"--dry-run: would register these inputs and promote them to {env.name}"
@@ -357,12 +369,38 @@ def _push(
     return res
 
 
+def _newer_in(config: cfg.Config, environment: str) -> tags.Event | None:
+    """The environment's assignment, if it is of a commit that descends from HEAD:
+    pushes can finish out of order, and the later commit's model must stay."""
+    root = gitrepo.toplevel(config.root)
+    head = gitrepo.rev_parse(root, "HEAD") if root else None
+    state = registry.read_state(root).get(config.model.name) if root else None
+    current = state.current(environment) if state else None
+    if root is None or head is None or current is None or current.commit == head:
+        return None
+    return current if gitrepo.is_ancestor(root, head, current.commit) else None
+
+
 def _pin(config: cfg.Config, env: cfg.Environment | None) -> tags.Event | None:
     if env is None:
         return None
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
     return state.pin(env.name) if state else None
+
+
+def status_context(config: cfg.Config, environment: str) -> str:
+    """The commit status branch protection requires: ``mlci/<env>`` for the model at
+    the repository's root, ``mlci/<model>/<env>`` for one in a folder, so that two
+    models in one repository never overwrite each other's status."""
+    root = gitrepo.toplevel(config.root)
+    at_root = root is None or config.root.resolve() == root.resolve()
+    return f"mlci/{environment}" if at_root else f"mlci/{config.model.name}/{environment}"
+
+
+def report_artifact(model: str) -> str:
+    """The fork-safe flow's artifact name: one per model (GitHub's names hold no '/')."""
+    return f"mlci-report-{model.replace('/', '--')}"
 
 
 def _run_store_options(

@@ -26,7 +26,7 @@ from mlci import ci_env, gitrepo, policy, registry
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
-from mlci.commands.ci import PULL_REQUEST_FILE
+from mlci.commands.ci import PULL_REQUEST_FILE, report_artifact, status_context
 from mlci.config import MODEL_NAME_RE
 
 REPORT_FILE = "report.json"
@@ -52,6 +52,21 @@ def _load(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(meta, dict) or not isinstance(data, dict):
         raise _bad("its files are not JSON objects")
     return meta, data
+
+
+def _folder_for(folder: Path, model: str) -> Path:
+    """The report folder itself, or among its subfolders (one artifact per model,
+    as download-artifact lays them out) the one for ``model``."""
+    if (folder / PULL_REQUEST_FILE).is_file() or not folder.is_dir():
+        return folder
+    name = report_artifact(model)
+    if (folder / name / PULL_REQUEST_FILE).is_file():
+        return folder / name
+    raise ci_env.CiError(
+        f"no report for model {model!r} in {folder} (looked for {name}/{PULL_REQUEST_FILE})",
+        hint="the pull request job uploads one artifact per model, mlci-report-<model>; "
+        "download them with `pattern: mlci-report-*`",
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -117,9 +132,9 @@ def publish(
             "publishing needs a token and GITHUB_REPOSITORY", hint="run it in GitHub Actions, or pass --token"
         )
     ci_env.mask(out, token, ctx.in_actions)
-    meta, data = _load(folder)
-    model, number, head_data = _head(meta, data)
     here = cfg.load_for(config_path, cwd)  # this trusted checkout, not the pull request's
+    meta, data = _load(_folder_for(folder, here.model.name))
+    model, number, head_data = _head(meta, data)
     if here.model.name != model:
         raise _bad(f"it is for model {model!r}, and {here.path} configures {here.model.name!r}")
     api = github_api.GitHubApi(
@@ -178,7 +193,7 @@ def publish(
     }
     if env is not None and report.verdicts:
         state_word = "success" if report.passed else "failure"
-        context = f"mlci/{env.name}"
+        context = status_context(config, env.name)
         api.set_status(head_sha, context, state_word, report.verdicts[0].summary(), ctx.run_link)
         result["status"] = {"context": context, "state": state_word}
         log(f"status {context} on {head_sha[:12]}: {state_word}")
