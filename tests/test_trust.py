@@ -222,3 +222,48 @@ def test_a_rollback_holds_through_three_pushes_until_unpin(cli, tmp_path: Path) 
         after["outcome"] == "promoted"
         and ok(cli, root, "show")["models"][0]["environments"]["staging"] == after["version"]
     )
+
+
+def test_an_older_push_never_moves_an_environment_back(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    run(["git", "checkout", "-q", "-b", "staging"], root)
+    older = run(["git", "rev-parse", "HEAD"], root).strip()
+    set_params(root, accuracy=0.92)
+    commit(root, "newer")
+    assert _push(cli, root)["version"] == "v0.0.1"  # the newer commit's push finished first
+    run(["git", "checkout", "-q", older], root)
+    late = _push(cli, root)
+    assert late["outcome"] == "skipped"
+    assert "staging already holds v0.0.1 from a newer commit" in late["message"]
+    assert ok(cli, root, "show")["models"][0]["environments"]["staging"] == "v0.0.1"
+
+
+def test_a_pull_request_into_a_pinned_environment_says_merging_will_not_promote(
+    cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    gh: GitHubState,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_github import _actions_env
+
+    root = _staging_with_v1(cli, tmp_path, monkeypatch)
+    run(["git", "checkout", "-q", "staging"], root)
+    set_params(root, accuracy=0.91)
+    commit(root, "v2")
+    ok(cli, root, "train")
+    ok(cli, root, "register")
+    ok(cli, root, "promote", "staging")
+    ok(cli, root, "rollback", "staging", "--reason", "bad latency")
+    run(["git", "push", "-q", "origin", "staging"], root)
+    run(["git", "checkout", "-q", "-b", "next"], root)
+    set_params(root, accuracy=0.93)
+    commit(root, "v3")
+    _actions_env(monkeypatch, tmp_path, gh)
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.OK, result.err
+    body = gh.comments[12][0]["body"]
+    assert "_merging will not promote: staging is pinned to v0.0.1 by a rollback on " in body
+    (status,) = gh.statuses
+    assert status["description"].startswith(
+        "staging pinned to v0.0.1 by a rollback: merging will not promote"
+    )
