@@ -195,14 +195,7 @@ def unpack(
             reader.drain()
         except tarfile.TarError as exc:
             raise ArchiveError(f"{source} is not a valid model archive: {exc}") from None
-        digest = reader.digest()
-        if expected is not None and digest.sha256 != expected:
-            raise ArchiveError(
-                f"{source}: sha256 {digest.sha256} does not match the registry's {expected}: "
-                "these are not the bytes that were registered",
-                hint="the stored model was replaced or corrupted; do not deploy it. "
-                "Register the model again from its inputs (a new version), and find out who changed it",
-            )
+        digest = _checked(reader.digest(), expected, source)
         os.replace(partial, dest)
         return digest
     finally:
@@ -214,7 +207,10 @@ def verify(chunks: Iterable[bytes], *, expected: str | None, source: str) -> Dig
     when nothing here will use the files."""
     reader = _HashingReader(chunks)
     reader.drain()
-    digest = reader.digest()
+    return _checked(reader.digest(), expected, source)
+
+
+def _checked(digest: Digest, expected: str | None, source: str) -> Digest:
     if expected is not None and digest.sha256 != expected:
         raise ArchiveError(
             f"{source}: sha256 {digest.sha256} does not match the registry's {expected}: "

@@ -176,8 +176,6 @@ def assign(
         in_effect = now.current(env.name)
         if in_effect is not None and in_effect.version == candidate:
             return None
-        names = [tags.parse_name(e.tag) for e in now.events]
-        counter = tags.next_counter([n for n in names if n is not None], model)
         metadata: dict[str, Any] = {
             "version": candidate,
             "environment": env.name,
@@ -191,13 +189,9 @@ def assign(
         }
         if rollback_reason is not None:
             metadata.update(rollback=True, reason=rollback_reason, replaced=metadata["previous"])
-        summary = tags.assign_summary(model, env.name, candidate)
-        if rollback_reason is not None:
-            summary = f"{summary} (rollback)"
-        planned = registry.PlannedTag(
-            tags.assign_tag(model, env.name, counter), registration.commit, summary, metadata
+        return _assignment_plan(
+            now, model, env.name, candidate, registration, metadata, "rollback" if rollback_reason else None
         )
-        return registry.Plan([planned])
 
     published = registry.publish(ws, make_plan, log)
     if published is None:
@@ -256,8 +250,6 @@ def unpin(
         now = fresh.get(model) or state
         if now.pin(env.name) is None:
             return None
-        names = [tags.parse_name(e.tag) for e in now.events]
-        counter = tags.next_counter([n for n in names if n is not None], model)
         metadata: dict[str, Any] = {
             "version": version,
             "environment": env.name,
@@ -268,11 +260,7 @@ def unpin(
             "unpinned": pin.tag,
             stores.DIGEST_KEY: registration.metadata.get(stores.DIGEST_KEY),
         }
-        summary = f"{tags.assign_summary(model, env.name, version)} (unpinned)"
-        planned = registry.PlannedTag(
-            tags.assign_tag(model, env.name, counter), registration.commit, summary, metadata
-        )
-        return registry.Plan([planned])
+        return _assignment_plan(now, model, env.name, version, registration, metadata, "unpinned")
 
     published = registry.publish(ws, make_plan, log)
     if published is None:
@@ -281,6 +269,25 @@ def unpin(
     tag = published.plan.tags[0].name
     log(f"unpinned {env.name}: {version} stays, automatic promotion resumes (tag {tag})")
     return PromoteResult(model, env.name, version, version, True, tag, published.pushed, None)
+
+
+def _assignment_plan(
+    state: tags.ModelState,
+    model: str,
+    environment: str,
+    version: str,
+    registration: tags.Event,
+    metadata: dict[str, Any],
+    kind: str | None,
+) -> registry.Plan:
+    """One assignment tag, MODEL#ENV#N with the next counter, on the version's commit."""
+    names = [tags.parse_name(e.tag) for e in state.events]
+    counter = tags.next_counter([n for n in names if n is not None], model)
+    summary = tags.assign_summary(model, environment, version) + (f" ({kind})" if kind else "")
+    planned = registry.PlannedTag(
+        tags.assign_tag(model, environment, counter), registration.commit, summary, metadata
+    )
+    return registry.Plan([planned])
 
 
 def _set_alias(
