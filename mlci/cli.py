@@ -739,17 +739,22 @@ def publish(
     this checkout; mlci recomputes the verdict and renders the comment itself.
     Runs no code from the artifact.
     """
+    from mlci.commands import ci as ci_command
     from mlci.commands import publish as command
 
-    result = command.publish(
-        folder,
-        head_sha=head_sha,
-        environ=os.environ,
-        token=token,
-        log=_log,
-        cwd=Path.cwd(),
-        config_path=config,
-    )
+    try:
+        result = command.publish(
+            folder,
+            head_sha=head_sha,
+            environ=os.environ,
+            token=token,
+            log=_log,
+            cwd=Path.cwd(),
+            config_path=config,
+        )
+    except MlciError as exc:
+        ci_command.error_summary(os.environ, exc)  # the annotation and the job summary, as `mlci ci`
+        raise
     _emit(result, as_json, f"posted to #{result['pr']}")
 
 

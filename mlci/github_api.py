@@ -7,8 +7,13 @@ made lazily, so a pull request event costs only the requests that do work.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from mlci.errors import MlciError
@@ -61,7 +66,66 @@ def _translate(what: str, exc: Exception) -> GitHubError:
     return GitHubError(f"GitHub API: {what} failed: {type(exc).__name__}: {exc}", hint="check GITHUB_API_URL")
 
 
+API_VERSION = "2022-11-28"
+_RETRY_STATUSES = (500, 502, 503, 504)
+_USER_TOKEN_PREFIXES = ("ghp_", "github_pat_", "gho_", "ghu_")
+
+
+def headers(token: str) -> dict[str, str]:
+    """What GitHub documents for every REST request."""
+    from mlci import __version__
+
+    return {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+        "User-Agent": f"mlci/{__version__}",
+        "Authorization": f"Bearer {token}",
+    }
+
+
+class _Ambiguous(Exception):
+    """A write whose outcome is unknown: a 5xx, or the connection broke after sending."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    data: Any
+    headers: dict[str, str]
+
+
+def _hint_for(status: int, what: str) -> str:
+    if status == 401:
+        return "the token was rejected: check GITHUB_TOKEN (expired, revoked, or for another host)"
+    if status == 404:
+        return (
+            "not found: check GITHUB_API_URL (GitHub Enterprise Server: https://HOST/api/v3), "
+            "GITHUB_REPOSITORY, and that the token can see the repository (the workflow's permissions block)"
+        )
+    if status == 403:
+        return (
+            "the token may not do this: grant the job `pull-requests: write` and `statuses: write` "
+            "in its permissions block"
+        )
+    if status == 422:
+        return f"GitHub refused the request's content ({what}); this is a bug in mlci if it persists"
+    return "GitHub may be unavailable; the report is on disk and in the job summary: re-run the job"
+
+
 class GitHubApi:
+    """Comments, commit statuses and pull requests over GitHub's REST API.
+
+    Requests carry GitHub's documented headers. One place decides retries:
+    reads and idempotent writes (editing a comment, setting a status) are retried
+    on 5xx, connection failures and rate limits (``Retry-After`` honoured); a
+    create is never retried blindly: after an ambiguous failure the comments are
+    read again and the comment is created only if it is still missing.
+    """
+
     def __init__(
         self,
         token: str,
@@ -70,92 +134,248 @@ class GitHubApi:
         *,
         retries: int = 5,
         backoff: float = 1.0,
-        secondary_rate_wait: float = 60.0,
-        max_rate_limit_wait: float = 900.0,
-        seconds_between_writes: float = 0.5,
+        max_wait: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        fork: bool = False,
+        cache: Path | None = None,
     ) -> None:
-        from github import Auth, Github, GithubRetry
-
+        self.token = token
+        self.api_url = api_url.rstrip("/")
         self.repository = repository
-        self._gh: Github = Github(
-            auth=Auth.Token(token),
-            base_url=api_url.rstrip("/"),
-            per_page=100,
-            retry=GithubRetry(
-                total=retries,
-                backoff_factor=backoff,
-                secondary_rate_wait=secondary_rate_wait,
-                max_rate_limit_wait=max_rate_limit_wait,
-            ),
-            seconds_between_requests=None,
-            seconds_between_writes=seconds_between_writes,
-            lazy=True,
+        self.retries = retries
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self.fork = fork  # the event is a pull request from a fork: a 403 on a write degrades
+        self.requests = 0
+        self._gh_instance: Github | None = None
+        # Conditional reads: ETags of earlier answers (a 304 costs no rate limit).
+        self._cache_path = cache
+        self._etags: dict[str, dict[str, Any]] = {}
+        if cache is not None and cache.is_file():
+            try:
+                loaded = json.loads(cache.read_text(encoding="utf-8"))
+                self._etags = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._etags = {}
+
+    # -------------------------------------------------------------- transport
+
+    def _once(self, method: str, url: str, body: Any) -> _Response:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method, headers=headers(self.token))
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        cached = self._etags.get(url) if method == "GET" else None
+        if cached is not None:
+            request.add_header("If-None-Match", str(cached["etag"]))
+        self.requests += 1
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                return _Response(response.status, json.loads(raw) if raw else None, dict(response.headers))
+        except urllib.error.HTTPError as exc:
+            if exc.code == 304 and cached is not None:
+                return _Response(200, cached["data"], dict(cached.get("headers") or {}))
+            raw = exc.read()
+            try:
+                payload = json.loads(raw) if raw else None
+            except ValueError:
+                payload = raw.decode(errors="replace")[:200]
+            return _Response(exc.code, payload, dict(exc.headers or {}))
+
+    def _wait_for(self, response: _Response, attempt: int) -> float | None:
+        """How long to wait before trying again, or None: not a passing failure."""
+        message = str((response.data or {}).get("message", "")) if isinstance(response.data, dict) else ""
+        limited = response.status == 429 or (response.status == 403 and "rate limit" in message.lower())
+        if response.status not in _RETRY_STATUSES and not limited:
+            return None
+        after = response.headers.get("Retry-After") or response.headers.get("retry-after")
+        if after and after.isdigit():
+            return min(float(after), self.max_wait)
+        return float(min(self.backoff * 2**attempt, self.max_wait))
+
+    def _call(self, method: str, path: str, what: str, body: Any = None, *, idempotent: bool) -> _Response:
+        url = path if path.startswith("http") else f"{self.api_url}{path}"
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._once(method, url, body)
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                if not idempotent:
+                    raise _Ambiguous(f"{type(reason).__name__}: {reason}") from exc
+                if attempt < self.retries:
+                    self.sleep(min(self.backoff * 2**attempt, self.max_wait))
+                    continue
+                raise GitHubError(
+                    f"GitHub API: {what} failed: cannot reach {self.api_url}: {reason}",
+                    hint="check GITHUB_API_URL and the network",
+                ) from None
+            if response.status < 400:
+                self._remember(method, url, response)
+                return response
+            wait = self._wait_for(response, attempt)
+            if wait is not None and not idempotent and response.status in _RETRY_STATUSES:
+                raise _Ambiguous(f"{response.status}")
+            if wait is not None and attempt < self.retries:
+                self.sleep(wait)
+                continue
+            raise self._error(response, what)
+        raise AssertionError("unreachable")
+
+    def _remember(self, method: str, url: str, response: _Response) -> None:
+        etag = response.headers.get("ETag") or response.headers.get("etag")
+        if method != "GET" or not etag or self._cache_path is None:
+            return
+        link = response.headers.get("Link") or response.headers.get("link")
+        self._etags[url] = {"etag": etag, "data": response.data, "headers": {"Link": link} if link else {}}
+        try:
+            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
+            self._cache_path.write_text(json.dumps(self._etags), encoding="utf-8")
+        except OSError:
+            pass  # a cache: losing it costs one full read
+
+    def _error(self, response: _Response, what: str) -> GitHubError:
+        message = response.data.get("message") if isinstance(response.data, dict) else response.data
+        text = f"GitHub API: {what} failed: {response.status} {message}"
+        if response.status == 403 and self.fork:
+            return GitHubForbidden(
+                f"GitHub refused {what}: {response.status} {message}",
+                hint="a pull request from a fork gets a read-only token; the report is in the job summary",
+            )
+        return GitHubError(text, hint=_hint_for(response.status, what))
+
+    def _pages(self, path: str, what: str) -> Iterator[Any]:
+        url: str | None = f"{self.api_url}{path}"
+        while url:
+            response = self._call("GET", url, what, idempotent=True)
+            yield from response.data or []
+            url = _next_link(response.headers.get("Link") or response.headers.get("link") or "")
+
+    # -------------------------------------------------------------- identity
+
+    def own_login(self) -> str | None:
+        """The token's user, when the token is a user's (a PAT); None for the Actions
+        token and App installation tokens, which cannot ask (their comments are a bot's)."""
+        if not self.token.startswith(_USER_TOKEN_PREFIXES):
+            return None
+        response = self._call("GET", "/user", "reading the token's user", idempotent=True)
+        return str(response.data.get("login")) if isinstance(response.data, dict) else None
+
+    # -------------------------------------------------------------- comments
+
+    def _ours(self, pr: int, marker: str, login: str | None) -> dict[str, Any] | None:
+        for comment in self._pages(
+            f"/repos/{self.repository}/issues/{pr}/comments?per_page=100", f"reading the comments of #{pr}"
+        ):
+            if not str(comment.get("body") or "").startswith(marker):
+                continue
+            user = comment.get("user") or {}
+            bot = user.get("type") == "Bot" or comment.get("performed_via_github_app")
+            if bot or (login is not None and user.get("login") == login):
+                return dict(comment)
+        return None
+
+    def upsert_comment(self, pr: int, body: str, marker: str) -> CommentResult:
+        """Our comment (it starts with ``marker``, by a bot or the token's user) edited in
+        place, or created: one per pull request and model. A person's comment quoting
+        the marker is left alone; an unchanged body is not written again."""
+        login = self.own_login()
+        found = self._ours(pr, marker, login)
+        if found is not None:
+            if found.get("body") == body:
+                return CommentResult("unchanged", int(found["id"]), str(found.get("html_url")))
+            edited = self._call(
+                "PATCH",
+                f"/repos/{self.repository}/issues/comments/{found['id']}",
+                f"editing the comment on #{pr}",
+                {"body": body},
+                idempotent=True,
+            ).data
+            return CommentResult("updated", int(edited["id"]), str(edited.get("html_url")))
+        path = f"/repos/{self.repository}/issues/{pr}/comments"
+        for _ in range(2):
+            try:
+                made = self._call(
+                    "POST", path, f"writing the comment on #{pr}", {"body": body}, idempotent=False
+                )
+                return CommentResult("created", int(made.data["id"]), str(made.data.get("html_url")))
+            except _Ambiguous:
+                # It may have been made: look before making it again.
+                again = self._ours(pr, marker, login)
+                if again is not None:
+                    return CommentResult("created", int(again["id"]), str(again.get("html_url")))
+        raise GitHubError(
+            f"GitHub API: writing the comment on #{pr} failed twice without an answer",
+            hint=_hint_for(502, "the comment"),
         )
-        self._repo = self._gh.get_repo(repository)
-
-    def author(self) -> str:
-        """Whose comments are ours: the token's user, or the Actions bot (whose
-        token cannot read ``GET /user``)."""
-        from github import GithubException
-
-        try:
-            return str(self._gh.get_user().login)
-        except GithubException as exc:
-            if exc.status in (401, 403, 404):
-                return ACTIONS_BOT
-            raise _translate("reading the token's user", exc) from exc
-        except Exception as exc:  # retries exhausted, connection refused, ...
-            raise _translate("reading the token's user", exc) from exc
-
-    def upsert_comment(self, pr: int, body: str, marker: str, author: str) -> CommentResult:
-        """Edit our comment with ``marker`` in place, or create it: one comment per PR and model.
-
-        Ours starts with the marker (text inside a report, a hostile metric name in a
-        code span, cannot pose as another model's); a comment by someone else that
-        quotes the marker is left alone.
-        """
-        try:
-            issue = self._repo.get_issue(pr)
-            for comment in issue.get_comments():
-                if (
-                    (comment.body or "").startswith(marker)
-                    and comment.user is not None
-                    and comment.user.login == author
-                ):
-                    comment.edit(body)
-                    return CommentResult("updated", int(comment.id), str(comment.html_url))
-            created = issue.create_comment(body)
-            return CommentResult("created", int(created.id), str(created.html_url))
-        except MlciError:
-            raise
-        except Exception as exc:
-            raise _translate(f"writing the comment on #{pr}", exc) from exc
 
     def pull(self, number: int) -> PullInfo:
         """Pull request ``number`` as GitHub reports it (not as an artifact claims)."""
+        raw = self._call(
+            "GET",
+            f"/repos/{self.repository}/pulls/{number}",
+            f"reading pull request #{number}",
+            idempotent=True,
+        ).data
         try:
-            raw = self._repo.get_pull(number).raw_data
             return PullInfo(
                 number=number,
                 head_sha=str(raw["head"]["sha"]),
                 head_ref=str(raw["head"].get("ref") or ""),
                 base_ref=str(raw["base"]["ref"]),
             )
-        except Exception as exc:
-            raise _translate(f"reading pull request #{number}", exc) from exc
+        except (KeyError, TypeError) as exc:
+            raise GitHubError(f"GitHub API: pull request #{number} lacks {exc}") from None
 
     def set_status(
         self, sha: str, context: str, state: str, description: str, target_url: str | None
     ) -> None:
         if len(description) > STATUS_DESCRIPTION_LIMIT:
             description = description[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
-        kwargs: dict[str, Any] = {"state": state, "description": description, "context": context}
+        body: dict[str, Any] = {"state": state, "description": description, "context": context}
         if target_url:
-            kwargs["target_url"] = target_url
-        try:
-            self._repo.get_commit(sha).create_status(**kwargs)
-        except Exception as exc:
-            raise _translate(f"setting status {context} on {sha[:12]}", exc) from exc
+            body["target_url"] = target_url
+        # Setting a status is idempotent (the newest per context wins): safe to retry.
+        self._call(
+            "POST",
+            f"/repos/{self.repository}/statuses/{sha}",
+            f"setting status {context} on {sha[:12]}",
+            body,
+            idempotent=True,
+        )
+
+    # -------------------------------------------------------------- PyGithub, for artifacts and releases
+
+    @property
+    def _gh(self) -> Github:
+        if self._gh_instance is None:
+            from github import Auth, Github, GithubRetry
+
+            from mlci import __version__
+
+            self._gh_instance = Github(
+                auth=Auth.Token(self.token),
+                base_url=self.api_url,
+                per_page=100,
+                user_agent=f"mlci/{__version__}",
+                retry=GithubRetry(total=self.retries, backoff_factor=self.backoff, secondary_rate_wait=60.0),
+                seconds_between_requests=None,
+                seconds_between_writes=0.5,
+                lazy=True,
+            )
+        return self._gh_instance
+
+    @property
+    def _repo(self) -> Any:
+        return self._gh.get_repo(self.repository)
+
+
+def _next_link(header: str) -> str | None:
+    for part in header.split(","):
+        if 'rel="next"' in part:
+            return part.split(";", 1)[0].strip().strip("<>")
+    return None
 
 
 # --------------------------------------------------------------------------- artifacts and releases

@@ -38,12 +38,17 @@ class Fault:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
+    after: bool = False  # the request takes effect, then the answer is lost (a 502 after a create)
 
 
 @dataclass
 class GitHubState:
     prefix: str = ""  # "/api/v3" for GitHub Enterprise Server
-    user: str | None = "mlci-bot"  # None: GET /user is refused, as for the Actions token
+    user: str | None = "mlci-bot"  # a user token's login (GET /user); None: refused
+    bot: str = (
+        "github-actions[bot]"  # who writes with an installation token (ghs_): the Actions bot, or an App's
+    )
+    app: str | None = None  # an App's slug: its comments carry performed_via_github_app
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     pulls: dict[int, str] = field(default_factory=dict)  # number -> head sha
@@ -59,6 +64,7 @@ class GitHubState:
     releases: list[dict[str, Any]] = field(default_factory=list)
     repository_id: int = 1
     clock: int = 0  # orders created_at: no sleeping to make times differ
+    not_modified: int = 0  # 304 answers to conditional reads
 
     def now(self) -> str:
         self.clock += 1
@@ -150,6 +156,9 @@ class GitHubState:
             "issue_url": self.api(f"/repos/octo/churn/issues/{pr}"),
             "body": body,
             "user": {"login": login, "id": 1, "type": "Bot" if login.endswith("[bot]") else "User"},
+            "performed_via_github_app": (
+                {"id": 9, "slug": self.app, "name": self.app} if self.app and login == self.bot else None
+            ),
             "created_at": "2026-11-28T00:00:00Z",
             "updated_at": "2026-11-28T00:00:00Z",
             "author_association": "NONE",
@@ -168,6 +177,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        lost = getattr(self, "_lost", None)
+        if lost is not None:
+            self._lost = None
+            status, body, headers = lost.status, lost.body, lost.headers
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -190,9 +203,13 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.startswith("/_stub/"):  # the test's own back door is not GitHub's API
             recorded = f"<{len(raw)} bytes>" if binary else body
             st.requests.append(Request(method, path, parse_qs(parts.query), dict(self.headers), recorded))
+        self._lost: Fault | None = None
         for fault in st.faults:
             if fault.times > 0 and fault.method == method and path.endswith(fault.suffix):
                 fault.times -= 1
+                if fault.after:
+                    self._lost = fault  # handled below; its answer replaced in _send
+                    break
                 return self._send(fault.status, fault.body, fault.headers)
         m = re.fullmatch(r"/_blobs/(artifact|asset)/(\d+)", path)
         if m and method == "GET":  # signed storage URLs: no GitHub token needed
@@ -227,7 +244,15 @@ class _Handler(BaseHTTPRequestHandler):
             items = st.comments.get(pr, [])
             chunk = items[(page - 1) * per_page : page * per_page]
             last = max(1, -(-len(items) // per_page))
-            headers = {}
+            etag = '"' + hashlib.sha256(json.dumps(chunk).encode()).hexdigest()[:32] + '"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                st.not_modified += 1
+                return None
+            headers = {"ETag": etag}
             if page < last:
                 url = st.api(f"/repos/{m[1]}/{m[2]}/issues/{pr}/comments")
                 headers["Link"] = (
@@ -236,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             return self._send(200, chunk, headers)
         if m and method == "POST":
-            return self._send(201, st.add_comment(int(m[3]), body["body"], st.user or "github-actions[bot]"))
+            return self._send(201, st.add_comment(int(m[3]), body["body"], self._author()))
         m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)", path)
         if m and method == "GET":
             number = int(m[3])
@@ -277,12 +302,18 @@ class _Handler(BaseHTTPRequestHandler):
                 "context": body.get("context", "default"),
                 "created_at": "2026-11-28T00:00:00Z",
                 "updated_at": "2026-11-28T00:00:00Z",
-                "creator": {"login": st.user or "github-actions[bot]", "id": 7},
+                "creator": {"login": self._author(), "id": 7},
                 "sha": m[3],
             }
             st.statuses.append(status)
             return self._send(201, status)
         return self._send(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
+
+    def _author(self) -> str:
+        """Who a write is attributed to: a user token's user, else the installation's bot."""
+        token = self.headers.get("Authorization", "").split(" ", 1)[-1]
+        user_token = token.startswith(("ghp_", "github_pat_", "gho_", "ghu_"))
+        return (self.state.user or "someone") if user_token else self.state.bot
 
     def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
         self.send_response(status)

@@ -47,6 +47,7 @@ def pr_event(
     action: str = "opened",
     base: str = "staging",
     name: str = "event.json",
+    head_repo: str = "octo/churn",
 ) -> Path:
     head = run(["git", "rev-parse", "HEAD"], root).strip()
     payload = {
@@ -56,7 +57,11 @@ def pr_event(
             "number": number,
             "state": "open",
             "title": "Better model",
-            "head": {"ref": "feature", "sha": head, "repo": {"full_name": "octo/churn", "fork": False}},
+            "head": {
+                "ref": "feature",
+                "sha": head,
+                "repo": {"full_name": head_repo, "fork": head_repo != "octo/churn"},
+            },
             "base": {"ref": base, "sha": "0" * 40, "repo": {"full_name": "octo/churn", "fork": False}},
         },
         "repository": {"full_name": "octo/churn"},
@@ -103,17 +108,22 @@ def test_three_pushes_leave_one_comment_and_statuses(
         and out["report-path"] == str(root / ".mlci" / "report.md")
         and len(out["fingerprint"]) == 64
     )
-    # What was sent: one event, at most 6 requests on the happy path.
+    # What was sent: one event, 4 requests on the first run (no GET /user: an
+    # installation token cannot ask, and its comments are a bot's).
     assert [(r.method, r.path) for r in gh.requests] == [
         ("GET", "/repos/octo/churn/actions/artifacts"),  # the run cache across branches: none yet
-        ("GET", "/user"),
         ("GET", "/repos/octo/churn/issues/12/comments"),
         ("POST", "/repos/octo/churn/issues/12/comments"),
         ("POST", f"/repos/octo/churn/statuses/{run(['git', 'rev-parse', 'HEAD'], root).strip()}"),
     ]
-    assert gh.requests[0].headers["Authorization"] == f"token {TOKEN}"
-    assert gh.requests[3].body == {"body": report}
-    status = gh.requests[4].body
+    for request in gh.requests[1:]:  # GitHub's documented headers on every request
+        sent = {k.lower(): v for k, v in request.headers.items()}  # HTTP names are case-blind
+        assert sent["authorization"] == f"Bearer {TOKEN}"
+        assert sent["accept"] == "application/vnd.github+json"
+        assert sent["x-github-api-version"] == "2022-11-28"
+        assert sent["user-agent"].startswith("mlci/")
+    assert gh.requests[2].body == {"body": report}
+    status = gh.requests[3].body
     assert status["state"] == "success" and status["context"] == "mlci/staging"
     assert status["target_url"] == "https://github.example/octo/churn/actions/runs/4242"
     assert status["description"] == "2 gate rules passed"
@@ -139,7 +149,7 @@ def test_pagination_and_foreign_quotes(
     for i in range(150):
         gh.add_comment(12, f"comment {i}", "someone")
     gh.add_comment(12, f"I quote it: {MARKER}", "someone")  # not ours: never taken over
-    ours = gh.add_comment(12, f"{MARKER}\nold report", "mlci-bot")  # on page 2
+    ours = gh.add_comment(12, f"{MARKER}\nold report", "github-actions[bot]")  # on page 2
     result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
     assert result.code == ExitCode.OK, result.err
     pages = [
@@ -187,7 +197,8 @@ def test_transient_failures_are_retried(
     )
     result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
     assert result.code == ExitCode.OK, result.err
-    assert [r.method for r in gh.requests if r.path.endswith("/comments")] == ["GET", "POST", "POST"]
+    # The create failed before taking effect: mlci looked again, then created it.
+    assert [r.method for r in gh.requests if r.path.endswith("/comments")] == ["GET", "POST", "GET", "POST"]
     assert [r.method for r in gh.requests if "/statuses/" in r.path] == ["POST", "POST"]
     assert len(gh.comments[12]) == 1 and len(gh.statuses) == 1
 
@@ -201,8 +212,11 @@ def test_fork_pr_degrades_to_the_job_summary(
         "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment",
     }
     gh.faults.append(Fault("POST", "/comments", 403, forbidden, times=10))
-    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
-    assert result.code == ExitCode.OK, result.err  # a read-only token does not fail the job
+    # Not a fork: the same refusal is a misconfigured permissions block, and fails loudly.
+    mine = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert mine.code == ExitCode.ERROR and "pull-requests: write" in mine.err
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, head_repo="fork/churn"))
+    assert result.code == ExitCode.OK, result.err  # a fork's read-only token does not fail the job
     assert (
         "::warning::GitHub refused writing the comment on #12: 403 Resource not accessible by integration"
         in result.out
@@ -217,13 +231,13 @@ def test_report_is_on_disk_when_github_is_down(
 ) -> None:  # type: ignore[no-untyped-def]
     root = project(tmp_path)
     monkeypatch.setenv("MLCI_GITHUB_RETRIES", "2")
-    gh.faults.append(Fault("GET", "/user", 503, {"message": "Service Unavailable"}, times=100))
+    gh.faults.append(Fault("GET", "/comments", 503, {"message": "Service Unavailable"}, times=100))
     result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
     assert result.code == ExitCode.ERROR
     assert "GitHub API" in result.err and "Traceback" not in result.err
     assert (root / ".mlci" / "report.md").read_text().startswith(MARKER)
     assert "mlci failed" in (tmp_path / "summary.md").read_text()
-    assert len([r for r in gh.requests if r.path == "/user"]) == 3  # the first try and 2 retries
+    assert len([r for r in gh.requests if r.path.endswith("/comments")]) == 3  # the first try and 2 retries
 
 
 def test_github_enterprise_server_base_url(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -400,3 +414,107 @@ def test_fork_safe_publish_trusts_only_data(
         refused = cli("publish", str(folder), "--head-sha", head, cwd=root)
         assert refused.code == ExitCode.ERROR and "not trustworthy" in refused.err, refused.err
     assert len(gh.writes()) == before
+
+
+def test_a_create_that_took_effect_is_not_made_twice(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    # The comment is made, then the answer is lost in a 502.
+    gh.faults.append(Fault("POST", "/issues/12/comments", 502, {"message": "Server Error"}, after=True))
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.OK, result.err
+    assert len(gh.comments[12]) == 1  # not two
+    assert [r.method for r in gh.requests if r.path.endswith("/comments")] == ["GET", "POST", "GET"]
+
+
+def test_an_edit_is_retried_after_a_502(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    gh.add_comment(12, f"{MARKER}\nold", "github-actions[bot]")
+    gh.faults.append(Fault("PATCH", "/issues/comments/1001", 502, {"message": "Server Error"}))
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.OK, result.err
+    assert [r.method for r in gh.writes() if "comments" in r.path] == ["PATCH", "PATCH"]
+    assert "old" not in gh.comments[12][0]["body"] and len(gh.statuses) == 1
+
+
+@pytest.mark.parametrize("suffix", ["/issues/12/comments", "/statuses/"])
+def test_a_404_is_an_error_with_the_hint(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState, suffix: str
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    method = "GET" if suffix.endswith("comments") else "POST"
+    if method == "POST":
+        suffix = run(["git", "rev-parse", "HEAD"], root).strip()
+    gh.faults.append(Fault(method, suffix, 404, {"message": "Not Found"}, times=10))
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.ERROR
+    assert "404 Not Found" in result.err and "check GITHUB_API_URL" in result.err
+    assert "::error::" in result.out and "::warning::" not in result.out
+
+
+def test_an_app_token_edits_its_comment_on_the_second_run(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    gh.bot, gh.app = "my-app[bot]", "my-app"
+    root = project(tmp_path)
+    gh.add_comment(12, f"{MARKER}\nquoted by a person", "octocat")  # never taken over
+    for accuracy in (0.9, 0.91):
+        set_params(root, accuracy=accuracy)
+        commit(root, f"accuracy {accuracy}")
+        result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+        assert result.code == ExitCode.OK, result.err
+    assert [r.method for r in gh.writes() if "comments" in r.path] == ["POST", "PATCH"]
+    assert [c["user"]["login"] for c in gh.comments[12]] == ["octocat", "my-app[bot]"]
+    assert gh.comments[12][0]["body"] == f"{MARKER}\nquoted by a person"
+    assert not [r for r in gh.requests if r.path == "/user"]  # never asked: it is known to fail
+
+
+def test_an_unchanged_report_is_not_written_again(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    for action in ("opened", "synchronize"):  # the second run's report says "reused from the run cache"
+        first = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, action=action))
+        assert first.code == ExitCode.OK, first.err
+    assert len(gh.requests) == 4 + 3  # first run: artifacts lookup, comments, create, status; then an edit
+    first_run = len(gh.requests)
+    again = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, action="reopened"))
+    assert again.code == ExitCode.OK, again.err
+    rerun = gh.requests[first_run:]
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in rerun] == [
+        ("GET", "comments"),
+        ("POST", run(["git", "rev-parse", "HEAD"], root).strip()),
+    ]  # 2 requests: no PATCH of the same body, and the run cache asks nothing
+    assert len([r for r in gh.writes() if r.method == "PATCH"]) == 1  # the second run's, not the third's
+    # The comments are read conditionally: once nothing changed since the last
+    # read (our own edit changed the list before), the list answers 304.
+    assert gh.not_modified == 0
+    last = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, action="reopened"))
+    assert last.code == ExitCode.OK, last.err
+    assert gh.not_modified == 1 and len(gh.requests) == first_run + 4  # again 2: a 304 and the status
+
+
+def test_a_personal_token_finds_its_own_comments(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_personal")
+    root = project(tmp_path)
+    gh.add_comment(12, f"{MARKER}\nold", "someone-else")
+    mine = gh.add_comment(12, f"{MARKER}\nold", "mlci-bot")
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.OK, result.err
+    assert [r.path for r in gh.requests if r.path == "/user"] == ["/user"]
+    assert [r.method for r in gh.writes() if "comments" in r.path] == ["PATCH"] and "old" not in mine["body"]
+
+
+def test_publish_failures_reach_the_job_summary(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    (tmp_path / "empty").mkdir()
+    result = cli("publish", str(tmp_path / "empty"), "--head-sha", "a" * 40, cwd=root)
+    assert result.code == ExitCode.ERROR
+    assert "::error::" in result.out and "mlci failed" in (tmp_path / "summary.md").read_text()

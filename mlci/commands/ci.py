@@ -79,10 +79,11 @@ def run(
     token: str | None,
     dry_run: bool,
     log: Callable[[str], None],
-    out: IO[str] = sys.stdout,
+    out: IO[str] | None = None,
     api_factory: Callable[..., Any] | None = None,
 ) -> CiResult:
     ctx = ci_env.context(environ)
+    out = out or sys.stdout  # bound per call: a default of sys.stdout would freeze the one at import
     event = event or ctx.event_name
     if not event:
         raise ci_env.CiError(
@@ -129,6 +130,7 @@ def _pull_request(
             number = int(payload.get("number") or request["number"])
             base = base or request["base"]["ref"]
             head_sha = request["head"]["sha"]
+            fork = _is_fork(request)
         except (KeyError, TypeError, ValueError) as exc:
             raise ci_env.CiError(
                 f"the pull_request payload lacks {exc}", hint="pass a GitHub pull_request webhook payload"
@@ -141,6 +143,7 @@ def _pull_request(
             )
         number = pr or 0
         head_sha = gitrepo.rev_parse(cwd, "HEAD") or ""
+        fork = False
     head_config = cfg.load_for(config_path, cwd)
     base_policy, notes = report_cmd.base_policy(head_config, base, log)
     config = policy.judged_by(head_config, base_policy)
@@ -235,10 +238,11 @@ def _pull_request(
         ctx.repository,
         retries=int(environ.get("MLCI_GITHUB_RETRIES", "5")),
         backoff=float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
+        fork=fork,
+        cache=config.root / ".mlci" / "github-etags.json",
     )
     try:
-        author = api.author()
-        comment = api.upsert_comment(number, markdown, report.marker, author)
+        comment = api.upsert_comment(number, markdown, report.marker)
         res.comment = {"action": comment.action, "id": comment.comment_id, "url": comment.url}
         log(f"{comment.action} the comment on #{number}: {comment.url}")
         if env:
@@ -387,6 +391,15 @@ def _pin(config: cfg.Config, env: cfg.Environment | None) -> tags.Event | None:
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
     return state.pin(env.name) if state else None
+
+
+def _is_fork(request: Mapping[str, Any]) -> bool:
+    """A pull request from another repository: GitHub gives its workflow a read-only token."""
+    head = (request.get("head") or {}).get("repo") or {}
+    base = (request.get("base") or {}).get("repo") or {}
+    if head.get("fork") is True:
+        return True
+    return bool(head.get("full_name")) and head.get("full_name") != base.get("full_name")
 
 
 def status_context(config: cfg.Config, environment: str) -> str:

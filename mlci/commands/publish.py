@@ -122,11 +122,12 @@ def publish(
     log: Callable[[str], None],
     cwd: Path,
     config_path: Path | None = None,
-    out: IO[str] = sys.stdout,
+    out: IO[str] | None = None,
 ) -> dict[str, Any]:
     from mlci import github_api, render
 
     ctx = ci_env.context(environ)
+    out = out or sys.stdout  # bound per call: a default of sys.stdout would freeze the one at import
     if not token or not ctx.repository:
         raise ci_env.CiError(
             "publishing needs a token and GITHUB_REPOSITORY", hint="run it in GitHub Actions, or pass --token"
@@ -183,7 +184,7 @@ def publish(
         report, policy_from=pull.base_ref if base_policy else None, notes=tuple(notes)
     )
     body = render.render_report(report, "markdown", template=report_cmd.template_for(config))
-    comment = api.upsert_comment(number, body, report.marker, api.author())
+    comment = api.upsert_comment(number, body, report.marker)
     log(f"{comment.action} the comment on #{number}: {comment.url}")
     result: dict[str, Any] = {
         "pr": number,
