@@ -75,14 +75,13 @@ def mirror(
         run_tags[MODEL_DIGEST_TAG] = version.digest
     if meta.get("commit"):
         run_tags["mlci.git.commit"] = str(meta["commit"])
-    raw_metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
     raw_params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
-    assert isinstance(raw_metrics, dict) and isinstance(raw_params, dict)
+    assert isinstance(raw_params, dict)
     record = tracking.import_run(
         run_name=f"{version.model.replace('/', '-')}-{version.version}",
         tags=run_tags,
         params={str(k): str(v) for k, v in raw_params.items()},
-        metrics={str(k): float(v) for k, v in raw_metrics.items() if isinstance(v, (int, float))},
+        metrics=tags.recorded_metrics(meta),
         model_dir=model_dir,
         model_name=version.model,
     )

@@ -375,6 +375,16 @@ def _when(record: TagRecord) -> float:
     return _precise(record.message, record.timestamp)
 
 
+def recorded_metrics(metadata: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics a tag's metadata records: numbers only (another tool's tag may hold anything)."""
+    raw = metadata.get("metrics")
+    if not isinstance(raw, Mapping):
+        return {}
+    return {
+        str(k): float(v) for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
 def pin_message(event: Event) -> str:
     """What a held promotion says about the pin."""
     import datetime as dt

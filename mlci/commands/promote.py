@@ -87,8 +87,7 @@ def _candidate_version(
 
 
 def _metrics(state: tags.ModelState, version: str) -> dict[str, float]:
-    raw = state.versions[version].metadata.get("metrics") or {}
-    return {str(k): float(v) for k, v in raw.items() if isinstance(v, (int, float))}
+    return tags.recorded_metrics(state.versions[version].metadata)
 
 
 def assign(

@@ -20,23 +20,13 @@ HISTORY_LENGTH = 10
 DEFAULT_OUTPUT = {"markdown": "report.md", "table": "report.txt", "json": "report.json"}
 
 
-def _recorded_metrics(meta: Mapping[str, Any]) -> dict[str, float]:
-    """The metrics a version tag records (numbers only)."""
-    raw = meta.get("metrics")
-    if not isinstance(raw, dict):
-        return {}
-    return {
-        str(k): float(v) for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-
-
 def env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
     event = state.current(env) if state else None
     if event is None or event.version is None or state is None:
         return rpt.Baseline(env, env, found=False, note=f"no model in {env} yet")
     registration = state.versions.get(event.version)
     meta = registration.metadata if registration else {}
-    metrics = _recorded_metrics(meta)
+    metrics = tags.recorded_metrics(meta)
     return rpt.Baseline(
         key=env,
         label=f"{env} {event.version}",
@@ -67,7 +57,7 @@ def _base_baseline(
         version = state.version_on_commit(base) if state else None
         if state is not None and version is not None:
             meta = state.versions[version].metadata
-            metrics = _recorded_metrics(meta)
+            metrics = tags.recorded_metrics(meta)
             if metrics:
                 return rpt.Baseline(
                     "base",
@@ -277,7 +267,7 @@ def _registered_head(
         return None
     event = state.versions[version]
     meta = event.metadata
-    metrics = _recorded_metrics(meta)
+    metrics = tags.recorded_metrics(meta)
     if not metrics:
         return None  # a tag without metrics (another tool's): the run cache decides
     log(f"these inputs are {state.name} {version} ({event.tag}): judged by its recorded metrics, no training")
