@@ -21,7 +21,6 @@ from mlci.errors import MlciError
 if TYPE_CHECKING:
     from github import Github
 
-ACTIONS_BOT = "github-actions[bot]"
 STATUS_DESCRIPTION_LIMIT = 140
 
 

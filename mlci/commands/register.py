@@ -266,6 +266,8 @@ def _model_archive(
 
 def model_card(version: stores.Version) -> str:
     """The release notes of a version: what it is, how well it does, where it came from."""
+    from mlci.render import inline_code as code  # the report's escape: any text, safe in a table
+
     meta = version.metadata
     lines = [
         f"# {version.model} {version.version}",
@@ -273,19 +275,15 @@ def model_card(version: stores.Version) -> str:
         f"Registered by mlci as git tag `{version.tag}`. Model archive sha256: `{version.digest}`.",
         "",
     ]
-    metrics = meta.get("metrics")
-    if isinstance(metrics, dict) and metrics:
+    metrics = tags.recorded_metrics(meta)
+    if metrics:
         lines += ["## Metrics", "", "| metric | value |", "|:--|--:|"]
-        lines += [
-            f"| `{render_safe(str(k))}` | {v:.6g} |"
-            for k, v in sorted(metrics.items())
-            if isinstance(v, (int, float))
-        ]
+        lines += [f"| {code(k)} | {v:.6g} |" for k, v in sorted(metrics.items())]
         lines.append("")
     params = meta.get("params")
     if isinstance(params, dict) and params:
         lines += ["## Params", "", "| param | value |", "|:--|:--|"]
-        lines += [f"| `{render_safe(str(k))}` | `{render_safe(str(v))}` |" for k, v in sorted(params.items())]
+        lines += [f"| {code(k)} | {code(v)} |" for k, v in sorted(params.items())]
         lines.append("")
     lines += ["## Lineage", ""]
     for label, key in (
@@ -297,14 +295,9 @@ def model_card(version: stores.Version) -> str:
         ("MLflow run", "mlflow_run_id"),
     ):
         if meta.get(key) not in (None, ""):
-            lines.append(f"- {label}: `{render_safe(str(meta[key]))}`")
+            lines.append(f"- {label}: {code(meta[key])}")
     lines += ["", "Get it with `mlci pull " + version.tag + "`; it checks the digest."]
     return "\n".join(lines) + "\n"
-
-
-def render_safe(text: str) -> str:
-    """Table-cell text that cannot break the table or a code span."""
-    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")[:200]
 
 
 def _existing(model: str, version: str, event: tags.Event, fingerprint: str, pushed: bool) -> RegisterResult:
