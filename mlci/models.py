@@ -18,6 +18,7 @@ from pathlib import Path
 from mlci import archive, project, stores, tags
 from mlci import config as cfg
 from mlci import fingerprint as fp
+from mlci.errors import MlciError
 
 PULLED_DIR = "pulled"
 
@@ -34,6 +35,18 @@ class Resolved:
 def version_of(model: str, event: tags.Event) -> stores.Version:
     assert event.version is not None
     return stores.version_of(model, event.version, event.tag, event.metadata)
+
+
+def active_version(state: tags.ModelState, version: str, instead: str) -> str:
+    """``version`` if ``state`` has it registered and not deregistered; else a clear error."""
+    if version not in state.versions:
+        raise MlciError(
+            f"{state.name} has no version {version}",
+            hint=f"registered: {', '.join(state.active_versions()) or 'none'}",
+        )
+    if version in state.deregistered:
+        raise MlciError(f"{state.name} {version} is deregistered", hint=instead)
+    return version
 
 
 def _scratch(config: cfg.Config, version: stores.Version) -> Path:

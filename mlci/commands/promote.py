@@ -51,6 +51,22 @@ def verdict_json(verdict: gates.Verdict | None) -> dict[str, Any] | None:
     }
 
 
+def _open(
+    config_path: Path | None,
+    cwd: Path,
+    environ: Mapping[str, str],
+    environment: str,
+    push: bool | None,
+    log: Callable[[str], None],
+) -> tuple[cfg.Config, cfg.Environment, registry.Workspace, tags.ModelState]:
+    """The config, the environment, the registry made whole, and the model's state."""
+    config = cfg.load_for(config_path, cwd)
+    env = config.environment(environment)
+    ws = registry.open_workspace(config.root, environ, push)
+    registry.ensure_complete(ws, log)
+    return config, env, ws, _model_state(ws, config.model.name)
+
+
 def _model_state(ws: registry.Workspace, model: str) -> tags.ModelState:
     state = registry.read_state(ws.root).get(model)
     if state is None or not state.versions:
@@ -65,14 +81,7 @@ def _candidate_version(
     state: tags.ModelState, version: str | None, config: cfg.Config, log: Callable[[str], None]
 ) -> str:
     if version is not None:
-        if version not in state.versions:
-            raise MlciError(
-                f"{state.name} has no version {version}",
-                hint=f"registered: {', '.join(state.active_versions()) or 'none'}",
-            )
-        if version in state.deregistered:
-            raise MlciError(f"{state.name} {version} is deregistered", hint="promote another version")
-        return version
+        return models.active_version(state, version, "promote another version")
     fingerprint = fp.compute(config, project.load_params(config, [])).digest
     found = state.version_of_fingerprint(fingerprint)
     if found is None:
@@ -104,12 +113,8 @@ def assign(
 ) -> PromoteResult:
     """Promote (gates and ``requires``), or with ``rollback_reason`` roll back
     (absolute gates only)."""
-    config = cfg.load_for(config_path, cwd)
-    env = config.environment(environment)
-    ws = registry.open_workspace(config.root, environ, push)
-    registry.ensure_complete(ws, log)
+    config, env, ws, state = _open(config_path, cwd, environ, environment, push, log)
     model = config.model.name
-    state = _model_state(ws, model)
     current_event = state.current(env.name)
     current = current_event.version if current_event else None
 
@@ -230,12 +235,8 @@ def unpin(
 ) -> PromoteResult:
     """End a rollback's pin: the version stays, assigned again without the pin, so
     automatic promotion resumes. GTO reads it as an ordinary assignment."""
-    config = cfg.load_for(config_path, cwd)
-    env = config.environment(environment)
-    ws = registry.open_workspace(config.root, environ, push)
-    registry.ensure_complete(ws, log)
+    config, env, ws, state = _open(config_path, cwd, environ, environment, push, log)
     model = config.model.name
-    state = _model_state(ws, model)
     pin = state.pin(env.name)
     if pin is None or pin.version is None:
         current = state.current(env.name)

@@ -80,13 +80,7 @@ def pull(
         version = state.latest
         if version is None:
             raise MlciError(f"every version of {model} is deregistered")
-    if version not in state.versions:
-        raise MlciError(
-            f"{model} has no version {version}",
-            hint=f"registered: {', '.join(state.active_versions()) or 'none'}",
-        )
-    if version in state.deregistered:
-        raise MlciError(f"{model} {version} is deregistered", hint="pull another version")
+    models.active_version(state, version, "pull another version")
     info = models.version_of(model, state.versions[version])
     dest = (output or cwd / f"{model.replace('/', '-')}-{version}").resolve()
     store = stores.for_version(info, config, environ, log)
