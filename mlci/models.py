@@ -55,15 +55,10 @@ def _scratch(config: cfg.Config, version: stores.Version) -> Path:
 
 
 def fetch(
-    config: cfg.Config,
-    environ: Mapping[str, str],
-    version: stores.Version,
-    dest: Path | None,
-    log: Callable[[str], None],
+    store: stores.ModelStore, version: stores.Version, dest: Path | None, log: Callable[[str], None]
 ) -> archive.Digest:
-    """The version's model folder into ``dest``, its digest checked against the tag
-    (with ``dest`` None, only checked)."""
-    store = stores.for_version(version, config, environ, log)
+    """The version's model folder into ``dest`` from ``store``, its digest checked against
+    the tag (with ``dest`` None, only checked)."""
     log(f"fetching {version.tag} from {store.where(version)}")
     return store.fetch(version, dest)
 
@@ -148,7 +143,7 @@ def resolve_for_promotion(
         log(f"{where} holds {version.tag}'s bytes (sha256 {version.digest[:12]})")
         return Resolved(version, where, "reported by the store", existing)
     if existing is None and ephemeral:
-        digest = fetch(config, environ, version, None, log)
+        digest = fetch(store, version, None, log)
         log(f"verified {version.tag}: sha256 {digest.sha256[:12]}, {digest.size:,} bytes")
         log(
             "this job's embedded MLflow store ends with the job: no MLflow model version or alias made "
@@ -157,7 +152,7 @@ def resolve_for_promotion(
         return Resolved(version, where, "downloaded", None, mirror_skipped=True)
     scratch = _scratch(config, version)
     try:
-        digest = fetch(config, environ, version, scratch, log)
+        digest = fetch(store, version, scratch, log)
         log(f"verified {version.tag}: sha256 {digest.sha256[:12]}, {digest.size:,} bytes")
         if existing is None:
             existing = mirror(config, environ, version, scratch, log)

@@ -84,7 +84,7 @@ def pull(
     info = models.version_of(model, state.versions[version])
     dest = (output or cwd / f"{model.replace('/', '-')}-{version}").resolve()
     store = stores.for_version(info, config, environ, log)
-    digest = models.fetch(config, environ, info, dest, log)
+    digest = models.fetch(store, info, dest, log)
     if info.digest is None:
         log(f"warning: {info.tag} records no digest (registered by another tool?): not verified")
     return PullResult(
