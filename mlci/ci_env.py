@@ -86,6 +86,9 @@ def set_outputs(ctx: Context, values: Mapping[str, str]) -> None:
 def append_summary(ctx: Context, markdown: str) -> bool:
     if ctx.step_summary is None:
         return False
+    from mlci import redact
+
+    markdown = redact.text(markdown)
     with open(ctx.step_summary, "a", encoding="utf-8") as f:
         f.write(markdown if markdown.endswith("\n") else markdown + "\n")
     return True

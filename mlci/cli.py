@@ -243,11 +243,15 @@ class Bump(str, enum.Enum):
 
 
 def _log(message: str) -> None:
-    print(f"mlci: {message}", file=sys.stderr, flush=True)
+    from mlci import redact
+
+    print(f"mlci: {redact.text(message)}", file=sys.stderr, flush=True)
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+    from mlci import redact
+
+    typer.echo(json.dumps(redact.data(data), indent=2, default=str) if as_json else redact.text(text))
 
 
 @app.command()
@@ -780,9 +784,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         sys.stdout.flush()
-        print(f"mlci: error: {exc.message}", file=sys.stderr)
+        from mlci import redact
+
+        print(f"mlci: error: {redact.text(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {redact.text(exc.hint)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("mlci: interrupted", file=sys.stderr)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mlci import redact, safeinput
 from mlci.errors import ConfigError
 
 CONFIG_FILE = "mlci.yaml"
@@ -32,6 +33,8 @@ GOALS: tuple[Goal, ...] = ("maximize", "minimize")
 # because they sit between "#" separators in assignment tags.
 MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-/_]*[a-zA-Z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-_]*[a-zA-Z0-9])?$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
 
 # Name tokens that mean "lower is better". Everything else is maximized.
@@ -100,12 +103,15 @@ class TrainConfig:
     params: str | None = None
     metrics: str = "metrics.json"
     model: str = "model"
+    withhold_env: tuple[str, ...] = ()  # environment variables (fnmatch patterns) the command never sees
+    timeout: float | None = None  # seconds; None: no limit
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     uri: str | None = None  # None: the embedded sqlite store under .mlci/
     experiment: str | None = None  # None: the model name
+    timeout: float = 20.0  # seconds a tracking server has to answer one request
 
 
 STORE_SETTINGS = ("auto", "local", "mlflow", "github")
@@ -178,9 +184,17 @@ class Config:
 
         return {
             "model": dataclasses.asdict(self.model),
-            "train": {**dataclasses.asdict(self.train), "inputs": list(self.train.inputs)},
+            "train": {
+                **dataclasses.asdict(self.train),
+                "inputs": list(self.train.inputs),
+                "withhold_env": list(self.train.withhold_env),
+            },
             "metrics": {name: {"goal": goal} for name, goal in self.metrics.items()},
-            "tracking": {"uri": self.tracking.uri, "experiment": self.experiment},
+            "tracking": {
+                "uri": self.tracking.uri,
+                "experiment": self.experiment,
+                "timeout": self.tracking.timeout,
+            },
             "environments": {
                 env.name: {
                     "branch": env.branch,
@@ -269,9 +283,14 @@ def load_for(path: Path | None, cwd: Path) -> Config:
     return load(path if path is not None else find_config(cwd))
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def load(path: Path) -> Config:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = safeinput.read_text(path, limit=MAX_CONFIG_BYTES, what=CONFIG_FILE)
+    except safeinput.BadInput as exc:
+        raise ConfigError(f"{exc.where(str(path))}: {exc.problem}") from None
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file",
@@ -298,65 +317,19 @@ def parse(text: str, path: Path) -> Config:
     return config
 
 
-Located = tuple[Any, dict[tuple[str | int, ...], int]]
-
-
-def _load_located_yaml(text: str, path: Path) -> Located:
-    """Parse YAML into plain data plus the line of every key path.
-
-    Duplicate keys are errors here: PyYAML would silently keep the last one.
-    """
-    import yaml
-
+def _load_located_yaml(text: str, path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    """Plain data plus the line of every key path (``safeinput``: bounded, strict)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        data, lines = safeinput.load_yaml(text)
+    except safeinput.BadInput as exc:
         raise ConfigError(
-            f"{where}: not valid YAML: {exc.problem}",
-            hint="check the indentation and quoting on that line",
+            f"{exc.where(str(path))}: {exc.problem}",
+            hint="check that line: mlci.yaml holds plain YAML data (merge keys are fine, tags are not)",
         ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    lines: dict[tuple[str | int, ...], int] = {}
-    if root is None:
-        return {}, lines
-    constructor = yaml.constructor.SafeConstructor()
-
-    def build(node: yaml.Node, key_path: tuple[str | int, ...]) -> Any:
-        lines.setdefault(key_path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = constructor.construct_object(key_node, deep=True)
-                if not isinstance(key, str):
-                    key = str(key)
-                child = (*key_path, key)
-                if key in out:
-                    raise ConfigError(
-                        f"{path}:{key_node.start_mark.line + 1}: {_dotted(child)}: "
-                        f"duplicate key (first on line {lines[child]})",
-                        hint="remove one of the two",
-                    )
-                lines[child] = key_node.start_mark.line + 1
-                out[key] = build(value_node, child)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [build(item, (*key_path, i)) for i, item in enumerate(node.value)]
-        return constructor.construct_object(node, deep=True)
-
-    return build(root, ()), lines
+    return ({} if data is None else data), lines
 
 
-def _dotted(key_path: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in key_path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out or "(top level)"
+_dotted = safeinput.dotted
 
 
 def _type_name(value: Any) -> str:
@@ -364,15 +337,46 @@ def _type_name(value: Any) -> str:
         return "nothing"
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int) and abs(value) > 10**30:
+        return f"a number of {len(str(abs(value)))} digits"
     if isinstance(value, (int, float)):
         return f"a number ({value})"
     if isinstance(value, str):
-        return f"a string ({value!r})"
+        return f"a string ({_short(value)!r})"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None (booleans, strings, NaN, infinity, 400-digit integers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _inside(value: str) -> bool:
+    """Whether a configured path stays inside the project folder (relative, no way up)."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).drive or value.startswith("~"):
+        return False
+    depth = 0
+    for part in PurePosixPath(value.replace("\\", "/")).parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return False
+    return depth > 0
 
 
 class _Checker:
@@ -425,6 +429,9 @@ class _Checker:
         if value is None:
             return default
         if isinstance(value, str) and value.strip():
+            if "\x00" in value:
+                self.problem(key_path, "contains a NUL character (\\0)")
+                return default
             return value
         self.expected(key_path, "a non-empty string", value)
         return default
@@ -432,18 +439,35 @@ class _Checker:
     def number(self, value: Any, key_path: tuple[str | int, ...]) -> float | None:
         if value is None:
             return None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        self.expected(key_path, "a finite number", value)
-        return None
+        number = _finite(value)
+        if number is None:
+            self.expected(key_path, "a finite number", value)
+        return number
+
+    def duration(self, value: Any, key_path: tuple[str | int, ...]) -> float | None:
+        """Seconds: a number, or a string like "90s", "30m", "2h"."""
+        if value is None:
+            return None
+        seconds = _finite(value)
+        if isinstance(value, str):
+            match = _DURATION_RE.match(value)
+            if match:
+                seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+        if seconds is None or seconds <= 0:
+            self.expected(
+                key_path, 'a positive number of seconds, or a duration like "90s", "30m", "2h"', value
+            )
+            return None
+        return seconds
 
     def threshold(self, value: Any, key_path: tuple[str | int, ...]) -> Threshold | None:
         if value is None:
             return None
         what = 'a number >= 0 or a percentage like "2%"'
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isfinite(value) and value >= 0:
-                return Threshold(float(value))
+            number = _finite(value)
+            if number is not None and number >= 0:
+                return Threshold(number)
         elif isinstance(value, str):
             match = _PERCENT_RE.match(value)
             if match:
@@ -463,11 +487,32 @@ class _Checker:
             return default
         out = []
         for i, item in enumerate(value):
-            if isinstance(item, str) and item.strip():
+            if isinstance(item, str) and item.strip() and "\x00" not in item:
                 out.append(item)
             else:
                 self.expected((*key_path, i), "a non-empty string", item)
         return tuple(out)
+
+    def project_path(self, value: str | None, key_path: tuple[str | int, ...]) -> None:
+        if value is not None and not _inside(value):
+            self.problem(
+                key_path,
+                f"{_short(value)!r} is not a path inside the project: write it relative to "
+                f"the folder of {CONFIG_FILE}, without leading '/', '~' or '..' out of it",
+            )
+
+    def globs(self, raw: Any, patterns: tuple[str, ...] | None, key_path: tuple[str | int, ...]) -> None:
+        from mlci.fingerprint import glob_regex
+
+        for i, pattern in enumerate(patterns or ()):
+            where = (*key_path, i) if isinstance(raw, list) else key_path
+            try:
+                glob_regex(pattern)
+            except (re.error, RecursionError) as exc:
+                self.problem(where, f"{_short(pattern)!r} is not a valid glob: {exc}")
+                continue
+            if not _inside(pattern.replace("*", "x").replace("?", "x")):
+                self.problem(where, f"{_short(pattern)!r} reaches outside the project folder")
 
     def named(
         self,
@@ -541,7 +586,12 @@ class _Checker:
         at: tuple[str | int, ...] = ("train",)
         if raw is None:
             return None
-        t = self.mapping(raw, at, ("command", "inputs", "params", "metrics", "model"), required=("command",))
+        t = self.mapping(
+            raw,
+            at,
+            ("command", "inputs", "params", "metrics", "model", "withhold_env", "timeout"),
+            required=("command",),
+        )
         if t is None:
             return None
         defaults = TrainConfig(command="")
@@ -550,6 +600,11 @@ class _Checker:
         params = self.string(t.get("params"), (*at, "params"), None)
         metrics = self.string(t.get("metrics"), (*at, "metrics"), defaults.metrics)
         model = self.string(t.get("model"), (*at, "model"), defaults.model)
+        for key, value in (("params", params), ("metrics", metrics), ("model", model)):
+            self.project_path(value, (*at, key))
+        self.globs(t.get("inputs"), inputs, (*at, "inputs"))
+        withhold = self.string_list(t.get("withhold_env"), (*at, "withhold_env"), ()) or ()
+        timeout = self.duration(t.get("timeout"), (*at, "timeout"))
         if command is None:
             return None
         return TrainConfig(
@@ -558,6 +613,8 @@ class _Checker:
             params=params,
             metrics=metrics or defaults.metrics,
             model=model or defaults.model,
+            withhold_env=withhold,
+            timeout=timeout,
         )
 
     def metrics(self, raw: Any) -> dict[str, Goal]:
@@ -585,7 +642,7 @@ class _Checker:
 
     def tracking(self, raw: Any) -> TrackingConfig:
         at: tuple[str | int, ...] = ("tracking",)
-        t = self.mapping(raw, at, ("uri", "experiment"))
+        t = self.mapping(raw, at, ("uri", "experiment", "timeout"))
         if t is None:
             return TrackingConfig()
         uri = self.string(t.get("uri"), (*at, "uri"), None)
@@ -595,9 +652,21 @@ class _Checker:
                 f"{uri!r} is a file store, which current MLflow refuses; "
                 f"use a database ('{EMBEDDED_TRACKING_URI}') or a server ('http://host:5000')",
             )
+        if uri is not None and "://" in uri and not uri.startswith("sqlite:"):
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(uri)
+                host, _ = parts.hostname, parts.port
+            except ValueError as exc:
+                self.problem((*at, "uri"), f"{redact.url(uri)!r} is not a valid URL: {exc}")
+            else:
+                if parts.scheme in ("http", "https") and not host:
+                    self.problem((*at, "uri"), f"{redact.url(uri)!r} names no host: write http://HOST:PORT")
         return TrackingConfig(
             uri=uri,
             experiment=self.string(t.get("experiment"), (*at, "experiment"), None),
+            timeout=self.duration(t.get("timeout"), (*at, "timeout")) or TrackingConfig.timeout,
         )
 
     def environments(self, raw: Any) -> tuple[Environment, ...]:
@@ -681,8 +750,10 @@ class _Checker:
                     f"{name!r} is neither an environment nor {BASE_BASELINE!r} "
                     f"(valid: {', '.join(valid)}){extra}",
                 )
+        template = self.string(r.get("template"), (*at, "template"), None)
+        self.project_path(template, (*at, "template"))
         return ReportConfig(
             baselines=baselines,
-            template=self.string(r.get("template"), (*at, "template"), None),
+            template=template,
             key_metric=self.string(r.get("key_metric"), (*at, "key_metric"), None),
         )

@@ -242,6 +242,8 @@ def compose(files: Mapping[str, str], params: Any, config: Config) -> str:
     h.update(f"command {config.train.command}\n".encode())
     train = dataclasses.asdict(config.train)
     train["inputs"] = list(config.train.inputs)
+    for how_not_what in ("withhold_env", "timeout"):  # how the command runs, not what it computes
+        del train[how_not_what]
     h.update(f"train {canonical_json(train)}\n".encode())
     return h.hexdigest()
 

@@ -85,4 +85,5 @@ def make_tracking(config: cfg.Config, environ: Mapping[str, str]) -> Tracking:
         config.experiment,
         artifact_root=config.root / fp.STATE_DIR / "artifacts" if local else None,
         environ=environ,
+        timeout=config.tracking.timeout,
     )

@@ -15,13 +15,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sqlite3
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,40 @@ def is_http(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+DEFAULT_TIMEOUT = 20.0  # seconds a tracking server has to answer one request (tracking.timeout)
+HTTP_RETRIES = 2  # MLflow's own default is 7 with exponential backoff: over four minutes
+_UNREACHABLE = ("max retries exceeded", "connectionerror", "connection refused", "timed out", "timeout")
+_CORRUPT = ("file is not a database", "database disk image is malformed", "file is encrypted")
+
+
+def time_bound(timeout: float) -> float:
+    """How long mlci waits at most for a tracking server that does not answer:
+    the first try and ``HTTP_RETRIES`` retries, each up to ``timeout``, plus backoff."""
+    return (HTTP_RETRIES + 1) * timeout + float(sum(2**i for i in range(HTTP_RETRIES)))
+
+
+def unreachable(uri: str, timeout: float, detail: str) -> TrackingError:
+    from mlci import redact
+
+    return TrackingError(
+        f"MLflow: the tracking server {redact.url(uri)} did not answer "
+        f"({HTTP_RETRIES + 1} tries of up to {timeout:g}s each): {redact.text(detail)}",
+        hint="check that the server is running and reachable from here, and MLFLOW_TRACKING_URI; "
+        "the wait per try is tracking.timeout in mlci.yaml",
+    )
+
+
+def corrupt_store(path: Path, detail: str) -> TrackingError:
+    return TrackingError(
+        f"the embedded tracking store {path} is damaged ({detail})",
+        hint=f"move it aside (mv {path} {path}.damaged) and run again: mlci starts a new store. "
+        "Runs recorded only in it are lost; the registry (git tags) is not, "
+        "and `mlci pull` restores a version's model from where its tag says it lives",
+    )
+
+
 @contextmanager
-def _translated(what: str, uri: str) -> Iterator[None]:
+def _translated(what: str, uri: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
     # MLflow prints "View run ... at: URL" to stdout: keep stdout for --json.
     try:
         with redirect_stdout(sys.stderr):
@@ -74,13 +107,21 @@ def _translated(what: str, uri: str) -> Iterator[None]:
     except Exception as exc:  # MLflow raises MlflowException, requests' errors, sqlalchemy's ...
         from mlflow.exceptions import MlflowException
 
+        from mlci import redact
+
         detail = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
+        lowered = f"{type(exc).__name__} {detail}".lower()
+        path = sqlite_path(uri)
+        if path is not None and any(s in lowered for s in _CORRUPT):
+            raise corrupt_store(path, detail.splitlines()[0][:200]) from exc
+        if is_http(uri) and any(s in lowered for s in _UNREACHABLE):
+            raise unreachable(uri, timeout, detail.splitlines()[0][:300]) from exc
         hint = (
             "check that the tracking server is running and reachable, and MLFLOW_TRACKING_URI"
             if is_http(uri)
             else "check tracking.uri in mlci.yaml and MLFLOW_TRACKING_URI"
         )
-        raise TrackingError(f"MLflow: {what} failed against {uri}: {detail}", hint=hint) from exc
+        raise TrackingError(f"MLflow: {what} failed against {redact.url(uri)}: {detail}", hint=hint) from exc
 
 
 class Tracking:
@@ -93,8 +134,10 @@ class Tracking:
         *,
         artifact_root: Path | None,
         environ: Mapping[str, str],
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.uri = uri
+        self.timeout = timeout
         self.experiment = experiment
         self.artifact_root = artifact_root
         self.environ = environ
@@ -110,7 +153,15 @@ class Tracking:
             path = sqlite_path(self.uri)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            with _translated("opening the tracking store", self.uri):
+                _check_sqlite(path)
+            if is_http(self.uri):
+                # MLflow reads these from the process environment on each request;
+                # a user's own setting wins.
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{max(1, round(self.timeout))}")
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_RETRIES))
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+            with _translated("opening the tracking store", self.uri, self.timeout):
                 from mlflow.tracking import MlflowClient
 
                 # MLflow (which sets its loggers up on import) and alembic announce
@@ -123,7 +174,7 @@ class Tracking:
     def experiment_id(self, create: bool) -> str | None:
         if self._experiment_id is not None:
             return self._experiment_id
-        with _translated(f"finding experiment {self.experiment!r}", self.uri):
+        with _translated(f"finding experiment {self.experiment!r}", self.uri, self.timeout):
             found = self.client.get_experiment_by_name(self.experiment)
             if found is not None and found.lifecycle_stage != "active":
                 raise TrackingError(
@@ -158,9 +209,14 @@ class Tracking:
                 pass
         elif is_http(self.uri) and not _needs_client_tls(self.environ):
             try:
-                found = _rest_lookup(self.uri, self.experiment, fingerprint, self.environ)
+                found = _rest_lookup(self.uri, self.experiment, fingerprint, self.environ, self.timeout)
                 self.fast_path_used = "rest"
                 return found
+            except urllib.error.HTTPError:
+                pass  # the client explains a refusal better
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                # Unreachable: MLflow's client would only wait longer to say the same.
+                raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
             except (OSError, ValueError, KeyError, TypeError):
                 pass
         return self._client_lookup(fingerprint)
@@ -174,7 +230,7 @@ class Tracking:
         experiment_id = self.experiment_id(create=False)
         if experiment_id is None:
             return []
-        with _translated("searching runs", self.uri):
+        with _translated("searching runs", self.uri, self.timeout):
             return list(
                 self.client.search_runs(
                     [experiment_id],
@@ -189,9 +245,33 @@ class Tracking:
     def start_run(self, *, run_name: str, tags: Mapping[str, str]) -> str:
         experiment_id = self.experiment_id(create=True)
         assert experiment_id is not None
-        with _translated("creating a run", self.uri):
+        with _translated("creating a run", self.uri, self.timeout):
             run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
         return str(run.info.run_id)
+
+    def reap_abandoned(self, log: Callable[[str], None]) -> list[str]:
+        """Mark KILLED the RUNNING runs that an mlci on this host started and that
+        died without ending them (SIGKILL, a crashed runner). Returns their ids."""
+        me = owner_tags()
+        try:
+            runs = self._search(
+                f"attributes.status = 'RUNNING' and tags.`{OWNER_HOST_TAG}` = '{me[OWNER_HOST_TAG]}'", 100
+            )
+        except TrackingError:
+            return []
+        reaped = []
+        for run in runs:
+            pid = run.data.tags.get(OWNER_PID_TAG, "")
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            self.client.set_tag(run.info.run_id, "mlci.abandoned", f"mlci (pid {pid}) died while training")
+            self.end_run(run.info.run_id, "KILLED")
+            reaped.append(run.info.run_id)
+            log(
+                f"MLflow run {run.info.run_id} was left RUNNING by an mlci that died "
+                f"(pid {pid}): marked KILLED"
+            )
+        return reaped
 
     def end_run(self, run_id: str, status: str) -> None:
         """Mark a run FAILED or KILLED; never raises (it runs while another error is reported)."""
@@ -216,7 +296,7 @@ class Tracking:
         from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
-        with _translated("logging the run", self.uri):
+        with _translated("logging the run", self.uri, self.timeout):
             self.client.log_batch(
                 run_id,
                 metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
@@ -277,7 +357,7 @@ class Tracking:
 
     def model_source(self, model_id: str) -> str:
         """Where a logged model's files are (an artifact URI this store can download)."""
-        with _translated(f"finding logged model {model_id}", self.uri):
+        with _translated(f"finding logged model {model_id}", self.uri, self.timeout):
             return str(self.client.get_logged_model(model_id).artifact_location)
 
     def download(self, artifact_uri: str, dest: Path) -> Path:
@@ -286,14 +366,14 @@ class Tracking:
 
         dest.mkdir(parents=True, exist_ok=True)
         self.client  # noqa: B018 (opens the store, so its settings apply)
-        with _translated(f"downloading {artifact_uri}", self.uri):
+        with _translated(f"downloading {artifact_uri}", self.uri, self.timeout):
             path = mlflow.artifacts.download_artifacts(
                 artifact_uri=artifact_uri, dst_path=str(dest), tracking_uri=self.uri
             )
         return Path(path)
 
     def get_run(self, run_id: str) -> RunRecord:
-        with _translated(f"reading run {run_id}", self.uri):
+        with _translated(f"reading run {run_id}", self.uri, self.timeout):
             run = self.client.get_run(run_id)
         return _record(run)
 
@@ -304,8 +384,31 @@ class Tracking:
 
     def run_url(self, run_id: str, experiment_id: str) -> str | None:
         if is_http(self.uri):
-            return f"{self.uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+            from mlci import redact
+
+            return redact.url(f"{self.uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")
         return None
+
+
+OWNER_HOST_TAG = "mlci.host"
+OWNER_PID_TAG = "mlci.pid"
+
+
+def owner_tags() -> dict[str, str]:
+    """Which mlci process runs a training: a later mlci on this host recognises a dead one."""
+    import socket
+
+    return {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _record(run: Any) -> RunRecord:
@@ -391,7 +494,28 @@ def _needs_client_tls(environ: Mapping[str, str]) -> bool:
     )
 
 
-def _rest(uri: str, method: str, endpoint: str, environ: Mapping[str, str], body: Any = None) -> Any:
+def _check_sqlite(path: Path) -> None:
+    """A damaged database file said as such, before MLflow's migrations trip over it."""
+    if not path.exists():
+        return
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+        size = path.stat().st_size
+    except OSError:
+        return
+    if size and (size < 100 or header != b"SQLite format 3\x00"):
+        raise corrupt_store(path, "not an SQLite database" if size >= 100 else f"truncated to {size} bytes")
+
+
+def _rest(
+    uri: str,
+    method: str,
+    endpoint: str,
+    environ: Mapping[str, str],
+    body: Any = None,
+    timeout: float = _FAST_PATH_TIMEOUT,
+) -> Any:
     url = f"{uri.rstrip('/')}/api/2.0/mlflow/{endpoint}"
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
@@ -401,15 +525,21 @@ def _rest(uri: str, method: str, endpoint: str, environ: Mapping[str, str], body
     elif environ.get("MLFLOW_TRACKING_USERNAME"):
         pair = f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
         request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
-    with urllib.request.urlopen(request, timeout=_FAST_PATH_TIMEOUT) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read() or b"{}")
 
 
-def _rest_lookup(uri: str, experiment: str, fingerprint: str, environ: Mapping[str, str]) -> RunRecord | None:
+def _rest_lookup(
+    uri: str,
+    experiment: str,
+    fingerprint: str,
+    environ: Mapping[str, str],
+    timeout: float = _FAST_PATH_TIMEOUT,
+) -> RunRecord | None:
     """MLflow's REST API: experiments/get-by-name, then runs/search."""
     query = urllib.parse.urlencode({"experiment_name": experiment})
     try:
-        found = _rest(uri, "GET", f"experiments/get-by-name?{query}", environ)
+        found = _rest(uri, "GET", f"experiments/get-by-name?{query}", environ, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             payload = json.loads(exc.read() or b"{}")
@@ -431,6 +561,7 @@ def _rest_lookup(uri: str, experiment: str, fingerprint: str, environ: Mapping[s
             "max_results": 1,
             "order_by": ["attributes.start_time DESC"],
         },
+        timeout=timeout,
     )
     runs = result.get("runs") or []
     if not runs:

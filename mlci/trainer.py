@@ -2,20 +2,27 @@
 
 The command runs in its own process group so that an interrupt reaches the
 whole tree (``sh -c`` and whatever it started), and mlci decides how it ends:
-Ctrl-C or SIGTERM is forwarded as SIGINT, then SIGTERM, then SIGKILL.
+Ctrl-C or SIGTERM is forwarded as SIGINT, then SIGTERM, then SIGKILL; past
+``train.timeout`` the group is killed.
+
+The group's leader is a small guard (``_GUARD``, a few lines of Python with no
+imports of ours) holding the read end of a pipe whose write end only mlci
+holds: if mlci dies, even by SIGKILL, the pipe closes and the guard kills the
+group, so no training process outlives the mlci that started it.
 """
 
 from __future__ import annotations
 
 import collections
+import fnmatch
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +39,37 @@ class Outcome:
     seconds: float
     stderr_tail: str
     interrupted: bool
+    timed_out: bool = False
+
+
+# Leader of the command's process group: runs `sh -c COMMAND`, exits with its
+# status, and kills the whole group when the pipe from mlci closes (mlci died).
+_GUARD = r"""
+import os, signal, sys, threading
+fd, command = int(sys.argv[1]), sys.argv[2]
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    try:
+        os.execv("/bin/sh", ["/bin/sh", "-c", command])
+    finally:
+        os._exit(127)
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, lambda *_: None)
+def watch():
+    while os.read(fd, 1):
+        pass
+    os.killpg(0, signal.SIGKILL)
+threading.Thread(target=watch, daemon=True).start()
+while True:
+    try:
+        _, status = os.waitpid(pid, 0)
+        break
+    except InterruptedError:
+        continue
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
 
 
 class _Terminated(BaseException):
@@ -92,6 +130,37 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+# Credentials the training code never sees: it may be a pull request's code, and
+# a token in its environment could push tags, comment, or read the cache service.
+_GITHUB_CREDENTIALS = (
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_*",
+    "ACTIONS_CACHE_URL",
+    "ACTIONS_RESULTS_URL",
+    "ACTIONS_RUNTIME_URL",
+    "INPUT_TOKEN",
+    "INPUT_GITHUB-TOKEN",
+    "INPUT_GITHUB_TOKEN",
+)
+
+
+def withheld(
+    environ: Mapping[str, str], names: Sequence[str] = (), log: Callable[[str], None] | None = None
+) -> dict[str, str]:
+    """``environ`` without GitHub and Actions credentials and without the variables
+    ``train.withhold_env`` names (``fnmatch`` patterns, e.g. ``AWS_*``)."""
+    patterns = (*_GITHUB_CREDENTIALS, *names)
+    out = {k: v for k, v in environ.items() if not any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+    dropped = sorted(set(environ) - set(out))
+    if dropped and log is not None:
+        log(f"the training command runs without {', '.join(dropped)}")
+    return out
+
+
 def _binary(stream: Any) -> IO[bytes]:
     return getattr(stream, "buffer", stream)  # type: ignore[no-any-return]
 
@@ -103,27 +172,32 @@ def run_command(
     env: Mapping[str, str],
     stdout: IO[Any] | None = None,
     stderr: IO[Any] | None = None,
+    timeout: float | None = None,
 ) -> Outcome:
     """Run ``command`` through the shell; stream its stdout to ``stdout`` and its
-    stderr to ``stderr`` as they come, and return how it ended."""
+    stderr to ``stderr`` as they come, and return how it ended. Past ``timeout``
+    seconds the command's whole process group is killed."""
     out_sink = _binary(stdout or sys.stdout)
     err_sink = _binary(stderr or sys.stderr)
     for stream in (stdout or sys.stdout, stderr or sys.stderr):
         stream.flush()
     tail: collections.deque[bytes] = collections.deque()
     start = time.perf_counter()
+    lifeline_read, lifeline_write = os.pipe()  # mlci holds the write end: when it dies, the guard acts
     try:
         proc = subprocess.Popen(
-            command,
-            shell=True,
+            [sys.executable, "-I", "-S", "-c", _GUARD, str(lifeline_read), command],
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            pass_fds=(lifeline_read,),
         )
     except OSError as exc:
+        os.close(lifeline_write)
+        os.close(lifeline_read)
         raise TrainingError(
             f"cannot start the training command {command!r} in {cwd}: {exc.strerror}",
             hint="check train.command in mlci.yaml",
@@ -135,13 +209,20 @@ def run_command(
     ]
     for pump in pumps:
         pump.start()
-    interrupted = False
-    with _sigterm_raises():
-        try:
-            proc.wait()
-        except (KeyboardInterrupt, _Terminated):
-            interrupted = True
-            _stop(proc)
+    os.close(lifeline_read)
+    interrupted = timed_out = False
+    try:
+        with _sigterm_raises():
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill(proc)
+            except (KeyboardInterrupt, _Terminated):
+                interrupted = True
+                _stop(proc)
+    finally:
+        os.close(lifeline_write)
     for pump in pumps:
         pump.join(timeout=5)
     return Outcome(
@@ -149,4 +230,12 @@ def run_command(
         seconds=time.perf_counter() - start,
         stderr_tail=b"".join(tail).decode("utf-8", errors="replace"),
         interrupted=interrupted,
+        timed_out=timed_out,
     )
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """The whole group, at once: a command past its timeout gets no grace."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

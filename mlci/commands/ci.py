@@ -54,14 +54,16 @@ class CiResult:
 
 def _write_report(ctx: ci_env.Context, config: cfg.Config, report: rpt.Report) -> tuple[str, Path]:
     """The report to disk (markdown and JSON) and to the job summary: before any network call."""
-    from mlci import render
+    from mlci import redact, render
 
-    markdown = render.render_report(report, "markdown", template=report_cmd.template_for(config))
+    markdown = redact.text(render.render_report(report, "markdown", template=report_cmd.template_for(config)))
     folder = config.root / ".mlci"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report.md"
     path.write_text(markdown, encoding="utf-8")
-    (folder / "report.json").write_text(json.dumps(rpt.to_json(report), indent=2) + "\n", encoding="utf-8")
+    (folder / "report.json").write_text(
+        json.dumps(redact.data(rpt.to_json(report)), indent=2) + "\n", encoding="utf-8"
+    )
     ci_env.append_summary(ctx, markdown)
     return markdown, path
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mlci import config as cfg
+from mlci import redact
 
 
 def show(path: Path | None, *, cwd: Path, environ: Mapping[str, str], as_json: bool) -> str:
@@ -14,7 +15,9 @@ def show(path: Path | None, *, cwd: Path, environ: Mapping[str, str], as_json: b
 
     config = cfg.load_for(path, cwd)
     data = config.to_dict()
-    data["tracking"]["effective_uri"] = cfg.effective_tracking_uri(config, environ)
+    if data["tracking"]["uri"]:
+        data["tracking"]["uri"] = redact.url(data["tracking"]["uri"])
+    data["tracking"]["effective_uri"] = redact.url(cfg.effective_tracking_uri(config, environ))
     choice = cfg.choose_store(config, environ)
     data["registry"]["effective_store"] = choice.name
     data["registry"]["why"] = choice.why

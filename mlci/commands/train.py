@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlci import archive, gitrepo, trainer
+from mlci import archive, gitrepo, redact, trainer
 from mlci import fingerprint as fp
 from mlci import params as prm
 from mlci.errors import MetricsError, TrainingError, TrainingInterrupted
@@ -165,7 +165,7 @@ def train(
     """Reuse the FINISHED run with this fingerprint (the tracking store first, then
     ``run_sources``), or run the training command and record it. With
     ``write_bundle``, a run trained here is also written as a bundle to upload."""
-    from mlci.tracking import FINGERPRINT_TAG, MODEL_DIGEST_TAG, RESTORED_TAG, param_value
+    from mlci.tracking import FINGERPRINT_TAG, MODEL_DIGEST_TAG, RESTORED_TAG, owner_tags, param_value
 
     config = resolved.config
     root = config.root
@@ -191,7 +191,7 @@ def train(
                 params=resolved.params,
                 git_commit=git_commit,
                 run_git_commit=found.tags.get("mlci.git.commit"),
-                tracking_uri=uri,
+                tracking_uri=redact.url(uri),
                 run_url=tracking.run_url(found.run_id, found.experiment_id),
                 model_id=found.tags.get("mlci.model_id"),
                 tags=found.tags,
@@ -223,7 +223,8 @@ def train(
     if not tags[OVERRIDES_TAG]:
         del tags[OVERRIDES_TAG]
 
-    run_id = tracking.start_run(run_name=f"{config.model.name}-{digest[:8]}", tags=tags)
+    tracking.reap_abandoned(log)
+    run_id = tracking.start_run(run_name=f"{config.model.name}-{digest[:8]}", tags={**tags, **owner_tags()})
     experiment_id = tracking.experiment_id(create=True)
     assert experiment_id is not None
     work = root / fp.STATE_DIR / RUNS_DIR / run_id
@@ -235,7 +236,7 @@ def train(
     model_before = _signature(root / config.train.model)
 
     child_env = {
-        **environ,
+        **trainer.withheld(environ, config.train.withhold_env, log),
         "MLCI_PARAMS_FILE": str(params_file),
         "MLCI_OUTPUT_DIR": str(output_dir),
         "MLFLOW_TRACKING_URI": uri,
@@ -245,10 +246,23 @@ def train(
     }
     log(f"training: {config.train.command}  (MLflow run {run_id}, fingerprint {digest[:12]})")
     try:
-        outcome = trainer.run_command(config.train.command, cwd=root, env=child_env, stdout=command_stdout)
+        outcome = trainer.run_command(
+            config.train.command,
+            cwd=root,
+            env=child_env,
+            stdout=command_stdout,
+            timeout=config.train.timeout,
+        )
     except BaseException:
         tracking.end_run(run_id, "FAILED")
         raise
+    if outcome.timed_out:
+        tracking.end_run(run_id, "KILLED")
+        raise TrainingError(
+            f"the training command `{config.train.command}` ran past train.timeout "
+            f"({config.train.timeout:g}s) and was killed; MLflow run {run_id} marked KILLED",
+            hint=f"make training faster, or raise train.timeout in {config.path.name}",
+        )
     if outcome.interrupted:
         tracking.end_run(run_id, "KILLED")
         raise TrainingInterrupted(
@@ -325,7 +339,7 @@ def train(
         params=resolved.params,
         git_commit=git_commit,
         run_git_commit=git_commit,
-        tracking_uri=uri,
+        tracking_uri=redact.url(uri),
         run_url=tracking.run_url(run_id, experiment_id),
         train_seconds=round(outcome.seconds, 3),
         model_id=model_id,
@@ -371,7 +385,7 @@ def _import(
         params=resolved.params,
         git_commit=git_commit,
         run_git_commit=restored.tags.get("mlci.git.commit"),
-        tracking_uri=tracking.uri,
+        tracking_uri=redact.url(tracking.uri),
         run_url=tracking.run_url(record.run_id, record.experiment_id),
         model_id=record.tags.get("mlci.model_id"),
         tags=record.tags,
@@ -395,4 +409,4 @@ def format_result(result: TrainResult) -> str:
 
 
 def stderr_log(message: str) -> None:
-    print(f"mlci: {message}", file=sys.stderr, flush=True)
+    print(f"mlci: {redact.text(message)}", file=sys.stderr, flush=True)
