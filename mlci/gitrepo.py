@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,6 +52,8 @@ def run_git(
         cwd=cwd,
         capture_output=True,
         text=True,
+        encoding="utf-8",
+        errors="replace",  # a tag message or file name in another encoding is data, not a crash
         env=dict(env) if env is not None else None,
         input=input,
     )
@@ -159,6 +162,7 @@ _TAG_FORMAT = (
         [
             "%(refname)",
             "%(objecttype)",
+            "%(*objecttype)",
             "%(*objectname)",
             "%(objectname)",
             "%(taggername)",
@@ -169,18 +173,55 @@ _TAG_FORMAT = (
     )
     + "%00"
 )
-_TAG_FIELDS = 8
+_TAG_FIELDS = 9
+_MISSING_RE = re.compile(r"missing object \S+ for (refs/tags/\S+)")
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: what Python's datetime can show
 
 
 def read_tags(path: Path) -> list[TagRecord]:
-    """Every tag with its target, tagger, date and message: one ``git for-each-ref`` call."""
-    out = run_git(["for-each-ref", f"--format={_TAG_FORMAT}", "refs/tags"], path, what="reading tags").stdout
-    fields = out.split("\0")
-    records = []
+    """Every tag with its target, tagger, date and message: one ``git for-each-ref`` call.
+
+    A tag whose object is missing (a broken clone, a hand-made ref) would fail the
+    whole listing: it is recorded with its problem and the others are read again.
+    """
+    args = ["for-each-ref", f"--format={_TAG_FORMAT}"]
+    proc = run_git([*args, "refs/tags"], path, check=False)
+    broken: list[str] = []
+    if proc.returncode != 0 and _MISSING_RE.search(proc.stderr):
+        names = run_git(["for-each-ref", "--format=%(refname)", "refs/tags"], path, what="listing tags")
+        remaining = names.stdout.split()
+        while proc.returncode != 0 and remaining:
+            match = _MISSING_RE.search(proc.stderr)
+            if not match or match[1] not in remaining:
+                break
+            broken.append(match[1])
+            remaining.remove(match[1])
+            proc = run_git([*args, *remaining], path, check=False) if remaining else proc
+        if not remaining:
+            proc = subprocess.CompletedProcess(proc.args, 0, "", "")
+    if proc.returncode != 0:
+        run_git([*args, "refs/tags"], path, what="reading tags")  # raises, saying why
+    records = [
+        TagRecord(
+            name=ref.removeprefix("refs/tags/"),
+            commit="",
+            annotated=True,
+            problem="points at a missing object",
+        )
+        for ref in broken
+    ]
+    fields = proc.stdout.split("\0")
     for i in range(0, len(fields) - _TAG_FIELDS + 1, _TAG_FIELDS):
-        ref, kind, peeled, obj, tagger, email, date, message = fields[i : i + _TAG_FIELDS]
+        ref, kind, target_kind, peeled, obj, tagger, email, date, message = fields[i : i + _TAG_FIELDS]
         ref = ref.lstrip("\n")
         annotated = kind == "tag"
+        problem = ""
+        if annotated and target_kind != "commit":
+            problem = f"points at a {target_kind or 'tag of a tag'}, not a commit"
+        timestamp = int(date) if date.isdigit() else 0
+        if timestamp > MAX_TIMESTAMP:
+            problem = problem or f"has a tagger date past the year 9999 ({date})"
+            timestamp = MAX_TIMESTAMP
         records.append(
             TagRecord(
                 name=ref.removeprefix("refs/tags/"),
@@ -188,8 +229,9 @@ def read_tags(path: Path) -> list[TagRecord]:
                 annotated=annotated,
                 tagger=tagger,
                 tagger_email=email.strip("<>"),
-                timestamp=int(date) if date.isdigit() else 0,
+                timestamp=timestamp,
                 message=message,
+                problem=problem,
             )
         )
     return records

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,8 +88,29 @@ def ensure_complete(ws: Workspace, log: Callable[[str], None]) -> None:
         gitrepo.fetch_tags(ws.root, REMOTE, lightweight, force=True)
 
 
+_warned: set[str] = set()
+
+
 def read_state(root: Path) -> dict[str, tags.ModelState]:
-    return tags.build_state(gitrepo.read_tags(root))
+    """The registry; each tag it has to skip is named once per process on stderr."""
+    skipped: list[tags.Skipped] = []
+    state = tags.build_state(gitrepo.read_tags(root), skipped)
+    for item in skipped:
+        if item.tag not in _warned:
+            _warned.add(item.tag)
+            print(
+                f"mlci: warning: skipping tag {item.tag}: {item.why} (`mlci doctor` lists such tags)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return state
+
+
+def skipped_tags(root: Path) -> list[tags.Skipped]:
+    """The registry tags ``read_state`` leaves out, and why."""
+    skipped: list[tags.Skipped] = []
+    tags.build_state(gitrepo.read_tags(root), skipped)
+    return skipped
 
 
 def lightweight_registry_tags(root: Path) -> list[str]:

@@ -171,15 +171,71 @@ def message(summary: str, metadata: Mapping[str, Any]) -> str:
 
 
 def metadata_from(text: str) -> dict[str, Any]:
-    """mlci's metadata from a tag message; {} when there is none (a GTO-written tag)."""
+    """mlci's metadata from a tag message; {} when there is none (a GTO-written tag)
+    or it is malformed (``metadata_problem`` says how; the registry skips such tags)."""
     for line in text.splitlines():
         if line.startswith(METADATA_PREFIX):
             try:
                 data = json.loads(line[len(METADATA_PREFIX) :])
-            except ValueError:
+            except (ValueError, RecursionError):
                 return {}
-            return data if isinstance(data, dict) else {}
+            return data if isinstance(data, dict) and _metadata_fault(data) is None else {}
     return {}
+
+
+_NONE = type(None)
+# The types of the metadata keys mlci reads; other keys are kept and ignored.
+_METADATA_TYPES: dict[str, tuple[type, ...]] = {
+    "version": (str,),
+    "fingerprint": (str, _NONE),
+    "metrics": (dict, _NONE),
+    "params": (dict, _NONE),
+    "commit": (str, _NONE),
+    "run_commit": (str, _NONE),
+    "mlflow_run_id": (str, _NONE),
+    "mlflow_model_version": (str, int, _NONE),
+    "mlflow_model_id": (str, _NONE),
+    "inputs_digest": (str, _NONE),
+    "pr": (int, _NONE),
+    "model_sha256": (str, _NONE),
+    "store": (str, _NONE),
+    "asset": (str, _NONE),
+    "time": (int, float),
+    "previous": (str, _NONE),
+    "replaced": (str, _NONE),
+    "rollback": (bool, _NONE),
+    "reason": (str, _NONE),
+}
+
+
+def _metadata_fault(data: Mapping[str, Any]) -> str | None:
+    for key, types in _METADATA_TYPES.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if isinstance(value, bool) and bool not in types:
+            return f"{key!r} is {json.dumps(value)}"
+        if not isinstance(value, types):
+            return f"{key!r} is {type(value).__name__}, not {' or '.join(t.__name__ for t in types)}"
+    for name, value in (data.get("metrics") or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"metric {name!r} is not a number"
+    return None
+
+
+def metadata_problem(text: str) -> str | None:
+    """What is wrong with a tag message's mlci-metadata line, if anything."""
+    for line in text.splitlines():
+        if line.startswith(METADATA_PREFIX):
+            try:
+                data = json.loads(line[len(METADATA_PREFIX) :])
+            except (ValueError, RecursionError) as exc:
+                return f"its mlci-metadata is not valid JSON ({str(exc)[:80]})"
+            if not isinstance(data, dict):
+                return "its mlci-metadata is not a JSON object"
+            fault = _metadata_fault(data)
+            return f"its mlci-metadata is malformed: {fault}" if fault else None
+    return None
 
 
 def register_summary(model: str, version: str) -> str:
@@ -204,6 +260,7 @@ class TagRecord:
     tagger_email: str = ""
     timestamp: int = 0  # seconds since the epoch
     message: str = ""
+    problem: str = ""  # why the registry cannot use this tag (read from git), if it cannot
 
 
 @dataclass(frozen=True)
@@ -298,21 +355,58 @@ class ModelState:
         return [*self.versions, *self.deregistered]
 
 
-def build_state(records: Sequence[TagRecord]) -> dict[str, ModelState]:
-    """The registry from raw tags: lightweight tags and foreign names are ignored."""
+@dataclass(frozen=True)
+class Skipped:
+    """A tag in the registry's grammar that the registry cannot use, and why."""
+
+    tag: str
+    why: str
+
+
+def build_state(records: Sequence[TagRecord], skipped: list[Skipped] | None = None) -> dict[str, ModelState]:
+    """The registry from raw tags: lightweight tags and foreign names are ignored;
+    a registry tag that is malformed (its object, its metadata, a second version
+    on one commit) is left out and added to ``skipped``: one bad tag never stops
+    the others from being read."""
     parsed: list[tuple[TagRecord, TagName]] = []
     for record in records:
         if not record.annotated:
             continue
         name = parse_name(record.name)
-        if name is not None:
-            parsed.append((record, name))
-    # Registrations first, so that assignments can name their version.
+        if name is None:
+            continue
+        why = record.problem or (
+            metadata_problem(record.message) if METADATA_PREFIX in record.message else None
+        )
+        if why:
+            if skipped is not None:
+                skipped.append(Skipped(record.name, why))
+            continue
+        parsed.append((record, name))
+    # Registrations first, so that assignments can name their version. GTO allows
+    # one version of a model per commit: the first registered stands.
     commit_versions: dict[tuple[str, str], str] = {}
     models: dict[str, ModelState] = {}
-    for record, name in parsed:
-        if name.action is Action.REGISTER and name.version:
-            commit_versions.setdefault((name.model, record.commit), name.version)
+    registrations = sorted(
+        ((r, n) for r, n in parsed if n.action is Action.REGISTER and n.version),
+        key=lambda item: _when(item[0]),
+    )
+    second: set[str] = set()
+    for record, name in registrations:
+        assert name.version is not None
+        first = commit_versions.setdefault((name.model, record.commit), name.version)
+        if first != name.version:
+            second.add(record.name)
+            if skipped is not None:
+                skipped.append(
+                    Skipped(
+                        record.name,
+                        f"commit {record.commit[:12]} already has version {first} of {name.model} "
+                        "(one version per commit, as GTO requires)",
+                    )
+                )
+    if second:
+        parsed = [(r, n) for r, n in parsed if r.name not in second]
 
     def order(item: tuple[TagRecord, TagName]) -> tuple[int, float, str]:
         # Counters order the assignments of a model; tags without one go first, by time.

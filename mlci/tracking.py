@@ -516,11 +516,17 @@ def _rest(
     body: Any = None,
     timeout: float = _FAST_PATH_TIMEOUT,
 ) -> Any:
-    url = f"{uri.rstrip('/')}/api/2.0/mlflow/{endpoint}"
+    parts = urllib.parse.urlsplit(uri)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    base = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    url = f"{base}/api/2.0/mlflow/{endpoint}"
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
-    if environ.get("MLFLOW_TRACKING_TOKEN"):
+    if userinfo:  # http://user:password@host, as requests (and so MLflow) reads it
+        pair = urllib.parse.unquote(userinfo)
+        request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
+    elif environ.get("MLFLOW_TRACKING_TOKEN"):
         request.add_header("Authorization", f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}")
     elif environ.get("MLFLOW_TRACKING_USERNAME"):
         pair = f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"

@@ -63,6 +63,17 @@ def doctor(
     ws = registry.open_workspace(config.root, environ, push=False)
     state = registry.read_state(ws.root).get(model)
     report = DoctorReport(model)
+    for item in registry.skipped_tags(ws.root):
+        parsed = tags.parse_name(item.tag)
+        if parsed is not None and parsed.model == model:
+            report.problems.append(
+                Problem(
+                    "skipped_tag",
+                    f"{item.tag}: skipped by the registry: {item.why}",
+                    hint="a published tag is never rewritten; if it is not wanted, delete it where it was "
+                    f"made (git tag -d {item.tag} && git push origin :refs/tags/{item.tag})",
+                )
+            )
     mlflow = Registry(project.make_tracking(config, environ), model)
     versions = {v.version: v for v in mlflow.versions()}
     aliases = mlflow.aliases()
