@@ -4,13 +4,13 @@ summary, annotations and masks. The environment is passed in, never read here.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mlci import safeinput
 from mlci.errors import MlciError
 
 
@@ -61,7 +61,13 @@ def context(environ: Mapping[str, str]) -> Context:
 
 def load_payload(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = safeinput.load_json(
+            safeinput.read_text(path, limit=64 * 1024 * 1024, what="the event payload")
+        )
+    except safeinput.BadInput as exc:
+        raise CiError(
+            f"event payload {exc.where(str(path))}: {exc.problem}", hint="pass a webhook payload"
+        ) from None
     except FileNotFoundError:
         raise CiError(f"event payload {path} does not exist", hint="pass --payload FILE") from None
     except (OSError, ValueError) as exc:

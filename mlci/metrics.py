@@ -30,9 +30,13 @@ def metrics_from(data: Any, source: str) -> dict[str, float]:
                 f"{source}: metric {key!r} is {value!r}, not a number",
                 hint="write only numbers in the metrics file (nest groups as mappings)",
             )
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer past float's range
+            finite = False
+        if not finite:
             raise MetricsError(
-                f"{source}: metric {key!r} is {value}, not a finite number",
+                f"{source}: metric {key!r} is {str(value)[:40]}, not a finite number",
                 hint="check the training code: a NaN or infinite metric usually means it diverged",
             )
         out[key] = float(value)

@@ -30,7 +30,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ParamsError(f"--set {item!r}: {key!r} has an empty part", hint="write keys like a.b.c")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ParamsError(
             f"--set {item!r}: the value is not a YAML scalar: {exc}",
             hint="quote the value, for example --set name='a: b'",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mlci import config as cfg
 from mlci import fingerprint as fp
 from mlci import params as prm
+from mlci import safeinput
 from mlci.errors import ParamsError
 
 if TYPE_CHECKING:
@@ -30,10 +31,11 @@ class Resolved:
     fingerprint: fp.Fingerprint
 
 
+MAX_PARAMS_BYTES = 4 * 1024 * 1024
+
+
 def load_params(config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
     """The params file (empty if the config names none) with ``--set`` overrides applied."""
-    import yaml
-
     if config.train.params is None:
         if overrides:
             raise ParamsError(
@@ -43,14 +45,21 @@ def load_params(config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
         return {}
     path = config.root / config.train.params
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safeinput.load_yaml(safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what="the params file"))[
+            0
+        ]
     except FileNotFoundError:
         raise ParamsError(
             f"params file {path} does not exist (train.params in {config.path.name})",
             hint="create it, or fix train.params in mlci.yaml",
         ) from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"params file {path} is not valid YAML: {exc}") from None
+    except safeinput.BadInput as exc:
+        raise ParamsError(
+            f"params file {exc.where(str(path))}: {exc.problem}",
+            hint="the params file holds plain YAML data: names and values",
+        ) from None
+    except OSError as exc:
+        raise ParamsError(f"params file {path}: cannot read: {exc.strerror or exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

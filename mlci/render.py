@@ -213,9 +213,12 @@ def render_report(
     with a note, and as a last resort the text itself is cut.
     """
     import jinja2
+    import jinja2.sandbox
 
     root = templates_root() / "report"
-    env = jinja2.Environment(
+    # Sandboxed: report.template is the repository's file, and the job that posts
+    # the report holds a write token; a template must not reach Python.
+    env = jinja2.sandbox.SandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(template.parent) if template else str(root), str(root)]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -63,13 +63,13 @@ def dotted(key_path: KeyPath) -> str:
     return out or "(top level)"
 
 
-def read_text(path: Path, *, limit: int, what: str) -> str:
+def read_text(path: Path, *, limit: int, what: str, follow: bool = True) -> str:
     """A regular file's text (UTF-8), refused when it is larger than ``limit`` bytes.
 
     ``OSError`` (missing file and the like) is the caller's to word; size, kind
     and encoding problems are ``BadInput``.
     """
-    return _decode(read_bytes(path, limit=limit, what=what))
+    return _decode(read_bytes(path, limit=limit, what=what, follow=follow))
 
 
 def _decode(data: bytes) -> str:
@@ -80,9 +80,17 @@ def _decode(data: bytes) -> str:
         raise BadInput(f"not UTF-8 text (byte {exc.start} cannot be decoded)", line) from None
 
 
-def read_bytes(path: Path, *, limit: int, what: str) -> bytes:
-    """A regular file's bytes, at most ``limit`` of them, checked before reading."""
-    with open(path, "rb") as handle:
+def read_bytes(path: Path, *, limit: int, what: str, follow: bool = True) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them, checked before reading.
+    With ``follow=False`` a symbolic link is refused (untrusted folders)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if not follow and path.is_symlink():
+            raise BadInput(f"{what} is a symbolic link, which is not followed here") from None
+        raise exc
+    with os.fdopen(fd, "rb") as handle:
         st = os.fstat(handle.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise BadInput(f"{what} must be a regular file, and {path} is not")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from mlci import ci_env, gitrepo, policy, registry
+from mlci import ci_env, gitrepo, policy, registry, safeinput
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
@@ -38,10 +38,21 @@ def _bad(what: str) -> ci_env.CiError:
     return ci_env.CiError(f"the report artifact is not trustworthy: {what}", hint="nothing was posted")
 
 
+_MAX_FILE = 4 * 1024 * 1024
+
+
+def _read(path: Path) -> Any:
+    """One file of the artifact: no symbolic link, a regular file, bounded, strict JSON."""
+    try:
+        return safeinput.load_json(safeinput.read_text(path, limit=_MAX_FILE, what=path.name, follow=False))
+    except safeinput.BadInput as exc:
+        raise _bad(f"{exc.where(path.name)}: {exc.problem}") from None
+
+
 def _load(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
-        meta = json.loads((folder / PULL_REQUEST_FILE).read_text(encoding="utf-8"))
-        data = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
+        meta = _read(folder / PULL_REQUEST_FILE)
+        data = _read(folder / REPORT_FILE)
     except FileNotFoundError as exc:
         raise ci_env.CiError(
             f"{exc.filename} is missing from the report folder {folder}",
@@ -60,6 +71,8 @@ def _folder_for(folder: Path, model: str) -> Path:
     if (folder / PULL_REQUEST_FILE).is_file() or not folder.is_dir():
         return folder
     name = report_artifact(model)
+    if (folder / name).is_symlink():
+        raise _bad(f"{name} is a symbolic link")
     if (folder / name / PULL_REQUEST_FILE).is_file():
         return folder / name
     raise ci_env.CiError(

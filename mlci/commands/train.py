@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlci import archive, gitrepo, redact, trainer
+from mlci import archive, gitrepo, redact, safeinput, trainer
 from mlci import fingerprint as fp
 from mlci import params as prm
 from mlci.errors import MetricsError, TrainingError, TrainingInterrupted
@@ -138,16 +138,21 @@ def _output(
     )
 
 
-def _read_metrics(path: Path) -> dict[str, float]:
-    import yaml
+MAX_METRICS_BYTES = 8 * 1024 * 1024
 
-    text = path.read_text(encoding="utf-8")
+
+def _read_metrics(path: Path) -> dict[str, float]:
+    """The metrics file the command wrote: bounded, strict (a duplicate key is an error)."""
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except ValueError as exc:  # json.JSONDecodeError
-        raise MetricsError(f"{path}: not valid JSON: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise MetricsError(f"{path}: not valid YAML: {exc}") from None
+        text = safeinput.read_text(path, limit=MAX_METRICS_BYTES, what="the metrics file")
+        data = safeinput.load_json(text) if path.suffix == ".json" else safeinput.load_yaml(text)[0]
+    except safeinput.BadInput as exc:
+        raise MetricsError(
+            f"{exc.where(str(path))}: {exc.problem}",
+            hint="write the metrics as one flat or nested mapping of names to numbers",
+        ) from None
+    except OSError as exc:
+        raise MetricsError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return metrics_from(data, str(path))
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci import archive
+from mlci import archive, safeinput
 from mlci.errors import MlciError
 
 FORMAT = 1
@@ -124,6 +124,9 @@ def _check(record: Any, model: str, fingerprint: str, source: str) -> dict[str, 
     return record
 
 
+_MAX_RECORD = 4 * 1024 * 1024
+
+
 def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, source: str) -> Restored:
     """A bundle from a workflow artifact's zip into ``dest``: the record checked,
     the model unpacked and its digest verified in one pass over the archive."""
@@ -135,10 +138,17 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
                     f"{source} lacks {RUN_FILE} or {ARCHIVE_FILE} (it holds {', '.join(sorted(names)[:5])})",
                     hint="the artifact is not a run mlci made",
                 )
+            info = zf.getinfo(RUN_FILE)
+            if info.file_size > _MAX_RECORD:
+                raise BundleError(f"{source}: {RUN_FILE} is {info.file_size} bytes, more than {_MAX_RECORD}")
             try:
-                record = json.loads(zf.read(RUN_FILE))
-            except ValueError as exc:
-                raise BundleError(f"{source}: {RUN_FILE} is not JSON: {exc}") from None
+                with zf.open(RUN_FILE) as member:
+                    raw = member.read(_MAX_RECORD + 1)
+                if len(raw) > _MAX_RECORD:
+                    raise BundleError(f"{source}: {RUN_FILE} is more than {_MAX_RECORD} bytes")
+                record = safeinput.load_json(raw.decode("utf-8"))
+            except (safeinput.BadInput, UnicodeDecodeError) as exc:
+                raise BundleError(f"{source}: {RUN_FILE} is not JSON mlci can read: {exc}") from None
             record = _check(record, model, fingerprint, source)
             if dest.exists():
                 shutil.rmtree(dest)
