@@ -236,6 +236,12 @@ PushOption = Annotated[
 ]
 
 
+class Stage(str, enum.Enum):
+    all = "all"
+    train = "train"
+    publish = "publish"
+
+
 class Bump(str, enum.Enum):
     patch = "patch"
     minor = "minor"
@@ -660,6 +666,15 @@ def ci(
         bool,
         typer.Option("--dry-run", help="Write nothing to GitHub (and no tags): print what would be done."),
     ] = False,
+    stage: Annotated[
+        Stage,
+        typer.Option(
+            "--stage",
+            help="all: the whole flow. train: run the training command and write the report; "
+            "post, tag and push nothing (the job without a write token). publish: never run the "
+            "training command; the run must be recorded already (the job with a write token).",
+        ),
+    ] = Stage.all,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -669,6 +684,8 @@ def ci(
     the report, upsert the sticky comment and set the mlci/ENV status.
     push to an environment branch: train, gate, register and promote.
     Outside Actions, --event with --base/--branch replays the same flow.
+    In Actions the flow is split (--stage) so that no job holding a write
+    token ever runs the repository's training code.
     """
     from mlci.commands import ci as command
 
@@ -686,12 +703,13 @@ def ci(
             dry_run=dry_run,
             log=_log,
             out=sys.stderr if as_json else sys.stdout,
+            stage=stage.value,
         )
     except MlciError as exc:
         command.error_summary(os.environ, exc)
         raise
     if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
+        _emit(result.to_json(), True, "")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

@@ -93,8 +93,13 @@ _warned: set[str] = set()
 
 def read_state(root: Path) -> dict[str, tags.ModelState]:
     """The registry; each tag it has to skip is named once per process on stderr."""
+    return state_of(gitrepo.read_tags(root))
+
+
+def state_of(records: Sequence[tags.TagRecord]) -> dict[str, tags.ModelState]:
+    """``read_state`` of tags already read."""
     skipped: list[tags.Skipped] = []
-    state = tags.build_state(gitrepo.read_tags(root), skipped)
+    state = tags.build_state(records, skipped)
     for item in skipped:
         if item.tag not in _warned:
             _warned.add(item.tag)

@@ -13,6 +13,7 @@ Library errors are translated here into ``TrackingError`` with a hint.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import os
@@ -96,11 +97,24 @@ def corrupt_store(path: Path, detail: str) -> TrackingError:
     )
 
 
+class _RedactedStderr(io.TextIOBase):
+    """Where MLflow's prints go ("View run ... at: URL"): stderr, without credentials."""
+
+    def write(self, text: str) -> int:
+        from mlci import redact
+
+        sys.stderr.write(redact.text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 @contextmanager
 def _translated(what: str, uri: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
     # MLflow prints "View run ... at: URL" to stdout: keep stdout for --json.
     try:
-        with redirect_stdout(sys.stderr):
+        with redirect_stdout(_RedactedStderr()):
             yield
     except TrackingError:
         raise
@@ -276,7 +290,7 @@ class Tracking:
     def end_run(self, run_id: str, status: str) -> None:
         """Mark a run FAILED or KILLED; never raises (it runs while another error is reported)."""
         try:
-            with redirect_stdout(sys.stderr):
+            with redirect_stdout(_RedactedStderr()):
                 self.client.set_terminated(run_id, status)
         except Exception as exc:  # the original error matters more than this one
             logging.getLogger(__name__).warning("could not mark run %s %s: %s", run_id, status, exc)

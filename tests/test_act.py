@@ -10,12 +10,14 @@ stand-in from ``tests/github_stub.py``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -78,12 +80,41 @@ def _act(
         "--env",
         f"MLCI_TEST_RUN_ID={run_id}",
     ]
+    # mlci installs itself from github.com/mlci-dev/mlci at the caller's ref:
+    # here git finds that repository in a local snapshot of this working tree,
+    # and pip builds it with the build tools already installed (no network).
+    args += [
+        "--env",
+        "GIT_CONFIG_COUNT=1",
+        "--env",
+        f"GIT_CONFIG_KEY_0=url.{_mlci_source().as_uri()}/.insteadOf",
+        "--env",
+        "GIT_CONFIG_VALUE_0=https://github.com/",
+        "--env",
+        "PIP_NO_BUILD_ISOLATION=0",  # pip's inverted spelling: build without isolation
+    ]
     for ref, path in PINNED.items():
         args += ["--local-repository", f"{ref}={path}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONPATH")}
     return subprocess.run(
         args, cwd=root, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _mlci_source() -> Path:
+    """A bare repository at <folder>/mlci-dev/mlci whose tag v0.1.0 is a commit of
+    this working tree as it is now (uncommitted changes included), for pip's
+    `git+https://github.com/mlci-dev/mlci@v0.1.0`."""
+    folder = Path(tempfile.mkdtemp(prefix="mlci-source-"))
+    bare = folder / "mlci-dev" / "mlci"
+    run(["git", "init", "-q", "--bare", str(bare)], folder)
+    env = {**os.environ, "GIT_INDEX_FILE": str(folder / "index")}
+    run(["git", "add", "-A"], REPO_ROOT, env)
+    tree = run(["git", "write-tree"], REPO_ROOT, env).strip()
+    commit = run(["git", "commit-tree", "-m", "the working tree, for act", tree], REPO_ROOT, env).strip()
+    run(["git", "push", "-q", str(bare), f"{commit}:refs/tags/v0.1.0"], REPO_ROOT)
+    return folder
 
 
 def _scaffold(cli, tmp_path: Path, *flags: str) -> Path:  # type: ignore[no-untyped-def]

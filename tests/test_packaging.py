@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -36,10 +38,15 @@ def test_wheel_installs_and_scaffolds(tmp_path: Path) -> None:
     assert not any("__pycache__" in n for n in names)
 
     # A fresh environment that borrows the dependencies from this one (no
-    # network), with mlci itself only from the wheel.
+    # network), with mlci itself only from the wheel. The borrowing is a .pth
+    # file naming this interpreter's site-packages: system_site_packages would
+    # name the base interpreter's, which lacks them when the tests run in a venv.
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
+    target = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path)
+    borrowed = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
+    Path(target.strip(), "borrowed.pth").write_text("".join(f"{p}\n" for p in sorted(borrowed)))
     run(
         [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
         tmp_path,

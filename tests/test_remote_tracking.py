@@ -99,8 +99,8 @@ def test_unreachable_server_is_a_clear_error(cli, tmp_path: Path, monkeypatch: p
     root = make_project(tmp_path)
     result = cli("train", cwd=root)
     assert result.code == ExitCode.ERROR, result.err
-    assert f"failed against http://127.0.0.1:{port}" in result.err
-    assert "hint: check that the tracking server is running" in result.err
+    assert f"the tracking server http://127.0.0.1:{port} did not answer" in result.err
+    assert "hint: check that the server is running" in result.err
     assert "Traceback" not in result.err
 
 

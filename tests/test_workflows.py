@@ -168,11 +168,13 @@ def test_tracking_secrets_reach_only_the_steps_that_talk_to_the_server() -> None
         for step in job["steps"]:
             if "secrets." in yaml.safe_dump(step):
                 holders.setdefault(job_name, []).append(step.get("id") or step.get("name"))
-                assert set(step["env"]) == names
-                assert step["env"] == {n: f"${{{{ secrets.{n} }}}}" for n in names}
-    assert holders == {"pull-request": ["pr"], "promote": ["promote"]}
+                mlflow = {k: v for k, v in step["env"].items() if k.startswith("MLFLOW_")}
+                assert mlflow == {n: f"${{{{ secrets.{n} }}}}" for n in names}
+                assert set(step["env"]) - names <= {"GITHUB_TOKEN"}
+    assert holders == {"pull-request": ["pr"], "train": ["train"], "promote": ["promote"]}
     jobs = workflow["jobs"]
-    assert jobs["pull-request"]["permissions"]["actions"] == "read"
+    assert jobs["pull-request"]["permissions"] == {"actions": "read", "contents": "read"}
+    assert jobs["train"]["permissions"] == {"actions": "read", "contents": "read"}
     assert jobs["promote"]["permissions"] == {"actions": "read", "contents": "write"}
     assert jobs["pull-request-untrusted"]["permissions"] == {"contents": "read"}
     # The scaffold's callers pass them, and a fork-safe pull request caller does not.
@@ -192,7 +194,7 @@ def test_one_models_jobs_never_cancel_anothers() -> None:
     jobs = yaml.safe_load((REPO_ROOT / ".github/workflows/mlci.yml").read_text())["jobs"]
     for name in ("pull-request", "pull-request-untrusted", "publish"):
         assert "inputs.working-directory" in jobs[name]["concurrency"]["group"], name
-    assert "concurrency" not in jobs["promote"]
+    assert "concurrency" not in jobs["promote"] and "concurrency" not in jobs["train"]
     uploads = [
         step["with"]["name"]
         for job in jobs.values()
@@ -200,3 +202,72 @@ def test_one_models_jobs_never_cancel_anothers() -> None:
         if step.get("uses", "").startswith("actions/upload-artifact")
     ]
     assert uploads and all("outputs." in name for name in uploads), uploads  # mlci names them per model
+
+
+def _runs(job: dict) -> str:  # type: ignore[type-arg]
+    return "\n".join(str(step.get("run", "")) for step in job["steps"])
+
+
+def test_no_job_that_can_write_runs_the_repositorys_code() -> None:
+    """Training (and installing the training requirements, whose setup code runs)
+    happens only in jobs whose token can only read; the jobs that comment, set
+    statuses or push tags install mlci alone and run `--stage publish` or
+    `mlci publish`, which never run the training command."""
+    import yaml
+
+    jobs = yaml.safe_load((REPO_ROOT / ".github/workflows/mlci.yml").read_text())["jobs"]
+    for name, job in jobs.items():
+        writes = any(level == "write" for level in job["permissions"].values())
+        runs = _runs(job)
+        trains = '-r "$REQUIREMENTS"' in runs or "--stage train" in runs
+        assert writes != trains, name  # every job either trains or writes, never both
+        if writes:
+            assert "mlci ci" not in runs or "--stage publish" in runs, name
+            assert "mlci publish" in runs or "--stage publish" in runs, name
+        for step in job["steps"]:
+            assert (
+                "persist-credentials" not in step.get("with", {})
+                or step["with"]["persist-credentials"] is False
+            )
+    assert {n for n, j in jobs.items() if "--stage train" in _runs(j)} == {
+        "pull-request",
+        "pull-request-untrusted",
+        "train",
+    }
+
+
+def test_the_reusable_workflow_installs_mlci_from_the_callers_ref() -> None:
+    """Pinning the reusable workflow to a SHA pins everything: it uses no action
+    of mlci's at a ref of its own, every third-party action is pinned by SHA,
+    and mlci is installed from the repository and ref the caller passes."""
+    import re
+
+    import yaml
+
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/mlci.yml").read_text())
+    inputs = workflow[True]["workflow_call"]["inputs"]
+    assert inputs["mlci-repository"]["default"] == "mlci-dev/mlci"
+    assert inputs["mlci-ref"]["default"] == "v" + __import__("mlci").__version__
+    for name, job in workflow["jobs"].items():
+        uses = [step["uses"] for step in job["steps"] if "uses" in step]
+        assert all(re.fullmatch(r"actions/[a-z-]+@[0-9a-f]{40}", u) for u in uses), (name, uses)
+        install = [s for s in job["steps"] if s.get("name", "").startswith("Install mlci")]
+        assert len(install) == 1, name
+        assert install[0]["env"] == {
+            "MLCI_SOURCE": "${{ github.server_url }}/${{ inputs.mlci-repository }}",
+            "MLCI_REF": "${{ inputs.mlci-ref }}",
+        }
+        assert '"mlci @ git+${MLCI_SOURCE}@${MLCI_REF}"' in install[0]["run"]
+
+
+def test_init_pins_the_callers_and_the_install_to_one_sha(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    sha = "1234e5678" + "0" * 31  # all digits but one "e": YAML would read it as a number unquoted
+    root = tmp_path / "pinned"
+    assert cli("init", str(root), "--actions-ref", f"acme/mlci@{sha}", "--fork-safe").code == 0
+    for caller in ("mlci-pr.yml", "mlci-promote.yml", "mlci-publish.yml"):
+        job = yaml.safe_load((root / ".github/workflows" / caller).read_text())["jobs"]["mlci"]
+        assert job["uses"] == f"acme/mlci/.github/workflows/mlci.yml@{sha}"
+        assert job["with"]["mlci-repository"] == "acme/mlci"
+        assert job["with"]["mlci-ref"] == sha

@@ -83,7 +83,14 @@ def run(
     log: Callable[[str], None],
     out: IO[str] | None = None,
     api_factory: Callable[..., Any] | None = None,
+    stage: str = "all",
 ) -> CiResult:
+    """``stage``: ``all`` does everything for the event; ``train`` runs the training
+    command and writes the report but posts, tags and pushes nothing (the job
+    without a write token); ``publish`` never runs the training command (the job
+    with one: the run must already be recorded)."""
+    if stage not in STAGES:
+        raise ci_env.CiError(f"--stage {stage!r}: use one of {', '.join(STAGES)}")
     ctx = ci_env.context(environ)
     out = out or sys.stdout  # bound per call: a default of sys.stdout would freeze the one at import
     event = event or ctx.event_name
@@ -97,11 +104,17 @@ def run(
     path = payload_path or (ctx.event_path if ctx.event_name == event else None)
     payload = ci_env.load_payload(path) if path else None
     if event in ("pull_request", "pull_request_target"):
+        if stage == "publish":
+            raise ci_env.CiError(
+                "--stage publish of a pull request is `mlci publish`: "
+                "it judges the report the train stage wrote",
+                hint="mlci publish REPORT_DIR --head-sha SHA",
+            )
         return _pull_request(
-            config_path, cwd, environ, ctx, payload, base, pr, token, dry_run, log, out, api_factory
+            config_path, cwd, environ, ctx, payload, base, pr, token, dry_run, log, out, api_factory, stage
         )
     if event == "push":
-        return _push(config_path, cwd, environ, ctx, payload, branch, dry_run, log, out)
+        return _push(config_path, cwd, environ, ctx, payload, branch, dry_run, log, out, stage)
     message = f"event {event!r}: nothing for mlci to do"
     log(message)
     return CiResult(event, "skipped", message)
@@ -120,6 +133,7 @@ def _pull_request(
     log: Callable[[str], None],
     out: IO[str],
     api_factory: Callable[..., Any] | None,
+    stage: str = "all",
 ) -> CiResult:
     if payload is not None:
         action = payload.get("action")
@@ -215,6 +229,9 @@ def _pull_request(
         + "\n",
         encoding="utf-8",
     )
+    if stage == "train":
+        log(f"not posting (--stage train): the report is in {path}; the publishing job posts it")
+        return res
     if dry_run or not token or not ctx.repository or not number:
         why = (
             "--dry-run"
@@ -274,6 +291,7 @@ def _push(
     dry_run: bool,
     log: Callable[[str], None],
     out: IO[str],
+    stage: str = "all",
 ) -> CiResult:
     from mlci.commands import promote as promote_cmd
     from mlci.commands import register as register_cmd
@@ -304,6 +322,7 @@ def _push(
         run_link=ctx.run_link,
         head_label=name,
         log=log,
+        allow_training=stage != "publish",
         **_run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
     _, path = _write_report(ctx, config, report)
@@ -319,6 +338,12 @@ def _push(
         ci_env.set_outputs(ctx, {"verdict": "fail", "fingerprint": result.fingerprint, "version": ""})
         return res
     res.verdict = "pass"
+    if stage == "train":
+        res.outcome = "trained"
+        res.message = f"{env.name}: the gates pass; the publishing job registers and promotes"
+        log(res.message)
+        ci_env.set_outputs(ctx, {"verdict": "pass", "fingerprint": result.fingerprint})
+        return res
     newer = _newer_in(config, env.name)
     if newer is not None:
         res.outcome = "skipped"
@@ -373,6 +398,9 @@ def _push(
         },
     )
     return res
+
+
+STAGES = ("all", "train", "publish")
 
 
 def _newer_in(config: cfg.Config, environment: str) -> tags.Event | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,6 +39,10 @@ def _environ() -> dict[str, str]:
         if not k.startswith(("GITHUB_", "MLFLOW_", "MLCI_", "RUNNER_")) and k != "CI"
     }
     env.update(IDENTITY)
+    # The demo's `python train.py` is this interpreter, whatever `python` on PATH
+    # is (a virtual environment that is not activated, a python3-only system).
+    here = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join([here, env.get("PATH", "")]) if here else env.get("PATH", "")
     return env
 
 

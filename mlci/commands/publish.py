@@ -192,7 +192,10 @@ def publish(
         run_link=ctx.run_link,
     )
     report = report_cmd.with_requirements(report, config, state, head.fingerprint)
-    notes.append("reported from a fork: its metrics come from its own run; mlci judged them here")
+    notes.append(
+        "the metrics come from the pull request's own run; "
+        "mlci judged them in a job that ran none of its code"
+    )
     report = dataclasses.replace(
         report, policy_from=pull.base_ref if base_policy else None, notes=tuple(notes)
     )

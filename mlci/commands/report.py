@@ -124,6 +124,7 @@ def gather(
     policy_from: str | None = None,
     check_requires: bool = False,
     notes: Sequence[str] = (),
+    allow_training: bool = True,
 ) -> tuple[rpt.Report, train_cmd.TrainResult]:
     """Train (or reuse) the head run, find its baselines, and build the report.
 
@@ -147,6 +148,7 @@ def gather(
             command_stdout=sys.stderr,
             run_sources=run_sources,
             write_bundle=write_bundle,
+            allow_training=allow_training,
         )
     head_info = gitrepo.head_info(config.root)
     head = rpt.Head(

@@ -32,7 +32,7 @@ def _state(
         )
     if shallow:
         warn(f"{root} is a shallow clone: the registry may be incomplete; {registry.FETCH_DEPTH_HINT}")
-    state = tags.build_state(records)
+    state = registry.state_of(records)
     env_order: list[str] = []
     # mlci.yaml is optional here: any GTO registry can be shown.
     with contextlib.suppress(ConfigError):

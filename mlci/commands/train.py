@@ -166,6 +166,7 @@ def train(
     command_stdout: Any = None,
     run_sources: Sequence[RunSource] = (),
     write_bundle: bool = False,
+    allow_training: bool = True,
 ) -> TrainResult:
     """Reuse the FINISHED run with this fingerprint (the tracking store first, then
     ``run_sources``), or run the training command and record it. With
@@ -207,6 +208,14 @@ def train(
             restored = source.find(config.model.name, digest, bundle.folder(root / fp.STATE_DIR, digest))
             if restored is not None:
                 return _import(tracking, resolved, restored, git_commit, log)
+    if not allow_training:
+        where = redact.url(uri) + (" or in workflow artifacts" if run_sources else "")
+        raise TrainingError(
+            f"no run of these inputs (fingerprint {digest[:12]}) in {where}, and this job never "
+            "runs the training command (--no-train: it holds a write token)",
+            hint="the job that trains for this event records the run first (a tracking server, "
+            "or its workflow artifact mlci-run-*): check that it ran and uploaded it",
+        )
 
     tags = {
         FINGERPRINT_TAG: digest,

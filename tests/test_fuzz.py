@@ -1,0 +1,490 @@
+"""Property-based fuzzing of everything a user, a pull request or another tool writes.
+
+Hypothesis generates configs, params and metrics files, registry tag messages
+and publish artifacts; the real commands run on them in a real git repository
+with a real MLflow store (and the local GitHub stand-in for `mlci publish`).
+Whatever the input, every command ends with exit 0, 1 or 3 (never a
+traceback, exit 4), within a time bound, without its memory growing past a
+bound, and without touching data it was not asked to.
+
+In `.ci/run` each target runs a fixed number of cases from a fixed seed. A
+longer run is one command:
+
+    MLCI_FUZZ_EXAMPLES=2000 python -m pytest tests/test_fuzz.py -s
+
+which prints, per target, the cases tried, the exit codes, and the slowest case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlci.cli import main
+from tests.github_stub import github_stub
+from tests.helpers import run
+
+EXAMPLES = int(os.environ.get("MLCI_FUZZ_EXAMPLES", "60"))
+CASE_SECONDS = 60  # no case may take longer: a hang fails the test
+MEMORY_GROWTH = 512 * 1024 * 1024  # peak RSS may not grow by more than this in one case
+ALLOWED = {0, 1, 3}
+
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,  # a fixed seed: CI sees the same cases every time
+    deadline=None,  # our own bound (CASE_SECONDS) applies, with its own message
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
+)
+
+
+class Hang(Exception):
+    pass
+
+
+@dataclass
+class Stats:
+    name: str
+    codes: Counter[int] = field(default_factory=Counter)
+    slowest: float = 0.0
+    slowest_case: str = ""
+
+    def line(self) -> str:
+        codes = ", ".join(f"exit {c}: {n}" for c, n in sorted(self.codes.items()))
+        return (
+            f"fuzz {self.name}: {sum(self.codes.values())} cases ({codes}); "
+            f"slowest {self.slowest:.2f}s ({self.slowest_case[:80]!r})"
+        )
+
+
+_STATS: dict[str, Stats] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    yield
+    for stats in _STATS.values():
+        print(stats.line(), file=sys.stderr)
+
+
+def _rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def mlci(target: str, case: str, *args: str, cwd: Path) -> tuple[int, str, str]:
+    """One real command, in this process: its exit code, stdout and stderr, bounded."""
+    stats = _STATS.setdefault(target, Stats(target))
+    out, err = io.StringIO(), io.StringIO()
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise Hang(f"`mlci {' '.join(args)}` took longer than {CASE_SECONDS}s on {case[:200]!r}")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(CASE_SECONDS)
+    before, start, here = _rss(), time.perf_counter(), os.getcwd()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([*args])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        os.chdir(here)
+    seconds = time.perf_counter() - start
+    stats.codes[code] += 1
+    if seconds > stats.slowest:
+        stats.slowest, stats.slowest_case = seconds, case
+    assert code in ALLOWED, (
+        f"`mlci {' '.join(args)}` exited {code} on {case[:400]!r}:\n{err.getvalue()[-3000:]}"
+    )
+    assert "Traceback" not in err.getvalue(), err.getvalue()[-3000:]
+    assert _rss() - before < MEMORY_GROWTH, f"memory grew by {(_rss() - before) >> 20} MiB on {case[:200]!r}"
+    return code, out.getvalue(), err.getvalue()
+
+
+# --------------------------------------------------------------------------- strategies
+
+WORDS = st.sampled_from(
+    [
+        "model", "name", "train", "command", "inputs", "params", "metrics", "model", "tracking", "uri",
+        "experiment", "timeout", "environments", "staging", "production", "branch", "requires", "gates",
+        "metric", "min", "max", "max_regression", "min_improvement", "report", "baselines", "template",
+        "key_metric", "registry", "store", "goal", "withhold_env", "accuracy", "loss", "<<",
+    ]
+)  # fmt: skip
+HOSTILE_TEXT = st.sampled_from(
+    [
+        "", " ", "/", ".", "..", "../..", "/dev/zero", "/etc/passwd", "~", "[z-a]", "**", "*.py", "a\0b",
+        "http://", "http://127.0.0.1:9", "http://[::1", "sqlite:///x.db", "file:///tmp", "-1", "1e999",
+        "2%", "nan", "inf", "maximize", "minimize", "auto", "github", "latest", "v1", "a/b", "é", "\x1b[31m",
+        "python -c pass", "x" * 300, "${{ secrets.X }}", "*anchor", "&a", "!tag", "'", '"', "%", "{}", "[]",
+    ]
+)  # fmt: skip
+NUMBERS = st.one_of(
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+)
+SCALARS = st.one_of(st.none(), NUMBERS, HOSTILE_TEXT, st.text(max_size=20))
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.one_of(WORDS, st.text(max_size=8)), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+def _config_like() -> st.SearchStrategy[dict[str, Any]]:
+    """Mostly the real shape, with any key's value replaced by anything."""
+    gate = st.fixed_dictionaries(
+        {"metric": st.one_of(st.just("accuracy"), HOSTILE_TEXT)},
+        optional={"min": SCALARS, "max": SCALARS, "max_regression": SCALARS, "min_improvement": SCALARS},
+    )
+    env = st.fixed_dictionaries(
+        {},
+        optional={
+            "branch": SCALARS,
+            "requires": SCALARS,
+            "gates": st.one_of(st.lists(gate, max_size=3), VALUES),
+        },
+    )
+    return st.fixed_dictionaries(
+        {
+            "model": st.one_of(
+                st.fixed_dictionaries({"name": st.one_of(st.just("demo"), HOSTILE_TEXT)}), VALUES
+            ),
+            "train": st.one_of(
+                st.fixed_dictionaries(
+                    {"command": st.one_of(st.just("python -c pass"), HOSTILE_TEXT)},
+                    optional={
+                        "inputs": st.one_of(st.lists(HOSTILE_TEXT, max_size=3), VALUES),
+                        "params": st.one_of(st.just("params.yaml"), HOSTILE_TEXT, VALUES),
+                        "metrics": SCALARS,
+                        "model": SCALARS,
+                        "timeout": SCALARS,
+                        "withhold_env": VALUES,
+                    },
+                ),
+                VALUES,
+            ),
+        },
+        optional={
+            "metrics": VALUES,
+            "tracking": st.one_of(
+                st.fixed_dictionaries({}, optional={"uri": HOSTILE_TEXT, "timeout": SCALARS}), VALUES
+            ),
+            "environments": st.one_of(
+                st.dictionaries(st.one_of(WORDS, HOSTILE_TEXT), env, max_size=3), VALUES
+            ),
+            "report": VALUES,
+            "registry": st.one_of(st.fixed_dictionaries({"store": SCALARS}), VALUES),
+        },
+    )
+
+
+YAML_TRICKS = st.sampled_from(
+    [
+        "x: &a [1, 2]\ny: *a\n",
+        "a: &a [*a]\n",
+        "<<: {model: {name: demo}}\n",
+        "a: !foo 1\n",
+        "a: !!int 'abc'\n",
+        "a: !!binary aGVsbG8=\n",
+        "a: !!set {x, y}\n",
+        "a: !!omap [{x: 1}]\n",
+        "? [a]\n: 1\n",
+        "a: " + "[" * 70 + "]" * 70 + "\n",
+        "a: " + "{b: " * 70 + "1" + "}" * 70 + "\n",
+        "a: 0x_1f\nb: 1_000\nc: 0o17\nd: .NaN\n",
+        "%YAML 1.1\n---\na: 1\n",
+        "a: 1\n---\nb: 2\n",
+        "\t- bad indentation\n",
+        "a: 'unterminated\n",
+        "a: 2001-12-14t21:59:43.10-05:00\n",
+        "&x a: 1\n",
+        "a: b: c\n",
+    ]
+)
+
+
+def _dump(data: Any) -> str:
+    try:
+        return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+    except (yaml.YAMLError, ValueError):  # a value PyYAML cannot write (an integer past its limit)
+        return "model: {name: demo}\n"
+
+
+CONFIG_TEXT = st.one_of(
+    st.builds(_dump, _config_like()),
+    st.builds(lambda d, trick: _dump(d) + trick, _config_like(), YAML_TRICKS),
+    st.builds(lambda trick, d: trick + _dump(d), YAML_TRICKS, _config_like()),
+    st.text(max_size=200),
+    st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repository with a bare remote, a params file and a training script."""
+    root = tmp_path_factory.mktemp("fuzz") / "project"
+    root.mkdir()
+    (root / "train.py").write_text("print('never run by these commands')\n")
+    (root / "params.yaml").write_text("C: 1.0\n")
+    (root / ".gitignore").write_text(".mlci/\n")
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "init"], root)
+    return root
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@FUZZ
+@given(text=CONFIG_TEXT)
+def test_fuzzed_configs(workspace: Path, text: str) -> None:
+    """config validate, and for what it accepts: config show, fingerprint, show, diff."""
+    (workspace / "mlci.yaml").write_text(text, encoding="utf-8", errors="surrogateescape")
+    code, _, _ = mlci("config", text, "config", "validate", cwd=workspace)
+    if code == 0:
+        for command in (["config", "show", "--json"], ["fingerprint"], ["show", "--json"], ["history"]):
+            mlci("config", text, *command, cwd=workspace)
+
+
+TRAIN_SECTION = st.fixed_dictionaries(
+    {
+        "command": st.sampled_from(
+            [
+                f"{sys.executable} -c \"import json,os,pathlib; o=pathlib.Path(os.environ['MLCI_OUTPUT_DIR']); "
+                "(o/'model').mkdir(); (o/'model'/'MLmodel').write_text('flavors: {}'); "
+                "(o/'metrics.json').write_text(json.dumps({'accuracy': 0.9}))\"",
+                "exit 3",
+                "true",
+                "sleep 5",
+                "echo $GITHUB_TOKEN >&2; exit 1",
+            ]
+        )
+    },
+    optional={
+        "inputs": st.lists(HOSTILE_TEXT, max_size=2),
+        "params": st.sampled_from(["params.yaml", "missing.yaml", "train.py", ".gitignore"]),
+        "metrics": st.sampled_from(["metrics.json", "m.yaml", "sub/m.json", "train.py"]),
+        "model": st.sampled_from(["model", "sub/model", "train.py", ".git"]),
+        "timeout": st.sampled_from([1, 2, "1s", 0.5]),
+    },
+)
+
+
+@settings(FUZZ, max_examples=max(8, EXAMPLES // 6))
+@given(train=TRAIN_SECTION, uri=st.sampled_from([None, "http://127.0.0.1:9", "sqlite:///.mlci/other.db"]))
+def test_fuzzed_training_settings_that_validate_train_or_fail_cleanly(
+    workspace: Path, train: dict[str, Any], uri: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config: dict[str, Any] = {"model": {"name": "demo"}, "train": train}
+    if uri:
+        config["tracking"] = {"uri": uri, "timeout": 1}
+    text = yaml.safe_dump(config)
+    (workspace / "mlci.yaml").write_text(text)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_fuzz_token_never_printed")
+    code, _, _ = mlci("train", text, "config", "validate", cwd=workspace)
+    if code == 0:
+        _, out, err = mlci("train", text, "train", "--no-cache", cwd=workspace)
+        assert "ghs_fuzz_token_never_printed" not in out + err
+
+
+METRIC_VALUES = st.recursive(
+    st.one_of(NUMBERS, st.text(max_size=5), st.none()),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+METRICS_BYTES = st.one_of(
+    st.builds(
+        lambda d: json.dumps(d, allow_nan=True).encode(),
+        st.dictionaries(st.text(max_size=8), METRIC_VALUES, max_size=6),
+    ),
+    st.builds(lambda k: f'{{"{k}": 1, "{k}": 2}}'.encode(), st.text(alphabet="abc", min_size=1, max_size=3)),
+    st.integers(1, 3000).map(lambda n: b'{"a": ' + b"[" * n + b"]" * n + b"}"),
+    st.integers(300, 6000).map(lambda n: b'{"a": ' + b"9" * n + b"}"),
+    st.binary(max_size=100),
+)
+
+
+@settings(FUZZ, max_examples=max(8, EXAMPLES // 6))
+@given(raw=METRICS_BYTES)
+def test_fuzzed_metrics_files(workspace: Path, raw: bytes) -> None:
+    """The real training path: a command writes these bytes as its metrics file."""
+    (workspace / "payload.bin").write_bytes(raw)
+    command = (
+        f"{sys.executable} -c \"import os,pathlib,shutil; o=pathlib.Path(os.environ['MLCI_OUTPUT_DIR']); "
+        "(o/'model').mkdir(); (o/'model'/'MLmodel').write_text('flavors: {}'); "
+        "shutil.copy('payload.bin', o/'metrics.json')\""
+    )
+    (workspace / "mlci.yaml").write_text(
+        yaml.safe_dump({"model": {"name": "demo"}, "train": {"command": command, "inputs": ["payload.bin"]}})
+    )
+    mlci("metrics", repr(raw[:200]), "train", cwd=workspace)
+
+
+TAG_MESSAGES = st.one_of(
+    st.builds(
+        lambda d: "Registering\n\nmlci-metadata: " + json.dumps(d, allow_nan=True) + "\n",
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "version",
+                    "fingerprint",
+                    "metrics",
+                    "params",
+                    "commit",
+                    "pr",
+                    "time",
+                    "store",
+                    "asset",
+                    "model_sha256",
+                    "rollback",
+                    "reason",
+                    "mlflow_model_version",
+                    "previous",
+                ]
+            ),
+            METRIC_VALUES,
+            max_size=6,
+        ),
+    ),
+    st.text(max_size=200).map(lambda t: f"x\n\nmlci-metadata: {t}\n"),
+    st.text(max_size=200),
+)
+TAG_NAMES = st.one_of(
+    st.builds(lambda v: f"demo@v{v[0]}.{v[1]}.{v[2]}", st.tuples(*[st.integers(0, 10**12)] * 3)),
+    st.builds(
+        lambda e, n: f"demo#{e}#{n}", st.sampled_from(["staging", "production", "x"]), st.integers(0, 10**6)
+    ),
+    st.sampled_from(["demo@deprecated", "demo#staging!#3", "other@v1.0.0", "v1.2.3", "demo@v01.0.0"]),
+)
+
+
+@pytest.fixture(scope="module")
+def registry_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fuzz-tags") / "project"
+    root.mkdir()
+    (root / "mlci.yaml").write_text(
+        "model: {name: demo}\ntrain: {command: 'true'}\n"
+        "environments:\n  staging: {gates: [{metric: accuracy, min: 0.5}]}\n  production: {}\n"
+    )
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "init"], root)
+    return root
+
+
+@FUZZ
+@given(
+    name=TAG_NAMES,
+    message=TAG_MESSAGES,
+    date=st.integers(-(10**12), 10**15),
+    target=st.sampled_from(["HEAD", "HEAD^{tree}", "missing"]),
+)
+def test_fuzzed_registry_tags(registry_repo: Path, name: str, message: str, date: int, target: str) -> None:
+    """Any tag anyone could push: the registry commands still read the rest."""
+    root = registry_repo
+    run(["git", "commit", "-q", "--allow-empty", "-m", "next"], root)
+    obj = "0123456789" * 4 if target == "missing" else run(["git", "rev-parse", target], root).strip()
+    kind = {"HEAD": "commit", "HEAD^{tree}": "tree", "missing": "commit"}[target]
+    body = f"object {obj}\ntype {kind}\ntag {name}\ntagger t <t@t> {date} +0000\n\n{message}"
+    made = subprocess.run(
+        ["git", "hash-object", "-t", "tag", "-w", "--stdin", "--literally"],
+        cwd=root, input=body.encode("utf-8", "surrogateescape"), capture_output=True,
+    )  # fmt: skip
+    if made.returncode == 0:
+        subprocess.run(
+            ["git", "update-ref", f"refs/tags/{name}", made.stdout.decode().strip()],
+            cwd=root,
+            capture_output=True,
+        )
+    for command in (["show", "--json"], ["history", "--json"], ["history"], ["doctor", "--json"]):
+        mlci("tags", f"{name}: {message}", *command, cwd=root)
+
+
+ARTIFACT_FILES = st.one_of(
+    st.builds(lambda d: json.dumps(d, allow_nan=True), st.dictionaries(st.sampled_from(["model", "number", "head", "metrics", "params", "fingerprint", "run_id"]), METRIC_VALUES, max_size=5)),
+    st.just(json.dumps({"model": "demo", "number": 7})),
+    st.text(max_size=100),
+    st.just('{"a": 1, "a": 2}'),
+)  # fmt: skip
+
+
+@settings(FUZZ, max_examples=max(8, EXAMPLES // 3))
+@given(
+    meta=ARTIFACT_FILES,
+    report=ARTIFACT_FILES,
+    trick=st.sampled_from(["none", "symlink", "fifo", "big", "dir-link"]),
+)
+def test_fuzzed_publish_artifacts(
+    registry_repo: Path, tmp_path_factory: pytest.TempPathFactory, meta: str, report: str, trick: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """What a fork uploads as its report: judged as data, never followed or read whole."""
+    folder = tmp_path_factory.mktemp("artifact")
+    (folder / "pull_request.json").write_text(meta)
+    (folder / "report.json").write_text(report)
+    if trick == "symlink":
+        (folder / "report.json").unlink()
+        os.symlink("/etc/passwd", folder / "report.json")
+    elif trick == "fifo":
+        (folder / "report.json").unlink()
+        os.mkfifo(folder / "report.json")
+    elif trick == "big":
+        with open(folder / "report.json", "wb") as handle:
+            handle.truncate(300 * 1024 * 1024)  # sparse: 300 MB that must not be read
+    elif trick == "dir-link":
+        outside = tmp_path_factory.mktemp("outside")
+        (outside / "pull_request.json").write_text(meta)
+        (folder / "pull_request.json").unlink()
+        os.symlink(outside, folder / "mlci-report-demo")
+    with github_stub() as gh:
+        gh.pulls[7] = "a" * 40
+        for key, value in {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_API_URL": gh.base_url,
+            "GITHUB_REPOSITORY": "octo/churn",
+            "GITHUB_TOKEN": "ghs_fuzz",
+            "MLCI_GITHUB_BACKOFF": "0",
+            "MLCI_GITHUB_RETRIES": "0",
+        }.items():
+            monkeypatch.setenv(key, value)
+        mlci(
+            "publish",
+            f"{trick}: {meta} | {report}",
+            "publish",
+            str(folder),
+            "--head-sha",
+            "a" * 40,
+            cwd=registry_repo,
+        )
