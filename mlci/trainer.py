@@ -161,8 +161,23 @@ def withheld(
     return out
 
 
+class _TextSink:
+    """Bytes into a text stream that has no binary buffer (a StringIO, a wrapped stream)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, chunk: bytes) -> int:
+        self.stream.write(chunk.decode("utf-8", errors="replace"))
+        return len(chunk)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def _binary(stream: Any) -> IO[bytes]:
-    return getattr(stream, "buffer", stream)  # type: ignore[no-any-return]
+    buffer = getattr(stream, "buffer", None)
+    return buffer if buffer is not None else _TextSink(stream)  # type: ignore[return-value]
 
 
 def run_command(

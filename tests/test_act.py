@@ -1,11 +1,12 @@
 """The workflows really run: nektos/act in host mode, offline, on a scaffolded repository.
 
 The scaffold's caller workflows call mlci's reusable workflow
-(``mlci-dev/mlci/.github/workflows/mlci.yml@v0.1.0``), which uses mlci's
-composite actions; act maps that repository to this checkout with
-``--local-repository``. Third-party actions that cannot be fetched here are
-replaced by the stand-ins in ``tests/act_stubs``. GitHub's API is the local
-stand-in from ``tests/github_stub.py``.
+(``mlci-dev/mlci/.github/workflows/mlci.yml@v0.1.0``); act maps that
+repository to this checkout with ``--local-repository``, and the workflow's
+``pip install git+https://github.com/mlci-dev/mlci@<ref>`` finds a snapshot of
+this working tree (git's ``insteadOf``). Third-party actions that cannot be
+fetched here are replaced by the stand-ins in ``tests/act_stubs``. GitHub's
+API is the local stand-in from ``tests/github_stub.py``.
 """
 
 from __future__ import annotations
@@ -87,13 +88,14 @@ def _act(
         "--env",
         "GIT_CONFIG_COUNT=1",
         "--env",
-        f"GIT_CONFIG_KEY_0=url.{_mlci_source().as_uri()}/.insteadOf",
+        f"GIT_CONFIG_KEY_0=url.{_mlci_source()[0].as_uri()}/.insteadOf",
         "--env",
         "GIT_CONFIG_VALUE_0=https://github.com/",
         "--env",
         "PIP_NO_BUILD_ISOLATION=0",  # pip's inverted spelling: build without isolation
     ]
-    for ref, path in PINNED.items():
+    # The same snapshot by SHA, for a caller pinned with --actions-ref mlci-dev/mlci@<sha>.
+    for ref, path in {**PINNED, f"mlci-dev/mlci@{_mlci_source()[1]}": REPO_ROOT}.items():
         args += ["--local-repository", f"{ref}={path}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONPATH")}
     return subprocess.run(
@@ -102,10 +104,10 @@ def _act(
 
 
 @functools.lru_cache(maxsize=1)
-def _mlci_source() -> Path:
+def _mlci_source() -> tuple[Path, str]:
     """A bare repository at <folder>/mlci-dev/mlci whose tag v0.1.0 is a commit of
     this working tree as it is now (uncommitted changes included), for pip's
-    `git+https://github.com/mlci-dev/mlci@v0.1.0`."""
+    `git+https://github.com/mlci-dev/mlci@v0.1.0`; and that commit's SHA."""
     folder = Path(tempfile.mkdtemp(prefix="mlci-source-"))
     bare = folder / "mlci-dev" / "mlci"
     run(["git", "init", "-q", "--bare", str(bare)], folder)
@@ -113,8 +115,16 @@ def _mlci_source() -> Path:
     run(["git", "add", "-A"], REPO_ROOT, env)
     tree = run(["git", "write-tree"], REPO_ROOT, env).strip()
     commit = run(["git", "commit-tree", "-m", "the working tree, for act", tree], REPO_ROOT, env).strip()
-    run(["git", "push", "-q", str(bare), f"{commit}:refs/tags/v0.1.0"], REPO_ROOT)
-    return folder
+    run(
+        ["git", "push", "-q", str(bare), f"{commit}:refs/tags/v0.1.0", f"{commit}:refs/heads/main"], REPO_ROOT
+    )
+    run(["git", "symbolic-ref", "HEAD", "refs/heads/main"], bare)
+    return folder, commit
+
+
+def _job_log(stdout: str, job: str) -> str:
+    """The lines act printed for one job (it prefixes each with the job's name)."""
+    return "\n".join(line for line in stdout.splitlines() if job in line.split("]", 1)[0])
 
 
 def _scaffold(cli, tmp_path: Path, *flags: str) -> Path:  # type: ignore[no-untyped-def]
@@ -158,6 +168,7 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
         )
     )
     with github_stub() as gh:
+        gh.pulls[3] = head
         result = _act(act, root, "pull_request", "mlci-pr.yml", pr, gh)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
         assert len(gh.comments[3]) == 1
@@ -167,7 +178,10 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
         ]
         assert gh.requests[0].headers["Authorization"] == f"token {TOKEN}"
         assert "Job succeeded" in result.stdout
-        assert "verdict=pass" in result.stdout  # the pr action's outputs
+        assert "verdict=pass" in result.stdout  # the train stage's outputs
+        # Trained in the read-only job; posted by the job that never trains.
+        assert "not posting (--stage train)" in result.stdout
+        assert "Installing the training requirements" not in _job_log(result.stdout, "Post the report")
         assert "report-path=" in result.stdout and "fingerprint=" in result.stdout
         assert "cache key mlci-Linux-" in result.stdout  # the cache is keyed on `mlci fingerprint`
 
@@ -188,6 +202,9 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
         )
         promoted = _act(act, root, "push", "mlci-promote.yml", push, gh)
         assert promoted.returncode == 0, promoted.stdout[-6000:] + promoted.stderr[-3000:]
+        assert "the gates pass; the publishing job registers and promotes" in promoted.stdout
+        assert "mlci: training:" not in _job_log(promoted.stdout, "Register and promote")
+        assert "extraheader" not in (root / ".git" / "config").read_text()
         remote = run(["git", "ls-remote", "--tags", str(tmp_path / "origin.git")], tmp_path)
         assert "refs/tags/churn@v0.0.1" in remote and "refs/tags/churn#staging#1" in remote
         assert "version=v0.0.1" in promoted.stdout
@@ -195,8 +212,11 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
 
 
 def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The untrusted job reports with a read-only token; the workflow_run job posts."""
-    root = _scaffold(cli, tmp_path, "--fork-safe")
+    """The untrusted job reports with a read-only token; the workflow_run job posts.
+    The callers are pinned to a commit SHA, and mlci is installed from that commit."""
+    sha = _mlci_source()[1]
+    root = _scaffold(cli, tmp_path, "--fork-safe", "--actions-ref", f"mlci-dev/mlci@{sha}")
+    assert f"mlci.yml@{sha}" in (root / ".github/workflows/mlci-pr.yml").read_text()
     run(["git", "checkout", "-q", "-b", "feature", "staging"], root)
     params = root / "params.yaml"
     params.write_text(params.read_text().replace("C: 1.0", "C: 0.01"))  # worse: fails the gate
@@ -229,6 +249,7 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
     with github_stub() as gh:
         untrusted = _act(act, root, "pull_request", "mlci-pr.yml", pr, gh, artifacts)
         assert "Job failed" in untrusted.stdout  # the gate fails the job ...
+        assert f"git+https://github.com/mlci-dev/mlci@{sha}" in untrusted.stdout  # mlci at that SHA
         assert gh.requests == []  # ... and nothing was sent to GitHub from it
         assert sorted(p.name for p in (artifacts / "mlci-report-churn").iterdir()) == [
             "pull_request.json",
@@ -355,6 +376,8 @@ def test_one_training_from_pull_request_to_production_under_act(cli, act: str, t
         return result
 
     with github_stub() as gh:
+        gh.pulls.update({3: head, 4: head})
+        gh.pull_bases[4] = "production"
         # 1. The pull request to staging trains, and uploads its run.
         first = job(
             "pull_request",
@@ -365,7 +388,7 @@ def test_one_training_from_pull_request_to_production_under_act(cli, act: str, t
         )
         assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
         assert first.stdout.count("mlci: training: python train.py") == 1
-        (trusted,) = gh.artifacts
+        (trusted,) = [a for a in gh.artifacts if a["name"].startswith("mlci-run-")]
         assert trusted["name"].startswith("mlci-run-churn-") and trusted["workflow_run"]["id"] == 101
         # A fork's run uploads an artifact with the same name, newer: never reused.
         gh.add_artifact(trusted["name"], _fork_bundle(trusted["name"]), run_id=666, head_repo="fork/churn")
@@ -483,8 +506,8 @@ def test_two_models_in_one_repository_run_side_by_side_under_act(cli, act: str, 
     workflows = root / ".github" / "workflows"
     caller = (workflows / "mlci-pr.yml").read_text()
     second = caller.replace("name: mlci pull request", "name: mlci pull request (second)").replace(
-        "    uses: mlci-dev/mlci/.github/workflows/mlci.yml@v0.1.0\n",
-        "    uses: mlci-dev/mlci/.github/workflows/mlci.yml@v0.1.0\n    with:\n      working-directory: second\n",
+        '      mlci-ref: "v0.1.0"\n',
+        '      mlci-ref: "v0.1.0"\n      working-directory: second\n',
     )
     assert "working-directory: second" in second
     (workflows / "mlci-pr-second.yml").write_text(second)
@@ -501,6 +524,7 @@ def test_two_models_in_one_repository_run_side_by_side_under_act(cli, act: str, 
     head = run(["git", "rev-parse", "HEAD"], root).strip()
     payload = _pr_payload(tmp_path / "pr.json", 5, head, "feature", "staging", root)
     with github_stub() as gh:
+        gh.pulls[5] = head
         result = _act(act, root, "pull_request", "", payload, gh)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
         assert result.stdout.count("Job succeeded") >= 2
@@ -510,7 +534,7 @@ def test_two_models_in_one_repository_run_side_by_side_under_act(cli, act: str, 
             ("mlci/second/staging", "success"),
             ("mlci/staging", "success"),
         ]
-        names = sorted(a["name"] for a in gh.artifacts)
+        names = sorted(a["name"] for a in gh.artifacts if a["name"].startswith("mlci-run-"))
         assert (
             len(names) == 2
             and names[0].startswith("mlci-run-churn-")
