@@ -209,10 +209,10 @@ _METADATA_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _metadata_fault(data: Mapping[str, Any]) -> str | None:
-    for key, types in _METADATA_TYPES.items():
-        if key not in data:
+    for key, value in data.items():
+        types = _METADATA_TYPES.get(key)
+        if types is None:
             continue
-        value = data[key]
         if isinstance(value, bool) and bool not in types:
             return f"{key!r} is {json.dumps(value)}"
         if not isinstance(value, types):
@@ -225,17 +225,22 @@ def _metadata_fault(data: Mapping[str, Any]) -> str | None:
 
 def metadata_problem(text: str) -> str | None:
     """What is wrong with a tag message's mlci-metadata line, if anything."""
+    return _checked_metadata(text)[1]
+
+
+def _checked_metadata(text: str) -> tuple[dict[str, Any], str | None]:
+    """The metadata of a message and what is wrong with it (then the metadata is {})."""
     for line in text.splitlines():
         if line.startswith(METADATA_PREFIX):
             try:
                 data = json.loads(line[len(METADATA_PREFIX) :])
             except (ValueError, RecursionError) as exc:
-                return f"its mlci-metadata is not valid JSON ({str(exc)[:80]})"
+                return {}, f"its mlci-metadata is not valid JSON ({str(exc)[:80]})"
             if not isinstance(data, dict):
-                return "its mlci-metadata is not a JSON object"
+                return {}, "its mlci-metadata is not a JSON object"
             fault = _metadata_fault(data)
-            return f"its mlci-metadata is malformed: {fault}" if fault else None
-    return None
+            return (data, None) if fault is None else ({}, f"its mlci-metadata is malformed: {fault}")
+    return {}, None
 
 
 def register_summary(model: str, version: str) -> str:
@@ -369,15 +374,16 @@ def build_state(records: Sequence[TagRecord], skipped: list[Skipped] | None = No
     on one commit) is left out and added to ``skipped``: one bad tag never stops
     the others from being read."""
     parsed: list[tuple[TagRecord, TagName]] = []
+    metadata: dict[str, dict[str, Any]] = {}  # parsed once here, kept on the event
     for record in records:
         if not record.annotated:
             continue
         name = parse_name(record.name)
         if name is None:
             continue
-        why = record.problem or (
-            metadata_problem(record.message) if METADATA_PREFIX in record.message else None
-        )
+        why = record.problem or None
+        if not why and METADATA_PREFIX in record.message:
+            metadata[record.name], why = _checked_metadata(record.message)
         if why:
             if skipped is not None:
                 skipped.append(Skipped(record.name, why))
@@ -428,6 +434,7 @@ def build_state(records: Sequence[TagRecord], skipped: list[Skipped] | None = No
             tagger_email=record.tagger_email,
             timestamp=record.timestamp,
             message=record.message,
+            _metadata=metadata.get(record.name, {}),
         )
         state.events.append(event)
         if name.action is Action.REGISTER and name.version:
