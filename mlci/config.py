@@ -511,6 +511,9 @@ class _Checker:
             except (re.error, RecursionError) as exc:
                 self.problem(where, f"{_short(pattern)!r} is not a valid glob: {exc}")
                 continue
+            except ValueError as exc:
+                self.problem(where, f"{_short(pattern)!r}: {exc}")
+                continue
             if not _inside(pattern.replace("*", "x").replace("?", "x")):
                 self.problem(where, f"{_short(pattern)!r} reaches outside the project folder")
 

@@ -67,6 +67,23 @@ def _segment(part: str) -> str:
     return out
 
 
+MAX_WILDCARDS = 6  # runs of '*' in one pattern: each multiplies the worst-case matching time
+
+
+def _parts(pattern: str) -> list[str]:
+    """A pattern's segments, with runs of '*' made one ('***' is '*', '**/**' is '**'):
+    equivalent, and they would make the regex backtrack exponentially."""
+    parts: list[str] = []
+    for part in pattern.split("/"):
+        if part in ("", "."):
+            continue
+        part = part if part == "**" else re.sub(r"\*+", "*", part)
+        if part == "**" and parts and parts[-1] == "**":
+            continue
+        parts.append(part)
+    return parts
+
+
 @lru_cache(maxsize=256)
 def glob_regex(pattern: str) -> re.Pattern[str]:
     """A glob relative to the project root, as a regex over '/'-separated paths.
@@ -78,7 +95,9 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     while pattern.startswith("./"):
         pattern = pattern[2:]
     pattern = pattern.strip("/")
-    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    parts = _parts(pattern)
+    if sum(len(re.findall(r"\*+", p)) for p in parts) > MAX_WILDCARDS:
+        raise ValueError(f"too many wildcards (at most {MAX_WILDCARDS} runs of '*')")
     regex = ""
     for i, part in enumerate(parts):
         last = i == len(parts) - 1

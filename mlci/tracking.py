@@ -81,10 +81,10 @@ def unreachable(uri: str, timeout: float, detail: str) -> TrackingError:
     from mlci import redact
 
     return TrackingError(
-        f"MLflow: the tracking server {redact.url(uri)} did not answer "
-        f"({HTTP_RETRIES + 1} tries of up to {timeout:g}s each): {redact.text(detail)}",
+        f"MLflow: the tracking server {redact.url(uri)} did not answer: {redact.text(detail)}",
         hint="check that the server is running and reachable from here, and MLFLOW_TRACKING_URI; "
-        "the wait per try is tracking.timeout in mlci.yaml",
+        f"mlci waits up to tracking.timeout ({timeout:g}s, in mlci.yaml) per request, "
+        f"with {HTTP_RETRIES} retries",
     )
 
 
