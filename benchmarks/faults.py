@@ -6,13 +6,15 @@ time and peak memory (RSS of mlci and its children):
 - a 485-byte YAML alias bomb (`mlci config validate`): was 2.8 GB and more than 45 s;
 - a tracking server that refuses connections (`mlci train`): was 252 s;
 - a tracking server that accepts and never answers, tracking.timeout 2 s
-  (`mlci train`, fast path; `mlci register`, MLflow's client): was more than 590 s;
+  (`mlci train` and `mlci register`, mlci's REST fast path; `mlci doctor`,
+  MLflow's client with its retries): was more than 590 s;
 - a training command past train.timeout 2 s (`mlci train`);
 - a damaged `.mlci/mlflow.db` (`mlci train`).
 
 Targets: every case exits 3; none takes longer than its bound (the alias bomb
 and the refused connection under 3 s; the silent server under
-3 x tracking.timeout + 3 s; the training timeout under 2 s + 3 s); peak
+3 x tracking.timeout + 3 s plus start-up; the training timeout under 2 s plus
+mlci's own start and a new embedded store); peak
 memory under 400 MiB.
 
     python benchmarks/faults.py
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -51,7 +54,7 @@ TRAIN = (
 )
 
 
-def measure(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, float, float]:
+def measure(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, float, float, str]:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", PEAK, sys.executable, "-m", "mlci", *args],
@@ -62,13 +65,16 @@ def measure(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, float
         timeout=900,
     )
     seconds = time.perf_counter() - start
-    peak_kib, code = proc.stderr.strip().splitlines()[-1].split()
-    return int(code), seconds, int(peak_kib) / 1024
+    lines = proc.stderr.strip().splitlines()
+    peak_kib, code = lines[-1].split()
+    error = next((line for line in lines if line.startswith("mlci: error:")), "")
+    return int(code), seconds, int(peak_kib) / 1024, error
 
 
 def project(folder: Path, extra: str = "") -> Path:
     folder.mkdir(parents=True)
     (folder / "train.py").write_text(TRAIN)
+    (folder / ".gitignore").write_text(".mlci/\n")
     (folder / "mlci.yaml").write_text(
         f"model: {{name: demo}}\ntrain:\n  command: {sys.executable} train.py\n  inputs: [train.py]\n{extra}"
     )
@@ -107,6 +113,10 @@ def main() -> None:
     damaged = project(base / "damaged")
     (damaged / ".mlci").mkdir()
     (damaged / ".mlci" / "mlflow.db").write_bytes(b"not a database" * 100)
+    slow = project(base / "slow", "  timeout: 2\n")
+    subprocess.run(
+        [sys.executable, "-m", "mlci", "train"], cwd=slow, env=env, capture_output=True, check=True
+    )
     cases = [
         ("alias bomb: config validate", ["config", "validate"], bomb, env, 3.0),
         (
@@ -132,21 +142,32 @@ def main() -> None:
         ),
         (
             "training past train.timeout 2 s",
-            ["train"],
-            project(base / "slow", "  timeout: 2\n"),
+            ["train", "--no-cache"],
+            slow,
             {**env, "SLOW": "1"},
-            5.0,
+            12.0,  # the whole command; the kill itself is checked below
+        ),
+        (
+            "silent server (timeout 2 s): doctor",
+            ["doctor"],
+            project(base / "silent-doctor", "tracking: {timeout: 2}\n"),
+            {**env, "MLFLOW_TRACKING_URI": f"http://{silent}"},
+            14.0,
         ),
         ("damaged .mlci/mlflow.db: train", ["train"], damaged, env, 3.0),
     ]
     results = []
     for name, args, cwd, case_env, bound in cases:
-        code, seconds, peak = measure(args, cwd, case_env)
+        code, seconds, peak, last = measure(args, cwd, case_env)
         ok = code == 3 and seconds < bound and peak < 400
+        killed = re.search(r"killed after ([0-9.]+)s", last)
+        if killed:  # the training itself: killed within 0.5 s of its timeout
+            ok = ok and float(killed[1]) < 2.5
         results.append(ok)
         print(
             f"{name:40} exit {code}  {seconds:6.2f} s (bound {bound:g} s)  peak {peak:6.1f} MiB  {'ok' if ok else 'MISSED'}"
         )
+        print(f"    {last[:150]}")
     print(json.dumps({"cases": len(results), "within_bounds": sum(results)}))
 
 

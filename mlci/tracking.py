@@ -635,7 +635,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         client = self.tracking.client
-        with _translated(f"registering a version of {self.name}", self.uri):
+        with _translated(f"registering a version of {self.name}", self.uri, self.tracking.timeout):
             try:
                 client.create_registered_model(self.name)
             except MlflowException as exc:
@@ -659,26 +659,26 @@ class Registry:
         return str(version.version)
 
     def delete_version(self, version: str) -> None:
-        with _translated(f"deleting version {version} of {self.name}", self.uri):
+        with _translated(f"deleting version {version} of {self.name}", self.uri, self.tracking.timeout):
             self.tracking.client.delete_model_version(self.name, version)
 
     def set_version_tag(self, version: str, key: str, value: str) -> None:
-        with _translated(f"tagging version {version} of {self.name}", self.uri):
+        with _translated(f"tagging version {version} of {self.name}", self.uri, self.tracking.timeout):
             self.tracking.client.set_model_version_tag(self.name, version, key, value)
 
     def set_alias(self, alias: str, version: str) -> None:
-        with _translated(f"setting alias {alias!r} of {self.name}", self.uri):
+        with _translated(f"setting alias {alias!r} of {self.name}", self.uri, self.tracking.timeout):
             self.tracking.client.set_registered_model_alias(self.name, alias, version)
 
     def delete_alias(self, alias: str) -> None:
-        with _translated(f"removing alias {alias!r} of {self.name}", self.uri):
+        with _translated(f"removing alias {alias!r} of {self.name}", self.uri, self.tracking.timeout):
             self.tracking.client.delete_registered_model_alias(self.name, alias)
 
     def versions(self) -> list[ModelVersionRecord]:
         """Every version of the model ([] if it is not registered yet)."""
         from mlflow.exceptions import MlflowException
 
-        with _translated(f"listing versions of {self.name}", self.uri):
+        with _translated(f"listing versions of {self.name}", self.uri, self.tracking.timeout):
             try:
                 self.tracking.client.get_registered_model(self.name)
             except MlflowException as exc:
@@ -709,7 +709,7 @@ class Registry:
         """alias -> version."""
         from mlflow.exceptions import MlflowException
 
-        with _translated(f"reading aliases of {self.name}", self.uri):
+        with _translated(f"reading aliases of {self.name}", self.uri, self.tracking.timeout):
             try:
                 model = self.tracking.client.get_registered_model(self.name)
             except MlflowException as exc:

@@ -274,7 +274,8 @@ def train(
         tracking.end_run(run_id, "KILLED")
         raise TrainingError(
             f"the training command `{config.train.command}` ran past train.timeout "
-            f"({config.train.timeout:g}s) and was killed; MLflow run {run_id} marked KILLED",
+            f"({config.train.timeout:g}s) and was killed after {outcome.seconds:.1f}s; "
+            f"MLflow run {run_id} marked KILLED",
             hint=f"make training faster, or raise train.timeout in {config.path.name}",
         )
     if outcome.interrupted:
