@@ -211,8 +211,8 @@ _METADATA_TYPES: dict[str, tuple[type, ...]] = {
 def _metadata_fault(data: Mapping[str, Any]) -> str | None:
     for key, value in data.items():
         types = _METADATA_TYPES.get(key)
-        if types is None:
-            continue
+        if types is None or (type(value) in types and type(value) is not bool):
+            continue  # the common case, decided without isinstance's walk
         if isinstance(value, bool) and bool not in types:
             return f"{key!r} is {json.dumps(value)}"
         if not isinstance(value, types):
@@ -230,17 +230,21 @@ def metadata_problem(text: str) -> str | None:
 
 def _checked_metadata(text: str) -> tuple[dict[str, Any], str | None]:
     """The metadata of a message and what is wrong with it (then the metadata is {})."""
-    for line in text.splitlines():
-        if line.startswith(METADATA_PREFIX):
-            try:
-                data = json.loads(line[len(METADATA_PREFIX) :])
-            except (ValueError, RecursionError) as exc:
-                return {}, f"its mlci-metadata is not valid JSON ({str(exc)[:80]})"
-            if not isinstance(data, dict):
-                return {}, "its mlci-metadata is not a JSON object"
-            fault = _metadata_fault(data)
-            return (data, None) if fault is None else ({}, f"its mlci-metadata is malformed: {fault}")
-    return {}, None
+    at = text.find(METADATA_PREFIX)
+    while at > 0 and text[at - 1] != "\n":  # only at the start of a line
+        at = text.find(METADATA_PREFIX, at + 1)
+    if at < 0:
+        return {}, None
+    end = text.find("\n", at)
+    line = text[at + len(METADATA_PREFIX) : end if end >= 0 else len(text)]
+    try:
+        data = json.loads(line.rstrip("\r"))
+    except (ValueError, RecursionError) as exc:
+        return {}, f"its mlci-metadata is not valid JSON ({str(exc)[:80]})"
+    if not isinstance(data, dict):
+        return {}, "its mlci-metadata is not a JSON object"
+    fault = _metadata_fault(data)
+    return (data, None) if fault is None else ({}, f"its mlci-metadata is malformed: {fault}")
 
 
 def register_summary(model: str, version: str) -> str:
