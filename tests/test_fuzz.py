@@ -401,7 +401,18 @@ def registry_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(["git", "init", "-q", "-b", "main"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "init"], root)
+    # One good version and its assignment, which no other tag may make unreadable.
+    meta = json.dumps({"version": "v0.0.1", "metrics": {"accuracy": 0.9}, "time": 1700000000})
+    for name, summary in (("demo@v0.0.1", "Registering"), ("demo#staging#1", "Assigning")):
+        run(["git", "tag", "-a", name, "-m", f"{summary}\n\nmlci-metadata: {meta}"], root)
     return root
+
+
+def _good_version_intact(root: Path, case: str) -> None:
+    _, out, _ = mlci("tags", case, "show", "--json", cwd=root)
+    (model,) = [m for m in json.loads(out)["models"] if m["name"] == "demo"]
+    versions = {v["version"]: v for v in model["versions"]}
+    assert versions["v0.0.1"]["metrics"] == {"accuracy": 0.9}, f"v0.0.1 lost on {case[:300]!r}"
 
 
 @FUZZ
@@ -428,8 +439,10 @@ def test_fuzzed_registry_tags(registry_repo: Path, name: str, message: str, date
             cwd=root,
             capture_output=True,
         )
-    for command in (["show", "--json"], ["history", "--json"], ["history"], ["doctor", "--json"]):
+    for command in (["history", "--json"], ["history"], ["doctor", "--json"]):
         mlci("tags", f"{name}: {message}", *command, cwd=root)
+    if name not in ("demo@v0.0.1", "demo#staging#1"):  # (the fuzzer's own overwrite is not mlci's loss)
+        _good_version_intact(root, f"{name}: {message}")
 
 
 ARTIFACT_FILES = st.one_of(
