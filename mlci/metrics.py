@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import posixpath
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -10,6 +12,14 @@ from typing import Any, Literal
 from mlci.config import Goal
 from mlci.errors import MetricsError
 from mlci.params import flatten
+
+# MLflow's rule for metric names (and its normalised-path rule below).
+_NAME_RE = re.compile(r"^[/\w.\- :]+$")
+
+
+def _not_a_path(name: str) -> bool:
+    norm = posixpath.normpath(name)
+    return norm != name or norm == "." or norm.startswith(("..", "/"))
 
 
 def metrics_from(data: Any, source: str) -> dict[str, float]:
@@ -25,6 +35,12 @@ def metrics_from(data: Any, source: str) -> dict[str, float]:
         )
     out: dict[str, float] = {}
     for key, value in flatten(data).items():
+        if not _NAME_RE.match(key) or len(key) > 250 or _not_a_path(key):
+            raise MetricsError(
+                f"{source}: metric name {key[:80]!r} is not one MLflow accepts",
+                hint="name metrics with letters, digits, '_', '-', '.', ' ', ':' and '/' "
+                "(at most 250 characters, no leading '/' or '..')",
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise MetricsError(
                 f"{source}: metric {key!r} is {value!r}, not a number",

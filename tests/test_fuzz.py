@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -67,14 +68,16 @@ class Hang(Exception):
 class Stats:
     name: str
     codes: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # the first words of each error
     slowest: float = 0.0
     slowest_case: str = ""
 
     def line(self) -> str:
         codes = ", ".join(f"exit {c}: {n}" for c, n in sorted(self.codes.items()))
+        common = "; ".join(f"{n}x {e!r}" for e, n in self.errors.most_common(4))
         return (
             f"fuzz {self.name}: {sum(self.codes.values())} cases ({codes}); "
-            f"slowest {self.slowest:.2f}s ({self.slowest_case[:80]!r})"
+            f"slowest {self.slowest:.2f}s ({self.slowest_case[:80]!r}); most common errors: {common}"
         )
 
 
@@ -113,6 +116,9 @@ def mlci(target: str, case: str, *args: str, cwd: Path) -> tuple[int, str, str]:
         os.chdir(here)
     seconds = time.perf_counter() - start
     stats.codes[code] += 1
+    error = next((line for line in err.getvalue().splitlines() if line.startswith("mlci: error:")), "")
+    if error:
+        stats.errors[re.sub(r"/\S*|'[^']*'|\d+", "_", error.removeprefix("mlci: error: "))[:70]] += 1
     if seconds > stats.slowest:
         stats.slowest, stats.slowest_case = seconds, case
     assert code in ALLOWED, (
@@ -236,7 +242,60 @@ def _dump(data: Any) -> str:
         return "model: {name: demo}\n"
 
 
+VALID_CONFIG: dict[str, Any] = {
+    "model": {"name": "demo", "description": "a model"},
+    "train": {
+        "command": "python train.py",
+        "inputs": ["train.py", "params.yaml"],
+        "params": "params.yaml",
+        "metrics": "metrics.json",
+        "model": "model",
+        "timeout": "30m",
+        "withhold_env": ["AWS_*"],
+    },
+    "metrics": {"accuracy": {"goal": "maximize"}, "loss": "minimize"},
+    "tracking": {"experiment": "demo", "timeout": 5},
+    "environments": {
+        "staging": {
+            "branch": "staging",
+            "gates": [{"metric": "accuracy", "min": 0.5, "max_regression": "2%"}],
+        },
+        "production": {"requires": "staging", "gates": [{"metric": "loss", "max": 1.0}]},
+    },
+    "registry": {"store": "auto"},
+    "report": {"baselines": ["staging", "base"], "key_metric": "accuracy"},
+}
+
+
+def _leaves(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _leaves(v, (*path, k))] or [path]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _leaves(v, (*path, i))] or [path]
+    return [path]
+
+
+def _replaced(index: int, value: Any) -> dict[str, Any]:
+    """The valid config with one leaf (or section) replaced: near misses reach deep."""
+    data = json.loads(json.dumps(VALID_CONFIG))
+    paths = _leaves(data)
+    path = paths[index % len(paths)]
+    cut = index // len(paths) % len(path) + 1 if path else 0  # sometimes a whole section
+    target = data
+    for key in path[: cut - 1]:
+        target = target[key]
+    if path:
+        target[path[cut - 1]] = value
+    return data
+
+
+NEAR_MISSES = st.builds(_replaced, st.integers(0, 10_000), st.one_of(SCALARS, VALUES))
+
+
 CONFIG_TEXT = st.one_of(
+    st.just(_dump(VALID_CONFIG)),
+    st.builds(_dump, NEAR_MISSES),
+    st.builds(_dump, NEAR_MISSES),
     st.builds(_dump, _config_like()),
     st.builds(lambda d, trick: _dump(d) + trick, _config_like(), YAML_TRICKS),
     st.builds(lambda trick, d: trick + _dump(d), YAML_TRICKS, _config_like()),
@@ -325,6 +384,15 @@ METRIC_VALUES = st.recursive(
     max_leaves=20,
 )
 METRICS_BYTES = st.one_of(
+    st.builds(
+        lambda d: json.dumps(d).encode(),
+        st.dictionaries(
+            st.text(min_size=1, max_size=8),
+            st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(10**6), 10**6)),
+            min_size=1,
+            max_size=6,
+        ),
+    ),
     st.builds(
         lambda d: json.dumps(d, allow_nan=True).encode(),
         st.dictionaries(st.text(max_size=8), METRIC_VALUES, max_size=6),

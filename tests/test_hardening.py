@@ -369,6 +369,8 @@ def test_what_validate_accepts_the_commands_handle(  # type: ignore[no-untyped-d
         (b'{"a": 0.9, "b": "\xff"}', "not UTF-8"),
         (b"[1, 2]", "expected a mapping"),
         (b'{"a": {"b": true}}', "not a number"),
+        (b'{"../up": 1}', "is not one MLflow accepts"),
+        (b'{"\\ud800": 1}', "is not one MLflow accepts"),
     ],
 )
 def test_hostile_metrics_file_is_a_clear_error(cli, tmp_path: Path, raw: bytes, says: str) -> None:  # type: ignore[no-untyped-def]
