@@ -77,10 +77,14 @@ def time_bound(timeout: float) -> float:
     return (HTTP_RETRIES + 1) * timeout + float(sum(2**i for i in range(HTTP_RETRIES)))
 
 
+class TrackingUnreachable(TrackingError):
+    """The tracking server did not answer within its bound."""
+
+
 def unreachable(uri: str, timeout: float, detail: str) -> TrackingError:
     from mlci import redact
 
-    return TrackingError(
+    return TrackingUnreachable(
         f"MLflow: the tracking server {redact.url(uri)} did not answer: {redact.text(detail)}",
         hint="check that the server is running and reachable from here, and MLFLOW_TRACKING_URI; "
         f"mlci waits up to tracking.timeout ({timeout:g}s, in mlci.yaml) per request, "
@@ -271,6 +275,8 @@ class Tracking:
             runs = self._search(
                 f"attributes.status = 'RUNNING' and tags.`{OWNER_HOST_TAG}` = '{me[OWNER_HOST_TAG]}'", 100
             )
+        except TrackingUnreachable:
+            raise  # the run that follows would only wait as long again to say the same
         except TrackingError:
             return []
         reaped = []
