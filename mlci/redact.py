@@ -9,6 +9,7 @@ a password, the training command's stderr echoing one).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -24,18 +25,21 @@ _SECRET_ENV = re.compile(
     r"|SECRET",
     re.IGNORECASE,
 )
-# GitHub and Actions credentials by name, whatever they are called elsewhere.
-CREDENTIAL_ENV = (
+# GitHub and Actions credentials by name (fnmatch patterns), whatever they are
+# called elsewhere: masked in output, and never given to the training command.
+GITHUB_CREDENTIALS = (
     "GITHUB_TOKEN",
     "GH_TOKEN",
+    "GH_ENTERPRISE_TOKEN",
+    "GITHUB_ENTERPRISE_TOKEN",
     "ACTIONS_RUNTIME_TOKEN",
-    "ACTIONS_RUNTIME_URL",
-    "ACTIONS_RESULTS_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_*",
     "ACTIONS_CACHE_URL",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_RESULTS_URL",
+    "ACTIONS_RUNTIME_URL",
     "INPUT_TOKEN",
     "INPUT_GITHUB-TOKEN",
+    "INPUT_GITHUB_TOKEN",
 )
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>`|)\]]+")
 _MIN_SECRET = 6  # shorter values would mask ordinary words
@@ -64,8 +68,13 @@ def url(value: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def is_credential(name: str, extra: Iterable[str] = ()) -> bool:
+    """A GitHub or Actions credential, or a name ``extra`` matches (fnmatch patterns)."""
+    return any(fnmatch.fnmatchcase(name, p) for p in (*GITHUB_CREDENTIALS, *extra))
+
+
 def is_secret_name(name: str) -> bool:
-    return name in CREDENTIAL_ENV or bool(_SECRET_ENV.search(name))
+    return is_credential(name) or bool(_SECRET_ENV.search(name))
 
 
 def secret_values(environ: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:

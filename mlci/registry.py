@@ -98,8 +98,7 @@ def read_state(root: Path) -> dict[str, tags.ModelState]:
 
 def state_of(records: Sequence[tags.TagRecord]) -> dict[str, tags.ModelState]:
     """``read_state`` of tags already read."""
-    skipped: list[tags.Skipped] = []
-    state = tags.build_state(records, skipped)
+    state, skipped = read_with_skipped(records)
     for item in skipped:
         if item.tag not in _warned:
             _warned.add(item.tag)
@@ -111,11 +110,13 @@ def state_of(records: Sequence[tags.TagRecord]) -> dict[str, tags.ModelState]:
     return state
 
 
-def skipped_tags(root: Path) -> list[tags.Skipped]:
-    """The registry tags ``read_state`` leaves out, and why."""
+def read_with_skipped(
+    records: Sequence[tags.TagRecord],
+) -> tuple[dict[str, tags.ModelState], list[tags.Skipped]]:
+    """The registry, and the registry tags it leaves out with why (no warning: for
+    ``mlci doctor``, which lists them)."""
     skipped: list[tags.Skipped] = []
-    tags.build_state(gitrepo.read_tags(root), skipped)
-    return skipped
+    return tags.build_state(records, skipped), skipped
 
 
 def lightweight_registry_tags(root: Path) -> list[str]:

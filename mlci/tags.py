@@ -172,15 +172,8 @@ def message(summary: str, metadata: Mapping[str, Any]) -> str:
 
 def metadata_from(text: str) -> dict[str, Any]:
     """mlci's metadata from a tag message; {} when there is none (a GTO-written tag)
-    or it is malformed (``metadata_problem`` says how; the registry skips such tags)."""
-    for line in text.splitlines():
-        if line.startswith(METADATA_PREFIX):
-            try:
-                data = json.loads(line[len(METADATA_PREFIX) :])
-            except (ValueError, RecursionError):
-                return {}
-            return data if isinstance(data, dict) and _metadata_fault(data) is None else {}
-    return {}
+    or it is malformed (``build_state`` skips such tags, saying why)."""
+    return _checked_metadata(text)[0]
 
 
 _NONE = type(None)
@@ -221,11 +214,6 @@ def _metadata_fault(data: Mapping[str, Any]) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"metric {name!r} is not a number"
     return None
-
-
-def metadata_problem(text: str) -> str | None:
-    """What is wrong with a tag message's mlci-metadata line, if anything."""
-    return _checked_metadata(text)[1]
 
 
 def _checked_metadata(text: str) -> tuple[dict[str, Any], str | None]:
@@ -397,9 +385,10 @@ def build_state(records: Sequence[TagRecord], skipped: list[Skipped] | None = No
     # one version of a model per commit: the first registered stands.
     commit_versions: dict[tuple[str, str], str] = {}
     models: dict[str, ModelState] = {}
+    when = {record.name: _when(record) for record, _ in parsed}  # read once: both sorts use it
     registrations = sorted(
         ((r, n) for r, n in parsed if n.action is Action.REGISTER and n.version),
-        key=lambda item: _when(item[0]),
+        key=lambda item: when[item[0].name],
     )
     second: set[str] = set()
     for record, name in registrations:
@@ -421,7 +410,7 @@ def build_state(records: Sequence[TagRecord], skipped: list[Skipped] | None = No
     def order(item: tuple[TagRecord, TagName]) -> tuple[int, float, str]:
         # Counters order the assignments of a model; tags without one go first, by time.
         record, name = item
-        return (name.counter if name.counter is not None else -1, _when(record), record.name)
+        return (name.counter if name.counter is not None else -1, when[record.name], record.name)
 
     for record, name in sorted(parsed, key=order):
         state = models.setdefault(name.model, ModelState(name.model))

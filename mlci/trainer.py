@@ -14,7 +14,6 @@ group, so no training process outlives the mlci that started it.
 from __future__ import annotations
 
 import collections
-import fnmatch
 import os
 import signal
 import subprocess
@@ -130,31 +129,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-# Credentials the training code never sees: it may be a pull request's code, and
-# a token in its environment could push tags, comment, or read the cache service.
-_GITHUB_CREDENTIALS = (
-    "GITHUB_TOKEN",
-    "GH_TOKEN",
-    "GH_ENTERPRISE_TOKEN",
-    "GITHUB_ENTERPRISE_TOKEN",
-    "ACTIONS_RUNTIME_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_*",
-    "ACTIONS_CACHE_URL",
-    "ACTIONS_RESULTS_URL",
-    "ACTIONS_RUNTIME_URL",
-    "INPUT_TOKEN",
-    "INPUT_GITHUB-TOKEN",
-    "INPUT_GITHUB_TOKEN",
-)
-
-
 def withheld(
     environ: Mapping[str, str], names: Sequence[str] = (), log: Callable[[str], None] | None = None
 ) -> dict[str, str]:
-    """``environ`` without GitHub and Actions credentials and without the variables
-    ``train.withhold_env`` names (``fnmatch`` patterns, e.g. ``AWS_*``)."""
-    patterns = (*_GITHUB_CREDENTIALS, *names)
-    out = {k: v for k, v in environ.items() if not any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+    """``environ`` without GitHub and Actions credentials (the training code may be a
+    pull request's, and a token could push tags, comment, or read the cache service)
+    and without the variables ``train.withhold_env`` names (fnmatch patterns, e.g. ``AWS_*``)."""
+    from mlci import redact
+
+    out = {k: v for k, v in environ.items() if not redact.is_credential(k, names)}
     dropped = sorted(set(environ) - set(out))
     if dropped and log is not None:
         log(f"the training command runs without {', '.join(dropped)}")

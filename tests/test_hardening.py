@@ -83,35 +83,30 @@ def _runs(root: Path) -> list[Any]:
 # --------------------------------------------------------------------------- 1. secrets
 
 
+WITHHELD = (
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "DEPLOY_KEY_PROD",  # withhold_env: DEPLOY_*
+    "CLOUD_KEY",  # withhold_env: CLOUD_KEY
+)
+
+
 def test_the_training_command_sees_no_github_or_actions_credential(  # type: ignore[no-untyped-def]
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dump = tmp_path / "env.json"
     root = project(tmp_path, "env", "  withhold_env: [DEPLOY_*, CLOUD_KEY]\n", dump=str(dump))
-    for name in (
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "ACTIONS_RUNTIME_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_URL",
-        "DEPLOY_KEY_PROD",
-        "CLOUD_KEY",
-    ):
+    for name in WITHHELD:
         monkeypatch.setenv(name, f"secret-value-of-{name}")
     monkeypatch.setenv("KEEP_ME", "1")
     result = cli("train", cwd=root)
     assert result.code == ExitCode.OK, result.err
     seen = set(json.loads(dump.read_text()))
     assert "KEEP_ME" in seen and "MLFLOW_RUN_ID" in seen
-    assert not seen & {
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "ACTIONS_RUNTIME_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_URL",
-        "DEPLOY_KEY_PROD",
-        "CLOUD_KEY",
-    }
+    assert not seen & set(WITHHELD)
     assert "runs without" in result.err and "GITHUB_TOKEN" in result.err  # it says so
 
 
@@ -451,7 +446,7 @@ def test_malformed_and_foreign_tags_are_skipped_with_one_warning_each(cli, regis
         assert "Traceback" not in result.err
     shown = cli("show", "--json", cwd=root)
     assert "v0.0.1" in shown.out and "v0.0.9" not in shown.out and "v0.0.4" not in shown.out
-    skipped = {s.tag: s.why for s in registry.skipped_tags(root)}
+    skipped = {s.tag: s.why for s in registry.read_with_skipped(gitrepo.read_tags(root))[1]}
     assert set(skipped) == {
         "demo@v0.0.9",
         "demo@v0.0.8",

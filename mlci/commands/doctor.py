@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mlci.tracking import Registry
 
 from mlci import config as cfg
-from mlci import models, project, registry, stores, tags
+from mlci import gitrepo, models, project, registry, stores, tags
 from mlci.errors import MlciError
 
 
@@ -61,9 +61,10 @@ def doctor(
     config = cfg.load_for(config_path, cwd)
     model = config.model.name
     ws = registry.open_workspace(config.root, environ, push=False)
-    state = registry.read_state(ws.root).get(model)
+    states, skipped = registry.read_with_skipped(gitrepo.read_tags(ws.root))
+    state = states.get(model)
     report = DoctorReport(model)
-    for item in registry.skipped_tags(ws.root):
+    for item in skipped:
         parsed = tags.parse_name(item.tag)
         if parsed is not None and parsed.model == model:
             report.problems.append(
