@@ -89,7 +89,14 @@ def _root(
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Folder to create the project in (created if missing).")],
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder to create the project in (created if missing); with --adopt, the existing "
+            "project's folder (default: the current folder).",
+            show_default=False,
+        ),
+    ] = None,
     template: Annotated[
         Template,
         typer.Option(
@@ -131,10 +138,44 @@ def init(
             help="Pull requests train with a read-only token; a trusted workflow_run job posts the report.",
         ),
     ] = False,
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt",
+            help="Adopt an existing project: infer mlci.yaml from its files (dvc.yaml, Makefile, train*.py), "
+            "write it and the workflows, and never overwrite or edit an existing file.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="With --adopt: print what would be written, write nothing."),
+    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Scaffold a new ML project: training code, params, mlci.yaml and GitHub workflows."""
+    """Scaffold a new ML project (training code, params, mlci.yaml and GitHub workflows),
+    or with --adopt, add mlci to an existing one."""
     from mlci.commands import init as command
 
+    if adopt:
+        if force or git:
+            raise MlciError(
+                "--adopt never overwrites files and never runs git init", hint="drop --force/--git"
+            )
+        result = command.adopt(
+            directory or Path.cwd(),
+            name=name,
+            actions_ref=actions_ref,
+            dry_run=dry_run,
+            fork_safe=fork_safe,
+            echo=(lambda line: print(line, file=sys.stderr)) if as_json else typer.echo,
+        )
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+        return
+    if directory is None:
+        raise MlciError("mlci init needs a folder to create the project in", hint="mlci init DIR, or --adopt")
+    if dry_run or as_json:
+        raise MlciError("--dry-run and --json go with --adopt", hint="mlci init --adopt --dry-run")
     command.run(
         directory,
         template=template.value,

@@ -102,7 +102,9 @@ class TrainConfig:
     inputs: tuple[str, ...] = ("**/*.py",)
     params: str | None = None
     metrics: str = "metrics.json"
-    model: str = "model"
+    model: str | None = None  # a folder or file the command writes; None: the project has no model file
+    rewrites: tuple[str, ...] = ()  # tracked files the command rewrites (a pipeline's lock file)
+    own_cache: bool = False  # the command skips work whose inputs did not change (dvc repro, make)
     withhold_env: tuple[str, ...] = ()  # environment variables (fnmatch patterns) the command never sees
     timeout: float | None = None  # seconds; None: no limit
 
@@ -187,6 +189,7 @@ class Config:
             "train": {
                 **dataclasses.asdict(self.train),
                 "inputs": list(self.train.inputs),
+                "rewrites": list(self.train.rewrites),
                 "withhold_env": list(self.train.withhold_env),
             },
             "metrics": {name: {"goal": goal} for name, goal in self.metrics.items()},
@@ -592,7 +595,17 @@ class _Checker:
         t = self.mapping(
             raw,
             at,
-            ("command", "inputs", "params", "metrics", "model", "withhold_env", "timeout"),
+            (
+                "command",
+                "inputs",
+                "params",
+                "metrics",
+                "model",
+                "rewrites",
+                "own_cache",
+                "withhold_env",
+                "timeout",
+            ),
             required=("command",),
         )
         if t is None:
@@ -602,10 +615,26 @@ class _Checker:
         inputs = self.string_list(t.get("inputs"), (*at, "inputs"), defaults.inputs)
         params = self.string(t.get("params"), (*at, "params"), None)
         metrics = self.string(t.get("metrics"), (*at, "metrics"), defaults.metrics)
-        model = self.string(t.get("model"), (*at, "model"), defaults.model)
+        model = self.string(t.get("model"), (*at, "model"), None)
         for key, value in (("params", params), ("metrics", metrics), ("model", model)):
             self.project_path(value, (*at, key))
+        if params is not None and not params.lower().endswith((".yaml", ".yml", ".json")):
+            self.problem(
+                (*at, "params"),
+                f"{_short(params)!r}: mlci reads and overrides YAML (.yaml, .yml) and JSON (.json) params "
+                "files; name one of those",
+            )
         self.globs(t.get("inputs"), inputs, (*at, "inputs"))
+        rewrites = self.string_list(t.get("rewrites"), (*at, "rewrites"), ()) or ()
+        for i, name in enumerate(rewrites):
+            where = (*at, "rewrites", i) if isinstance(t.get("rewrites"), list) else (*at, "rewrites")
+            self.project_path(name, where)
+            if any(c in name for c in "*?["):
+                self.problem(where, f"{_short(name)!r}: name a file, not a pattern")
+        own_cache = t.get("own_cache", False)
+        if not isinstance(own_cache, bool):
+            self.expected((*at, "own_cache"), "true or false", own_cache)
+            own_cache = False
         withhold = self.string_list(t.get("withhold_env"), (*at, "withhold_env"), ()) or ()
         timeout = self.duration(t.get("timeout"), (*at, "timeout"))
         if command is None:
@@ -615,7 +644,9 @@ class _Checker:
             inputs=inputs or defaults.inputs,
             params=params,
             metrics=metrics or defaults.metrics,
-            model=model or defaults.model,
+            model=model,
+            rewrites=rewrites,
+            own_cache=own_cache,
             withhold_env=withhold,
             timeout=timeout,
         )

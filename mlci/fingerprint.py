@@ -18,14 +18,14 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mlci import gitrepo
+from mlci import dvc, gitrepo, safeinput
 from mlci.config import Config
 from mlci.errors import MlciError
 from mlci.params import canonical_json
@@ -37,6 +37,23 @@ _CHUNK = 1 << 20
 # A file changed within this window of its cache entry's write could have the
 # same mtime as the entry (coarse clocks): such entries are not trusted.
 _RACY_NS = 2_000_000_000
+
+
+_STATE_IGNORE = "# Created by mlci: nothing in .mlci/ belongs in git.\n*\n"
+
+
+def ensure_state_dir(root: Path) -> Path:
+    """``.mlci/`` under ``root``, ignoring itself (as pytest's cache does), so
+    mlci's own state never shows as an untracked file whatever .gitignore says."""
+    state = root / STATE_DIR
+    marker = state / ".gitignore"
+    if not marker.exists():
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            marker.write_text(_STATE_IGNORE, encoding="utf-8")
+        except OSError:
+            pass  # a read-only checkout: nothing is written there anyway
+    return state
 
 
 # --------------------------------------------------------------------------- globs (pure)
@@ -247,8 +264,16 @@ def hash_files(root: Path, names: list[str], cache: StatCache | None) -> dict[st
 @dataclass(frozen=True)
 class Fingerprint:
     digest: str
-    files: Mapping[str, str]  # relative path -> sha256
+    files: Mapping[str, str]  # relative path -> sha256 (or "dvc:md5:…", the hash DVC recorded)
     unmatched: tuple[str, ...]  # input patterns that matched no file
+    dvc: Mapping[str, dvc.Tracked] = dataclasses.field(default_factory=dict)  # inputs DVC tracks
+    # unmatched pattern -> the file it names, which git ignores
+    ignored: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def input_files(self) -> list[str]:
+        """The inputs that are files in git (not DVC's data)."""
+        return [name for name in self.files if name not in self.dvc]
 
 
 def compose(files: Mapping[str, str], params: Any, config: Config) -> str:
@@ -261,18 +286,109 @@ def compose(files: Mapping[str, str], params: Any, config: Config) -> str:
     h.update(f"command {config.train.command}\n".encode())
     train = dataclasses.asdict(config.train)
     train["inputs"] = list(config.train.inputs)
-    for how_not_what in ("withhold_env", "timeout"):  # how the command runs, not what it computes
+    # How the command runs, not what it computes:
+    for how_not_what in ("withhold_env", "timeout", "own_cache", "rewrites"):
         del train[how_not_what]
     h.update(f"train {canonical_json(train)}\n".encode())
     return h.hexdigest()
 
 
+def outputs(config: Config) -> list[str]:
+    """What training writes or rewrites: never an input."""
+    out = [STATE_DIR, config.train.metrics, *config.train.rewrites]
+    return out + ([config.train.model] if config.train.model else [])
+
+
+def dvc_inputs(
+    candidates: list[str],
+    patterns: Iterable[str],
+    excluded: Iterable[str],
+    text_of: Callable[[str], str | None],
+) -> dict[str, dvc.Tracked]:
+    """Data DVC tracks that the input patterns name (git ignores it: ``select`` cannot see it)."""
+    if not any(dvc.is_record(name) for name in candidates):
+        return {}
+    tracked = dvc.parse(candidates, text_of)
+    chosen, _ = select(tracked, patterns, excluded)
+    regexes = list(patterns)
+    for path in tracked:
+        if path not in chosen and any(dvc.covers(path, p) for p in regexes):
+            chosen.append(path)
+    return {path: tracked[path] for path in sorted(chosen)}
+
+
+def _ignored_match(root: Path, pattern: str) -> str | None:
+    """A file on disk that a pattern without wildcards names, although git ignores it."""
+    if any(c in pattern for c in "*?["):
+        return None
+    name = pattern.strip().removeprefix("./").strip("/")
+    return name if name and (root / name).exists() else None
+
+
 def compute(config: Config, params: Any, *, use_stat_cache: bool = True) -> Fingerprint:
     root = config.root
-    outputs = [STATE_DIR, config.train.metrics, config.train.model]
-    names, unmatched = select(candidate_files(root), config.train.inputs, outputs)
+    excluded = outputs(config)
+    candidates = candidate_files(root)
+    names, unmatched = select(candidates, config.train.inputs, excluded)
+    data = dvc_inputs(
+        candidates,
+        config.train.inputs,
+        excluded,
+        lambda name: safeinput.read_text(root / name, limit=dvc.MAX_BYTES, what=name),
+    )
+    if data:
+        unmatched = [
+            p for p in unmatched if not any(glob_regex(p).fullmatch(d) or dvc.covers(d, p) for d in data)
+        ]
     cache = StatCache(root / STATE_DIR / STAT_CACHE) if use_stat_cache else None
     files = hash_files(root, names, cache)
     if cache:
         cache.save(files)
-    return Fingerprint(digest=compose(files, params, config), files=files, unmatched=tuple(unmatched))
+    files.update({path: f"dvc:{entry.hash}" for path, entry in data.items()})
+    ignored = {p: hit for p in unmatched if (hit := _ignored_match(root, p))}
+    return Fingerprint(
+        digest=compose(files, params, config),
+        files=files,
+        unmatched=tuple(unmatched),
+        dvc=data,
+        ignored=ignored,
+    )
+
+
+def compute_at(config: Config, commit: str) -> Fingerprint | None:
+    """The fingerprint a clean checkout of ``commit`` would have, read from git without
+    a checkout: its mlci.yaml, params file and input files. None when the commit has no
+    mlci.yaml or no readable params there."""
+    from mlci import config as cfg
+    from mlci import params as prm
+    from mlci.errors import MlciError
+
+    root = config.root
+    files = gitrepo.tree_files(root, commit)
+    if files is None:
+        return None
+    text = gitrepo.show_file(root, commit, f"./{config.path.name}")
+    if text is None:
+        return None
+    try:
+        then = cfg.parse(text, config.path)
+        params: Any = {}
+        if then.train.params:
+            params_text = gitrepo.show_file(root, commit, f"./{then.train.params}")
+            if params_text is None:
+                return None
+            is_json = then.train.params.lower().endswith(".json")
+            params = safeinput.load_json(params_text) if is_json else safeinput.load_yaml(params_text)[0]
+            params = prm.apply_overrides(params or {}, [], then.train.params)
+    except (MlciError, safeinput.BadInput):
+        return None
+    excluded = outputs(then)
+    names, unmatched = select(files, then.train.inputs, excluded)
+    data = dvc_inputs(
+        list(files), then.train.inputs, excluded, lambda n: gitrepo.show_file(root, commit, f"./{n}")
+    )
+    blob_sha = gitrepo.blob_digests(root, [files[n] for n in names])
+    hashed = {name: blob_sha[files[name]] for name in names}
+    hashed.update({path: f"dvc:{entry.hash}" for path, entry in data.items()})
+    digest = compose(hashed, params, then)
+    return Fingerprint(digest=digest, files=hashed, unmatched=tuple(unmatched), dvc=data)

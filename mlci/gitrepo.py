@@ -154,6 +154,81 @@ def head_info(path: Path) -> HeadInfo | None:
     return HeadInfo(commit=commit, branch=branch, dirty=dirty)
 
 
+def changed_files(path: Path) -> dict[str, bool]:
+    """Files under ``path`` that differ from HEAD (changed, staged, deleted) or are
+    untracked and not ignored, relative to ``path``: name -> whether it is untracked."""
+    tracked = run_git(["diff", "--name-only", "--relative", "-z", "HEAD", "--", "."], path)
+    untracked = run_git(["ls-files", "--others", "--exclude-standard", "-z", "--", "."], path)
+    out = {name: False for name in tracked.stdout.split("\0") if name}
+    out.update({name: True for name in untracked.stdout.split("\0") if name})
+    return dict(sorted(out.items()))
+
+
+def tree_files(path: Path, commit: str) -> dict[str, str] | None:
+    """The files of ``commit`` under ``path`` (relative to it): name -> blob id; None
+    if ``commit`` is not here."""
+    proc = run_git(
+        ["ls-tree", "-r", "-z", "--format=%(objecttype) %(objectname) %(path)", commit], path, check=False
+    )
+    if proc.returncode != 0:
+        return None
+    out = {}
+    for line in proc.stdout.split("\0"):
+        kind, _, rest = line.partition(" ")
+        oid, _, name = rest.partition(" ")
+        if kind == "blob" and name:
+            out[name] = oid
+    return out
+
+
+def blob_digests(path: Path, oids: Sequence[str]) -> dict[str, str]:
+    """sha256 of each blob's content, streamed through one ``git cat-file --batch``."""
+    import hashlib
+    import threading
+
+    git = _git_executable()
+    if git is None:
+        raise GitError("git is not installed or not on PATH", hint="install git")
+    wanted = list(dict.fromkeys(oids))
+    if not wanted:
+        return {}
+    proc = subprocess.Popen(
+        [git, "cat-file", "--batch"], cwd=path, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin = proc.stdin
+
+    def feed() -> None:
+        try:
+            stdin.write("".join(f"{oid}\n" for oid in wanted).encode())
+        finally:
+            stdin.close()
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    out: dict[str, str] = {}
+    try:
+        for oid in wanted:
+            header = proc.stdout.readline().decode().split()
+            if len(header) != 3:
+                raise GitError(f"reading blob {oid} failed: git cat-file said {' '.join(header)!r}")
+            remaining = int(header[2])
+            digest = hashlib.sha256()
+            while remaining:
+                chunk = proc.stdout.read(min(remaining, 1 << 20))
+                if not chunk:
+                    raise GitError(f"reading blob {oid} failed: git cat-file ended early")
+                digest.update(chunk)
+                remaining -= len(chunk)
+            proc.stdout.read(1)  # the newline after each object
+            out[oid] = digest.hexdigest()
+    finally:
+        writer.join(timeout=5)
+        proc.stdout.close()
+        proc.wait()
+    return out
+
+
 # --------------------------------------------------------------------------- tags and remotes
 
 # One record per tag: fields split by NUL (which no ref name or message holds).
@@ -389,7 +464,8 @@ def merge_base(path: Path, a: str, b: str) -> str | None:
 
 
 def show_file(path: Path, rev: str, relative: str) -> str | None:
-    """The content of ``relative`` (from the top of the work tree) at ``rev``; None if absent."""
+    """The content of ``relative`` (from the top of the work tree, or from ``path`` when it
+    starts with ``./``) at ``rev``; None if absent."""
     proc = run_git(["show", f"{rev}:{relative}"], path, check=False)
     return proc.stdout if proc.returncode == 0 else None
 

@@ -67,7 +67,7 @@ def mirror(
     config: cfg.Config,
     environ: Mapping[str, str],
     version: stores.Version,
-    model_dir: Path,
+    model_dir: Path | None,
     log: Callable[[str], None],
 ) -> str:
     """Rebuild the MLflow model version of ``version`` from its files: a run
@@ -133,6 +133,11 @@ def resolve_for_promotion(
         existing = Registry(tracking, version.model).version_for_tag(
             version.tag, None if hint is None else str(hint)
         )
+    if not stores.has_model(version):
+        log(f"{version.tag} has no model file (train.model is not set): it records its run, nothing to check")
+        if existing is None and not ephemeral:
+            existing = mirror(config, environ, version, None, log)
+        return Resolved(version, where, "no model file", existing)
     if version.digest is None:
         log(
             f"warning: {version.tag} records no model digest (registered by another tool, or before "

@@ -8,10 +8,14 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mlci.errors import ParamsError
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -30,6 +34,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ParamsError(f"--set {item!r}: {key!r} has an empty part", hint="write keys like a.b.c")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(raw.strip()):
+            value = float(raw)  # YAML 1.1 reads 1e-05 as text; every user means a number
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ParamsError(
             f"--set {item!r}: the value is not a YAML scalar: {exc}",
@@ -99,3 +105,79 @@ def canonical_json(data: Any) -> str:
         allow_nan=False,
         default=str,
     )
+
+
+# --------------------------------------------------------------------------- the file the code reads
+
+
+def yaml_safe_json(data: Any) -> str:
+    """JSON that YAML 1.1 loaders read back with the same types: a float with an
+    exponent is written ``1.0e-05``, never ``1e-05`` (which PyYAML reads as text)."""
+    return _json(data, "") + "\n"
+
+
+def _json(value: Any, indent: str) -> str:
+    inner = indent + "  "
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        items = sorted((str(k), v) for k, v in value.items())
+        body = ",\n".join(f"{inner}{json.dumps(k, ensure_ascii=False)}: {_json(v, inner)}" for k, v in items)
+        return "{\n" + body + "\n" + indent + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _json(v, inner) for v in value) + "\n" + indent + "]"
+    if isinstance(value, float) and not isinstance(value, bool) and math.isfinite(value):
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def edit_yaml(text: str, overrides: Iterable[tuple[list[str], Any]]) -> str:
+    """``text`` with each override's scalar replaced in place: comments, order,
+    quoting and every other value stay byte for byte as they were."""
+    import yaml
+
+    for parts, value in overrides:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = root
+        for part in parts:
+            if not isinstance(node, yaml.MappingNode):
+                raise ParamsError(f"cannot set {'.'.join(parts)!r}: {part!r} is not under a mapping")
+            for key, child in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == part:
+                    node = child
+                    break
+            else:
+                raise ParamsError(f"cannot set {'.'.join(parts)!r}: no key {part!r} written in the file")
+        if not isinstance(node, yaml.ScalarNode) or node.style in ("|", ">"):
+            raise ParamsError(
+                f"cannot set {'.'.join(parts)!r}: its value in the file is not a one-line value",
+                hint="write that param as a plain value (name: value) to override it with --set",
+            )
+        start, end = node.start_mark.index, node.end_mark.index
+        text = text[:start] + yaml_scalar(value) + text[end:]
+    return text
+
+
+def yaml_scalar(value: Any) -> str:
+    """One value as a YAML 1.1 scalar that reads back as the same value and type."""
+    import yaml
+
+    out = yaml.safe_dump(value, default_flow_style=True, width=2**31 - 1, allow_unicode=True)
+    return out.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def same_data(a: Any, b: Any) -> bool:
+    """Equal as data (NaN equals NaN; 1 and 1.0 and True stay distinct)."""
+    return json.dumps(_typed(a), sort_keys=True) == json.dumps(_typed(b), sort_keys=True)
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _typed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_typed(v) for v in value]
+    return [type(value).__name__, repr(value)]

@@ -6,6 +6,7 @@ commands never import each other.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mlci import config as cfg
 from mlci import fingerprint as fp
 from mlci import params as prm
-from mlci import safeinput
+from mlci import safeinput, swap
 from mlci.errors import ParamsError
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class Resolved:
     params: dict[str, Any]
     overrides: tuple[str, ...]
     fingerprint: fp.Fingerprint
+    params_text: str | None = None  # the params file's text with the overrides; None: no overrides
 
 
 MAX_PARAMS_BYTES = 4 * 1024 * 1024
@@ -45,9 +47,8 @@ def load_params(config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
         return {}
     path = config.root / config.train.params
     try:
-        data = safeinput.load_yaml(safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what="the params file"))[
-            0
-        ]
+        text = safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what="the params file")
+        data = safeinput.load_json(text) if path.suffix.lower() == ".json" else safeinput.load_yaml(text)[0]
     except FileNotFoundError:
         raise ParamsError(
             f"params file {path} does not exist (train.params in {config.path.name})",
@@ -74,13 +75,47 @@ def resolve(
     config_path: Path | None, cwd: Path, overrides: Sequence[str], *, warn: Callable[[str], None]
 ) -> Resolved:
     config = cfg.load_for(config_path, cwd)
+    swap.recover(fp.ensure_state_dir(config.root), warn)
     params = load_params(config, overrides)
+    params_text = params_file_text(config, params, overrides) if overrides else None
     fingerprint = fp.compute(config, params)
     for pattern in fingerprint.unmatched:
-        warn(f"train.inputs pattern {pattern!r} matches no file")
+        hit = fingerprint.ignored.get(pattern)
+        if hit:
+            warn(
+                f"train.inputs pattern {pattern!r} names {hit}, which git ignores, so it is not an input "
+                "(and DVC does not track it): track it with git or `dvc add`, or drop the pattern"
+            )
+        else:
+            warn(f"train.inputs pattern {pattern!r} matches no file")
     if not fingerprint.files:
         warn("no input files: the fingerprint covers only the params and the command")
-    return Resolved(config, params, tuple(overrides), fingerprint)
+    return Resolved(config, params, tuple(overrides), fingerprint, params_text)
+
+
+def params_file_text(config: cfg.Config, params: dict[str, Any], overrides: Sequence[str]) -> str:
+    """The params file as the training code must read it with the overrides:
+    YAML edited in place (comments, order and untouched values kept byte for
+    byte), JSON written anew. Checked to read back as exactly ``params``."""
+    assert config.train.params is not None
+    path = config.root / config.train.params
+    original = safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what="the params file")
+    is_json = path.suffix.lower() == ".json"
+    if is_json:
+        text = json.dumps(params, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = prm.edit_yaml(original, [prm.parse_override(item) for item in overrides])
+    try:
+        back = safeinput.load_json(text) if is_json else safeinput.load_yaml(text)[0]
+    except safeinput.BadInput as exc:
+        back = exc
+    if not prm.same_data(back, params):
+        raise ParamsError(
+            f"cannot write the overridden params into {path}: the file would not read back as the "
+            "params mlci resolved (a value shared through a YAML anchor or merge key?)",
+            hint="write the overridden params as plain `name: value` lines in the params file",
+        )
+    return text
 
 
 def make_tracking(config: cfg.Config, environ: Mapping[str, str]) -> Tracking:
@@ -89,6 +124,8 @@ def make_tracking(config: cfg.Config, environ: Mapping[str, str]) -> Tracking:
 
     uri = cfg.effective_tracking_uri(config, environ)
     local = uri.startswith("sqlite:")
+    if local:
+        fp.ensure_state_dir(config.root)
     return Tracking(
         uri,
         config.experiment,
@@ -96,3 +133,30 @@ def make_tracking(config: cfg.Config, environ: Mapping[str, str]) -> Tracking:
         environ=environ,
         timeout=config.tracking.timeout,
     )
+
+
+@dataclass(frozen=True)
+class Uncommitted:
+    path: str
+    untracked: bool
+
+
+def uncommitted_inputs(resolved: Resolved) -> list[Uncommitted]:
+    """Uncommitted changes that a version's commit would not reproduce: to the
+    fingerprint's inputs, to mlci.yaml, to the params file and to the files holding
+    the hashes of DVC-tracked inputs. Everything else (outputs, notes, scratch
+    files, a lock file the command rewrites) may stay uncommitted."""
+    from mlci import gitrepo
+
+    config = resolved.config
+    root = config.root
+    changed = gitrepo.changed_files(root)
+    if not changed:
+        return []
+    watched = {config.path.name}
+    if config.train.params:
+        watched.add(config.train.params.removeprefix("./"))
+    watched |= {entry.source.split(" (")[0] for entry in resolved.fingerprint.dvc.values()}
+    inputs, _ = fp.select(changed, config.train.inputs, fp.outputs(config))
+    hits = sorted({name for name in changed if name in watched} | set(inputs))
+    return [Uncommitted(name, changed[name]) for name in hits]

@@ -66,6 +66,7 @@ class Report:
     policy_from: str | None = None  # where the policy that judged it came from, e.g. "staging"
     policy_changes: tuple[policy.Change, ...] = ()  # what the change does to the policy
     notes: tuple[str, ...] = ()  # what else a reader must know (a pinned environment, ...)
+    params_file: str | None = None  # train.params; None: the params are not tracked (they live in code)
 
     @property
     def marker(self) -> str:
@@ -129,6 +130,7 @@ def build(
         history=tuple(history),
         pr=pr,
         run_link=run_link,
+        params_file=config.train.params,
     )
 
 
@@ -150,6 +152,7 @@ def to_json(report: Report) -> dict[str, Any]:
             "run_url": report.head.run_url,
             "metrics": dict(report.head.metrics),
             "params": dict(report.head.params),
+            "params_file": report.params_file,
         },
         "baselines": [
             {

@@ -355,7 +355,7 @@ class Tracking:
         tags: Mapping[str, str],
         params: Mapping[str, str],
         metrics: Mapping[str, float],
-        model_dir: Path,
+        model_dir: Path | None,
         model_name: str,
     ) -> RunRecord:
         """Record a run made elsewhere (a workflow artifact, a release) in this store,
@@ -652,7 +652,7 @@ class Registry:
             if model_id:
                 source = self.tracking.client.get_logged_model(model_id).artifact_location
             else:
-                source = f"runs:/{run_id}/model"
+                source = f"runs:/{run_id}"  # no model file: the version points at its run
             version = client.create_model_version(
                 self.name,
                 source,

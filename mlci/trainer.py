@@ -46,6 +46,7 @@ class Outcome:
 _GUARD = r"""
 import os, signal, sys, threading
 fd, command = int(sys.argv[1]), sys.argv[2]
+journal = sys.argv[3] if len(sys.argv) > 3 else ""
 pid = os.fork()
 if pid == 0:
     os.close(fd)
@@ -58,6 +59,20 @@ for sig in (signal.SIGINT, signal.SIGTERM):
 def watch():
     while os.read(fd, 1):
         pass
+    if journal and os.fork() == 0:
+        # Outside the group (which dies next): wait for it to be gone, then
+        # put back the files mlci changed for this run (mlci.swap's journal).
+        group = os.getpgrp()
+        os.setpgid(0, 0)
+        import time
+        for _ in range(400):
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.025)
+        restore_journal(journal)
+        os._exit(0)
     os.killpg(0, signal.SIGKILL)
 threading.Thread(target=watch, daemon=True).start()
 while True:
@@ -171,10 +186,14 @@ def run_command(
     stdout: IO[Any] | None = None,
     stderr: IO[Any] | None = None,
     timeout: float | None = None,
+    restore_journal: str | None = None,
 ) -> Outcome:
     """Run ``command`` through the shell; stream its stdout to ``stdout`` and its
     stderr to ``stderr`` as they come, and return how it ended. Past ``timeout``
-    seconds the command's whole process group is killed."""
+    seconds the command's whole process group is killed. If mlci dies meanwhile,
+    the guard restores the files named by ``restore_journal`` (``mlci.swap``)."""
+    from mlci.swap import RESTORE_SOURCE
+
     out_sink = _binary(stdout or sys.stdout)
     err_sink = _binary(stderr or sys.stderr)
     for stream in (stdout or sys.stdout, stderr or sys.stderr):
@@ -184,7 +203,16 @@ def run_command(
     lifeline_read, lifeline_write = os.pipe()  # mlci holds the write end: when it dies, the guard acts
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _GUARD, str(lifeline_read), command],
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                RESTORE_SOURCE + _GUARD,
+                str(lifeline_read),
+                command,
+                *([restore_journal] if restore_journal else []),
+            ],
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,

@@ -89,7 +89,7 @@ def test_minimal_config_gets_defaults() -> None:
     assert config.train == cfg.TrainConfig(command="python train.py")
     assert config.train.inputs == ("**/*.py",)
     assert config.train.metrics == "metrics.json"
-    assert config.train.model == "model"
+    assert config.train.model is None  # no model file unless train.model names one
     assert config.tracking.uri is None
     assert config.experiment == "churn"
     assert config.environments == ()

@@ -60,7 +60,7 @@ def project(tmp_path: Path, mode: str = "ok", extra_yaml: str = "", **params: An
     (root / "mlci.yaml").write_text(
         "model:\n  name: demo\ntrain:\n"
         f"  command: {sys.executable} train.py\n"
-        "  inputs: [train.py, params.yaml]\n  params: params.yaml\n" + extra_yaml
+        "  inputs: [train.py, params.yaml]\n  params: params.yaml\n  model: model\n" + extra_yaml
     )
     (root / "params.yaml").write_text(json.dumps({"mode": mode, **params}))
     (root / ".gitignore").write_text(".mlci/\n")

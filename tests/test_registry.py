@@ -21,6 +21,7 @@ train:
   command: {python} train.py
   inputs: [train.py, params.yaml]
   params: params.yaml
+  model: model
 environments:
   staging:
     gates:

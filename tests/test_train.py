@@ -57,6 +57,7 @@ train:
   command: {python} train.py
   inputs: [train.py, params.yaml]
   params: params.yaml
+  model: model
 environments:
   staging:
     gates:
@@ -216,7 +217,7 @@ def test_failed_command(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped
     ("mode", "message"),
     [
         ("no_metrics", "wrote no file 'metrics.json' (train.metrics in mlci.yaml)"),
-        ("no_model", "wrote no folder 'model' (train.model in mlci.yaml)"),
+        ("no_model", "wrote no output 'model' (train.model in mlci.yaml)"),
         ("nan", "metric 'accuracy' is nan, not a finite number"),
     ],
 )

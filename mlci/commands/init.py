@@ -59,3 +59,106 @@ def run(
     echo("  python train.py          # writes metrics.json and model/")
     echo("  mlci config validate     # checks mlci.yaml")
     return written
+
+
+def adopt(
+    directory: Path,
+    *,
+    name: str | None,
+    actions_ref: str | None,
+    dry_run: bool,
+    fork_safe: bool,
+    echo: Callable[[str], None],
+) -> dict[str, object]:
+    """Write mlci.yaml and the caller workflows for an existing project; never
+    overwrite or edit a file it has. Returns what was inferred and written."""
+    from mlci import adopt as inference
+    from mlci import config as cfg
+    from mlci import fingerprint as fp
+    from mlci import render
+
+    directory = directory.resolve()
+    if not directory.is_dir():
+        raise ScaffoldError(f"{directory} is not a folder", hint="pass the folder of the project to adopt")
+    if (directory / cfg.CONFIG_FILE).exists():
+        raise ScaffoldError(
+            f"{directory / cfg.CONFIG_FILE} exists: this project already uses mlci",
+            hint="`mlci config validate` checks it; move it away to adopt the project again",
+        )
+    name = name or scaffold.model_name_from(directory)
+    if not name or not cfg.MODEL_NAME_RE.match(name):
+        raise ScaffoldError(f"cannot make a model name from {directory.name!r}", hint="pass --name NAME")
+    files = fp.candidate_files(directory)
+
+    def text_of(relative: str) -> str | None:
+        try:
+            return (directory / relative).read_text(encoding="utf-8", errors="replace")[: 1024 * 1024]
+        except OSError:
+            return None
+
+    found = inference.infer(files, text_of)
+    config_text = inference.config_text(name, found)
+    config = cfg.parse(config_text, directory / cfg.CONFIG_FILE)  # what validate will say, before writing
+
+    top = gitrepo.toplevel(directory) or directory
+    prefix = directory.relative_to(top).as_posix() if directory != top else "."
+    repo, ref = scaffold.parse_actions_ref(actions_ref or scaffold.DEFAULT_ACTIONS_REF)
+    requirements = next((r for r in ("requirements.txt",) if (directory / r).is_file()), "")
+    context = {
+        "name": name,
+        "template": "adopted",
+        "actions_repo": repo,
+        "actions_version": ref,
+        "fork_safe": fork_safe,
+        "description": "",
+        "environments": config.environments,
+        "branches": [env.branch for env in config.environments],
+        "working_directory": prefix,
+        "requirements": requirements,
+    }
+    rendered = render.render_tree([render.templates_root() / scaffold.COMMON / "dot-github"], context)
+    planned: dict[Path, str] = {directory / cfg.CONFIG_FILE: config_text}
+    planned.update({top / ".github" / rel: text for rel, text in rendered.items()})
+
+    echo(f"Adopting {directory} as model {name!r}; inferred:")
+    for f in found.findings:
+        value = "(none)" if f.value is None else f.value
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        echo(f"  {'CHECK ' if f.check else ''}{f.key}: {shown}  ({f.why})")
+    written, skipped = [], []
+    for path, text in planned.items():
+        if path.exists():
+            skipped.append(path)
+            continue
+        written.append(path)
+        if not dry_run:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    verb = "would write" if dry_run else "wrote"
+    for path in written:
+        echo(f"  {verb:<11} {path.relative_to(top).as_posix()}")
+    for path in skipped:
+        echo(f"  {'exists':<11} {path.relative_to(top).as_posix()} (left as it is)")
+    if dry_run:
+        echo("")
+        echo(f"Dry run: nothing written. The {cfg.CONFIG_FILE} it would write:")
+        echo(config_text)
+    echo("")
+    echo("Next:")
+    if prefix != ".":
+        echo(f"  cd {prefix}")
+    echo(f"  review {cfg.CONFIG_FILE} (lines marked CHECK), then `mlci config validate`")
+    echo("  mlci fingerprint --json   # the inputs mlci sees")
+    echo("  mlci train                # runs the project's own command, unchanged")
+    return {
+        "model": name,
+        "directory": str(directory),
+        "working_directory": prefix,
+        "findings": [
+            {"key": f.key, "value": f.value, "why": f.why, "check": f.check} for f in found.findings
+        ],
+        "written": [str(p) for p in written],
+        "skipped": [str(p) for p in skipped],
+        "dry_run": dry_run,
+        "config": config_text,
+    }

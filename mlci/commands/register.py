@@ -38,6 +38,9 @@ class RegisterResult:
         return dict(self.__dict__)
 
 
+_LISTED = 20
+
+
 def inputs_digest(files: Mapping[str, str]) -> str:
     """One digest for the input files' contents (the data and code, without params)."""
     return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
@@ -64,11 +67,16 @@ def register(
     head = gitrepo.head_info(config.root)
     if head is None or head.commit is None:
         raise GitError(f"{ws.root} has no commit to register", hint="commit the project first (git commit)")
-    if head.dirty:
+    uncommitted = project.uncommitted_inputs(resolved)
+    if uncommitted:
         raise GitError(
-            f"the working tree of {ws.root} has uncommitted changes: a version must be "
-            "reproducible from its commit",
-            hint="commit or stash the changes (git status shows them), then register",
+            "uncommitted changes to the model's inputs: a version must be reproducible from its commit:\n"
+            + "\n".join(
+                f"  {'untracked' if u.untracked else 'changed  '}  {u.path}" for u in uncommitted[:_LISTED]
+            )
+            + (f"\n  … and {len(uncommitted) - _LISTED} more" if len(uncommitted) > _LISTED else ""),
+            hint="commit (or stash) the files the model is made from; a file that is not an input "
+            "(an output, a scratch file) belongs in .gitignore, or out of train.inputs",
         )
     if version is not None and tags.SemVer.parse(version) is None:
         raise MlciError(
@@ -102,12 +110,15 @@ def register(
             hint="put the params in the params file, commit, and run `mlci train --no-cache`",
         )
     model_id = run.tags.get(MODEL_ID_TAG)
-    if not model_id:
+    if not model_id and config.train.model:
         raise MlciError(
-            f"run {run.run_id} has no MLflow model (its {config.train.model!r} folder had no MLmodel file)",
-            hint="save the model with an MLflow flavour (mlflow.sklearn.save_model, ...), retrain",
+            f"run {run.run_id} has no logged model, although train.model is {config.train.model!r}",
+            hint="train again (mlci train --no-cache) and register that run",
         )
-    choice = cfg.choose_store(config, environ)
+    if model_id:
+        choice = cfg.choose_store(config, environ)
+    else:
+        choice = cfg.StoreChoice(stores.NO_MODEL, "train.model is not set: the version records its run")
     if choice.name == "github" and not ws.push:
         raise MlciError(
             f"the version's bytes go to a GitHub release ({choice.why}), which needs the tag on GitHub, "
@@ -115,9 +126,12 @@ def register(
             hint="drop --no-push (and add the GitHub remote as origin), or set registry.store: local",
         )
     store = stores.open_store(choice.name, config, environ, log)
-    model_digest, archive_path = _model_archive(
-        config, tracking, run, model_id, need_file=choice.name == "github", log=log
-    )
+    model_digest: str | None = None
+    archive_path = config.root / fp.STATE_DIR / "no-model"
+    if model_id:
+        model_digest, archive_path = _model_archive(
+            config, tracking, run, model_id, need_file=choice.name == "github", log=log
+        )
     mlflow_registry = Registry(tracking, model)
     commit = head.commit
     created: dict[str, str] = {}
@@ -147,16 +161,18 @@ def register(
         planned = registry.PlannedTag(tags.version_tag(model, name), commit)
 
         def prepare(planned_tags: list[registry.PlannedTag]) -> None:
+            version_tags = {
+                "mlci.git_tag": planned.name,
+                "mlci.git_commit": commit,
+                "mlci.fingerprint": fingerprint,
+                "mlci.version": name,
+            }
+            if model_digest:
+                version_tags[MODEL_DIGEST_TAG] = model_digest
             mv = mlflow_registry.create_version(
                 run_id=run.run_id,
                 model_id=model_id,
-                tags={
-                    "mlci.git_tag": planned.name,
-                    "mlci.git_commit": commit,
-                    "mlci.fingerprint": fingerprint,
-                    "mlci.version": name,
-                    MODEL_DIGEST_TAG: model_digest,
-                },
+                tags=version_tags,
                 description=f"{model} {name} (git tag {planned.name}, commit {commit[:12]})",
             )
             created["mlflow"] = mv
@@ -175,6 +191,8 @@ def register(
                 stores.DIGEST_KEY: model_digest,
                 stores.STORE_KEY: choice.name,
             }
+            if model_digest is None:
+                del metadata[stores.DIGEST_KEY]
             version_info = stores.version_of(model, name, planned.name, metadata)
             metadata.update(store.stage(version_info, archive_path, model_card(version_info)))
             planned_tags[0].summary = tags.register_summary(model, name)

@@ -41,8 +41,15 @@ def env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
 
 
 def _base_baseline(
-    root: Path, ref: str, tracking: Any, state: tags.ModelState | None, log: Callable[[str], None]
+    config: cfg.Config,
+    ref: str,
+    tracking: Any,
+    state: tags.ModelState | None,
+    log: Callable[[str], None],
 ) -> rpt.Baseline:
+    from mlci import fingerprint as fp
+
+    root = config.root
     # A CI checkout has the base branch only as origin's remote-tracking branch.
     commit = gitrepo.rev_parse(root, ref) or gitrepo.rev_parse(root, f"{registry.REMOTE}/{ref}")
     if commit is None:
@@ -51,32 +58,33 @@ def _base_baseline(
     if base is None:
         return rpt.Baseline("base", f"base {ref}", found=False, note=f"HEAD and {ref} share no history")
     label = f"base {ref}@{base[:7]}"
-    run = tracking.find_run_at_commit(base)
+    # The base's inputs, read from git: any run or version of the same inputs is the
+    # base's model, wherever it was trained (often the pull request that was merged).
+    inputs = fp.compute_at(config, base)
+    run = tracking.find_finished_run(inputs.digest) if inputs is not None else None
+    if run is None and inputs is not None and state is not None:
+        version = state.version_of_fingerprint(inputs.digest)
+        if version is not None:
+            found = _version_baseline(state, version, base, label)
+            if found is not None:
+                return found
+    if run is None:
+        run = tracking.find_run_at_commit(base)
     if run is None:
         # The base's model may be a registered version: its tag records the metrics.
         version = state.version_on_commit(base) if state else None
         if state is not None and version is not None:
-            meta = state.versions[version].metadata
-            metrics = tags.recorded_metrics(meta)
-            if metrics:
-                return rpt.Baseline(
-                    "base",
-                    f"{label} ({version})",
-                    found=True,
-                    version=version,
-                    commit=base,
-                    run_id=meta.get("mlflow_run_id"),
-                    metrics=metrics,
-                    params=meta.get("params") or {},
-                )
+            found = _version_baseline(state, version, base, label)
+            if found is not None:
+                return found
         return rpt.Baseline(
             "base",
             label,
             found=False,
             commit=base,
-            note=f"the merge base {base[:7]} has no run in {_store_words(tracking.uri)} and no registered "
-            "version, so there is nothing to compare with (a commit gets a run when a pull request trains "
-            "it; in CI, a shared tracking server keeps every job's runs)",
+            note=f"no run of the merge base {base[:7]}'s inputs in {_store_words(tracking.uri)} and no "
+            "registered version of them, so there is nothing to compare with (inputs get a run when a "
+            "pull request trains them; in CI, a shared tracking server keeps every job's runs)",
         )
     return rpt.Baseline(
         "base",
@@ -86,6 +94,23 @@ def _base_baseline(
         run_id=run.run_id,
         metrics=run.metrics,
         params=run.params,
+    )
+
+
+def _version_baseline(state: tags.ModelState, version: str, base: str, label: str) -> rpt.Baseline | None:
+    meta = state.versions[version].metadata
+    metrics = tags.recorded_metrics(meta)
+    if not metrics:
+        return None
+    return rpt.Baseline(
+        "base",
+        f"{label} ({version})",
+        found=True,
+        version=version,
+        commit=base,
+        run_id=meta.get("mlflow_run_id"),
+        metrics=metrics,
+        params=meta.get("params") or {},
     )
 
 
@@ -173,7 +198,7 @@ def gather(
                 continue
             ref = base or (config.environments[0].branch if config.environments else "main")
             tracking = project.make_tracking(config, environ)
-            baselines.append(_base_baseline(root, ref, tracking, state, log))
+            baselines.append(_base_baseline(config, ref, tracking, state, log))
         else:
             baselines.append(env_baseline(state, key))
     report = rpt.build(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlci import archive, gitrepo, redact, safeinput, trainer
+from mlci import archive, gitrepo, redact, safeinput, swap, trainer
 from mlci import fingerprint as fp
 from mlci import params as prm
 from mlci.errors import MetricsError, TrainingError, TrainingInterrupted
@@ -112,30 +114,56 @@ def _output(
     root: Path,
     before: tuple[Any, ...] | None,
     *,
-    folder: bool,
+    folder: bool | None,
+    own_cache: bool,
+    log: Callable[[str], None],
 ) -> Path:
-    """Where the command wrote an output: MLCI_OUTPUT_DIR first, then the project folder,
-    where a file left over from an earlier run does not count."""
+    """Where the command wrote an output (a file, a folder, or with ``folder`` None
+    either): MLCI_OUTPUT_DIR first, then the project folder, where an output left
+    over from an earlier run counts only for a command with its own cache."""
+
+    def right_kind(path: Path) -> bool:
+        return path.is_dir() if folder else path.is_file() if folder is False else path.exists()
+
     fresh = output_dir / name
-    if fresh.is_dir() if folder else fresh.is_file():
+    if right_kind(fresh):
         return fresh
     legacy = root / name
-    now = _signature(legacy)
+    now = _signature(legacy) if right_kind(legacy) else None
     if now is not None and now != before:
         return legacy
-    what = "folder" if folder else "file"
+    what = "folder" if folder else "file" if folder is False else "output"
+    if now is not None and own_cache:
+        log(f"{name} is unchanged: the command found it up to date (train.own_cache), so it is current")
+        return legacy
     if now is not None:
         raise TrainingError(
             f"the training command did not write its {what} {name!r} ({key} in mlci.yaml): "
             f"{legacy} is left over from an earlier run",
-            hint=f"make the command write {name} under $MLCI_OUTPUT_DIR (or the project folder), "
-            f"or fix {key}",
+            hint=f"if the command has its own cache and skipped work that was up to date (dvc repro, make), "
+            f"set `train.own_cache: true` in mlci.yaml; otherwise make it write {name} "
+            f"(under $MLCI_OUTPUT_DIR or the project folder), or fix {key}",
         )
     raise TrainingError(
         f"the training command finished but wrote no {what} {name!r} ({key} in mlci.yaml); "
         f"looked in {output_dir} and {root}",
         hint=f"make the command write {name} under $MLCI_OUTPUT_DIR, or fix {key} in mlci.yaml",
     )
+
+
+def _as_folder(path: Path, work: Path) -> Path:
+    """A model that is one file, as a folder holding it (linked, not copied, where possible):
+    a version's bytes are always a folder, whatever the model's format."""
+    if path.is_dir():
+        return path
+    folder = work / "model-file"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copy2(path, target)
+    return folder
 
 
 MAX_METRICS_BYTES = 8 * 1024 * 1024
@@ -245,9 +273,9 @@ def train(
     output_dir = work / "outputs"
     output_dir.mkdir(parents=True, exist_ok=True)
     params_file = work / "params.json"
-    params_file.write_text(json.dumps(resolved.params, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    params_file.write_text(prm.yaml_safe_json(resolved.params), encoding="utf-8")
     metrics_before = _signature(root / config.train.metrics)
-    model_before = _signature(root / config.train.model)
+    model_before = _signature(root / config.train.model) if config.train.model else None
 
     child_env = {
         **trainer.withheld(environ, config.train.withhold_env, log),
@@ -260,13 +288,15 @@ def train(
     }
     log(f"training: {config.train.command}  (MLflow run {run_id}, fingerprint {digest[:12]})")
     try:
-        outcome = trainer.run_command(
-            config.train.command,
-            cwd=root,
-            env=child_env,
-            stdout=command_stdout,
-            timeout=config.train.timeout,
-        )
+        with _code_sees(resolved, log) as journal:
+            outcome = trainer.run_command(
+                config.train.command,
+                cwd=root,
+                env=child_env,
+                stdout=command_stdout,
+                timeout=config.train.timeout,
+                restore_journal=journal,
+            )
     except BaseException:
         tracking.end_run(run_id, "FAILED")
         raise
@@ -294,42 +324,61 @@ def train(
             f"Last lines of its stderr:\n{tail}",
             hint="fix the training code and run `mlci train` again",
         )
+    own_cache = config.train.own_cache
     try:
         metrics_path = _output(
-            config.train.metrics, "train.metrics", output_dir, root, metrics_before, folder=False
+            config.train.metrics,
+            "train.metrics",
+            output_dir,
+            root,
+            metrics_before,
+            folder=False,
+            own_cache=own_cache,
+            log=log,
         )
         metrics = _read_metrics(metrics_path)
-        model_path: Path | None = _output(
-            config.train.model, "train.model", output_dir, root, model_before, folder=True
-        )
-        assert model_path is not None
-        if not (model_path / "MLmodel").is_file():
-            log(
-                f"warning: {model_path} has no MLmodel file, so it is not an MLflow model; "
-                "logged as plain files (save it with an MLflow flavour to register it)"
+        model_path: Path | None = None
+        if config.train.model:
+            model_path = _as_folder(
+                _output(
+                    config.train.model,
+                    "train.model",
+                    output_dir,
+                    root,
+                    model_before,
+                    folder=None,
+                    own_cache=own_cache,
+                    log=log,
+                ),
+                work,
             )
-            extra_files = [metrics_path, params_file, model_path]
-            model_path = None
-        else:
-            extra_files = [metrics_path, params_file]
+            if not (model_path / "MLmodel").is_file():
+                log(f"{config.train.model}: not an MLflow model (no MLmodel file); versioned as plain files")
+        elif (output_dir / "model").exists():
+            log(
+                "warning: the command wrote model/ under $MLCI_OUTPUT_DIR, but train.model is not set, "
+                "so it is not kept: set `train.model: model` in mlci.yaml to version it"
+            )
+        extra_files = [metrics_path, params_file]
         flat_params = prm.flatten(resolved.params)
         digest_tags: dict[str, str] = {}
         bundle_path = None
-        if model_path is not None:
-            if write_bundle:
-                bundle_path = bundle.folder(root / fp.STATE_DIR, digest)
-                model_digest = bundle.write(
-                    bundle_path,
-                    model=config.model.name,
-                    fingerprint=digest,
-                    run_id=run_id,
-                    metrics=metrics,
-                    params={k: param_value(v) for k, v in flat_params.items()},
-                    tags=tags,
-                    model_dir=model_path,
-                )
-            else:
-                model_digest = archive.digest_folder(model_path)
+        model_digest: archive.Digest | None = None
+        if write_bundle:
+            bundle_path = bundle.folder(root / fp.STATE_DIR, digest)
+            model_digest = bundle.write(
+                bundle_path,
+                model=config.model.name,
+                fingerprint=digest,
+                run_id=run_id,
+                metrics=metrics,
+                params={k: param_value(v) for k, v in flat_params.items()},
+                tags=tags,
+                model_dir=model_path,
+            )
+        elif model_path is not None:
+            model_digest = archive.digest_folder(model_path)
+        if model_digest is not None:
             digest_tags[MODEL_DIGEST_TAG] = model_digest.sha256
         model_id = tracking.log_results(
             run_id,
@@ -380,7 +429,7 @@ def _import(
         tags={
             **restored.tags,
             FINGERPRINT_TAG: restored.fingerprint,
-            MODEL_DIGEST_TAG: restored.digest.sha256,
+            **({MODEL_DIGEST_TAG: restored.digest.sha256} if restored.digest else {}),
             RESTORED_TAG: restored.source,
             "mlci.origin_run_id": restored.run_id,
         },
@@ -389,7 +438,8 @@ def _import(
         model_dir=restored.model_dir,
         model_name=config.model.name,
     )
-    shutil.rmtree(restored.model_dir, ignore_errors=True)  # in MLflow now; the archive stays for a release
+    if restored.model_dir is not None:  # in MLflow now; the archive stays for a release
+        shutil.rmtree(restored.model_dir, ignore_errors=True)
     log(f"recorded it as MLflow run {record.run_id}: not training")
     return TrainResult(
         run_id=record.run_id,
@@ -404,9 +454,30 @@ def _import(
         run_url=tracking.run_url(record.run_id, record.experiment_id),
         model_id=record.tags.get("mlci.model_id"),
         tags=record.tags,
-        model_sha256=restored.digest.sha256,
+        model_sha256=restored.digest.sha256 if restored.digest else None,
         restored_from=restored.source,
     )
+
+
+@contextmanager
+def _code_sees(resolved: Resolved, log: Callable[[str], None]) -> Iterator[str | None]:
+    """The params file holds the overridden params while the command runs, and it and
+    the files the command rewrites (``train.rewrites``) are put back afterwards, even if
+    mlci is killed (``mlci.swap``). Yields the journal the guard restores from."""
+    config = resolved.config
+    if resolved.params_text is None:
+        yield None
+        return
+    assert config.train.params is not None
+    with swap.Swap(config.root / fp.STATE_DIR, log) as changes:
+        changes.write(config.root / config.train.params, resolved.params_text.encode("utf-8"))
+        for name in config.train.rewrites:
+            changes.keep(config.root / name)
+        log(
+            f"{config.train.params} holds the overridden params while the command runs "
+            f"({', '.join(resolved.overrides)}); mlci puts it back afterwards"
+        )
+        yield changes.journal_path
 
 
 def format_result(result: TrainResult) -> str:

@@ -73,9 +73,46 @@ class ModelStore(Protocol):
         """Whether the store reports the bytes with the tag's digest, without a download."""
 
 
+NO_MODEL = "none"  # STORE_KEY of a version with no model file: it records its run
+
+
+class NoModel:
+    """The store of a project without ``train.model``: nothing to keep, nothing to fetch."""
+
+    name = NO_MODEL
+
+    def where(self, version: Version) -> str:
+        return "no store: the version has no model file (train.model is not set), it records its run"
+
+    def stage(self, version: Version, archive_path: Path, card: str) -> dict[str, object]:
+        return {STORE_KEY: NO_MODEL}
+
+    def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def fetch(self, version: Version, dest: Path | None) -> archive.Digest:
+        raise ModelMissing(
+            f"{version.tag} has no model file: its project sets no train.model, so the version "
+            "records a run (metrics, params, commit) and no bytes",
+            hint="set train.model in mlci.yaml to the file or folder the command writes, to version it",
+        )
+
+    def holds(self, version: Version) -> bool:
+        return True
+
+
+def has_model(version: Version) -> bool:
+    return version.metadata.get(STORE_KEY) != NO_MODEL
+
+
 def open_store(
     name: str, config: cfg.Config, environ: Mapping[str, str], log: Callable[[str], None]
 ) -> ModelStore:
+    if name == NO_MODEL:
+        return NoModel()
     if name == "github":
         from mlci.stores.github import ReleaseStore
 
@@ -91,7 +128,7 @@ def for_version(
     """The store that holds ``version``, as its tag records; a tag from before
     stores were recorded (or from GTO) means the tracking store."""
     recorded = str(version.metadata.get(STORE_KEY) or "")
-    if recorded not in ("local", "mlflow", "github"):
+    if recorded not in ("local", "mlflow", "github", NO_MODEL):
         recorded = "mlflow" if cfg.choose_store(config, environ).name == "mlflow" else "local"
     return open_store(recorded, config, environ, log)
 

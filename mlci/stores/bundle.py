@@ -46,9 +46,9 @@ class Restored:
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
-    model_dir: Path
-    archive_path: Path
-    digest: archive.Digest
+    model_dir: Path | None  # None: the project versions no model file (no train.model)
+    archive_path: Path | None
+    digest: archive.Digest | None
     source: str  # where it came from, in words
 
 
@@ -70,13 +70,14 @@ def write(
     metrics: Mapping[str, float],
     params: Mapping[str, str],
     tags: Mapping[str, str],
-    model_dir: Path,
-) -> archive.Digest:
-    """The bundle of a finished run into ``dest``; returns the model archive's digest."""
+    model_dir: Path | None,
+) -> archive.Digest | None:
+    """The bundle of a finished run into ``dest``; returns the model archive's digest
+    (None for a run without a model)."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    digest = archive.pack(model_dir, dest / ARCHIVE_FILE)
+    digest = archive.pack(model_dir, dest / ARCHIVE_FILE) if model_dir is not None else None
     record = {
         "format": FORMAT,
         "model": model,
@@ -85,8 +86,8 @@ def write(
         "metrics": dict(metrics),
         "params": dict(params),
         "tags": {k: v for k, v in tags.items() if k.startswith(KEPT_TAG_PREFIXES) and k not in DROPPED_TAGS},
-        "model_sha256": digest.sha256,
-        "model_size": digest.size,
+        "model_sha256": digest.sha256 if digest else None,
+        "model_size": digest.size if digest else None,
     }
     (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return digest
@@ -105,7 +106,7 @@ def _check(record: Any, model: str, fingerprint: str, source: str) -> dict[str, 
             f"is for {record.get('model')!r} {str(record.get('fingerprint'))[:12]}, not this model's inputs"
         )
     digest = record.get("model_sha256")
-    if not isinstance(digest, str) or not _FINGERPRINT.fullmatch(digest):
+    if digest is not None and (not isinstance(digest, str) or not _FINGERPRINT.fullmatch(digest)):
         raise bad("has no valid model_sha256")
     if not isinstance(record.get("run_id"), str):
         raise bad("has no run_id")
@@ -133,9 +134,9 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
     try:
         with zipfile.ZipFile(zip_path) as zf:
             names = set(zf.namelist())
-            if RUN_FILE not in names or ARCHIVE_FILE not in names:
+            if RUN_FILE not in names:
                 raise BundleError(
-                    f"{source} lacks {RUN_FILE} or {ARCHIVE_FILE} (it holds {', '.join(sorted(names)[:5])})",
+                    f"{source} lacks {RUN_FILE} (it holds {', '.join(sorted(names)[:5])})",
                     hint="the artifact is not a run mlci made",
                 )
             info = zf.getinfo(RUN_FILE)
@@ -150,17 +151,24 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
             except (safeinput.BadInput, UnicodeDecodeError) as exc:
                 raise BundleError(f"{source}: {RUN_FILE} is not JSON mlci can read: {exc}") from None
             record = _check(record, model, fingerprint, source)
+            if record["model_sha256"] is not None and ARCHIVE_FILE not in names:
+                raise BundleError(
+                    f"{source} lacks {ARCHIVE_FILE}, which its {RUN_FILE} records",
+                    hint="the artifact is not a run mlci made",
+                )
             if dest.exists():
                 shutil.rmtree(dest)
             dest.mkdir(parents=True)
-            with zf.open(ARCHIVE_FILE) as member:
-                digest = archive.unpack(
-                    _chunks(member),
-                    dest / "model",
-                    expected=record["model_sha256"],
-                    source=f"{source} ({ARCHIVE_FILE})",
-                    keep=dest / ARCHIVE_FILE,
-                )
+            digest = None
+            if record["model_sha256"] is not None:
+                with zf.open(ARCHIVE_FILE) as member:
+                    digest = archive.unpack(
+                        _chunks(member),
+                        dest / "model",
+                        expected=record["model_sha256"],
+                        source=f"{source} ({ARCHIVE_FILE})",
+                        keep=dest / ARCHIVE_FILE,
+                    )
     except zipfile.BadZipFile as exc:
         raise BundleError(f"{source} is not a zip archive: {exc}") from None
     (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -170,8 +178,8 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
         metrics={k: float(v) for k, v in record["metrics"].items()},
         params=dict(record["params"]),
         tags=dict(record["tags"]),
-        model_dir=dest / "model",
-        archive_path=dest / ARCHIVE_FILE,
+        model_dir=dest / "model" if digest else None,
+        archive_path=dest / ARCHIVE_FILE if digest else None,
         digest=digest,
         source=source,
     )
