@@ -131,6 +131,9 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
         if makefile and target:
             found.command = f"make {target.group(1)}"
             found.found("train.command", found.command, f"{makefile} has a {target.group(1)!r} target")
+            recipe = re.match(r"[^\n]*\n((?:\t[^\n]*\n?)*)", (make_text or "")[target.start() :])
+            scripts = re.findall(r"[\w./-]+\.py", recipe.group(1) if recipe else "")
+            script = next((s for s in scripts if s in listed), None)
         else:
             scripts = sorted(
                 (f for f in files if re.fullmatch(r"(src/|scripts?/)?train[\w-]*\.py", f)),

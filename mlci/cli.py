@@ -173,9 +173,11 @@ def init(
             typer.echo(json.dumps(result, indent=2))
         return
     if directory is None:
-        raise MlciError("mlci init needs a folder to create the project in", hint="mlci init DIR, or --adopt")
+        raise typer.BadParameter(
+            "name the folder to create the project in (or pass --adopt)", param_hint="DIR"
+        )
     if dry_run or as_json:
-        raise MlciError("--dry-run and --json go with --adopt", hint="mlci init --adopt --dry-run")
+        raise typer.BadParameter("--dry-run and --json go with --adopt", param_hint="--dry-run/--json")
     command.run(
         directory,
         template=template.value,

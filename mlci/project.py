@@ -104,7 +104,13 @@ def params_file_text(config: cfg.Config, params: dict[str, Any], overrides: Sequ
     if is_json:
         text = json.dumps(params, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = prm.edit_yaml(original, [prm.parse_override(item) for item in overrides])
+        try:
+            text = prm.edit_yaml(original, [prm.parse_override(item) for item in overrides])
+        except ParamsError as exc:
+            raise ParamsError(
+                f"cannot write the overridden params into {path}: {exc.message}",
+                hint=exc.hint or "write the overridden params as plain `name: value` lines",
+            ) from None
     try:
         back = safeinput.load_json(text) if is_json else safeinput.load_yaml(text)[0]
     except safeinput.BadInput as exc:

@@ -59,20 +59,35 @@ for sig in (signal.SIGINT, signal.SIGTERM):
 def watch():
     while os.read(fd, 1):
         pass
-    if journal and os.fork() == 0:
-        # Outside the group (which dies next): wait for it to be gone, then
-        # put back the files mlci changed for this run (mlci.swap's journal).
+    if journal:
+        # A restorer outside the group (which dies next) waits for it to be gone,
+        # then puts back the files mlci changed for this run (mlci.swap's journal).
         group = os.getpgrp()
-        os.setpgid(0, 0)
-        import time
-        for _ in range(400):
+        restorer = os.fork()
+        if restorer == 0:
             try:
-                os.killpg(group, 0)
-            except ProcessLookupError:
+                os.setpgid(0, 0)
+            except OSError:
+                pass
+            import time
+            for _ in range(400):
+                try:
+                    os.killpg(group, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.025)
+            restore_journal(journal)
+            os._exit(0)
+        try:
+            os.setpgid(restorer, restorer)  # out of the group before the group is killed
+        except OSError:
+            pass
+        while True:
+            try:
+                if os.getpgid(restorer) != group:
+                    break
+            except OSError:
                 break
-            time.sleep(0.025)
-        restore_journal(journal)
-        os._exit(0)
     os.killpg(0, signal.SIGKILL)
 threading.Thread(target=watch, daemon=True).start()
 while True:

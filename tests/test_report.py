@@ -19,7 +19,7 @@ GOLDEN = Path(__file__).parent / "golden"
 CONFIG = cfg.parse(
     """\
 model: {name: churn}
-train: {command: python train.py}
+train: {command: python train.py, params: params.yaml}
 metrics:
   accuracy: {goal: maximize}
   log_loss: {goal: minimize}

@@ -271,3 +271,24 @@ def test_init_pins_the_callers_and_the_install_to_one_sha(cli, tmp_path: Path) -
         assert job["uses"] == f"acme/mlci/.github/workflows/mlci.yml@{sha}"
         assert job["with"]["mlci-repository"] == "acme/mlci"
         assert job["with"]["mlci-ref"] == sha
+
+
+def test_adopted_workflows_pass_the_linters(cli, actionlint: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`mlci init --adopt` in a subfolder writes callers at the repository root."""
+    repo = tmp_path / "repo"
+    (repo / "svc").mkdir(parents=True)
+    (repo / "svc" / "train.py").write_text("open('metrics.json', 'w').write('{}')\n")
+    (repo / "svc" / "requirements-train.txt").write_text("numpy\n")
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    assert cli("init", "--adopt", str(repo / "svc"), "--fork-safe").code == 0
+    files = sorted((repo / ".github" / "workflows").glob("*.yml"))
+    assert [f.name for f in files] == ["mlci-pr.yml", "mlci-promote.yml", "mlci-publish.yml"]
+    assert "working-directory: svc" in files[0].read_text()
+    for path in files:
+        for args in (
+            [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)],
+            [_tool("zizmor"), "--offline", "--min-severity", "medium", str(path)],
+            [str(actionlint), str(path.relative_to(repo))],
+        ):
+            proc = _lint(args, repo)
+            assert proc.returncode == 0, f"{args[0]} on {path.name}:\n{proc.stdout}{proc.stderr}"

@@ -83,6 +83,10 @@ def fingerprint_report(resolved: Resolved, as_json: bool) -> str:
             "params": resolved.params,
             "command": resolved.config.train.command,
             "unmatched_inputs": list(resolved.fingerprint.unmatched),
+            "dvc": {
+                path: {"hash": entry.hash, "source": entry.source}
+                for path, entry in sorted(resolved.fingerprint.dvc.items())
+            },
         },
         indent=2,
     )

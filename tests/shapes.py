@@ -1,0 +1,230 @@
+"""Existing ML repositories as users bring them: made without mlci, never edited for it.
+
+``cml_project`` is shaped like CML's getting-started project: a script that
+reads ``params.yaml`` itself, writes ``Accuracy: …`` to ``metrics.txt`` and
+saves the model with joblib. ``dvc_project`` is shaped like DVC's
+getting-started pipeline: nested params, ``dvc.yaml`` stages (prepare, train,
+evaluate), a DVC-tracked data file and the ``dvc.lock`` that ``dvc repro``
+writes. Neither reads an ``MLCI_*`` variable. Both train a random forest on
+scikit-learn's breast cancer data, in about a second.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DVC_ENV = REPO_ROOT / ".tools" / "dvc-venv"
+
+CML_TRAIN = """\
+import joblib
+import numpy as np
+import yaml
+from sklearn.ensemble import RandomForestClassifier
+
+params = yaml.safe_load(open("params.yaml"))
+X_train = np.genfromtxt("data/train_features.csv", delimiter=",")
+y_train = np.genfromtxt("data/train_labels.csv", delimiter=",")
+X_test = np.genfromtxt("data/test_features.csv", delimiter=",")
+y_test = np.genfromtxt("data/test_labels.csv", delimiter=",")
+
+clf = RandomForestClassifier(
+    max_depth=params["depth"], n_estimators=params["n_estimators"], random_state=params["seed"]
+)
+clf.fit(X_train, y_train)
+acc = clf.score(X_test, y_test)
+print(acc)
+with open("metrics.txt", "w") as outfile:
+    outfile.write("Accuracy: " + str(acc) + "\\n")
+joblib.dump(clf, "model.joblib")
+"""
+
+CML_PARAMS = "# Hyper-parameters, read by train.py\ndepth: 2\nn_estimators: 20  # trees\nseed: 0\n"
+
+DVC_PARAMS = """\
+prepare:
+  split: 0.25
+  seed: 20170428
+train:
+  seed: 20170428
+  n_est: 50
+  min_split: 0.01
+"""
+
+DVC_PREPARE = """\
+import os, sys
+import numpy as np
+import yaml
+
+params = yaml.safe_load(open("params.yaml"))["prepare"]
+data = np.genfromtxt(sys.argv[1], delimiter=",")
+rng = np.random.default_rng(params["seed"])
+idx = rng.permutation(len(data))
+cut = int(len(data) * (1 - params["split"]))
+os.makedirs("data/prepared", exist_ok=True)
+np.save("data/prepared/train.npy", data[idx[:cut]])
+np.save("data/prepared/test.npy", data[idx[cut:]])
+"""
+
+DVC_TRAIN = """\
+import pickle, sys
+import numpy as np
+import yaml
+from sklearn.ensemble import RandomForestClassifier
+
+params = yaml.safe_load(open("params.yaml"))["train"]
+train = np.load(sys.argv[1] + "/train.npy")
+clf = RandomForestClassifier(
+    n_estimators=params["n_est"], min_samples_split=params["min_split"], random_state=params["seed"]
+)
+clf.fit(train[:, :-1], train[:, -1])
+with open(sys.argv[2], "wb") as f:
+    pickle.dump(clf, f)
+"""
+
+DVC_EVALUATE = """\
+import json, os, pickle, sys
+import numpy as np
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+clf = pickle.load(open(sys.argv[1], "rb"))
+test = np.load(sys.argv[2] + "/test.npy")
+proba = clf.predict_proba(test[:, :-1])[:, 1]
+os.makedirs("eval", exist_ok=True)
+metrics = {
+    "accuracy": {"test": float(accuracy_score(test[:, -1], proba > 0.5))},
+    "roc_auc": {"test": float(roc_auc_score(test[:, -1], proba))},
+}
+json.dump(metrics, open("eval/metrics.json", "w"), indent=2)
+"""
+
+DVC_PIPELINE = """\
+stages:
+  prepare:
+    cmd: python src/prepare.py data/data.csv
+    deps:
+    - data/data.csv
+    - src/prepare.py
+    params:
+    - prepare.seed
+    - prepare.split
+    outs:
+    - data/prepared
+  train:
+    cmd: python src/train.py data/prepared model.pkl
+    deps:
+    - data/prepared
+    - src/train.py
+    params:
+    - train.seed
+    - train.n_est
+    - train.min_split
+    outs:
+    - model.pkl
+  evaluate:
+    cmd: python src/evaluate.py model.pkl data/prepared
+    deps:
+    - data/prepared
+    - model.pkl
+    - src/evaluate.py
+    metrics:
+    - eval/metrics.json:
+        cache: false
+"""
+
+
+def git(root: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, f"git {args}: {proc.stderr}"
+    return proc.stdout
+
+
+def commit_all(root: Path, message: str) -> str:
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", message, "--allow-empty")
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+def with_remote(root: Path) -> Path:
+    """A bare repository as origin, with main pushed."""
+    bare = root.parent / f"{root.name}-remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    git(root, "remote", "add", "origin", str(bare))
+    git(root, "push", "-q", "origin", "main")
+    return bare
+
+
+def _dataset() -> tuple[object, object]:
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer(return_X_y=True)
+
+
+def cml_project(root: Path) -> Path:
+    import numpy as np
+
+    (root / "data").mkdir(parents=True)
+    x, y = _dataset()
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(y))  # type: ignore[arg-type]
+    cut = int(len(idx) * 0.75)
+    for name, rows in (("train", idx[:cut]), ("test", idx[cut:])):
+        np.savetxt(root / "data" / f"{name}_features.csv", x[rows], delimiter=",")  # type: ignore[index]
+        np.savetxt(root / "data" / f"{name}_labels.csv", y[rows], delimiter=",", fmt="%d")  # type: ignore[index]
+    (root / "train.py").write_text(CML_TRAIN)
+    (root / "params.yaml").write_text(CML_PARAMS)
+    (root / "requirements.txt").write_text("scikit-learn\njoblib\npyyaml\n")
+    (root / ".gitignore").write_text("metrics.txt\nmodel.joblib\n")
+    (root / "README.md").write_text("# A CML-style project\n")
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "A classifier, CML style")
+    return root
+
+
+def dvc_binary() -> Path:
+    """DVC from PyPI in its own virtual environment (made on first use)."""
+    binary = DVC_ENV / "bin" / "dvc"
+    if not binary.exists():
+        venv.create(DVC_ENV, with_pip=True, clear=True)
+        subprocess.run(
+            [str(DVC_ENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "dvc>=3"], check=True
+        )
+    return binary
+
+
+def path_with_dvc() -> str:
+    """PATH with this interpreter first (the stages' `python`) and DVC's folder after it."""
+    return os.pathsep.join(
+        [str(Path(sys.executable).parent), str(DVC_ENV / "bin"), os.environ.get("PATH", "")]
+    )
+
+
+def dvc_project(root: Path) -> Path:
+    import numpy as np
+
+    env = {**os.environ, "PATH": path_with_dvc()}
+
+    def dvc(*args: str) -> None:
+        proc = subprocess.run(["dvc", *args], cwd=root, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"dvc {args}: {proc.stdout}\n{proc.stderr}"
+
+    (root / "src").mkdir(parents=True)
+    (root / "data").mkdir()
+    git(root, "init", "-q", "-b", "main")
+    dvc("init", "-q")
+    x, y = _dataset()
+    np.savetxt(root / "data" / "data.csv", np.column_stack([x, y]), delimiter=",")  # type: ignore[list-item]
+    (root / "params.yaml").write_text(DVC_PARAMS)
+    (root / "src" / "prepare.py").write_text(DVC_PREPARE)
+    (root / "src" / "train.py").write_text(DVC_TRAIN)
+    (root / "src" / "evaluate.py").write_text(DVC_EVALUATE)
+    (root / "dvc.yaml").write_text(DVC_PIPELINE)
+    (root / "requirements.txt").write_text("scikit-learn\nnumpy\npyyaml\ndvc\n")
+    dvc("add", "-q", "data/data.csv")
+    dvc("repro", "-q")
+    commit_all(root, "A DVC pipeline")
+    return root

@@ -1,0 +1,494 @@
+"""Adopting existing projects: `mlci init --adopt`, overrides that reach the code,
+any model or none, the clean-tree rule, DVC-tracked data, truthful reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlci import adopt, dvc, params, project, swap
+from mlci import config as cfg
+from mlci import fingerprint as fp
+from mlci.errors import ExitCode
+from tests import shapes
+
+# --------------------------------------------------------------------------- inference (pure)
+
+DVC_FILES = {
+    "dvc.yaml": shapes.DVC_PIPELINE,
+    "params.yaml": shapes.DVC_PARAMS,
+    "src/prepare.py": shapes.DVC_PREPARE,
+    "src/train.py": shapes.DVC_TRAIN,
+    "src/evaluate.py": shapes.DVC_EVALUATE,
+    "data/data.csv.dvc": "outs:\n- md5: abc123\n  size: 10\n  hash: md5\n  path: data.csv\n",
+    "data/.gitignore": "/data.csv\n",
+    "requirements.txt": "dvc\n",
+    "eval/metrics.json": '{"accuracy": {"test": 0.9}, "roc_auc": {"test": 0.95}}',
+}
+CML_FILES = {
+    "train.py": shapes.CML_TRAIN,
+    "params.yaml": shapes.CML_PARAMS,
+    "data/train_features.csv": "1,2\n",
+    "requirements.txt": "scikit-learn\n",
+    "README.md": "# x\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            DVC_FILES,
+            {
+                "command": "dvc repro",
+                "params": "params.yaml",
+                "metrics": "eval/metrics.json",
+                "model": "model.pkl",
+                "own_cache": True,
+                "rewrites": ["dvc.lock"],
+                "inputs": ["**/*.py", "params.yaml", "dvc.yaml", "requirements.txt", "data/data.csv"],
+                "metric_names": ["accuracy.test", "roc_auc.test"],
+            },
+        ),
+        (
+            CML_FILES,
+            {
+                "command": "python train.py",
+                "params": "params.yaml",
+                "metrics": "metrics.txt",
+                "model": "model.joblib",
+                "own_cache": False,
+                "rewrites": [],
+                "inputs": ["**/*.py", "params.yaml", "requirements.txt", "data/**"],
+                "metric_names": [],
+            },
+        ),
+        (
+            {"Makefile": "train:\n\tpython fit.py\n", "fit.py": "open('out/scores.json','w')\n"},
+            {"command": "make train", "params": None, "metrics": "out/scores.json", "model": None},
+        ),
+        (
+            {"src/train_model.py": "import pickle\npickle.dump(m, open('models/m.pkl', 'wb'))\n", "x.py": ""},
+            {"command": "python src/train_model.py", "model": "models/m.pkl", "metrics": "metrics.json"},
+        ),
+        (
+            {"notebook.ipynb": "{}"},
+            {"command": None, "params": None, "model": None, "inputs": []},
+        ),
+    ],
+    ids=["dvc-pipeline", "cml-script", "makefile", "src-script", "nothing-to-go-on"],
+)
+def test_inference(files: dict[str, str], expected: dict[str, Any]) -> None:
+    found = adopt.infer(sorted(files), files.get)
+    for key, value in expected.items():
+        assert getattr(found, key) == value, key
+    text = adopt.config_text("demo", found)
+    cfg.parse(text, Path("mlci.yaml"))  # what it writes always validates
+    checks = {f.key for f in found.findings if f.check}
+    if expected.get("command", "") is None:
+        assert "train.command" in checks
+
+
+def test_adopted_config_gates_the_key_metric() -> None:
+    found = adopt.infer(sorted(DVC_FILES), DVC_FILES.get)
+    config = cfg.parse(adopt.config_text("demo", found), Path("mlci.yaml"))
+    assert config.key_metric == "accuracy.test"
+    assert [(e.name, e.gates[0].metric) for e in config.environments] == [
+        ("staging", "accuracy.test"),
+        ("production", "accuracy.test"),
+    ]
+    assert config.train.own_cache and config.train.rewrites == ("dvc.lock",)
+
+
+# --------------------------------------------------------------------------- params written in place (pure)
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "expected"),
+    [
+        ("# c\na: 1  # one\nb: x\n", [(["a"], 2)], "# c\na: 2  # one\nb: x\n"),
+        ("m:\n  C: 0.00001\n  n: 3\n", [(["m", "n"], 4)], "m:\n  C: 0.00001\n  n: 4\n"),
+        ("C: 1.0\n", [(["C"], 1e-05)], "C: 1.0e-05\n"),
+        ("name: 'a'\n", [(["name"], "b: c")], "name: 'b: c'\n"),
+        ('{"a": 1, "b": 2}\n', [(["b"], 3)], '{"a": 1, "b": 3}\n'),
+        ("a: yes\n", [(["a"], False)], "a: false\n"),
+    ],
+)
+def test_edit_yaml_changes_only_the_value(text: str, overrides: list[Any], expected: str) -> None:
+    assert params.edit_yaml(text, overrides) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1e-05", 1e-05), ("1E5", 1e5), ("-2.5e+3", -2500.0), ("1e", "1e"), ("0.5", 0.5), ("e5", "e5")],
+)
+def test_override_exponent_is_a_number(value: str, expected: Any) -> None:
+    assert params.parse_override(f"C={value}")[1] == expected
+
+
+def test_params_json_reads_back_as_floats_in_yaml_and_json() -> None:
+    data = {"C": 1e-05, "big": 1e20, "x": [0.5, 2e-07], "n": 3, "s": "1e-05"}
+    text = params.yaml_safe_json(data)
+    assert yaml.safe_load(text) == data
+    assert json.loads(text) == data
+
+
+def test_an_override_the_file_cannot_hold_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "mlci.yaml").write_text("model: {name: m}\ntrain: {command: x, params: p.yaml}\n")
+    (tmp_path / "p.yaml").write_text("base: &b {lr: 0.1}\nmodel:\n  <<: *b\n")
+    with pytest.raises(Exception, match="cannot") as info:
+        project.resolve(tmp_path / "mlci.yaml", tmp_path, ["model.lr=0.5"], warn=print)
+    assert "params" in str(info.value)
+
+
+# --------------------------------------------------------------------------- DVC records (pure)
+
+
+def test_dvc_records() -> None:
+    files = {
+        "data/a.csv.dvc": "outs:\n- md5: aaa\n  path: a.csv\n",
+        "images.dvc": "outs:\n- md5: ddd.dir\n  path: images\n",
+        "dvc.lock": "schema: '2.0'\nstages:\n  prep:\n    outs:\n    - path: data/a.csv\n      md5: zzz\n"
+        "    - path: out/feat\n      md5: fff.dir\n    - path: ../outside\n      md5: q\n",
+        "bad.dvc": "outs: [",
+    }
+    tracked = dvc.parse(sorted(files), files.get)
+    assert {k: (v.hash, v.source) for k, v in tracked.items()} == {
+        "data/a.csv": ("md5:aaa", "data/a.csv.dvc"),  # the .dvc file wins over dvc.lock
+        "images": ("md5:ddd.dir", "images.dvc"),
+        "out/feat": ("md5:fff.dir", "dvc.lock (stage prep)"),
+    }
+    assert dvc.covers("images", "images/cats/*.png")
+    assert not dvc.covers("images", "imagesx/*.png")
+
+
+# --------------------------------------------------------------------------- real projects
+
+
+def _ok(cli, root: Path, *args: str) -> Any:  # type: ignore[no-untyped-def]
+    result = cli(*args, "--json", cwd=root)
+    assert result.code == ExitCode.OK, result.err
+    return json.loads(result.out)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file git sees (tracked or not ignored), with its bytes."""
+    names = shapes.git(root, "ls-files", "-co", "--exclude-standard", "-z").split("\0")
+    return {n: (root / n).read_bytes() for n in names if n and (root / n).is_file()}
+
+
+def test_cml_project_adopted_as_it_is(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = shapes.cml_project(tmp_path / "cml")
+    shapes.with_remote(root)
+    code_before = _tree(root)
+
+    adopted = _ok(cli, root, "init", "--adopt")
+    assert {Path(p).name for p in adopted["written"]} == {
+        "mlci.yaml",
+        "mlci-pr.yml",
+        "mlci-promote.yml",
+        "zizmor.yml",
+    }
+    assert {f["key"]: f["value"] for f in adopted["findings"]}["train.model"] == "model.joblib"
+    assert _ok(cli, root, "config", "validate")["valid"] is True
+    # Zero edits to the project's own files.
+    assert {k: v for k, v in _tree(root).items() if k in code_before} == code_before
+
+    first = _ok(cli, root, "train")
+    assert first["metrics"]["Accuracy"] > 0.8 and first["params"]["depth"] == 2
+    status_before = shapes.git(root, "status", "--porcelain")
+    params_before = (root / "params.yaml").read_bytes()
+
+    # --set reaches the code: the metrics move, the run records what the code saw,
+    # and the params file is byte for byte what it was.
+    deeper = _ok(cli, root, "train", "--set", "depth=6")
+    assert deeper["metrics"]["Accuracy"] != first["metrics"]["Accuracy"]
+    assert deeper["params"]["depth"] == 6
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{root / '.mlci' / 'mlflow.db'}"
+    recorded = MlflowClient(uri).get_run(deeper["run_id"]).data.params
+    assert recorded["depth"] == "6" and recorded["n_estimators"] == "20"
+    assert (root / "params.yaml").read_bytes() == params_before
+    assert shapes.git(root, "status", "--porcelain") == status_before
+    assert not (root / ".mlci" / swap.RESTORE_DIR / swap.JOURNAL).exists()
+    # Back without --set: the cache knows the first run.
+    assert _ok(cli, root, "train")["run_id"] == first["run_id"]
+
+    # Registration asks only about inputs: notes and outputs may stay uncommitted.
+    shapes.commit_all(root, "Adopt mlci")
+    _ok(cli, root, "train")
+    (root / "notes.txt").write_text("scratch\n")
+    with (root / "README.md").open("a") as f:
+        f.write("more\n")
+    (root / "helper.py").write_text("X = 1\n")  # an input (**/*.py), untracked
+    refused = cli("register", cwd=root)
+    assert refused.code == ExitCode.ERROR
+    assert "untracked  helper.py" in refused.err and "notes.txt" not in refused.err
+    assert "README.md" not in refused.err and ".gitignore" in refused.err
+    (root / "helper.py").unlink()
+    version = _ok(cli, root, "register")
+    assert version["version"] == "v0.0.1" and version["model_sha256"]
+    _ok(cli, root, "promote", "staging")
+    _ok(cli, root, "pull", "cml@v0.0.1", "--output", str(tmp_path / "pulled"))
+    assert (tmp_path / "pulled" / "model.joblib").is_file()
+
+    # A pull request: the base column finds the base's model by its inputs.
+    shapes.git(root, "checkout", "-q", "-b", "deeper")
+    (root / "params.yaml").write_text(params_before.decode().replace("depth: 2", "depth: 6"))
+    shapes.commit_all(root, "Deeper trees")
+    out = tmp_path / "report.json"
+    made = cli("report", "--base", "main", "--format", "json", "--output", str(out), cwd=root)
+    assert made.code == ExitCode.OK, made.err
+    data = json.loads(out.read_text())
+    base = next(b for b in data["baselines"] if b["key"] == "base")
+    assert base["found"] is True, base
+    assert data["head"]["params_file"] == "params.yaml"
+    assert data["head"]["metrics"]["Accuracy"] == deeper["metrics"]["Accuracy"]  # the --set run's inputs
+    gate = cli("gate", "--env", "staging", cwd=root)
+    assert gate.code in (ExitCode.OK, ExitCode.GATE_FAILED), gate.err
+
+
+@pytest.fixture(scope="session")
+def dvc_tool() -> Path:
+    return shapes.dvc_binary()
+
+
+def test_dvc_pipeline_adopted_as_it_is(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dvc_tool: Path
+) -> None:
+    monkeypatch.setenv("PATH", shapes.path_with_dvc())
+    root = shapes.dvc_project(tmp_path / "pipeline")
+    shapes.with_remote(root)
+    code_before = _tree(root)
+
+    adopted = _ok(cli, root, "init", "--adopt")
+    config = cfg.load(root / "mlci.yaml")
+    assert config.train.command == "dvc repro" and config.train.rewrites == ("dvc.lock",)
+    assert {k: v for k, v in _tree(root).items() if k in code_before} == code_before
+    assert adopted["working_directory"] == "."
+
+    # The DVC-tracked data is an input through the hash DVC recorded.
+    printed = _ok(cli, root, "fingerprint")
+    dvc_hash = yaml.safe_load((root / "data" / "data.csv.dvc").read_text())["outs"][0]["md5"]
+    assert printed["files"]["data/data.csv"] == f"dvc:md5:{dvc_hash}"
+    assert printed["unmatched_inputs"] == []
+    assert printed["dvc"]["data/data.csv"]["source"] == "data/data.csv.dvc"
+
+    # Up to date already: `dvc repro` does nothing, and its outputs are current.
+    first = _ok(cli, root, "train")
+    assert first["metrics"]["accuracy.test"] > 0.8
+    again = _ok(cli, root, "train", "--no-cache")
+    assert again["metrics"] == first["metrics"] and not again["cached"]
+
+    lock_before = (root / "dvc.lock").read_bytes()
+    params_before = (root / "params.yaml").read_bytes()
+    fewer = _ok(cli, root, "train", "--set", "train.n_est=2")
+    assert fewer["metrics"] != first["metrics"]
+    assert (root / "dvc.lock").read_bytes() == lock_before
+    assert (root / "params.yaml").read_bytes() == params_before
+
+    shapes.commit_all(root, "Adopt mlci")
+    _ok(cli, root, "train")
+    subprocess.run(["dvc", "repro", "-q"], cwd=root, check=True)  # rewrites nothing it must not
+    version = _ok(cli, root, "register")
+    assert version["version"] == "v0.0.1"
+    _ok(cli, root, "promote", "staging")
+
+    # New data: `dvc add` records a new hash, and the fingerprint follows it.
+    with (root / "data" / "data.csv").open("a") as f:
+        f.write(",".join(["1.0"] * 30) + ",1\n")
+    subprocess.run(["dvc", "add", "-q", "data/data.csv"], cwd=root, check=True)
+    assert _ok(cli, root, "fingerprint")["fingerprint"] != printed["fingerprint"]
+
+    # The fingerprint of a commit, read from git, is the one its checkout computes.
+    shapes.commit_all(root, "More data")
+    resolved = project.resolve(None, root, [], warn=print)
+    at = fp.compute_at(resolved.config, "HEAD")
+    assert at is not None and at.digest == resolved.fingerprint.digest
+
+
+def test_ignored_data_that_dvc_does_not_track_is_named(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "mlci.yaml").write_text("model: {name: m}\ntrain: {command: 'true', inputs: [big.csv, x.py]}\n")
+    (root / "big.csv").write_text("1\n")
+    (root / ".gitignore").write_text("big.csv\n")
+    (root / "x.py").write_text("")
+    shapes.git(root, "init", "-q", "-b", "main")
+    result = cli("fingerprint", cwd=root)
+    assert result.code == ExitCode.OK
+    assert "names big.csv, which git ignores" in result.err and "dvc add" in result.err
+
+
+# --------------------------------------------------------------------------- crash safety
+
+SLOW = """\
+import json, os, pathlib, time, yaml
+pathlib.Path("seen.txt").write_text(open("params.yaml").read())
+time.sleep(float(os.environ.get("SLEEP", "0")))
+json.dump({"score": yaml.safe_load(open("params.yaml"))["C"]}, open("metrics.json", "w"))
+"""
+
+
+def _slow_project(root: Path) -> Path:
+    root.mkdir()
+    (root / "train.py").write_text(SLOW)
+    (root / "params.yaml").write_text("# the code reads me\nC: 0.00001\n")
+    (root / "mlci.yaml").write_text(
+        f"model: {{name: m}}\ntrain: {{command: '{sys.executable} train.py', params: params.yaml}}\n"
+    )
+    (root / ".gitignore").write_text("seen.txt\nmetrics.json\n")
+    shapes.git(root, "init", "-q", "-b", "main")
+    shapes.commit_all(root, "slow")
+    return root
+
+
+def test_exponent_floats_reach_the_code_as_floats(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = _slow_project(tmp_path / "p")
+    first = _ok(cli, root, "train")
+    assert first["metrics"] == {"score": 1e-05}  # a float, not the text '1e-05'
+    second = _ok(cli, root, "train", "--set", "C=2e-05")
+    assert second["metrics"] == {"score": 2e-05}
+    assert (root / "seen.txt").read_text() == "# the code reads me\nC: 2.0e-05\n"
+
+
+def test_a_killed_mlci_leaves_the_params_file_as_it_was(tmp_path: Path) -> None:
+    root = _slow_project(tmp_path / "p")
+    original = (root / "params.yaml").read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlci", "train", "--set", "C=0.5"],
+        cwd=root,
+        env={**os.environ, "SLEEP": "60"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not (root / "seen.txt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "training never started"
+        time.sleep(0.05)
+    assert (root / "params.yaml").read_bytes() != original  # the code sees the override
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # The guard restores it once the training process group is gone.
+    deadline = time.monotonic() + 30
+    while (root / "params.yaml").read_bytes() != original:
+        assert time.monotonic() < deadline, "params.yaml was not restored"
+        time.sleep(0.05)
+    assert shapes.git(root, "status", "--porcelain") == ""
+
+
+def test_the_next_command_restores_what_a_crash_left(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = _slow_project(tmp_path / "p")
+    original = (root / "params.yaml").read_bytes()
+    # A crash in mid-run with its guard gone too (power loss): the journal remains.
+    changes = swap.Swap(root / ".mlci", log=print).__enter__()
+    changes.write(root / "params.yaml", b"C: 9\n")
+    os.close(changes._fd)  # type: ignore[arg-type]  # the process "dies": its lock goes
+    changes._fd = None
+    assert (root / "params.yaml").read_bytes() == b"C: 9\n"
+    result = cli("fingerprint", cwd=root)
+    assert result.code == ExitCode.OK
+    assert (root / "params.yaml").read_bytes() == original
+    assert "restored" in result.err and "params.yaml" in result.err
+
+
+def test_a_second_override_run_in_one_checkout_waits_its_turn(tmp_path: Path) -> None:
+    state = tmp_path / ".mlci"
+    with swap.Swap(state, log=print), pytest.raises(swap.Busy, match="another mlci process"):
+        swap.Swap(state, log=print).__enter__()
+
+
+# --------------------------------------------------------------------------- any model, or none
+
+NO_MODEL = """\
+import json, yaml
+p = yaml.safe_load(open("params.yaml"))
+json.dump({"accuracy": p["acc"]}, open("metrics.json", "w"))
+"""
+
+
+def test_a_project_without_a_model_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "train.py").write_text(NO_MODEL)
+    (root / "params.yaml").write_text("acc: 0.9\n")
+    (root / "mlci.yaml").write_text(
+        f"model: {{name: m}}\ntrain: {{command: '{sys.executable} train.py', params: params.yaml, model: null}}\n"
+        "environments:\n  staging:\n    gates: [{metric: accuracy, min: 0.5}]\n"
+    )
+    (root / ".gitignore").write_text("metrics.json\n")
+    shapes.git(root, "init", "-q", "-b", "main")
+    shapes.commit_all(root, "no model")
+    shapes.with_remote(root)
+    assert cfg.load(root / "mlci.yaml").train.model is None  # null: documented, not replaced
+    trained = _ok(cli, root, "train")
+    assert trained["model_id"] is None and trained["model_sha256"] is None
+    version = _ok(cli, root, "register")
+    assert version["store"] == "none" and version["model_sha256"] is None
+    promoted = _ok(cli, root, "promote", "staging")
+    assert promoted["environment"] == "staging"
+    assert _ok(cli, root, "show")["models"][0]["environments"] == {"staging": "v0.0.1"}
+    pulled = cli("pull", "m@v0.0.1", cwd=root)
+    assert pulled.code != ExitCode.OK and "has no model file" in pulled.err
+
+
+def test_report_says_params_are_not_tracked(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "train.py").write_text('import json\njson.dump({"accuracy": 0.9}, open("metrics.json", "w"))\n')
+    (root / "mlci.yaml").write_text(f"model: {{name: m}}\ntrain: {{command: '{sys.executable} train.py'}}\n")
+    shapes.git(root, "init", "-q", "-b", "main")
+    shapes.commit_all(root, "params in code")
+    result = cli("report", "--format", "markdown", "--output", str(tmp_path / "r.md"), cwd=root)
+    assert result.code == ExitCode.OK, result.err
+    text = (tmp_path / "r.md").read_text()
+    assert "not tracked" in text and "no change" not in text
+    table = cli("report", "--format", "table", "--output", str(tmp_path / "r.txt"), cwd=root)
+    assert "params: not tracked" in (tmp_path / "r.txt").read_text(), table.err
+
+
+def test_state_folder_ignores_itself(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = _slow_project(tmp_path / "p")
+    (root / ".gitignore").write_text("seen.txt\nmetrics.json\n")  # no .mlci/ line
+    shapes.commit_all(root, "no ignore line for .mlci")
+    _ok(cli, root, "train")
+    assert (root / ".mlci" / ".gitignore").read_text().endswith("*\n")
+    assert shapes.git(root, "status", "--porcelain") == ""
+
+
+# --------------------------------------------------------------------------- mlci init --adopt
+
+
+def test_adopt_never_overwrites_and_handles_a_subfolder(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    repo = tmp_path / "repo"
+    sub = repo / "models" / "churn"
+    sub.mkdir(parents=True)
+    for name, text in CML_FILES.items():
+        (sub / name).parent.mkdir(parents=True, exist_ok=True)
+        (sub / name).write_text(text)
+    shapes.git(repo, "init", "-q", "-b", "main")
+    workflows = repo / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "mlci-pr.yml").write_text("# mine\n")
+    shapes.commit_all(repo, "monorepo")
+
+    dry = _ok(cli, sub, "init", "--adopt", "--dry-run")
+    assert not (sub / "mlci.yaml").exists() and dry["dry_run"] is True
+    result = _ok(cli, sub, "init", "--adopt")
+    assert (workflows / "mlci-pr.yml").read_text() == "# mine\n"
+    assert str(workflows / "mlci-pr.yml") in result["skipped"]
+    promote = (workflows / "mlci-promote.yml").read_text()
+    assert "working-directory: models/churn" in promote
+    assert result["working_directory"] == "models/churn"
+    again = cli("init", "--adopt", cwd=sub)
+    assert again.code != ExitCode.OK and "already uses mlci" in again.err
