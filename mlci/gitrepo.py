@@ -154,6 +154,11 @@ def head_info(path: Path) -> HeadInfo | None:
     return HeadInfo(commit=commit, branch=branch, dirty=dirty)
 
 
+def is_ignored(path: Path, name: str) -> bool:
+    """Whether git ignores ``name`` (relative to ``path``); False outside git."""
+    return run_git(["check-ignore", "-q", "--", name], path, check=False).returncode == 0
+
+
 def changed_files(path: Path) -> dict[str, bool]:
     """Files under ``path`` that differ from HEAD (changed, staged, deleted) or are
     untracked and not ignored, relative to ``path``: name -> whether it is untracked."""

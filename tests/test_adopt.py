@@ -292,10 +292,12 @@ def test_dvc_pipeline_adopted_as_it_is(  # type: ignore[no-untyped-def]
 
     lock_before = (root / "dvc.lock").read_bytes()
     params_before = (root / "params.yaml").read_bytes()
+    status_before = shapes.git(root, "status", "--porcelain")
     fewer = _ok(cli, root, "train", "--set", "train.n_est=2")
     assert fewer["metrics"] != first["metrics"]
     assert (root / "dvc.lock").read_bytes() == lock_before
     assert (root / "params.yaml").read_bytes() == params_before
+    assert shapes.git(root, "status", "--porcelain") == status_before  # eval/metrics.json too
 
     shapes.commit_all(root, "Adopt mlci")
     _ok(cli, root, "train")
@@ -492,3 +494,16 @@ def test_adopt_never_overwrites_and_handles_a_subfolder(cli, tmp_path: Path) -> 
     assert result["working_directory"] == "models/churn"
     again = cli("init", "--adopt", cwd=sub)
     assert again.code != ExitCode.OK and "already uses mlci" in again.err
+
+
+def test_an_override_run_leaves_tracked_outputs_as_they_were(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A --set run is an experiment: a metrics file in git goes back after mlci read it."""
+    root = _slow_project(tmp_path / "p")
+    (root / ".gitignore").write_text("seen.txt\n")  # metrics.json is committed, as DVC's are
+    _ok(cli, root, "train")
+    shapes.commit_all(root, "metrics in git")
+    committed = (root / "metrics.json").read_bytes()
+    result = _ok(cli, root, "train", "--set", "C=0.25")
+    assert result["metrics"] == {"score": 0.25}  # read before it went back
+    assert (root / "metrics.json").read_bytes() == committed
+    assert shapes.git(root, "status", "--porcelain") == ""

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -291,111 +291,114 @@ def train(
         "PYTHONUNBUFFERED": "1",
     }
     log(f"training: {config.train.command}  (MLflow run {run_id}, fingerprint {digest[:12]})")
+    changes = ExitStack()  # the params file and rewritten files, as they were, when it closes
     try:
-        with _code_sees(resolved, log) as journal:
-            outcome = trainer.run_command(
-                config.train.command,
-                cwd=root,
-                env=child_env,
-                stdout=command_stdout,
-                timeout=config.train.timeout,
-                restore_journal=journal,
-            )
+        journal = changes.enter_context(_code_sees(resolved, log))
+        outcome = trainer.run_command(
+            config.train.command,
+            cwd=root,
+            env=child_env,
+            stdout=command_stdout,
+            timeout=config.train.timeout,
+            restore_journal=journal,
+        )
     except BaseException:
+        changes.close()
         tracking.end_run(run_id, "FAILED")
         raise
-    if outcome.timed_out:
-        tracking.end_run(run_id, "KILLED")
-        raise TrainingError(
-            f"the training command `{config.train.command}` ran past train.timeout "
-            f"({config.train.timeout:g}s) and was killed after {outcome.seconds:.1f}s; "
-            f"MLflow run {run_id} marked KILLED",
-            hint=f"make training faster, or raise train.timeout in {config.path.name}",
-        )
-    if outcome.interrupted:
-        tracking.end_run(run_id, "KILLED")
-        raise TrainingInterrupted(
-            f"training interrupted after {outcome.seconds:.1f}s; MLflow run {run_id} marked KILLED",
-            hint="run `mlci train` again to start over",
-        )
-    if outcome.returncode != 0:
-        tracking.end_run(run_id, "FAILED")
-        lines = outcome.stderr_tail.rstrip().splitlines()[-_STDERR_TAIL_LINES:]
-        tail = "\n".join(f"  | {line}" for line in lines) or "  | (nothing on stderr)"
-        raise TrainingError(
-            f"the training command `{config.train.command}` exited with {outcome.returncode} "
-            f"after {outcome.seconds:.1f}s; MLflow run {run_id} marked FAILED. "
-            f"Last lines of its stderr:\n{tail}",
-            hint="fix the training code and run `mlci train` again",
-        )
-    own_cache = config.train.own_cache
-    try:
-        metrics_path = _output(
-            config.train.metrics,
-            "train.metrics",
-            output_dir,
-            root,
-            metrics_before,
-            folder=False,
-            own_cache=own_cache,
-            log=log,
-        )
-        metrics = _read_metrics(metrics_path)
-        model_path: Path | None = None
-        if config.train.model:
-            model_path = _as_folder(
-                _output(
-                    config.train.model,
-                    "train.model",
-                    output_dir,
-                    root,
-                    model_before,
-                    folder=None,
-                    own_cache=own_cache,
-                    log=log,
-                ),
-                work,
+    with changes:  # outputs are read and logged before the files go back
+        if outcome.timed_out:
+            tracking.end_run(run_id, "KILLED")
+            raise TrainingError(
+                f"the training command `{config.train.command}` ran past train.timeout "
+                f"({config.train.timeout:g}s) and was killed after {outcome.seconds:.1f}s; "
+                f"MLflow run {run_id} marked KILLED",
+                hint=f"make training faster, or raise train.timeout in {config.path.name}",
             )
-            if not (model_path / "MLmodel").is_file():
-                log(f"{config.train.model}: not an MLflow model (no MLmodel file); versioned as plain files")
-        elif (output_dir / "model").exists():
-            log(
-                "warning: the command wrote model/ under $MLCI_OUTPUT_DIR, but train.model is not set, "
-                "so it is not kept: set `train.model: model` in mlci.yaml to version it"
+        if outcome.interrupted:
+            tracking.end_run(run_id, "KILLED")
+            raise TrainingInterrupted(
+                f"training interrupted after {outcome.seconds:.1f}s; MLflow run {run_id} marked KILLED",
+                hint="run `mlci train` again to start over",
             )
-        extra_files = [metrics_path, params_file]
-        flat_params = prm.flatten(resolved.params)
-        digest_tags: dict[str, str] = {}
-        bundle_path = None
-        model_digest: archive.Digest | None = None
-        if write_bundle:
-            bundle_path = bundle.folder(root / fp.STATE_DIR, digest)
-            model_digest = bundle.write(
-                bundle_path,
-                model=config.model.name,
-                fingerprint=digest,
-                run_id=run_id,
+        if outcome.returncode != 0:
+            tracking.end_run(run_id, "FAILED")
+            lines = outcome.stderr_tail.rstrip().splitlines()[-_STDERR_TAIL_LINES:]
+            tail = "\n".join(f"  | {line}" for line in lines) or "  | (nothing on stderr)"
+            raise TrainingError(
+                f"the training command `{config.train.command}` exited with {outcome.returncode} "
+                f"after {outcome.seconds:.1f}s; MLflow run {run_id} marked FAILED. "
+                f"Last lines of its stderr:\n{tail}",
+                hint="fix the training code and run `mlci train` again",
+            )
+        own_cache = config.train.own_cache
+        try:
+            metrics_path = _output(
+                config.train.metrics,
+                "train.metrics",
+                output_dir,
+                root,
+                metrics_before,
+                folder=False,
+                own_cache=own_cache,
+                log=log,
+            )
+            metrics = _read_metrics(metrics_path)
+            model_path: Path | None = None
+            if config.train.model:
+                model_path = _as_folder(
+                    _output(
+                        config.train.model,
+                        "train.model",
+                        output_dir,
+                        root,
+                        model_before,
+                        folder=None,
+                        own_cache=own_cache,
+                        log=log,
+                    ),
+                    work,
+                )
+                if not (model_path / "MLmodel").is_file():
+                    log(f"{config.train.model}: not an MLflow model (no MLmodel file); kept as plain files")
+            elif (output_dir / "model").exists():
+                log(
+                    "warning: the command wrote model/ under $MLCI_OUTPUT_DIR, but train.model is not set, "
+                    "so it is not kept: set `train.model: model` in mlci.yaml to version it"
+                )
+            extra_files = [metrics_path, params_file]
+            flat_params = prm.flatten(resolved.params)
+            digest_tags: dict[str, str] = {}
+            bundle_path = None
+            model_digest: archive.Digest | None = None
+            if write_bundle:
+                bundle_path = bundle.folder(root / fp.STATE_DIR, digest)
+                model_digest = bundle.write(
+                    bundle_path,
+                    model=config.model.name,
+                    fingerprint=digest,
+                    run_id=run_id,
+                    metrics=metrics,
+                    params={k: param_value(v) for k, v in flat_params.items()},
+                    tags=tags,
+                    model_dir=model_path,
+                )
+            elif model_path is not None:
+                model_digest = archive.digest_folder(model_path)
+            if model_digest is not None:
+                digest_tags[MODEL_DIGEST_TAG] = model_digest.sha256
+            model_id = tracking.log_results(
+                run_id,
+                params=flat_params,
                 metrics=metrics,
-                params={k: param_value(v) for k, v in flat_params.items()},
-                tags=tags,
+                files=extra_files,
                 model_dir=model_path,
+                model_name=config.model.name,
+                tags=digest_tags,
             )
-        elif model_path is not None:
-            model_digest = archive.digest_folder(model_path)
-        if model_digest is not None:
-            digest_tags[MODEL_DIGEST_TAG] = model_digest.sha256
-        model_id = tracking.log_results(
-            run_id,
-            params=flat_params,
-            metrics=metrics,
-            files=extra_files,
-            model_dir=model_path,
-            model_name=config.model.name,
-            tags=digest_tags,
-        )
-    except BaseException:
-        tracking.end_run(run_id, "FAILED")
-        raise
+        except BaseException:
+            tracking.end_run(run_id, "FAILED")
+            raise
     shutil.rmtree(work, ignore_errors=True)  # everything is in MLflow now
     log(f"trained in {outcome.seconds:.1f}s; recorded MLflow run {run_id}")
     return TrainResult(
@@ -477,6 +480,12 @@ def _code_sees(resolved: Resolved, log: Callable[[str], None]) -> Iterator[str |
         changes.write(config.root / config.train.params, resolved.params_text.encode("utf-8"))
         for name in config.train.rewrites:
             changes.keep(config.root / name)
+        for output in (config.train.metrics, config.train.model):
+            # An output git sees goes back too, after mlci has read it: a run with
+            # --set is an experiment, and leaves no trace in the working tree.
+            path = config.root / output if output else None
+            if path is not None and not path.is_dir() and not gitrepo.is_ignored(config.root, output or ""):
+                changes.keep(path)
         log(
             f"{config.train.params} holds the overridden params while the command runs "
             f"({', '.join(resolved.overrides)}); mlci puts it back afterwards"
