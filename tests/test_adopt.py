@@ -306,6 +306,22 @@ def test_dvc_pipeline_adopted_as_it_is(  # type: ignore[no-untyped-def]
     assert version["version"] == "v0.0.1"
     _ok(cli, root, "promote", "staging")
 
+    # A change, gated and reported against staging and the base branch.
+    shapes.git(root, "checkout", "-q", "-b", "fewer-trees")
+    (root / "params.yaml").write_text(params_before.decode().replace("n_est: 50", "n_est: 10"))
+    subprocess.run(["dvc", "repro", "-q"], cwd=root, check=True)
+    shapes.commit_all(root, "Fewer trees")
+    gate = _ok(cli, root, "gate", "--env", "staging")
+    assert gate["environment"] == "staging" and gate["rules"], gate
+    out = tmp_path / "report.json"
+    assert cli("report", "--base", "main", "--format", "json", "--output", str(out), cwd=root).code == 0
+    report = json.loads(out.read_text())
+    baselines = {b["key"]: b for b in report["baselines"]}
+    assert baselines["staging"]["found"] and baselines["base"]["found"], baselines
+    assert {r["name"]: r["base"] for r in baselines["base"]["metrics"]} == first["metrics"]
+    assert baselines["base"]["params"]["changed"] == {"train.n_est": {"base": "50", "head": 10}}
+    shapes.git(root, "checkout", "-q", "main")
+
     # New data: `dvc add` records a new hash, and the fingerprint follows it.
     with (root / "data" / "data.csv").open("a") as f:
         f.write(",".join(["1.0"] * 30) + ",1\n")
@@ -442,6 +458,35 @@ def test_a_project_without_a_model_file(cli, tmp_path: Path) -> None:  # type: i
     assert _ok(cli, root, "show")["models"][0]["environments"] == {"staging": "v0.0.1"}
     pulled = cli("pull", "m@v0.0.1", cwd=root)
     assert pulled.code != ExitCode.OK and "has no model file" in pulled.err
+    assert _ok(cli, root, "doctor")["problems"] == []
+
+
+def test_a_run_bundle_without_a_model_travels(tmp_path: Path) -> None:
+    import zipfile
+
+    from mlci.stores import bundle
+
+    fingerprint = "a" * 64
+    folder = tmp_path / "b"
+    assert (
+        bundle.write(
+            folder,
+            model="m",
+            fingerprint=fingerprint,
+            run_id="r1",
+            metrics={"acc": 0.9},
+            params={},
+            tags={},
+            model_dir=None,
+        )
+        is None
+    )
+    with zipfile.ZipFile(tmp_path / "b.zip", "w") as zf:
+        zf.write(folder / bundle.RUN_FILE, bundle.RUN_FILE)
+    restored = bundle.restore_zip(
+        tmp_path / "b.zip", tmp_path / "r", model="m", fingerprint=fingerprint, source="x"
+    )
+    assert restored.metrics == {"acc": 0.9} and restored.model_dir is None and restored.digest is None
 
 
 def test_report_says_params_are_not_tracked(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -488,6 +533,8 @@ def test_adopt_never_overwrites_and_handles_a_subfolder(cli, tmp_path: Path) -> 
     assert not (sub / "mlci.yaml").exists() and dry["dry_run"] is True
     result = _ok(cli, sub, "init", "--adopt")
     assert (workflows / "mlci-pr.yml").read_text() == "# mine\n"
+    # Its outputs are not ignored yet: a new .gitignore names them.
+    assert (sub / ".gitignore").read_text().splitlines()[1:] == ["/metrics.txt", "/model.joblib"]
     assert str(workflows / "mlci-pr.yml") in result["skipped"]
     promote = (workflows / "mlci-promote.yml").read_text()
     assert "working-directory: models/churn" in promote

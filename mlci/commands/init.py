@@ -119,6 +119,18 @@ def adopt(
     rendered = render.render_tree([render.templates_root() / scaffold.COMMON / "dot-github"], context)
     planned: dict[Path, str] = {directory / cfg.CONFIG_FILE: config_text}
     planned.update({top / ".github" / rel: text for rel, text in rendered.items()})
+    # Outputs git would show as untracked: ignored in a new .gitignore, or named for the
+    # user to add to theirs (mlci never edits it; .mlci/ ignores itself).
+    ignore = [
+        name
+        for name in (found.metrics, found.model)
+        if name
+        and not gitrepo.is_ignored(directory, name)
+        and not gitrepo.run_git(["ls-files", "--error-unmatch", "--", name], directory, check=False).stdout
+    ]
+    gitignore = directory / ".gitignore"
+    if ignore and not gitignore.exists():
+        planned[gitignore] = "# Training outputs (mlci init --adopt)\n" + "".join(f"/{n}\n" for n in ignore)
 
     echo(f"Adopting {directory} as model {name!r}; inferred:")
     for f in found.findings:
@@ -139,6 +151,9 @@ def adopt(
         echo(f"  {verb:<11} {path.relative_to(top).as_posix()}")
     for path in skipped:
         echo(f"  {'exists':<11} {path.relative_to(top).as_posix()} (left as it is)")
+    if ignore and gitignore not in written:
+        lines = " ".join("/" + n for n in ignore)
+        echo(f"  add to {gitignore.relative_to(top).as_posix()}: {lines}  (training outputs)")
     if dry_run:
         echo("")
         echo(f"Dry run: nothing written. The {cfg.CONFIG_FILE} it would write:")
@@ -161,4 +176,5 @@ def adopt(
         "skipped": [str(p) for p in skipped],
         "dry_run": dry_run,
         "config": config_text,
+        "gitignore": ["/" + n for n in ignore],
     }
