@@ -128,12 +128,8 @@ def test_the_linters_do_fail_on_a_bad_workflow(actionlint: Path, tmp_path: Path)
     assert schema.returncode != 0
 
 
-def test_fork_safe_scaffold_passes_the_linters(cli, actionlint: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    root = tmp_path / "p"
-    assert cli("init", str(root), "--fork-safe").code == 0
-    files = sorted((root / ".github" / "workflows").glob("*.yml"))
-    assert [f.name for f in files] == ["mlci-pr.yml", "mlci-promote.yml", "mlci-publish.yml"]
-    assert "fork-safe: true" in (root / ".github/workflows/mlci-pr.yml").read_text()
+def _all_linters_pass(files: list[Path], root: Path, actionlint: Path) -> None:
+    """Schema, zizmor and actionlint on workflows under ``root``/.github/workflows."""
     for path in files:
         for args in (
             [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)],
@@ -142,6 +138,15 @@ def test_fork_safe_scaffold_passes_the_linters(cli, actionlint: Path, tmp_path: 
         ):
             proc = _lint(args, root)
             assert proc.returncode == 0, f"{args[0]} on {path.name}:\n{proc.stdout}{proc.stderr}"
+
+
+def test_fork_safe_scaffold_passes_the_linters(cli, actionlint: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "p"
+    assert cli("init", str(root), "--fork-safe").code == 0
+    files = sorted((root / ".github" / "workflows").glob("*.yml"))
+    assert [f.name for f in files] == ["mlci-pr.yml", "mlci-promote.yml", "mlci-publish.yml"]
+    assert "fork-safe: true" in (root / ".github/workflows/mlci-pr.yml").read_text()
+    _all_linters_pass(files, root, actionlint)
     # Without --fork-safe there is no workflow_run workflow at all.
     plain = tmp_path / "q"
     assert cli("init", str(plain)).code == 0
@@ -284,11 +289,4 @@ def test_adopted_workflows_pass_the_linters(cli, actionlint: Path, tmp_path: Pat
     files = sorted((repo / ".github" / "workflows").glob("*.yml"))
     assert [f.name for f in files] == ["mlci-pr.yml", "mlci-promote.yml", "mlci-publish.yml"]
     assert "working-directory: svc" in files[0].read_text()
-    for path in files:
-        for args in (
-            [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)],
-            [_tool("zizmor"), "--offline", "--min-severity", "medium", str(path)],
-            [str(actionlint), str(path.relative_to(repo))],
-        ):
-            proc = _lint(args, repo)
-            assert proc.returncode == 0, f"{args[0]} on {path.name}:\n{proc.stdout}{proc.stderr}"
+    _all_linters_pass(files, repo, actionlint)
