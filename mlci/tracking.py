@@ -214,20 +214,28 @@ class Tracking:
 
     def find_finished_run(self, fingerprint: str) -> RunRecord | None:
         """The newest FINISHED, not deleted run with this fingerprint, if any."""
+        return self._find(FINGERPRINT_TAG, fingerprint, skip_overrides=False)
+
+    def _find(self, key: str, value: str, *, skip_overrides: bool) -> RunRecord | None:
+        """The newest FINISHED, not deleted run whose tag ``key`` is ``value`` (and, with
+        ``skip_overrides``, trained without --set): the fast path first (a read-only
+        query of the embedded store, MLflow's REST API on a server), the client if not."""
         path = sqlite_path(self.uri)
         if path is not None:
             if not path.exists():
                 self.fast_path_used = "sqlite"
                 return None
             try:
-                found = _sqlite_lookup(path, self.experiment, fingerprint)
+                found = _sqlite_lookup(path, self.experiment, key, value, skip_overrides)
                 self.fast_path_used = "sqlite"
                 return found
             except sqlite3.Error:
                 pass
         elif is_http(self.uri) and not _needs_client_tls(self.environ):
             try:
-                found = _rest_lookup(self.uri, self.experiment, fingerprint, self.environ, self.timeout)
+                found = _rest_lookup(
+                    self.uri, self.experiment, key, value, skip_overrides, self.environ, self.timeout
+                )
                 self.fast_path_used = "rest"
                 return found
             except urllib.error.HTTPError:
@@ -237,11 +245,14 @@ class Tracking:
                 raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
             except (OSError, ValueError, KeyError, TypeError):
                 pass
-        return self._client_lookup(fingerprint)
+        return self._client_find(key, value, skip_overrides=skip_overrides)
 
-    def _client_lookup(self, fingerprint: str) -> RunRecord | None:
-        runs = self._search(_cache_filter(fingerprint), 1)
-        return _record(runs[0]) if runs else None
+    def _client_find(self, key: str, value: str, *, skip_overrides: bool) -> RunRecord | None:
+        """``_find`` through MlflowClient: where no fast path answers (and, in tests, the reference)."""
+        runs = self._search(_tag_filter(key, value), _SEARCH_LIMIT if skip_overrides else 1)
+        return next(
+            (_record(r) for r in runs if not (skip_overrides and r.data.tags.get(OVERRIDES_TAG))), None
+        )
 
     def _search(self, filter_string: str, limit: int) -> list[Any]:
         """Runs of the experiment matching ``filter_string``, newest first ([] if no experiment)."""
@@ -399,8 +410,7 @@ class Tracking:
 
     def find_run_at_commit(self, commit: str) -> RunRecord | None:
         """The newest FINISHED run trained at ``commit`` (without --set overrides)."""
-        runs = self._search(f"tags.`mlci.git.commit` = '{commit}' and attributes.status = 'FINISHED'", 20)
-        return next((_record(r) for r in runs if not r.data.tags.get("mlci.overrides")), None)
+        return self._find(COMMIT_TAG, commit, skip_overrides=True)
 
     def run_url(self, run_id: str, experiment_id: str) -> str | None:
         if is_http(self.uri):
@@ -444,8 +454,13 @@ def _record(run: Any) -> RunRecord:
     )
 
 
-def _cache_filter(fingerprint: str) -> str:
-    return f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED'"
+COMMIT_TAG = "mlci.git.commit"
+OVERRIDES_TAG = "mlci.overrides"  # the same as project.OVERRIDES_TAG
+_SEARCH_LIMIT = 20  # runs of one commit looked at for one without overrides
+
+
+def _tag_filter(key: str, value: str) -> str:
+    return f"tags.`{key}` = '{value}' and attributes.status = 'FINISHED'"
 
 
 def _logged_model_name(name: str) -> str:
@@ -461,7 +476,9 @@ def param_value(value: Any) -> str:
 # --------------------------------------------------------------------------- fast paths
 
 
-def _sqlite_lookup(path: Path, experiment: str, fingerprint: str) -> RunRecord | None:
+def _sqlite_lookup(
+    path: Path, experiment: str, key: str, value: str, skip_overrides: bool = False
+) -> RunRecord | None:
     """Read-only query of MLflow's sqlite schema (runs, tags, latest_metrics, params).
 
     Any schema surprise raises sqlite3.Error, and the caller falls back to MlflowClient.
@@ -477,10 +494,13 @@ def _sqlite_lookup(path: Path, experiment: str, fingerprint: str) -> RunRecord |
             WHERE e.name = ? AND e.lifecycle_stage = 'active'
               AND r.lifecycle_stage = 'active' AND r.status = 'FINISHED'
               AND t.key = ? AND t.value = ?
+              AND NOT (? AND EXISTS (
+                SELECT 1 FROM tags o WHERE o.run_uuid = r.run_uuid AND o.key = ? AND o.value != ''
+              ))
             ORDER BY r.start_time DESC
             LIMIT 1
             """,
-            (experiment, FINGERPRINT_TAG, fingerprint),
+            (experiment, key, value, skip_overrides, OVERRIDES_TAG),
         ).fetchone()
         if row is None:
             return None
@@ -558,7 +578,9 @@ def _rest(
 def _rest_lookup(
     uri: str,
     experiment: str,
-    fingerprint: str,
+    key: str,
+    value: str,
+    skip_overrides: bool,
     environ: Mapping[str, str],
     timeout: float = _FAST_PATH_TIMEOUT,
 ) -> RunRecord | None:
@@ -582,14 +604,18 @@ def _rest_lookup(
         environ,
         {
             "experiment_ids": [experiment_info["experiment_id"]],
-            "filter": _cache_filter(fingerprint),
+            "filter": _tag_filter(key, value),
             "run_view_type": "ACTIVE_ONLY",
-            "max_results": 1,
+            "max_results": _SEARCH_LIMIT if skip_overrides else 1,
             "order_by": ["attributes.start_time DESC"],
         },
         timeout=timeout,
     )
-    runs = result.get("runs") or []
+
+    def overridden(run: Any) -> bool:
+        return any(t["key"] == OVERRIDES_TAG and t["value"] for t in run.get("data", {}).get("tags", []))
+
+    runs = [r for r in result.get("runs") or [] if not (skip_overrides and overridden(r))]
     if not runs:
         return None
     info, data = runs[0]["info"], runs[0].get("data", {})

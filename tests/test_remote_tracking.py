@@ -79,12 +79,19 @@ def test_rest_fast_path_agrees_with_mlflow_client(cli, tmp_path: Path, remote: s
     fast = tracking.find_finished_run(data["fingerprint"])
     assert tracking.fast_path_used == "rest"
     assert fast is not None
-    slow = tracking._client_lookup(data["fingerprint"])
+    slow = tracking._client_find("mlci.fingerprint", data["fingerprint"], skip_overrides=False)
     assert fast == slow
     assert (
         Tracking(remote, "no-such-experiment", artifact_root=None, environ={}).find_finished_run("0" * 64)
         is None
     )
+    # The run of a commit skips runs trained with --set, as the client's search does.
+    cli("train", "--set", "accuracy=0.5", "--json", cwd=root)
+    commit = data["git_commit"]
+    at_commit = tracking.find_run_at_commit(commit)
+    assert tracking.fast_path_used == "rest" and at_commit is not None
+    assert at_commit == tracking._client_find("mlci.git.commit", commit, skip_overrides=True)
+    assert at_commit.run_id == data["run_id"]
 
 
 def test_unreachable_server_is_a_clear_error(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

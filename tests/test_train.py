@@ -296,11 +296,58 @@ def test_sqlite_fast_path_agrees_with_mlflow_client(cli, tmp_path: Path) -> None
     tracking = Tracking(data["tracking_uri"], "demo", artifact_root=None, environ={})
     fast = tracking.find_finished_run(data["fingerprint"])
     assert tracking.fast_path_used == "sqlite"
-    slow = tracking._client_lookup(data["fingerprint"])
+    slow = tracking._client_find("mlci.fingerprint", data["fingerprint"], skip_overrides=False)
     assert fast == slow
     assert tracking.find_finished_run("0" * 64) is None
     client(root).delete_run(data["run_id"])
     assert tracking.find_finished_run(data["fingerprint"]) is None  # a deleted run is no cache
+
+
+def test_run_at_commit_fast_path_skips_overrides_like_the_client(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from mlci.tracking import Tracking
+
+    root = make_project(tmp_path)
+    data, _ = train_json(cli, root)
+    train_json(cli, root, "--set", "accuracy=0.5")  # newer, same commit, not the commit's run
+    tracking = Tracking(data["tracking_uri"], "demo", artifact_root=None, environ={})
+    fast = tracking.find_run_at_commit(data["git_commit"])
+    assert tracking.fast_path_used == "sqlite"
+    assert fast is not None and fast.run_id == data["run_id"]
+    assert fast == tracking._client_find("mlci.git.commit", data["git_commit"], skip_overrides=True)
+    assert tracking.find_run_at_commit("0" * 40) is None
+
+
+READ_PROBE = """
+import json, sys
+from mlci.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "mlflow": "mlflow" in sys.modules}), file=sys.stderr)
+"""
+
+
+def test_read_paths_do_not_import_mlflow(tmp_path: Path) -> None:
+    """diff, gate, report, show and history answer from git and the fast paths."""
+    root = make_project(tmp_path)  # main's commit: never trained
+    run(["git", "checkout", "-q", "-b", "feature"], root)
+    set_params(root, accuracy=0.8)
+    run(["git", "commit", "-qam", "feature"], root)
+    trained = subprocess.run(
+        [sys.executable, "-m", "mlci", "train"], cwd=root, capture_output=True, text=True
+    )
+    assert trained.returncode == 0, trained.stderr
+    for args in (
+        ["diff", "--base", "main"],  # the base: no run by inputs, none at the commit
+        ["gate", "--env", "staging"],
+        ["report", "--base", "main", "--format", "json"],
+        ["show"],
+        ["history"],
+        ["ci", "--event", "pull_request", "--base", "main", "--pr", "5"],  # the pull-request flow
+    ):
+        probe = subprocess.run(
+            [sys.executable, "-c", READ_PROBE, *args], cwd=root, capture_output=True, text=True
+        )
+        report = json.loads(probe.stderr.strip().splitlines()[-1])
+        assert report == {"code": 0, "mlflow": False}, (args, probe.stderr)
 
 
 def test_no_params_file_and_bad_params(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
