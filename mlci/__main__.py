@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from mlci.cli import main
+from mlci.cli import run
 
-raise SystemExit(main())
+run()

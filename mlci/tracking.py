@@ -19,12 +19,14 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager, redirect_stdout, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,32 +164,43 @@ class Tracking:
         self._client_instance: MlflowClient | None = None
         self._experiment_id: str | None = None
         self.fast_path_used: str | None = None  # for tests and --json: "sqlite", "rest" or None
+        self._warming: threading.Thread | None = None
 
     # ------------------------------------------------------------------ client
 
     @property
     def client(self) -> MlflowClient:
+        warming = self._warming
+        if warming is not None:
+            warming.join()  # the background warm-up made it (or failed: then make it here, and say why)
+            self._warming = None
         if self._client_instance is None:
-            path = sqlite_path(self.uri)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _check_sqlite(path)
-            if is_http(self.uri):
-                # MLflow reads these from the process environment on each request;
-                # a user's own setting wins.
-                os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{max(1, round(self.timeout))}")
-                os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_RETRIES))
-                os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-                os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
             with _translated("opening the tracking store", self.uri, self.timeout):
-                from mlflow.tracking import MlflowClient
-
-                # MLflow (which sets its loggers up on import) and alembic announce
-                # every schema migration at INFO: noise in a CI log.
-                for name in ("mlflow", "alembic"):
-                    logging.getLogger(name).setLevel(logging.WARNING)
-                self._client_instance = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                self._client_instance = self._open_client()
         return self._client_instance
+
+    def _open_client(self) -> MlflowClient:
+        """MlflowClient on this store. Touches no process-wide stream (``_translated`` does,
+        so the background warm-up, which runs while the main thread may redirect, calls
+        this and never ``client``)."""
+        path = sqlite_path(self.uri)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite(path)
+        if is_http(self.uri):
+            # MLflow reads these from the process environment on each request;
+            # a user's own setting wins.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{max(1, round(self.timeout))}")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_RETRIES))
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+        from mlflow.tracking import MlflowClient
+
+        # MLflow (which sets its loggers up on import) and alembic announce
+        # every schema migration at INFO: noise in a CI log.
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def experiment_id(self, create: bool) -> str | None:
         if self._experiment_id is not None:
@@ -277,6 +290,37 @@ class Tracking:
         with _translated("creating a run", self.uri, self.timeout):
             run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
         return str(run.info.run_id)
+
+    def start_run_fast(self, *, run_name: str, tags: Mapping[str, str]) -> tuple[str, str] | None:
+        """Create a RUNNING run without MLflow's client: a row in an embedded store whose
+        schema mlci knows, or MLflow's REST API on a server. Returns (run id, experiment id),
+        or None where no fast path applies (a fresh store, an unknown schema, a new
+        experiment): then ``start_run`` does it through the client."""
+        path = sqlite_path(self.uri)
+        try:
+            if path is not None:
+                return _sqlite_create_run(path, self.experiment, run_name, tags) if path.exists() else None
+            if is_http(self.uri) and not _needs_client_tls(self.environ):
+                return _rest_create_run(self.uri, self.experiment, run_name, tags, self.environ, self.timeout)
+        except urllib.error.HTTPError:
+            return None  # the client explains a refusal better
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
+        except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
+            return None
+        return None
+
+    def warm_up(self) -> None:
+        """Import MLflow and open the store in the background (while training runs);
+        the first use of ``client`` waits for it."""
+
+        def work() -> None:
+            # On failure the main thread opens it again, and reports the error.
+            with suppress(Exception):
+                self._client_instance = self._open_client()
+
+        self._warming = threading.Thread(target=work, name="mlci-mlflow-warm-up", daemon=True)
+        self._warming.start()
 
     def reap_abandoned(self, log: Callable[[str], None]) -> list[str]:
         """Mark KILLED the RUNNING runs that an mlci on this host started and that
@@ -521,6 +565,86 @@ def _sqlite_lookup(
         )
     finally:
         connection.close()
+
+
+# MLflow sqlite schemas (alembic revisions) whose runs and tags tables mlci writes a new
+# run into directly; any other revision goes through MLflow's client.
+KNOWN_SQLITE_SCHEMAS = frozenset({"dc11669786a5"})
+
+
+def _sqlite_create_run(
+    path: Path, experiment: str, run_name: str, tags: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """The rows MLflow's SqlAlchemyStore.create_run writes, in one transaction."""
+    connection = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+    try:
+        revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        if revision is None or revision[0] not in KNOWN_SQLITE_SCHEMAS:
+            return None
+        found = connection.execute(
+            "SELECT experiment_id, artifact_location, lifecycle_stage FROM experiments WHERE name = ?",
+            (experiment,),
+        ).fetchone()
+        if found is None or found[2] != "active" or not found[1]:
+            return None
+        run_id = uuid.uuid4().hex
+        artifact_uri = f"{str(found[1]).rstrip('/')}/{run_id}/artifacts"
+        rows = {**tags, "mlflow.runName": run_name}
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(
+                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
+                "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, "
+                "deleted_time) VALUES (?, ?, 'UNKNOWN', '', '', 'unknown', 'RUNNING', ?, NULL, '', 'active', "
+                "?, ?, NULL)",
+                (run_id, run_name, int(time.time() * 1000), artifact_uri, found[0]),
+            )
+            connection.executemany(
+                "INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+                [(key, value, run_id) for key, value in rows.items()],
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return run_id, str(found[0])
+    finally:
+        connection.close()
+
+
+def _rest_create_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    environ: Mapping[str, str],
+    timeout: float,
+) -> tuple[str, str] | None:
+    """MLflow's REST API: experiments/get-by-name, then runs/create."""
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    try:
+        found = _rest(uri, "GET", f"experiments/get-by-name?{query}", environ, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None  # a new experiment: the client creates it
+        raise
+    info = found["experiment"]
+    if info.get("lifecycle_stage") != "active":
+        return None
+    created = _rest(
+        uri,
+        "POST",
+        "runs/create",
+        environ,
+        {
+            "experiment_id": info["experiment_id"],
+            "run_name": run_name,
+            "start_time": int(time.time() * 1000),
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        },
+        timeout=timeout,
+    )
+    return str(created["run"]["info"]["run_id"]), str(info["experiment_id"])
 
 
 def _needs_client_tls(environ: Mapping[str, str]) -> bool:

@@ -92,6 +92,13 @@ def test_rest_fast_path_agrees_with_mlflow_client(cli, tmp_path: Path, remote: s
     assert tracking.fast_path_used == "rest" and at_commit is not None
     assert at_commit == tracking._client_find("mlci.git.commit", commit, skip_overrides=True)
     assert at_commit.run_id == data["run_id"]
+    # A run created through the REST API reads back like one the client made.
+    started = tracking.start_run_fast(run_name="fast", tags={"k": "v"})
+    assert started is not None and started[1] == data["experiment_id"]
+    from mlflow.tracking import MlflowClient
+
+    fast = MlflowClient(remote).get_run(started[0])
+    assert fast.info.status == "RUNNING" and fast.info.run_name == "fast" and fast.data.tags["k"] == "v"
 
 
 def test_unreachable_server_is_a_clear_error(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -378,3 +378,68 @@ def test_scaffolded_classifier_trains_for_real(cli, tmp_path: Path, monkeypatch:
     again, _ = train_json(cli, target)
     assert again["cached"] is True and again["run_id"] == data["run_id"]
     assert (REPO_ROOT / "templates").is_dir()
+
+
+FAST_START_PROBE = """
+import json, sys
+from mlci.tracking import Tracking
+tracking = Tracking(sys.argv[1], "demo", artifact_root=None, environ={})
+started = tracking.start_run_fast(run_name="probe", tags={"mlci.fingerprint": "f" * 64, "k": "v"})
+print(json.dumps({"started": started, "mlflow": "mlflow" in sys.modules}))
+"""
+
+
+def test_a_run_is_created_without_mlflow_and_reads_back_like_the_clients(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(tmp_path)
+    data, _ = train_json(cli, root)  # a fresh store: made by MLflow, its first run through the client
+    uri = data["tracking_uri"]
+    probe = subprocess.run([sys.executable, "-c", FAST_START_PROBE, uri], capture_output=True, text=True)
+    report = json.loads(probe.stdout)
+    assert report["mlflow"] is False and report["started"] is not None, probe.stderr
+    run_id, experiment_id = report["started"]
+    fast = client(root).get_run(run_id)
+    made = client(root).get_run(data["run_id"])
+    assert fast.info.status == "RUNNING" and fast.info.run_name == "probe"
+    assert fast.info.experiment_id == experiment_id == made.info.experiment_id
+    assert fast.info.artifact_uri == made.info.artifact_uri.replace(data["run_id"], run_id)
+    assert fast.info.user_id == made.info.user_id and fast.info.lifecycle_stage == "active"
+    assert fast.data.tags["k"] == "v" and fast.data.tags["mlflow.runName"] == "probe"
+    # A retrain uses it, and the run ends FINISHED with its model, as a client-made one does.
+    again, _ = train_json(cli, root, "--no-cache")
+    finished = client(root).get_run(again["run_id"])
+    assert finished.info.status == "FINISHED" and again["model_id"]
+    assert finished.data.metrics == made.data.metrics
+
+
+def test_an_unknown_store_schema_goes_through_mlflow(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from mlci.tracking import Tracking
+
+    root = make_project(tmp_path)
+    data, _ = train_json(cli, root)
+    db = root / ".mlci" / "mlflow.db"
+    tracking = Tracking(data["tracking_uri"], "demo", artifact_root=None, environ={})
+    assert tracking.start_run_fast(run_name="x", tags={}) is not None
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'from-the-future'")
+    assert tracking.start_run_fast(run_name="x", tags={}) is None
+    assert (
+        Tracking(data["tracking_uri"], "new", artifact_root=None, environ={}).start_run_fast(
+            run_name="x", tags={}
+        )
+        is None
+    )  # a new experiment: MLflow makes it
+
+
+def test_the_program_exits_early_with_its_code_and_all_its_output(tmp_path: Path) -> None:
+    """`python -m mlci` ends the process once MLflow is loaded (os._exit): nothing is lost."""
+    root = make_project(tmp_path)
+    ok = subprocess.run(
+        [sys.executable, "-m", "mlci", "train", "--json"], cwd=root, capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and json.loads(ok.stdout)["cached"] is False
+    assert "recorded MLflow run" in ok.stderr
+    set_params(root, mode="fail")
+    failed = subprocess.run([sys.executable, "-m", "mlci", "train"], cwd=root, capture_output=True, text=True)
+    assert failed.returncode == ExitCode.ERROR and "hint:" in failed.stderr

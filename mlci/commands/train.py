@@ -269,10 +269,19 @@ def train(
     if not tags[OVERRIDES_TAG]:
         del tags[OVERRIDES_TAG]
 
-    tracking.reap_abandoned(log)
-    run_id = tracking.start_run(run_name=f"{config.model.name}-{digest[:8]}", tags={**tags, **owner_tags()})
-    experiment_id = tracking.experiment_id(create=True)
-    assert experiment_id is not None
+    # The run is created without MLflow where a fast path can (its import and store
+    # cost seconds); MLflow then loads in the background while the command trains.
+    run_name = f"{config.model.name}-{digest[:8]}"
+    started = tracking.start_run_fast(run_name=run_name, tags={**tags, **owner_tags()})
+    if started is None:
+        tracking.reap_abandoned(log)
+        run_id = tracking.start_run(run_name=run_name, tags={**tags, **owner_tags()})
+        found_experiment = tracking.experiment_id(create=True)
+        assert found_experiment is not None
+        experiment_id = found_experiment
+    else:
+        run_id, experiment_id = started
+        tracking.warm_up()
     work = root / fp.STATE_DIR / RUNS_DIR / run_id
     output_dir = work / "outputs"
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -399,6 +408,8 @@ def train(
         except BaseException:
             tracking.end_run(run_id, "FAILED")
             raise
+    if started is not None:
+        tracking.reap_abandoned(log)  # after the run, with the client MLflow loaded meanwhile
     shutil.rmtree(work, ignore_errors=True)  # everything is in MLflow now
     log(f"trained in {outcome.seconds:.1f}s; recorded MLflow run {run_id}")
     return TrainResult(
