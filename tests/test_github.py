@@ -347,6 +347,11 @@ def test_demo_plays_the_whole_story(cli, tmp_path: Path) -> None:  # type: ignor
     assert "churn v0.0.1 promoted to staging" in out
     assert "churn v0.0.1 promoted to production" in out
     assert out.count("trained in") == 2  # the first model and the worse one; the rest is the run cache
+    import re
+
+    timings = re.findall(r"^   (\d)\. +\d+\.\ds  (.+)$", out, re.MULTILINE)  # per-step timings, at the end
+    assert [n for n, _ in timings] == ["1", "2", "3", "4", "5", "6"], out[-1500:]
+    assert timings[0][1].startswith("Scaffold") and timings[1][1].startswith("Pull request #1")
     remote = run(["git", "ls-remote", "--tags", str(tmp_path / "demo" / "origin.git")], tmp_path)
     assert {"churn@v0.0.1", "churn#staging#1", "churn#production#2"} <= {
         line.split("refs/tags/")[1] for line in remote.splitlines() if "^{}" not in line

@@ -69,3 +69,71 @@ def test_wheel_installs_and_scaffolds(tmp_path: Path) -> None:
         env=environ,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+LEAN_TRAIN = """\
+import json, yaml
+p = yaml.safe_load(open("params.yaml"))
+json.dump({"accuracy": p["acc"]}, open("metrics.json", "w"))
+open("model.bin", "w").write("weights %s" % p["acc"])
+"""
+
+
+def test_the_lean_install_runs_the_whole_lifecycle(tmp_path: Path) -> None:
+    """mlci's own dependencies (mlflow-skinny, not full mlflow) train, gate, register,
+    promote, show, check and pull; the UI's and the data stack's packages are not there."""
+    dist = tmp_path / "dist"
+    run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(REPO_ROOT)],
+        tmp_path,
+    )
+    (wheel,) = dist.glob("mlci-*.whl")
+    env_dir = tmp_path / "lean"
+    venv.create(env_dir, with_pip=True)
+    bin_dir = env_dir / "bin"
+    run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(wheel)], tmp_path)
+    present = run(
+        [
+            str(bin_dir / "python"),
+            "-c",
+            "import importlib.util as u; "
+            "print(' '.join(m for m in ('mlflow', 'sqlalchemy', 'alembic', 'flask', 'pandas', 'pyarrow', "
+            "'scipy', 'sklearn') if u.find_spec(m)))",
+        ],
+        tmp_path,
+    )
+    assert present.split() == ["mlflow", "sqlalchemy", "alembic"]  # mlflow-skinny: no UI, no data stack
+    size = sum(p.stat().st_size for p in env_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    assert size < 300 * 1024 * 1024, f"the lean install is {size / 2**20:.0f} MB"
+
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "train.py").write_text(LEAN_TRAIN)
+    (root / "params.yaml").write_text("acc: 0.9\n")
+    (root / "mlci.yaml").write_text(
+        "model: {name: lean}\ntrain: {command: python train.py, params: params.yaml, model: model.bin}\n"
+        "environments:\n  staging:\n    gates: [{metric: accuracy, min: 0.5}]\n"
+    )
+    (root / ".gitignore").write_text("metrics.json\nmodel.bin\n")
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "lean"], root)
+    run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], root)
+    run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
+    run(["git", "push", "-q", "origin", "main"], root)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    environ["PATH"] = os.pathsep.join([str(bin_dir), environ.get("PATH", "")])
+    mlci = str(bin_dir / "mlci")
+    for args in (
+        ["train"],
+        ["train", "--no-cache"],
+        ["diff"],
+        ["gate", "--env", "staging"],
+        ["register"],
+        ["promote", "staging"],
+        ["show"],
+        ["doctor"],
+        ["pull", "lean@v0.0.1", "--output", str(tmp_path / "pulled")],
+    ):
+        run([mlci, *args], root, environ)
+    assert (tmp_path / "pulled" / "model.bin").read_text() == "weights 0.9"

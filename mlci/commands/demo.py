@@ -61,13 +61,21 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
     origin = directory / "origin.git"
     events = directory / "events"
     events.mkdir()
-    step = 0
+    steps: list[tuple[str, float]] = []  # (title, seconds): each step's wall time
+    opened = [time.perf_counter()]
+
+    def close_step() -> None:
+        if steps and steps[-1][1] < 0:
+            took = time.perf_counter() - opened[0]
+            steps[-1] = (steps[-1][0], took)
+            echo(f"   ({took:.1f}s)")
 
     def heading(text: str) -> None:
-        nonlocal step
-        step += 1
+        close_step()
+        steps.append((text, -1.0))
+        opened[0] = time.perf_counter()
         echo("")
-        echo(f"== {step}. {text}")
+        echo(f"== {len(steps)}. {text}")
 
     def log(message: str) -> None:
         echo(f"   {message}")
@@ -188,8 +196,12 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
         echo(f"   {line}")
     tags = git("tag", "--list")
     remote_tags = gitrepo.remote_tags(root, "origin")
+    close_step()
     seconds = time.perf_counter() - start
     echo("")
+    echo("Where the time went (only the two trainings, in steps 2 and 4, should take long):")
+    for number, (title, took) in enumerate(steps, start=1):
+        echo(f"   {number}. {took:5.1f}s  {title}")
     echo(f"Done in {seconds:.0f}s. The project is in {root}; its remote in {origin}.")
     echo(f"Try: cd {root} && mlci show && mlci history && mlci diff")
     return {
@@ -198,4 +210,5 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
         "tags": tags.split(),
         "remote_tags": sorted(remote_tags),
         "seconds": seconds,
+        "steps": [{"step": title, "seconds": round(took, 3)} for title, took in steps],
     }

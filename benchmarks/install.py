@@ -1,0 +1,112 @@
+"""How long installing mlci takes, and how big it is: pip and uv, lean and full.
+
+Builds mlci's wheel, then installs it into fresh virtual environments, each
+measured after one warm-up install (so the package caches are warm, as in a
+CI job with a cache):
+
+- ``pip install mlci.whl`` (mlci's own dependencies: mlflow-skinny),
+- ``uv pip install mlci.whl`` (uv from PyPI, into ``.tools/uv``),
+- with ``--full``, also ``mlci[full]`` (full mlflow) with pip, for comparison.
+
+Targets: <= 20 s with pip or <= 5 s with uv, and <= 300 MB for mlci itself.
+
+    python benchmarks/install.py [--runs 3] [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+UV_ENV = REPO_ROOT / ".tools" / "uv"
+
+
+def size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 2**20
+
+
+def uv_binary() -> Path:
+    binary = UV_ENV / "bin" / "uv"
+    if not binary.exists():
+        venv.create(UV_ENV, with_pip=True, clear=True)
+        subprocess.run([str(UV_ENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "uv"], check=True)
+    return binary
+
+
+def timed_install(kind: str, target: str, tmp: Path, n: int) -> tuple[float, float]:
+    """Seconds to install ``target`` into a new venv (median of n), and the venv's size."""
+    times, size = [], 0.0
+    for i in range(n + 1):  # the first fills the cache
+        env_dir = tmp / f"{kind}-{i}"
+        if kind == "uv":
+            uv = str(uv_binary())
+            subprocess.run([uv, "venv", "--quiet", str(env_dir)], check=True)
+            start = time.perf_counter()
+            subprocess.run(
+                [uv, "pip", "install", "--quiet", "--python", str(env_dir / "bin" / "python"), target],
+                check=True,
+            )
+        else:
+            venv.create(env_dir, with_pip=True)
+            start = time.perf_counter()
+            subprocess.run(
+                [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", target], check=True
+            )
+        took = time.perf_counter() - start
+        if i:
+            times.append(took)
+        size = size_mb(env_dir)
+        shutil.rmtree(env_dir)
+    return statistics.median(times), size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="measured installs of each kind")
+    parser.add_argument("--full", action="store_true", help="also install mlci[full] (full mlflow) with pip")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mlci-install-") as name:
+        tmp = Path(name)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "build",
+                "--wheel",
+                "--no-isolation",
+                "--outdir",
+                str(tmp),
+                str(REPO_ROOT),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        (wheel,) = tmp.glob("mlci-*.whl")
+        rows = [
+            ("pip install mlci (mlflow-skinny)", *timed_install("pip", str(wheel), tmp, args.runs)),
+            ("uv pip install mlci (mlflow-skinny)", *timed_install("uv", str(wheel), tmp, args.runs)),
+        ]
+        if args.full:
+            rows.append(
+                ("pip install mlci[full] (mlflow)", *timed_install("pip", f"{wheel}[full]", tmp, args.runs))
+            )
+    print(f"median of {args.runs} installs with a warm cache:")
+    for label, seconds, size in rows:
+        print(f"  {label:<38} {seconds:6.1f} s  {size:6.0f} MB")
+    pip_s, pip_mb = rows[0][1], rows[0][2]
+    uv_s = rows[1][1]
+    print(f"  target <= 20 s with pip or <= 5 s with uv: {'ok' if pip_s <= 20 or uv_s <= 5 else 'MISSED'}")
+    print(f"  target <= 300 MB for mlci itself:          {'ok' if pip_mb <= 300 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
