@@ -7,7 +7,8 @@ Scaffolds the classifier in a temporary folder, then measures:
 - `mlci train` answered from the run cache.
 Overhead = mlci's wall time minus the command's wall time in the same run.
 
-Targets: first-run overhead under 3 s; a cache hit under 2 s in total.
+Targets: overhead under 1 s with the store in place, under 2.5 s for a fresh
+project; a cache hit under 2 s in total.
 
     python benchmarks/train_overhead.py [--runs 3]
 """
@@ -69,9 +70,10 @@ def main() -> int:
         f"overhead {overhead:5.2f} s"
     )
     print(f"  mlci train, cache hit                   {hit:6.2f} s")
-    verdict = "ok" if overhead < 3 else "MISSED"
-    print(f"  target first-run overhead < 3 s: {verdict} ({overhead:.2f} s)")
-    print(f"  target cache hit < 2 s:          {'ok' if hit < 2 else 'MISSED'} ({hit:.2f} s)")
+    print(f"  target overhead < 1 s, store exists: {'ok' if overhead < 1 else 'MISSED'} ({overhead:.2f} s)")
+    fresh_ok = "ok" if fresh_overhead < 2.5 else "MISSED"
+    print(f"  target overhead < 2.5 s, fresh project: {fresh_ok} ({fresh_overhead:.2f} s)")
+    print(f"  target cache hit < 2 s:              {'ok' if hit < 2 else 'MISSED'} ({hit:.2f} s)")
     return 0
 
 
