@@ -16,6 +16,7 @@ from typing import Any
 
 from mlci import config as cfg
 from mlci import dvc, safeinput
+from mlci.params import yaml_scalar
 
 DATA_EXTENSIONS = (
     ".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".xml", ".npy", ".npz", ".feather",
@@ -305,12 +306,6 @@ def key_metric(names: Sequence[str]) -> str | None:
     return names[0] if names else None
 
 
-def _yaml(value: Any) -> str:
-    from mlci.params import yaml_scalar
-
-    return yaml_scalar(value)
-
-
 def config_text(name: str, found: Inferred) -> str:
     """The adopted project's ``mlci.yaml``, commented with where each value came from."""
     why = {f.key: f for f in found.findings}
@@ -331,28 +326,30 @@ def config_text(name: str, found: Inferred) -> str:
         f"  name: {name}",
         "",
         "train:",
-        f"  command: {_yaml(command)}{note('train.command')}",
+        f"  command: {yaml_scalar(command)}{note('train.command')}",
         "  # Everything that determines a training result (`mlci fingerprint --json` lists the files):",
         "  inputs:",
-        *[f"    - {_yaml(p)}" for p in found.inputs],
+        *[f"    - {yaml_scalar(p)}" for p in found.inputs],
     ]
     if found.params:
-        lines.append(f"  params: {_yaml(found.params)}{note('train.params')}")
+        lines.append(f"  params: {yaml_scalar(found.params)}{note('train.params')}")
     else:
         lines.append(f"  # params: params.yaml{note('train.params')}")
-    lines.append(f"  metrics: {_yaml(found.metrics or 'metrics.json')}{note('train.metrics')}")
+    lines.append(f"  metrics: {yaml_scalar(found.metrics or 'metrics.json')}{note('train.metrics')}")
     if found.model:
-        lines.append(f"  model: {_yaml(found.model)}{note('train.model')}")
+        lines.append(f"  model: {yaml_scalar(found.model)}{note('train.model')}")
     else:
         lines.append(f"  # model: model.pkl{note('train.model')}")
     if found.rewrites:
-        lines.append(f"  rewrites: [{', '.join(_yaml(r) for r in found.rewrites)}]{note('train.rewrites')}")
+        lines.append(
+            f"  rewrites: [{', '.join(yaml_scalar(r) for r in found.rewrites)}]{note('train.rewrites')}"
+        )
     if found.own_cache:
         lines.append(f"  own_cache: true{note('train.own_cache')}")
     key = key_metric(found.metric_names)
     if found.metric_names:
         lines += ["", "metrics:"]
-        lines += [f"  {_yaml(m)}: {{goal: {cfg.infer_goal(m)}}}" for m in found.metric_names]
+        lines += [f"  {yaml_scalar(m)}: {{goal: {cfg.infer_goal(m)}}}" for m in found.metric_names]
     lines += [
         "",
         "environments:",
@@ -362,7 +359,7 @@ def config_text(name: str, found: Inferred) -> str:
     if key:
         lines += [
             "    gates:  # CHECK: the thresholds are a start, not a judgement",
-            f"      - metric: {_yaml(key)}",
+            f"      - metric: {yaml_scalar(key)}",
             '        max_regression: "2%"',
         ]
     lines += [
@@ -373,9 +370,9 @@ def config_text(name: str, found: Inferred) -> str:
     if key:
         lines += [
             "    gates:",
-            f"      - metric: {_yaml(key)}",
+            f"      - metric: {yaml_scalar(key)}",
             '        max_regression: "1%"',
         ]
     if key:
-        lines += ["", "report:", f"  key_metric: {_yaml(key)}"]
+        lines += ["", "report:", f"  key_metric: {yaml_scalar(key)}"]
     return "\n".join(lines) + "\n"

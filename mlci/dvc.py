@@ -13,7 +13,6 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mlci import safeinput
@@ -52,12 +51,6 @@ def _joined(folder: str, path: Any) -> str | None:
     if joined.startswith(("../", "/")) or joined in ("..", "."):
         return None  # outside the project: not an input mlci can name
     return joined
-
-
-def read(root: Path, names: Iterable[str]) -> dict[str, Tracked]:
-    """Every path DVC tracks, from the ``.dvc`` and ``dvc.lock`` files among ``names``
-    in the working tree."""
-    return parse(names, lambda name: safeinput.read_text(root / name, limit=MAX_BYTES, what=name))
 
 
 def parse(names: Iterable[str], text_of: Callable[[str], str | None]) -> dict[str, Tracked]:

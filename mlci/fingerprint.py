@@ -270,11 +270,6 @@ class Fingerprint:
     # unmatched pattern -> the file it names, which git ignores
     ignored: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
-    @property
-    def input_files(self) -> list[str]:
-        """The inputs that are files in git (not DVC's data)."""
-        return [name for name in self.files if name not in self.dvc]
-
 
 def compose(files: Mapping[str, str], params: Any, config: Config) -> str:
     """The fingerprint of already-hashed inputs. Pure."""
@@ -317,6 +312,26 @@ def dvc_inputs(
     return {path: tracked[path] for path in sorted(chosen)}
 
 
+def _selected(
+    candidates: list[str], config: Config, text_of: Callable[[str], str | None]
+) -> tuple[list[str], list[str], dict[str, dvc.Tracked]]:
+    """The input files among ``candidates``, the input patterns that name nothing, and the
+    data DVC tracks that the patterns name (its records read through ``text_of``)."""
+    excluded = outputs(config)
+    names, unmatched = select(candidates, config.train.inputs, excluded)
+    data = dvc_inputs(candidates, config.train.inputs, excluded, text_of)
+    if data:
+        unmatched = [
+            p for p in unmatched if not any(glob_regex(p).fullmatch(d) or dvc.covers(d, p) for d in data)
+        ]
+    return names, unmatched, data
+
+
+def _with_data(hashed: dict[str, str], data: Mapping[str, dvc.Tracked]) -> dict[str, str]:
+    """File hashes plus DVC's recorded hash of each tracked input, as the fingerprint takes them."""
+    return {**hashed, **{path: f"dvc:{entry.hash}" for path, entry in data.items()}}
+
+
 def _ignored_match(root: Path, pattern: str) -> str | None:
     """A file on disk that a pattern without wildcards names, although git ignores it."""
     if any(c in pattern for c in "*?["):
@@ -327,24 +342,16 @@ def _ignored_match(root: Path, pattern: str) -> str | None:
 
 def compute(config: Config, params: Any, *, use_stat_cache: bool = True) -> Fingerprint:
     root = config.root
-    excluded = outputs(config)
-    candidates = candidate_files(root)
-    names, unmatched = select(candidates, config.train.inputs, excluded)
-    data = dvc_inputs(
-        candidates,
-        config.train.inputs,
-        excluded,
+    names, unmatched, data = _selected(
+        candidate_files(root),
+        config,
         lambda name: safeinput.read_text(root / name, limit=dvc.MAX_BYTES, what=name),
     )
-    if data:
-        unmatched = [
-            p for p in unmatched if not any(glob_regex(p).fullmatch(d) or dvc.covers(d, p) for d in data)
-        ]
     cache = StatCache(root / STATE_DIR / STAT_CACHE) if use_stat_cache else None
-    files = hash_files(root, names, cache)
+    hashed = hash_files(root, names, cache)
     if cache:
-        cache.save(files)
-    files.update({path: f"dvc:{entry.hash}" for path, entry in data.items()})
+        cache.save(hashed)
+    files = _with_data(hashed, data)
     ignored = {p: hit for p in unmatched if (hit := _ignored_match(root, p))}
     return Fingerprint(
         digest=compose(files, params, config),
@@ -377,18 +384,14 @@ def compute_at(config: Config, commit: str) -> Fingerprint | None:
             params_text = gitrepo.show_file(root, commit, f"./{then.train.params}")
             if params_text is None:
                 return None
-            is_json = then.train.params.lower().endswith(".json")
-            params = safeinput.load_json(params_text) if is_json else safeinput.load_yaml(params_text)[0]
-            params = prm.apply_overrides(params or {}, [], then.train.params)
+            params = prm.apply_overrides(
+                prm.from_text(params_text, then.train.params) or {}, [], then.train.params
+            )
     except (MlciError, safeinput.BadInput):
         return None
-    excluded = outputs(then)
-    names, unmatched = select(files, then.train.inputs, excluded)
-    data = dvc_inputs(
-        list(files), then.train.inputs, excluded, lambda n: gitrepo.show_file(root, commit, f"./{n}")
-    )
+    names, unmatched, data = _selected(list(files), then, lambda n: gitrepo.show_file(root, commit, f"./{n}"))
     blob_sha = gitrepo.blob_digests(root, [files[n] for n in names])
-    hashed = {name: blob_sha[files[name]] for name in names}
-    hashed.update({path: f"dvc:{entry.hash}" for path, entry in data.items()})
-    digest = compose(hashed, params, then)
-    return Fingerprint(digest=digest, files=hashed, unmatched=tuple(unmatched), dvc=data)
+    hashed = _with_data({name: blob_sha[files[name]] for name in names}, data)
+    return Fingerprint(
+        digest=compose(hashed, params, then), files=hashed, unmatched=tuple(unmatched), dvc=data
+    )

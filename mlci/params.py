@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mlci import safeinput
 from mlci.errors import ParamsError
 
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -108,6 +109,11 @@ def canonical_json(data: Any) -> str:
 
 
 # --------------------------------------------------------------------------- the file the code reads
+
+
+def from_text(text: str, name: str) -> Any:
+    """A params file's data: JSON for a ``.json`` name, YAML otherwise (``safeinput``: strict)."""
+    return safeinput.load_json(text) if name.lower().endswith(".json") else safeinput.load_yaml(text)[0]
 
 
 def yaml_safe_json(data: Any) -> str:

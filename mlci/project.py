@@ -38,17 +38,22 @@ MAX_PARAMS_BYTES = 4 * 1024 * 1024
 
 def load_params(config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
     """The params file (empty if the config names none) with ``--set`` overrides applied."""
+    return _load_params(config, overrides)[0]
+
+
+def _load_params(config: cfg.Config, overrides: Sequence[str]) -> tuple[dict[str, Any], str]:
+    """``load_params``, and the params file's text as read ("" with none)."""
     if config.train.params is None:
         if overrides:
             raise ParamsError(
                 f"--set needs a params file, and {config.path.name} names none",
                 hint="set train.params in mlci.yaml (for example params.yaml)",
             )
-        return {}
+        return {}, ""
     path = config.root / config.train.params
     try:
         text = safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what="the params file")
-        data = safeinput.load_json(text) if path.suffix.lower() == ".json" else safeinput.load_yaml(text)[0]
+        data = prm.from_text(text, path.name)
     except FileNotFoundError:
         raise ParamsError(
             f"params file {path} does not exist (train.params in {config.path.name})",
@@ -68,7 +73,7 @@ def load_params(config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
             f"params file {path} must hold a mapping of names to values",
             hint="write it as `name: value` lines",
         )
-    return prm.apply_overrides(data, overrides, config.train.params)
+    return prm.apply_overrides(data, overrides, config.train.params), text
 
 
 def resolve(
@@ -76,8 +81,8 @@ def resolve(
 ) -> Resolved:
     config = cfg.load_for(config_path, cwd)
     swap.recover(fp.ensure_state_dir(config.root), warn)
-    params = load_params(config, overrides)
-    params_text = params_file_text(config, params, overrides) if overrides else None
+    params, original = _load_params(config, overrides)
+    params_text = params_file_text(config, original, params, overrides) if overrides else None
     fingerprint = fp.compute(config, params)
     for pattern in fingerprint.unmatched:
         hit = fingerprint.ignored.get(pattern)
@@ -93,15 +98,15 @@ def resolve(
     return Resolved(config, params, tuple(overrides), fingerprint, params_text)
 
 
-def params_file_text(config: cfg.Config, params: dict[str, Any], overrides: Sequence[str]) -> str:
-    """The params file as the training code must read it with the overrides:
-    YAML edited in place (comments, order and untouched values kept byte for
-    byte), JSON written anew. Checked to read back as exactly ``params``."""
+def params_file_text(
+    config: cfg.Config, original: str, params: dict[str, Any], overrides: Sequence[str]
+) -> str:
+    """The params file (whose text is ``original``) as the training code must read it
+    with the overrides: YAML edited in place (comments, order and untouched values kept
+    byte for byte), JSON written anew. Checked to read back as exactly ``params``."""
     assert config.train.params is not None
     path = config.root / config.train.params
-    original = safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what="the params file")
-    is_json = path.suffix.lower() == ".json"
-    if is_json:
+    if path.suffix.lower() == ".json":
         text = json.dumps(params, indent=2, ensure_ascii=False) + "\n"
     else:
         try:
@@ -112,7 +117,7 @@ def params_file_text(config: cfg.Config, params: dict[str, Any], overrides: Sequ
                 hint=exc.hint or "write the overridden params as plain `name: value` lines",
             ) from None
     try:
-        back = safeinput.load_json(text) if is_json else safeinput.load_yaml(text)[0]
+        back = prm.from_text(text, path.name)
     except safeinput.BadInput as exc:
         back = exc
     if not prm.same_data(back, params):

@@ -82,23 +82,32 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _lock(folder: Path) -> int | None:
+    """The exclusive lock of ``folder``'s swap, held by the returned descriptor (closing
+    it releases the lock); None if a live mlci holds it."""
+    import fcntl
+
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def recover(state_dir: Path, log: Callable[[str], None]) -> None:
     """Put back what a killed mlci left changed (its journal), if no live mlci holds it."""
     journal = state_dir / RESTORE_DIR / JOURNAL
     if not journal.exists():
         return
-    import fcntl
-
-    lock_path = state_dir / RESTORE_DIR / LOCK
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _lock(journal.parent)
     except OSError:
         return
+    if fd is None:
+        return  # a live mlci owns it and restores it itself
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return  # a live mlci owns it and restores it itself
         _restore_logged(journal, log, after_crash=True)
     finally:
         os.close(fd)
@@ -132,20 +141,14 @@ class Swap:
         self._fd: int | None = None
 
     def __enter__(self) -> Swap:
-        import fcntl
-
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._fd)
-            self._fd = None
+        self._fd = _lock(self.dir)
+        if self._fd is None:
             raise Busy(
                 f"another mlci process is training in {self.dir.parent.parent} with files changed "
                 "for its run (params overridden with --set, or a lock file it restores)",
                 hint="wait for it to finish, or train in a separate clone",
-            ) from None
+            )
         if self.journal.exists():
             _restore_logged(self.journal, self.log, after_crash=True)
         for stale in self.dir.iterdir():

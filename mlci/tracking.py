@@ -29,13 +29,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlci.errors import TrackingError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+_T = TypeVar("_T")
 FINGERPRINT_TAG = "mlci.fingerprint"
 MODEL_ID_TAG = "mlci.model_id"
 MODEL_DIGEST_TAG = "mlci.model_sha256"  # the sha256 of the model archive (mlci.archive)
@@ -244,21 +245,32 @@ class Tracking:
                 return found
             except sqlite3.Error:
                 pass
-        elif is_http(self.uri) and not _needs_client_tls(self.environ):
-            try:
-                found = _rest_lookup(
+        elif self._rest_fast_path():
+            answered, found = self._via_rest(
+                lambda: _rest_lookup(
                     self.uri, self.experiment, key, value, skip_overrides, self.environ, self.timeout
                 )
+            )
+            if answered:
                 self.fast_path_used = "rest"
                 return found
-            except urllib.error.HTTPError:
-                pass  # the client explains a refusal better
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                # Unreachable: MLflow's client would only wait longer to say the same.
-                raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
         return self._client_find(key, value, skip_overrides=skip_overrides)
+
+    def _rest_fast_path(self) -> bool:
+        return is_http(self.uri) and not _needs_client_tls(self.environ)
+
+    def _via_rest(self, call: Callable[[], _T]) -> tuple[bool, _T | None]:
+        """``call`` (MLflow's REST API), and whether it answered: (False, None) where the
+        client should answer instead; an unreachable server is an error at once."""
+        try:
+            return True, call()
+        except urllib.error.HTTPError:
+            return False, None  # the client explains a refusal better
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            # Unreachable: MLflow's client would only wait longer to say the same.
+            raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
+        except (OSError, ValueError, KeyError, TypeError):
+            return False, None
 
     def _client_find(self, key: str, value: str, *, skip_overrides: bool) -> RunRecord | None:
         """``_find`` through MlflowClient: where no fast path answers (and, in tests, the reference)."""
@@ -297,17 +309,17 @@ class Tracking:
         or None where no fast path applies (a fresh store, an unknown schema, a new
         experiment): then ``start_run`` does it through the client."""
         path = sqlite_path(self.uri)
-        try:
-            if path is not None:
+        if path is not None:
+            try:
                 return _sqlite_create_run(path, self.experiment, run_name, tags) if path.exists() else None
-            if is_http(self.uri) and not _needs_client_tls(self.environ):
-                return _rest_create_run(self.uri, self.experiment, run_name, tags, self.environ, self.timeout)
-        except urllib.error.HTTPError:
-            return None  # the client explains a refusal better
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
-        except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
-            return None
+            except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
+                return None
+        if self._rest_fast_path():
+            return self._via_rest(
+                lambda: _rest_create_run(
+                    self.uri, self.experiment, run_name, tags, self.environ, self.timeout
+                )
+            )[1]
         return None
 
     def warm_up(self) -> None:

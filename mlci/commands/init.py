@@ -103,7 +103,7 @@ def adopt(
     top = gitrepo.toplevel(directory) or directory
     prefix = directory.relative_to(top).as_posix() if directory != top else "."
     repo, ref = scaffold.parse_actions_ref(actions_ref or scaffold.DEFAULT_ACTIONS_REF)
-    requirements = next((r for r in ("requirements.txt",) if (directory / r).is_file()), "")
+    requirements = "requirements.txt" if (directory / "requirements.txt").is_file() else ""
     context = {
         "name": name,
         "template": "adopted",

@@ -118,16 +118,16 @@ def _output(
     root: Path,
     before: tuple[Any, ...] | None,
     *,
-    folder: bool | None,
+    file_only: bool,
     own_cache: bool,
     log: Callable[[str], None],
 ) -> Path:
-    """Where the command wrote an output (a file, a folder, or with ``folder`` None
-    either): MLCI_OUTPUT_DIR first, then the project folder, where an output left
+    """Where the command wrote an output (a file, or with ``file_only`` False a file or
+    a folder): MLCI_OUTPUT_DIR first, then the project folder, where an output left
     over from an earlier run counts only for a command with its own cache."""
 
     def right_kind(path: Path) -> bool:
-        return path.is_dir() if folder else path.is_file() if folder is False else path.exists()
+        return path.is_file() if file_only else path.exists()
 
     fresh = output_dir / name
     if right_kind(fresh):
@@ -136,7 +136,7 @@ def _output(
     now = _signature(legacy) if right_kind(legacy) else None
     if now is not None and now != before:
         return legacy
-    what = "folder" if folder else "file" if folder is False else "output"
+    what = "file" if file_only else "output"
     if now is not None and own_cache:
         log(f"{name} is unchanged: the command found it up to date (train.own_cache), so it is current")
         return legacy
@@ -272,16 +272,18 @@ def train(
     # The run is created without MLflow where a fast path can (its import and store
     # cost seconds); MLflow then loads in the background while the command trains.
     run_name = f"{config.model.name}-{digest[:8]}"
-    started = tracking.start_run_fast(run_name=run_name, tags={**tags, **owner_tags()})
+    run_tags = {**tags, **owner_tags()}
+    started = tracking.start_run_fast(run_name=run_name, tags=run_tags)
+    fast_start = started is not None
     if started is None:
         tracking.reap_abandoned(log)
-        run_id = tracking.start_run(run_name=run_name, tags={**tags, **owner_tags()})
-        found_experiment = tracking.experiment_id(create=True)
-        assert found_experiment is not None
-        experiment_id = found_experiment
+        run_id = tracking.start_run(run_name=run_name, tags=run_tags)
+        created = tracking.experiment_id(create=True)
+        assert created is not None
+        started = (run_id, created)
     else:
-        run_id, experiment_id = started
         tracking.warm_up()
+    run_id, experiment_id = started
     work = root / fp.STATE_DIR / RUNS_DIR / run_id
     output_dir = work / "outputs"
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -348,7 +350,7 @@ def train(
                 output_dir,
                 root,
                 metrics_before,
-                folder=False,
+                file_only=True,
                 own_cache=own_cache,
                 log=log,
             )
@@ -362,7 +364,7 @@ def train(
                         output_dir,
                         root,
                         model_before,
-                        folder=None,
+                        file_only=False,
                         own_cache=own_cache,
                         log=log,
                     ),
@@ -408,7 +410,7 @@ def train(
         except BaseException:
             tracking.end_run(run_id, "FAILED")
             raise
-    if started is not None:
+    if fast_start:
         tracking.reap_abandoned(log)  # after the run, with the client MLflow loaded meanwhile
     shutil.rmtree(work, ignore_errors=True)  # everything is in MLflow now
     log(f"trained in {outcome.seconds:.1f}s; recorded MLflow run {run_id}")
