@@ -6,6 +6,9 @@ CI job with a cache):
 
 - ``pip install mlci.whl`` (mlci's own dependencies: mlflow-skinny),
 - ``uv pip install mlci.whl`` (uv from PyPI, into ``.tools/uv``),
+- the step of ``actions/setup`` and the reusable workflow's training jobs:
+  mlci and a scaffold's ``requirements.txt`` in one ``uv pip install`` (and
+  the same with pip, the fallback),
 - with ``--full``, also ``mlci[full]`` (full mlflow) with pip, for comparison.
 
 Targets: <= 20 s with pip or <= 5 s with uv, and <= 300 MB for mlci itself.
@@ -27,6 +30,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UV_ENV = REPO_ROOT / ".tools" / "uv"
+REQUIREMENTS = REPO_ROOT / "examples" / "classifier" / "requirements.txt"
 
 
 def size_mb(folder: Path) -> float:
@@ -41,8 +45,9 @@ def uv_binary() -> Path:
     return binary
 
 
-def timed_install(kind: str, target: str, tmp: Path, n: int) -> tuple[float, float]:
+def timed_install(kind: str, target: str | list[str], tmp: Path, n: int) -> tuple[float, float]:
     """Seconds to install ``target`` into a new venv (median of n), and the venv's size."""
+    targets = [target] if isinstance(target, str) else target
     times, size = [], 0.0
     for i in range(n + 1):  # the first fills the cache
         env_dir = tmp / f"{kind}-{i}"
@@ -51,14 +56,14 @@ def timed_install(kind: str, target: str, tmp: Path, n: int) -> tuple[float, flo
             subprocess.run([uv, "venv", "--quiet", str(env_dir)], check=True)
             start = time.perf_counter()
             subprocess.run(
-                [uv, "pip", "install", "--quiet", "--python", str(env_dir / "bin" / "python"), target],
+                [uv, "pip", "install", "--quiet", "--python", str(env_dir / "bin" / "python"), *targets],
                 check=True,
             )
         else:
             venv.create(env_dir, with_pip=True)
             start = time.perf_counter()
             subprocess.run(
-                [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", target], check=True
+                [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", *targets], check=True
             )
         took = time.perf_counter() - start
         if i:
@@ -90,9 +95,12 @@ def main() -> int:
             capture_output=True,
         )
         (wheel,) = tmp.glob("mlci-*.whl")
+        step = [str(wheel), "-r", str(REQUIREMENTS)]
         rows = [
             ("pip install mlci (mlflow-skinny)", *timed_install("pip", str(wheel), tmp, args.runs)),
             ("uv pip install mlci (mlflow-skinny)", *timed_install("uv", str(wheel), tmp, args.runs)),
+            ("the action's step with uv (+ requirements)", *timed_install("uv", step, tmp, args.runs)),
+            ("the action's step with pip (+ requirements)", *timed_install("pip", step, tmp, args.runs)),
         ]
         if args.full:
             rows.append(
@@ -100,10 +108,11 @@ def main() -> int:
             )
     print(f"median of {args.runs} installs with a warm cache:")
     for label, seconds, size in rows:
-        print(f"  {label:<38} {seconds:6.1f} s  {size:6.0f} MB")
+        print(f"  {label:<44} {seconds:6.1f} s  {size:6.0f} MB")
     pip_s, pip_mb = rows[0][1], rows[0][2]
-    uv_s = rows[1][1]
+    uv_s, step_s = rows[1][1], rows[2][1]
     print(f"  target <= 20 s with pip or <= 5 s with uv: {'ok' if pip_s <= 20 or uv_s <= 5 else 'MISSED'}")
+    print(f"  the action's uv step (mlci + requirements) <= 5 s: {'ok' if step_s <= 5 else 'MISSED'}")
     print(f"  target <= 300 MB for mlci itself:          {'ok' if pip_mb <= 300 else 'MISSED'}")
     return 0
 

@@ -56,6 +56,7 @@ def _act(
     gh: GitHubState,
     artifacts: Path | None = None,
     run_id: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     args = [
         act,
@@ -93,7 +94,27 @@ def _act(
         "GIT_CONFIG_VALUE_0=https://github.com/",
         "--env",
         "PIP_NO_BUILD_ISOLATION=0",  # pip's inverted spelling: build without isolation
+        "--env",
+        "PIP_NO_INDEX=1",
     ]
+    # uv likewise, offline: it builds mlci with the build tools installed, and
+    # installs it without its dependencies (the job's Python has them, and uv
+    # resolves against an index, which is not here; the requirements file's
+    # packages are all installed, which uv checks without one).
+    uv_config = root.parent / "uv-act.toml"
+    uv_config.write_text("[pip]\nno-deps = true\n")
+    args += [
+        "--env",
+        "NO_COLOR=1",
+        "--env",
+        "UV_OFFLINE=1",
+        "--env",
+        "UV_NO_BUILD_ISOLATION=1",
+        "--env",
+        f"UV_CONFIG_FILE={uv_config}",
+    ]
+    for key, value in (extra_env or {}).items():
+        args += ["--env", f"{key}={value}"]
     # The same snapshot by SHA, for a caller pinned with --actions-ref mlci-dev/mlci@<sha>.
     for ref, path in {**PINNED, f"mlci-dev/mlci@{_mlci_source()[1]}": REPO_ROOT}.items():
         args += ["--local-repository", f"{ref}={path}"]
@@ -184,6 +205,12 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
         assert "Installing the training requirements" not in _job_log(result.stdout, "Post the report")
         assert "report-path=" in result.stdout and "fingerprint=" in result.stdout
         assert "cache key mlci-Linux-" in result.stdout  # the cache is keyed on `mlci fingerprint`
+        # uv installed mlci from the caller's ref in both jobs; only the training job has uv's cache.
+        for job in ("Train, compare and", "Post the report"):
+            assert "+ mlci==0.1.0 (from git+https://github.com/mlci-dev/mlci@" in _job_log(result.stdout, job)
+        assert "could not be installed; installing with pip" not in result.stdout
+        assert "cache key mlci-uv-Linux-py3.11-v0.1.0-" in _job_log(result.stdout, "Train, compare and")
+        assert "cache key mlci-uv-" not in _job_log(result.stdout, "Post the report")
 
         # The merge: a push to staging registers and promotes the model.
         run(["git", "checkout", "-q", "staging"], root)
@@ -247,8 +274,21 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
     )
     artifacts = tmp_path / "artifacts"
     with github_stub() as gh:
-        untrusted = _act(act, root, "pull_request", "mlci-pr.yml", pr, gh, artifacts)
+        # Where uv cannot be had (here: a pip constraint no uv meets), pip installs, with a warning.
+        no_uv = tmp_path / "no-uv.txt"
+        no_uv.write_text("uv<0\n")
+        untrusted = _act(
+            act,
+            root,
+            "pull_request",
+            "mlci-pr.yml",
+            pr,
+            gh,
+            artifacts,
+            extra_env={"PIP_CONSTRAINT": str(no_uv)},
+        )
         assert "Job failed" in untrusted.stdout  # the gate fails the job ...
+        assert "uv 0.13.9 could not be installed; installing with pip" in untrusted.stdout
         assert f"git+https://github.com/mlci-dev/mlci@{sha}" in untrusted.stdout  # mlci at that SHA
         assert gh.requests == []  # ... and nothing was sent to GitHub from it
         assert sorted(p.name for p in (artifacts / "mlci-report-churn").iterdir()) == [
@@ -279,6 +319,7 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
             ("mlci/staging", "failure", head)
         ]
         assert "artifact mlci-report-churn of run 77" in trusted.stdout
+        assert f"+ mlci==0.1.0 (from git+https://github.com/mlci-dev/mlci@{sha})" in trusted.stdout
 
 
 def _pr_payload(path: Path, number: int, head: str, head_ref: str, base: str, root: Path) -> Path:
@@ -540,3 +581,59 @@ def test_two_models_in_one_repository_run_side_by_side_under_act(cli, act: str, 
             and names[0].startswith("mlci-run-churn-")
             and names[1].startswith("mlci-run-second-")
         )
+
+
+SETUP_WORKFLOW = """\
+name: setup
+on: push
+permissions: {}
+jobs:
+  trains:
+    runs-on: ubuntu-latest
+    permissions:
+      contents: read
+    steps:
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683  # v4.2.2
+        with:
+          persist-credentials: false
+      - id: setup
+        uses: mlci-dev/mlci/actions/setup@v0.1.0
+      - run: echo "installed mlci $VERSION" && python -c "import sklearn, mlci"
+        env:
+          VERSION: ${{ steps.setup.outputs.mlci-version }}
+  writes:
+    runs-on: ubuntu-latest
+    permissions:
+      contents: write
+    steps:
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683  # v4.2.2
+        with:
+          persist-credentials: false
+      - uses: mlci-dev/mlci/actions/setup@v0.1.0
+        with:
+          requirements: ""
+      - run: mlci --version
+"""
+
+
+def test_the_setup_action_installs_with_uv_under_act(act: str, tmp_path: Path) -> None:
+    """actions/setup installs mlci from its own checkout and the requirements with
+    uv; uv's cache is restored in the job that trains, not in the one that writes."""
+    root = tmp_path / "repo"
+    (root / ".github" / "workflows").mkdir(parents=True)
+    (root / ".github" / "workflows" / "setup.yml").write_text(SETUP_WORKFLOW)
+    (root / "requirements.txt").write_text("scikit-learn\n")
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "setup"], root)
+    payload = tmp_path / "push.json"
+    payload.write_text(json.dumps({"ref": "refs/heads/main", "repository": {"full_name": "octo/churn"}}))
+    with github_stub() as gh:
+        result = _act(act, root, "push", "setup.yml", payload, gh)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    trains, writes = _job_log(result.stdout, "trains"), _job_log(result.stdout, "writes")
+    assert "installed mlci 0.1.0" in trains
+    for log in (trains, writes):
+        assert "+ mlci==0.1.0 (from file://" in log and "installing with pip" not in log
+    assert "cache key mlci-uv-Linux-py3.11-" in trains and "cache key" not in writes
+    assert "Pruning cache at:" in trains and "Pruning cache at:" not in writes

@@ -258,11 +258,53 @@ def test_the_reusable_workflow_installs_mlci_from_the_callers_ref() -> None:
         assert all(re.fullmatch(r"actions/[a-z-]+@[0-9a-f]{40}", u) for u in uses), (name, uses)
         install = [s for s in job["steps"] if s.get("name", "").startswith("Install mlci")]
         assert len(install) == 1, name
-        assert install[0]["env"] == {
-            "MLCI_SOURCE": "${{ github.server_url }}/${{ inputs.mlci-repository }}",
-            "MLCI_REF": "${{ inputs.mlci-ref }}",
-        }
+        assert (
+            install[0]["env"].items()
+            >= {
+                "MLCI_SOURCE": "${{ github.server_url }}/${{ inputs.mlci-repository }}",
+                "MLCI_REF": "${{ inputs.mlci-ref }}",
+            }.items()
+        )
         assert '"mlci @ git+${MLCI_SOURCE}@${MLCI_REF}"' in install[0]["run"]
+
+
+def _uv_pin() -> str:
+    """The uv version the test extras install (what act's jobs find installed)."""
+    import tomllib
+
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (pin,) = [r for r in extras["test"] if r.startswith("uv")]
+    return pin.removeprefix("uv==")
+
+
+def test_mlci_installs_with_a_pinned_uv_and_only_training_jobs_share_its_cache() -> None:
+    """uv at one pinned version everywhere (pip when uv cannot be had); uv's cache
+    is restored only in jobs that train, never in one that holds a write token,
+    where training code could have planted what the job installs."""
+    import yaml
+
+    pin = _uv_pin()
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/mlci.yml").read_text())
+    assert workflow["env"]["UV_VERSION"] == pin
+    for name, job in workflow["jobs"].items():
+        steps = job["steps"]
+        (index,) = [i for i, s in enumerate(steps) if s.get("name", "").startswith("Install mlci")]
+        script = steps[index]["run"]
+        assert 'pip install --disable-pip-version-check --quiet "uv==${UV_VERSION}"' in script
+        assert "python -m uv pip install" in script and "::warning" in script
+        caches = [s for s in steps if "uv-cache" in str(s.get("with", {}).get("path", ""))]
+        writes = any(v == "write" for v in job["permissions"].values())
+        if writes:
+            assert not caches and "--no-cache" in script, name
+        else:
+            assert caches and steps.index(caches[0]) == index - 1, name
+            assert steps[index]["env"]["UV_CACHE_DIR"] == caches[0]["with"]["path"]
+            assert "uv cache prune --ci" in script
+    setup = yaml.safe_load((REPO_ROOT / "actions/setup/action.yml").read_text())["runs"]["steps"]
+    (install,) = [s for s in setup if s.get("id") == "install"]
+    assert install["env"]["UV_VERSION"] == pin
+    (cache,) = [s for s in setup if s.get("uses", "").startswith("actions/cache@")]
+    assert cache["if"] == "inputs.requirements != ''"
 
 
 def test_init_pins_the_callers_and_the_install_to_one_sha(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
