@@ -13,10 +13,12 @@ Library errors are translated here into ``TrackingError`` with a hint.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import logging
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -310,8 +312,12 @@ class Tracking:
         experiment): then ``start_run`` does it through the client."""
         path = sqlite_path(self.uri)
         if path is not None:
+            # A new experiment gets mlci's artifact folder, as experiment_id() gives it.
+            location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
             try:
-                return _sqlite_create_run(path, self.experiment, run_name, tags) if path.exists() else None
+                if not path.exists() and not _sqlite_create_store(path):
+                    return None
+                return _sqlite_create_run(path, self.experiment, run_name, tags, location)
             except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
                 return None
         if self._rest_fast_path():
@@ -579,31 +585,97 @@ def _sqlite_lookup(
         connection.close()
 
 
-# MLflow sqlite schemas (alembic revisions) whose runs and tags tables mlci writes a new
-# run into directly; any other revision goes through MLflow's client.
+# MLflow sqlite schemas (alembic revisions) whose experiments, runs and tags tables mlci
+# writes a new experiment and run into directly; any other revision goes through MLflow's
+# client. A new embedded store is made from mlci/schemas/mlflow-sqlite-<revision>.sql when
+# the installed MLflow's schema is one of these (tests/test_store_schema.py checks each
+# file against what MLflow's own migrations make).
 KNOWN_SQLITE_SCHEMAS = frozenset({"dc11669786a5"})
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+_MIGRATION_LINE = re.compile(r"""^(down_revision|revision)\s*=\s*["']([0-9a-zA-Z_]+)["']\s*$""", re.MULTILINE)
+
+
+def installed_mlflow_schema() -> str | None:
+    """The head alembic revision of the installed MLflow's tracking schema, read from its
+    migration scripts without importing MLflow (a few milliseconds); None when it cannot be
+    told (no MLflow, a layout or a migration graph this reading does not know)."""
+    try:
+        spec = importlib.util.find_spec("mlflow")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    versions = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    try:
+        scripts = list(versions.glob("*.py"))
+        for script in scripts:
+            found = dict(_MIGRATION_LINE.findall(script.read_text(encoding="utf-8")))
+            if "revision" in found:
+                revisions.add(found["revision"])
+            if "down_revision" in found:
+                parents.add(found["down_revision"])
+    except (OSError, UnicodeDecodeError):
+        return None
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and len(revisions) > 1 else None
+
+
+def _sqlite_create_store(path: Path) -> bool:
+    """A new embedded store at ``path``, as MLflow's migrations leave it, in milliseconds
+    rather than the seconds the migrations take; False (make nothing) when the installed
+    MLflow's schema is not one mlci carries. Written to a temporary file and linked into
+    place, so a concurrent mlci (or MLflow) never sees half a store: whoever links first wins."""
+    revision = installed_mlflow_schema()
+    script = SCHEMA_DIR / f"mlflow-sqlite-{revision}.sql"
+    if revision not in KNOWN_SQLITE_SCHEMAS or not script.is_file():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    try:
+        connection = sqlite3.connect(str(partial), isolation_level=None)
+        try:
+            connection.executescript(script.read_text(encoding="utf-8"))
+        finally:
+            connection.close()
+        with suppress(FileExistsError):
+            os.link(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return True
 
 
 def _sqlite_create_run(
-    path: Path, experiment: str, run_name: str, tags: Mapping[str, str]
+    path: Path, experiment: str, run_name: str, tags: Mapping[str, str], location: str | None = None
 ) -> tuple[str, str] | None:
-    """The rows MLflow's SqlAlchemyStore.create_run writes, in one transaction."""
+    """The rows MLflow's SqlAlchemyStore.create_run writes (and, for an experiment not yet
+    there, create_experiment's, at ``location``), in one transaction."""
     connection = sqlite3.connect(str(path), timeout=30, isolation_level=None)
     try:
         revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
         if revision is None or revision[0] not in KNOWN_SQLITE_SCHEMAS:
             return None
-        found = connection.execute(
-            "SELECT experiment_id, artifact_location, lifecycle_stage FROM experiments WHERE name = ?",
-            (experiment,),
-        ).fetchone()
-        if found is None or found[2] != "active" or not found[1]:
-            return None
         run_id = uuid.uuid4().hex
-        artifact_uri = f"{str(found[1]).rstrip('/')}/{run_id}/artifacts"
         rows = {**tags, "mlflow.runName": run_name}
         connection.execute("BEGIN IMMEDIATE")
         try:
+            found = connection.execute(
+                "SELECT experiment_id, artifact_location, lifecycle_stage FROM experiments WHERE name = ?",
+                (experiment,),
+            ).fetchone()
+            if found is None and location:
+                now = int(time.time() * 1000)
+                cursor = connection.execute(
+                    "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, "
+                    "last_update_time, workspace) VALUES (?, ?, 'active', ?, ?, 'default')",
+                    (experiment, location, now, now),
+                )
+                found = (cursor.lastrowid, location, "active")
+            if found is None or found[2] != "active" or not found[1]:
+                connection.execute("ROLLBACK")
+                return None
+            artifact_uri = f"{str(found[1]).rstrip('/')}/{run_id}/artifacts"
             connection.execute(
                 "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
                 "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, "

@@ -382,18 +382,73 @@ def test_scaffolded_classifier_trains_for_real(cli, tmp_path: Path, monkeypatch:
 
 FAST_START_PROBE = """
 import json, sys
+from pathlib import Path
 from mlci.tracking import Tracking
-tracking = Tracking(sys.argv[1], "demo", artifact_root=None, environ={})
+tracking = Tracking(sys.argv[1], "demo", artifact_root=Path(sys.argv[2]), environ={})
 started = tracking.start_run_fast(run_name="probe", tags={"mlci.fingerprint": "f" * 64, "k": "v"})
 print(json.dumps({"started": started, "mlflow": "mlflow" in sys.modules}))
 """
 
 
+def test_a_fresh_store_and_its_first_run_are_made_without_mlflow_as_the_client_makes_them(
+    cli, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A fresh project: the store (from mlci/schemas), the experiment and the run, with no
+    MLflow imported; then MLflow opens that store as its own, and its client's run and
+    experiment match the fast path's field by field."""
+    import sqlite3
+
+    from mlci.tracking import Tracking
+
+    root = make_project(tmp_path)
+    db, artifacts = root / ".mlci" / "mlflow.db", root / ".mlci" / "artifacts"
+    uri = f"sqlite:///{db}"
+    probe = subprocess.run(
+        [sys.executable, "-c", FAST_START_PROBE, uri, str(artifacts)], capture_output=True, text=True
+    )
+    report = json.loads(probe.stdout)
+    assert report["mlflow"] is False and report["started"] is not None, probe.stderr
+    run_id, experiment_id = report["started"]
+    assert db.is_file()
+
+    by_client = Tracking(uri, "demo-by-client", artifact_root=artifacts, environ={})
+    made_id = by_client.start_run(run_name="made", tags={"k": "v"})
+    fast, made = client(root).get_run(run_id), client(root).get_run(made_id)
+    assert fast.info.status == made.info.status == "RUNNING" and fast.info.run_name == "probe"
+    assert fast.info.experiment_id == experiment_id
+    assert fast.info.user_id == made.info.user_id and fast.info.lifecycle_stage == made.info.lifecycle_stage
+    assert fast.info.artifact_uri == made.info.artifact_uri.replace(made_id, run_id)
+    assert fast.data.tags["k"] == "v" and fast.data.tags["mlflow.runName"] == "probe"
+    with sqlite3.connect(db) as connection:
+        rows = dict(connection.execute("SELECT name, artifact_location FROM experiments"))
+        columns = connection.execute(
+            "SELECT name, lifecycle_stage, workspace, creation_time > 0, last_update_time > 0 FROM experiments"
+        ).fetchall()
+    assert rows == {
+        "Default": rows["Default"],  # MLflow added its Default experiment (0) when it opened the store
+        "demo": artifacts.resolve().as_uri(),
+        "demo-by-client": artifacts.resolve().as_uri(),
+    }
+    assert {c[1:] for c in columns} == {("active", "default", 1, 1)}
+    assert client(root).get_experiment("0").name == "Default"
+    assert client(root).get_experiment(experiment_id).name == "demo"
+
+    # The whole command on that store: trains, finishes the run, caches.
+    data, _ = train_json(cli, root)
+    finished = client(root).get_run(data["run_id"])
+    assert finished.info.status == "FINISHED" and data["model_id"]
+    assert train_json(cli, root)[0]["cached"] is True
+
+
 def test_a_run_is_created_without_mlflow_and_reads_back_like_the_clients(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = make_project(tmp_path)
-    data, _ = train_json(cli, root)  # a fresh store: made by MLflow, its first run through the client
+    data, _ = train_json(cli, root)
     uri = data["tracking_uri"]
-    probe = subprocess.run([sys.executable, "-c", FAST_START_PROBE, uri], capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", FAST_START_PROBE, uri, str(root / ".mlci" / "artifacts")],
+        capture_output=True,
+        text=True,
+    )
     report = json.loads(probe.stdout)
     assert report["mlflow"] is False and report["started"] is not None, probe.stderr
     run_id, experiment_id = report["started"]
@@ -411,9 +466,12 @@ def test_a_run_is_created_without_mlflow_and_reads_back_like_the_clients(cli, tm
     assert finished.data.metrics == made.data.metrics
 
 
-def test_an_unknown_store_schema_goes_through_mlflow(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_store_schema_goes_through_mlflow(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     import sqlite3
 
+    from mlci import tracking as tracking_module
     from mlci.tracking import Tracking
 
     root = make_project(tmp_path)
@@ -429,7 +487,18 @@ def test_an_unknown_store_schema_goes_through_mlflow(cli, tmp_path: Path) -> Non
             run_name="x", tags={}
         )
         is None
-    )  # a new experiment: MLflow makes it
+    )  # a new experiment with no artifact folder of mlci's: MLflow makes it
+    # A fresh store where the installed MLflow's schema is one mlci does not carry:
+    # nothing is made, and MLflow's migrations make it.
+    monkeypatch.setattr(tracking_module, "installed_mlflow_schema", lambda: "from-the-future")
+    fresh = tmp_path / "fresh" / "mlflow.db"
+    assert (
+        Tracking(f"sqlite:///{fresh}", "demo", artifact_root=tmp_path, environ={}).start_run_fast(
+            run_name="x", tags={}
+        )
+        is None
+    )
+    assert not fresh.exists()
 
 
 def test_the_program_exits_early_with_its_code_and_all_its_output(tmp_path: Path) -> None:
