@@ -280,6 +280,9 @@ class _Prepared:
             np.argsort(score, kind="stable") if ranked and score is not None else np.arange(n)
         )
         self.starts: NDArray[np.intp] | None = None
+        self.tied_positives: NDArray[np.intp] | None = None
+        self.tied_before: NDArray[np.intp] | None = None
+        self.tied_last: NDArray[np.intp] | None = None
         o = self.order
         if p.regression:
             assert p.y_pred is not None
@@ -313,6 +316,15 @@ class _Prepared:
                 self._add("pos", is_pos)
                 sorted_score = score[o]
                 self.starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
+                # Positives that share their score with another row: ROC AUC counts their
+                # ties with negatives as half, a correction over these columns alone.
+                ends = np.r_[self.starts[1:], n]
+                sizes = ends - self.starts
+                group_of = np.repeat(np.arange(len(self.starts)), sizes)
+                tied = np.flatnonzero((sizes[group_of] > 1) & is_pos)
+                self.tied_positives = tied
+                self.tied_before = self.starts[group_of[tied]] - 1  # -1: nothing before
+                self.tied_last = ends[group_of[tied]] - 1
             elif p.y_score.ndim == 2:
                 probabilities = p.y_score[o]
                 probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
@@ -343,10 +355,11 @@ class _Prepared:
         """The named columns' weighted sums under each resample's weights (one matrix product)."""
         import numpy as np
 
-        matrix = np.column_stack([self.columns[n] for n in names])
+        ones = np.ones(weights.shape[1], dtype=np.float32)  # the total weight, in the same product
+        matrix = np.column_stack([self.columns[n] for n in names] + [ones])
         products = (weights @ matrix).astype(np.float64)
         out = {n: products[:, i] for i, n in enumerate(names)}
-        out["total"] = weights.sum(axis=1, dtype=np.float64)
+        out["total"] = products[:, -1]
         return out
 
 
@@ -421,17 +434,38 @@ def _rank_sums(weights: NDArray[np.float32], p: _Prepared) -> tuple[NDArray[np.f
     return pos.astype(np.float64), neg.astype(np.float64)
 
 
-def _roc_auc(weights: NDArray[np.float32], p: _Prepared) -> NDArray[np.float64]:
+def _roc_auc(
+    weights: NDArray[np.float32], p: _Prepared, sums: Mapping[str, NDArray[np.float64]]
+) -> NDArray[np.float64]:
+    """Weighted Mann-Whitney: each positive counts the negative weight scored below it,
+    and half of that tied with it. In score order, a positive's inclusive cumulative
+    negative weight is what lies below it, plus the tied negatives ahead of it in its
+    group; the rows in tie groups are then corrected to half their group's negatives."""
     import numpy as np
 
-    pos, neg = _rank_sums(weights, p)
-    below = np.cumsum(neg, axis=1) - neg  # negatives scored lower than the group
-    area = (pos * (below + 0.5 * neg)).sum(axis=1)
+    assert p.tied_positives is not None and p.tied_before is not None and p.tied_last is not None
+    negative = 1 - p.columns["pos"]
+    below = weights * negative
+    np.cumsum(below, axis=1, out=below)  # inclusive cumulative negative weight
+    # Each positive's weight times the negative weight below it (a negative's own term is
+    # its weight times 0), in one pass. The cumulative sums are exact integers in float32;
+    # the sum of products carries float32 rounding, about 1e-5 of the AUC at 100,000 rows
+    # (under 1% of a 95% interval's width there). The point estimate is float64 throughout.
+    area = np.einsum("ij,ij,j->i", weights, below, p.columns["pos"]).astype(np.float64)
+    if len(p.tied_positives):
+        at = below[:, p.tied_positives]
+        before = np.where(p.tied_before >= 0, below[:, np.maximum(p.tied_before, 0)], 0.0)
+        middle = 0.5 * (before + below[:, p.tied_last])
+        area += (weights[:, p.tied_positives] * (middle - at)).sum(axis=1, dtype=np.float64)
+    positives = sums["pos"]
+    negatives = sums["total"] - positives
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(area / (pos.sum(axis=1) * neg.sum(axis=1)), dtype=np.float64)
+        return np.asarray(area / (positives * negatives), dtype=np.float64)
 
 
-def _average_precision(weights: NDArray[np.float32], p: _Prepared) -> NDArray[np.float64]:
+def _average_precision(
+    weights: NDArray[np.float32], p: _Prepared, sums: Mapping[str, NDArray[np.float64]]
+) -> NDArray[np.float64]:
     import numpy as np
 
     pos, neg = _rank_sums(weights, p)
@@ -451,7 +485,10 @@ class Metric:
     name: str
     needs: tuple[str, ...]  # columns of _Prepared
     summed: Callable[[Mapping[str, NDArray[np.float64]], _Prepared], NDArray[np.float64]] | None = None
-    ranked: Callable[[NDArray[np.float32], _Prepared], NDArray[np.float64]] | None = None
+    ranked: (
+        Callable[[NDArray[np.float32], _Prepared, Mapping[str, NDArray[np.float64]]], NDArray[np.float64]]
+        | None
+    ) = None
     binary_only: bool = False
 
 
@@ -495,8 +532,8 @@ def _evaluate(
     names: list[str], prepared: _Prepared, weights: NDArray[np.float32]
 ) -> dict[str, NDArray[np.float64]]:
     """Each metric under each row of ``weights`` (resamples x rows, rows in ``prepared.order``)."""
-    columns = sorted({c for n in names if METRICS[n].summed for c in prepared.expand(METRICS[n].needs)})
-    sums = prepared.sums(weights, columns) if columns else {}
+    columns = sorted({c for n in names for c in prepared.expand(METRICS[n].needs)})
+    sums = prepared.sums(weights, columns)
     out = {}
     for name in names:
         metric = METRICS[name]
@@ -504,7 +541,7 @@ def _evaluate(
             out[name] = metric.summed(sums, prepared)
         else:
             assert metric.ranked is not None
-            out[name] = metric.ranked(weights, prepared)
+            out[name] = metric.ranked(weights, prepared, sums)
     return out
 
 
@@ -555,7 +592,7 @@ def resample_weights(
     while done < resamples:
         k = min(per_chunk, resamples - done)
         bits = np.frombuffer(rng.bytes(2 * k * rows), dtype=np.uint16).reshape(k, rows)
-        yield table[bits]
+        yield np.take(table, bits)
         done += k
 
 
