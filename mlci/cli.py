@@ -466,12 +466,12 @@ def unpin(
 
 
 def _finish_assignment(result: Any, as_json: bool) -> None:
+    from mlci import gates
     from mlci.errors import ExitCode
 
     if result.verdict is not None:
         for rule in result.verdict.results:
-            mark = "pass" if rule.passed else "FAIL"
-            _log(f"  [{mark}] {rule.message}")
+            _log(f"  [{gates.mark(rule)}] {rule.message}")
     if result.blocked:
         _log(f"{result.environment}: {result.version} blocked: {result.blocked}")
         _emit(result.to_json(), as_json, f"blocked: {result.blocked}")
@@ -616,6 +616,7 @@ def gate(
     Relative rules compare with the model now in that environment; with none
     there yet they pass with the note "no baseline".
     """
+    from mlci import gates
     from mlci.commands import report as command
     from mlci.commands.promote import verdict_json
     from mlci.errors import ExitCode
@@ -625,7 +626,7 @@ def gate(
     )
     (verdict,) = report.verdicts
     for rule in verdict.results:
-        _log(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.message}")
+        _log(f"  [{gates.mark(rule)}] {rule.message}")
     data = {"run_id": result.run_id, "fingerprint": result.fingerprint, **(verdict_json(verdict) or {})}
     text = f"{environment}: {'pass' if verdict.passed else 'FAIL'}: {verdict.summary()}"
     _emit(data, as_json, text)

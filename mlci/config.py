@@ -80,6 +80,10 @@ class GateRule:
     max: float | None = None
     max_regression: Threshold | None = None
     min_improvement: Threshold | None = None
+    confidence: float | None = None  # judge on the bootstrap interval at this level (e.g. 0.95)
+
+
+OnInconclusive = Literal["fail", "pass"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,18 @@ class Environment:
     branch: str
     requires: str | None = None
     gates: tuple[GateRule, ...] = ()
+    confidence: float | None = None  # for every rule that does not set its own
+    on_inconclusive: OnInconclusive | None = None  # None: "fail" for production, "pass" elsewhere
+
+    @property
+    def inconclusive_passes(self) -> bool:
+        """What a result the data cannot decide counts as (production fails it by default)."""
+        if self.on_inconclusive is not None:
+            return self.on_inconclusive == "pass"
+        return self.name != "production"
+
+    def confidence_of(self, rule: GateRule) -> float | None:
+        return rule.confidence if rule.confidence is not None else self.confidence
 
 
 @dataclass(frozen=True)
@@ -202,6 +218,8 @@ class Config:
                 env.name: {
                     "branch": env.branch,
                     "requires": env.requires,
+                    "confidence": env.confidence,
+                    "on_inconclusive": "pass" if env.inconclusive_passes else "fail",
                     "gates": [
                         {
                             k: v
@@ -211,6 +229,7 @@ class Config:
                                 "max": r.max,
                                 "max_regression": threshold(r.max_regression),
                                 "min_improvement": threshold(r.min_improvement),
+                                "confidence": r.confidence,
                             }.items()
                             if v is not None
                         }
@@ -708,7 +727,11 @@ class _Checker:
         if raw is None:
             return ()
         if not isinstance(raw, dict):
-            self.expected(at, "a mapping of environment name to {branch, requires, gates}", raw)
+            self.expected(
+                at,
+                "a mapping of environment name to {branch, requires, gates, confidence, on_inconclusive}",
+                raw,
+            )
             return ()
         out: list[Environment] = []
         branches: dict[str, str] = {}
@@ -717,7 +740,7 @@ class _Checker:
             self.named(name, where, ENV_NAME_RE, "environment name")
             if name.lower() == "latest" or re.match(r"^[vV]\d+$", name):
                 self.problem(where, f"{name!r} is reserved by MLflow's aliases; choose another name")
-            e = self.mapping(spec, where, ("branch", "requires", "gates"))
+            e = self.mapping(spec, where, ("branch", "requires", "gates", "confidence", "on_inconclusive"))
             if e is None:
                 continue
             branch = self.string(e.get("branch"), (*where, "branch"), name) or name
@@ -736,7 +759,25 @@ class _Checker:
                     f"(earlier environments: {earlier})",
                 )
             gates = tuple(self.gates(e.get("gates"), (*where, "gates")))
-            out.append(Environment(name=name, branch=branch, requires=requires, gates=gates))
+            confidence = self.confidence(e.get("confidence"), (*where, "confidence"))
+            on_inconclusive = self.string(e.get("on_inconclusive"), (*where, "on_inconclusive"), None)
+            if on_inconclusive is not None and on_inconclusive not in ("fail", "pass"):
+                self.problem((*where, "on_inconclusive"), f"{on_inconclusive!r} is neither 'fail' nor 'pass'")
+                on_inconclusive = None
+            out.append(
+                Environment(
+                    name=name,
+                    branch=branch,
+                    requires=requires,
+                    gates=gates,
+                    confidence=confidence,
+                    on_inconclusive="pass"
+                    if on_inconclusive == "pass"
+                    else "fail"
+                    if on_inconclusive
+                    else None,
+                )
+            )
         return tuple(out)
 
     def gates(self, raw: Any, at: tuple[str | int, ...]) -> Iterator[GateRule]:
@@ -748,7 +789,7 @@ class _Checker:
         kinds = ("min", "max", "max_regression", "min_improvement")
         for i, item in enumerate(raw):
             where = (*at, i)
-            r = self.mapping(item, where, ("metric", *kinds), required=("metric",))
+            r = self.mapping(item, where, ("metric", *kinds, "confidence"), required=("metric",))
             if r is None:
                 continue
             metric = self.string(r.get("metric"), (*where, "metric"), None)
@@ -764,9 +805,33 @@ class _Checker:
                 max=high,
                 max_regression=self.threshold(r.get("max_regression"), (*where, "max_regression")),
                 min_improvement=self.threshold(r.get("min_improvement"), (*where, "min_improvement")),
+                confidence=self.confidence(r.get("confidence"), (*where, "confidence")),
             )
             if metric:
                 yield rule
+
+    def confidence(self, raw: Any, at: tuple[str | int, ...]) -> float | None:
+        """A confidence level: a fraction strictly between 0.5 and 1 (0.95), or a percentage (95%)."""
+        if raw is None:
+            return None
+        if isinstance(raw, str) and not raw.strip().endswith("%"):
+            self.expected(at, "a confidence level like 0.95 or 95%", raw)
+            return None
+        if isinstance(raw, str):
+            try:
+                value = float(raw.strip()[:-1]) / 100
+            except ValueError:
+                self.expected(at, "a confidence level like 0.95 or 95%", raw)
+                return None
+        else:
+            number = self.number(raw, at)
+            if number is None:
+                return None
+            value = number
+        if not 0.5 < value < 1:
+            self.problem(at, f"confidence {raw} is not between 0.5 and 1 (write 0.95, or 95%)")
+            return None
+        return value
 
     def report(self, raw: Any, environments: tuple[Environment, ...]) -> ReportConfig:
         at: tuple[str | int, ...] = ("report",)

@@ -7,13 +7,28 @@ numbers, such as "accuracy 0.912 < min 0.93".
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
 
 from mlci.config import Environment, GateRule, Goal, Threshold
+from mlci.stats import Interval
 
 _EPS = 1e-12
+Outcome = Literal["pass", "fail", "inconclusive"]
+
+
+class Evidence(Protocol):
+    """What the data says about the head's metrics (mlci.stats, from predictions): None
+    where a metric cannot be recomputed, and the rule keeps its point comparison."""
+
+    def interval(self, metric: str, confidence: float) -> Interval | None:
+        """The head's value with its interval."""
+
+    def difference(self, metric: str, confidence: float) -> Interval | None:
+        """head minus the baseline, with its interval (paired on the same rows)."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,13 @@ class RuleResult:
     value: float | None
     threshold: str
     baseline: float | None = None
+    outcome: Outcome | None = None  # None: "pass" or "fail" as ``passed`` says
+    confidence: float | None = None  # the level the rule was judged at (with an interval)
+    interval: Interval | None = None  # the interval it was judged on (a value's, or a difference's)
+
+    @property
+    def decided(self) -> Outcome:
+        return self.outcome or ("pass" if self.passed else "fail")
 
 
 @dataclass(frozen=True)
@@ -38,11 +60,46 @@ class Verdict:
     def failures(self) -> tuple[RuleResult, ...]:
         return tuple(r for r in self.results if not r.passed)
 
+    @property
+    def outcome(self) -> Outcome:
+        """fail if a rule failed outright; inconclusive if the data left one undecided
+        (whatever the environment counts that as); else pass."""
+        decided = {r.decided for r in self.results}
+        return "fail" if "fail" in decided else "inconclusive" if "inconclusive" in decided else "pass"
+
     def summary(self) -> str:
         """One line, as a commit status description would show it."""
         if self.passed:
-            return f"{len(self.results)} gate rule{'s' if len(self.results) != 1 else ''} passed"
+            undecided = sum(r.decided == "inconclusive" for r in self.results)
+            note = f" ({undecided} inconclusive, counted as pass)" if undecided else ""
+            return f"{len(self.results)} gate rule{'s' if len(self.results) != 1 else ''} passed{note}"
         return "; ".join(r.message for r in self.failures)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "environment": self.environment,
+            "passed": self.passed,
+            "outcome": self.outcome,
+            "baseline": self.baseline_label,
+            "rules": [rule_json(r) for r in self.results],
+        }
+
+
+def rule_json(result: RuleResult) -> dict[str, object]:
+    """A rule's result for --json: pass / fail / inconclusive, and the numbers behind it."""
+    data = dataclasses.asdict(result)
+    data["outcome"] = result.decided
+    if result.interval is None:
+        del data["interval"]
+    if result.confidence is None:
+        del data["confidence"]
+    return data
+
+
+def mark(result: RuleResult) -> str:
+    """How a log line marks a rule: pass, FAIL, or what an inconclusive one counted as."""
+    verdict = "pass" if result.passed else "FAIL"
+    return f"inconclusive: {verdict}" if result.decided == "inconclusive" else verdict
 
 
 def with_requirement(verdict: Verdict, requires: str, unmet: str | None) -> Verdict:
@@ -126,12 +183,16 @@ def evaluate(
     baseline: Mapping[str, float] | None,
     goal_of: Callable[[str], Goal],
     baseline_label: str | None = None,
+    evidence: Evidence | None = None,
 ) -> Verdict:
     """Every rule of ``environment`` against ``head``; relative rules against ``baseline``.
 
     No baseline (the first model): relative rules pass with the note "no
     baseline"; absolute rules still apply. A missing or NaN metric fails every
-    rule on it.
+    rule on it. A rule with a confidence (its own, or its environment's) is judged
+    on ``evidence``'s interval where there is one: pass or fail only when the whole
+    interval says so, else inconclusive, which counts as the environment's
+    ``on_inconclusive``.
     """
     results: list[RuleResult] = []
     label = baseline_label if baseline is not None else None
@@ -164,19 +225,115 @@ def evaluate(
             base_value = baseline.get(rule.metric) if baseline is not None else None
             if base_value is not None and math.isnan(base_value):
                 base_value = None
-            results.append(
-                _check(
-                    rule,
-                    kind,
-                    value,
-                    goal_of(rule.metric),
-                    base_value,
-                    label if base_value is not None else None,
-                )
+            point = _check(
+                rule, kind, value, goal_of(rule.metric), base_value, label if base_value is not None else None
             )
+            confidence = environment.confidence_of(rule)
+            if confidence is not None and evidence is not None:
+                point = _with_interval(
+                    point, environment, rule, confidence, goal_of(rule.metric), evidence, label
+                )
+            results.append(point)
     return Verdict(
         environment=environment.name,
         passed=all(r.passed for r in results),
         results=tuple(results),
         baseline_label=label,
+    )
+
+
+def _pct(value: float, baseline: float | None) -> str:
+    return f"{value / abs(baseline) * 100:+.1f}%" if baseline else f"{value:+.4g}"
+
+
+def _with_interval(
+    point: RuleResult,
+    environment: Environment,
+    rule: GateRule,
+    confidence: float,
+    goal: Goal,
+    evidence: Evidence,
+    baseline_label: str | None,
+) -> RuleResult:
+    """The rule judged on an interval at ``confidence`` instead of a point; the point
+    result (marked so) where the evidence has no interval for the metric."""
+    level = f"{confidence * 100:g}%"
+    m, kind = rule.metric, point.rule
+    if kind in ("min", "max"):
+        interval = evidence.interval(m, confidence)
+        if interval is None or math.isnan(interval.low):
+            return replace(point, message=f"{point.message} (no interval for {m}: judged on the point value)")
+        bound = float(rule.min if kind == "min" else rule.max)  # type: ignore[arg-type]
+        shown = f"{m} {_fmt(interval.value)} [{_fmt(interval.low)}, {_fmt(interval.high)}]"
+        if kind == "min":
+            outcome: Outcome = (
+                "pass"
+                if not _strictly_less(interval.low, bound)
+                else "fail"
+                if interval.high < bound
+                else "inconclusive"
+            )
+            said = {
+                "pass": f">= min {_fmt(bound)}",
+                "fail": f"< min {_fmt(bound)}",
+                "inconclusive": f"may be below min {_fmt(bound)}",
+            }
+        else:
+            outcome = (
+                "pass"
+                if not _strictly_less(bound, interval.high)
+                else "fail"
+                if interval.low > bound
+                else "inconclusive"
+            )
+            said = {
+                "pass": f"<= max {_fmt(bound)}",
+                "fail": f"> max {_fmt(bound)}",
+                "inconclusive": f"may be above max {_fmt(bound)}",
+            }
+        message = f"{shown} {said[outcome]} at {level}"
+    else:
+        if point.baseline is None:  # no baseline: the point result ("no baseline") stands
+            return point
+        difference = evidence.difference(m, confidence)
+        if difference is None or math.isnan(difference.low):
+            return replace(point, message=f"{point.message} (no interval for {m}: judged on the point value)")
+        baseline = point.baseline
+        threshold = rule.max_regression if kind == "max_regression" else rule.min_improvement
+        assert threshold is not None
+        allowed = threshold.amount(baseline)
+        # The improvement in the goal's direction, and its interval.
+        if goal == "maximize":
+            gain, low, high = difference.value, difference.low, difference.high
+        else:
+            gain, low, high = -difference.value, -difference.high, -difference.low
+        against = f"{baseline_label or 'the baseline'}'s {_fmt(baseline)}"
+        worse_or_better = "worse" if gain < 0 else "better"
+        change = f"{_pct(abs(gain), baseline).lstrip('+')} {worse_or_better}" if gain else "no different"
+        shown = f"{m} is {change} than {against}, {level} CI [{_pct(low, baseline)}, {_pct(high, baseline)}]"
+        if kind == "max_regression":
+            outcome = (
+                "pass" if not _strictly_less(low, -allowed) else "fail" if high < -allowed else "inconclusive"
+            )
+            said = {
+                "pass": f"within max_regression {threshold}",
+                "fail": f"beyond max_regression {threshold}",
+                "inconclusive": f"not decided against max_regression {threshold}",
+            }
+        else:
+            outcome = (
+                "pass" if not _strictly_less(low, allowed) else "fail" if high < allowed else "inconclusive"
+            )
+            said = {
+                "pass": f"meets min_improvement {threshold}",
+                "fail": f"short of min_improvement {threshold}",
+                "inconclusive": f"not decided against min_improvement {threshold}",
+            }
+        message = f"{shown}: {said[outcome]} at {level}"
+        interval = difference
+    passed = outcome == "pass" or (outcome == "inconclusive" and environment.inconclusive_passes)
+    if outcome == "inconclusive":
+        message += f"; inconclusive → {'pass' if passed else 'fail'} for {environment.name}"
+    return replace(
+        point, passed=passed, message=message, outcome=outcome, confidence=confidence, interval=interval
     )

@@ -183,16 +183,7 @@ def to_json(report: Report) -> dict[str, Any]:
             }
             for c in report.comparisons
         ],
-        "gates": [
-            {
-                "environment": v.environment,
-                "passed": v.passed,
-                "baseline": v.baseline_label,
-                "summary": v.summary(),
-                "rules": [dataclasses.asdict(r) for r in v.results],
-            }
-            for v in report.verdicts
-        ],
+        "gates": [{**v.to_json(), "summary": v.summary()} for v in report.verdicts],
         "key_metric": report.key_metric,
         "history": [{"version": v, "value": x} for v, x in report.history],
         "policy": {

@@ -253,3 +253,182 @@ def test_summary_and_failures() -> None:
     ok = gates.evaluate(env, {"accuracy": 0.95, "f1": 0.9}, None, _goal)
     assert ok.summary() == "2 gate rules passed"
     assert gates.evaluate(_env(), {}, None, _goal).passed  # no rules: nothing to fail
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+class _Evidence:
+    """Fixed intervals, as mlci.stats would give them from predictions."""
+
+    def __init__(
+        self, values: dict[str, tuple[float, float, float]], diffs: dict[str, tuple[float, float, float]]
+    ):
+        self.values, self.diffs = values, diffs
+        self.asked: list[tuple[str, str, float]] = []
+
+    def interval(self, metric: str, confidence: float) -> gates.Interval | None:
+        self.asked.append(("interval", metric, confidence))
+        found = self.values.get(metric)
+        return gates.Interval(*found, confidence=confidence, resamples=2000) if found else None
+
+    def difference(self, metric: str, confidence: float) -> gates.Interval | None:
+        self.asked.append(("difference", metric, confidence))
+        found = self.diffs.get(metric)
+        return gates.Interval(*found, confidence=confidence, resamples=2000, paired=True) if found else None
+
+
+def _one_rule(rule: cfg.GateRule, name: str = "staging", **extra: object) -> cfg.Environment:
+    return cfg.Environment(name=name, branch=name, gates=(rule,), **extra)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("rule", "head", "base", "value", "diff", "outcome", "says"),
+    [
+        # max_regression 2%: the difference interval against -2% of the baseline (0.9 -> 0.018)
+        ("max_regression", 0.88, 0.90, None, (-0.020, -0.040, 0.003), "inconclusive", "not decided"),
+        ("max_regression", 0.88, 0.90, None, (-0.020, -0.030, -0.019), "fail", "beyond max_regression 2%"),
+        ("max_regression", 0.895, 0.90, None, (-0.005, -0.010, 0.001), "pass", "within max_regression 2%"),
+        ("max_regression", 0.95, 0.90, None, (0.05, 0.03, 0.07), "pass", "better than"),
+        # min_improvement 1%: pass only when the whole interval improves by 0.009 or more
+        ("min_improvement", 0.93, 0.90, None, (0.03, 0.01, 0.05), "pass", "meets min_improvement 1%"),
+        ("min_improvement", 0.93, 0.90, None, (0.03, -0.001, 0.06), "inconclusive", "not decided"),
+        ("min_improvement", 0.90, 0.90, None, (0.0, -0.004, 0.005), "fail", "short of min_improvement 1%"),
+        # min 0.9: the interval's lower bound must clear it
+        ("min", 0.93, None, (0.93, 0.91, 0.95), None, "pass", ">= min 0.9 at 95%"),
+        ("min", 0.91, None, (0.91, 0.88, 0.94), None, "inconclusive", "may be below min 0.9"),
+        ("min", 0.85, None, (0.85, 0.82, 0.88), None, "fail", "< min 0.9 at 95%"),
+        # max 0.3 (a loss): the upper bound must stay under it
+        ("max", 0.2, None, (0.2, 0.15, 0.25), None, "pass", "<= max 0.3"),
+        ("max", 0.28, None, (0.28, 0.25, 0.33), None, "inconclusive", "may be above max 0.3"),
+        ("max", 0.4, None, (0.4, 0.35, 0.45), None, "fail", "> max 0.3"),
+    ],
+)
+@pytest.mark.parametrize("on_inconclusive", ["fail", "pass"])
+def test_a_rule_with_a_confidence_is_judged_on_the_interval(
+    rule: str,
+    head: float,
+    base: float | None,
+    value: tuple[float, float, float] | None,
+    diff: tuple[float, float, float] | None,
+    outcome: str,
+    says: str,
+    on_inconclusive: str,
+) -> None:
+    metric = "loss" if rule == "max" else "accuracy"
+    spec = {
+        "max_regression": cfg.Threshold(2, percent=True),
+        "min_improvement": cfg.Threshold(1, percent=True),
+        "min": 0.9,
+        "max": 0.3,
+    }[rule]
+    gate = cfg.GateRule(metric=metric, confidence=0.95, **{rule: spec})  # type: ignore[arg-type]
+    env = _one_rule(gate, on_inconclusive=on_inconclusive)
+    evidence = _Evidence({metric: value} if value else {}, {metric: diff} if diff else {})
+    verdict = gates.evaluate(
+        env, {metric: head}, {metric: base} if base is not None else None, _goal, "staging's v0.0.3", evidence
+    )
+    (result,) = verdict.results
+    assert result.decided == outcome and verdict.outcome == outcome
+    assert says in result.message and "95%" in result.message
+    expected_pass = outcome == "pass" or (outcome == "inconclusive" and on_inconclusive == "pass")
+    assert result.passed is expected_pass and verdict.passed is expected_pass
+    if outcome == "inconclusive":
+        assert f"inconclusive → {on_inconclusive} for staging" in result.message
+        assert gates.mark(result) == f"inconclusive: {'pass' if expected_pass else 'FAIL'}"
+    data = gates.rule_json(result)
+    assert data["outcome"] == outcome and data["confidence"] == 0.95
+    assert data["interval"]["low"] == (diff or value)[1]  # type: ignore[index]
+
+
+def test_the_message_gives_the_change_and_its_interval_in_percent() -> None:
+    gate = cfg.GateRule(metric="accuracy", confidence=0.95, max_regression=cfg.Threshold(1, percent=True))
+    env = _one_rule(gate, name="production")
+    evidence = _Evidence({}, {"accuracy": (-0.0072, -0.0171, 0.0027)})
+    verdict = gates.evaluate(
+        env, {"accuracy": 0.8928}, {"accuracy": 0.9}, _goal, "staging's v0.0.3", evidence
+    )
+    assert verdict.results[0].message == (
+        "accuracy is 0.8% worse than staging's v0.0.3's 0.9, 95% CI [-1.9%, +0.3%]: "
+        "not decided against max_regression 1% at 95%; inconclusive → fail for production"
+    )
+    assert not verdict.passed and verdict.outcome == "inconclusive"
+    assert verdict.summary().startswith("accuracy is 0.8% worse")
+
+
+def test_a_lower_is_better_metric_turns_the_difference_around() -> None:
+    gate = cfg.GateRule(metric="log_loss", confidence=0.9, max_regression=cfg.Threshold(0.01))
+    evidence = _Evidence({}, {"log_loss": (0.05, 0.03, 0.07)})  # head - base: a higher loss
+    verdict = gates.evaluate(
+        _one_rule(gate), {"log_loss": 0.35}, {"log_loss": 0.30}, _goal, "staging", evidence
+    )
+    assert verdict.results[0].decided == "fail" and "worse" in verdict.results[0].message
+    assert evidence.asked == [("difference", "log_loss", 0.9)]
+
+
+def test_without_an_interval_the_point_comparison_stands_and_says_so() -> None:
+    gate = cfg.GateRule(metric="custom_score", min=0.5, max_regression=cfg.Threshold(1))
+    env = _one_rule(gate, confidence=0.95)  # the environment's confidence, for every rule
+    verdict = gates.evaluate(
+        env, {"custom_score": 0.6}, {"custom_score": 0.65}, _goal, "staging", _Evidence({}, {})
+    )
+    assert [r.decided for r in verdict.results] == ["pass", "pass"]
+    assert all("judged on the point value" in r.message for r in verdict.results)
+    assert all(r.confidence is None for r in verdict.results)
+
+
+def test_no_confidence_no_interval() -> None:
+    gate = cfg.GateRule(metric="accuracy", max_regression=cfg.Threshold(2, percent=True))
+    evidence = _Evidence({}, {"accuracy": (-0.03, -0.05, -0.01)})
+    verdict = gates.evaluate(
+        _one_rule(gate), {"accuracy": 0.87}, {"accuracy": 0.9}, _goal, "staging", evidence
+    )
+    assert verdict.results[0].decided == "fail" and evidence.asked == []
+
+
+def test_a_passing_verdict_counts_its_inconclusive_rules() -> None:
+    gate = cfg.GateRule(metric="accuracy", confidence=0.95, max_regression=cfg.Threshold(2, percent=True))
+    evidence = _Evidence({}, {"accuracy": (-0.02, -0.04, 0.003)})
+    verdict = gates.evaluate(
+        _one_rule(gate), {"accuracy": 0.88}, {"accuracy": 0.9}, _goal, "staging", evidence
+    )
+    assert verdict.passed and verdict.summary() == "1 gate rule passed (1 inconclusive, counted as pass)"
+
+
+@pytest.mark.parametrize(
+    ("yaml_env", "confidence", "passes"),
+    [
+        ("{branch: production}", None, False),  # production fails what the data cannot decide
+        ("{branch: staging}", None, True),
+        ("{branch: staging, confidence: 0.9, on_inconclusive: fail}", 0.9, False),
+        ("{branch: production, confidence: 95%, on_inconclusive: pass}", 0.95, True),
+    ],
+)
+def test_environment_confidence_and_on_inconclusive_defaults(
+    tmp_path: Path, yaml_env: str, confidence: float | None, passes: bool
+) -> None:
+    name = "production" if "production" in yaml_env else "staging"
+    (tmp_path / "mlci.yaml").write_text(
+        f"model: {{name: m}}\ntrain: {{command: python t.py}}\nenvironments:\n  {name}: {yaml_env}\n"
+    )
+    (env,) = cfg.load(tmp_path / "mlci.yaml").environments
+    assert env.confidence == confidence and env.inconclusive_passes is passes
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("confidence: 1.5", "not between 0.5 and 1"),
+        ("confidence: 0.3", "not between 0.5 and 1"),
+        ("confidence: 'sure'", "confidence level"),
+        ("on_inconclusive: maybe", "neither 'fail' nor 'pass'"),
+    ],
+)
+def test_bad_confidence_settings_say_where(tmp_path: Path, text: str, says: str) -> None:
+    (tmp_path / "mlci.yaml").write_text(
+        "model: {name: m}\ntrain: {command: python t.py}\nenvironments:\n"
+        f"  staging:\n    {text}\n    gates: [{{metric: accuracy, min: 0.5}}]\n"
+    )
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.load(tmp_path / "mlci.yaml")
+    assert says in str(error.value) and "environments.staging" in str(error.value)

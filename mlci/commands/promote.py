@@ -43,12 +43,7 @@ class PromoteResult:
 def verdict_json(verdict: gates.Verdict | None) -> dict[str, Any] | None:
     if verdict is None:
         return None
-    return {
-        "environment": verdict.environment,
-        "passed": verdict.passed,
-        "baseline": verdict.baseline_label,
-        "rules": [dataclasses.asdict(r) for r in verdict.results],
-    }
+    return verdict.to_json()
 
 
 def _open(
