@@ -122,6 +122,7 @@ class TrainConfig:
     rewrites: tuple[str, ...] = ()  # tracked files the command rewrites (a pipeline's lock file)
     own_cache: bool = False  # the command skips work whose inputs did not change (dvc repro, make)
     withhold_env: tuple[str, ...] = ()  # environment variables (fnmatch patterns) the command never sees
+    predictions: str | None = None  # a CSV/Parquet file of the evaluation rows' predictions (mlci.stats)
     timeout: float | None = None  # seconds; None: no limit
 
 
@@ -624,6 +625,7 @@ class _Checker:
                 "own_cache",
                 "withhold_env",
                 "timeout",
+                "predictions",
             ),
             required=("command",),
         )
@@ -635,8 +637,20 @@ class _Checker:
         params = self.string(t.get("params"), (*at, "params"), None)
         metrics = self.string(t.get("metrics"), (*at, "metrics"), defaults.metrics)
         model = self.string(t.get("model"), (*at, "model"), None)
-        for key, value in (("params", params), ("metrics", metrics), ("model", model)):
+        predictions = self.string(t.get("predictions"), (*at, "predictions"), None)
+        for key, value in (
+            ("params", params),
+            ("metrics", metrics),
+            ("model", model),
+            ("predictions", predictions),
+        ):
             self.project_path(value, (*at, key))
+        if predictions is not None and not predictions.lower().endswith((".csv", ".parquet", ".pq")):
+            self.problem(
+                (*at, "predictions"),
+                f"{_short(predictions)!r}: mlci reads predictions as CSV (.csv) or Parquet (.parquet); "
+                "name one of those",
+            )
         if params is not None and not params.lower().endswith((".yaml", ".yml", ".json")):
             self.problem(
                 (*at, "params"),
@@ -668,6 +682,7 @@ class _Checker:
             own_cache=own_cache,
             withhold_env=withhold,
             timeout=timeout,
+            predictions=predictions,
         )
 
     def metrics(self, raw: Any) -> dict[str, Goal]:

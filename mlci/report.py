@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci import gates, metrics, policy
-from mlci.config import Config, Goal
+from mlci.config import Config, Environment, Goal
 
 SCHEMA_VERSION = 1
 MARKER = "<!-- mlci:report model={model} -->"
@@ -86,9 +86,11 @@ def build(
     history: Sequence[tuple[str, float]] = (),
     pr: int | None = None,
     run_link: str | None = None,
+    evidence: Callable[[Environment, Baseline | None], gates.Evidence | None] | None = None,
 ) -> Report:
     """Diff ``head`` against every baseline and evaluate the gates of each
-    environment (or of ``gate_environments``) against that environment's model."""
+    environment (or of ``gate_environments``) against that environment's model;
+    ``evidence`` gives the intervals a rule with a confidence is judged on."""
     goal_of: Callable[[str], Goal] = config.goal
     configured = list(config.metrics)
     comparisons = tuple(
@@ -117,6 +119,7 @@ def build(
                 baseline.metrics if found and baseline else None,
                 goal_of,
                 baseline_label=baseline.label if found and baseline else None,
+                evidence=evidence(env, baseline if found else None) if evidence else None,
             )
         )
     return Report(

@@ -550,7 +550,7 @@ def point(name: str, predictions: Predictions) -> float:
     import numpy as np
 
     prepared = _Prepared(predictions)
-    return float(_evaluate([name], prepared, np.ones((1, predictions.rows), dtype=np.float32))[name][0])
+    return float(_evaluate([name], prepared, np.ones((1, predictions.rows), dtype=np.float64))[name][0])
 
 
 # --------------------------------------------------------------------------- the bootstrap
@@ -634,6 +634,43 @@ def _interval(
     return Interval(value, float(low), float(high), confidence, resamples, paired)
 
 
+@dataclass(frozen=True)
+class Samples:
+    """A metric's value (or a difference's) and its bootstrap replicates: an interval at
+    any confidence without resampling again."""
+
+    value: float
+    samples: NDArray[np.float64]
+    resamples: int
+    paired: bool = False
+
+    def interval(self, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
+        return _interval(self.value, self.samples, confidence, self.resamples, self.paired)
+
+
+def bootstrap(
+    predictions: Predictions,
+    names: list[str],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Samples]:
+    """Each named metric's value and bootstrap replicates (names mlci cannot recompute
+    from these predictions are left out)."""
+    import numpy as np
+
+    prepared = _Prepared(predictions)
+    names = [n for n in names if n in METRICS and prepared.has(*METRICS[n].needs)]
+    if not names:
+        return {}
+    values = _evaluate(names, prepared, np.ones((1, predictions.rows), dtype=np.float64))
+    samples: dict[str, list[NDArray[np.float64]]] = {n: [] for n in names}
+    for weights in resample_weights(predictions.rows, resamples, seed):
+        for name, result in _evaluate(names, prepared, weights).items():
+            samples[name].append(result)
+    return {n: Samples(float(values[n][0]), np.concatenate(samples[n]), resamples) for n in names}
+
+
 def intervals(
     predictions: Predictions,
     names: list[str],
@@ -644,35 +681,22 @@ def intervals(
 ) -> dict[str, Interval]:
     """Each named metric's value and percentile interval (names mlci cannot recompute
     from these predictions are left out)."""
-    import numpy as np
-
-    prepared = _Prepared(predictions)
-    names = [n for n in names if n in METRICS and prepared.has(*METRICS[n].needs)]
-    if not names:
-        return {}
-    values = _evaluate(names, prepared, np.ones((1, predictions.rows), dtype=np.float32))
-    samples: dict[str, list[NDArray[np.float64]]] = {n: [] for n in names}
-    for weights in resample_weights(predictions.rows, resamples, seed):
-        for name, result in _evaluate(names, prepared, weights).items():
-            samples[name].append(result)
-    return {
-        n: _interval(float(values[n][0]), np.concatenate(samples[n]), confidence, resamples) for n in names
-    }
+    found = bootstrap(predictions, names, resamples=resamples, seed=seed)
+    return {n: s.interval(confidence) for n, s in found.items()}
 
 
 def same_rows(a: Predictions, b: Predictions) -> bool:
     return a.in_id_order().digest() == b.in_id_order().digest()
 
 
-def differences(
+def bootstrap_differences(
     head: Predictions,
     base: Predictions,
     names: list[str],
     *,
-    confidence: float = DEFAULT_CONFIDENCE,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
-) -> dict[str, Interval]:
+) -> dict[str, Samples]:
     """head minus base for each metric both can recompute, with its interval: paired (the
     same resampled rows for both) when the two were evaluated on the same rows, else the
     two resampled independently."""
@@ -685,8 +709,8 @@ def differences(
     names = [n for n in names if n in METRICS and h.has(*METRICS[n].needs) and b.has(*METRICS[n].needs)]
     if not names:
         return {}
-    head_values = _evaluate(names, h, np.ones((1, head.rows), dtype=np.float32))
-    base_values = _evaluate(names, b, np.ones((1, base.rows), dtype=np.float32))
+    head_values = _evaluate(names, h, np.ones((1, head.rows), dtype=np.float64))
+    base_values = _evaluate(names, b, np.ones((1, base.rows), dtype=np.float64))
     samples: dict[str, list[NDArray[np.float64]]] = {n: [] for n in names}
     if paired:
         # Weights are drawn in the head's row order; the base's rows are the same rows in
@@ -710,15 +734,26 @@ def differences(
             for n in names:
                 samples[n].append(hv[n] - bv[n])
     return {
-        n: _interval(
-            float(head_values[n][0] - base_values[n][0]),
-            np.concatenate(samples[n]),
-            confidence,
-            resamples,
-            paired,
+        n: Samples(
+            float(head_values[n][0] - base_values[n][0]), np.concatenate(samples[n]), resamples, paired
         )
         for n in names
     }
+
+
+def differences(
+    head: Predictions,
+    base: Predictions,
+    names: list[str],
+    *,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Interval]:
+    """head minus base for each metric both can recompute, with its interval (see
+    ``bootstrap_differences``)."""
+    found = bootstrap_differences(head, base, names, resamples=resamples, seed=seed)
+    return {n: s.interval(confidence) for n, s in found.items()}
 
 
 def agrees(name: str, predictions: Predictions, reported: float) -> bool:

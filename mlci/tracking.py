@@ -43,6 +43,9 @@ FINGERPRINT_TAG = "mlci.fingerprint"
 MODEL_ID_TAG = "mlci.model_id"
 MODEL_DIGEST_TAG = "mlci.model_sha256"  # the sha256 of the model archive (mlci.archive)
 RESTORED_TAG = "mlci.restored_from"  # where a run recorded elsewhere was brought from
+PREDICTIONS_TAG = "mlci.predictions"  # the run's predictions artifact (train.predictions)
+ROWS_TAG = "mlci.rows_sha256"  # the rows they were made on (mlci.stats.Predictions.digest)
+PREDICTIONS_METRICS_TAG = "mlci.predictions_metrics"  # metrics that recompute from them
 _MAX_PARAM_LENGTH = 6000
 _FAST_PATH_TIMEOUT = 10.0
 
@@ -430,16 +433,18 @@ class Tracking:
         metrics: Mapping[str, float],
         model_dir: Path | None,
         model_name: str,
+        files: list[Path] | None = None,
     ) -> RunRecord:
         """Record a run made elsewhere (a workflow artifact, a release) in this store,
-        with its model, so that this store's run cache and registry have it."""
+        with its model (and ``files``, such as its predictions), so that this store's run
+        cache and registry have it."""
         run_id = self.start_run(run_name=run_name, tags=tags)
         try:
             self.log_results(
                 run_id,
                 params=params,
                 metrics=metrics,
-                files=[],
+                files=list(files or []),
                 model_dir=model_dir,
                 model_name=model_name,
             )

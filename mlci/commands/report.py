@@ -211,6 +211,7 @@ def gather(
         history=history(state, config.key_metric),
         pr=pr,
         run_link=run_link,
+        evidence=_evidence_source(config, environ, result, log),
     )
     if check_requires:
         report = with_requirements(report, config, state, result.fingerprint)
@@ -221,6 +222,49 @@ def gather(
         notes=tuple(notes),
     )
     return report, result
+
+
+def _evidence_source(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    result: train_cmd.TrainResult,
+    log: Callable[[str], None],
+) -> Callable[[cfg.Environment, rpt.Baseline | None], Any] | None:
+    """Where a verdict's intervals come from: the head run's predictions, and each
+    baseline run's (paired when they share rows); None when no rule asks for a
+    confidence, or the head recorded no predictions (then every rule is a point rule)."""
+    from mlci import evidence
+    from mlci.errors import MlciError
+    from mlci.tracking import PREDICTIONS_TAG
+
+    if not any(env.confidence_of(rule) is not None for env in config.environments for rule in env.gates):
+        return None
+    if not result.tags.get(PREDICTIONS_TAG):
+        log(
+            "gates with a confidence are judged on point values: "
+            "the run has no predictions (train.predictions)"
+        )
+        return None
+    tracking = project.make_tracking(config, environ)
+    head = evidence.load(tracking, result.run_id, result.tags, log)
+    loaded: dict[str, Any] = {}
+
+    def source(env: cfg.Environment, baseline: rpt.Baseline | None) -> evidence.RunEvidence:
+        names = [rule.metric for rule in env.gates if env.confidence_of(rule) is not None]
+        base = None
+        if baseline is not None and baseline.run_id:
+            if baseline.run_id not in loaded:
+                try:
+                    tags = tracking.get_run(baseline.run_id).tags
+                except MlciError as exc:
+                    log(f"no paired intervals against {baseline.label}: {exc.message.splitlines()[0]}")
+                    tags = {}
+                found = evidence.load(tracking, baseline.run_id, tags, log) if tags else None
+                loaded[baseline.run_id] = found
+            base = loaded[baseline.run_id]
+        return evidence.RunEvidence(head, base, names)
+
+    return source
 
 
 def base_policy(

@@ -291,6 +291,7 @@ def train(
     params_file.write_text(prm.yaml_safe_json(resolved.params), encoding="utf-8")
     metrics_before = _signature(root / config.train.metrics)
     model_before = _signature(root / config.train.model) if config.train.model else None
+    predictions_before = _signature(root / config.train.predictions) if config.train.predictions else None
 
     child_env = {
         **trainer.withheld(environ, config.train.withhold_env, log),
@@ -380,6 +381,21 @@ def train(
             extra_files = [metrics_path, params_file]
             flat_params = prm.flatten(resolved.params)
             digest_tags: dict[str, str] = {}
+            predictions_path: Path | None = None
+            if config.train.predictions:
+                predictions_path = _output(
+                    config.train.predictions,
+                    "train.predictions",
+                    output_dir,
+                    root,
+                    predictions_before,
+                    file_only=True,
+                    own_cache=own_cache,
+                    log=log,
+                )
+                predictions_tags = _predictions_tags(predictions_path, config.train.predictions, metrics, log)
+                digest_tags.update(predictions_tags)
+                extra_files.append(predictions_path)
             bundle_path = None
             model_digest: archive.Digest | None = None
             if write_bundle:
@@ -391,8 +407,9 @@ def train(
                     run_id=run_id,
                     metrics=metrics,
                     params={k: param_value(v) for k, v in flat_params.items()},
-                    tags=tags,
+                    tags={**tags, **digest_tags},
                     model_dir=model_path,
+                    predictions=predictions_path,
                 )
             elif model_path is not None:
                 model_digest = archive.digest_folder(model_path)
@@ -433,6 +450,36 @@ def train(
     )
 
 
+def _predictions_tags(
+    path: Path, name: str, metrics: Mapping[str, float], log: Callable[[str], None]
+) -> dict[str, str]:
+    """The predictions checked as data (a bad file fails the run, saying what and where),
+    and the tags that find them again: the artifact's name, the digest of the rows they
+    were made on, and the metrics that recompute from them to metrics.json's value (those
+    get intervals; a metric that does not, from another split or averaging, is named)."""
+    from mlci import stats
+    from mlci.tracking import PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, ROWS_TAG
+
+    predictions = stats.read_predictions(path, where=f"train.predictions ({name})")
+    agreeing: list[str] = []
+    differing: list[str] = []
+    for metric, value in metrics.items():
+        if stats.recomputable(metric, predictions):
+            (agreeing if stats.agrees(metric, predictions, value) else differing).append(metric)
+    for metric in differing:
+        log(
+            f"warning: {metric} recomputed from {name} is {stats.point(metric, predictions):.6g}, "
+            f"{metrics[metric]:.6g} in the metrics file: no interval for {metric} "
+            "(are they from the same rows?)"
+        )
+    log(f"predictions: {predictions.rows} rows; intervals for {', '.join(agreeing) or 'no metric'}")
+    return {
+        PREDICTIONS_TAG: path.name,
+        ROWS_TAG: predictions.digest(),
+        PREDICTIONS_METRICS_TAG: ",".join(agreeing),
+    }
+
+
 def _import(
     tracking: Tracking,
     resolved: Resolved,
@@ -457,6 +504,7 @@ def _import(
         metrics=restored.metrics,
         model_dir=restored.model_dir,
         model_name=config.model.name,
+        files=[restored.predictions] if restored.predictions else [],
     )
     if restored.model_dir is not None:  # in MLflow now; the archive stays for a release
         shutil.rmtree(restored.model_dir, ignore_errors=True)

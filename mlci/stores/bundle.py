@@ -28,6 +28,9 @@ from mlci.errors import MlciError
 FORMAT = 1
 RUN_FILE = "run.json"
 ARCHIVE_FILE = "model.tar"
+PREDICTIONS_DIR = "predictions"  # the run's predictions file (train.predictions), under its own name
+_PREDICTIONS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.(csv|parquet|pq)")
+_MAX_PREDICTIONS = 512 * 1024 * 1024
 BUNDLES_DIR = "bundles"
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 # What a restored run keeps of the training run's tags: lineage, not MLflow's internals.
@@ -50,6 +53,7 @@ class Restored:
     archive_path: Path | None
     digest: archive.Digest | None
     source: str  # where it came from, in words
+    predictions: Path | None = None  # the run's predictions file, if it recorded one
 
 
 def artifact_name(model: str, fingerprint: str) -> str:
@@ -71,13 +75,20 @@ def write(
     params: Mapping[str, str],
     tags: Mapping[str, str],
     model_dir: Path | None,
+    predictions: Path | None = None,
 ) -> archive.Digest | None:
     """The bundle of a finished run into ``dest``; returns the model archive's digest
-    (None for a run without a model)."""
+    (None for a run without a model). ``predictions`` travels with it, so later jobs
+    can bootstrap intervals against this run."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     digest = archive.pack(model_dir, dest / ARCHIVE_FILE) if model_dir is not None else None
+    predictions_record = None
+    if predictions is not None:
+        (dest / PREDICTIONS_DIR).mkdir()
+        shutil.copyfile(predictions, dest / PREDICTIONS_DIR / predictions.name)
+        predictions_record = {"name": predictions.name, "sha256": _file_sha256(predictions)}
     record = {
         "format": FORMAT,
         "model": model,
@@ -88,6 +99,7 @@ def write(
         "tags": {k: v for k, v in tags.items() if k.startswith(KEPT_TAG_PREFIXES) and k not in DROPPED_TAGS},
         "model_sha256": digest.sha256 if digest else None,
         "model_size": digest.size if digest else None,
+        **({"predictions": predictions_record} if predictions_record else {}),
     }
     (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return digest
@@ -169,6 +181,7 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
                         source=f"{source} ({ARCHIVE_FILE})",
                         keep=dest / ARCHIVE_FILE,
                     )
+            predictions = _restore_predictions(zf, names, record, dest, source)
     except zipfile.BadZipFile as exc:
         raise BundleError(f"{source} is not a zip archive: {exc}") from None
     (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -182,7 +195,53 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
         archive_path=dest / ARCHIVE_FILE if digest else None,
         digest=digest,
         source=source,
+        predictions=predictions,
     )
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for chunk in archive.file_chunks(path):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _restore_predictions(
+    zf: zipfile.ZipFile, names: set[str], record: dict[str, Any], dest: Path, source: str
+) -> Path | None:
+    """The predictions file a bundle records, checked as data: a plain name, a size
+    cap, and the digest its record names. A bundle without one restores without one."""
+    import hashlib
+
+    entry = record.get("predictions")
+    if entry is None:
+        return None
+    name = entry.get("name") if isinstance(entry, dict) else None
+    expected = entry.get("sha256") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or not _PREDICTIONS_NAME.fullmatch(name):
+        raise BundleError(
+            f"{source}: {RUN_FILE} names predictions {name!r}, not a plain .csv or .parquet name"
+        )
+    if not isinstance(expected, str) or not _FINGERPRINT.fullmatch(expected):
+        raise BundleError(f"{source}: {RUN_FILE} has no valid sha256 for its predictions")
+    member_name = f"{PREDICTIONS_DIR}/{name}"
+    if member_name not in names:
+        raise BundleError(f"{source} lacks {member_name}, which its {RUN_FILE} records")
+    if zf.getinfo(member_name).file_size > _MAX_PREDICTIONS:
+        raise BundleError(f"{source}: {member_name} is larger than {_MAX_PREDICTIONS} bytes")
+    target = dest / PREDICTIONS_DIR / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with zf.open(member_name) as member, open(target, "wb") as out:
+        for chunk in _chunks(member):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != expected:
+        target.unlink()
+        raise BundleError(f"{source}: {member_name} does not match the sha256 its {RUN_FILE} records")
+    return target
 
 
 def _chunks(handle: Any) -> Iterator[bytes]:

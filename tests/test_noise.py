@@ -1,0 +1,158 @@
+"""Noise-aware gates end to end, on the scaffolded classifier (real training).
+
+The scaffold writes its test rows' predictions, and its environments gate at 95%
+confidence. A change of the random seed alone (a different test split) moves
+accuracy by about 2% on 143 rows: the data cannot tell that from noise, so staging
+lets it through as inconclusive. A much smaller C is a real regression, paired on
+the same rows, and still fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run
+
+
+def _gate(cli, root: Path, env: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    result = cli("gate", "--env", env, "--json", cwd=root)
+    assert result.code in (0, 1), result.err
+    data = json.loads(result.out)
+    return {"exit": result.code, **data}
+
+
+def _rule(data: dict, rule: str) -> dict:  # type: ignore[type-arg]
+    (found,) = [r for r in data["rules"] if r["metric"] == "accuracy" and r["rule"] == rule]
+    return found  # type: ignore[no-any-return]
+
+
+def test_a_seed_change_is_inconclusive_and_a_real_regression_fails(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "churn"
+    assert cli("init", str(root), "--git").code == 0
+    run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], tmp_path)
+    run(["git", "remote", "add", "origin", str(tmp_path / "origin.git")], root)
+    run(["git", "push", "-q", "origin", "main", "staging", "production"], root)
+    assert cli("train", cwd=root).code == 0  # the first model
+    assert cli("register", cwd=root).code == 0
+    assert cli("promote", "staging", cwd=root).code == 0
+    params = root / "params.yaml"
+    original = params.read_text()
+
+    params.write_text(original.replace("seed: 42", "seed: 1"))
+    seed = _gate(cli, root, "staging")
+    regression = _rule(seed, "max_regression")
+    assert regression["outcome"] == "inconclusive" and regression["passed"] is True
+    assert regression["interval"]["paired"] is False  # another split: other rows
+    assert regression["interval"]["low"] < -0.01 * 0.98 < regression["interval"]["high"]
+    assert seed["exit"] == 0 and seed["passed"] is True and seed["outcome"] == "inconclusive"
+    production = _gate(cli, root, "production")
+    assert production["exit"] == 1 and production["outcome"] == "inconclusive"  # production fails it
+
+    params.write_text(original.replace("C: 1.0", "C: 0.01"))
+    worse = _gate(cli, root, "staging")
+    regression = _rule(worse, "max_regression")
+    assert regression["outcome"] == "fail" and regression["interval"]["paired"] is True
+    assert regression["interval"]["high"] < -0.01 * 0.98
+    assert worse["exit"] == 1 and worse["outcome"] == "fail"
+    assert "beyond max_regression 1% at 95%" in regression["message"]
+
+
+def test_rules_without_predictions_keep_their_point_comparison(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "churn"
+    assert cli("init", str(root), "--git").code == 0
+    config = root / "mlci.yaml"
+    config.write_text(config.read_text().replace("  predictions: predictions.csv\n", ""))
+    run(["git", "commit", "-qam", "no predictions"], root)
+    result = cli("gate", "--env", "staging", "--json", cwd=root)
+    assert result.code == 0, result.err
+    assert "judged on point values: the run has no predictions" in result.err
+    assert all("confidence" not in r for r in json.loads(result.out)["rules"])
+
+
+def test_bad_predictions_fail_the_run_and_say_where(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "churn"
+    assert cli("init", str(root), "--git").code == 0
+    train = root / "train.py"
+    train.write_text(
+        train.read_text().replace(
+            '["id", "y_true", "y_pred", "y_score"]', '["id", "label", "y_pred", "y_score"]'
+        )
+    )
+    run(["git", "commit", "-qam", "a wrong column"], root)
+    result = cli("train", cwd=root)
+    assert result.code != 0
+    assert "train.predictions (predictions.csv)" in result.err and "has no y_true column" in result.err
+    assert "Traceback" not in result.err
+
+
+def _bundle_zip(tmp_path: Path, edit: Callable[[Path], None] | None = None) -> tuple[Path, str]:
+    import zipfile
+
+    from mlci.stores import bundle
+
+    fingerprint = "b" * 64
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text("id,y_true,y_pred\n1,1,1\n2,0,1\n")
+    folder = tmp_path / "bundle"
+    bundle.write(
+        folder,
+        model="m",
+        fingerprint=fingerprint,
+        run_id="r1",
+        metrics={"accuracy": 0.5},
+        params={},
+        tags={"mlci.predictions": "predictions.csv"},
+        model_dir=None,
+        predictions=predictions,
+    )
+    if edit is not None:
+        edit(folder)
+    with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return tmp_path / "bundle.zip", fingerprint
+
+
+def test_predictions_travel_in_a_run_bundle(tmp_path: Path) -> None:
+    from mlci.stores import bundle
+
+    zipped, fingerprint = _bundle_zip(tmp_path)
+    restored = bundle.restore_zip(
+        zipped, tmp_path / "r", model="m", fingerprint=fingerprint, source="artifact x"
+    )
+    assert restored.predictions is not None and restored.predictions.name == "predictions.csv"
+    assert restored.predictions.read_text() == "id,y_true,y_pred\n1,1,1\n2,0,1\n"
+    assert restored.tags["mlci.predictions"] == "predictions.csv"
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (
+            lambda f: (f / "predictions" / "predictions.csv").write_text("id,y_true,y_pred\n1,1,0\n"),
+            "does not match",
+        ),
+        (lambda f: (f / "predictions" / "predictions.csv").unlink(), "lacks predictions/predictions.csv"),
+        (
+            lambda f: (f / "run.json").write_text(
+                (f / "run.json")
+                .read_text()
+                .replace('"name": "predictions.csv"', '"name": "../../etc/passwd.csv"')
+            ),
+            "not a plain .csv or .parquet name",
+        ),
+    ],
+)
+def test_a_bundles_predictions_are_checked_as_data(
+    tmp_path: Path, edit: Callable[[Path], None], says: str
+) -> None:
+    from mlci.stores import bundle
+
+    zipped, fingerprint = _bundle_zip(tmp_path, edit)
+    with pytest.raises(bundle.BundleError, match=says):
+        bundle.restore_zip(zipped, tmp_path / "r", model="m", fingerprint=fingerprint, source="artifact x")
