@@ -30,6 +30,7 @@ class RunPredictions:
     run_id: str
     predictions: stats.Predictions
     metrics: frozenset[str]  # the metrics that recompute from them to the run's reported value
+    path: Path  # the file they were read from
 
 
 def load(
@@ -57,7 +58,7 @@ def load(
     except MlciError as exc:
         log(f"no intervals from run {run_id}'s predictions: {exc.message.splitlines()[0]}")
         return None
-    return RunPredictions(run_id, predictions, metrics)
+    return RunPredictions(run_id, predictions, metrics, path)
 
 
 class RunEvidence:
@@ -101,3 +102,57 @@ class RunEvidence:
             )
         found = self._differences.get(metric)
         return found.interval(confidence) if found else None
+
+
+HEAD_PREDICTIONS = "head-predictions"  # in a report folder: the head run's predictions (+ .csv/.parquet)
+
+
+def copy_for_report(
+    tracking: Tracking, run_id: str, tags: Mapping[str, str], folder: Path, log: Callable[[str], None]
+) -> Path | None:
+    """The head run's predictions next to its report (``head-predictions.<suffix>``), so a
+    job that judges the report without the run (``mlci publish``) has the same evidence."""
+    import shutil
+
+    for stale in folder.glob(f"{HEAD_PREDICTIONS}.*"):
+        stale.unlink()
+    found = load(tracking, run_id, tags, log)
+    if found is None:
+        return None
+    target = folder / f"{HEAD_PREDICTIONS}{found.path.suffix.lower()}"
+    shutil.copyfile(found.path, target)
+    return target
+
+
+_MAX_REPORT_PREDICTIONS = 256 * 1024 * 1024
+
+
+def from_report(
+    folder: Path, metrics: Mapping[str, float], log: Callable[[str], None]
+) -> RunPredictions | None:
+    """The head's predictions a report folder carries, read as data (a regular file, size
+    capped, parsed, never run); the metrics that recompute to the report's own values
+    are the ones that get intervals. None, said in the log, when there are none."""
+    candidates = [
+        p for p in folder.glob(f"{HEAD_PREDICTIONS}.*") if p.suffix.lower() in (".csv", ".parquet", ".pq")
+    ]
+    if not candidates:
+        return None
+    path = candidates[0]
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_REPORT_PREDICTIONS:
+        log(
+            f"no intervals: {path.name} in the report is not a regular file "
+            f"under {_MAX_REPORT_PREDICTIONS} bytes"
+        )
+        return None
+    try:
+        predictions = stats.read_predictions(path, where=f"the report's {path.name}")
+    except MlciError as exc:
+        log(f"no intervals: {exc.message.splitlines()[0]}")
+        return None
+    agreeing = frozenset(
+        name
+        for name, value in metrics.items()
+        if stats.recomputable(name, predictions) and stats.agrees(name, predictions, value)
+    )
+    return RunPredictions("report", predictions, agreeing, path)

@@ -87,6 +87,19 @@ def _signed(value: float) -> str:
     return f"{value:+.4f}" if abs(value) < 1e4 else f"{value:+.4g}"
 
 
+def _bounds(interval: Any, signed: bool = False) -> str:
+    """`` [low, high]`` of an interval ("" without one, or where it is undefined)."""
+    if interval is None or interval.low != interval.low:  # NaN: undefined on most resamples
+        return ""
+    show = _signed if signed else _num
+    return f" [{show(interval.low)}, {show(interval.high)}]"
+
+
+def _head_cell(report: Any, name: str) -> str:
+    """The head's value, with its interval where its predictions give one."""
+    return _num(report.head.metrics.get(name)) + _bounds(report.head.intervals.get(name))
+
+
 def _cell(comparison: Any, name: str) -> str:
     if not comparison.baseline.found:
         return "—"
@@ -95,9 +108,10 @@ def _cell(comparison: Any, name: str) -> str:
         return "—"
     if row.verdict in ("missing", "same") or row.delta is None:
         return f"{_num(row.base)} {_ARROWS[row.verdict]}"
-    # The baseline's value, and how the head compares with it.
+    # The baseline's value, and how the head compares with it (and how sure that is).
     rel = f", {row.relative * 100:+.2f}%" if row.relative is not None else ""
-    return f"{_num(row.base)} {_ARROWS[row.verdict]} {_signed(row.delta)}{rel}"
+    spread = _bounds(comparison.intervals.get(name), signed=True)
+    return f"{_num(row.base)} {_ARROWS[row.verdict]} {_signed(row.delta)}{spread}{rel}"
 
 
 def _chart(report: Any) -> dict[str, Any] | None:
@@ -173,7 +187,7 @@ def _terminal_table(report: Any, color: bool) -> str:
     for name in report.metric_names:
         cells = [
             f"{name} {'↑' if report.goals[name] == 'maximize' else '↓'}",
-            _num(report.head.metrics.get(name)),
+            _head_cell(report, name),
         ]
         for c in report.comparisons:
             row = next((r for r in c.rows if r.name == name), None)
@@ -251,6 +265,7 @@ def render_report(
                 metric_rows=names[:keep],
                 cut_metrics=len(names) - keep,
                 cell=_cell,
+                head_cell=lambda name: _head_cell(report, name),
                 chart=_chart(report),
                 max_params=max_params,
                 table=_terminal_table(report, color) if fmt != "markdown" else "",

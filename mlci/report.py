@@ -13,6 +13,7 @@ from typing import Any
 
 from mlci import gates, metrics, policy
 from mlci.config import Config, Environment, Goal
+from mlci.stats import Interval
 
 SCHEMA_VERSION = 1
 MARKER = "<!-- mlci:report model={model} -->"
@@ -29,6 +30,7 @@ class Head:
     cached: bool
     run_url: str | None = None
     label: str = "this change"
+    intervals: Mapping[str, Interval] = field(default_factory=dict)  # from its predictions
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Comparison:
     baseline: Baseline
     rows: tuple[metrics.MetricDelta, ...]
     params: metrics.ParamsDiff
+    intervals: Mapping[str, Interval] = field(default_factory=dict)  # of head - baseline, by metric
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,13 @@ def build(
     pr: int | None = None,
     run_link: str | None = None,
     evidence: Callable[[Environment, Baseline | None], gates.Evidence | None] | None = None,
+    intervals: Callable[[Baseline | None], Mapping[str, Interval]] | None = None,
 ) -> Report:
     """Diff ``head`` against every baseline and evaluate the gates of each
     environment (or of ``gate_environments``) against that environment's model;
-    ``evidence`` gives the intervals a rule with a confidence is judged on."""
+    ``evidence`` gives the intervals a rule with a confidence is judged on, and
+    ``intervals`` the ones the table shows (the head's with None, else the
+    difference from that baseline)."""
     goal_of: Callable[[str], Goal] = config.goal
     configured = list(config.metrics)
     comparisons = tuple(
@@ -98,9 +104,12 @@ def build(
             baseline=b,
             rows=tuple(metrics.diff(head.metrics, b.metrics if b.found else None, goal_of, configured)),
             params=metrics.diff_params(head.params, b.params if b.found else None),
+            intervals=intervals(b) if intervals and b.found else {},
         )
         for b in baselines
     )
+    if intervals:
+        head = dataclasses.replace(head, intervals=intervals(None))
     names: list[str] = [n for n in configured if n in head.metrics or any(n in b.metrics for b in baselines)]
     for source in (head.metrics, *(b.metrics for b in baselines)):
         names += sorted(n for n in source if n not in names)
@@ -156,6 +165,7 @@ def to_json(report: Report) -> dict[str, Any]:
             "metrics": dict(report.head.metrics),
             "params": dict(report.head.params),
             "params_file": report.params_file,
+            "intervals": {n: i.to_json() for n, i in report.head.intervals.items()},
         },
         "baselines": [
             {
@@ -166,6 +176,7 @@ def to_json(report: Report) -> dict[str, Any]:
                 "commit": c.baseline.commit,
                 "run_id": c.baseline.run_id,
                 "note": c.baseline.note,
+                "intervals": {n: i.to_json() for n, i in c.intervals.items()},
                 "metrics": [
                     {
                         "name": r.name,

@@ -293,6 +293,7 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
         assert f"git+https://github.com/mlci-dev/mlci@{sha}" in untrusted.stdout  # mlci at that SHA
         assert gh.requests == []  # ... and nothing was sent to GitHub from it
         assert sorted(p.name for p in (artifacts / "mlci-report-churn").iterdir()) == [
+            "head-predictions.csv",  # the head's predictions: the publishing job's evidence
             "pull_request.json",
             "report.json",
         ]
@@ -319,6 +320,8 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
         assert [(s["context"], s["state"], s["sha"]) for s in gh.statuses] == [
             ("mlci/staging", "failure", head)
         ]
+        # Judged on the interval from the head's predictions, as the training job judged it.
+        assert "< min 0.95 at 95%" in gh.statuses[0]["description"]
         assert "artifact mlci-report-churn of run 77" in trusted.stdout
         assert f"+ mlci==0.1.0 (from git+https://github.com/mlci-dev/mlci@{sha})" in trusted.stdout
 

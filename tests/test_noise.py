@@ -60,6 +60,19 @@ def test_a_seed_change_is_inconclusive_and_a_real_regression_fails(cli, tmp_path
     assert worse["exit"] == 1 and worse["outcome"] == "fail"
     assert "beyond max_regression 1% at 95%" in regression["message"]
 
+    # The report shows the intervals: the head's, and each change's against a baseline.
+    assert cli("report", "--format", "json", "--output", str(tmp_path / "r.json"), cwd=root).code == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    head = data["head"]["intervals"]["accuracy"]
+    assert head["low"] < data["head"]["metrics"]["accuracy"] < head["high"] and head["confidence"] == 0.95
+    (staging,) = [b for b in data["baselines"] if b["key"] == "staging"]
+    assert staging["intervals"]["accuracy"]["paired"] is True and staging["intervals"]["accuracy"]["high"] < 0
+    assert cli("report", "--format", "markdown", "--output", str(tmp_path / "r.md"), cwd=root).code == 0
+    markdown = (tmp_path / "r.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| `accuracy`"))
+    assert f"0.9371 [{head['low']:.4f}, {head['high']:.4f}]" in row
+    assert "the 95% interval from the test rows' predictions" in markdown
+
 
 def test_rules_without_predictions_keep_their_point_comparison(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "churn"
@@ -156,3 +169,26 @@ def test_a_bundles_predictions_are_checked_as_data(
     zipped, fingerprint = _bundle_zip(tmp_path, edit)
     with pytest.raises(bundle.BundleError, match=says):
         bundle.restore_zip(zipped, tmp_path / "r", model="m", fingerprint=fingerprint, source="artifact x")
+
+
+def test_a_reports_head_predictions_are_read_as_data(tmp_path: Path) -> None:
+    """What `mlci publish` bootstraps from: the file beside report.json, whose metrics
+    count only where they recompute to the report's own values."""
+    from mlci import evidence
+
+    said: list[str] = []
+    folder = tmp_path / "report"
+    folder.mkdir()
+    assert evidence.from_report(folder, {"accuracy": 0.5}, said.append) is None  # none there
+    (folder / "head-predictions.csv").write_text("id,y_true,y_pred\n1,1,1\n2,0,1\n3,0,0\n4,1,1\n")
+    found = evidence.from_report(folder, {"accuracy": 0.75, "f1": 0.9, "custom": 1.0}, said.append)
+    assert found is not None and found.metrics == {"accuracy"}  # f1 is 0.8 here, not 0.9
+    (folder / "head-predictions.csv").write_text("id,label\n1,1\n")
+    assert evidence.from_report(folder, {"accuracy": 0.75}, said.append) is None
+    assert "has no y_true column" in said[-1]
+    (folder / "head-predictions.csv").unlink()
+    secret = tmp_path / "secret.csv"
+    secret.write_text("y_true,y_pred\n1,1\n")
+    (folder / "head-predictions.csv").symlink_to(secret)
+    assert evidence.from_report(folder, {"accuracy": 1.0}, said.append) is None
+    assert "not a regular file" in said[-1]

@@ -1,13 +1,16 @@
 """Train regressor: ridge regression on scikit-learn's diabetes data.
 
 Reads its hyper-parameters from params.yaml (or from MLCI_PARAMS_FILE, which
-mlci sets to the resolved params), then writes metrics.json and the model,
-saved with MLflow's sklearn flavour, to model/ (both under MLCI_OUTPUT_DIR
-when it is set). The same params always give the same model and metrics.
+mlci sets to the resolved params), then writes metrics.json, the model, saved
+with MLflow's sklearn flavour, to model/, and the test rows' predictions to
+predictions.csv (all under MLCI_OUTPUT_DIR when it is set); mlci computes the
+metrics' confidence intervals from the predictions. The same params always
+give the same model and metrics.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -28,8 +31,9 @@ def main() -> None:
     out = Path(os.environ.get("MLCI_OUTPUT_DIR", "."))
 
     features, target = load_diabetes(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        features, target, test_size=params["test_size"], random_state=params["seed"]
+    rows = list(range(len(target)))  # each row's id, so two runs' test rows pair up
+    x_train, x_test, y_train, y_test, _, test_rows = train_test_split(
+        features, target, rows, test_size=params["test_size"], random_state=params["seed"]
     )
     model = make_pipeline(StandardScaler(), Ridge(alpha=params["alpha"]))
     model.fit(x_train, y_train)
@@ -53,6 +57,10 @@ def main() -> None:
         input_example=x_test[:2],
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with open(out / "predictions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "y_true", "y_pred"])
+        writer.writerows(zip(test_rows, y_test, predicted))
     print(json.dumps(metrics))
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mlci import ci_env, gitrepo, policy, registry, tags
+from mlci import ci_env, gitrepo, policy, project, registry, tags
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
@@ -66,6 +66,20 @@ def _write_report(ctx: ci_env.Context, config: cfg.Config, report: rpt.Report) -
     )
     ci_env.append_summary(ctx, markdown)
     return markdown, path
+
+
+def _predictions_for_report(
+    config: cfg.Config, environ: Mapping[str, str], result: Any, folder: Path, log: Callable[[str], None]
+) -> None:
+    """The head run's predictions beside report.json, for the job that posts it."""
+    from mlci import evidence
+    from mlci.tracking import PREDICTIONS_TAG
+
+    if not result.tags.get(PREDICTIONS_TAG):
+        for stale in folder.glob(f"{evidence.HEAD_PREDICTIONS}.*"):
+            stale.unlink()
+        return
+    evidence.copy_for_report(project.make_tracking(config, environ), result.run_id, result.tags, folder, log)
 
 
 def run(
@@ -185,6 +199,7 @@ def _pull_request(
         **_run_store_options(ctx, environ, config, token, log),
     )
     markdown, path = _write_report(ctx, config, report)
+    _predictions_for_report(config, environ, result, path.parent, log)
     verdict = None if env is None else ("pass" if report.passed else "fail")
     ci_env.set_outputs(
         ctx,

@@ -126,6 +126,37 @@ def _head(meta: dict[str, Any], data: dict[str, Any]) -> tuple[str, int, dict[st
     )
 
 
+def _evidence(
+    config: cfg.Config, folder: Path, metrics: Mapping[str, float], log: Callable[[str], None]
+) -> tuple[
+    Callable[[cfg.Environment, rpt.Baseline | None], Any] | None, Callable[[rpt.Baseline | None], Any] | None
+]:
+    """Intervals from the head's predictions the report carries (the training job put
+    them there), so rules with a confidence are judged as the training job judged them,
+    and the table shows the head's intervals. The baselines' runs are not here: their
+    relative rules keep their point comparison."""
+    from mlci import evidence, stats
+
+    head = evidence.from_report(folder, metrics, log)
+    if head is None:
+        return None, None
+    levels = [env.confidence_of(r) for env in config.environments for r in env.gates]
+    confidence = max((c for c in levels if c is not None), default=stats.DEFAULT_CONFIDENCE)
+
+    def gate(env: cfg.Environment, baseline: rpt.Baseline | None) -> evidence.RunEvidence:
+        names = [rule.metric for rule in env.gates if env.confidence_of(rule) is not None]
+        return evidence.RunEvidence(head, None, names)
+
+    def table(baseline: rpt.Baseline | None) -> dict[str, Any]:
+        if baseline is not None:
+            return {}
+        found = evidence.RunEvidence(head, None, sorted(head.metrics))
+        intervals = {n: found.interval(n, confidence) for n in sorted(head.metrics)}
+        return {n: i for n, i in intervals.items() if i is not None}
+
+    return gate, table
+
+
 def publish(
     folder: Path,
     *,
@@ -182,6 +213,7 @@ def publish(
         cached=False,
         label=f"PR #{number}",
     )
+    gate_evidence, table_intervals = _evidence(config, _folder_for(folder, model), head.metrics, log)
     report = rpt.build(
         config,
         head,
@@ -190,6 +222,8 @@ def publish(
         history=report_cmd.history(state, config.key_metric),
         pr=number,
         run_link=ctx.run_link,
+        evidence=gate_evidence,
+        intervals=table_intervals,
     )
     report = report_cmd.with_requirements(report, config, state, head.fingerprint)
     notes.append(

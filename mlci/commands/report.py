@@ -201,6 +201,7 @@ def gather(
             baselines.append(_base_baseline(config, ref, tracking, state, log))
         else:
             baselines.append(env_baseline(state, key))
+    certainty = _certainty(config, environ, result, log)
     report = rpt.build(
         config,
         head,
@@ -211,7 +212,8 @@ def gather(
         history=history(state, config.key_metric),
         pr=pr,
         run_link=run_link,
-        evidence=_evidence_source(config, environ, result, log),
+        evidence=certainty.gate if certainty else None,
+        intervals=certainty.table if certainty else None,
     )
     if check_requires:
         report = with_requirements(report, config, state, result.fingerprint)
@@ -224,47 +226,79 @@ def gather(
     return report, result
 
 
-def _evidence_source(
-    config: cfg.Config,
-    environ: Mapping[str, str],
-    result: train_cmd.TrainResult,
-    log: Callable[[str], None],
-) -> Callable[[cfg.Environment, rpt.Baseline | None], Any] | None:
-    """Where a verdict's intervals come from: the head run's predictions, and each
-    baseline run's (paired when they share rows); None when no rule asks for a
-    confidence, or the head recorded no predictions (then every rule is a point rule)."""
-    from mlci import evidence
-    from mlci.errors import MlciError
+class _Certainty:
+    """The head run's predictions and each baseline's, loaded once: the evidence a verdict
+    is judged on, and the intervals the table shows."""
+
+    def __init__(
+        self, config: cfg.Config, environ: Mapping[str, str], result: Any, log: Callable[[str], None]
+    ):
+        from mlci import evidence
+
+        self.config, self.log = config, log
+        self.tracking = project.make_tracking(config, environ)
+        self.head = evidence.load(self.tracking, result.run_id, result.tags, log)
+        self.loaded: dict[str, Any] = {}
+        levels = [env.confidence_of(r) for env in config.environments for r in env.gates]
+        self.confidence = max((c for c in levels if c is not None), default=stats_default())
+
+    def _base(self, baseline: rpt.Baseline | None) -> Any:
+        from mlci import evidence
+        from mlci.errors import MlciError
+
+        if baseline is None or not baseline.run_id:
+            return None
+        if baseline.run_id not in self.loaded:
+            try:
+                tags = self.tracking.get_run(baseline.run_id).tags
+            except MlciError as exc:
+                self.log(f"no paired intervals against {baseline.label}: {exc.message.splitlines()[0]}")
+                tags = {}
+            self.loaded[baseline.run_id] = (
+                evidence.load(self.tracking, baseline.run_id, tags, self.log) if tags else None
+            )
+        return self.loaded[baseline.run_id]
+
+    def gate(self, env: cfg.Environment, baseline: rpt.Baseline | None) -> Any:
+        from mlci import evidence
+
+        names = [rule.metric for rule in env.gates if env.confidence_of(rule) is not None]
+        return evidence.RunEvidence(self.head, self._base(baseline), names)
+
+    def table(self, baseline: rpt.Baseline | None) -> dict[str, Any]:
+        """The head's intervals (``baseline`` None), or its differences from ``baseline``."""
+        from mlci import evidence
+
+        if self.head is None:
+            return {}
+        names = sorted(self.head.metrics)
+        found = evidence.RunEvidence(self.head, self._base(baseline), names)
+        pick = found.interval if baseline is None else found.difference
+        intervals = {n: pick(n, self.confidence) for n in names}
+        return {n: i for n, i in intervals.items() if i is not None}
+
+
+def stats_default() -> float:
+    from mlci.stats import DEFAULT_CONFIDENCE
+
+    return DEFAULT_CONFIDENCE
+
+
+def _certainty(
+    config: cfg.Config, environ: Mapping[str, str], result: Any, log: Callable[[str], None]
+) -> _Certainty | None:
+    """Where a report's intervals come from; None when the head run recorded no
+    predictions (then every rule is a point rule, said once where a rule asks)."""
     from mlci.tracking import PREDICTIONS_TAG
 
-    if not any(env.confidence_of(rule) is not None for env in config.environments for rule in env.gates):
-        return None
     if not result.tags.get(PREDICTIONS_TAG):
-        log(
-            "gates with a confidence are judged on point values: "
-            "the run has no predictions (train.predictions)"
-        )
+        if any(env.confidence_of(rule) is not None for env in config.environments for rule in env.gates):
+            log(
+                "gates with a confidence are judged on point values: "
+                "the run has no predictions (train.predictions)"
+            )
         return None
-    tracking = project.make_tracking(config, environ)
-    head = evidence.load(tracking, result.run_id, result.tags, log)
-    loaded: dict[str, Any] = {}
-
-    def source(env: cfg.Environment, baseline: rpt.Baseline | None) -> evidence.RunEvidence:
-        names = [rule.metric for rule in env.gates if env.confidence_of(rule) is not None]
-        base = None
-        if baseline is not None and baseline.run_id:
-            if baseline.run_id not in loaded:
-                try:
-                    tags = tracking.get_run(baseline.run_id).tags
-                except MlciError as exc:
-                    log(f"no paired intervals against {baseline.label}: {exc.message.splitlines()[0]}")
-                    tags = {}
-                found = evidence.load(tracking, baseline.run_id, tags, log) if tags else None
-                loaded[baseline.run_id] = found
-            base = loaded[baseline.run_id]
-        return evidence.RunEvidence(head, base, names)
-
-    return source
+    return _Certainty(config, environ, result, log)
 
 
 def base_policy(
