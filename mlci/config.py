@@ -105,6 +105,11 @@ class Environment:
     def confidence_of(self, rule: GateRule) -> float | None:
         return rule.confidence if rule.confidence is not None else self.confidence
 
+    @property
+    def judged_on_intervals(self) -> list[str]:
+        """The metrics of the rules that have a confidence (their own or this environment's)."""
+        return [rule.metric for rule in self.gates if self.confidence_of(rule) is not None]
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -175,6 +180,13 @@ class Config:
             f"{self.path}: no environment named {name!r} (configured: {known})",
             hint=f"add it under 'environments:' in {self.path.name}, or use one of those",
         )
+
+    @property
+    def interval_confidence(self) -> float | None:
+        """The level a report shows intervals at: the highest any rule is judged at
+        (None: no rule asks for one)."""
+        levels = [env.confidence_of(r) for env in self.environments for r in env.gates]
+        return max((c for c in levels if c is not None), default=None)
 
     @property
     def experiment(self) -> str:

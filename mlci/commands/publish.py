@@ -140,12 +140,10 @@ def _evidence(
     head = evidence.from_report(folder, metrics, log)
     if head is None:
         return None, None
-    levels = [env.confidence_of(r) for env in config.environments for r in env.gates]
-    confidence = max((c for c in levels if c is not None), default=stats.DEFAULT_CONFIDENCE)
+    confidence = config.interval_confidence or stats.DEFAULT_CONFIDENCE
 
     def gate(env: cfg.Environment, baseline: rpt.Baseline | None) -> evidence.RunEvidence:
-        names = [rule.metric for rule in env.gates if env.confidence_of(rule) is not None]
-        return evidence.RunEvidence(head, None, names)
+        return evidence.RunEvidence(head, None, env.judged_on_intervals)
 
     def table(baseline: rpt.Baseline | None) -> dict[str, Any]:
         if baseline is not None:

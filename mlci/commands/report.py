@@ -233,14 +233,13 @@ class _Certainty:
     def __init__(
         self, config: cfg.Config, environ: Mapping[str, str], result: Any, log: Callable[[str], None]
     ):
-        from mlci import evidence
+        from mlci import evidence, stats
 
         self.config, self.log = config, log
         self.tracking = project.make_tracking(config, environ)
         self.head = evidence.load(self.tracking, result.run_id, result.tags, log)
         self.loaded: dict[str, Any] = {}
-        levels = [env.confidence_of(r) for env in config.environments for r in env.gates]
-        self.confidence = max((c for c in levels if c is not None), default=stats_default())
+        self.confidence = config.interval_confidence or stats.DEFAULT_CONFIDENCE
 
     def _base(self, baseline: rpt.Baseline | None) -> Any:
         from mlci import evidence
@@ -262,8 +261,7 @@ class _Certainty:
     def gate(self, env: cfg.Environment, baseline: rpt.Baseline | None) -> Any:
         from mlci import evidence
 
-        names = [rule.metric for rule in env.gates if env.confidence_of(rule) is not None]
-        return evidence.RunEvidence(self.head, self._base(baseline), names)
+        return evidence.RunEvidence(self.head, self._base(baseline), env.judged_on_intervals)
 
     def table(self, baseline: rpt.Baseline | None) -> dict[str, Any]:
         """The head's intervals (``baseline`` None), or its differences from ``baseline``."""
@@ -278,12 +276,6 @@ class _Certainty:
         return {n: i for n, i in intervals.items() if i is not None}
 
 
-def stats_default() -> float:
-    from mlci.stats import DEFAULT_CONFIDENCE
-
-    return DEFAULT_CONFIDENCE
-
-
 def _certainty(
     config: cfg.Config, environ: Mapping[str, str], result: Any, log: Callable[[str], None]
 ) -> _Certainty | None:
@@ -292,7 +284,7 @@ def _certainty(
     from mlci.tracking import PREDICTIONS_TAG
 
     if not result.tags.get(PREDICTIONS_TAG):
-        if any(env.confidence_of(rule) is not None for env in config.environments for rule in env.gates):
+        if config.interval_confidence is not None:
             log(
                 "gates with a confidence are judged on point values: "
                 "the run has no predictions (train.predictions)"
