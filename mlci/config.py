@@ -84,6 +84,7 @@ class GateRule:
 
 
 OnInconclusive = Literal["fail", "pass"]
+_ON_INCONCLUSIVE: dict[str, OnInconclusive] = {"fail": "fail", "pass": "pass"}
 
 
 @dataclass(frozen=True)
@@ -787,10 +788,10 @@ class _Checker:
                 )
             gates = tuple(self.gates(e.get("gates"), (*where, "gates")))
             confidence = self.confidence(e.get("confidence"), (*where, "confidence"))
-            on_inconclusive = self.string(e.get("on_inconclusive"), (*where, "on_inconclusive"), None)
-            if on_inconclusive is not None and on_inconclusive not in ("fail", "pass"):
-                self.problem((*where, "on_inconclusive"), f"{on_inconclusive!r} is neither 'fail' nor 'pass'")
-                on_inconclusive = None
+            choice = self.string(e.get("on_inconclusive"), (*where, "on_inconclusive"), None)
+            on_inconclusive = _ON_INCONCLUSIVE.get(choice) if choice is not None else None
+            if choice is not None and on_inconclusive is None:
+                self.problem((*where, "on_inconclusive"), f"{choice!r} is neither 'fail' nor 'pass'")
             out.append(
                 Environment(
                     name=name,
@@ -798,11 +799,7 @@ class _Checker:
                     requires=requires,
                     gates=gates,
                     confidence=confidence,
-                    on_inconclusive="pass"
-                    if on_inconclusive == "pass"
-                    else "fail"
-                    if on_inconclusive
-                    else None,
+                    on_inconclusive=on_inconclusive,
                 )
             )
         return tuple(out)

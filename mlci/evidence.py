@@ -3,19 +3,20 @@
 A run trained with ``train.predictions`` carries its predictions file as an
 artifact and three tags (``mlci.tracking.PREDICTIONS_TAG`` and friends): the
 file's name, the digest of the rows, and the metrics that recompute from it to
-the value the run reported. ``RunEvidence`` finds the head's and a baseline's
-files through those tags and answers ``gates.Evidence``: each metric's interval,
-and each difference's (paired on the same rows), bootstrapped once for all the
-metrics a verdict asks about.
+the value the run reported. ``load`` finds a run's file through those tags;
+``RunEvidence`` answers ``gates.Evidence`` from the head's and a baseline's: each
+metric's interval, and each difference's (paired on the same rows). ``Certainty``
+serves a whole report, bootstrapping the head once and each baseline's
+differences once, for its verdicts and its table alike.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlci import stats
 from mlci.errors import MlciError
@@ -30,78 +31,91 @@ class RunPredictions:
     run_id: str
     predictions: stats.Predictions
     metrics: frozenset[str]  # the metrics that recompute from them to the run's reported value
-    path: Path  # the file they were read from
+    _samples: dict[str, stats.Samples] = field(default_factory=dict, repr=False, compare=False)
+
+    def samples(self) -> dict[str, stats.Samples]:
+        """Each of its metrics bootstrapped, once however many verdicts and columns ask."""
+        if not self._samples and self.metrics:
+            self._samples.update(stats.bootstrap(self.predictions, sorted(self.metrics)))
+        return self._samples
+
+
+def _download(tracking: Tracking, run_id: str, name: str) -> Path:
+    """A run's predictions artifact, copied into a temporary folder."""
+    path = tracking.download(f"runs:/{run_id}/{name}", Path(tempfile.mkdtemp(prefix="mlci-predictions-")))
+    return path / name if path.is_dir() else path
 
 
 def load(
-    tracking: Tracking,
-    run_id: str,
-    tags: Mapping[str, str],
-    log: Callable[[str], None],
-    local: Path | None = None,
+    tracking: Tracking, run_id: str, tags: Mapping[str, str], log: Callable[[str], None]
 ) -> RunPredictions | None:
-    """The predictions a run recorded (``local``: the file the command just wrote, if it
-    is that run's); None, said in the log, where the run has none or they cannot be had."""
+    """The predictions a run recorded; None, said in the log, where the run has none or
+    they cannot be had."""
     name = tags.get(PREDICTIONS_TAG)
     if not name:
         return None
     metrics = frozenset(m for m in tags.get(PREDICTIONS_METRICS_TAG, "").split(",") if m)
     try:
-        if local is not None and local.is_file():
-            path = local
-        else:
-            folder = Path(tempfile.mkdtemp(prefix="mlci-predictions-"))
-            path = tracking.download(f"runs:/{run_id}/{name}", folder)
-            if path.is_dir():
-                path = path / name
+        path = _download(tracking, run_id, name)
         predictions = stats.read_predictions(path, where=f"the predictions of run {run_id}")
     except MlciError as exc:
         log(f"no intervals from run {run_id}'s predictions: {exc.message.splitlines()[0]}")
         return None
-    return RunPredictions(run_id, predictions, metrics, path)
+    return RunPredictions(run_id, predictions, metrics)
 
 
 class RunEvidence:
-    """``gates.Evidence`` from a head's and a baseline's predictions."""
+    """``gates.Evidence`` from a head's and (for differences) a baseline's predictions."""
 
-    def __init__(
-        self,
-        head: RunPredictions | None,
-        base: RunPredictions | None,
-        names: list[str],
-        *,
-        resamples: int = stats.DEFAULT_RESAMPLES,
-        seed: int = stats.DEFAULT_SEED,
-    ) -> None:
+    def __init__(self, head: RunPredictions | None, base: RunPredictions | None) -> None:
         self.head, self.base = head, base
-        self.names = names
-        self.resamples, self.seed = resamples, seed
-        self._values: dict[str, stats.Samples] | None = None
         self._differences: dict[str, stats.Samples] | None = None
 
     def interval(self, metric: str, confidence: float) -> stats.Interval | None:
-        if self.head is None or metric not in self.head.metrics:
-            return None
-        if self._values is None:
-            names = [n for n in self.names if n in self.head.metrics]
-            self._values = stats.bootstrap(
-                self.head.predictions, names, resamples=self.resamples, seed=self.seed
-            )
-        found = self._values.get(metric)
+        found = self.head.samples().get(metric) if self.head is not None else None
         return found.interval(confidence) if found else None
 
     def difference(self, metric: str, confidence: float) -> stats.Interval | None:
         if self.head is None or self.base is None:
             return None
-        if metric not in self.head.metrics or metric not in self.base.metrics:
-            return None
         if self._differences is None:
-            names = [n for n in self.names if n in self.head.metrics and n in self.base.metrics]
+            names = sorted(self.head.metrics & self.base.metrics)
             self._differences = stats.bootstrap_differences(
-                self.head.predictions, self.base.predictions, names, resamples=self.resamples, seed=self.seed
+                self.head.predictions, self.base.predictions, names
             )
         found = self._differences.get(metric)
         return found.interval(confidence) if found else None
+
+
+class Certainty:
+    """A report's intervals: the head's predictions, and each baseline's as ``base_of``
+    finds them (once per baseline run). A verdict and the table's column against the same
+    baseline share one ``RunEvidence``, so nothing is bootstrapped twice."""
+
+    def __init__(
+        self,
+        head: RunPredictions | None,
+        confidence: float,
+        base_of: Callable[[Any], RunPredictions | None],
+    ) -> None:
+        self.head, self.confidence, self._base_of = head, confidence, base_of
+        self._evidence: dict[str | None, RunEvidence] = {}
+
+    def gate(self, env: Any, baseline: Any) -> RunEvidence:
+        """``gates.Evidence`` for ``env``'s verdict against ``baseline`` (or none)."""
+        key = baseline.run_id if baseline is not None and baseline.run_id else None
+        if key not in self._evidence:
+            self._evidence[key] = RunEvidence(self.head, self._base_of(baseline) if key else None)
+        return self._evidence[key]
+
+    def table(self, baseline: Any) -> dict[str, stats.Interval]:
+        """The head's intervals (``baseline`` None), or its differences from ``baseline``."""
+        if self.head is None:
+            return {}
+        found = self.gate(None, baseline)
+        pick = found.interval if baseline is None else found.difference
+        intervals = {n: pick(n, self.confidence) for n in sorted(self.head.metrics)}
+        return {n: i for n, i in intervals.items() if i is not None}
 
 
 HEAD_PREDICTIONS = "head-predictions"  # in a report folder: the head run's predictions (+ .csv/.parquet)
@@ -111,16 +125,22 @@ def copy_for_report(
     tracking: Tracking, run_id: str, tags: Mapping[str, str], folder: Path, log: Callable[[str], None]
 ) -> Path | None:
     """The head run's predictions next to its report (``head-predictions.<suffix>``), so a
-    job that judges the report without the run (``mlci publish``) has the same evidence."""
+    job that judges the report without the run (``mlci publish``) has the same evidence;
+    an earlier run's copy goes, whether or not this run has one."""
     import shutil
 
     for stale in folder.glob(f"{HEAD_PREDICTIONS}.*"):
         stale.unlink()
-    found = load(tracking, run_id, tags, log)
-    if found is None:
+    name = tags.get(PREDICTIONS_TAG)
+    if not name:
         return None
-    target = folder / f"{HEAD_PREDICTIONS}{found.path.suffix.lower()}"
-    shutil.copyfile(found.path, target)
+    try:
+        found = _download(tracking, run_id, name)
+    except MlciError as exc:
+        log(f"the report goes without run {run_id}'s predictions: {exc.message.splitlines()[0]}")
+        return None
+    target = folder / f"{HEAD_PREDICTIONS}{found.suffix.lower()}"
+    shutil.copyfile(found, target)
     return target
 
 
@@ -150,9 +170,5 @@ def from_report(
     except MlciError as exc:
         log(f"no intervals: {exc.message.splitlines()[0]}")
         return None
-    agreeing = frozenset(
-        name
-        for name, value in metrics.items()
-        if stats.recomputable(name, predictions) and stats.agrees(name, predictions, value)
-    )
-    return RunPredictions("report", predictions, agreeing, path)
+    agreeing, _ = stats.check_reported(predictions, metrics)
+    return RunPredictions("report", predictions, frozenset(agreeing))

@@ -246,6 +246,18 @@ def _pct(value: float, baseline: float | None) -> str:
     return f"{value / abs(baseline) * 100:+.1f}%" if baseline else f"{value:+.4g}"
 
 
+def _on_point(point: RuleResult) -> RuleResult:
+    """The point result, saying that it is one."""
+    return replace(
+        point, message=f"{point.message} (no interval for {point.metric}: judged on the point value)"
+    )
+
+
+def _at_least(low: float, high: float, floor: float) -> Outcome:
+    """An interval against a floor: all of it at or above (pass), all below (fail), or both."""
+    return "pass" if not _strictly_less(low, floor) else "fail" if high < floor else "inconclusive"
+
+
 def _with_interval(
     point: RuleResult,
     environment: Environment,
@@ -262,17 +274,11 @@ def _with_interval(
     if kind in ("min", "max"):
         interval = evidence.interval(m, confidence)
         if interval is None or math.isnan(interval.low):
-            return replace(point, message=f"{point.message} (no interval for {m}: judged on the point value)")
+            return _on_point(point)
         bound = float(rule.min if kind == "min" else rule.max)  # type: ignore[arg-type]
         shown = f"{m} {_fmt(interval.value)} [{_fmt(interval.low)}, {_fmt(interval.high)}]"
         if kind == "min":
-            outcome: Outcome = (
-                "pass"
-                if not _strictly_less(interval.low, bound)
-                else "fail"
-                if interval.high < bound
-                else "inconclusive"
-            )
+            outcome = _at_least(interval.low, interval.high, bound)
             said = {
                 "pass": f">= min {_fmt(bound)}",
                 "fail": f"< min {_fmt(bound)}",
@@ -297,7 +303,7 @@ def _with_interval(
             return point
         difference = evidence.difference(m, confidence)
         if difference is None or math.isnan(difference.low):
-            return replace(point, message=f"{point.message} (no interval for {m}: judged on the point value)")
+            return _on_point(point)
         baseline = point.baseline
         threshold = rule.max_regression if kind == "max_regression" else rule.min_improvement
         assert threshold is not None
@@ -312,18 +318,14 @@ def _with_interval(
         change = f"{_pct(abs(gain), baseline).lstrip('+')} {worse_or_better}" if gain else "no different"
         shown = f"{m} is {change} than {against}, {level} CI [{_pct(low, baseline)}, {_pct(high, baseline)}]"
         if kind == "max_regression":
-            outcome = (
-                "pass" if not _strictly_less(low, -allowed) else "fail" if high < -allowed else "inconclusive"
-            )
+            outcome = _at_least(low, high, -allowed)
             said = {
                 "pass": f"within max_regression {threshold}",
                 "fail": f"beyond max_regression {threshold}",
                 "inconclusive": f"not decided against max_regression {threshold}",
             }
         else:
-            outcome = (
-                "pass" if not _strictly_less(low, allowed) else "fail" if high < allowed else "inconclusive"
-            )
+            outcome = _at_least(low, high, allowed)
             said = {
                 "pass": f"meets min_improvement {threshold}",
                 "fail": f"short of min_improvement {threshold}",

@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci import gates, metrics, policy
-from mlci.config import Config, Environment, Goal
+from mlci.config import Config, Goal
 from mlci.stats import Interval
+
+if TYPE_CHECKING:
+    from mlci.evidence import Certainty
 
 SCHEMA_VERSION = 1
 MARKER = "<!-- mlci:report model={model} -->"
@@ -89,14 +92,12 @@ def build(
     history: Sequence[tuple[str, float]] = (),
     pr: int | None = None,
     run_link: str | None = None,
-    evidence: Callable[[Environment, Baseline | None], gates.Evidence | None] | None = None,
-    intervals: Callable[[Baseline | None], Mapping[str, Interval]] | None = None,
+    certainty: Certainty | None = None,
 ) -> Report:
     """Diff ``head`` against every baseline and evaluate the gates of each
     environment (or of ``gate_environments``) against that environment's model;
-    ``evidence`` gives the intervals a rule with a confidence is judged on, and
-    ``intervals`` the ones the table shows (the head's with None, else the
-    difference from that baseline)."""
+    ``certainty`` gives the intervals a rule with a confidence is judged on, and
+    the ones the table shows."""
     goal_of: Callable[[str], Goal] = config.goal
     configured = list(config.metrics)
     comparisons = tuple(
@@ -104,12 +105,12 @@ def build(
             baseline=b,
             rows=tuple(metrics.diff(head.metrics, b.metrics if b.found else None, goal_of, configured)),
             params=metrics.diff_params(head.params, b.params if b.found else None),
-            intervals=intervals(b) if intervals and b.found else {},
+            intervals=certainty.table(b) if certainty and b.found else {},
         )
         for b in baselines
     )
-    if intervals:
-        head = dataclasses.replace(head, intervals=intervals(None))
+    if certainty:
+        head = dataclasses.replace(head, intervals=certainty.table(None))
     names: list[str] = [n for n in configured if n in head.metrics or any(n in b.metrics for b in baselines)]
     for source in (head.metrics, *(b.metrics for b in baselines)):
         names += sorted(n for n in source if n not in names)
@@ -128,7 +129,7 @@ def build(
                 baseline.metrics if found and baseline else None,
                 goal_of,
                 baseline_label=baseline.label if found and baseline else None,
-                evidence=evidence(env, baseline if found else None) if evidence else None,
+                evidence=certainty.gate(env, baseline if found else None) if certainty else None,
             )
         )
     return Report(

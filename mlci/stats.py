@@ -351,6 +351,17 @@ class _Prepared:
     def has(self, *needs: str) -> bool:
         return all(n in self.columns for n in self.expand(needs))
 
+    def recomputable(self, names: list[str]) -> list[str]:
+        """The names in METRICS that these predictions have the columns for, in order."""
+        return [n for n in names if n in METRICS and self.has(*METRICS[n].needs)]
+
+    def point(self, names: list[str]) -> dict[str, float]:
+        """The metrics on the predictions as they are (every row weighing 1, in float64)."""
+        import numpy as np
+
+        values = _evaluate(names, self, np.ones((1, self.p.rows), dtype=np.float64))
+        return {n: float(v[0]) for n, v in values.items()}
+
     def sums(self, weights: NDArray[np.float32], names: list[str]) -> dict[str, NDArray[np.float64]]:
         """The named columns' weighted sums under each resample's weights (one matrix product)."""
         import numpy as np
@@ -525,7 +536,7 @@ METRICS: dict[str, Metric] = {
 
 
 def recomputable(name: str, predictions: Predictions) -> bool:
-    return name in METRICS and _Prepared(predictions).has(*METRICS[name].needs)
+    return bool(_Prepared(predictions).recomputable([name]))
 
 
 def _evaluate(
@@ -547,10 +558,7 @@ def _evaluate(
 
 def point(name: str, predictions: Predictions) -> float:
     """The metric on the predictions as they are (every row weighing 1)."""
-    import numpy as np
-
-    prepared = _Prepared(predictions)
-    return float(_evaluate([name], prepared, np.ones((1, predictions.rows), dtype=np.float64))[name][0])
+    return _Prepared(predictions).point([name])[name]
 
 
 # --------------------------------------------------------------------------- the bootstrap
@@ -660,15 +668,15 @@ def bootstrap(
     import numpy as np
 
     prepared = _Prepared(predictions)
-    names = [n for n in names if n in METRICS and prepared.has(*METRICS[n].needs)]
+    names = prepared.recomputable(names)
     if not names:
         return {}
-    values = _evaluate(names, prepared, np.ones((1, predictions.rows), dtype=np.float64))
+    values = prepared.point(names)
     samples: dict[str, list[NDArray[np.float64]]] = {n: [] for n in names}
     for weights in resample_weights(predictions.rows, resamples, seed):
         for name, result in _evaluate(names, prepared, weights).items():
             samples[name].append(result)
-    return {n: Samples(float(values[n][0]), np.concatenate(samples[n]), resamples) for n in names}
+    return {n: Samples(values[n], np.concatenate(samples[n]), resamples) for n in names}
 
 
 def intervals(
@@ -706,11 +714,10 @@ def bootstrap_differences(
     if paired:
         head, base = head.in_id_order(), base.in_id_order()
     h, b = _Prepared(head), _Prepared(base)
-    names = [n for n in names if n in METRICS and h.has(*METRICS[n].needs) and b.has(*METRICS[n].needs)]
+    names = [n for n in h.recomputable(names) if n in b.recomputable(names)]
     if not names:
         return {}
-    head_values = _evaluate(names, h, np.ones((1, head.rows), dtype=np.float64))
-    base_values = _evaluate(names, b, np.ones((1, base.rows), dtype=np.float64))
+    head_values, base_values = h.point(names), b.point(names)
     samples: dict[str, list[NDArray[np.float64]]] = {n: [] for n in names}
     if paired:
         # Weights are drawn in the head's row order; the base's rows are the same rows in
@@ -734,9 +741,7 @@ def bootstrap_differences(
             for n in names:
                 samples[n].append(hv[n] - bv[n])
     return {
-        n: Samples(
-            float(head_values[n][0] - base_values[n][0]), np.concatenate(samples[n]), resamples, paired
-        )
+        n: Samples(head_values[n] - base_values[n], np.concatenate(samples[n]), resamples, paired)
         for n in names
     }
 
@@ -759,7 +764,22 @@ def differences(
 def agrees(name: str, predictions: Predictions, reported: float) -> bool:
     """Whether the metric recomputed from the predictions is the one metrics.json reports
     (a file from another split, or another averaging, is not gated on)."""
-    value = point(name, predictions)
+    return _same(point(name, predictions), reported)
+
+
+def check_reported(
+    predictions: Predictions, metrics: Mapping[str, float]
+) -> tuple[list[str], dict[str, float]]:
+    """Of the reported ``metrics``, those the predictions recompute to (the ones that get
+    intervals), and the recomputed value of each recomputable one that they do not."""
+    prepared = _Prepared(predictions)
+    values = prepared.point(prepared.recomputable(list(metrics)))
+    agreeing = [n for n, v in values.items() if _same(v, metrics[n])]
+    return agreeing, {n: v for n, v in values.items() if n not in agreeing}
+
+
+def _same(value: float, reported: float) -> bool:
+    """``value`` is ``reported``, to the precision it was reported with."""
     text = repr(float(reported))
     decimals = len(text.split(".", 1)[1]) if "." in text and "e" not in text else 0
     # metrics.json may round: 0.986014 stands for anything within half its last digit.

@@ -208,6 +208,11 @@ class Tracking:
             logging.getLogger(name).setLevel(logging.WARNING)
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
+    @property
+    def _artifact_location(self) -> str | None:
+        """Where a new experiment keeps its artifacts: mlci's folder (None: MLflow's default)."""
+        return self.artifact_root.resolve().as_uri() if self.artifact_root else None
+
     def experiment_id(self, create: bool) -> str | None:
         if self._experiment_id is not None:
             return self._experiment_id
@@ -221,9 +226,8 @@ class Tracking:
             if found is None:
                 if not create:
                     return None
-                location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
                 self._experiment_id = str(
-                    self.client.create_experiment(self.experiment, artifact_location=location)
+                    self.client.create_experiment(self.experiment, artifact_location=self._artifact_location)
                 )
             else:
                 self._experiment_id = str(found.experiment_id)
@@ -315,12 +319,10 @@ class Tracking:
         experiment): then ``start_run`` does it through the client."""
         path = sqlite_path(self.uri)
         if path is not None:
-            # A new experiment gets mlci's artifact folder, as experiment_id() gives it.
-            location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
             try:
                 if not path.exists() and not _sqlite_create_store(path):
                     return None
-                return _sqlite_create_run(path, self.experiment, run_name, tags, location)
+                return _sqlite_create_run(path, self.experiment, run_name, tags, self._artifact_location)
             except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
                 return None
         if self._rest_fast_path():

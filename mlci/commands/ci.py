@@ -68,20 +68,6 @@ def _write_report(ctx: ci_env.Context, config: cfg.Config, report: rpt.Report) -
     return markdown, path
 
 
-def _predictions_for_report(
-    config: cfg.Config, environ: Mapping[str, str], result: Any, folder: Path, log: Callable[[str], None]
-) -> None:
-    """The head run's predictions beside report.json, for the job that posts it."""
-    from mlci import evidence
-    from mlci.tracking import PREDICTIONS_TAG
-
-    if not result.tags.get(PREDICTIONS_TAG):
-        for stale in folder.glob(f"{evidence.HEAD_PREDICTIONS}.*"):
-            stale.unlink()
-        return
-    evidence.copy_for_report(project.make_tracking(config, environ), result.run_id, result.tags, folder, log)
-
-
 def run(
     config_path: Path | None,
     cwd: Path,
@@ -199,7 +185,12 @@ def _pull_request(
         **_run_store_options(ctx, environ, config, token, log),
     )
     markdown, path = _write_report(ctx, config, report)
-    _predictions_for_report(config, environ, result, path.parent, log)
+    # The head's predictions beside report.json, for the job that posts it.
+    from mlci import evidence
+
+    evidence.copy_for_report(
+        project.make_tracking(config, environ), result.run_id, result.tags, path.parent, log
+    )
     verdict = None if env is None else ("pass" if report.passed else "fail")
     ci_env.set_outputs(
         ctx,

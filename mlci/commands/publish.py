@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mlci import ci_env, gitrepo, policy, registry, safeinput
 from mlci import config as cfg
@@ -28,6 +28,9 @@ from mlci import report as rpt
 from mlci.commands import report as report_cmd
 from mlci.commands.ci import PULL_REQUEST_FILE, report_artifact, status_context
 from mlci.config import MODEL_NAME_RE
+
+if TYPE_CHECKING:
+    from mlci.evidence import Certainty
 
 REPORT_FILE = "report.json"
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
@@ -126,11 +129,9 @@ def _head(meta: dict[str, Any], data: dict[str, Any]) -> tuple[str, int, dict[st
     )
 
 
-def _evidence(
+def _certainty(
     config: cfg.Config, folder: Path, metrics: Mapping[str, float], log: Callable[[str], None]
-) -> tuple[
-    Callable[[cfg.Environment, rpt.Baseline | None], Any] | None, Callable[[rpt.Baseline | None], Any] | None
-]:
+) -> Certainty | None:
     """Intervals from the head's predictions the report carries (the training job put
     them there), so rules with a confidence are judged as the training job judged them,
     and the table shows the head's intervals. The baselines' runs are not here: their
@@ -139,20 +140,8 @@ def _evidence(
 
     head = evidence.from_report(folder, metrics, log)
     if head is None:
-        return None, None
-    confidence = config.interval_confidence or stats.DEFAULT_CONFIDENCE
-
-    def gate(env: cfg.Environment, baseline: rpt.Baseline | None) -> evidence.RunEvidence:
-        return evidence.RunEvidence(head, None, env.judged_on_intervals)
-
-    def table(baseline: rpt.Baseline | None) -> dict[str, Any]:
-        if baseline is not None:
-            return {}
-        found = evidence.RunEvidence(head, None, sorted(head.metrics))
-        intervals = {n: found.interval(n, confidence) for n in sorted(head.metrics)}
-        return {n: i for n, i in intervals.items() if i is not None}
-
-    return gate, table
+        return None
+    return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, lambda _: None)
 
 
 def publish(
@@ -211,7 +200,7 @@ def publish(
         cached=False,
         label=f"PR #{number}",
     )
-    gate_evidence, table_intervals = _evidence(config, _folder_for(folder, model), head.metrics, log)
+    certainty = _certainty(config, _folder_for(folder, model), head.metrics, log)
     report = rpt.build(
         config,
         head,
@@ -220,8 +209,7 @@ def publish(
         history=report_cmd.history(state, config.key_metric),
         pr=number,
         run_link=ctx.run_link,
-        evidence=gate_evidence,
-        intervals=table_intervals,
+        certainty=certainty,
     )
     report = report_cmd.with_requirements(report, config, state, head.fingerprint)
     notes.append(

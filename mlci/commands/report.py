@@ -7,14 +7,17 @@ import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci import config as cfg
 from mlci import gates, gitrepo, policy, project, registry, render, tags
 from mlci import report as rpt
 from mlci.commands import train as train_cmd
-from mlci.errors import ConfigError
+from mlci.errors import ConfigError, MlciError
 from mlci.tags import SemVer
+
+if TYPE_CHECKING:
+    from mlci.evidence import Certainty
 
 HISTORY_LENGTH = 10
 DEFAULT_OUTPUT = {"markdown": "report.md", "table": "report.txt", "json": "report.json"}
@@ -212,8 +215,7 @@ def gather(
         history=history(state, config.key_metric),
         pr=pr,
         run_link=run_link,
-        evidence=certainty.gate if certainty else None,
-        intervals=certainty.table if certainty else None,
+        certainty=certainty,
     )
     if check_requires:
         report = with_requirements(report, config, state, result.fingerprint)
@@ -226,61 +228,13 @@ def gather(
     return report, result
 
 
-class _Certainty:
-    """The head run's predictions and each baseline's, loaded once: the evidence a verdict
-    is judged on, and the intervals the table shows."""
-
-    def __init__(
-        self, config: cfg.Config, environ: Mapping[str, str], result: Any, log: Callable[[str], None]
-    ):
-        from mlci import evidence, stats
-
-        self.config, self.log = config, log
-        self.tracking = project.make_tracking(config, environ)
-        self.head = evidence.load(self.tracking, result.run_id, result.tags, log)
-        self.loaded: dict[str, Any] = {}
-        self.confidence = config.interval_confidence or stats.DEFAULT_CONFIDENCE
-
-    def _base(self, baseline: rpt.Baseline | None) -> Any:
-        from mlci import evidence
-        from mlci.errors import MlciError
-
-        if baseline is None or not baseline.run_id:
-            return None
-        if baseline.run_id not in self.loaded:
-            try:
-                tags = self.tracking.get_run(baseline.run_id).tags
-            except MlciError as exc:
-                self.log(f"no paired intervals against {baseline.label}: {exc.message.splitlines()[0]}")
-                tags = {}
-            self.loaded[baseline.run_id] = (
-                evidence.load(self.tracking, baseline.run_id, tags, self.log) if tags else None
-            )
-        return self.loaded[baseline.run_id]
-
-    def gate(self, env: cfg.Environment, baseline: rpt.Baseline | None) -> Any:
-        from mlci import evidence
-
-        return evidence.RunEvidence(self.head, self._base(baseline), env.judged_on_intervals)
-
-    def table(self, baseline: rpt.Baseline | None) -> dict[str, Any]:
-        """The head's intervals (``baseline`` None), or its differences from ``baseline``."""
-        from mlci import evidence
-
-        if self.head is None:
-            return {}
-        names = sorted(self.head.metrics)
-        found = evidence.RunEvidence(self.head, self._base(baseline), names)
-        pick = found.interval if baseline is None else found.difference
-        intervals = {n: pick(n, self.confidence) for n in names}
-        return {n: i for n, i in intervals.items() if i is not None}
-
-
 def _certainty(
     config: cfg.Config, environ: Mapping[str, str], result: Any, log: Callable[[str], None]
-) -> _Certainty | None:
-    """Where a report's intervals come from; None when the head run recorded no
-    predictions (then every rule is a point rule, said once where a rule asks)."""
+) -> Certainty | None:
+    """Where a report's intervals come from (``evidence.Certainty``): the head run's
+    predictions and each baseline run's from the tracking store; None when the head run
+    recorded none (then every rule is a point rule, said once where a rule asks)."""
+    from mlci import evidence, stats
     from mlci.tracking import PREDICTIONS_TAG
 
     if not result.tags.get(PREDICTIONS_TAG):
@@ -290,7 +244,22 @@ def _certainty(
                 "the run has no predictions (train.predictions)"
             )
         return None
-    return _Certainty(config, environ, result, log)
+    tracking = project.make_tracking(config, environ)
+
+    def base_of(baseline: rpt.Baseline) -> evidence.RunPredictions | None:
+        run_id = str(baseline.run_id)  # Certainty asks only for baselines with a run
+        try:
+            tags = tracking.get_run(run_id).tags
+        except MlciError as exc:
+            log(f"no paired intervals against {baseline.label}: {exc.message.splitlines()[0]}")
+            return None
+        return evidence.load(tracking, run_id, tags, log)
+
+    return evidence.Certainty(
+        evidence.load(tracking, result.run_id, result.tags, log),
+        config.interval_confidence or stats.DEFAULT_CONFIDENCE,
+        base_of,
+    )
 
 
 def base_policy(

@@ -461,14 +461,10 @@ def _predictions_tags(
     from mlci.tracking import PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, ROWS_TAG
 
     predictions = stats.read_predictions(path, where=f"train.predictions ({name})")
-    agreeing: list[str] = []
-    differing: list[str] = []
-    for metric, value in metrics.items():
-        if stats.recomputable(metric, predictions):
-            (agreeing if stats.agrees(metric, predictions, value) else differing).append(metric)
-    for metric in differing:
+    agreeing, differing = stats.check_reported(predictions, metrics)
+    for metric, value in differing.items():
         log(
-            f"warning: {metric} recomputed from {name} is {stats.point(metric, predictions):.6g}, "
+            f"warning: {metric} recomputed from {name} is {value:.6g}, "
             f"{metrics[metric]:.6g} in the metrics file: no interval for {metric} "
             "(are they from the same rows?)"
         )

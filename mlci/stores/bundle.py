@@ -88,7 +88,8 @@ def write(
     if predictions is not None:
         (dest / PREDICTIONS_DIR).mkdir()
         shutil.copyfile(predictions, dest / PREDICTIONS_DIR / predictions.name)
-        predictions_record = {"name": predictions.name, "sha256": _file_sha256(predictions)}
+        digest_of = archive.verify(archive.file_chunks(predictions), expected=None, source=str(predictions))
+        predictions_record = {"name": predictions.name, "sha256": digest_of.sha256}
     record = {
         "format": FORMAT,
         "model": model,
@@ -197,15 +198,6 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
         source=source,
         predictions=predictions,
     )
-
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for chunk in archive.file_chunks(path):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _restore_predictions(
