@@ -1,9 +1,11 @@
 """What a gate with a confidence is judged on: the runs' predictions, bootstrapped.
 
 A run trained with ``train.predictions`` carries its predictions file as an
-artifact and three tags (``mlci.tracking.PREDICTIONS_TAG`` and friends): the
-file's name, the digest of the rows, and the metrics that recompute from it to
-the value the run reported. ``load`` finds a run's file through those tags;
+artifact and four tags (``mlci.tracking.PREDICTIONS_TAG`` and friends): the
+file's name, its sha256, the digest of the rows, and the metrics that recompute
+from it to the value the run reported. ``load`` finds a run's file through those
+tags; ``of_version`` finds a registered version's, which its tag records (and a
+GitHub release keeps beside the model, so it outlives the job that trained it);
 ``RunEvidence`` answers ``gates.Evidence`` from the head's and a baseline's: each
 metric's interval, and each difference's (paired on the same rows). ``Certainty``
 serves a whole report, bootstrapping the head once and each baseline's
@@ -18,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci import stats
+from mlci import archive, stats, stores
 from mlci.errors import MlciError
-from mlci.tracking import PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG
+from mlci.tracking import PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, sqlite_path
 
 if TYPE_CHECKING:
+    from mlci import config as cfg
     from mlci.tracking import Tracking
 
 
@@ -64,6 +67,67 @@ def load(
     return RunPredictions(run_id, predictions, metrics)
 
 
+def _has_runs(tracking: Tracking) -> bool:
+    """Whether asking ``tracking`` for a run can find one: a CI job's embedded store that
+    was never made has none, and opening it would make it (MLflow's import, seconds)."""
+    path = sqlite_path(tracking.uri)
+    return path is None or path.exists()
+
+
+def of_version(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    version: stores.Version,
+    tracking: Tracking,
+    log: Callable[[str], None],
+) -> RunPredictions | None:
+    """The predictions a registered version recorded, where they are kept: its GitHub
+    release (the store that outlives a CI job), else its run in ``tracking``; the
+    sha256 its tag records is checked either way. None, said in the log, where there
+    are none to be had (then its rules keep their point comparison)."""
+    meta = version.metadata
+    record = meta.get(stores.PREDICTIONS_KEY)
+    run_id = str(meta.get("mlflow_run_id") or "")
+    if not isinstance(record, dict):
+        # Registered before versions recorded their predictions: its run may have them.
+        if not run_id or not _has_runs(tracking):
+            return None
+        try:
+            tags = tracking.get_run(run_id).tags
+        except MlciError:
+            return None
+        return load(tracking, run_id, tags, log)
+    name, sha256 = str(record.get("name") or ""), str(record.get("sha256") or "")
+    metrics = frozenset(m for m in record.get("metrics") or () if isinstance(m, str))
+    reasons: list[str] = []
+    path: Path | None = None
+    if meta.get(stores.STORE_KEY) == "github" and meta.get(stores.PREDICTIONS_ASSET_KEY):
+        from mlci.stores.github import ReleaseStore
+
+        try:
+            store = ReleaseStore.from_environ(config, environ, log)
+            path = store.fetch_predictions(version, Path(tempfile.mkdtemp(prefix="mlci-predictions-")))
+        except MlciError as exc:
+            reasons.append(exc.message.splitlines()[0])
+    if path is None and run_id and name and _has_runs(tracking):
+        try:
+            path = _download(tracking, run_id, name)
+            archive.verify(archive.file_chunks(path), expected=sha256, source=f"{version.tag}'s predictions")
+        except MlciError as exc:
+            path = None
+            reasons.append(exc.message.splitlines()[0])
+    if path is None:
+        why = "; ".join(reasons) or f"its run is not in {tracking.uri} and no release keeps them"
+        log(f"no intervals from {version.tag}'s predictions: {why}")
+        return None
+    try:
+        predictions = stats.read_predictions(path, where=f"{version.tag}'s predictions")
+    except MlciError as exc:
+        log(f"no intervals from {version.tag}'s predictions: {exc.message.splitlines()[0]}")
+        return None
+    return RunPredictions(run_id or version.tag, predictions, metrics)
+
+
 class RunEvidence:
     """``gates.Evidence`` from a head's and (for differences) a baseline's predictions."""
 
@@ -103,7 +167,7 @@ class Certainty:
 
     def gate(self, env: Any, baseline: Any) -> RunEvidence:
         """``gates.Evidence`` for ``env``'s verdict against ``baseline`` (or none)."""
-        key = baseline.run_id if baseline is not None and baseline.run_id else None
+        key = (baseline.run_id or baseline.version or None) if baseline is not None else None
         if key not in self._evidence:
             self._evidence[key] = RunEvidence(self.head, self._base_of(baseline) if key else None)
         return self._evidence[key]

@@ -193,6 +193,8 @@ _METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "model_sha256": (str, _NONE),
     "store": (str, _NONE),
     "asset": (str, _NONE),
+    "predictions": (dict, _NONE),
+    "predictions_asset": (str, _NONE),
     "time": (int, float),
     "previous": (str, _NONE),
     "replaced": (str, _NONE),

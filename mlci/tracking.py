@@ -46,6 +46,7 @@ RESTORED_TAG = "mlci.restored_from"  # where a run recorded elsewhere was brough
 PREDICTIONS_TAG = "mlci.predictions"  # the run's predictions artifact (train.predictions)
 ROWS_TAG = "mlci.rows_sha256"  # the rows they were made on (mlci.stats.Predictions.digest)
 PREDICTIONS_METRICS_TAG = "mlci.predictions_metrics"  # metrics that recompute from them
+PREDICTIONS_DIGEST_TAG = "mlci.predictions_sha256"  # the file's bytes (checked wherever it is fetched)
 _MAX_PARAM_LENGTH = 6000
 _FAST_PATH_TIMEOUT = 10.0
 

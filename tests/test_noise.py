@@ -192,3 +192,141 @@ def test_a_reports_head_predictions_are_read_as_data(tmp_path: Path) -> None:
     (folder / "head-predictions.csv").symlink_to(secret)
     assert evidence.from_report(folder, {"accuracy": 1.0}, said.append) is None
     assert "not a regular file" in said[-1]
+
+
+# --------------------------------------------------------------------------- versions keep their predictions
+
+PREDICTING_TRAIN = """\
+import json, os, pathlib, random
+
+params = json.loads(pathlib.Path(os.environ["MLCI_PARAMS_FILE"]).read_text())
+out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
+rows = random.Random(7).choices([0, 1], k=2000)  # the same test rows every time
+wrong = int(params["wrong"])
+pred = [1 - y if i < wrong else y for i, y in enumerate(rows)]
+(out / "model").mkdir(parents=True, exist_ok=True)
+(out / "model" / "weights.txt").write_text(str(wrong))
+(out / "metrics.json").write_text(json.dumps({"accuracy": 1 - wrong / len(rows)}))
+lines = ["id,y_true,y_pred"] + [f"{i},{y},{p}" for i, (y, p) in enumerate(zip(rows, pred))]
+(out / "predictions.csv").write_text("\\n".join(lines) + "\\n")
+"""
+
+PREDICTING_CONFIG = """\
+model:
+  name: demo
+train:
+  command: {python} train.py
+  inputs: [train.py, params.yaml]
+  params: params.yaml
+  model: model
+  predictions: predictions.csv
+environments:
+  staging:
+    confidence: 0.95
+    gates:
+      - metric: accuracy
+        min: 0.5
+        max_regression: "1%"
+  production:
+    confidence: 0.95
+    requires: staging
+    gates:
+      - metric: accuracy
+        max_regression: "1%"
+"""
+
+
+def _predicting_project(tmp_path: Path, wrong: int) -> Path:
+    import sys
+
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "train.py").write_text(PREDICTING_TRAIN)
+    (root / "mlci.yaml").write_text(PREDICTING_CONFIG.format(python=sys.executable))
+    (root / "params.yaml").write_text(json.dumps({"wrong": wrong}))
+    (root / ".gitignore").write_text(".mlci/\nmodel/\nmetrics.json\npredictions.csv\n")
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "a model that predicts"], root)
+    run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], tmp_path)
+    run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
+    run(["git", "push", "-q", "origin", "main"], root)
+    return root
+
+
+def _change(root: Path, wrong: int) -> None:
+    (root / "params.yaml").write_text(json.dumps({"wrong": wrong}))
+    run(["git", "commit", "-qam", f"wrong {wrong}"], root)
+
+
+def test_a_versions_predictions_outlive_its_job_in_its_release(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """In GitHub Actions without a server, the job that registers a version dies with its
+    store; the release keeps the predictions beside the model, and a later pull request on
+    a fresh runner is judged against them, paired on the same rows."""
+    import hashlib
+
+    from mlci import tags
+    from tests.github_stub import github_stub
+    from tests.test_github import _actions_env, ci
+    from tests.test_stores import _cold_clone, _push_payload
+
+    with github_stub() as gh:
+        _actions_env(monkeypatch, tmp_path, gh)
+        root = _predicting_project(tmp_path, wrong=100)
+        run(["git", "checkout", "-q", "-b", "staging"], root)
+        head = run(["git", "rev-parse", "HEAD"], root).strip()
+        assert ci(cli, root, monkeypatch, "push", _push_payload(tmp_path, "staging", head)).code == 0
+        run(["git", "push", "-q", "origin", "staging"], root)
+        meta = tags.metadata_from(run(["git", "tag", "-l", "--format=%(contents)", "demo@v0.0.1"], root))
+        kept = gh.asset_bytes("demo@v0.0.1", "demo-v0.0.1-predictions.csv")
+        assert meta["predictions_asset"] == "demo-v0.0.1-predictions.csv"
+        assert meta["predictions"]["sha256"] == hashlib.sha256(kept).hexdigest()
+        assert (
+            meta["predictions"]["metrics"] == ["accuracy"]
+            and meta["predictions"]["name"] == "predictions.csv"
+        )
+        assert len(meta["predictions"]["rows_sha256"]) == 64
+
+        # A pull request on a fresh runner: v0.0.1's run is in no store here.
+        clone = _cold_clone(tmp_path, "staging")
+        run(["git", "checkout", "-q", "-b", "worse"], clone)
+        _change(clone, wrong=160)  # 3 points worse on the same 2,000 rows
+        worse = _gate(cli, clone, "staging")
+        regression = _rule(worse, "max_regression")
+        assert regression["interval"]["paired"] is True and regression["outcome"] == "fail"
+        assert -0.04 < regression["interval"]["low"] < regression["interval"]["high"] < -0.02
+        _change(clone, wrong=104)  # 0.2 points worse: within max_regression at 95%, paired
+        slightly = _rule(_gate(cli, clone, "staging"), "max_regression")
+        assert slightly["outcome"] == "pass" and slightly["interval"]["paired"] is True
+
+        # Bytes that are not the ones registered are not evidence: the rule says it is on points.
+        asset = next(a for a in gh.release_by_tag("demo@v0.0.1")["assets"] if a["name"].endswith(".csv"))  # type: ignore[index]
+        gh.blobs[f"asset/{asset['id']}"] = kept.replace(b"\n5,", b"\n5,1", 1)
+        result = cli("gate", "--env", "staging", "--json", cwd=clone)
+        assert "not the predictions that were registered" in result.err, result.err
+        tampered = _rule(json.loads(result.out), "max_regression")
+        assert "interval" not in tampered and "point value" in tampered["message"], tampered
+
+
+def test_promotion_judges_on_the_versions_predictions(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The gate at promotion is the pull request's gate: 1.25 points worse is beyond
+    max_regression 1% on the point values, but the paired interval reaches both sides
+    of it, so staging takes it as inconclusive and production refuses it."""
+    root = _predicting_project(tmp_path, wrong=100)
+    for step in (("train",), ("register",), ("promote", "staging"), ("promote", "production")):
+        assert cli(*step, cwd=root).code == 0, step
+    _change(root, wrong=125)
+    assert cli("train", cwd=root).code == 0
+    assert cli("register", cwd=root).code == 0
+    staging = cli("promote", "staging", "--json", cwd=root)
+    assert staging.code == 0, staging.err
+    (rule,) = [r for r in json.loads(staging.out)["gates"]["rules"] if r["rule"] == "max_regression"]
+    assert rule["outcome"] == "inconclusive" and rule["interval"]["paired"] is True
+    assert rule["interval"]["low"] < -0.01 < rule["interval"]["high"] < 0
+    production = cli("promote", "production", "--json", cwd=root)
+    assert production.code == 1, production.err
+    data = json.loads(production.out)
+    assert data["changed"] is False and data["gates"]["outcome"] == "inconclusive"
+    assert "inconclusive" in data["blocked"]

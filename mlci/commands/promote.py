@@ -90,6 +90,35 @@ def _candidate_version(
     return found
 
 
+def _evidence(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    state: tags.ModelState,
+    env: cfg.Environment,
+    candidate: str,
+    current: str | None,
+    log: Callable[[str], None],
+) -> gates.Evidence | None:
+    """The versions' predictions, for rules with a confidence: the gate at promotion
+    judges as the pull request's report did (paired on the same rows). None where no
+    rule asks, or the candidate kept none (then the rules compare points, and say so)."""
+    if not env.judged_on_intervals:
+        return None
+    from mlci import evidence
+
+    tracking = project.make_tracking(config, environ)
+
+    def of(name: str) -> evidence.RunPredictions | None:
+        return evidence.of_version(
+            config, environ, models.version_of(config.model.name, state.versions[name]), tracking, log
+        )
+
+    head = of(candidate)
+    if head is None:
+        return None
+    return evidence.RunEvidence(head, of(current) if current else None)
+
+
 def _metrics(state: tags.ModelState, version: str) -> dict[str, float]:
     return tags.recorded_metrics(state.versions[version].metadata)
 
@@ -150,6 +179,7 @@ def assign(
         baseline,
         config.goal,
         baseline_label=f"{env.name}'s {current}" if current else None,
+        evidence=_evidence(config, environ, state, rules_env, candidate, current, log),
     )
     if not verdict.passed:
         return PromoteResult(

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from mlci import ci_env, gitrepo, policy, registry, safeinput
+from mlci import ci_env, gitrepo, policy, project, registry, safeinput, tags
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
@@ -130,18 +130,31 @@ def _head(meta: dict[str, Any], data: dict[str, Any]) -> tuple[str, int, dict[st
 
 
 def _certainty(
-    config: cfg.Config, folder: Path, metrics: Mapping[str, float], log: Callable[[str], None]
+    config: cfg.Config,
+    folder: Path,
+    metrics: Mapping[str, float],
+    state: tags.ModelState | None,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
 ) -> Certainty | None:
     """Intervals from the head's predictions the report carries (the training job put
     them there), so rules with a confidence are judged as the training job judged them,
-    and the table shows the head's intervals. The baselines' runs are not here: their
-    relative rules keep their point comparison."""
-    from mlci import evidence, stats
+    and the table shows the head's intervals; each environment's version's predictions
+    come from where it kept them (its release), for the paired differences."""
+    from mlci import evidence, models, stats
 
     head = evidence.from_report(folder, metrics, log)
     if head is None:
         return None
-    return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, lambda _: None)
+    tracking = project.make_tracking(config, environ)
+
+    def base_of(baseline: rpt.Baseline) -> evidence.RunPredictions | None:
+        if state is None or baseline.version not in state.versions:
+            return None
+        version = models.version_of(config.model.name, state.versions[baseline.version])
+        return evidence.of_version(config, environ, version, tracking, log)
+
+    return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, base_of)
 
 
 def publish(
@@ -200,7 +213,9 @@ def publish(
         cached=False,
         label=f"PR #{number}",
     )
-    certainty = _certainty(config, _folder_for(folder, model), head.metrics, log)
+    certainty = _certainty(
+        config, _folder_for(folder, model), head.metrics, state, {**environ, "GITHUB_TOKEN": token}, log
+    )
     report = rpt.build(
         config,
         head,

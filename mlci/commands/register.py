@@ -132,6 +132,9 @@ def register(
         model_digest, archive_path = _model_archive(
             config, tracking, run, model_id, need_file=choice.name == "github", log=log
         )
+    predictions, predictions_path = _predictions(
+        config, tracking, run, need_file=choice.name == "github", log=log
+    )
     mlflow_registry = Registry(tracking, model)
     commit = head.commit
     created: dict[str, str] = {}
@@ -193,8 +196,12 @@ def register(
             }
             if model_digest is None:
                 del metadata[stores.DIGEST_KEY]
+            if predictions is not None:
+                metadata[stores.PREDICTIONS_KEY] = predictions
             version_info = stores.version_of(model, name, planned.name, metadata)
-            metadata.update(store.stage(version_info, archive_path, model_card(version_info)))
+            metadata.update(
+                store.stage(version_info, archive_path, model_card(version_info), predictions_path)
+            )
             planned_tags[0].summary = tags.register_summary(model, name)
             planned_tags[0].metadata = metadata
 
@@ -280,6 +287,39 @@ def _model_archive(
             hint="train again (mlci train --no-cache) and register that run",
         )
     return digest.sha256, path
+
+
+def _predictions(
+    config: cfg.Config, tracking: Tracking, run: RunRecord, *, need_file: bool, log: Callable[[str], None]
+) -> tuple[dict[str, object] | None, Path | None]:
+    """What the version's tag records of the run's predictions (``stores.PREDICTIONS_KEY``:
+    name, sha256, the rows' digest, the metrics that recompute from them), and with
+    ``need_file`` the file, for a store that keeps its own copy: the bundle this job
+    wrote or restored, else downloaded from the run. (None, None) for a run without."""
+    from mlci.tracking import PREDICTIONS_DIGEST_TAG, PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, ROWS_TAG
+
+    name = run.tags.get(PREDICTIONS_TAG)
+    sha256 = run.tags.get(PREDICTIONS_DIGEST_TAG)
+    if not name or not sha256:
+        return None, None  # no predictions, or recorded before their digest was
+    record: dict[str, object] = {
+        "name": name,
+        "sha256": sha256,
+        "rows_sha256": run.tags.get(ROWS_TAG),
+        "metrics": [m for m in run.tags.get(PREDICTIONS_METRICS_TAG, "").split(",") if m],
+    }
+    if not need_file:
+        return record, None
+    fingerprint = run.tags.get("mlci.fingerprint", "")
+    path = bundle.folder(config.root / fp.STATE_DIR, fingerprint) / bundle.PREDICTIONS_DIR / name
+    if not path.is_file():
+        scratch = config.root / fp.STATE_DIR / "pulled" / f"predictions-{run.run_id}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        log(f"reading the predictions of run {run.run_id} from {tracking.uri}")
+        found = tracking.download(f"runs:/{run.run_id}/{name}", scratch)
+        path = found / name if found.is_dir() else found
+    archive.verify(archive.file_chunks(path), expected=sha256, source=f"the predictions of run {run.run_id}")
+    return record, path
 
 
 def model_card(version: stores.Version) -> str:

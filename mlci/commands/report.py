@@ -204,7 +204,7 @@ def gather(
             baselines.append(_base_baseline(config, ref, tracking, state, log))
         else:
             baselines.append(env_baseline(state, key))
-    certainty = _certainty(config, environ, result, log)
+    certainty = _certainty(config, environ, result, state, log)
     report = rpt.build(
         config,
         head,
@@ -229,25 +229,44 @@ def gather(
 
 
 def _certainty(
-    config: cfg.Config, environ: Mapping[str, str], result: Any, log: Callable[[str], None]
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    result: Any,
+    state: tags.ModelState | None,
+    log: Callable[[str], None],
 ) -> Certainty | None:
     """Where a report's intervals come from (``evidence.Certainty``): the head run's
-    predictions and each baseline run's from the tracking store; None when the head run
-    recorded none (then every rule is a point rule, said once where a rule asks)."""
-    from mlci import evidence, stats
+    predictions (or, for inputs that are a registered version, the version's), and each
+    baseline's: a version's where it kept them, else its run's in the tracking store.
+    None when the head has none (then every rule is a point rule, said once where a
+    rule asks)."""
+    from mlci import evidence, models, stats
     from mlci.tracking import PREDICTIONS_TAG
 
-    if not result.tags.get(PREDICTIONS_TAG):
+    tracking = project.make_tracking(config, environ)
+
+    def of_version(name: str | None) -> evidence.RunPredictions | None:
+        if state is None or name is None or name not in state.versions:
+            return None
+        version = models.version_of(config.model.name, state.versions[name])
+        return evidence.of_version(config, environ, version, tracking, log)
+
+    if result.tags.get(PREDICTIONS_TAG):
+        head = evidence.load(tracking, result.run_id, result.tags, log)
+    else:
+        head = of_version(state.version_of_fingerprint(result.fingerprint) if state else None)
+    if head is None:
         if config.interval_confidence is not None:
             log(
                 "gates with a confidence are judged on point values: "
                 "the run has no predictions (train.predictions)"
             )
         return None
-    tracking = project.make_tracking(config, environ)
 
     def base_of(baseline: rpt.Baseline) -> evidence.RunPredictions | None:
-        run_id = str(baseline.run_id)  # Certainty asks only for baselines with a run
+        if baseline.version is not None:
+            return of_version(baseline.version)
+        run_id = str(baseline.run_id)  # Certainty asks only for baselines with a run or a version
         try:
             tags = tracking.get_run(run_id).tags
         except MlciError as exc:
@@ -255,11 +274,7 @@ def _certainty(
             return None
         return evidence.load(tracking, run_id, tags, log)
 
-    return evidence.Certainty(
-        evidence.load(tracking, result.run_id, result.tags, log),
-        config.interval_confidence or stats.DEFAULT_CONFIDENCE,
-        base_of,
-    )
+    return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, base_of)
 
 
 def base_policy(

@@ -457,8 +457,8 @@ def _predictions_tags(
     and the tags that find them again: the artifact's name, the digest of the rows they
     were made on, and the metrics that recompute from them to metrics.json's value (those
     get intervals; a metric that does not, from another split or averaging, is named)."""
-    from mlci import stats
-    from mlci.tracking import PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, ROWS_TAG
+    from mlci import archive, stats
+    from mlci.tracking import PREDICTIONS_DIGEST_TAG, PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, ROWS_TAG
 
     predictions = stats.read_predictions(path, where=f"train.predictions ({name})")
     agreeing, differing = stats.check_reported(predictions, metrics)
@@ -473,6 +473,7 @@ def _predictions_tags(
         PREDICTIONS_TAG: path.name,
         ROWS_TAG: predictions.digest(),
         PREDICTIONS_METRICS_TAG: ",".join(agreeing),
+        PREDICTIONS_DIGEST_TAG: archive.verify(archive.file_chunks(path), expected=None, source=name).sha256,
     }
 
 

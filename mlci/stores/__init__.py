@@ -33,6 +33,10 @@ from mlci.errors import MlciError
 STORE_KEY = "store"  # in a version tag's metadata: which store holds its bytes
 DIGEST_KEY = "model_sha256"
 ASSET_KEY = "asset"
+# In a version tag's metadata: the run's predictions (name, sha256, rows_sha256, metrics),
+# and in a store that keeps its own copy, where (``PREDICTIONS_ASSET_KEY``).
+PREDICTIONS_KEY = "predictions"
+PREDICTIONS_ASSET_KEY = "predictions_asset"
 
 
 class ModelMissing(MlciError):
@@ -56,8 +60,12 @@ class ModelStore(Protocol):
     def where(self, version: Version) -> str:
         """Where this store keeps a version's bytes, in words."""
 
-    def stage(self, version: Version, archive_path: Path, card: str) -> dict[str, object]:
-        """Store the bytes before the version tag is published; returns metadata for the tag."""
+    def stage(
+        self, version: Version, archive_path: Path, card: str, predictions: Path | None = None
+    ) -> dict[str, object]:
+        """Store the bytes before the version tag is published; returns metadata for the tag.
+        ``predictions`` is the run's predictions file where the store must keep a copy (the
+        tracking stores keep it with the run already)."""
 
     def commit(self) -> None:
         """The tag is published: make what ``stage`` stored final."""
@@ -84,7 +92,9 @@ class NoModel:
     def where(self, version: Version) -> str:
         return "no store: the version has no model file (train.model is not set), it records its run"
 
-    def stage(self, version: Version, archive_path: Path, card: str) -> dict[str, object]:
+    def stage(
+        self, version: Version, archive_path: Path, card: str, predictions: Path | None = None
+    ) -> dict[str, object]:
         return {STORE_KEY: NO_MODEL}
 
     def commit(self) -> None:

@@ -30,7 +30,7 @@ RUN_FILE = "run.json"
 ARCHIVE_FILE = "model.tar"
 PREDICTIONS_DIR = "predictions"  # the run's predictions file (train.predictions), under its own name
 _PREDICTIONS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.(csv|parquet|pq)")
-_MAX_PREDICTIONS = 512 * 1024 * 1024
+MAX_PREDICTIONS_BYTES = 512 * 1024 * 1024
 BUNDLES_DIR = "bundles"
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 # What a restored run keeps of the training run's tags: lineage, not MLflow's internals.
@@ -221,8 +221,8 @@ def _restore_predictions(
     member_name = f"{PREDICTIONS_DIR}/{name}"
     if member_name not in names:
         raise BundleError(f"{source} lacks {member_name}, which its {RUN_FILE} records")
-    if zf.getinfo(member_name).file_size > _MAX_PREDICTIONS:
-        raise BundleError(f"{source}: {member_name} is larger than {_MAX_PREDICTIONS} bytes")
+    if zf.getinfo(member_name).file_size > MAX_PREDICTIONS_BYTES:
+        raise BundleError(f"{source}: {member_name} is larger than {MAX_PREDICTIONS_BYTES} bytes")
     target = dest / PREDICTIONS_DIR / name
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()

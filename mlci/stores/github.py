@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,7 +24,16 @@ from typing import TYPE_CHECKING
 from mlci import archive, gitrepo
 from mlci import config as cfg
 from mlci.errors import MlciError
-from mlci.stores import ASSET_KEY, STORE_KEY, ModelMissing, Version, archive_name, bundle
+from mlci.stores import (
+    ASSET_KEY,
+    PREDICTIONS_ASSET_KEY,
+    PREDICTIONS_KEY,
+    STORE_KEY,
+    ModelMissing,
+    Version,
+    archive_name,
+    bundle,
+)
 
 if TYPE_CHECKING:
     from mlci.github_api import ArtifactInfo, GitHubStore, ReleaseInfo
@@ -172,7 +182,9 @@ class ReleaseStore:
         asset = version.metadata.get(ASSET_KEY) or archive_name(version.model, version.version)
         return f"the release {version.tag} of {self.repository} (asset {asset})"
 
-    def stage(self, version: Version, archive_path: Path, card: str) -> dict[str, object]:
+    def stage(
+        self, version: Version, archive_path: Path, card: str, predictions: Path | None = None
+    ) -> dict[str, object]:
         existing = self.api.release(version.tag)
         if existing is not None:
             if not existing.draft:
@@ -189,11 +201,18 @@ class ReleaseStore:
             card_path = archive_path.with_name(CARD_NAME)
             card_path.write_text(card, encoding="utf-8")
             self.api.upload_asset(release, str(card_path), CARD_NAME, "text/markdown")
+            staged: dict[str, object] = {STORE_KEY: self.name, ASSET_KEY: name}
+            if predictions is not None:
+                # Kept with the version, so a later pull request's intervals against it
+                # (paired on the same rows) outlive the job that trained it.
+                kept = predictions_asset_name(version, predictions.suffix)
+                self.api.upload_asset(release, str(predictions), kept, "application/octet-stream")
+                staged[PREDICTIONS_ASSET_KEY] = kept
         except BaseException:
             self.abort()
             raise
         self.log(f"uploaded {name} to a draft release on {version.tag}")
-        return {STORE_KEY: self.name, ASSET_KEY: name}
+        return staged
 
     def commit(self) -> None:
         if self._staged is not None:
@@ -242,6 +261,42 @@ class ReleaseStore:
             expected=version.digest,
             source=f"release asset {name} of {version.tag}",
         )
+
+    def fetch_predictions(self, version: Version, dest: Path) -> Path:
+        """The version's predictions file into the folder ``dest``, its sha256 checked
+        against the tag's record."""
+        record = version.metadata.get(PREDICTIONS_KEY)
+        name = str(version.metadata.get(PREDICTIONS_ASSET_KEY) or "")
+        release = self.api.release(version.tag)
+        asset = release.asset(name) if release is not None and name else None
+        if not isinstance(record, dict) or asset is None:
+            raise ModelMissing(f"{version.tag}: no predictions asset in the release {version.tag}")
+        suffix = Path(name).suffix.lower()
+        if suffix not in (".csv", ".parquet", ".pq"):
+            raise ModelMissing(
+                f"{version.tag}: the predictions asset {name!r} is not a .csv or .parquet file"
+            )
+        dest.mkdir(parents=True, exist_ok=True)
+        path = dest / f"predictions{suffix}"
+        digest, size = hashlib.sha256(), 0
+        with path.open("wb") as handle:
+            for chunk in self.api.download_asset(asset):
+                digest.update(chunk)
+                size += len(chunk)
+                if size > bundle.MAX_PREDICTIONS_BYTES:
+                    break
+                handle.write(chunk)
+        if digest.hexdigest() != record.get("sha256"):
+            path.unlink()
+            raise archive.ArchiveError(
+                f"release asset {name} of {version.tag} has sha256 {digest.hexdigest()}, the tag records "
+                f"{record.get('sha256')}: not the predictions that were registered"
+            )
+        return path
+
+
+def predictions_asset_name(version: Version, suffix: str) -> str:
+    return f"{version.model.replace('/', '-')}-{version.version}-predictions{suffix.lower()}"
 
 
 def run_artifacts(environ: Mapping[str, str], root: Path, log: Callable[[str], None]) -> RunArtifacts | None:

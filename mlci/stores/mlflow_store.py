@@ -35,8 +35,10 @@ class MlflowStore:
     def where(self, version: Version) -> str:
         return f"the MLflow model version of {version.tag} in {self.tracking.uri}"
 
-    def stage(self, version: Version, archive_path: Path, card: str) -> dict[str, object]:
-        return {}  # the model version that registering makes holds the files
+    def stage(
+        self, version: Version, archive_path: Path, card: str, predictions: Path | None = None
+    ) -> dict[str, object]:
+        return {}  # the model version that registering makes holds the files; its run, the predictions
 
     def commit(self) -> None:
         pass
