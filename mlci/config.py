@@ -118,6 +118,9 @@ class ModelConfig:
     description: str = ""
 
 
+MAX_REPEATS = 20  # train.repeats: each is a whole training; their metrics travel in the version's tag
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     command: str
@@ -130,6 +133,7 @@ class TrainConfig:
     withhold_env: tuple[str, ...] = ()  # environment variables (fnmatch patterns) the command never sees
     predictions: str | None = None  # a CSV/Parquet file of the evaluation rows' predictions (mlci.stats)
     timeout: float | None = None  # seconds; None: no limit
+    repeats: int = 1  # runs of the command, with MLCI_SEED 0..repeats-1, gated on their mean
 
 
 @dataclass(frozen=True)
@@ -639,6 +643,7 @@ class _Checker:
                 "withhold_env",
                 "timeout",
                 "predictions",
+                "repeats",
             ),
             required=("command",),
         )
@@ -683,6 +688,10 @@ class _Checker:
             own_cache = False
         withhold = self.string_list(t.get("withhold_env"), (*at, "withhold_env"), ()) or ()
         timeout = self.duration(t.get("timeout"), (*at, "timeout"))
+        repeats = t.get("repeats", 1)
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+            self.expected((*at, "repeats"), f"a whole number from 1 to {MAX_REPEATS}", repeats)
+            repeats = 1
         if command is None:
             return None
         return TrainConfig(
@@ -696,6 +705,7 @@ class _Checker:
             withhold_env=withhold,
             timeout=timeout,
             predictions=predictions,
+            repeats=repeats,
         )
 
     def metrics(self, raw: Any) -> dict[str, Goal]:

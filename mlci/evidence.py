@@ -6,6 +6,8 @@ file's name, its sha256, the digest of the rows, and the metrics that recompute
 from it to the value the run reported. ``load`` finds a run's file through those
 tags; ``of_version`` finds a registered version's, which its tag records (and a
 GitHub release keeps beside the model, so it outlives the job that trained it);
+``Repeats`` (a run of ``train.repeats``: each metric's value per training seed, in
+its run's tag and its version's) answers the same questions across seeds;
 ``RunEvidence`` answers ``gates.Evidence`` from the head's and a baseline's: each
 metric's interval, and each difference's (paired on the same rows). ``Certainty``
 serves a whole report, bootstrapping the head once and each baseline's
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlci import archive, stats, stores
 from mlci.errors import MlciError
-from mlci.tracking import PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, sqlite_path
+from mlci.tracking import PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, REPEATS_TAG, sqlite_path
 
 if TYPE_CHECKING:
     from mlci import config as cfg
@@ -41,6 +43,67 @@ class RunPredictions:
         if not self._samples and self.metrics:
             self._samples.update(stats.bootstrap(self.predictions, sorted(self.metrics)))
         return self._samples
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """A run of ``train.repeats``: its seeds, and each metric's value per seed."""
+
+    seeds: tuple[int, ...]
+    values: Mapping[str, tuple[float, ...]]
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        return frozenset(self.values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seeds": list(self.seeds), "metrics": {m: list(v) for m, v in sorted(self.values.items())}}
+
+
+MAX_REPEATS_RECORD = 64 * 1024
+
+
+def repeats_from(raw: object, reported: Mapping[str, float] | None = None) -> Repeats | None:
+    """The repeats a run's tag, a version's metadata or a report records (JSON text or
+    its object), checked as data: whole-number seeds, and for each metric one finite
+    number per seed. With ``reported``, only the metrics whose mean is the reported value
+    count (a report's numbers and its repeats must agree). None for anything else."""
+    import json
+    import math
+
+    if isinstance(raw, str):
+        if len(raw) > MAX_REPEATS_RECORD:
+            return None
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    if not isinstance(raw, dict):
+        return None
+    seeds, metrics = raw.get("seeds"), raw.get("metrics")
+    if (
+        not isinstance(seeds, list)
+        or not 2 <= len(seeds) <= 1000
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+        or not isinstance(metrics, dict)
+    ):
+        return None
+    values: dict[str, tuple[float, ...]] = {}
+    for name, found in metrics.items():
+        if not isinstance(name, str) or not isinstance(found, list) or len(found) != len(seeds):
+            continue
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in found
+        ):
+            continue
+        numbers = tuple(float(v) for v in found)
+        if reported is not None:
+            claimed = reported.get(name)
+            mean = math.fsum(numbers) / len(numbers)
+            if claimed is None or not math.isclose(mean, claimed, rel_tol=1e-6, abs_tol=1e-9):
+                continue
+        values[name] = numbers
+    return Repeats(tuple(seeds), values) if values else None
 
 
 def _download(tracking: Tracking, run_id: str, name: str) -> Path:
@@ -151,6 +214,33 @@ class RunEvidence:
         return found.interval(confidence) if found else None
 
 
+class SeedEvidence:
+    """``gates.Evidence`` across training seeds: the head's repeats, and the baseline's
+    (paired by seed where both ran the same seeds) or, for a baseline trained once, its
+    value."""
+
+    def __init__(self, head: Repeats, base: Repeats | None, base_metrics: Mapping[str, float]) -> None:
+        self.head, self.base, self.base_metrics = head, base, base_metrics
+
+    def interval(self, metric: str, confidence: float) -> stats.Interval | None:
+        found = self.head.values.get(metric)
+        return stats.seed_interval(found, confidence) if found else None
+
+    def difference(self, metric: str, confidence: float) -> stats.Interval | None:
+        head = self.head.values.get(metric)
+        if head is None:
+            return None
+        base = self.base.values.get(metric) if self.base is not None else None
+        if base is not None:
+            paired = self.base is not None and self.base.seeds == self.head.seeds
+            return stats.seed_difference(head, base, confidence, paired=paired)
+        point = self.base_metrics.get(metric)
+        return None if point is None else stats.seed_difference(head, point, confidence)
+
+
+Source = RunPredictions | Repeats  # what a run's intervals come from
+
+
 class Certainty:
     """A report's intervals: the head's predictions, and each baseline's as ``base_of``
     finds them (once per baseline run). A verdict and the table's column against the same
@@ -158,19 +248,27 @@ class Certainty:
 
     def __init__(
         self,
-        head: RunPredictions | None,
+        head: Source | None,
         confidence: float,
-        base_of: Callable[[Any], RunPredictions | None],
+        base_of: Callable[[Any], Source | None],
     ) -> None:
         self.head, self.confidence, self._base_of = head, confidence, base_of
-        self._evidence: dict[str | None, RunEvidence] = {}
+        self._evidence: dict[str | None, RunEvidence | SeedEvidence] = {}
 
-    def gate(self, env: Any, baseline: Any) -> RunEvidence:
+    def gate(self, env: Any, baseline: Any) -> RunEvidence | SeedEvidence:
         """``gates.Evidence`` for ``env``'s verdict against ``baseline`` (or none)."""
         key = (baseline.run_id or baseline.version or None) if baseline is not None else None
         if key not in self._evidence:
-            self._evidence[key] = RunEvidence(self.head, self._base_of(baseline) if key else None)
+            self._evidence[key] = evidence_of(
+                self.head,
+                self._base_of(baseline) if key else None,
+                baseline.metrics if baseline is not None else {},
+            )
         return self._evidence[key]
+
+    def repeats(self) -> dict[str, Any] | None:
+        """The head's repeats, for the report's JSON (a job that judges it again reads them)."""
+        return self.head.to_json() if isinstance(self.head, Repeats) else None
 
     def table(self, baseline: Any) -> dict[str, stats.Interval]:
         """The head's intervals (``baseline`` None), or its differences from ``baseline``."""
@@ -180,6 +278,46 @@ class Certainty:
         pick = found.interval if baseline is None else found.difference
         intervals = {n: pick(n, self.confidence) for n in sorted(self.head.metrics)}
         return {n: i for n, i in intervals.items() if i is not None}
+
+
+def evidence_of(
+    head: Source | None, base: Source | None, base_metrics: Mapping[str, float]
+) -> RunEvidence | SeedEvidence:
+    """The evidence two runs give: across seeds where the head ran repeats, else from
+    predictions (a baseline of the other kind gives what it can: its value, or nothing)."""
+    if isinstance(head, Repeats):
+        return SeedEvidence(head, base if isinstance(base, Repeats) else None, base_metrics)
+    return RunEvidence(head, base if isinstance(base, RunPredictions) else None)
+
+
+def repeats_of_run(tags: Mapping[str, str]) -> Repeats | None:
+    return repeats_from(tags.get(REPEATS_TAG)) if tags.get(REPEATS_TAG) else None
+
+
+def repeats_of_version(version: stores.Version) -> Repeats | None:
+    found = version.metadata.get(REPEATS_KEY)
+    return repeats_from(found) if found is not None else None
+
+
+REPEATS_KEY = "repeats"  # in a version tag's metadata: what REPEATS_TAG says of its run
+
+
+def for_run(
+    tracking: Tracking, run_id: str, tags: Mapping[str, str], log: Callable[[str], None]
+) -> Source | None:
+    """What a run's intervals come from: its repeats, else its predictions."""
+    return repeats_of_run(tags) or load(tracking, run_id, tags, log)
+
+
+def for_version(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    version: stores.Version,
+    tracking: Tracking,
+    log: Callable[[str], None],
+) -> Source | None:
+    """What a version's intervals come from: its repeats (in its tag), else its predictions."""
+    return repeats_of_version(version) or of_version(config, environ, version, tracking, log)
 
 
 HEAD_PREDICTIONS = "head-predictions"  # in a report folder: the head run's predictions (+ .csv/.parquet)

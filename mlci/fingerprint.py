@@ -284,6 +284,8 @@ def compose(files: Mapping[str, str], params: Any, config: Config) -> str:
     # How the command runs, not what it computes:
     for how_not_what in ("withhold_env", "timeout", "own_cache", "rewrites"):
         del train[how_not_what]
+    if train["repeats"] == 1:
+        del train["repeats"]  # the default leaves the fingerprints of projects without it as they were
     h.update(f"train {canonical_json(train)}\n".encode())
     return h.hexdigest()
 
@@ -291,6 +293,7 @@ def compose(files: Mapping[str, str], params: Any, config: Config) -> str:
 def outputs(config: Config) -> list[str]:
     """What training writes or rewrites: never an input."""
     out = [STATE_DIR, config.train.metrics, *config.train.rewrites]
+    out += [config.train.predictions] if config.train.predictions else []
     return out + ([config.train.model] if config.train.model else [])
 
 

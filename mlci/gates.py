@@ -229,9 +229,15 @@ def evaluate(
                 rule, kind, value, goal_of(rule.metric), base_value, label if base_value is not None else None
             )
             confidence = environment.confidence_of(rule)
-            if confidence is not None and evidence is not None:
+            if confidence is not None:  # without evidence, the point result says it is one
                 point = _with_interval(
-                    point, environment, rule, confidence, goal_of(rule.metric), evidence, label
+                    point,
+                    environment,
+                    rule,
+                    confidence,
+                    goal_of(rule.metric),
+                    evidence or _NO_EVIDENCE,
+                    label,
                 )
             results.append(point)
     return Verdict(
@@ -251,6 +257,24 @@ def _on_point(point: RuleResult) -> RuleResult:
     return replace(
         point, message=f"{point.message} (no interval for {point.metric}: judged on the point value)"
     )
+
+
+class _NoEvidence:
+    """No predictions and no repeats: no interval for any metric."""
+
+    def interval(self, metric: str, confidence: float) -> Interval | None:
+        return None
+
+    def difference(self, metric: str, confidence: float) -> Interval | None:
+        return None
+
+
+_NO_EVIDENCE = _NoEvidence()
+
+
+def _across(interval: Interval) -> str:
+    """How an interval across training seeds says so (one from predictions says nothing)."""
+    return f" across {interval.seeds} seeds" if interval.seeds else ""
 
 
 def _at_least(low: float, high: float, floor: float) -> Outcome:
@@ -276,7 +300,7 @@ def _with_interval(
         if interval is None or math.isnan(interval.low):
             return _on_point(point)
         bound = float(rule.min if kind == "min" else rule.max)  # type: ignore[arg-type]
-        shown = f"{m} {_fmt(interval.value)} [{_fmt(interval.low)}, {_fmt(interval.high)}]"
+        shown = f"{m} {_fmt(interval.value)} [{_fmt(interval.low)}, {_fmt(interval.high)}]{_across(interval)}"
         if kind == "min":
             outcome = _at_least(interval.low, interval.high, bound)
             said = {
@@ -316,7 +340,10 @@ def _with_interval(
         against = f"{baseline_label or 'the baseline'}'s {_fmt(baseline)}"
         worse_or_better = "worse" if gain < 0 else "better"
         change = f"{_pct(abs(gain), baseline).lstrip('+')} {worse_or_better}" if gain else "no different"
-        shown = f"{m} is {change} than {against}, {level} CI [{_pct(low, baseline)}, {_pct(high, baseline)}]"
+        shown = (
+            f"{m} is {change} than {against}, {level} CI{_across(difference)} "
+            f"[{_pct(low, baseline)}, {_pct(high, baseline)}]"
+        )
         if kind == "max_regression":
             outcome = _at_least(low, high, -allowed)
             said = {

@@ -33,7 +33,8 @@ class Head:
     cached: bool
     run_url: str | None = None
     label: str = "this change"
-    intervals: Mapping[str, Interval] = field(default_factory=dict)  # from its predictions
+    intervals: Mapping[str, Interval] = field(default_factory=dict)  # from its predictions or repeats
+    repeats: Mapping[str, Any] | None = None  # train.repeats: its seeds and each metric per seed
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def build(
         for b in baselines
     )
     if certainty:
-        head = dataclasses.replace(head, intervals=certainty.table(None))
+        head = dataclasses.replace(head, intervals=certainty.table(None), repeats=certainty.repeats())
     names: list[str] = [n for n in configured if n in head.metrics or any(n in b.metrics for b in baselines)]
     for source in (head.metrics, *(b.metrics for b in baselines)):
         names += sorted(n for n in source if n not in names)
@@ -167,6 +168,7 @@ def to_json(report: Report) -> dict[str, Any]:
             "params": dict(report.head.params),
             "params_file": report.params_file,
             "intervals": {n: i.to_json() for n, i in report.head.intervals.items()},
+            "repeats": report.head.repeats,
         },
         "baselines": [
             {

@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -612,8 +612,9 @@ class Interval:
     low: float
     high: float
     confidence: float
-    resamples: int
-    paired: bool = False  # a difference resampled with the same rows for both runs
+    resamples: int  # bootstrap resamples; 0 for an interval across seeds
+    paired: bool = False  # a difference on the same rows (or, across seeds, the same seeds) for both runs
+    seeds: int = 0  # across training seeds (train.repeats): how many, for a Student t interval
 
     def excludes(self, bound: float) -> bool:
         return not (self.low <= bound <= self.high)
@@ -626,6 +627,7 @@ class Interval:
             "confidence": self.confidence,
             "resamples": self.resamples,
             **({"paired": self.paired} if self.paired else {}),
+            **({"seeds": self.seeds} if self.seeds else {}),
         }
 
 
@@ -787,3 +789,86 @@ def _same(value: float, reported: float) -> bool:
         _RECOMPUTE_TOLERANCE * max(1.0, abs(reported)), 0.5 * 10.0**-decimals if decimals else 0.0
     )
     return math.isfinite(value) and abs(value - reported) <= tolerance + 1e-12
+
+
+# --------------------------------------------------------------------------- across seeds (train.repeats)
+
+
+def _t_two_sided(t: float, df: int) -> float:
+    """P(|T| < t) for Student's t with ``df`` (a whole number) degrees of freedom: the
+    closed forms of Abramowitz and Stegun 26.7.3-4, exact for every df."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2 == 1:
+        term, total = math.cos(theta), 0.0
+        for k in range(1, (df - 1) // 2 + 1):  # cos + 2/3 cos^3 + (2*4)/(3*5) cos^5 + ...
+            total += term
+            term *= c2 * (2 * k) / (2 * k + 1)
+        return (2 / math.pi) * (theta + s * total) if df > 1 else 2 * theta / math.pi
+    term, total = 1.0, 0.0
+    for k in range(1, df // 2 + 1):  # 1 + 1/2 cos^2 + (1*3)/(2*4) cos^4 + ...
+        total += term
+        term *= c2 * (2 * k - 1) / (2 * k)
+    return s * total
+
+
+def t_quantile(confidence: float, df: int) -> float:
+    """The t such that P(|T| < t) = ``confidence`` (df >= 1), by bisection."""
+    low, high = 0.0, 1.0
+    while _t_two_sided(high, df) < confidence:
+        high *= 2
+    for _ in range(200):
+        mid = (low + high) / 2
+        if _t_two_sided(mid, df) < confidence:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    mean = math.fsum(values) / len(values)
+    var = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def seed_interval(values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE) -> Interval:
+    """The mean of a metric over training seeds and its Student t interval (NaN bounds
+    with fewer than two finite values)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < 2:
+        value = finite[0] if finite else math.nan
+        return Interval(value, math.nan, math.nan, confidence, 0, seeds=len(finite))
+    mean, sd = _mean_sd(finite)
+    half = t_quantile(confidence, len(finite) - 1) * sd / math.sqrt(len(finite))
+    return Interval(mean, mean - half, mean + half, confidence, 0, seeds=len(finite))
+
+
+def seed_difference(
+    head: Sequence[float],
+    base: Sequence[float] | float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    *,
+    paired: bool = False,
+) -> Interval:
+    """head's mean minus base's, with its t interval: paired on the seeds where both ran
+    the same ones (``paired``), Welch's where they ran others, and the head's own
+    interval shifted where the base is one value (a run without repeats)."""
+    if isinstance(base, (int, float)):
+        own = seed_interval(head, confidence)
+        return Interval(own.value - base, own.low - base, own.high - base, confidence, 0, seeds=own.seeds)
+    if paired and len(head) == len(base):
+        found = seed_interval([h - b for h, b in zip(head, base, strict=True)], confidence)
+        return Interval(found.value, found.low, found.high, confidence, 0, paired=True, seeds=found.seeds)
+    a = [v for v in head if math.isfinite(v)]
+    b = [v for v in base if math.isfinite(v)]
+    if len(a) < 2 or len(b) < 2:
+        return Interval(math.nan, math.nan, math.nan, confidence, 0, seeds=len(a))
+    (ma, sa), (mb, sb) = _mean_sd(a), _mean_sd(b)
+    va, vb = sa**2 / len(a), sb**2 / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Interval(ma - mb, ma - mb, ma - mb, confidence, 0, seeds=len(a))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
+    half = t_quantile(confidence, max(1, int(df))) * se  # df rounded down: a little wider
+    return Interval(ma - mb, ma - mb - half, ma - mb + half, confidence, 0, seeds=len(a))

@@ -194,6 +194,7 @@ _METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "store": (str, _NONE),
     "asset": (str, _NONE),
     "predictions": (dict, _NONE),
+    "repeats": (dict, _NONE),
     "predictions_asset": (str, _NONE),
     "time": (int, float),
     "previous": (str, _NONE),

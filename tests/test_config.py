@@ -319,6 +319,21 @@ BAD = [
         id="duplicate-key",
     ),
     pytest.param(
+        "model:\n  name: churn\ntrain:\n  command: python t.py\n  repeats: 0\n",
+        ["mlci.yaml:5: train.repeats: expected a whole number from 1 to 20, got a number (0)"],
+        id="repeats-zero",
+    ),
+    pytest.param(
+        "model:\n  name: churn\ntrain:\n  command: python t.py\n  repeats: '5'\n",
+        ["mlci.yaml:5: train.repeats: expected a whole number from 1 to 20, got a string ('5')"],
+        id="repeats-text",
+    ),
+    pytest.param(
+        "model:\n  name: churn\ntrain:\n  command: python t.py\n  repeats: 21\n",
+        ["mlci.yaml:5: train.repeats: expected a whole number from 1 to 20, got a number (21)"],
+        id="repeats-too-many",
+    ),
+    pytest.param(
         "model:\n  name: churn\ntrain:\n  command: [unclosed\n",
         ["mlci.yaml:5: not valid YAML"],
         id="yaml-syntax",

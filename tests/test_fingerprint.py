@@ -122,6 +122,14 @@ def test_what_changes_the_fingerprint(tmp_path: Path) -> None:
     assert fp.compute(other, {"C": 1}).digest != fp.compute(config, {"C": 1}).digest  # command
     moved = cfg.parse(CONFIG.replace("metrics: metrics.json", "metrics: out.json"), config.path)
     assert fp.compute(moved, {"C": 1}).digest != fp.compute(config, {"C": 1}).digest  # train section
+    once = cfg.parse(
+        CONFIG.replace("metrics: metrics.json", "metrics: metrics.json\n  repeats: 1"), config.path
+    )
+    assert fp.compute(once, {"C": 1}).digest == fp.compute(config, {"C": 1}).digest  # the default, said
+    five = cfg.parse(
+        CONFIG.replace("metrics: metrics.json", "metrics: metrics.json\n  repeats: 5"), config.path
+    )
+    assert fp.compute(five, {"C": 1}).digest != fp.compute(config, {"C": 1}).digest  # repeats: another result
 
 
 def test_stat_cache_rereads_only_changed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -330,3 +330,195 @@ def test_promotion_judges_on_the_versions_predictions(cli, tmp_path: Path) -> No
     data = json.loads(production.out)
     assert data["changed"] is False and data["gates"]["outcome"] == "inconclusive"
     assert "inconclusive" in data["blocked"]
+
+
+# --------------------------------------------------------------------------- train.repeats
+
+REPEATING_TRAIN = """\
+import json, os, pathlib
+
+params = json.loads(pathlib.Path(os.environ["MLCI_PARAMS_FILE"]).read_text())
+out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
+seed = int(os.environ.get("MLCI_SEED", "-1"))
+with open(params["log"], "a") as log:
+    log.write(f"{seed} {os.environ['MLFLOW_RUN_ID']}\\n")
+if seed == params.get("fail_seed"):
+    raise SystemExit(f"seed {seed} diverged")
+offsets = [0.004, -0.006, 0.002, -0.001, 0.001]  # the training noise of each seed
+noise = offsets[(seed + params["shift"]) % 5] if seed >= 0 else 0.0
+(out / "model").mkdir(parents=True, exist_ok=True)
+(out / "model" / "weights.txt").write_text(f"{params} {seed}")
+(out / "metrics.json").write_text(json.dumps({"accuracy": params["accuracy"] + noise}))
+"""
+
+REPEATING_CONFIG = """\
+model:
+  name: demo
+train:
+  command: {python} train.py
+  inputs: [train.py, params.yaml]
+  params: params.yaml
+  model: model
+  repeats: 5
+environments:
+  staging:
+    confidence: 0.95
+    gates:
+      - metric: accuracy
+        min: 0.85
+        max_regression: "1%"
+  production:
+    confidence: 0.95
+    requires: staging
+    gates:
+      - metric: accuracy
+        max_regression: "1%"
+"""
+
+
+def _repeating_project(tmp_path: Path) -> tuple[Path, Path]:
+    import sys
+
+    root = tmp_path / "project"
+    root.mkdir()
+    log = tmp_path / "runs.log"
+    (root / "train.py").write_text(REPEATING_TRAIN)
+    (root / "mlci.yaml").write_text(REPEATING_CONFIG.format(python=sys.executable))
+    (root / "params.yaml").write_text(json.dumps({"accuracy": 0.9, "shift": 0, "log": str(log)}))
+    (root / ".gitignore").write_text(".mlci/\nmodel/\nmetrics.json\n")
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "a model with training noise"], root)
+    return root, log
+
+
+def _set(root: Path, **values: object) -> None:
+    params = json.loads((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(json.dumps({**params, **values}))
+    run(["git", "commit", "-qam", f"params {values}"], root)
+
+
+def test_repeats_train_once_per_seed_under_one_parent_and_cache_the_group(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_train import client
+
+    root, log = _repeating_project(tmp_path)
+    trained = cli("train", "--json", cwd=root)
+    assert trained.code == 0, trained.err
+    data = json.loads(trained.out)
+    parent = data["run_id"]
+    assert data["metrics"]["accuracy"] == pytest.approx(0.9)  # the mean: the offsets sum to 0
+    assert "training 5 times (train.repeats, MLCI_SEED 0 to 4)" in trained.err
+    assert "accuracy: mean 0.9 over 5 seeds" in trained.err
+    seen = [line.split() for line in log.read_text().splitlines()]
+    assert [int(s) for s, _ in seen] == [0, 1, 2, 3, 4]
+    children = {run_id for _, run_id in seen}
+    assert len(children) == 5 and parent not in children  # each repeat logs to its own run
+
+    mlflow = client(root)
+    found = mlflow.search_runs(
+        [data["experiment_id"]], filter_string=f"tags.`mlci.repeat_of` = '{parent}'", max_results=50
+    )
+    assert {r.info.run_id for r in found} == children
+    assert {r.info.status for r in found} == {"FINISHED"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in found} == {parent}
+    assert sorted(r.data.params["mlci_seed"] for r in found) == ["0", "1", "2", "3", "4"]
+    assert sorted(round(r.data.metrics["accuracy"], 6) for r in found) == [0.894, 0.899, 0.901, 0.902, 0.904]
+    recorded = json.loads(mlflow.get_run(parent).data.tags["mlci.repeats"])
+    assert recorded["seeds"] == [0, 1, 2, 3, 4] and len(recorded["metrics"]["accuracy"]) == 5
+
+    again = cli("train", "--json", cwd=root)
+    assert json.loads(again.out)["cached"] is True and json.loads(again.out)["run_id"] == parent
+    assert len(log.read_text().splitlines()) == 5  # the group is reused: nothing trained again
+
+    # The gate's interval is across the seeds: Student's t on five values.
+    gate = _gate(cli, root, "staging")
+    (minimum,) = [r for r in gate["rules"] if r["rule"] == "min"]
+    assert minimum["outcome"] == "pass" and minimum["interval"]["seeds"] == 5
+    assert "across 5 seeds" in minimum["message"]
+    assert 0.894 < minimum["interval"]["low"] < 0.9 < minimum["interval"]["high"] < 0.906
+
+    # The version records the repeats: a later job judges against them from the tag alone.
+    assert cli("register", cwd=root).code == 0
+    from mlci import tags
+
+    meta = tags.metadata_from(run(["git", "tag", "-l", "--format=%(contents)", "demo@v0.0.1"], root))
+    assert meta["repeats"] == recorded
+
+
+def test_repeats_gate_changes_paired_by_seed(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, _ = _repeating_project(tmp_path)
+    for step in (("train",), ("register",), ("promote", "staging"), ("promote", "production")):
+        assert cli(*step, cwd=root).code == 0, step
+    # 0.5 points worse on the mean, with other noise per seed: the seeds cannot tell.
+    _set(root, accuracy=0.895, shift=1)
+    slightly = _rule(_gate(cli, root, "staging"), "max_regression")
+    assert slightly["outcome"] == "inconclusive" and slightly["interval"]["paired"] is True
+    assert slightly["interval"]["seeds"] == 5 and "95% CI across 5 seeds [" in slightly["message"]
+    assert cli("report", "--format", "markdown", "--output", str(tmp_path / "r.md"), cwd=root).code == 0
+    assert "interval of the mean over 5 training seeds" in (tmp_path / "r.md").read_text()
+    assert cli("report", "--format", "json", "--output", str(tmp_path / "r.json"), cwd=root).code == 0
+    head = json.loads((tmp_path / "r.json").read_text())["head"]
+    assert head["repeats"]["seeds"] == [0, 1, 2, 3, 4] and head["intervals"]["accuracy"]["seeds"] == 5
+    # Promotion judges the same way: staging lets the inconclusive change through, production does not.
+    assert cli("train", cwd=root).code == 0 and cli("register", cwd=root).code == 0
+    assert cli("promote", "staging", cwd=root).code == 0
+    production = cli("promote", "production", "--json", cwd=root)
+    assert production.code == 1 and json.loads(production.out)["gates"]["outcome"] == "inconclusive"
+
+    # Three points worse: beyond max_regression 1% across the seeds.
+    _set(root, accuracy=0.87, shift=1)
+    worse = _rule(_gate(cli, root, "staging"), "max_regression")
+    assert worse["outcome"] == "fail" and worse["interval"]["high"] < -0.009
+
+
+def test_a_failing_repeat_fails_the_run_and_names_the_seed(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_train import client
+
+    root, log = _repeating_project(tmp_path)
+    _set(root, fail_seed=2)
+    result = cli("train", cwd=root)
+    assert result.code != 0 and "Traceback" not in result.err
+    assert "seed 2 diverged" in result.err and "(repeat 3 of 5) and its parent" in result.err
+    assert len(log.read_text().splitlines()) == 3  # it stops at the first failure
+    mlflow = client(root)
+    experiment = mlflow.get_experiment_by_name("demo")
+    runs = mlflow.search_runs([experiment.experiment_id], max_results=50)
+    statuses = sorted((r.data.tags.get("mlci.seed", "parent"), r.info.status) for r in runs)
+    assert statuses == [("0", "FINISHED"), ("1", "FINISHED"), ("2", "FAILED"), ("parent", "FAILED")]
+
+
+def test_publish_judges_a_forks_repeats_as_data(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The fork's job reports each metric per seed; the trusted job that posts counts
+    them only where their mean is the reported value, and judges paired by seed against
+    the version in staging, whose repeats its tag records."""
+    from tests.github_stub import github_stub
+    from tests.test_github import TOKEN, _actions_env, ci, pr_event
+
+    root, _ = _repeating_project(tmp_path)
+    run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], tmp_path)
+    run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
+    run(["git", "push", "-q", "origin", "main", "main:staging"], root)
+    for step in (("train",), ("register",), ("promote", "staging")):
+        assert cli(*step, cwd=root).code == 0, step
+    run(["git", "checkout", "-q", "-b", "worse"], root)
+    _set(root, accuracy=0.87, shift=1)
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    with github_stub() as gh:
+        _actions_env(monkeypatch, tmp_path, gh)
+        monkeypatch.delenv("GITHUB_TOKEN")  # the untrusted job
+        made = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+        assert made.code in (0, 1), made.err
+        folder = root / ".mlci"
+        data = json.loads((folder / "report.json").read_text())
+        assert data["head"]["repeats"]["seeds"] == [0, 1, 2, 3, 4]
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+        gh.pulls[12] = head
+        assert cli("publish", str(folder), "--head-sha", head, cwd=root).code == 0
+        body = gh.comments[12][0]["body"]
+        assert "95% CI across 5 seeds" in body and "beyond max_regression 1% at 95%" in body, body
+        # Values per seed that do not average to the reported metric are not evidence.
+        data["head"]["repeats"]["metrics"]["accuracy"] = [0.95] * 5
+        (folder / "report.json").write_text(json.dumps(data))
+        assert cli("publish", str(folder), "--head-sha", head, cwd=root).code == 0
+        body = gh.comments[12][0]["body"]
+        assert "across 5 seeds" not in body and "judged on the point value" in body, body

@@ -318,3 +318,72 @@ def test_parquet_predictions(tmp_path: Path) -> None:
     pq.write_table(pa.table({"y_true": y, "y_pred": pred, "y_score": score}), path)
     read = stats.read_predictions(path)
     assert stats.point("roc_auc", read) == pytest.approx(skm.roc_auc_score(y, score))
+
+
+# --------------------------------------------------------------------------- across seeds (train.repeats)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "df", "expected"),
+    [  # Student's t table, two-sided
+        (0.95, 1, 12.706),
+        (0.95, 2, 4.303),
+        (0.95, 4, 2.776),
+        (0.95, 9, 2.262),
+        (0.95, 19, 2.093),
+        (0.90, 3, 2.353),
+        (0.99, 5, 4.032),
+        (0.99, 30, 2.750),
+    ],
+)
+def test_t_quantiles_are_the_tables(confidence: float, df: int, expected: float) -> None:
+    assert stats.t_quantile(confidence, df) == pytest.approx(expected, abs=5e-4)
+
+
+def test_the_interval_across_seeds_covers_the_true_mean_95_percent_of_the_time() -> None:
+    rng = np.random.default_rng(3)
+    trials, covered = 1000, 0
+    for _ in range(trials):
+        found = stats.seed_interval(list(rng.normal(0.9, 0.01, size=5)))
+        covered += found.low <= 0.9 <= found.high
+    assert 0.93 * trials <= covered <= 0.97 * trials
+
+
+def test_a_paired_difference_across_seeds_is_surer_than_an_unpaired_one() -> None:
+    base = [0.90, 0.88, 0.93, 0.91, 0.89]  # the seeds matter far more than the change
+    head = [b - 0.01 for b in base]
+    paired = stats.seed_difference(head, base, paired=True)
+    unpaired = stats.seed_difference(head, base)
+    assert paired.paired and paired.low == pytest.approx(-0.01) == paired.high
+    assert not unpaired.paired and unpaired.low < -0.03 and unpaired.high > 0.01
+    against_one = stats.seed_difference(head, 0.9)  # a baseline trained once: its value
+    assert against_one.value == pytest.approx(sum(head) / 5 - 0.9) and against_one.seeds == 5
+    assert stats.seed_interval([0.9]).low != stats.seed_interval([0.9]).low  # NaN: one seed says nothing
+
+
+@pytest.mark.parametrize(
+    ("raw", "metrics"),
+    [
+        ({"seeds": [0, 1, 2], "metrics": {"accuracy": [0.9, 0.91, 0.92]}}, {"accuracy"}),
+        ('{"seeds": [0, 1], "metrics": {"a": [1, 2], "b": [1]}}', {"a"}),  # b: one value short
+        ({"seeds": [0, 1], "metrics": {"a": [1, float("nan")], "b": [1, True]}}, None),
+        ({"seeds": [0], "metrics": {"a": [1]}}, None),  # one seed is no spread
+        ({"seeds": [0, "1"], "metrics": {"a": [1, 2]}}, None),
+        ({"seeds": [0, 1], "metrics": [1, 2]}, None),
+        ("not json", None),
+        ([0, 1], None),
+    ],
+)
+def test_repeats_are_read_as_data(raw: Any, metrics: set[str] | None) -> None:
+    from mlci import evidence
+
+    found = evidence.repeats_from(raw)
+    assert (set(found.values) if found else None) == metrics
+
+
+def test_repeats_count_only_where_their_mean_is_the_reported_value() -> None:
+    from mlci import evidence
+
+    raw = {"seeds": [0, 1], "metrics": {"a": [0.8, 0.9], "b": [0.1, 0.3]}}
+    found = evidence.repeats_from(raw, {"a": 0.85, "b": 0.5})  # b's mean is 0.2, not 0.5
+    assert found is not None and set(found.values) == {"a"}

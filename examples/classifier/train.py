@@ -29,6 +29,8 @@ from sklearn.preprocessing import StandardScaler
 def main() -> None:
     params = yaml.safe_load(Path(os.environ.get("MLCI_PARAMS_FILE", "params.yaml")).read_text())
     out = Path(os.environ.get("MLCI_OUTPUT_DIR", "."))
+    # Under train.repeats, mlci runs this once per MLCI_SEED (0, 1, ...): another split each time.
+    seed = params["seed"] + int(os.environ.get("MLCI_SEED", "0"))
 
     features, labels = load_breast_cancer(return_X_y=True)
     rows = list(range(len(labels)))  # each row's id, so two runs' test rows pair up
@@ -37,7 +39,7 @@ def main() -> None:
         labels,
         rows,
         test_size=params["test_size"],
-        random_state=params["seed"],
+        random_state=seed,
         stratify=labels,
     )
     model = make_pipeline(

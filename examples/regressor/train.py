@@ -29,11 +29,13 @@ from sklearn.preprocessing import StandardScaler
 def main() -> None:
     params = yaml.safe_load(Path(os.environ.get("MLCI_PARAMS_FILE", "params.yaml")).read_text())
     out = Path(os.environ.get("MLCI_OUTPUT_DIR", "."))
+    # Under train.repeats, mlci runs this once per MLCI_SEED (0, 1, ...): another split each time.
+    seed = params["seed"] + int(os.environ.get("MLCI_SEED", "0"))
 
     features, target = load_diabetes(return_X_y=True)
     rows = list(range(len(target)))  # each row's id, so two runs' test rows pair up
     x_train, x_test, y_train, y_test, _, test_rows = train_test_split(
-        features, target, rows, test_size=params["test_size"], random_state=params["seed"]
+        features, target, rows, test_size=params["test_size"], random_state=seed
     )
     model = make_pipeline(StandardScaler(), Ridge(alpha=params["alpha"]))
     model.fit(x_train, y_train)

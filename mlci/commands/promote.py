@@ -108,15 +108,16 @@ def _evidence(
 
     tracking = project.make_tracking(config, environ)
 
-    def of(name: str) -> evidence.RunPredictions | None:
-        return evidence.of_version(
+    def of(name: str) -> evidence.Source | None:
+        return evidence.for_version(
             config, environ, models.version_of(config.model.name, state.versions[name]), tracking, log
         )
 
     head = of(candidate)
     if head is None:
         return None
-    return evidence.RunEvidence(head, of(current) if current else None)
+    base = of(current) if current else None
+    return evidence.evidence_of(head, base, _metrics(state, current) if current else {})
 
 
 def _metrics(state: tags.ModelState, version: str) -> dict[str, float]:

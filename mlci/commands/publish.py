@@ -125,6 +125,7 @@ def _head(meta: dict[str, Any], data: dict[str, Any]) -> tuple[str, int, dict[st
             "params": {str(k): v if isinstance(v, str) else json.dumps(v)[:500] for k, v in params.items()},
             "fingerprint": fingerprint,
             "run_id": run_id if isinstance(run_id, str) and len(run_id) <= 64 else None,
+            "repeats": head.get("repeats"),  # checked as data where it is used (evidence.repeats_from)
         },
     )
 
@@ -133,26 +134,31 @@ def _certainty(
     config: cfg.Config,
     folder: Path,
     metrics: Mapping[str, float],
+    repeats: object,
     state: tags.ModelState | None,
     environ: Mapping[str, str],
     log: Callable[[str], None],
 ) -> Certainty | None:
-    """Intervals from the head's predictions the report carries (the training job put
-    them there), so rules with a confidence are judged as the training job judged them,
-    and the table shows the head's intervals; each environment's version's predictions
-    come from where it kept them (its release), for the paired differences."""
+    """Intervals from the head's repeats the report records (each metric per seed, counted
+    only where their mean is the report's own value), else from the predictions it
+    carries (the training job put them there), so rules with a confidence are judged as
+    the training job judged them, and the table shows the head's intervals; each
+    environment's version's repeats or predictions (from its tag, or where it kept
+    them: its release) give the differences."""
     from mlci import evidence, models, stats
 
-    head = evidence.from_report(folder, metrics, log)
+    head: evidence.Source | None = evidence.repeats_from(repeats, metrics) if repeats else None
+    if head is None:
+        head = evidence.from_report(folder, metrics, log)
     if head is None:
         return None
     tracking = project.make_tracking(config, environ)
 
-    def base_of(baseline: rpt.Baseline) -> evidence.RunPredictions | None:
+    def base_of(baseline: rpt.Baseline) -> evidence.Source | None:
         if state is None or baseline.version not in state.versions:
             return None
         version = models.version_of(config.model.name, state.versions[baseline.version])
-        return evidence.of_version(config, environ, version, tracking, log)
+        return evidence.for_version(config, environ, version, tracking, log)
 
     return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, base_of)
 
@@ -214,7 +220,13 @@ def publish(
         label=f"PR #{number}",
     )
     certainty = _certainty(
-        config, _folder_for(folder, model), head.metrics, state, {**environ, "GITHUB_TOKEN": token}, log
+        config,
+        _folder_for(folder, model),
+        head.metrics,
+        head_data["repeats"],
+        state,
+        {**environ, "GITHUB_TOKEN": token},
+        log,
     )
     report = rpt.build(
         config,

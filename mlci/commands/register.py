@@ -57,6 +57,7 @@ def register(
     pr_number: int | None = None,
     log: Callable[[str], None],
 ) -> RegisterResult:
+    from mlci.evidence import REPEATS_KEY, repeats_of_run
     from mlci.tracking import MODEL_DIGEST_TAG, MODEL_ID_TAG, Registry
 
     resolved = project.resolve(config_path, cwd, [], warn=log)
@@ -132,6 +133,7 @@ def register(
         model_digest, archive_path = _model_archive(
             config, tracking, run, model_id, need_file=choice.name == "github", log=log
         )
+    repeats = repeats_of_run(run.tags)
     predictions, predictions_path = _predictions(
         config, tracking, run, need_file=choice.name == "github", log=log
     )
@@ -198,6 +200,8 @@ def register(
                 del metadata[stores.DIGEST_KEY]
             if predictions is not None:
                 metadata[stores.PREDICTIONS_KEY] = predictions
+            if repeats is not None:
+                metadata[REPEATS_KEY] = repeats.to_json()
             version_info = stores.version_of(model, name, planned.name, metadata)
             metadata.update(
                 store.stage(version_info, archive_path, model_card(version_info), predictions_path)

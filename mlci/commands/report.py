@@ -241,29 +241,29 @@ def _certainty(
     None when the head has none (then every rule is a point rule, said once where a
     rule asks)."""
     from mlci import evidence, models, stats
-    from mlci.tracking import PREDICTIONS_TAG
+    from mlci.tracking import PREDICTIONS_TAG, REPEATS_TAG
 
     tracking = project.make_tracking(config, environ)
 
-    def of_version(name: str | None) -> evidence.RunPredictions | None:
+    def of_version(name: str | None) -> evidence.Source | None:
         if state is None or name is None or name not in state.versions:
             return None
         version = models.version_of(config.model.name, state.versions[name])
-        return evidence.of_version(config, environ, version, tracking, log)
+        return evidence.for_version(config, environ, version, tracking, log)
 
-    if result.tags.get(PREDICTIONS_TAG):
-        head = evidence.load(tracking, result.run_id, result.tags, log)
+    if result.tags.get(PREDICTIONS_TAG) or result.tags.get(REPEATS_TAG):
+        head = evidence.for_run(tracking, result.run_id, result.tags, log)
     else:
         head = of_version(state.version_of_fingerprint(result.fingerprint) if state else None)
     if head is None:
         if config.interval_confidence is not None:
             log(
                 "gates with a confidence are judged on point values: "
-                "the run has no predictions (train.predictions)"
+                "the run has no predictions (train.predictions) and no repeats (train.repeats)"
             )
         return None
 
-    def base_of(baseline: rpt.Baseline) -> evidence.RunPredictions | None:
+    def base_of(baseline: rpt.Baseline) -> evidence.Source | None:
         if baseline.version is not None:
             return of_version(baseline.version)
         run_id = str(baseline.run_id)  # Certainty asks only for baselines with a run or a version
@@ -272,7 +272,7 @@ def _certainty(
         except MlciError as exc:
             log(f"no paired intervals against {baseline.label}: {exc.message.splitlines()[0]}")
             return None
-        return evidence.load(tracking, run_id, tags, log)
+        return evidence.for_run(tracking, run_id, tags, log)
 
     return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, base_of)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -15,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mlci import archive, gitrepo, redact, safeinput, swap, trainer
 from mlci import fingerprint as fp
 from mlci import params as prm
-from mlci.errors import MetricsError, TrainingError, TrainingInterrupted
+from mlci.errors import MetricsError, MlciError, TrainingError, TrainingInterrupted
 from mlci.metrics import metrics_from
 from mlci.project import OVERRIDES_TAG, Resolved, make_tracking
 from mlci.stores import bundle
 
 if TYPE_CHECKING:
+    from mlci import config as cfg
     from mlci.tracking import Tracking
 
 
@@ -285,115 +288,59 @@ def train(
         tracking.warm_up()
     run_id, experiment_id = started
     work = root / fp.STATE_DIR / RUNS_DIR / run_id
-    output_dir = work / "outputs"
-    output_dir.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     params_file = work / "params.json"
     params_file.write_text(prm.yaml_safe_json(resolved.params), encoding="utf-8")
-    metrics_before = _signature(root / config.train.metrics)
-    model_before = _signature(root / config.train.model) if config.train.model else None
-    predictions_before = _signature(root / config.train.predictions) if config.train.predictions else None
-
+    repeats = config.train.repeats
     child_env = {
         **trainer.withheld(environ, config.train.withhold_env, log),
         "MLCI_PARAMS_FILE": str(params_file),
-        "MLCI_OUTPUT_DIR": str(output_dir),
         "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_RUN_ID": run_id,
         "MLFLOW_EXPERIMENT_ID": experiment_id,
         "PYTHONUNBUFFERED": "1",
     }
-    log(f"training: {config.train.command}  (MLflow run {run_id}, fingerprint {digest[:12]})")
+    times = f" {repeats} times (train.repeats, MLCI_SEED 0 to {repeats - 1})" if repeats > 1 else ""
+    log(f"training{times}: {config.train.command}  (MLflow run {run_id}, fingerprint {digest[:12]})")
+    flat_params = prm.flatten(resolved.params)
     changes = ExitStack()  # the params file and rewritten files, as they were, when it closes
     try:
         journal = changes.enter_context(_code_sees(resolved, log))
-        outcome = trainer.run_command(
-            config.train.command,
-            cwd=root,
-            env=child_env,
-            stdout=command_stdout,
-            timeout=config.train.timeout,
-            restore_journal=journal,
-        )
     except BaseException:
         changes.close()
         tracking.end_run(run_id, "FAILED")
         raise
     with changes:  # outputs are read and logged before the files go back
-        if outcome.timed_out:
-            tracking.end_run(run_id, "KILLED")
-            raise TrainingError(
-                f"the training command `{config.train.command}` ran past train.timeout "
-                f"({config.train.timeout:g}s) and was killed after {outcome.seconds:.1f}s; "
-                f"MLflow run {run_id} marked KILLED",
-                hint=f"make training faster, or raise train.timeout in {config.path.name}",
-            )
-        if outcome.interrupted:
-            tracking.end_run(run_id, "KILLED")
-            raise TrainingInterrupted(
-                f"training interrupted after {outcome.seconds:.1f}s; MLflow run {run_id} marked KILLED",
-                hint="run `mlci train` again to start over",
-            )
-        if outcome.returncode != 0:
-            tracking.end_run(run_id, "FAILED")
-            lines = outcome.stderr_tail.rstrip().splitlines()[-_STDERR_TAIL_LINES:]
-            tail = "\n".join(f"  | {line}" for line in lines) or "  | (nothing on stderr)"
-            raise TrainingError(
-                f"the training command `{config.train.command}` exited with {outcome.returncode} "
-                f"after {outcome.seconds:.1f}s; MLflow run {run_id} marked FAILED. "
-                f"Last lines of its stderr:\n{tail}",
-                hint="fix the training code and run `mlci train` again",
-            )
-        own_cache = config.train.own_cache
         try:
-            metrics_path = _output(
-                config.train.metrics,
-                "train.metrics",
-                output_dir,
-                root,
-                metrics_before,
-                file_only=True,
-                own_cache=own_cache,
-                log=log,
-            )
-            metrics = _read_metrics(metrics_path)
-            model_path: Path | None = None
-            if config.train.model:
-                model_path = _as_folder(
-                    _output(
-                        config.train.model,
-                        "train.model",
-                        output_dir,
-                        root,
-                        model_before,
-                        file_only=False,
-                        own_cache=own_cache,
-                        log=log,
-                    ),
-                    work,
+            produced: _Produced
+            repeat_tags: dict[str, str] = {}
+            if repeats == 1:
+                produced = _produce(
+                    config,
+                    child_env,
+                    work / "outputs",
+                    journal,
+                    command_stdout,
+                    log,
+                    run_words=f"MLflow run {run_id}",
                 )
-                if not (model_path / "MLmodel").is_file():
-                    log(f"{config.train.model}: not an MLflow model (no MLmodel file); kept as plain files")
-            elif (output_dir / "model").exists():
-                log(
-                    "warning: the command wrote model/ under $MLCI_OUTPUT_DIR, but train.model is not set, "
-                    "so it is not kept: set `train.model: model` in mlci.yaml to version it"
+                metrics, seconds = produced.metrics, produced.seconds
+            else:
+                produced, metrics, seconds, repeat_tags = _repeat(
+                    config, tracking, child_env, work, journal, command_stdout, run_name, flat_params, log
                 )
-            extra_files = [metrics_path, params_file]
-            flat_params = prm.flatten(resolved.params)
-            digest_tags: dict[str, str] = {}
-            predictions_path: Path | None = None
-            if config.train.predictions:
-                predictions_path = _output(
-                    config.train.predictions,
-                    "train.predictions",
-                    output_dir,
-                    root,
-                    predictions_before,
-                    file_only=True,
-                    own_cache=own_cache,
-                    log=log,
+            model_path = _as_folder(produced.model, work) if produced.model is not None else None
+            if model_path is not None and not (model_path / "MLmodel").is_file():
+                log(f"{config.train.model}: not an MLflow model (no MLmodel file); kept as plain files")
+            extra_files = [produced.metrics_path, params_file]
+            digest_tags: dict[str, str] = dict(repeat_tags)
+            predictions_path = produced.predictions
+            if predictions_path is not None and config.train.predictions:
+                # With repeats, the first repeat's predictions are kept; the gates' intervals
+                # come from the repeats (their spread across seeds), not from these.
+                predictions_tags = _predictions_tags(
+                    predictions_path, config.train.predictions, produced.metrics, log, intervals=repeats == 1
                 )
-                predictions_tags = _predictions_tags(predictions_path, config.train.predictions, metrics, log)
                 digest_tags.update(predictions_tags)
                 extra_files.append(predictions_path)
             bundle_path = None
@@ -424,13 +371,13 @@ def train(
                 model_name=config.model.name,
                 tags=digest_tags,
             )
-        except BaseException:
-            tracking.end_run(run_id, "FAILED")
+        except BaseException as exc:
+            tracking.end_run(run_id, _failed(exc))
             raise
     if fast_start:
         tracking.reap_abandoned(log)  # after the run, with the client MLflow loaded meanwhile
     shutil.rmtree(work, ignore_errors=True)  # everything is in MLflow now
-    log(f"trained in {outcome.seconds:.1f}s; recorded MLflow run {run_id}")
+    log(f"trained in {seconds:.1f}s; recorded MLflow run {run_id}")
     return TrainResult(
         run_id=run_id,
         experiment_id=experiment_id,
@@ -442,7 +389,7 @@ def train(
         run_git_commit=git_commit,
         tracking_uri=redact.url(uri),
         run_url=tracking.run_url(run_id, experiment_id),
-        train_seconds=round(outcome.seconds, 3),
+        train_seconds=round(seconds, 3),
         model_id=model_id,
         tags={**tags, **digest_tags},
         model_sha256=digest_tags.get(MODEL_DIGEST_TAG),
@@ -450,25 +397,228 @@ def train(
     )
 
 
+@dataclass(frozen=True)
+class _Produced:
+    """What one run of the command wrote, found where it wrote it."""
+
+    metrics_path: Path
+    metrics: dict[str, float]
+    model: Path | None  # the file or folder of train.model
+    predictions: Path | None
+    seconds: float
+
+
+def _failed(exc: BaseException) -> str:
+    """The status a run ends with when ``exc`` stopped its training."""
+    return str(getattr(exc, "run_status", "FAILED"))
+
+
+def _produce(
+    config: cfg.Config,
+    env: Mapping[str, str],
+    output_dir: Path,
+    journal: str | None,
+    command_stdout: Any,
+    log: Callable[[str], None],
+    *,
+    run_words: str,
+) -> _Produced:
+    """Run the command once, writing under ``output_dir``, and find its outputs. A failure
+    raises, its ``run_status`` (KILLED for a timeout or an interrupt, else FAILED) saying
+    how the caller ends the run; ``run_words`` names that run in the message."""
+    root = config.root
+    output_dir.mkdir(parents=True, exist_ok=True)
+    before = {
+        key: _signature(root / name) if name else None
+        for key, name in (
+            ("metrics", config.train.metrics),
+            ("model", config.train.model),
+            ("predictions", config.train.predictions),
+        )
+    }
+    outcome = trainer.run_command(
+        config.train.command,
+        cwd=root,
+        env={**env, "MLCI_OUTPUT_DIR": str(output_dir)},
+        stdout=command_stdout,
+        timeout=config.train.timeout,
+        restore_journal=journal,
+    )
+    if outcome.timed_out:
+        error: MlciError = TrainingError(
+            f"the training command `{config.train.command}` ran past train.timeout "
+            f"({config.train.timeout:g}s) and was killed after {outcome.seconds:.1f}s; "
+            f"{run_words} marked KILLED",
+            hint=f"make training faster, or raise train.timeout in {config.path.name}",
+        )
+        error.run_status = "KILLED"  # type: ignore[attr-defined]
+        raise error
+    if outcome.interrupted:
+        error = TrainingInterrupted(
+            f"training interrupted after {outcome.seconds:.1f}s; {run_words} marked KILLED",
+            hint="run `mlci train` again to start over",
+        )
+        error.run_status = "KILLED"  # type: ignore[attr-defined]
+        raise error
+    if outcome.returncode != 0:
+        lines = outcome.stderr_tail.rstrip().splitlines()[-_STDERR_TAIL_LINES:]
+        tail = "\n".join(f"  | {line}" for line in lines) or "  | (nothing on stderr)"
+        raise TrainingError(
+            f"the training command `{config.train.command}` exited with {outcome.returncode} "
+            f"after {outcome.seconds:.1f}s; {run_words} marked FAILED. "
+            f"Last lines of its stderr:\n{tail}",
+            hint="fix the training code and run `mlci train` again",
+        )
+
+    def found(name: str, key: str, *, file_only: bool) -> Path:
+        return _output(
+            name,
+            f"train.{key}",
+            output_dir,
+            root,
+            before[key],
+            file_only=file_only,
+            own_cache=config.train.own_cache,
+            log=log,
+        )
+
+    metrics_path = found(config.train.metrics, "metrics", file_only=True)
+    model = found(config.train.model, "model", file_only=False) if config.train.model else None
+    if model is None and (output_dir / "model").exists():
+        log(
+            "warning: the command wrote model/ under $MLCI_OUTPUT_DIR, but train.model is not set, "
+            "so it is not kept: set `train.model: model` in mlci.yaml to version it"
+        )
+    predictions = (
+        found(config.train.predictions, "predictions", file_only=True) if config.train.predictions else None
+    )
+    return _Produced(metrics_path, _read_metrics(metrics_path), model, predictions, outcome.seconds)
+
+
+def _kept(path: Path | None, output_dir: Path, keep: Path) -> Path | None:
+    """An output the next repeat would overwrite (one in the project folder), moved aside."""
+    if path is None or path.is_relative_to(output_dir):
+        return path
+    keep.mkdir(parents=True, exist_ok=True)
+    target = keep / path.name
+    if path.is_dir():
+        shutil.copytree(path, target)
+    else:
+        shutil.copy2(path, target)
+    return target
+
+
+def _repeat(
+    config: cfg.Config,
+    tracking: Tracking,
+    env: Mapping[str, str],
+    work: Path,
+    journal: str | None,
+    command_stdout: Any,
+    run_name: str,
+    flat_params: Mapping[str, Any],
+    log: Callable[[str], None],
+) -> tuple[_Produced, dict[str, float], float, dict[str, str]]:
+    """``train.repeats`` runs of the command, MLCI_SEED 0, 1, ..., each recorded as a child
+    run of the parent (``env``'s MLFLOW_RUN_ID). Returns the first repeat's outputs (its
+    model is the version's), the mean of each metric every repeat reported, the total
+    time, and the parent's tags: the seeds and each metric's value per seed
+    (``REPEATS_TAG``), which the gates' intervals across seeds are computed from."""
+    from mlci import stats
+    from mlci.tracking import REPEAT_OF_TAG, REPEATS_TAG, SEED_TAG, owner_tags
+
+    parent = env["MLFLOW_RUN_ID"]
+    seeds = list(range(config.train.repeats))
+    runs: list[_Produced] = []
+    for seed in seeds:
+        child_tags = {
+            "mlflow.parentRunId": parent,
+            REPEAT_OF_TAG: parent,
+            SEED_TAG: str(seed),
+            **owner_tags(),
+        }
+        name = f"{run_name}-seed{seed}"
+        started = tracking.start_run_fast(run_name=name, tags=child_tags)
+        child = started[0] if started else tracking.start_run(run_name=name, tags=child_tags)
+        log(f"repeat {seed + 1} of {len(seeds)}: MLCI_SEED={seed} (MLflow run {child})")
+        output_dir = work / f"repeat-{seed}"
+        try:
+            produced = _produce(
+                config,
+                {**env, "MLCI_SEED": str(seed), "MLFLOW_RUN_ID": child},
+                output_dir,
+                journal,
+                command_stdout,
+                log,
+                run_words=f"MLflow run {child} (repeat {seed + 1} of {len(seeds)}) and its parent {parent}",
+            )
+            if not runs:  # the first repeat's model and predictions are the run's
+                keep = work / "kept"
+                produced = dataclasses.replace(
+                    produced,
+                    model=_kept(produced.model, output_dir, keep),
+                    predictions=_kept(produced.predictions, output_dir, keep),
+                )
+            tracking.log_results(
+                child,
+                params={**flat_params, "mlci_seed": seed},
+                metrics=produced.metrics,
+                files=[],
+                model_dir=None,
+                model_name=config.model.name,
+            )
+        except BaseException as exc:
+            tracking.end_run(child, _failed(exc))
+            raise
+        runs.append(produced)
+    common = sorted(set.intersection(*(set(r.metrics) for r in runs)))
+    dropped = sorted(set().union(*(set(r.metrics) for r in runs)) - set(common))
+    if dropped:
+        log(f"warning: {', '.join(dropped)} not reported by every repeat: left out of the run's metrics")
+    per_seed = {m: [r.metrics[m] for r in runs] for m in common}
+    means = {m: math.fsum(v) / len(v) for m, v in per_seed.items()}
+    for m in common:
+        shown = stats.seed_interval(per_seed[m])
+        log(
+            f"{m}: mean {shown.value:.6g} over {len(seeds)} seeds, 95% interval (Student's t) "
+            f"[{shown.low:.6g}, {shown.high:.6g}]"
+        )
+    record = repeats_record(seeds, per_seed)
+    return runs[0], means, math.fsum(r.seconds for r in runs), {REPEATS_TAG: record}
+
+
+def repeats_record(seeds: Sequence[int], per_seed: Mapping[str, Sequence[float]]) -> str:
+    """The seeds and each metric's value per seed, as the parent run's tag and the version's
+    metadata keep them: compact JSON (eight significant digits)."""
+    values = {m: [float(f"{v:.8g}") for v in vs] for m, vs in sorted(per_seed.items())}
+    return json.dumps({"seeds": list(seeds), "metrics": values}, separators=(",", ":"), allow_nan=False)
+
+
 def _predictions_tags(
-    path: Path, name: str, metrics: Mapping[str, float], log: Callable[[str], None]
+    path: Path, name: str, metrics: Mapping[str, float], log: Callable[[str], None], *, intervals: bool = True
 ) -> dict[str, str]:
     """The predictions checked as data (a bad file fails the run, saying what and where),
     and the tags that find them again: the artifact's name, the digest of the rows they
     were made on, and the metrics that recompute from them to metrics.json's value (those
-    get intervals; a metric that does not, from another split or averaging, is named)."""
+    get intervals; a metric that does not, from another split or averaging, is named).
+    Without ``intervals`` (a run of repeats, whose intervals come from the seeds), the
+    file is checked and kept, and no metric's interval is taken from it."""
     from mlci import archive, stats
     from mlci.tracking import PREDICTIONS_DIGEST_TAG, PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, ROWS_TAG
 
     predictions = stats.read_predictions(path, where=f"train.predictions ({name})")
     agreeing, differing = stats.check_reported(predictions, metrics)
-    for metric, value in differing.items():
+    for metric, value in differing.items() if intervals else ():
         log(
             f"warning: {metric} recomputed from {name} is {value:.6g}, "
             f"{metrics[metric]:.6g} in the metrics file: no interval for {metric} "
             "(are they from the same rows?)"
         )
-    log(f"predictions: {predictions.rows} rows; intervals for {', '.join(agreeing) or 'no metric'}")
+    if not intervals:
+        agreeing = []
+        log(f"predictions: {predictions.rows} rows, the first repeat's; intervals come from the repeats")
+    else:
+        log(f"predictions: {predictions.rows} rows; intervals for {', '.join(agreeing) or 'no metric'}")
     return {
         PREDICTIONS_TAG: path.name,
         ROWS_TAG: predictions.digest(),
