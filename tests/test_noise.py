@@ -236,27 +236,35 @@ environments:
 """
 
 
-def _predicting_project(tmp_path: Path, wrong: int) -> Path:
+def _fake_project(tmp_path: Path, train: str, config: str, params: dict, *, remote: bool) -> Path:  # type: ignore[type-arg]
+    """A project whose train.py needs nothing but the standard library, in git (with a
+    bare remote, ``remote``)."""
     import sys
 
     root = tmp_path / "project"
     root.mkdir()
-    (root / "train.py").write_text(PREDICTING_TRAIN)
-    (root / "mlci.yaml").write_text(PREDICTING_CONFIG.format(python=sys.executable))
-    (root / "params.yaml").write_text(json.dumps({"wrong": wrong}))
+    (root / "train.py").write_text(train)
+    (root / "mlci.yaml").write_text(config.format(python=sys.executable))
+    (root / "params.yaml").write_text(json.dumps(params))
     (root / ".gitignore").write_text(".mlci/\nmodel/\nmetrics.json\npredictions.csv\n")
     run(["git", "init", "-q", "-b", "main"], root)
     run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "a model that predicts"], root)
-    run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], tmp_path)
-    run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
-    run(["git", "push", "-q", "origin", "main"], root)
+    run(["git", "commit", "-qm", "a fake model"], root)
+    if remote:
+        run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], tmp_path)
+        run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
+        run(["git", "push", "-q", "origin", "main"], root)
     return root
 
 
-def _change(root: Path, wrong: int) -> None:
-    (root / "params.yaml").write_text(json.dumps({"wrong": wrong}))
-    run(["git", "commit", "-qam", f"wrong {wrong}"], root)
+def _predicting_project(tmp_path: Path, wrong: int) -> Path:
+    return _fake_project(tmp_path, PREDICTING_TRAIN, PREDICTING_CONFIG, {"wrong": wrong}, remote=True)
+
+
+def _set(root: Path, **values: object) -> None:
+    params = json.loads((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(json.dumps({**params, **values}))
+    run(["git", "commit", "-qam", f"params {values}"], root)
 
 
 def test_a_versions_predictions_outlive_its_job_in_its_release(
@@ -292,12 +300,12 @@ def test_a_versions_predictions_outlive_its_job_in_its_release(
         # A pull request on a fresh runner: v0.0.1's run is in no store here.
         clone = _cold_clone(tmp_path, "staging")
         run(["git", "checkout", "-q", "-b", "worse"], clone)
-        _change(clone, wrong=160)  # 3 points worse on the same 2,000 rows
+        _set(clone, wrong=160)  # 3 points worse on the same 2,000 rows
         worse = _gate(cli, clone, "staging")
         regression = _rule(worse, "max_regression")
         assert regression["interval"]["paired"] is True and regression["outcome"] == "fail"
         assert -0.04 < regression["interval"]["low"] < regression["interval"]["high"] < -0.02
-        _change(clone, wrong=104)  # 0.2 points worse: within max_regression at 95%, paired
+        _set(clone, wrong=104)  # 0.2 points worse: within max_regression at 95%, paired
         slightly = _rule(_gate(cli, clone, "staging"), "max_regression")
         assert slightly["outcome"] == "pass" and slightly["interval"]["paired"] is True
 
@@ -317,7 +325,7 @@ def test_promotion_judges_on_the_versions_predictions(cli, tmp_path: Path) -> No
     root = _predicting_project(tmp_path, wrong=100)
     for step in (("train",), ("register",), ("promote", "staging"), ("promote", "production")):
         assert cli(*step, cwd=root).code == 0, step
-    _change(root, wrong=125)
+    _set(root, wrong=125)
     assert cli("train", cwd=root).code == 0
     assert cli("register", cwd=root).code == 0
     staging = cli("promote", "staging", "--json", cwd=root)
@@ -351,51 +359,16 @@ noise = offsets[(seed + params["shift"]) % 5] if seed >= 0 else 0.0
 (out / "metrics.json").write_text(json.dumps({"accuracy": params["accuracy"] + noise}))
 """
 
-REPEATING_CONFIG = """\
-model:
-  name: demo
-train:
-  command: {python} train.py
-  inputs: [train.py, params.yaml]
-  params: params.yaml
-  model: model
-  repeats: 5
-environments:
-  staging:
-    confidence: 0.95
-    gates:
-      - metric: accuracy
-        min: 0.85
-        max_regression: "1%"
-  production:
-    confidence: 0.95
-    requires: staging
-    gates:
-      - metric: accuracy
-        max_regression: "1%"
-"""
+# The same policy, on the mean of five seeds instead of predictions.
+REPEATING_CONFIG = PREDICTING_CONFIG.replace("  predictions: predictions.csv\n", "  repeats: 5\n").replace(
+    "min: 0.5", "min: 0.85"
+)
 
 
-def _repeating_project(tmp_path: Path) -> tuple[Path, Path]:
-    import sys
-
-    root = tmp_path / "project"
-    root.mkdir()
+def _repeating_project(tmp_path: Path, *, remote: bool = False) -> tuple[Path, Path]:
     log = tmp_path / "runs.log"
-    (root / "train.py").write_text(REPEATING_TRAIN)
-    (root / "mlci.yaml").write_text(REPEATING_CONFIG.format(python=sys.executable))
-    (root / "params.yaml").write_text(json.dumps({"accuracy": 0.9, "shift": 0, "log": str(log)}))
-    (root / ".gitignore").write_text(".mlci/\nmodel/\nmetrics.json\n")
-    run(["git", "init", "-q", "-b", "main"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "a model with training noise"], root)
-    return root, log
-
-
-def _set(root: Path, **values: object) -> None:
-    params = json.loads((root / "params.yaml").read_text())
-    (root / "params.yaml").write_text(json.dumps({**params, **values}))
-    run(["git", "commit", "-qam", f"params {values}"], root)
+    params = {"accuracy": 0.9, "shift": 0, "log": str(log)}
+    return _fake_project(tmp_path, REPEATING_TRAIN, REPEATING_CONFIG, params, remote=remote), log
 
 
 def test_repeats_train_once_per_seed_under_one_parent_and_cache_the_group(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -494,10 +467,8 @@ def test_publish_judges_a_forks_repeats_as_data(cli, tmp_path: Path, monkeypatch
     from tests.github_stub import github_stub
     from tests.test_github import TOKEN, _actions_env, ci, pr_event
 
-    root, _ = _repeating_project(tmp_path)
-    run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], tmp_path)
-    run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
-    run(["git", "push", "-q", "origin", "main", "main:staging"], root)
+    root, _ = _repeating_project(tmp_path, remote=True)
+    run(["git", "push", "-q", "origin", "main:staging"], root)
     for step in (("train",), ("register",), ("promote", "staging")):
         assert cli(*step, cwd=root).code == 0, step
     run(["git", "checkout", "-q", "-b", "worse"], root)

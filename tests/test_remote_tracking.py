@@ -154,3 +154,28 @@ def test_versions_on_a_server_are_verified_and_pulled_from_it(cli, tmp_path: Pat
     # MLflow adds its own registered_model_meta file to what it serves.
     (Path(served) / "registered_model_meta").unlink()
     assert archive.digest_folder(Path(served)).sha256 == trained["model_sha256"]
+
+
+def test_repeats_group_under_a_parent_on_a_server(cli, tmp_path: Path, remote: str) -> None:  # type: ignore[no-untyped-def]
+    """train.repeats against a server: the children are made through its REST API as the
+    parent is, grouped under it, and the cache finds the parent alone."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.test_noise import _repeating_project
+
+    root, log = _repeating_project(tmp_path)
+    _experiment(root)
+    first = cli("train", "--json", cwd=root)
+    assert first.code == ExitCode.OK, first.err
+    data = json.loads(first.out)
+    client = MlflowClient(remote)
+    children = client.search_runs(
+        [data["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{data['run_id']}'"
+    )
+    assert sorted(r.data.tags["mlci.seed"] for r in children) == ["0", "1", "2", "3", "4"]
+    assert {r.info.status for r in children} == {"FINISHED"}
+    assert "mlci.fingerprint" not in children[0].data.tags  # the cache never finds a repeat
+    assert json.loads(client.get_run(data["run_id"]).data.tags["mlci.repeats"])["seeds"] == [0, 1, 2, 3, 4]
+    again = cli("train", "--json", cwd=root)
+    assert json.loads(again.out)["cached"] is True and json.loads(again.out)["run_id"] == data["run_id"]
+    assert len(log.read_text().splitlines()) == 5
