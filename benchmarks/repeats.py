@@ -1,0 +1,74 @@
+"""What `train.repeats` costs beyond its trainings, on the scaffolded classifier.
+
+Scaffolds the classifier in a temporary folder with `train.repeats: 5`, then
+measures the training command alone five times (MLCI_SEED 0..4, each in its own
+process, as mlci runs it) against `mlci train --no-cache` (five child runs and
+their parent), and a cache hit of the group. Overhead = mlci's wall time minus
+the five commands' wall time, and per repeat.
+
+    python benchmarks/repeats.py [--runs 3] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{args} failed:\n{proc.stderr}")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="train.repeats")
+    args = parser.parse_args()
+    mlci = [sys.executable, "-m", "mlci"]
+    with tempfile.TemporaryDirectory(prefix="mlci-bench-") as tmp:
+        root = Path(tmp) / "churn"
+        subprocess.run([*mlci, "init", str(root), "--git"], check=True, capture_output=True)
+        config = root / "mlci.yaml"
+        config.write_text(config.read_text().replace("# repeats: 5", f"repeats: {args.repeats}"))
+        subprocess.run(["git", "commit", "-qam", "repeats"], cwd=root, check=True)
+        timed([*mlci, "train"], root)  # the store exists from here on
+        alone, total, hits = [], [], []
+        for _ in range(args.runs):
+            seconds = 0.0
+            for seed in range(args.repeats):
+                env = {**os.environ, "MLCI_SEED": str(seed), "MLCI_OUTPUT_DIR": str(Path(tmp) / "out")}
+                seconds += timed([sys.executable, "train.py"], root, env)
+            alone.append(seconds)
+            total.append(timed([*mlci, "train", "--no-cache"], root))
+            hits.append(timed([*mlci, "train"], root))
+        overhead = statistics.median(t - a for t, a in zip(total, alone, strict=True))
+        print(
+            json.dumps(
+                {
+                    "repeats": args.repeats,
+                    "commands_alone_s": round(statistics.median(alone), 2),
+                    "mlci_train_s": round(statistics.median(total), 2),
+                    "overhead_s": round(overhead, 2),
+                    "overhead_per_repeat_s": round(overhead / args.repeats, 3),
+                    "cache_hit_s": round(statistics.median(hits), 2),
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
