@@ -37,6 +37,12 @@ config_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(config_app, name="config")
+data_app = typer.Typer(
+    help="Check the declared datasets (data: in mlci.yaml) and compare them with a baseline's.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(data_app, name="data")
 
 _TRUTHY = {"1", "true", "yes", "on"}
 
@@ -579,6 +585,48 @@ EnvsOption = Annotated[
     list[str] | None,
     typer.Option("--env", "-e", help="Compare with this environment only (repeatable). Default: all."),
 ]
+
+
+@data_app.command("check")
+def data_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Check every declared dataset: types, nulls, ranges, allowed values, a unique key,
+    row counts. Exit 1 if one fails (mlci train runs the same checks first)."""
+    from mlci.commands import data as command
+
+    result, passed = command.check(config, Path.cwd(), log=_log)
+    lines = [
+        f"data.{d['dataset']}: "
+        + (d.get("note") or f"{d['rows']} rows, {d['columns']} columns: {'ok' if d['passed'] else 'FAILED'}")
+        for d in result["datasets"]
+    ]
+    _emit(result, as_json, "\n".join(lines) or "no datasets declared")
+    if not passed:
+        raise typer.Exit(ExitCode.GATE_FAILED)
+
+
+@data_app.command("diff")
+def data_diff(
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", help="Compare with the run of this branch's (or commit's) merge base with HEAD."
+        ),
+    ] = None,
+    environments: EnvsOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare this checkout's datasets with a baseline's profiles: rows, columns added,
+    removed and retyped, and each column's drift (PSI). Default: every environment's model.
+    Exit 1 if a check or a drift limit fails."""
+    from mlci.commands import data as command
+
+    result = command.diff(
+        config, Path.cwd(), environ=os.environ, environments=environments or [], base=base, log=_log
+    )
+    _emit(result, as_json, command.render(result))
+    if not result["passed"]:
+        raise typer.Exit(ExitCode.GATE_FAILED)
 
 
 @app.command()

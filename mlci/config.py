@@ -118,6 +118,7 @@ class ModelConfig:
     description: str = ""
 
 
+_DATASET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_REPEATS = 20  # train.repeats: each is a whole training; their metrics travel in the version's tag
 
 
@@ -158,6 +159,41 @@ class ReportConfig:
     key_metric: str | None = None
 
 
+DATA_TYPES = ("int", "float", "number", "str", "bool", "datetime")
+DATA_FORMATS = ("csv", "parquet", "jsonl")
+
+
+@dataclass(frozen=True)
+class ColumnCheck:
+    """What one column of a declared dataset must be (``data.<name>.columns.<column>``)."""
+
+    name: str
+    type: str | None = None  # one of DATA_TYPES
+    nulls: float | None = None  # the largest share of nulls allowed, 0..1 (0: none)
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str | int | float | bool, ...] | None = None
+    drift: float | None = None  # the largest population stability index against the baseline
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A declared dataset (``data.<name>``): where it is, and the checks it must pass."""
+
+    name: str
+    path: str  # a file or a glob, relative to the project
+    format: str | None = None  # one of DATA_FORMATS; None: from each file's suffix
+    columns: tuple[ColumnCheck, ...] = ()
+    key: tuple[str, ...] = ()  # columns whose values together are unique
+    rows_min: int | None = None
+    rows_max: int | None = None
+    drift: float | None = None  # the largest PSI for every column without its own
+
+    def drift_of(self, column: str) -> float | None:
+        own = next((c.drift for c in self.columns if c.name == column), None)
+        return own if own is not None else self.drift
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -168,6 +204,7 @@ class Config:
     environments: tuple[Environment, ...] = ()
     report: ReportConfig = ReportConfig()
     registry: RegistryConfig = RegistryConfig()
+    data: tuple[Dataset, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -577,7 +614,7 @@ class _Checker:
         top = self.mapping(
             raw,
             (),
-            ("model", "train", "metrics", "tracking", "environments", "report", "registry"),
+            ("model", "train", "metrics", "tracking", "environments", "report", "registry", "data"),
             required=("model", "train"),
         )
         if top is None:
@@ -589,6 +626,7 @@ class _Checker:
         environments = self.environments(top.get("environments"))
         report = self.report(top.get("report"), environments)
         registry = self.registry(top.get("registry"))
+        data = self.data(top.get("data"))
         if model is None or train is None:
             return None
         return Config(
@@ -600,6 +638,126 @@ class _Checker:
             environments=environments,
             report=report,
             registry=registry,
+            data=data,
+        )
+
+    def data(self, raw: Any) -> tuple[Dataset, ...]:
+        at: tuple[str | int, ...] = ("data",)
+        if raw is None:
+            return ()
+        if not isinstance(raw, dict):
+            self.expected(at, "a mapping of dataset names to their path and checks", raw)
+            return ()
+        found = []
+        for name, spec in raw.items():
+            if not isinstance(name, str) or not _DATASET_NAME_RE.fullmatch(name):
+                self.problem(
+                    (*at, str(name)), f"{_short(str(name))!r} is not a dataset name (letters, digits, _ - .)"
+                )
+                continue
+            dataset = self.dataset(name, spec, (*at, name))
+            if dataset is not None:
+                found.append(dataset)
+        return tuple(found)
+
+    def dataset(self, name: str, raw: Any, at: tuple[str | int, ...]) -> Dataset | None:
+        if isinstance(raw, str):
+            raw = {"path": raw}
+        d = self.mapping(raw, at, ("path", "format", "columns", "key", "rows", "drift"), required=("path",))
+        if d is None:
+            return None
+        path = self.string(d.get("path"), (*at, "path"), None)
+        if path is not None:
+            self.globs(path, (path,), (*at, "path"))
+        fmt = self.string(d.get("format"), (*at, "format"), None)
+        if fmt is not None and fmt not in DATA_FORMATS:
+            self.problem(
+                (*at, "format"), f"{fmt!r} is not a format mlci reads: use one of {', '.join(DATA_FORMATS)}"
+            )
+        key = self.string_list(d.get("key"), (*at, "key"), ()) or ()
+        rows = self.mapping(d.get("rows"), (*at, "rows"), ("min", "max"))
+        bounds: list[int | None] = []
+        for end in ("min", "max"):
+            value = (rows or {}).get(end)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                self.expected((*at, "rows", end), "a whole number of rows", value)
+                value = None
+            bounds.append(value)
+        if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
+            self.problem((*at, "rows"), f"min {bounds[0]} is above max {bounds[1]}")
+        drift = self.psi(d.get("drift"), (*at, "drift"))
+        columns = []
+        raw_columns = d.get("columns")
+        if raw_columns is not None and not isinstance(raw_columns, dict):
+            self.expected((*at, "columns"), "a mapping of column names to their checks", raw_columns)
+            raw_columns = {}
+        for column, spec in (raw_columns or {}).items():
+            checked = self.column_check(str(column), spec, (*at, "columns", str(column)))
+            if checked is not None:
+                columns.append(checked)
+        if path is None:
+            return None
+        return Dataset(
+            name=name,
+            path=path,
+            format=fmt if fmt in DATA_FORMATS else None,
+            columns=tuple(columns),
+            key=key,
+            rows_min=bounds[0],
+            rows_max=bounds[1],
+            drift=drift,
+        )
+
+    def psi(self, value: Any, key_path: tuple[str | int, ...]) -> float | None:
+        number = self.number(value, key_path)
+        if number is not None and number <= 0:
+            self.expected(key_path, "a population stability index above 0 (0.1 small, 0.25 large)", value)
+            return None
+        return number
+
+    def column_check(self, name: str, raw: Any, at: tuple[str | int, ...]) -> ColumnCheck | None:
+        if raw is None:
+            return ColumnCheck(name)  # only required
+        if isinstance(raw, str):
+            raw = {"type": raw}
+        c = self.mapping(raw, at, ("type", "nulls", "min", "max", "allowed", "drift"))
+        if c is None:
+            return None
+        kind = self.string(c.get("type"), (*at, "type"), None)
+        if kind is not None and kind not in DATA_TYPES:
+            self.problem((*at, "type"), f"{kind!r} is not a column type: use one of {', '.join(DATA_TYPES)}")
+            kind = None
+        nulls = None
+        raw_nulls = c.get("nulls")
+        if raw_nulls is not None:
+            share = self.threshold(raw_nulls, (*at, "nulls"))
+            if share is not None:
+                nulls = share.value / 100 if share.percent else share.value
+                if nulls > 1:
+                    self.problem((*at, "nulls"), "a share of the rows: 0 to 1, or a percentage up to 100%")
+                    nulls = None
+        low, high = self.number(c.get("min"), (*at, "min")), self.number(c.get("max"), (*at, "max"))
+        if low is not None and high is not None and low > high:
+            self.problem(at, f"min {low:g} is above max {high:g}")
+        allowed = c.get("allowed")
+        if allowed is not None:
+            if (
+                not isinstance(allowed, list)
+                or not allowed
+                or not all(isinstance(v, (str, int, float, bool)) for v in allowed)
+            ):
+                self.expected((*at, "allowed"), "a list of values (strings, numbers, true/false)", allowed)
+                allowed = None
+            else:
+                allowed = tuple(allowed)
+        return ColumnCheck(
+            name=name,
+            type=kind,
+            nulls=nulls,
+            min=low,
+            max=high,
+            allowed=allowed,
+            drift=self.psi(c.get("drift"), (*at, "drift")),
         )
 
     def registry(self, raw: Any) -> RegistryConfig:

@@ -145,7 +145,7 @@ def _read_csv(path: Path, where: str) -> dict[str, list[str]]:
 
 def _read_parquet(path: Path, where: str) -> dict[str, list[Any]]:
     try:
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import pyarrow.parquet as pq
     except ImportError as exc:
         raise ConfigError(
             f"{where}: {path} is Parquet, and pyarrow is not installed",

@@ -195,6 +195,7 @@ _METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "asset": (str, _NONE),
     "predictions": (dict, _NONE),
     "repeats": (dict, _NONE),
+    "data": (dict, _NONE),
     "predictions_asset": (str, _NONE),
     "time": (int, float),
     "previous": (str, _NONE),

@@ -23,6 +23,7 @@ EXPECTED_FILES = {
     "requirements.txt",
     "train.py",
 }
+DATA_FILES = {"classifier": "data/cancer.csv", "regressor": "data/diabetes.csv"}  # each scaffold's dataset
 
 
 def test_cli_template_choices_match_the_template_folders() -> None:
@@ -36,9 +37,10 @@ def test_init_writes_a_valid_project(cli, tmp_path: Path, template: str) -> None
     target = tmp_path / "my-model"
     result = cli("init", str(target), "--template", template)
     assert result.code == ExitCode.OK, result.err
-    assert set(project_files(target)) == EXPECTED_FILES
+    expected = EXPECTED_FILES | {DATA_FILES[template]}
+    assert set(project_files(target)) == expected
     assert f"Created {template} project 'my-model'" in result.out
-    for name in EXPECTED_FILES:
+    for name in expected:
         assert f"create    {name}" in result.out
     config = cfg.load(target / "mlci.yaml")
     assert config.model.name == "my-model"
@@ -132,7 +134,7 @@ def test_git_option_makes_first_commit_and_branches(cli, tmp_path: Path) -> None
     assert sorted(branches) == ["main", "production", "staging"]
     assert run(["git", "status", "--porcelain"], target) == ""
     tracked = set(run(["git", "ls-files"], target).split())
-    assert tracked == EXPECTED_FILES
+    assert tracked == EXPECTED_FILES | {DATA_FILES["classifier"]}
     log = run(["git", "log", "--format=%an|%s", "--all"], target).strip().splitlines()
     assert log == ["Test Author|Scaffold p with mlci init --template classifier"]
     again = cli("init", str(target), "--force", "--git")

@@ -57,6 +57,7 @@ def register(
     pr_number: int | None = None,
     log: Callable[[str], None],
 ) -> RegisterResult:
+    from mlci.commands import data as data_cmd
     from mlci.evidence import REPEATS_KEY, repeats_of_run
     from mlci.tracking import MODEL_DIGEST_TAG, MODEL_ID_TAG, Registry
 
@@ -202,6 +203,9 @@ def register(
                 metadata[stores.PREDICTIONS_KEY] = predictions
             if repeats is not None:
                 metadata[REPEATS_KEY] = repeats.to_json()
+            made_from = data_cmd.lineage(run.tags)
+            if made_from:
+                metadata["data"] = {name: {"digest": d} for name, d in sorted(made_from.items())}
             version_info = stores.version_of(model, name, planned.name, metadata)
             metadata.update(
                 store.stage(version_info, archive_path, model_card(version_info), predictions_path)

@@ -43,7 +43,7 @@ def env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
     )
 
 
-def _base_baseline(
+def base_baseline(
     config: cfg.Config,
     ref: str,
     tracking: Any,
@@ -201,7 +201,7 @@ def gather(
                 continue
             ref = base or (config.environments[0].branch if config.environments else "main")
             tracking = project.make_tracking(config, environ)
-            baselines.append(_base_baseline(config, ref, tracking, state, log))
+            baselines.append(base_baseline(config, ref, tracking, state, log))
         else:
             baselines.append(env_baseline(state, key))
     certainty = _certainty(config, environ, result, state, log)

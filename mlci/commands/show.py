@@ -88,6 +88,7 @@ def show(cwd: Path, model: str | None, warn: Callable[[str], None], detail: bool
                         "author": s.versions[v].tagger,
                         "metrics": s.versions[v].metadata.get("metrics"),
                         "mlflow_model_version": s.versions[v].metadata.get("mlflow_model_version"),
+                        "data": _data(s.versions[v].metadata),
                     }
                     for v in (s.active_versions() if detail else [])
                 ],
@@ -149,9 +150,20 @@ def history(cwd: Path, model: str | None, warn: Callable[[str], None]) -> list[d
                 "author_email": e.tagger_email,
                 "reason": e.metadata.get("reason"),
                 "replaced": e.metadata.get("replaced"),
+                "data": _data(s.versions[e.version].metadata)
+                if e.version is not None and (s := state.get(e.model)) is not None and e.version in s.versions
+                else {},
             }
         )
     return out
+
+
+def _data(metadata: dict[str, Any]) -> dict[str, str]:
+    """Which data made a version: each declared dataset's digest, as its tag records."""
+    recorded = metadata.get("data")
+    if not isinstance(recorded, dict):
+        return {}
+    return {str(k): str(v["digest"]) for k, v in recorded.items() if isinstance(v, dict) and v.get("digest")}
 
 
 def format_history(events: list[dict[str, Any]]) -> str:

@@ -252,6 +252,13 @@ def train(
             "or its workflow artifact mlci-run-*): check that it ran and uploaded it",
         )
 
+    checked: list[Any] = []
+    if config.data:  # the data is checked before anything is trained (mlci.commands.data)
+        from mlci.commands import data as data_cmd
+
+        checked = data_cmd.check_all(config, log)
+        data_cmd.raise_if_failed(checked)
+
     tags = {
         FINGERPRINT_TAG: digest,
         "mlci.command": config.train.command,
@@ -334,6 +341,10 @@ def train(
                 log(f"{config.train.model}: not an MLflow model (no MLmodel file); kept as plain files")
             extra_files = [produced.metrics_path, params_file]
             digest_tags: dict[str, str] = dict(repeat_tags)
+            if checked:
+                data_tags, profiles = data_cmd.run_records(checked, work)
+                digest_tags.update(data_tags)
+                extra_files += [profiles] if profiles else []
             predictions_path = produced.predictions
             if predictions_path is not None and config.train.predictions:
                 # With repeats, the first repeat's predictions are kept; the gates' intervals

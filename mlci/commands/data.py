@@ -1,0 +1,244 @@
+"""``mlci data check`` and ``mlci data diff``: the declared datasets, checked and compared.
+
+The same checks run first in ``mlci train`` (a failing check stops before the
+command runs: no wasted compute). A run records each dataset's digest (tags
+``mlci.data.<name>``) and profile (the artifact ``data-profile.json``), so a
+comparison needs the two profiles, never the baseline's data.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci import config as cfg
+from mlci import data, gitrepo, project, registry, tags
+
+if TYPE_CHECKING:
+    from mlci.tracking import Tracking
+
+DATA_TAG_PREFIX = "mlci.data."  # + dataset name: its digest, on the run
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One dataset, checked and profiled."""
+
+    dataset: cfg.Dataset
+    profile: dict[str, Any]
+    problems: tuple[data.Problem, ...]
+
+    @property
+    def present(self) -> bool:
+        return bool(self.profile.get("present"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset.name,
+            "path": self.dataset.path,
+            "present": self.present,
+            "digest": self.profile.get("digest"),
+            "rows": self.profile.get("rows"),
+            "columns": len(self.profile.get("columns") or {}),
+            "passed": not self.problems,
+            "problems": [p.to_json() for p in self.problems],
+            **({} if self.present else {"note": f"not present locally (DVC: {self.profile.get('source')})"}),
+        }
+
+
+def check_all(config: cfg.Config, log: Callable[[str], None]) -> list[Checked]:
+    """Every declared dataset, read, checked and profiled; one DVC tracks and this
+    checkout lacks is reported as not present (its recorded hash is its digest)."""
+    found = []
+    for dataset in config.data:
+        located = data.locate(config, dataset)
+        if not located.present:
+            assert located.dvc is not None
+            log(
+                f"data.{dataset.name}: not present locally (DVC tracks it: {located.dvc.source}); not checked"
+            )
+            found.append(Checked(dataset, data.profile(located, None), ()))
+            continue
+        frame = data.read(located)
+        problems = tuple(data.check(dataset, frame))
+        found.append(Checked(dataset, data.profile(located, frame), problems))
+        width = len(frame.columns)
+        verdict = "passes its checks" if not problems else f"{len(problems)} failed check(s)"
+        log(f"data.{dataset.name}: {len(frame)} rows, {width} columns: {verdict}")
+        for problem in problems:
+            log(f"  [FAIL] {problem.message}")
+    return found
+
+
+def failed(checked: Sequence[Checked]) -> list[data.Problem]:
+    return [p for c in checked for p in c.problems]
+
+
+def raise_if_failed(checked: Sequence[Checked]) -> None:
+    problems = failed(checked)
+    if problems:
+        raise data.DataCheckFailed(
+            f"the data breaks {len(problems)} check(s), so nothing was trained:\n"
+            + "\n".join(f"  {p.message}" for p in problems),
+            hint="fix the data, or the checks under data: in mlci.yaml; `mlci data check` checks again",
+        )
+
+
+def run_records(checked: Sequence[Checked], folder: Path) -> tuple[dict[str, str], Path | None]:
+    """The run's tags (each dataset's digest) and its profiles file, written into ``folder``."""
+    if not checked:
+        return {}, None
+    path = folder / data.PROFILE_FILE
+    profiles = {c.dataset.name: c.profile for c in checked}
+    path.write_text(json.dumps(profiles, separators=(",", ":"), sort_keys=True), encoding="utf-8")
+    return {f"{DATA_TAG_PREFIX}{c.dataset.name}": str(c.profile.get("digest")) for c in checked}, path
+
+
+def lineage(run_tags: Mapping[str, str]) -> dict[str, str]:
+    """Dataset name -> digest, from a run's tags."""
+    return {k[len(DATA_TAG_PREFIX) :]: v for k, v in run_tags.items() if k.startswith(DATA_TAG_PREFIX)}
+
+
+def check(config_path: Path | None, cwd: Path, log: Callable[[str], None]) -> tuple[dict[str, Any], bool]:
+    config = cfg.load_for(config_path, cwd)
+    if not config.data:
+        log("no datasets declared: add a data: section to mlci.yaml (see the README's data checks)")
+    checked = check_all(config, log)
+    passed = not failed(checked)
+    return {"passed": passed, "datasets": [c.to_json() for c in checked]}, passed
+
+
+# --------------------------------------------------------------------------- diff
+
+
+MAX_PROFILES_BYTES = 16 * 1024 * 1024
+
+
+def run_profiles(tracking: Tracking, run_id: str, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The profiles a run recorded (None, said in the log, where it has none)."""
+    from mlci.errors import MlciError
+
+    try:
+        found = tracking.download(
+            f"runs:/{run_id}/{data.PROFILE_FILE}", Path(tempfile.mkdtemp(prefix="mlci-profile-"))
+        )
+    except MlciError as exc:
+        log(f"no data profile for run {run_id}: {exc.message.splitlines()[0]}")
+        return None
+    path = found / data.PROFILE_FILE if found.is_dir() else found
+    return read_profiles(path, f"run {run_id}'s {data.PROFILE_FILE}", log)
+
+
+def read_profiles(path: Path, where: str, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """Profiles read as data: a bounded regular file holding one JSON object."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_PROFILES_BYTES:
+        log(f"no data profile: {where} is not a regular file under {MAX_PROFILES_BYTES} bytes")
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        log(f"no data profile: {where} is not JSON")
+        return None
+    return {k: v for k, v in found.items() if isinstance(v, dict)} if isinstance(found, dict) else None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    label: str
+    run_id: str | None
+    digests: Mapping[str, str]
+
+
+def _env_baseline(state: tags.ModelState | None, env: str) -> Baseline | None:
+    event = state.current(env) if state else None
+    if state is None or event is None or event.version is None:
+        return None
+    meta = state.versions[event.version].metadata
+    recorded: dict[str, Any] = meta["data"] if isinstance(meta.get("data"), dict) else {}
+    digests = {str(k): str(v.get("digest")) for k, v in recorded.items() if isinstance(v, dict)}
+    run_id = meta.get("mlflow_run_id")
+    return Baseline(f"{env} {event.version}", str(run_id) if run_id else None, digests)
+
+
+def diff(
+    config_path: Path | None,
+    cwd: Path,
+    *,
+    environ: Mapping[str, str],
+    environments: Sequence[str],
+    base: str | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """This checkout's datasets against each baseline's profiles: an environment's
+    version (by default, every environment), or the run of ``base``'s merge base."""
+    from mlci.commands import report as report_cmd
+
+    config = cfg.load_for(config_path, cwd)
+    for env in environments:
+        config.environment(env)
+    checked = check_all(config, log)
+    root = gitrepo.toplevel(config.root)
+    state = registry.read_state(root).get(config.model.name) if root else None
+    tracking = project.make_tracking(config, environ)
+    baselines: list[Baseline] = []
+    wanted = list(environments) or ([] if base else [e.name for e in config.environments])
+    for env in wanted:
+        found = _env_baseline(state, env)
+        if found is None:
+            log(f"no model in {env} yet: nothing to compare its data with")
+            continue
+        baselines.append(found)
+    if base is not None:
+        found_base = report_cmd.base_baseline(config, base, tracking, state, log)
+        if found_base.found and found_base.run_id:
+            baselines.append(Baseline(found_base.label, str(found_base.run_id), {}))
+        else:
+            log(f"nothing to compare with on {base}: {found_base.note}")
+    comparisons = []
+    for baseline in baselines:
+        profiles = run_profiles(tracking, baseline.run_id, log) if baseline.run_id else None
+        for item in checked:
+            base_profile = (profiles or {}).get(item.dataset.name)
+            if base_profile is None and baseline.digests.get(item.dataset.name):
+                base_profile = {"digest": baseline.digests[item.dataset.name], "present": False}
+            comparisons.append(data.diff(item.dataset, item.profile, base_profile, baseline.label))
+    problems = [p for c in comparisons for p in c.problems] + failed(checked)
+    return {
+        "passed": not problems,
+        "datasets": [c.to_json() for c in checked],
+        "comparisons": [c.to_json() for c in comparisons],
+        "problems": [p.to_json() for p in problems],
+    }
+
+
+def render(result: Mapping[str, Any]) -> str:
+    """``mlci data diff`` as text: one block per dataset and baseline."""
+    lines = []
+    for c in result["comparisons"]:
+        head = f"data.{c['dataset']} against {c['base']}"
+        if c["same"]:
+            lines.append(f"{head}: the same data (sha256 {str(c['head_digest'])[:12]})")
+            continue
+        if c["note"]:
+            lines.append(f"{head}: {c['note']}")
+            continue
+        rows = c["rows_change"]
+        lines.append(
+            f"{head}: {c['base_rows']} → {c['head_rows']} rows ({rows:+d})" if rows is not None else head
+        )
+        for col in c["columns"]:
+            psi = f", PSI {col['psi']:.3f}" if col["psi"] is not None else ""
+            limit = f" > drift {col['drift_limit']:g}: DRIFTED" if col["drifted"] else ""
+            what = col["change"]
+            if what == "retyped":
+                what = f"retyped {col['base_type']} → {col['head_type']}"
+            notes = f" ({'; '.join(col['notes'])})" if col["notes"] else ""
+            if col["change"] != "same" or col["drifted"]:
+                lines.append(f"  {col['column']}: {what}{psi}{limit}{notes}")
+    if not result["comparisons"]:
+        lines.append("nothing to compare with: no environment has a model, and no --base was given")
+    return "\n".join(lines)

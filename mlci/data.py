@@ -1,0 +1,588 @@
+"""Declared datasets (``data:`` in mlci.yaml): found, checked, profiled, compared.
+
+- ``locate`` finds a dataset's files (a path or a glob), or, for data DVC tracks
+  and this checkout does not have, the hash DVC recorded ("not present locally":
+  reported, never an error).
+- ``check`` validates the rows against the declared checks with pandera (types,
+  nulls, ranges, allowed values, a unique key, row counts); every failure names
+  the dataset, the column, the rule and the numbers.
+- ``profile`` summarises each column in a few kilobytes (type, nulls, min, max,
+  mean, percentiles, a histogram, top values), stored with the run and with the
+  version, so a later comparison needs the two profiles and never the data.
+- ``diff`` compares two profiles: rows, columns added, removed and retyped, and
+  a drift score per column, the population stability index (PSI):
+
+      PSI = sum over bins of (head% - base%) * ln(head% / base%)
+
+  over the baseline's ten decile bins for a numeric column (each profile's share
+  of a bin read from its percentiles) and over the values for a column of at most
+  ``CATEGORIES`` values (the rest pooled as "other"); shares are floored at 0.01%.
+  0.1 is commonly read as a small shift and 0.25 as a large one.
+
+pandas, pyarrow and pandera are imported only here, and only when a data
+command runs (``pip install 'mlci[data]'``).
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci import dvc
+from mlci.config import Config, Dataset
+from mlci.errors import ExitCode, MlciError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PROFILE_FORMAT = 1
+PROFILE_FILE = "data-profile.json"  # the run's artifact: every dataset's profile
+CATEGORIES = 20  # a column with at most this many values is compared value by value
+PERCENTILES = 101  # 0%, 1%, ..., 100%
+BINS = 20  # histogram bins
+_FLOOR = 1e-4
+_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_INSTALL = "pip install 'mlci[data]' (pandas, pyarrow and pandera)"
+
+
+class DataError(MlciError):
+    """A dataset that cannot be read."""
+
+
+class DataCheckFailed(MlciError):
+    """A dataset broke its checks: exits 1, like a failed gate."""
+
+    exit_code = ExitCode.GATE_FAILED
+
+
+def libraries() -> tuple[Any, Any]:
+    """pandas and pandera.pandas, or a clear error saying how to install them."""
+    try:
+        import pandas
+        import pandera.pandas as pandera
+    except ImportError as exc:
+        raise MlciError(
+            f"mlci.yaml declares datasets (data:), and checking them needs {exc.name}",
+            hint=_INSTALL,
+        ) from None
+    return pandas, pandera
+
+
+# --------------------------------------------------------------------------- where
+
+
+@dataclass(frozen=True)
+class Located:
+    dataset: Dataset
+    files: tuple[Path, ...]  # present, sorted; empty when DVC tracks it and it is not here
+    root: Path
+    dvc: dvc.Tracked | None = None  # DVC's record, where DVC tracks the data
+
+    @property
+    def present(self) -> bool:
+        return bool(self.files)
+
+    def digest(self) -> str:
+        """sha256 over the files' names and contents; DVC's recorded hash where the data is not here."""
+        if not self.files:
+            assert self.dvc is not None
+            return f"dvc:{self.dvc.hash}"
+        h = hashlib.sha256()
+        for path in self.files:
+            h.update(f"{path.relative_to(self.root).as_posix()}\n".encode())
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    h.update(chunk)
+        return h.hexdigest()
+
+
+def _dvc_record(root: Path, pattern: str) -> dvc.Tracked | None:
+    names = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        folder = Path(dirpath).relative_to(root)
+        names += [(folder / f).as_posix() for f in filenames if dvc.is_record(f)]
+
+    def text_of(name: str) -> str | None:
+        return (root / name).read_text(encoding="utf-8")
+
+    tracked = dvc.parse(names, text_of)
+    fixed = pattern.strip().removeprefix("./")
+    return tracked.get(fixed) or next((t for t in tracked.values() if dvc.covers(t.path, fixed)), None)
+
+
+def locate(config: Config, dataset: Dataset) -> Located:
+    root = config.root
+    pattern = dataset.path
+    if any(c in pattern for c in "*?["):
+        found = [Path(p) for p in globlib.glob(str(root / pattern), recursive=True)]
+    else:
+        found = [root / pattern]
+    files = sorted(p for p in found if p.is_file() and not dvc.is_record(p.name))
+    if files:
+        return Located(dataset, tuple(files), root)
+    record = _dvc_record(root, pattern)
+    if record is not None:
+        return Located(dataset, (), root, record)
+    raise DataError(
+        f"data.{dataset.name}: no file matches {pattern!r} in {root}",
+        hint="fix data.<name>.path in mlci.yaml (relative to it), or commit the data "
+        "(or track it with DVC and `dvc pull` it)",
+    )
+
+
+def _format(dataset: Dataset, path: Path) -> str:
+    if dataset.format:
+        return dataset.format
+    found = _SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        raise DataError(
+            f"data.{dataset.name}: cannot tell the format of {path.name}",
+            hint="name files .csv, .parquet or .jsonl, or set data.<name>.format",
+        )
+    return found
+
+
+def read(located: Located) -> pd.DataFrame:
+    """The dataset's rows (its files one after another), with pandas' nullable types."""
+    pandas, _ = libraries()
+    frames = []
+    for path in located.files:
+        fmt = _format(located.dataset, path)
+        try:
+            if fmt == "csv":
+                frame = pandas.read_csv(path, dtype_backend="numpy_nullable")
+            elif fmt == "parquet":
+                frame = pandas.read_parquet(path, dtype_backend="numpy_nullable")
+            else:
+                frame = pandas.read_json(path, lines=True, dtype_backend="numpy_nullable")
+        except (ValueError, OSError, UnicodeDecodeError, ImportError) as exc:
+            raise DataError(
+                f"data.{located.dataset.name}: cannot read {path.relative_to(located.root)} as {fmt}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
+                hint="check the file, or set data.<name>.format",
+            ) from None
+        frames.append(frame)
+    return frames[0] if len(frames) == 1 else pandas.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True)
+class Problem:
+    dataset: str
+    column: str | None
+    rule: str  # "type", "nulls", "min", "max", "allowed", "key", "rows", "required", "drift"
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "column": self.column, "rule": self.rule, "message": self.message}
+
+
+_DTYPES = {
+    "int": "Int64",
+    "float": "Float64",
+    "number": "Float64",
+    "bool": "boolean",
+    "datetime": "datetime64[ns]",
+    "str": "string",
+}
+
+
+def _examples(values: Sequence[Any]) -> str:
+    shown = []
+    for value in values:
+        text = repr(value.item() if hasattr(value, "item") else value)
+        if text not in shown:
+            shown.append(text[:40])
+        if len(shown) == 3:
+            break
+    return ", ".join(shown)
+
+
+def check(dataset: Dataset, frame: pd.DataFrame) -> list[Problem]:
+    """Every way the rows break the dataset's checks (none: they pass)."""
+    pandas, pa = libraries()
+    name = dataset.name
+    problems: list[Problem] = []
+    rules: dict[str, list[tuple[str, str]]] = {}  # column -> (rule, its words) per pandera check, in order
+    columns = {}
+    for spec in dataset.columns:
+        checks, said = [], []
+        if spec.min is not None:
+            checks.append(pa.Check.ge(spec.min))
+            said.append(("min", f"below min {spec.min:g}"))
+        if spec.max is not None:
+            checks.append(pa.Check.le(spec.max))
+            said.append(("max", f"above max {spec.max:g}"))
+        if spec.allowed is not None:
+            checks.append(pa.Check.isin(list(spec.allowed)))
+            said.append(("allowed", f"not one of {', '.join(repr(v) for v in spec.allowed)}"))
+        rules[spec.name] = said
+        columns[spec.name] = pa.Column(
+            _DTYPES[spec.type] if spec.type else None,
+            checks=checks,
+            nullable=spec.nulls != 0,
+            coerce=spec.type is not None,
+            required=True,
+        )
+    schema = pa.DataFrameSchema(columns, unique=list(dataset.key) or None)
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        problems += _problems(name, exc.failure_cases, rules, len(frame))
+    except pa.errors.SchemaError as exc:  # not lazily collectable
+        problems.append(Problem(name, None, "type", str(exc).splitlines()[0]))
+    for spec in dataset.columns:  # a share of nulls: the numbers are ours
+        if spec.nulls and spec.name in frame.columns and len(frame):
+            share = float(frame[spec.name].isna().mean())
+            if share > spec.nulls:
+                problems.append(
+                    Problem(
+                        name,
+                        spec.name,
+                        "nulls",
+                        f"data.{name}: column {spec.name!r}: {share:.2%} of rows are null, "
+                        f"more than nulls {spec.nulls:.2%}",
+                    )
+                )
+    rows = len(frame)
+    if dataset.rows_min is not None and rows < dataset.rows_min:
+        problems.append(
+            Problem(name, None, "rows", f"data.{name}: {rows} rows, fewer than rows.min {dataset.rows_min}")
+        )
+    if dataset.rows_max is not None and rows > dataset.rows_max:
+        problems.append(
+            Problem(name, None, "rows", f"data.{name}: {rows} rows, more than rows.max {dataset.rows_max}")
+        )
+    del pandas
+    return problems
+
+
+def _problems(
+    name: str, cases: pd.DataFrame, rules: Mapping[str, list[tuple[str, str]]], rows: int
+) -> list[Problem]:
+    out: list[Problem] = []
+    seen: set[tuple[str | None, str]] = set()
+    for (column, check, number), group in cases.groupby(
+        [cases["column"].fillna(""), cases["check"].astype(str), cases["check_number"].fillna(-1)],
+        sort=False,
+        dropna=False,
+    ):
+        values = list(group["failure_case"])
+        count = len(values)
+        col = column or None
+        where = f"data.{name}: column {col!r}" if col else f"data.{name}"
+        if check == "column_in_dataframe":
+            missing = ", ".join(repr(v) for v in values)
+            rule, text = "required", f"data.{name}: no column {missing} (declared under columns)"
+        elif check.startswith(("coerce_dtype", "dtype")):
+            rule = "type"
+            wanted = check[check.index("(") + 1 : -1].strip("'")
+            plural = "s" if count > 1 else ""
+            text = f"{where}: {count} value{plural} not of type {_words(wanted)} (e.g. {_examples(values)})"
+        elif check == "not_nullable":
+            rule, text = "nulls", f"{where}: {count} null value{'s' if count > 1 else ''}, and nulls is 0"
+        elif check in ("field_uniqueness", "multiple_fields_uniqueness") or "unique" in check:
+            rule = "key"
+            text = (
+                f"{where}: {count} rows repeat a key value (e.g. {_examples(values)}); the key must be unique"
+            )
+        else:
+            said = rules.get(col or "", [])
+            index = (
+                int(number)
+                if number not in (None, -1) and not (isinstance(number, float) and math.isnan(number))
+                else -1
+            )
+            rule, words = said[index] if 0 <= index < len(said) else ("check", check)
+            share = f" ({count / rows:.2%} of rows)" if rows else ""
+            text = (
+                f"{where}: {count} value{'s' if count > 1 else ''} {words}{share} (e.g. {_examples(values)})"
+            )
+        if (col, rule) in seen and rule == "type":
+            continue  # coercion and dtype say the same thing
+        seen.add((col, rule))
+        out.append(Problem(name, col, rule, text))
+    return out
+
+
+def _words(dtype: str) -> str:
+    return {v: k for k, v in _DTYPES.items() if k != "number"}.get(dtype, dtype)
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def _kind(series: pd.Series) -> str:
+    import pandas.api.types as t
+
+    if t.is_bool_dtype(series):
+        return "bool"
+    if t.is_integer_dtype(series):
+        return "int"
+    if t.is_float_dtype(series):
+        return "float"
+    if t.is_datetime64_any_dtype(series):
+        return "datetime"
+    if t.is_string_dtype(series) or t.is_object_dtype(series):
+        return "str"
+    return str(series.dtype)
+
+
+def _round(value: float) -> float | None:
+    return float(f"{value:.6g}") if math.isfinite(value) else None
+
+
+def _column_profile(series: pd.Series) -> dict[str, Any]:
+    import numpy as np
+
+    kind = _kind(series)
+    nulls = int(series.isna().sum())
+    out: dict[str, Any] = {"type": kind, "nulls": nulls}
+    present = series.dropna()
+    numeric = kind in ("int", "float") and len(present)
+    counts = present.value_counts(dropna=True) if not numeric or present.nunique() <= CATEGORIES else None
+    if counts is not None:
+        out["distinct"] = len(counts)
+        out["top"] = [[_plain(v), int(c)] for v, c in counts.head(CATEGORIES).items()]
+    if numeric:
+        values = present.to_numpy(dtype="float64", na_value=np.nan)
+        values = values[np.isfinite(values)]
+        if values.size:
+            quantiles = np.quantile(values, np.linspace(0, 1, PERCENTILES))
+            low, high = float(values.min()), float(values.max())
+            hist, edges = np.histogram(values, bins=BINS, range=(low, high) if high > low else None)
+            out.update(
+                min=_round(low),
+                max=_round(high),
+                mean=_round(float(values.mean())),
+                std=_round(float(values.std())),
+                percentiles=[_round(float(q)) for q in quantiles],
+                histogram={"edges": [_round(float(e)) for e in edges], "counts": [int(c) for c in hist]},
+            )
+    return out
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value if not isinstance(value, str) else value[:100]
+    if isinstance(value, float):
+        return _round(value)
+    return str(value)[:100]
+
+
+def profile(located: Located, frame: pd.DataFrame | None) -> dict[str, Any]:
+    """A compact summary of the dataset (``frame`` None: not present locally)."""
+    out: dict[str, Any] = {
+        "format": PROFILE_FORMAT,
+        "dataset": located.dataset.name,
+        "digest": located.digest(),
+        "files": [p.relative_to(located.root).as_posix() for p in located.files][:100],
+    }
+    if frame is None:
+        assert located.dvc is not None
+        out.update(present=False, source=located.dvc.source)
+        return out
+    out.update(
+        present=True,
+        rows=len(frame),
+        columns={str(c): _column_profile(frame[c]) for c in frame.columns},
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- drift and diff
+
+
+def psi(base: Sequence[float], head: Sequence[float]) -> float:
+    """The population stability index of two distributions over the same bins (shares)."""
+    total = 0.0
+    for b, h in zip(base, head, strict=True):
+        b, h = max(b, _FLOOR), max(h, _FLOOR)
+        total += (h - b) * math.log(h / b)
+    return total
+
+
+def _cdf(percentiles: Sequence[float], x: float) -> float:
+    """The share of values at or below ``x``, read from a profile's percentiles."""
+    import numpy as np
+
+    qs = np.asarray(percentiles, dtype=float)
+    if x < qs[0]:
+        return 0.0
+    if x >= qs[-1]:
+        return 1.0
+    ranks = np.linspace(0, 1, len(qs))
+    last = int(np.searchsorted(qs, x, side="right")) - 1  # the last percentile at or below x
+    if qs[last + 1] == qs[last]:
+        return float(ranks[last])
+    return float(ranks[last] + (ranks[last + 1] - ranks[last]) * (x - qs[last]) / (qs[last + 1] - qs[last]))
+
+
+def column_psi(base: Mapping[str, Any], head: Mapping[str, Any]) -> float | None:
+    """PSI of one column from two profiles (None: nothing comparable)."""
+    base_top, head_top = base.get("top"), head.get("top")
+    if base_top is not None and head_top is not None and base.get("distinct", 0) <= CATEGORIES:
+        base_n = sum(c for _, c in base_top) or 1
+        head_n = sum(c for _, c in head_top) or 1
+        head_counts = {_key(v): c for v, c in head_top}
+        keys = [_key(v) for v, _ in base_top]
+        base_shares = [c / base_n for _, c in base_top] + [0.0]
+        head_shares = [head_counts.get(k, 0) / head_n for k in keys]
+        head_shares.append(max(0.0, 1 - sum(head_shares)))  # values the baseline never had
+        return psi(base_shares, head_shares)
+    bp, hp = base.get("percentiles"), head.get("percentiles")
+    if not bp or not hp or None in bp or None in hp:
+        return None
+    deciles = sorted({bp[i] for i in range(10, 100, 10)})
+    edges = [-math.inf, *deciles, math.inf]
+
+    def shares(percentiles: Sequence[float]) -> list[float]:
+        cdf = [0.0] + [_cdf(percentiles, e) for e in deciles] + [1.0]
+        return [max(0.0, cdf[i + 1] - cdf[i]) for i in range(len(edges) - 1)]
+
+    return psi(shares(bp), shares(hp))
+
+
+def _key(value: Any) -> str:
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class ColumnChange:
+    column: str
+    change: str  # "added", "removed", "retyped", "changed", "same"
+    base_type: str | None = None
+    head_type: str | None = None
+    psi: float | None = None
+    drift_limit: float | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def drifted(self) -> bool:
+        return self.psi is not None and self.drift_limit is not None and self.psi > self.drift_limit
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "change": self.change,
+            "base_type": self.base_type,
+            "head_type": self.head_type,
+            "psi": None if self.psi is None else round(self.psi, 4),
+            "drift_limit": self.drift_limit,
+            "drifted": self.drifted,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class DatasetDiff:
+    dataset: str
+    base_label: str
+    head_rows: int | None
+    base_rows: int | None
+    head_digest: str
+    base_digest: str | None
+    columns: tuple[ColumnChange, ...] = ()
+    note: str = ""  # why there is no comparison, or what is missing
+    problems: tuple[Problem, ...] = field(default=())  # drift beyond its limit
+
+    @property
+    def same(self) -> bool:
+        return self.base_digest == self.head_digest
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "base": self.base_label,
+            "same": self.same,
+            "head_rows": self.head_rows,
+            "base_rows": self.base_rows,
+            "rows_change": None
+            if self.head_rows is None or self.base_rows is None
+            else self.head_rows - self.base_rows,
+            "head_digest": self.head_digest,
+            "base_digest": self.base_digest,
+            "columns": [c.to_json() for c in self.columns if c.change != "same" or c.psi is not None],
+            "drifted": [c.column for c in self.columns if c.drifted],
+            "note": self.note,
+        }
+
+
+def _number(profile: Mapping[str, Any], key: str) -> float | None:
+    value = profile.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def diff(
+    dataset: Dataset, head: Mapping[str, Any], base: Mapping[str, Any] | None, base_label: str
+) -> DatasetDiff:
+    """The head's profile against the baseline's (``base`` None: there is none)."""
+    head_rows = head.get("rows") if isinstance(head.get("rows"), int) else None
+    if base is None:
+        return DatasetDiff(
+            dataset.name,
+            base_label,
+            head_rows,
+            None,
+            str(head.get("digest")),
+            None,
+            note="no profile to compare with",
+        )
+    base_rows = base.get("rows") if isinstance(base.get("rows"), int) else None
+    result = DatasetDiff(
+        dataset.name, base_label, head_rows, base_rows, str(head.get("digest")), str(base.get("digest") or "")
+    )
+    if not head.get("present") or not base.get("present"):
+        side = "this change's" if not head.get("present") else "the baseline's"
+        return _replace(result, note=f"{side} data is not present locally (DVC): digests compared only")
+    head_cols: dict[str, Any] = head["columns"] if isinstance(head.get("columns"), dict) else {}
+    base_cols: dict[str, Any] = base["columns"] if isinstance(base.get("columns"), dict) else {}
+    changes = []
+    for column in list(base_cols) + [c for c in head_cols if c not in base_cols]:
+        h, b = head_cols.get(column), base_cols.get(column)
+        limit = dataset.drift_of(column)
+        if not isinstance(b, dict):
+            changes.append(
+                ColumnChange(column, "added", head_type=str(h.get("type")) if isinstance(h, dict) else None)
+            )
+            continue
+        if not isinstance(h, dict):
+            changes.append(ColumnChange(column, "removed", base_type=str(b.get("type"))))
+            continue
+        bt, ht = str(b.get("type")), str(h.get("type"))
+        score = column_psi(b, h) if bt == ht or {bt, ht} <= {"int", "float"} else None
+        notes = []
+        for key, label in (("nulls", "nulls"), ("mean", "mean"), ("min", "min"), ("max", "max")):
+            bv, hv = _number(b, key), _number(h, key)
+            if bv is not None and hv is not None and bv != hv:
+                notes.append(f"{label} {bv:g} → {hv:g}")
+        kind = "retyped" if bt != ht else "changed" if notes or (score or 0) > 0.001 else "same"
+        changes.append(ColumnChange(column, kind, bt, ht, score, limit, tuple(notes)))
+    problems = tuple(
+        Problem(
+            dataset.name,
+            c.column,
+            "drift",
+            f"data.{dataset.name}: column {c.column!r} drifted from {base_label}: "
+            f"PSI {c.psi:.3f} > drift {c.drift_limit:g}",
+        )
+        for c in changes
+        if c.drifted
+    )
+    return _replace(result, columns=tuple(changes), problems=problems)
+
+
+def _replace(found: DatasetDiff, **changes: Any) -> DatasetDiff:
+    import dataclasses
+
+    return dataclasses.replace(found, **changes)

@@ -1,0 +1,261 @@
+"""Declared datasets: checks before training, profiles, drift, lineage (mlci.data).
+
+The PSI arithmetic is table-driven; everything else runs on real files in a real
+git repository with a real MLflow store, through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlci import data
+from mlci.errors import ExitCode
+from tests.helpers import run
+
+TRAIN = """\
+import json, os, pathlib
+out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
+pathlib.Path("trained.marker").write_text("the command ran")
+(out / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
+"""
+
+CONFIG = """\
+model:
+  name: demo
+train:
+  command: {python} train.py
+  inputs: [train.py, data/*.csv]
+data:
+  customers:
+    path: data/*.csv
+    key: id
+    rows: {{min: 100, max: 100000}}
+    drift: 0.25
+    columns:
+      id: {{type: int, nulls: 0}}
+      age: {{type: int, min: 0, max: 120}}
+      income: {{type: float, nulls: 5%}}
+      plan: {{type: str, allowed: [basic, pro]}}
+      score: float
+environments:
+  staging:
+    gates:
+      - metric: accuracy
+        min: 0.5
+"""
+
+
+def _frame(rows: int = 2000, seed: int = 0, shift: float = 0.0):  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "id": np.arange(rows),
+            "age": rng.integers(18, 90, rows),
+            "income": rng.normal(50_000, 10_000, rows).round(2),
+            "plan": rng.choice(["basic", "pro"], rows),
+            "score": rng.normal(0.0, 1.0, rows) + shift,
+        }
+    )
+
+
+def _project(tmp_path: Path, frame=None) -> Path:  # type: ignore[no-untyped-def]
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "train.py").write_text(TRAIN)
+    (root / "mlci.yaml").write_text(CONFIG.format(python=sys.executable))
+    (root / ".gitignore").write_text(".mlci/\nmetrics.json\ntrained.marker\n")
+    (_frame() if frame is None else frame).to_csv(root / "data" / "customers.csv", index=False)
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "customers"], root)
+    return root
+
+
+def _commit(root: Path, frame) -> None:  # type: ignore[no-untyped-def]
+    frame.to_csv(root / "data" / "customers.csv", index=False)
+    run(["git", "commit", "-qam", "new data"], root)
+
+
+# --------------------------------------------------------------------------- PSI
+
+
+@pytest.mark.parametrize(
+    ("base", "head", "expected"),
+    [
+        ([0.5, 0.5], [0.5, 0.5], 0.0),
+        (
+            [0.5, 0.5],
+            [0.6, 0.4],
+            0.1 * math.log(1.2) + 0.1 * math.log(1.25),
+        ),  # (0.6-0.5)ln(0.6/0.5) + (0.4-0.5)ln(0.4/0.5)
+        ([0.25, 0.25, 0.25, 0.25], [0.1, 0.4, 0.4, 0.1], 2 * 0.15 * math.log(4.0)),
+        ([1.0, 0.0], [0.0, 1.0], 2 * (1 - 1e-4) * math.log(1 / 1e-4)),  # empty bins floored at 0.01%
+    ],
+)
+def test_psi(base: list[float], head: list[float], expected: float) -> None:
+    assert data.psi(base, head) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_shifted_column_drifts_and_a_resample_does_not(tmp_path: Path) -> None:
+    """PSI from the two profiles alone: half a standard deviation is flagged (~0.25), a
+    fresh sample of the same distribution is not; values the baseline never had count."""
+    from mlci import config as cfg
+
+    root = _project(tmp_path)
+    config = cfg.load(root / "mlci.yaml")
+    located = data.locate(config, config.data[0])
+
+    def profile(frame):  # type: ignore[no-untyped-def]
+        return data.profile(located, frame)["columns"]
+
+    base = profile(_frame(20_000, seed=1))
+    resample = profile(_frame(20_000, seed=2))
+    shifted = profile(_frame(20_000, seed=3, shift=0.5))
+    assert data.column_psi(base["score"], resample["score"]) < 0.02
+    assert 0.18 < data.column_psi(base["score"], shifted["score"]) < 0.35  # type: ignore[operator]
+    assert data.column_psi(base["plan"], resample["plan"]) < 0.01
+    newcomer = _frame(20_000, seed=1)
+    newcomer.loc[:9_999, "plan"] = "enterprise"  # half the rows: a value the baseline never had
+    assert data.column_psi(base["plan"], profile(newcomer)["plan"]) > 1.0  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _broken(edit):  # type: ignore[no-untyped-def]
+    frame = _frame()
+    changed = edit(frame)  # edits in place, or returns the changed frame
+    return frame if changed is None else changed
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (
+            lambda f: f.__setitem__("age", f["age"].astype(object).where(f.index != 5, "old")),
+            "column 'age': 1 value not of type int (e.g. 'old')",
+        ),
+        (
+            lambda f: f.__setitem__("id", f["id"].astype("Float64").where(f.index != 7, None)),
+            "column 'id': 1 null value, and nulls is 0",
+        ),
+        (
+            lambda f: f.__setitem__("income", f["income"].where(f.index >= 200, None)),
+            "column 'income': 10.00% of rows are null, more than nulls 5.00%",
+        ),
+        (
+            lambda f: f.__setitem__("age", f["age"].where(f.index != 3, -4)),
+            "column 'age': 1 value below min 0",
+        ),
+        (
+            lambda f: f.__setitem__("age", f["age"].where(f.index % 100 != 0, 250)),
+            "column 'age': 20 values above max 120 (1.00% of rows) (e.g. 250)",
+        ),
+        (
+            lambda f: f.__setitem__("plan", f["plan"].where(f.index != 9, "gold")),
+            "column 'plan': 1 value not one of 'basic', 'pro'",
+        ),
+        (
+            lambda f: f.__setitem__("id", f["id"].where(f.index != 11, 10)),
+            "column 'id': 2 rows repeat a key value (e.g. 10); the key must be unique",
+        ),
+        (lambda f: f.drop(columns=["score"]), "data.customers: no column 'score' (declared under columns)"),
+        (lambda f: f.drop(index=range(50, 2000)), "data.customers: 50 rows, fewer than rows.min 100"),
+    ],
+    ids=["type", "nulls-none", "nulls-share", "min", "max", "allowed", "key", "required", "rows"],
+)
+def test_each_broken_check_stops_training_and_says_where(cli, tmp_path: Path, edit, says: str) -> None:  # type: ignore[no-untyped-def]
+    root = _project(tmp_path, _broken(edit))
+    checked = cli("data", "check", "--json", cwd=root)
+    assert checked.code == ExitCode.GATE_FAILED, checked.err
+    result = json.loads(checked.out)
+    assert result["passed"] is False
+    assert any(says in p["message"] for p in result["datasets"][0]["problems"]), result
+    trained = cli("train", cwd=root)
+    assert trained.code == ExitCode.GATE_FAILED and "Traceback" not in trained.err
+    assert says in trained.err and "so nothing was trained" in trained.err
+    assert not (root / "trained.marker").exists()  # the command never ran
+
+
+def test_good_data_trains_and_the_run_and_version_name_it(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from mlci import tags
+    from tests.test_train import client
+
+    root = _project(tmp_path)
+    checked = cli("data", "check", cwd=root)
+    assert checked.code == ExitCode.OK and "data.customers: 2000 rows, 5 columns: ok" in checked.out
+    trained = cli("train", "--json", cwd=root)
+    assert trained.code == ExitCode.OK, trained.err
+    run_id = json.loads(trained.out)["run_id"]
+    digest = json.loads(cli("data", "check", "--json", cwd=root).out)["datasets"][0]["digest"]
+    mlflow = client(root)
+    assert mlflow.get_run(run_id).data.tags["mlci.data.customers"] == digest
+    assert "data-profile.json" in {a.path for a in mlflow.list_artifacts(run_id)}
+    assert cli("register", cwd=root).code == ExitCode.OK
+    meta = tags.metadata_from(run(["git", "tag", "-l", "--format=%(contents)", "demo@v0.0.1"], root))
+    assert meta["data"] == {"customers": {"digest": digest}}
+    shown = json.loads(cli("show", "--json", cwd=root).out)
+    assert shown["models"][0]["versions"][0]["data"] == {"customers": digest}  # which data made v0.0.1
+    history = json.loads(cli("history", "--json", cwd=root).out)
+    assert history[0]["data"] == {"customers": digest}
+
+
+def test_data_diff_shows_rows_retyped_and_drifted_columns(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = _project(tmp_path)
+    for step in (("train",), ("register",), ("promote", "staging")):
+        assert cli(*step, cwd=root).code == ExitCode.OK, step
+    same = cli("data", "diff", cwd=root)
+    assert same.code == ExitCode.OK and "data.customers against staging v0.0.1: the same data" in same.out
+
+    changed = _frame(2500, seed=0, shift=0.6)  # 500 more rows, score shifted
+    changed["age"] = changed["age"].astype(float) + 0.5  # int -> float
+    _commit(root, changed)
+    result = cli("data", "diff", "--json", cwd=root)
+    assert result.code == ExitCode.GATE_FAILED, result.err
+    (comparison,) = json.loads(result.out)["comparisons"]
+    assert comparison["rows_change"] == 500 and comparison["base"] == "staging v0.0.1"
+    columns = {c["column"]: c for c in comparison["columns"]}
+    assert columns["age"]["change"] == "retyped" and (
+        columns["age"]["base_type"],
+        columns["age"]["head_type"],
+    ) == ("int", "float")
+    assert columns["score"]["drifted"] is True and columns["score"]["psi"] > 0.25
+    assert columns.get("plan", {"drifted": False})["drifted"] is False  # the same mix of plans
+    assert comparison["drifted"] == ["score"]
+    text = cli("data", "diff", cwd=root).out
+    assert "2000 → 2500 rows (+500)" in text and "age: retyped int → float" in text
+    assert "score: changed, PSI" in text and "> drift 0.25: DRIFTED" in text
+
+
+def test_data_that_dvc_tracks_and_is_not_here_is_reported_not_failed(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = _project(tmp_path)
+    (root / "data" / "customers.csv").unlink()
+    (root / "data" / "customers.csv.dvc").write_text(
+        "outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 1\n  path: customers.csv\n"
+    )
+    config = root / "mlci.yaml"
+    config.write_text(config.read_text().replace("path: data/*.csv", "path: data/customers.csv"))
+    result = cli("data", "check", "--json", cwd=root)
+    assert result.code == ExitCode.OK, result.err
+    (found,) = json.loads(result.out)["datasets"]
+    assert found["present"] is False and found["digest"] == "dvc:md5:0123456789abcdef0123456789abcdef"
+    assert "not present locally (DVC tracks it: data/customers.csv.dvc)" in result.err
+    _frame().to_csv(root / "data" / "customers.csv", index=False)  # `dvc pull`: now it is checked
+    present = json.loads(cli("data", "check", "--json", cwd=root).out)["datasets"][0]
+    assert present["present"] is True and present["rows"] == 2000
+
+
+def test_a_dataset_that_is_not_there_is_an_error_that_says_how(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = _project(tmp_path)
+    (root / "data" / "customers.csv").unlink()
+    result = cli("data", "check", cwd=root)
+    assert result.code == ExitCode.ERROR and "Traceback" not in result.err
+    assert "data.customers: no file matches 'data/*.csv'" in result.err and "hint:" in result.err
