@@ -111,7 +111,7 @@ def main() -> int:
         from mlci import config as cfg
         from mlci import data
 
-        write(root / "shifted.parquet", args.rows, shift=0.3)
+        write(root / "shifted.parquet", args.rows, shift=0.6)
         base = json.loads((root / "head.json").read_text())
         config = cfg.load(root / "mlci.yaml")
         located = data.Located(config.data[0], (root / "shifted.parquet",), root)

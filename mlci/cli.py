@@ -703,7 +703,13 @@ def report(
 
     loaded = _config(config)
     rep, _ = command.gather(
-        config, Path.cwd(), environ=os.environ, base=base, environments=environments or [], log=_log
+        config,
+        Path.cwd(),
+        environ=os.environ,
+        base=base,
+        environments=environments or [],
+        log=_log,
+        check_data=True,
     )
     template = command.template_for(loaded) if fmt is Format.markdown else None
     text = command.format_report(rep, fmt.value, template=template, color=False)

@@ -515,7 +515,34 @@ class DatasetDiff:
             "columns": [c.to_json() for c in self.columns if c.change != "same" or c.psi is not None],
             "drifted": [c.column for c in self.columns if c.drifted],
             "note": self.note,
+            "summary": self.summary(),
         }
+
+    def summary(self) -> str:
+        """One line: what changed, for a comment."""
+        if self.same:
+            return "the same data"
+        if self.note:
+            return self.note
+        parts = []
+        if self.head_rows is not None and self.base_rows is not None:
+            parts.append(f"{self.base_rows} → {self.head_rows} rows ({self.head_rows - self.base_rows:+d})")
+        for kind, words in (("added", "added"), ("removed", "removed")):
+            names = [c.column for c in self.columns if c.change == kind]
+            if names:
+                parts.append(f"{words}: {', '.join(names[:10])}{' …' if len(names) > 10 else ''}")
+        parts += [
+            f"{c.column} retyped {c.base_type} → {c.head_type}" for c in self.columns if c.change == "retyped"
+        ]
+        parts += [
+            f"{c.column} drifted (PSI {c.psi:.3f} > {c.drift_limit:g})" for c in self.columns if c.drifted
+        ]
+        moved = sorted(
+            (c for c in self.columns if c.psi is not None and not c.drifted and c.psi >= 0.1),
+            key=lambda c: -(c.psi or 0),
+        )
+        parts += [f"{c.column} shifted (PSI {c.psi:.3f})" for c in moved[:5]]
+        return "; ".join(parts) or "other bytes, the same profile"
 
 
 def _number(profile: Mapping[str, Any], key: str) -> float | None:
@@ -542,6 +569,8 @@ def diff(
     result = DatasetDiff(
         dataset.name, base_label, head_rows, base_rows, str(head.get("digest")), str(base.get("digest") or "")
     )
+    if base.get("kept") is False:
+        return _replace(result, note="the baseline's profile is not in this store: digests compared only")
     if not head.get("present") or not base.get("present"):
         side = "this change's" if not head.get("present") else "the baseline's"
         return _replace(result, note=f"{side} data is not present locally (DVC): digests compared only")

@@ -169,7 +169,9 @@ def of_version(
 
         try:
             store = ReleaseStore.from_environ(config, environ, log)
-            path = store.fetch_predictions(version, Path(tempfile.mkdtemp(prefix="mlci-predictions-")))
+            path = store.fetch_kept(
+                version, "predictions", sha256, Path(tempfile.mkdtemp(prefix="mlci-predictions-"))
+            )
         except MlciError as exc:
             reasons.append(exc.message.splitlines()[0])
     if path is None and run_id and name and _has_runs(tracking):

@@ -117,6 +117,27 @@ def with_requirement(verdict: Verdict, requires: str, unmet: str | None) -> Verd
     return Verdict(verdict.environment, passed, (*verdict.results, result), verdict.baseline_label)
 
 
+def with_data(verdict: Verdict, problems: list[str]) -> Verdict:
+    """The verdict with the data as one more rule: it fails with each problem (a failed
+    check, a column drifted past its limit from this environment's model's data)."""
+    result = RuleResult(
+        metric="",
+        rule="data",
+        passed=not problems,
+        message="; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        if problems
+        else "the data passes its checks",
+        value=None,
+        threshold="data",
+    )
+    return Verdict(
+        verdict.environment,
+        verdict.passed and not problems,
+        (*verdict.results, result),
+        verdict.baseline_label,
+    )
+
+
 def _fmt(value: float) -> str:
     return f"{value:.6g}"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from mlci.config import Config, Environment, GateRule, Threshold
+from mlci.config import Config, Dataset, Environment, GateRule, Threshold
 
 _FIELDS = ("min", "max", "max_regression", "min_improvement")
 
@@ -35,7 +35,22 @@ def judged_by(head: Config, base: Config | None) -> Config:
     """The head's config with the base's policy: what judges a pull request."""
     if base is None:
         return head
-    return dataclasses.replace(head, environments=base.environments, metrics=base.metrics)
+    return dataclasses.replace(
+        head, environments=base.environments, metrics=base.metrics, data=_data_judged_by(head, base)
+    )
+
+
+def _data_judged_by(head: Config, base: Config) -> tuple[Dataset, ...]:
+    """The head's datasets (where its data is) with the base's checks for each dataset
+    the base declares; a dataset the pull request drops is still checked, as the base
+    declares it. What is trained changes; what judges it does not."""
+    checks = {d.name: d for d in base.data}
+    found = [
+        dataclasses.replace(checks[d.name], path=d.path, format=d.format) if d.name in checks else d
+        for d in head.data
+    ]
+    named = {d.name for d in head.data}
+    return tuple(found + [d for d in base.data if d.name not in named])
 
 
 def _value(value: float | Threshold | None) -> str | None:

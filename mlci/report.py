@@ -59,6 +59,19 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class DataSection:
+    """The declared datasets: each one's checks, and its profile against each baseline's."""
+
+    datasets: tuple[Mapping[str, Any], ...]  # mlci.commands.data.Checked.to_json()
+    comparisons: tuple[Mapping[str, Any], ...] = ()  # mlci.data.DatasetDiff.to_json()
+    trained: bool = True  # False: a check failed, so nothing was trained
+
+    @property
+    def problems(self) -> list[str]:
+        return [p["message"] for d in self.datasets for p in d["problems"]]
+
+
+@dataclass(frozen=True)
 class Report:
     model: str
     head: Head
@@ -74,6 +87,7 @@ class Report:
     policy_changes: tuple[policy.Change, ...] = ()  # what the change does to the policy
     notes: tuple[str, ...] = ()  # what else a reader must know (a pinned environment, ...)
     params_file: str | None = None  # train.params; None: the params are not tracked (they live in code)
+    data: DataSection | None = None  # the declared datasets (data: in mlci.yaml), when checked
 
     @property
     def marker(self) -> str:
@@ -169,6 +183,13 @@ def to_json(report: Report) -> dict[str, Any]:
             "params_file": report.params_file,
             "intervals": {n: i.to_json() for n, i in report.head.intervals.items()},
             "repeats": report.head.repeats,
+        },
+        "data": None
+        if report.data is None
+        else {
+            "trained": report.data.trained,
+            "datasets": list(report.data.datasets),
+            "comparisons": list(report.data.comparisons),
         },
         "baselines": [
             {

@@ -196,6 +196,8 @@ _METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "predictions": (dict, _NONE),
     "repeats": (dict, _NONE),
     "data": (dict, _NONE),
+    "data_profile": (dict, _NONE),
+    "data_profile_asset": (str, _NONE),
     "predictions_asset": (str, _NONE),
     "time": (int, float),
     "previous": (str, _NONE),

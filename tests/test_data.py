@@ -22,6 +22,8 @@ TRAIN = """\
 import json, os, pathlib
 out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
 pathlib.Path("trained.marker").write_text("the command ran")
+(out / "model").mkdir()
+(out / "model" / "weights.txt").write_text("w")
 (out / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
 """
 
@@ -31,6 +33,7 @@ model:
 train:
   command: {python} train.py
   inputs: [train.py, data/*.csv]
+  model: model
 data:
   customers:
     path: data/*.csv
@@ -71,7 +74,7 @@ def _project(tmp_path: Path, frame=None) -> Path:  # type: ignore[no-untyped-def
     (root / "data").mkdir(parents=True)
     (root / "train.py").write_text(TRAIN)
     (root / "mlci.yaml").write_text(CONFIG.format(python=sys.executable))
-    (root / ".gitignore").write_text(".mlci/\nmetrics.json\ntrained.marker\n")
+    (root / ".gitignore").write_text(".mlci/\nmodel/\nmetrics.json\ntrained.marker\n")
     (_frame() if frame is None else frame).to_csv(root / "data" / "customers.csv", index=False)
     run(["git", "init", "-q", "-b", "main"], root)
     run(["git", "add", "-A"], root)
@@ -259,3 +262,150 @@ def test_a_dataset_that_is_not_there_is_an_error_that_says_how(cli, tmp_path: Pa
     result = cli("data", "check", cwd=root)
     assert result.code == ExitCode.ERROR and "Traceback" not in result.err
     assert "data.customers: no file matches 'data/*.csv'" in result.err and "hint:" in result.err
+
+
+# --------------------------------------------------------------------------- in the pull request
+
+
+def _pull_request(cli, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh):  # type: ignore[no-untyped-def]
+    from tests.test_github import _actions_env, ci, pr_event
+
+    _actions_env(monkeypatch, tmp_path, gh)
+    return ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+
+
+def _with_remote(root: Path, tmp_path: Path) -> None:
+    run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], tmp_path)
+    run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
+    run(["git", "push", "-q", "origin", "main", "main:staging"], root)
+
+
+def test_a_pull_request_with_bad_data_trains_nothing_and_says_so(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.github_stub import github_stub
+
+    root = _project(
+        tmp_path, _broken(lambda f: f.__setitem__("age", f["age"].where(f.index % 100 != 0, 250)))
+    )
+    _with_remote(root, tmp_path)
+    with github_stub() as gh:
+        result = _pull_request(cli, root, tmp_path, monkeypatch, gh)
+        assert result.code == ExitCode.GATE_FAILED, result.err
+        body = gh.comments[12][0]["body"]
+        assert "#### Data" in body and "_Nothing was trained: the data fails its checks._" in body
+        assert "- ❌ `customers`: 1 failed check" in body and "20 values above max 120" in body
+        assert "- ❌ **staging**: data.customers: column 'age': 20 values above max 120" in body
+        assert [(s["context"], s["state"]) for s in gh.statuses] == [("mlci/staging", "failure")]
+        # The pull request cannot loosen the checks that judge it: staging's mlci.yaml does.
+        run(["git", "checkout", "-q", "-b", "looser"], root)
+        config = root / "mlci.yaml"
+        config.write_text(config.read_text().replace("max: 120", "max: 300"))
+        run(["git", "commit", "-qam", "allow older customers"], root)
+        again = _pull_request(cli, root, tmp_path, monkeypatch, gh)
+        assert again.code == ExitCode.GATE_FAILED, again.err
+        assert "20 values above max 120" in gh.comments[12][0]["body"]
+    assert not (root / "trained.marker").exists()  # no compute spent on bad data
+    report = json.loads((root / ".mlci" / "report.json").read_text())
+    assert report["data"]["trained"] is False and report["data"]["datasets"][0]["passed"] is False
+
+
+def test_a_pull_request_shows_the_data_diff_and_gates_drift(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.github_stub import github_stub
+
+    root = _project(tmp_path)
+    _with_remote(root, tmp_path)
+    for step in (("train",), ("register",), ("promote", "staging")):
+        assert cli(*step, cwd=root).code == ExitCode.OK, step
+    run(["git", "checkout", "-q", "-b", "more-data"], root)
+    _commit(root, _frame(2400, seed=0))  # 400 more rows of the same kind: no drift
+    with github_stub() as gh:
+        result = _pull_request(cli, root, tmp_path, monkeypatch, gh)
+        assert result.code == ExitCode.OK, result.err
+        body = gh.comments[12][0]["body"]
+        assert "- ✅ `customers`: 2400 rows, 5 columns; its checks pass" in body
+        assert "- ↔️ `customers` against staging v0.0.1: 2000 → 2400 rows (+400)" in body
+        assert "drifted" not in body and gh.statuses[-1]["state"] == "success"
+
+        _commit(root, _frame(2400, seed=0, shift=0.7))  # the score's distribution moves
+        result = _pull_request(cli, root, tmp_path, monkeypatch, gh)
+        assert result.code == ExitCode.GATE_FAILED, result.err
+        body = gh.comments[12][0]["body"]
+        assert "- ⚠️ `customers` against staging v0.0.1: 2000 → 2400 rows (+400); score drifted (PSI" in body
+        assert "column 'score' drifted from staging v0.0.1: PSI" in body and "> drift 0.25" in body
+        assert gh.statuses[-1]["state"] == "failure"
+
+
+def test_a_versions_profiles_outlive_its_job_in_its_release(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """In GitHub Actions without a server, the release keeps the profiles beside the model,
+    so a pull request on a fresh runner compares profiles, not only digests."""
+    import hashlib
+
+    from mlci import tags
+    from tests.github_stub import github_stub
+    from tests.test_stores import _cold_clone, _push_payload
+
+    root = _project(tmp_path)
+    _with_remote(root, tmp_path)
+    with github_stub() as gh:
+        from tests.test_github import _actions_env, ci, pr_event
+
+        _actions_env(monkeypatch, tmp_path, gh)
+        run(["git", "checkout", "-q", "staging"], root)
+        head = run(["git", "rev-parse", "HEAD"], root).strip()
+        pushed = ci(cli, root, monkeypatch, "push", _push_payload(tmp_path, "staging", head))
+        assert pushed.code == ExitCode.OK, pushed.err
+        meta = tags.metadata_from(run(["git", "tag", "-l", "--format=%(contents)", "demo@v0.0.1"], root))
+        kept = gh.asset_bytes("demo@v0.0.1", "demo-v0.0.1-data-profile.json")
+        assert meta["data_profile"]["sha256"] == hashlib.sha256(kept).hexdigest()
+        assert meta["data_profile_asset"] == "demo-v0.0.1-data-profile.json"
+        assert json.loads(kept)["customers"]["rows"] == 2000
+
+        clone = _cold_clone(tmp_path, "staging")  # a fresh runner: no run of v0.0.1 here
+        run(["git", "checkout", "-q", "-b", "more-data"], clone)
+        _commit(clone, _frame(2400, seed=0))
+        result = ci(cli, clone, monkeypatch, "pull_request", pr_event(tmp_path, clone))
+        assert result.code == ExitCode.OK, result.err
+        body = gh.comments[12][0]["body"]
+        assert "`customers` against staging v0.0.1: 2000 → 2400 rows (+400)" in body, body
+
+
+def test_a_run_bundle_carries_its_profiles_checked_as_data(tmp_path: Path) -> None:
+    import zipfile
+
+    from mlci.stores import bundle
+
+    profiles = tmp_path / "data-profile.json"
+    profiles.write_text('{"customers": {"rows": 3}}')
+    folder = tmp_path / "bundle"
+    bundle.write(
+        folder,
+        model="m",
+        fingerprint="c" * 64,
+        run_id="r1",
+        metrics={},
+        params={},
+        tags={},
+        model_dir=None,
+        data_profile=profiles,
+    )
+
+    def zipped(name: str) -> Path:
+        target = tmp_path / name
+        with zipfile.ZipFile(target, "w") as zf:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(folder).as_posix())
+        return target
+
+    restored = bundle.restore_zip(
+        zipped("a.zip"), tmp_path / "r", model="m", fingerprint="c" * 64, source="x"
+    )
+    assert restored.data_profile is not None and restored.data_profile.read_text() == profiles.read_text()
+    (folder / "data" / "data-profile.json").write_text('{"customers": {"rows": 4}}')
+    with pytest.raises(bundle.BundleError, match="does not match the sha256"):
+        bundle.restore_zip(zipped("b.zip"), tmp_path / "s", model="m", fingerprint="c" * 64, source="x")

@@ -347,11 +347,17 @@ def test_demo_plays_the_whole_story(cli, tmp_path: Path) -> None:  # type: ignor
     assert "95% CI [-8.8%, -1.8%]: beyond max_regression 1% at 95%" in out
     assert "churn v0.0.1 promoted to staging" in out
     assert "churn v0.0.1 promoted to production" in out
-    assert out.count("trained in") == 2  # the first model and the worse one; the rest is the run cache
+    # The data is reviewed like the code: a rescaled column drifts from staging's data.
+    assert "verdict for staging: fail (the data drifted from staging's: the gate blocks it)" in out
+    assert "| - ⚠️ `cancer` against staging v0.0.1: 569 → 569 rows (+0); mean_radius drifted (PSI" in out
+    assert "| - ✅ `cancer`: 569 rows, 32 columns; its checks pass" in out
+    assert (
+        out.count("trained in") == 3
+    )  # the first model, the worse one, the new data; the rest is the run cache
     import re
 
     timings = re.findall(r"^   (\d)\. +\d+\.\ds  (.+)$", out, re.MULTILINE)  # per-step timings, at the end
-    assert [n for n, _ in timings] == ["1", "2", "3", "4", "5", "6"], out[-1500:]
+    assert [n for n, _ in timings] == ["1", "2", "3", "4", "5", "6", "7"], out[-1500:]
     assert timings[0][1].startswith("Scaffold") and timings[1][1].startswith("Pull request #1")
     remote = run(["git", "ls-remote", "--tags", str(tmp_path / "demo" / "origin.git")], tmp_path)
     assert {"churn@v0.0.1", "churn#staging#1", "churn#production#2"} <= {

@@ -157,7 +157,7 @@ def test_predictions_travel_in_a_run_bundle(tmp_path: Path) -> None:
                 .read_text()
                 .replace('"name": "predictions.csv"', '"name": "../../etc/passwd.csv"')
             ),
-            "not a plain .csv or .parquet name",
+            "not a plain name mlci writes there",
         ),
     ],
 )

@@ -34,7 +34,7 @@ def main() -> None:
 
     # data/cancer.csv (scikit-learn's breast_cancer data, as mlci init wrote it): mlci
     # checks it before training (data: in mlci.yaml) and records its digest and profile.
-    frame = pd.read_csv("data/cancer.csv", float_precision="round_trip")
+    frame = pd.read_csv("data/cancer.csv")
     features, labels = frame.drop(columns=["id", "target"]).to_numpy(), frame["target"].to_numpy()
     rows = frame["id"].tolist()  # each row's id, so two runs' test rows pair up
     x_train, x_test, y_train, y_test, _, test_rows = train_test_split(

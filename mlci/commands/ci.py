@@ -182,6 +182,7 @@ def _pull_request(
         policy_from=base,
         check_requires=True,
         notes=notes,
+        check_data=True,
         **_run_store_options(ctx, environ, config, token, log),
     )
     markdown, path = _write_report(ctx, config, report)

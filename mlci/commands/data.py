@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci import config as cfg
-from mlci import data, gitrepo, project, registry, tags
+from mlci import data, gitrepo, project, registry, stores, tags
 
 if TYPE_CHECKING:
     from mlci.tracking import Tracking
 
 DATA_TAG_PREFIX = "mlci.data."  # + dataset name: its digest, on the run
+PROFILE_DIGEST_TAG = "mlci.data_profile_sha256"  # the run's data-profile.json (checked wherever fetched)
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,15 @@ def run_records(checked: Sequence[Checked], folder: Path) -> tuple[dict[str, str
     """The run's tags (each dataset's digest) and its profiles file, written into ``folder``."""
     if not checked:
         return {}, None
+    import hashlib
+
     path = folder / data.PROFILE_FILE
     profiles = {c.dataset.name: c.profile for c in checked}
-    path.write_text(json.dumps(profiles, separators=(",", ":"), sort_keys=True), encoding="utf-8")
-    return {f"{DATA_TAG_PREFIX}{c.dataset.name}": str(c.profile.get("digest")) for c in checked}, path
+    text = json.dumps(profiles, separators=(",", ":"), sort_keys=True)
+    path.write_text(text, encoding="utf-8")
+    found = {f"{DATA_TAG_PREFIX}{c.dataset.name}": str(c.profile.get("digest")) for c in checked}
+    found[PROFILE_DIGEST_TAG] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return found, path
 
 
 def lineage(run_tags: Mapping[str, str]) -> dict[str, str]:
@@ -151,9 +157,11 @@ class Baseline:
     label: str
     run_id: str | None
     digests: Mapping[str, str]
+    version: stores.Version | None = None  # a registered version: its release may keep the profiles
 
 
-def _env_baseline(state: tags.ModelState | None, env: str) -> Baseline | None:
+def env_baseline(state: tags.ModelState | None, env: str) -> Baseline | None:
+    """The data of the version now in ``env`` (None: no model there yet)."""
     event = state.current(env) if state else None
     if state is None or event is None or event.version is None:
         return None
@@ -161,7 +169,66 @@ def _env_baseline(state: tags.ModelState | None, env: str) -> Baseline | None:
     recorded: dict[str, Any] = meta["data"] if isinstance(meta.get("data"), dict) else {}
     digests = {str(k): str(v.get("digest")) for k, v in recorded.items() if isinstance(v, dict)}
     run_id = meta.get("mlflow_run_id")
-    return Baseline(f"{env} {event.version}", str(run_id) if run_id else None, digests)
+    version = stores.version_of(state.name, event.version, state.versions[event.version].tag, meta)
+    return Baseline(f"{env} {event.version}", str(run_id) if run_id else None, digests, version)
+
+
+def compare(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    checked: Sequence[Checked],
+    baseline: Baseline,
+    tracking: Tracking,
+    log: Callable[[str], None],
+) -> list[data.DatasetDiff]:
+    """Each dataset's profile against the baseline's: its version's release keeps them
+    (GitHub Actions without a server), else its run in the tracking store; where neither
+    has them, against the digest its version records."""
+    profiles = _release_profiles(config, environ, baseline.version, log) if baseline.version else None
+    if profiles is None and baseline.run_id and _has_run(tracking, baseline.run_id):
+        profiles = run_profiles(tracking, baseline.run_id, log)
+    found = []
+    for item in checked:
+        base_profile = (profiles or {}).get(item.dataset.name)
+        if base_profile is None and baseline.digests.get(item.dataset.name):
+            base_profile = {"digest": baseline.digests[item.dataset.name], "kept": False}
+        found.append(data.diff(item.dataset, item.profile, base_profile, baseline.label))
+    return found
+
+
+def _release_profiles(
+    config: cfg.Config, environ: Mapping[str, str], version: stores.Version, log: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """The profiles a version's GitHub release keeps (None where it keeps none)."""
+    from mlci.errors import MlciError
+
+    recorded = version.metadata.get("data_profile")
+    if version.metadata.get(stores.STORE_KEY) != "github" or not isinstance(recorded, dict):
+        return None
+    if not version.metadata.get(stores.asset_key("data-profile")):
+        return None
+    from mlci.stores.github import ReleaseStore
+
+    try:
+        store = ReleaseStore.from_environ(config, environ, log)
+        path = store.fetch_kept(
+            version,
+            "data-profile",
+            str(recorded.get("sha256")),
+            Path(tempfile.mkdtemp(prefix="mlci-profile-")),
+        )
+    except MlciError as exc:
+        log(f"no data profile from {version.tag}'s release: {exc.message.splitlines()[0]}")
+        return None
+    return read_profiles(path, f"{version.tag}'s data profile", log)
+
+
+def _has_run(tracking: Tracking, run_id: str) -> bool:
+    """Whether the store can hold the run at all (a CI job's store that was never made has none)."""
+    from mlci.tracking import sqlite_path
+
+    path = sqlite_path(tracking.uri)
+    return path is None or path.exists()
 
 
 def diff(
@@ -187,7 +254,7 @@ def diff(
     baselines: list[Baseline] = []
     wanted = list(environments) or ([] if base else [e.name for e in config.environments])
     for env in wanted:
-        found = _env_baseline(state, env)
+        found = env_baseline(state, env)
         if found is None:
             log(f"no model in {env} yet: nothing to compare its data with")
             continue
@@ -198,14 +265,9 @@ def diff(
             baselines.append(Baseline(found_base.label, str(found_base.run_id), {}))
         else:
             log(f"nothing to compare with on {base}: {found_base.note}")
-    comparisons = []
-    for baseline in baselines:
-        profiles = run_profiles(tracking, baseline.run_id, log) if baseline.run_id else None
-        for item in checked:
-            base_profile = (profiles or {}).get(item.dataset.name)
-            if base_profile is None and baseline.digests.get(item.dataset.name):
-                base_profile = {"digest": baseline.digests[item.dataset.name], "present": False}
-            comparisons.append(data.diff(item.dataset, item.profile, base_profile, baseline.label))
+    comparisons = [
+        d for baseline in baselines for d in compare(config, environ, checked, baseline, tracking, log)
+    ]
     problems = [p for c in comparisons for p in c.problems] + failed(checked)
     return {
         "passed": not problems,

@@ -46,6 +46,19 @@ def _environ() -> dict[str, str]:
     return env
 
 
+def _rescale(path: Path, column: str, factor: float) -> None:
+    """Multiply one column of a CSV file: what a new export in other units does."""
+    import csv
+
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    at = rows[0].index(column)
+    for row in rows[1:]:
+        row[at] = repr(float(row[at]) * factor)
+    with path.open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+
+
 def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any]:
     start = time.perf_counter()
     if directory is None:
@@ -182,8 +195,15 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
     blocked = pull_request(2, "smaller-c", "staging", "Regularise harder")
     log(f"verdict for staging: {blocked.verdict} (the gate blocks the merge)")
 
-    heading("Pull request #3 from staging to production: the same model, no retraining")
-    to_production = pull_request(3, "staging", "production", "Release to production")
+    heading("Pull request #3 to staging: a new data export rescales a column")
+    git("checkout", "--quiet", "-b", "new-export", "staging")
+    _rescale(root / "data" / "cancer.csv", "mean_radius", 1.3)
+    git("commit", "--quiet", "--all", "--message", "New export of the data (mean_radius in other units)")
+    drifted = pull_request(3, "new-export", "staging", "New data export")
+    log(f"verdict for staging: {drifted.verdict} (the data drifted from staging's: the gate blocks it)")
+
+    heading("Pull request #4 from staging to production: the same model, no retraining")
+    to_production = pull_request(4, "staging", "production", "Release to production")
     log(f"verdict for production: {to_production.verdict}")
     released = merge_and_push("staging", "production")
 
@@ -199,14 +219,14 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
     close_step()
     seconds = time.perf_counter() - start
     echo("")
-    echo("Where the time went (only the two trainings, in steps 2 and 4, should take long):")
+    echo("Where the time went (only the three trainings, in steps 2, 4 and 5, should take long):")
     for number, (title, took) in enumerate(steps, start=1):
         echo(f"   {number}. {took:5.1f}s  {title}")
     echo(f"Done in {seconds:.0f}s. The project is in {root}; its remote in {origin}.")
     echo(f"Try: cd {root} && mlci show && mlci history && mlci diff")
     return {
         "directory": str(directory),
-        "results": [first, merged, blocked, to_production, released],
+        "results": [first, merged, blocked, drifted, to_production, released],
         "tags": tags.split(),
         "remote_tags": sorted(remote_tags),
         "seconds": seconds,

@@ -138,6 +138,12 @@ def register(
     predictions, predictions_path = _predictions(
         config, tracking, run, need_file=choice.name == "github", log=log
     )
+    profile, profile_path = _data_profile(config, tracking, run, need_file=choice.name == "github", log=log)
+    kept = {
+        kind: path
+        for kind, path in (("predictions", predictions_path), ("data-profile", profile_path))
+        if path is not None
+    }
     mlflow_registry = Registry(tracking, model)
     commit = head.commit
     created: dict[str, str] = {}
@@ -206,10 +212,10 @@ def register(
             made_from = data_cmd.lineage(run.tags)
             if made_from:
                 metadata["data"] = {name: {"digest": d} for name, d in sorted(made_from.items())}
+            if profile is not None:
+                metadata["data_profile"] = profile
             version_info = stores.version_of(model, name, planned.name, metadata)
-            metadata.update(
-                store.stage(version_info, archive_path, model_card(version_info), predictions_path)
-            )
+            metadata.update(store.stage(version_info, archive_path, model_card(version_info), kept))
             planned_tags[0].summary = tags.register_summary(model, name)
             planned_tags[0].metadata = metadata
 
@@ -302,8 +308,8 @@ def _predictions(
 ) -> tuple[dict[str, object] | None, Path | None]:
     """What the version's tag records of the run's predictions (``stores.PREDICTIONS_KEY``:
     name, sha256, the rows' digest, the metrics that recompute from them), and with
-    ``need_file`` the file, for a store that keeps its own copy: the bundle this job
-    wrote or restored, else downloaded from the run. (None, None) for a run without."""
+    ``need_file`` the file, for a store that keeps its own copy. (None, None) for a run
+    without."""
     from mlci.tracking import PREDICTIONS_DIGEST_TAG, PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, ROWS_TAG
 
     name = run.tags.get(PREDICTIONS_TAG)
@@ -316,18 +322,46 @@ def _predictions(
         "rows_sha256": run.tags.get(ROWS_TAG),
         "metrics": [m for m in run.tags.get(PREDICTIONS_METRICS_TAG, "").split(",") if m],
     }
-    if not need_file:
-        return record, None
+    path = _run_file(config, tracking, run, name, sha256, bundle.PREDICTIONS_DIR, log) if need_file else None
+    return record, path
+
+
+def _data_profile(
+    config: cfg.Config, tracking: Tracking, run: RunRecord, *, need_file: bool, log: Callable[[str], None]
+) -> tuple[dict[str, object] | None, Path | None]:
+    """What the version's tag records of the run's data profiles (their sha256), and with
+    ``need_file`` the file. (None, None) for a run without declared data."""
+    from mlci.commands.data import PROFILE_DIGEST_TAG
+
+    sha256 = run.tags.get(PROFILE_DIGEST_TAG)
+    if not sha256:
+        return None, None
+    name = bundle.PROFILE_NAME
+    path = _run_file(config, tracking, run, name, sha256, bundle.DATA_DIR, log) if need_file else None
+    return {"sha256": sha256}, path
+
+
+def _run_file(
+    config: cfg.Config,
+    tracking: Tracking,
+    run: RunRecord,
+    name: str,
+    sha256: str,
+    folder: str,
+    log: Callable[[str], None],
+) -> Path:
+    """One of the run's files, for a store that keeps its own copy: from the bundle this
+    job wrote or restored, else downloaded from the run; its sha256 checked."""
     fingerprint = run.tags.get("mlci.fingerprint", "")
-    path = bundle.folder(config.root / fp.STATE_DIR, fingerprint) / bundle.PREDICTIONS_DIR / name
+    path = bundle.folder(config.root / fp.STATE_DIR, fingerprint) / folder / name
     if not path.is_file():
-        scratch = config.root / fp.STATE_DIR / "pulled" / f"predictions-{run.run_id}"
+        scratch = config.root / fp.STATE_DIR / "pulled" / f"{folder}-{run.run_id}"
         shutil.rmtree(scratch, ignore_errors=True)
-        log(f"reading the predictions of run {run.run_id} from {tracking.uri}")
+        log(f"reading {name} of run {run.run_id} from {tracking.uri}")
         found = tracking.download(f"runs:/{run.run_id}/{name}", scratch)
         path = found / name if found.is_dir() else found
-    archive.verify(archive.file_chunks(path), expected=sha256, source=f"the predictions of run {run.run_id}")
-    return record, path
+    archive.verify(archive.file_chunks(path), expected=sha256, source=f"{name} of run {run.run_id}")
+    return path
 
 
 def model_card(version: stores.Version) -> str:

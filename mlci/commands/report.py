@@ -153,6 +153,7 @@ def gather(
     check_requires: bool = False,
     notes: Sequence[str] = (),
     allow_training: bool = True,
+    check_data: bool = False,
 ) -> tuple[rpt.Report, train_cmd.TrainResult]:
     """Train (or reuse) the head run, find its baselines, and build the report.
 
@@ -165,7 +166,15 @@ def gather(
         config.environment(env)  # unknown names fail early, with the known ones listed
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
+    checked = None
+    if check_data and config.data:  # the data first: a failing check trains nothing
+        from mlci.commands import data as data_cmd
+
+        checked = data_cmd.check_all(config, log)
+    data_failed = bool(checked and data_cmd.failed(checked))
     result = _registered_head(resolved, state, log)
+    if result is None and data_failed:
+        result = _untrained(resolved)
     if result is None:
         result = train_cmd.train(
             resolved,
@@ -177,6 +186,7 @@ def gather(
             run_sources=run_sources,
             write_bundle=write_bundle,
             allow_training=allow_training,
+            data_checked=checked,
         )
     head_info = gitrepo.head_info(config.root)
     head = rpt.Head(
@@ -219,6 +229,8 @@ def gather(
     )
     if check_requires:
         report = with_requirements(report, config, state, result.fingerprint)
+    if checked is not None:
+        report = with_data(report, config, environ, checked, state, log, trained=not data_failed)
     report = dataclasses.replace(
         report,
         policy_from=policy_from if base_policy is not None else None,
@@ -275,6 +287,61 @@ def _certainty(
         return evidence.for_run(tracking, run_id, tags, log)
 
     return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, base_of)
+
+
+def _untrained(resolved: project.Resolved) -> train_cmd.TrainResult:
+    """The head when its data fails its checks: nothing trained, no metrics."""
+    head = gitrepo.head_info(resolved.config.root)
+    return train_cmd.TrainResult(
+        run_id="",
+        experiment_id="",
+        fingerprint=resolved.fingerprint.digest,
+        cached=False,
+        metrics={},
+        params=resolved.params,
+        git_commit=head.commit if head else None,
+        run_git_commit=None,
+        tracking_uri="",
+        run_url=None,
+    )
+
+
+def with_data(
+    report: rpt.Report,
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    checked: Sequence[Any],
+    state: tags.ModelState | None,
+    log: Callable[[str], None],
+    *,
+    trained: bool,
+) -> rpt.Report:
+    """The report with its data: each dataset's checks, its profile against each
+    environment's model's, and in each gated environment's verdict one more rule that
+    fails on a failed check or a column drifted past its limit from that model's data.
+    Data that fails its checks was not trained on: its verdicts are that rule alone."""
+    from mlci.commands import data as data_cmd
+
+    tracking = project.make_tracking(config, environ)
+    failures = [p.message for p in data_cmd.failed(checked)]
+    comparisons: dict[str, list[Any]] = {}
+    if trained:
+        for env in config.environments:
+            found = data_cmd.env_baseline(state, env.name)
+            if found is not None:
+                comparisons[env.name] = data_cmd.compare(config, environ, checked, found, tracking, log)
+    verdicts = []
+    for verdict in report.verdicts:
+        drifted = [p.message for d in comparisons.get(verdict.environment, []) for p in d.problems]
+        if not trained:
+            verdict = dataclasses.replace(verdict, results=(), passed=True)
+        verdicts.append(gates.with_data(verdict, failures + drifted))
+    section = rpt.DataSection(
+        datasets=tuple(c.to_json() for c in checked),
+        comparisons=tuple(d.to_json() for ds in comparisons.values() for d in ds),
+        trained=trained,
+    )
+    return dataclasses.replace(report, verdicts=tuple(verdicts), data=section)
 
 
 def base_policy(

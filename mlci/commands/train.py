@@ -202,6 +202,7 @@ def train(
     run_sources: Sequence[RunSource] = (),
     write_bundle: bool = False,
     allow_training: bool = True,
+    data_checked: Sequence[Any] | None = None,
 ) -> TrainResult:
     """Reuse the FINISHED run with this fingerprint (the tracking store first, then
     ``run_sources``), or run the training command and record it. With
@@ -252,11 +253,12 @@ def train(
             "or its workflow artifact mlci-run-*): check that it ran and uploaded it",
         )
 
-    checked: list[Any] = []
+    checked: list[Any] = list(data_checked or [])
     if config.data:  # the data is checked before anything is trained (mlci.commands.data)
         from mlci.commands import data as data_cmd
 
-        checked = data_cmd.check_all(config, log)
+        if data_checked is None:
+            checked = data_cmd.check_all(config, log)
         data_cmd.raise_if_failed(checked)
 
     tags = {
@@ -341,6 +343,7 @@ def train(
                 log(f"{config.train.model}: not an MLflow model (no MLmodel file); kept as plain files")
             extra_files = [produced.metrics_path, params_file]
             digest_tags: dict[str, str] = dict(repeat_tags)
+            profiles = None
             if checked:
                 data_tags, profiles = data_cmd.run_records(checked, work)
                 digest_tags.update(data_tags)
@@ -368,6 +371,7 @@ def train(
                     tags={**tags, **digest_tags},
                     model_dir=model_path,
                     predictions=predictions_path,
+                    data_profile=profiles,
                 )
             elif model_path is not None:
                 model_digest = archive.digest_folder(model_path)
@@ -662,7 +666,7 @@ def _import(
         metrics=restored.metrics,
         model_dir=restored.model_dir,
         model_name=config.model.name,
-        files=[restored.predictions] if restored.predictions else [],
+        files=[f for f in (restored.predictions, restored.data_profile) if f is not None],
     )
     if restored.model_dir is not None:  # in MLflow now; the archive stays for a release
         shutil.rmtree(restored.model_dir, ignore_errors=True)

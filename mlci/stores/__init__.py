@@ -39,6 +39,11 @@ PREDICTIONS_KEY = "predictions"
 PREDICTIONS_ASSET_KEY = "predictions_asset"
 
 
+def asset_key(kind: str) -> str:
+    """The metadata key that names a kept file's asset: ``predictions_asset``, ``data_profile_asset``."""
+    return f"{kind.replace('-', '_')}_asset"
+
+
 class ModelMissing(MlciError):
     """A version's bytes cannot be found where its tag says they are."""
 
@@ -61,11 +66,11 @@ class ModelStore(Protocol):
         """Where this store keeps a version's bytes, in words."""
 
     def stage(
-        self, version: Version, archive_path: Path, card: str, predictions: Path | None = None
+        self, version: Version, archive_path: Path, card: str, kept: Mapping[str, Path] | None = None
     ) -> dict[str, object]:
         """Store the bytes before the version tag is published; returns metadata for the tag.
-        ``predictions`` is the run's predictions file where the store must keep a copy (the
-        tracking stores keep it with the run already)."""
+        ``kept`` names the run's other files by kind ("predictions", "data-profile") where the
+        store must keep its own copy (the tracking stores keep them with the run already)."""
 
     def commit(self) -> None:
         """The tag is published: make what ``stage`` stored final."""
@@ -93,7 +98,7 @@ class NoModel:
         return "no store: the version has no model file (train.model is not set), it records its run"
 
     def stage(
-        self, version: Version, archive_path: Path, card: str, predictions: Path | None = None
+        self, version: Version, archive_path: Path, card: str, kept: Mapping[str, Path] | None = None
     ) -> dict[str, object]:
         return {STORE_KEY: NO_MODEL}
 

@@ -30,6 +30,9 @@ RUN_FILE = "run.json"
 ARCHIVE_FILE = "model.tar"
 PREDICTIONS_DIR = "predictions"  # the run's predictions file (train.predictions), under its own name
 _PREDICTIONS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.(csv|parquet|pq)")
+DATA_DIR = "data"  # the run's datasets' profiles (mlci.data.PROFILE_FILE)
+PROFILE_NAME = "data-profile.json"
+_PROFILE_NAME = re.compile(re.escape(PROFILE_NAME))
 MAX_PREDICTIONS_BYTES = 512 * 1024 * 1024
 BUNDLES_DIR = "bundles"
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
@@ -54,6 +57,7 @@ class Restored:
     digest: archive.Digest | None
     source: str  # where it came from, in words
     predictions: Path | None = None  # the run's predictions file, if it recorded one
+    data_profile: Path | None = None  # its datasets' profiles (data-profile.json), if it has data
 
 
 def artifact_name(model: str, fingerprint: str) -> str:
@@ -76,6 +80,7 @@ def write(
     tags: Mapping[str, str],
     model_dir: Path | None,
     predictions: Path | None = None,
+    data_profile: Path | None = None,
 ) -> archive.Digest | None:
     """The bundle of a finished run into ``dest``; returns the model archive's digest
     (None for a run without a model). ``predictions`` travels with it, so later jobs
@@ -90,6 +95,14 @@ def write(
         shutil.copyfile(predictions, dest / PREDICTIONS_DIR / predictions.name)
         digest_of = archive.verify(archive.file_chunks(predictions), expected=None, source=str(predictions))
         predictions_record = {"name": predictions.name, "sha256": digest_of.sha256}
+    profile_record = None
+    if data_profile is not None:
+        (dest / DATA_DIR).mkdir()
+        shutil.copyfile(data_profile, dest / DATA_DIR / PROFILE_NAME)
+        profile_digest = archive.verify(
+            archive.file_chunks(data_profile), expected=None, source=str(data_profile)
+        )
+        profile_record = {"name": PROFILE_NAME, "sha256": profile_digest.sha256}
     record = {
         "format": FORMAT,
         "model": model,
@@ -101,6 +114,7 @@ def write(
         "model_sha256": digest.sha256 if digest else None,
         "model_size": digest.size if digest else None,
         **({"predictions": predictions_record} if predictions_record else {}),
+        **({"data_profile": profile_record} if profile_record else {}),
     }
     (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return digest
@@ -182,7 +196,12 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
                         source=f"{source} ({ARCHIVE_FILE})",
                         keep=dest / ARCHIVE_FILE,
                     )
-            predictions = _restore_predictions(zf, names, record, dest, source)
+            predictions = _restore_file(
+                zf, names, record.get("predictions"), (PREDICTIONS_DIR, _PREDICTIONS_NAME), dest, source
+            )
+            data_profile = _restore_file(
+                zf, names, record.get("data_profile"), (DATA_DIR, _PROFILE_NAME), dest, source
+            )
     except zipfile.BadZipFile as exc:
         raise BundleError(f"{source} is not a zip archive: {exc}") from None
     (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -197,33 +216,38 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
         digest=digest,
         source=source,
         predictions=predictions,
+        data_profile=data_profile,
     )
 
 
-def _restore_predictions(
-    zf: zipfile.ZipFile, names: set[str], record: dict[str, Any], dest: Path, source: str
+def _restore_file(
+    zf: zipfile.ZipFile,
+    names: set[str],
+    entry: Any,
+    where: tuple[str, re.Pattern[str]],
+    dest: Path,
+    source: str,
 ) -> Path | None:
-    """The predictions file a bundle records, checked as data: a plain name, a size
-    cap, and the digest its record names. A bundle without one restores without one."""
+    """A file a bundle records beside the model (its predictions, its data profiles),
+    checked as data: a plain name of the right kind, a size cap, and the digest the
+    record names. A bundle without one restores without one."""
     import hashlib
 
-    entry = record.get("predictions")
     if entry is None:
         return None
+    folder, pattern = where
     name = entry.get("name") if isinstance(entry, dict) else None
     expected = entry.get("sha256") if isinstance(entry, dict) else None
-    if not isinstance(name, str) or not _PREDICTIONS_NAME.fullmatch(name):
-        raise BundleError(
-            f"{source}: {RUN_FILE} names predictions {name!r}, not a plain .csv or .parquet name"
-        )
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        raise BundleError(f"{source}: {RUN_FILE} names {folder} {name!r}, not a plain name mlci writes there")
     if not isinstance(expected, str) or not _FINGERPRINT.fullmatch(expected):
-        raise BundleError(f"{source}: {RUN_FILE} has no valid sha256 for its predictions")
-    member_name = f"{PREDICTIONS_DIR}/{name}"
+        raise BundleError(f"{source}: {RUN_FILE} has no valid sha256 for its {folder}")
+    member_name = f"{folder}/{name}"
     if member_name not in names:
         raise BundleError(f"{source} lacks {member_name}, which its {RUN_FILE} records")
     if zf.getinfo(member_name).file_size > MAX_PREDICTIONS_BYTES:
         raise BundleError(f"{source}: {member_name} is larger than {MAX_PREDICTIONS_BYTES} bytes")
-    target = dest / PREDICTIONS_DIR / name
+    target = dest / folder / name
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     with zf.open(member_name) as member, open(target, "wb") as out:

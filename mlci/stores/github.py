@@ -26,12 +26,11 @@ from mlci import config as cfg
 from mlci.errors import MlciError
 from mlci.stores import (
     ASSET_KEY,
-    PREDICTIONS_ASSET_KEY,
-    PREDICTIONS_KEY,
     STORE_KEY,
     ModelMissing,
     Version,
     archive_name,
+    asset_key,
     bundle,
 )
 
@@ -183,7 +182,7 @@ class ReleaseStore:
         return f"the release {version.tag} of {self.repository} (asset {asset})"
 
     def stage(
-        self, version: Version, archive_path: Path, card: str, predictions: Path | None = None
+        self, version: Version, archive_path: Path, card: str, kept: Mapping[str, Path] | None = None
     ) -> dict[str, object]:
         existing = self.api.release(version.tag)
         if existing is not None:
@@ -202,12 +201,12 @@ class ReleaseStore:
             card_path.write_text(card, encoding="utf-8")
             self.api.upload_asset(release, str(card_path), CARD_NAME, "text/markdown")
             staged: dict[str, object] = {STORE_KEY: self.name, ASSET_KEY: name}
-            if predictions is not None:
-                # Kept with the version, so a later pull request's intervals against it
-                # (paired on the same rows) outlive the job that trained it.
-                kept = predictions_asset_name(version, predictions.suffix)
-                self.api.upload_asset(release, str(predictions), kept, "application/octet-stream")
-                staged[PREDICTIONS_ASSET_KEY] = kept
+            for kind, path in (kept or {}).items():
+                # Kept with the version, so a later pull request's comparisons with it
+                # (intervals paired on the same rows, data profiles) outlive the job that made it.
+                asset = kept_asset_name(version, kind, path.suffix)
+                self.api.upload_asset(release, str(path), asset, "application/octet-stream")
+                staged[asset_key(kind)] = asset
         except BaseException:
             self.abort()
             raise
@@ -262,22 +261,20 @@ class ReleaseStore:
             source=f"release asset {name} of {version.tag}",
         )
 
-    def fetch_predictions(self, version: Version, dest: Path) -> Path:
-        """The version's predictions file into the folder ``dest``, its sha256 checked
-        against the tag's record."""
-        record = version.metadata.get(PREDICTIONS_KEY)
-        name = str(version.metadata.get(PREDICTIONS_ASSET_KEY) or "")
+    def fetch_kept(self, version: Version, kind: str, sha256: str, dest: Path) -> Path:
+        """A file the version's release keeps beside its model ("predictions",
+        "data-profile") into the folder ``dest``, its sha256 checked against ``sha256``
+        (what the tag records)."""
+        name = str(version.metadata.get(asset_key(kind)) or "")
         release = self.api.release(version.tag)
         asset = release.asset(name) if release is not None and name else None
-        if not isinstance(record, dict) or asset is None:
-            raise ModelMissing(f"{version.tag}: no predictions asset in the release {version.tag}")
+        if asset is None:
+            raise ModelMissing(f"{version.tag}: no {kind} asset in the release {version.tag}")
         suffix = Path(name).suffix.lower()
-        if suffix not in (".csv", ".parquet", ".pq"):
-            raise ModelMissing(
-                f"{version.tag}: the predictions asset {name!r} is not a .csv or .parquet file"
-            )
+        if suffix not in (".csv", ".parquet", ".pq", ".json"):
+            raise ModelMissing(f"{version.tag}: the {kind} asset {name!r} is not a file mlci keeps")
         dest.mkdir(parents=True, exist_ok=True)
-        path = dest / f"predictions{suffix}"
+        path = dest / f"{kind}{suffix}"
         digest, size = hashlib.sha256(), 0
         with path.open("wb") as handle:
             for chunk in self.api.download_asset(asset):
@@ -286,17 +283,17 @@ class ReleaseStore:
                 if size > bundle.MAX_PREDICTIONS_BYTES:
                     break
                 handle.write(chunk)
-        if digest.hexdigest() != record.get("sha256"):
+        if digest.hexdigest() != sha256:
             path.unlink()
             raise archive.ArchiveError(
                 f"release asset {name} of {version.tag} has sha256 {digest.hexdigest()}, the tag records "
-                f"{record.get('sha256')}: not the predictions that were registered"
+                f"{sha256}: not the {kind} that were registered"
             )
         return path
 
 
-def predictions_asset_name(version: Version, suffix: str) -> str:
-    return f"{version.model.replace('/', '-')}-{version.version}-predictions{suffix.lower()}"
+def kept_asset_name(version: Version, kind: str, suffix: str) -> str:
+    return f"{version.model.replace('/', '-')}-{version.version}-{kind}{suffix.lower()}"
 
 
 def run_artifacts(environ: Mapping[str, str], root: Path, log: Callable[[str], None]) -> RunArtifacts | None:

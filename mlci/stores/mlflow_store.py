@@ -36,7 +36,7 @@ class MlflowStore:
         return f"the MLflow model version of {version.tag} in {self.tracking.uri}"
 
     def stage(
-        self, version: Version, archive_path: Path, card: str, predictions: Path | None = None
+        self, version: Version, archive_path: Path, card: str, kept: Mapping[str, Path] | None = None
     ) -> dict[str, object]:
         return {}  # the model version that registering makes holds the files; its run, the predictions
 
