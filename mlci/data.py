@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import glob as globlib
 import hashlib
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -615,3 +616,193 @@ def _replace(found: DatasetDiff, **changes: Any) -> DatasetDiff:
     import dataclasses
 
     return dataclasses.replace(found, **changes)
+
+
+# --------------------------------------------------------------------------- a profile as evidence
+
+_KINDS = frozenset({"bool", "int", "float", "datetime", "str"})
+_MAX_COLUMNS = 10_000
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value[:100]
+    if isinstance(value, int):
+        return value
+    return _finite(value)
+
+
+def _clean_column(raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    kind, nulls = raw.get("type"), _count(raw.get("nulls"))
+    if kind not in _KINDS or nulls is None:
+        return None
+    out: dict[str, Any] = {"type": kind, "nulls": nulls}
+    distinct, top = _count(raw.get("distinct")), raw.get("top")
+    if distinct is not None and isinstance(top, list) and len(top) <= CATEGORIES:
+        pairs = [p for p in top if isinstance(p, list) and len(p) == 2 and _count(p[1]) is not None]
+        if len(pairs) == len(top):
+            out["distinct"], out["top"] = distinct, [[_scalar(v), c] for v, c in pairs]
+    numbers = {k: _finite(raw.get(k)) for k in ("min", "max", "mean", "std")}
+    percentiles = raw.get("percentiles")
+    if all(v is not None for v in numbers.values()) and isinstance(percentiles, list):
+        values = [_finite(v) for v in percentiles]
+        if len(values) == PERCENTILES and all(v is not None for v in values):
+            ordered = [float(v) for v in values if v is not None]
+            if all(a <= b for a, b in itertools.pairwise(ordered)):
+                out.update(numbers, percentiles=ordered)
+    return out
+
+
+def clean_profile(raw: Any) -> dict[str, Any] | None:
+    """A profile read from elsewhere (the report a fork's job made), kept only where it is
+    what ``profile`` writes: known types, counts, finite numbers in order, bounded lists.
+    None: not a profile at all. A column that is not one is dropped (and so "removed")."""
+    if not isinstance(raw, dict) or raw.get("format") != PROFILE_FORMAT:
+        return None
+    digest = raw.get("digest")
+    out: dict[str, Any] = {
+        "format": PROFILE_FORMAT,
+        "dataset": str(raw.get("dataset"))[:100],
+        "digest": digest[:100] if isinstance(digest, str) else "",
+        "files": [],
+    }
+    if raw.get("present") is not True:
+        source = raw.get("source")
+        out.update(present=False, source=source[:200] if isinstance(source, str) else "unknown")
+        return out
+    rows, columns = _count(raw.get("rows")), raw.get("columns")
+    if rows is None or not isinstance(columns, dict) or len(columns) > _MAX_COLUMNS:
+        return None
+    kept = {}
+    for name, column in columns.items():
+        found = _clean_column(column) if isinstance(column, dict) and isinstance(name, str) else None
+        if found is not None:
+            kept[name[:200]] = found
+    out.update(present=True, rows=rows, columns=kept)
+    return out
+
+
+# Declared type -> the profile's kinds that pass it (pandera coerces), and those that cannot.
+_PASSES = {
+    "str": _KINDS,
+    "float": {"int", "float", "bool"},
+    "number": {"int", "float", "bool"},
+    "int": {"int", "bool"},
+    "bool": {"bool"},
+    "datetime": {"datetime"},
+}
+_FAILS = {"float": {"datetime"}, "number": {"datetime"}, "int": {"datetime"}, "bool": {"datetime"}}
+
+
+def check_profile(dataset: Dataset, found: Mapping[str, Any]) -> tuple[list[Problem], list[str]]:
+    """The checks a profile can decide (a clean one: ``clean_profile``), and in words each
+    it cannot (a key over many columns, allowed values past the profile's top values):
+    what judges a pull request's data in a job that never reads it."""
+    name = dataset.name
+    if not found.get("present"):
+        return [], [f"data.{name}: not present in the pull request's run (DVC: {found.get('source')})"]
+    problems: list[Problem] = []
+    undecided: list[str] = []
+    rows = int(found["rows"])
+    columns: Mapping[str, Mapping[str, Any]] = found["columns"]
+    for spec in dataset.columns:
+        where = f"data.{name}: column {spec.name!r}"
+        column = columns.get(spec.name)
+        if column is None:
+            problems.append(Problem(name, spec.name, "required", f"data.{name}: no column {spec.name!r}"))
+            continue
+        kind = column["type"]
+        if spec.type is not None and kind not in _PASSES[spec.type]:
+            fractional = kind == "float" and any(  # min and max are values (percentiles interpolate)
+                not float(column[k]).is_integer() for k in ("min", "max") if k in column
+            )
+            if kind in _FAILS.get(spec.type, ()) or (spec.type in ("int", "bool") and fractional):
+                problems.append(
+                    Problem(name, spec.name, "type", f"{where}: {kind} values, not of type {spec.type}")
+                )
+            else:
+                undecided.append(f"{where}: type {spec.type} (its values are {kind})")
+        nulls = column["nulls"]
+        if spec.nulls == 0 and nulls:
+            problems.append(
+                Problem(name, spec.name, "nulls", f"{where}: {nulls} null values, and nulls is 0")
+            )
+        elif spec.nulls and rows and nulls / rows > spec.nulls:
+            problems.append(
+                Problem(
+                    name,
+                    spec.name,
+                    "nulls",
+                    f"{where}: {nulls / rows:.2%} of rows are null, more than nulls {spec.nulls:.2%}",
+                )
+            )
+        for rule, bound, side in (("min", spec.min, "min"), ("max", spec.max, "max")):
+            value = column.get(side)
+            if bound is None or value is None:
+                if bound is not None and kind not in ("int", "float"):
+                    undecided.append(f"{where}: {rule} {bound:g} (its values are {kind})")
+                continue
+            if (rule == "min" and value < bound) or (rule == "max" and value > bound):
+                words = "below" if rule == "min" else "above"
+                problems.append(
+                    Problem(
+                        name,
+                        spec.name,
+                        rule,
+                        f"{where}: values as far as {value:g}, {words} {rule} {bound:g}",
+                    )
+                )
+        if spec.allowed is not None:
+            top = column.get("top")
+            if top is None or column["distinct"] > len(top):
+                undecided.append(f"{where}: allowed (more values than the profile lists)")
+            else:
+                others = [v for v, _ in top if v not in spec.allowed]
+                if others:
+                    shown = ", ".join(repr(v) for v in others[:3])
+                    count = sum(c for v, c in top if v not in spec.allowed)
+                    problems.append(
+                        Problem(
+                            name,
+                            spec.name,
+                            "allowed",
+                            f"{where}: {count} values not one of "
+                            f"{', '.join(repr(v) for v in spec.allowed)} (e.g. {shown})",
+                        )
+                    )
+    if dataset.key:
+        column = columns.get(dataset.key[0]) if len(dataset.key) == 1 else None
+        if column is not None and "distinct" in column and column["distinct"] < rows - column["nulls"]:
+            repeated = rows - column["nulls"] - column["distinct"]
+            problems.append(
+                Problem(
+                    name,
+                    dataset.key[0],
+                    "key",
+                    f"data.{name}: column {dataset.key[0]!r}: {repeated} rows repeat a key value; "
+                    "the key must be unique",
+                )
+            )
+        elif column is None or "distinct" not in column:
+            undecided.append(f"data.{name}: key {', '.join(dataset.key)} (a profile keeps no distinct count)")
+    if dataset.rows_min is not None and rows < dataset.rows_min:
+        problems.append(
+            Problem(name, None, "rows", f"data.{name}: {rows} rows, fewer than rows.min {dataset.rows_min}")
+        )
+    if dataset.rows_max is not None and rows > dataset.rows_max:
+        problems.append(
+            Problem(name, None, "rows", f"data.{name}: {rows} rows, more than rows.max {dataset.rows_max}")
+        )
+    return problems, undecided

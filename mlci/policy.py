@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from mlci.config import Config, Dataset, Environment, GateRule, Threshold
+from mlci.config import Config, Dataset, Environment, GateRule
 
-_FIELDS = ("min", "max", "max_regression", "min_improvement")
+_FIELDS = ("min", "max", "max_regression", "min_improvement", "confidence")
+_COLUMN_FIELDS = ("type", "nulls", "min", "max", "allowed", "drift")
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,14 @@ def _data_judged_by(head: Config, base: Config) -> tuple[Dataset, ...]:
     return tuple(found + [d for d in base.data if d.name not in named])
 
 
-def _value(value: float | Threshold | None) -> str | None:
+def _value(value: object) -> str | None:
     if value is None:
         return None
-    return str(value) if isinstance(value, Threshold) else f"{value:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, tuple):
+            return "[" + ", ".join(str(_value(v)) for v in value) + "]"
+        return str(value)
+    return f"{value:g}"
 
 
 def _rules(env: Environment) -> dict[str, list[GateRule]]:
@@ -100,9 +105,52 @@ def diff(base: Config | None, head: Config) -> list[Change]:
             changes.append(Change(name, "branch", old.branch, new.branch))
         if old.requires != new.requires:
             changes.append(Change(name, "requires", old.requires, new.requires))
+        if old.confidence != new.confidence:
+            changes.append(Change(name, "confidence", _value(old.confidence), _value(new.confidence)))
+        if old.inconclusive_passes != new.inconclusive_passes:
+            word = {True: "pass", False: "fail"}
+            changes.append(
+                Change(name, "on_inconclusive", word[old.inconclusive_passes], word[new.inconclusive_passes])
+            )
         changes += _gate_changes(name, old, new)
     for metric in sorted(set(base.metrics) | set(head.metrics)):
         old_goal, new_goal = base.goal(metric), head.goal(metric)
         if old_goal != new_goal:
             changes.append(Change(f"metric {metric}", "goal", old_goal, new_goal))
+    return changes + _data_changes(base.data, head.data)
+
+
+def _data_changes(old: tuple[Dataset, ...], new: tuple[Dataset, ...]) -> list[Change]:
+    """Each data check the change adds, drops or moves (where the data is, is not policy)."""
+    changes: list[Change] = []
+    before, after = {d.name: d for d in old}, {d.name: d for d in new}
+    for name in [*before, *(n for n in after if n not in before)]:
+        a, b = before.get(name), after.get(name)
+        where = f"data {name}"
+        if a is None or b is None:
+            changes.append(
+                Change(where, "dataset", None if a is None else "declared", None if b is None else "declared")
+            )
+            continue
+        for field, old_value, new_value in (
+            ("key", a.key or None, b.key or None),
+            ("rows.min", a.rows_min, b.rows_min),
+            ("rows.max", a.rows_max, b.rows_max),
+            ("drift", a.drift, b.drift),
+        ):
+            if _value(old_value) != _value(new_value):
+                changes.append(Change(where, field, _value(old_value), _value(new_value)))
+        columns_a = {c.name: c for c in a.columns}
+        columns_b = {c.name: c for c in b.columns}
+        for column in [*columns_a, *(c for c in columns_b if c not in columns_a)]:
+            ca, cb = columns_a.get(column), columns_b.get(column)
+            here = f"{where} · {column}"
+            if ca is None or cb is None:
+                defined = (None if ca is None else "required", None if cb is None else "required")
+                changes.append(Change(here, "column", *defined))
+            for field in _COLUMN_FIELDS:
+                va = _value(getattr(ca, field)) if ca else None
+                vb = _value(getattr(cb, field)) if cb else None
+                if va != vb:
+                    changes.append(Change(here, field, va, vb))
     return changes

@@ -64,7 +64,10 @@ class DataSection:
 
     datasets: tuple[Mapping[str, Any], ...]  # mlci.commands.data.Checked.to_json()
     comparisons: tuple[Mapping[str, Any], ...] = ()  # mlci.data.DatasetDiff.to_json()
-    trained: bool = True  # False: a check failed, so nothing was trained
+    trained: bool = True  # False: the data failed its checks or drifted, so nothing was trained
+    why: str = ""  # why nothing was trained: "fails its checks", "drifted past its limits"
+    # Each dataset's profile, by name: for the fork-safe flow's artifact, not in the JSON.
+    profiles: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def problems(self) -> list[str]:
@@ -188,6 +191,7 @@ def to_json(report: Report) -> dict[str, Any]:
         if report.data is None
         else {
             "trained": report.data.trained,
+            "why": report.data.why or None,
             "datasets": list(report.data.datasets),
             "comparisons": list(report.data.comparisons),
         },

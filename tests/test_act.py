@@ -293,6 +293,7 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
         assert f"git+https://github.com/mlci-dev/mlci@{sha}" in untrusted.stdout  # mlci at that SHA
         assert gh.requests == []  # ... and nothing was sent to GitHub from it
         assert sorted(p.name for p in (artifacts / "mlci-report-churn").iterdir()) == [
+            "head-data-profile.json",  # its data's profiles: judged again by the publishing job
             "head-predictions.csv",  # the head's predictions: the publishing job's evidence
             "pull_request.json",
             "report.json",
@@ -317,6 +318,8 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
         trusted = _act(act, root, "workflow_run", "mlci-publish.yml", run_event, gh, artifacts)
         assert trusted.returncode == 0, trusted.stdout[-6000:] + trusted.stderr[-3000:]
         assert len(gh.comments[9]) == 1 and "❌ **staging**" in gh.comments[9][0]["body"]
+        assert "#### Data" in gh.comments[9][0]["body"]  # the base's checks, on the fork's profile
+        assert "its checks pass" in gh.comments[9][0]["body"]
         assert [(s["context"], s["state"], s["sha"]) for s in gh.statuses] == [
             ("mlci/staging", "failure", head)
         ]

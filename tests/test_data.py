@@ -188,6 +188,97 @@ def test_each_broken_check_stops_training_and_says_where(cli, tmp_path: Path, ed
     assert not (root / "trained.marker").exists()  # the command never ran
 
 
+_BROKEN_RULES = ["type", "nulls", "nulls", "min", "max", "allowed", "key", "required", "rows"]
+
+
+@pytest.mark.parametrize(
+    ("index", "rule", "decided"),
+    [(i, r, r not in ("type", "key")) for i, r in enumerate(_BROKEN_RULES)],
+    ids=["type", "nulls-none", "nulls-share", "min", "max", "allowed", "key", "required", "rows"],
+)
+def test_a_profile_judges_what_it_can_and_names_what_it_cannot(
+    tmp_path: Path, index: int, rule: str, decided: bool
+) -> None:
+    """The fork-safe judge sees only a profile (JSON from an untrusted job): each check it
+    can decide fails as the data's own check does; the others are named, never passed in silence."""
+    from mlci import config as cfg
+
+    edit = test_each_broken_check_stops_training_and_says_where.pytestmark[0].args[1][index][0]  # type: ignore[attr-defined]
+    root = _project(tmp_path, _broken(edit))
+    config = cfg.load(root / "mlci.yaml")
+    dataset = config.data[0]
+    located = data.locate(config, dataset)
+    frame = data.read(located)
+    assert rule in {p.rule for p in data.check(dataset, frame)}  # the data's own check fails
+    raw = json.loads(json.dumps(data.profile(located, frame)))
+    problems, undecided = data.check_profile(dataset, data.clean_profile(raw))  # type: ignore[arg-type]
+    if decided:
+        assert [p.rule for p in problems] == [rule], problems
+    else:
+        assert not problems and undecided, (problems, undecided)
+    good = _project(tmp_path / "good")
+    located = data.locate(cfg.load(good / "mlci.yaml"), dataset)
+    clean = data.clean_profile(json.loads(json.dumps(data.profile(located, data.read(located)))))
+    assert clean is not None
+    assert data.check_profile(dataset, clean)[0] == []  # good data passes
+    assert data.column_psi(raw["columns"]["plan"], clean["columns"]["plan"]) == pytest.approx(
+        data.column_psi(raw["columns"]["plan"], data.profile(located, data.read(located))["columns"]["plan"])
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        [],
+        {"format": 2},
+        {"format": 1, "present": True, "rows": -1, "columns": {}},
+        {"format": 1, "present": True, "rows": 5, "columns": []},
+        {"format": 1, "present": True, "rows": True, "columns": {}},
+    ],
+)
+def test_what_is_not_a_profile_is_refused(raw: object) -> None:
+    assert data.clean_profile(raw) is None
+
+
+def test_a_profiles_bad_columns_are_dropped() -> None:
+    raw = {
+        "format": 1,
+        "present": True,
+        "rows": 10,
+        "digest": "d",
+        "columns": {
+            "ok": {"type": "int", "nulls": 0, "distinct": 2, "top": [[0, 5], [1, 5]]},
+            "badtype": {"type": "complex", "nulls": 0},
+            "nan": {
+                "type": "float",
+                "nulls": 0,
+                "min": float("nan"),
+                "max": 1,
+                "mean": 0,
+                "std": 1,
+                "percentiles": [0.0] * 101,
+            },
+            "unordered": {
+                "type": "float",
+                "nulls": 0,
+                "min": 0,
+                "max": 1,
+                "mean": 0,
+                "std": 1,
+                "percentiles": [1.0, *[0.0] * 100],
+            },
+            "toplong": {"type": "str", "nulls": 0, "distinct": 99, "top": [["a", 1]] * 21},
+        },
+    }
+    clean = data.clean_profile(raw)
+    assert clean is not None
+    assert clean["columns"]["ok"] == {"type": "int", "nulls": 0, "distinct": 2, "top": [[0, 5], [1, 5]]}
+    assert set(clean["columns"]) == {"ok", "nan", "unordered", "toplong"}
+    assert "min" not in clean["columns"]["nan"] and "percentiles" not in clean["columns"]["unordered"]
+    assert "top" not in clean["columns"]["toplong"]
+
+
 def test_good_data_trains_and_the_run_and_version_name_it(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from mlci import tags
     from tests.test_train import client
@@ -236,6 +327,10 @@ def test_data_diff_shows_rows_retyped_and_drifted_columns(cli, tmp_path: Path) -
     text = cli("data", "diff", cwd=root).out
     assert "2000 → 2500 rows (+500)" in text and "age: retyped int → float" in text
     assert "score: changed, PSI" in text and "> drift 0.25: DRIFTED" in text
+    # Merged to staging as it is: the push's gate checks the data and blocks it, untrained.
+    pushed = cli("ci", "--event", "push", "--branch", "staging", "--json", cwd=root)
+    assert pushed.code == ExitCode.GATE_FAILED, pushed.err
+    assert "column 'score' drifted from staging v0.0.1" in json.loads(pushed.out)["message"]
 
 
 def test_data_that_dvc_tracks_and_is_not_here_is_reported_not_failed(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -335,7 +430,67 @@ def test_a_pull_request_shows_the_data_diff_and_gates_drift(
         body = gh.comments[12][0]["body"]
         assert "- ⚠️ `customers` against staging v0.0.1: 2000 → 2400 rows (+400); score drifted (PSI" in body
         assert "column 'score' drifted from staging v0.0.1: PSI" in body and "> drift 0.25" in body
+        assert "_Nothing was trained: the data drifted past its limits._" in body  # no compute on it
         assert gh.statuses[-1]["state"] == "failure"
+
+
+def test_fork_safe_publish_judges_the_data_on_its_profile(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The trusted job never reads a fork's files: it judges the profiles the untrusted
+    job recorded, with the base's checks, against staging's model's profiles."""
+    from tests.github_stub import github_stub
+    from tests.test_github import _actions_env, ci, pr_event
+
+    root = _project(tmp_path)
+    _with_remote(root, tmp_path)
+    for step in (("train",), ("register",), ("promote", "staging")):
+        assert cli(*step, cwd=root).code == ExitCode.OK, step
+    run(["git", "checkout", "-q", "-b", "fork"], root)
+    config = root / "mlci.yaml"
+    config.write_text(config.read_text().replace("max: 120", "max: 300"))  # cannot loosen its judge
+    _commit(root, _frame(2400, seed=0, shift=0.7))
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    folder = root / ".mlci"
+    with github_stub() as gh:
+        _actions_env(monkeypatch, tmp_path, gh)
+        monkeypatch.delenv("GITHUB_TOKEN")  # the untrusted job
+        made = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+        assert made.code == ExitCode.GATE_FAILED, made.err
+        assert gh.requests == [] and (folder / "head-data-profile.json").is_file()
+        monkeypatch.setenv("GITHUB_TOKEN", "ghs_trusted")
+        gh.pulls[12] = head
+
+        def publish(edit=None):  # type: ignore[no-untyped-def]
+            profiles = json.loads((folder / "head-data-profile.json").read_text())
+            if edit is not None:
+                edit(profiles)
+                (folder / "head-data-profile.json").write_text(json.dumps(profiles))
+            posted = cli("publish", str(folder), "--head-sha", head, cwd=root)
+            return posted, gh.comments[12][0]["body"] if gh.comments.get(12) else ""
+
+        posted, body = publish()
+        assert posted.code == ExitCode.OK, posted.err
+        assert "#### Data" in body and "- ✅ `customers`: 2400 rows, 5 columns; its checks pass" in body
+        assert "- ⚠️ `customers` against staging v0.0.1: 2000 → 2400 rows (+400); score drifted (PSI" in body
+        assert "_Nothing was trained: the data drifted past its limits._" in body
+        assert "- ❌ **staging**: data.customers: column 'score' drifted from staging v0.0.1" in body
+        assert "column by column" in body and "| `score` | changed | 0.465 ⚠️ | 0.25 |" in body
+        assert "cannot decide: data.customers: key id" in body and "merging checks the data itself" in body
+        assert gh.statuses[-1]["state"] == "failure"
+
+        # A profile that shows a broken check fails by the base's checks (max 120, not 300).
+        posted, body = publish(lambda p: p["customers"]["columns"]["age"].update(max=250))
+        assert "- ❌ `customers`: 1 failed check" in body
+        assert "column 'age': values as far as 250, above max 120" in body
+        # No profile of a declared dataset fails; a profile that is not JSON data posts nothing.
+        posted, body = publish(lambda p: p.pop("customers"))
+        assert "data.customers: the pull request's run recorded no profile of it" in body
+        before = len(gh.writes())
+        (folder / "head-data-profile.json").write_text("[1, 2]")
+        refused = cli("publish", str(folder), "--head-sha", head, cwd=root)
+        assert refused.code == ExitCode.ERROR and "not trustworthy" in refused.err, refused.err
+        assert len(gh.writes()) == before
 
 
 def test_a_versions_profiles_outlive_its_job_in_its_release(

@@ -23,6 +23,15 @@ environments:
     requires: staging
     gates:
       - {metric: accuracy, min: 0.95}
+data:
+  train:
+    path: data/train.csv
+    key: id
+    rows: {min: 500}
+    drift: 0.25
+    columns:
+      id: {type: int, nulls: 0}
+      label: {type: int, allowed: [0, 1]}
 """
 
 
@@ -52,6 +61,38 @@ def _config(text: str) -> cfg.Config:
             "  production:\n    requires: staging\n    gates:\n      - {metric: accuracy, min: 0.95}\n",
             "",
             ["production: environment defined → none"],
+        ),
+        # A pull request cannot loosen how sure a gate is, or what it does when unsure.
+        (
+            "{metric: roc_auc, min: 0.97}",
+            "{metric: roc_auc, min: 0.97, confidence: 0.6}",
+            ["staging · roc_auc: confidence none → 0.6"],
+        ),
+        (
+            "    requires: staging\n",
+            "    requires: staging\n    on_inconclusive: pass\n    confidence: 0.9\n",
+            ["production: confidence none → 0.9", "production: on_inconclusive fail → pass"],
+        ),
+        # Nor its data checks (where the data is, is a training setting, not policy).
+        ("rows: {min: 500}", "rows: {min: 5}", ["data train: rows.min 500 → 5"]),
+        ("    drift: 0.25\n", "", ["data train: drift 0.25 → none"]),
+        ("    key: id\n", "", ["data train: key [id] → none"]),
+        ("allowed: [0, 1]", "allowed: [0, 1, 2]", ["data train · label: allowed [0, 1] → [0, 1, 2]"]),
+        (
+            "      label: {type: int, allowed: [0, 1]}\n",
+            "",
+            [
+                "data train · label: column required → none",
+                "data train · label: type int → none",
+                "data train · label: allowed [0, 1] → none",
+            ],
+        ),
+        ("id: {type: int, nulls: 0}", "id: {type: int}", ["data train · id: nulls 0 → none"]),
+        ("path: data/train.csv", "path: data/v2/*.csv", []),
+        (
+            "data:\n  train:",
+            "data:\n  extra: {path: x.csv}\n  train:",
+            ["data extra: dataset none → declared"],
         ),
     ],
 )

@@ -181,8 +181,10 @@ def test_json_schema() -> None:
         "history",
         "policy",
         "notes",
+        "data",
     }
     assert data["policy"] == {"from": None, "changes": []} and data["notes"] == []
+    assert data["data"] is None  # no data: section, nothing checked
     staging = data["baselines"][0]
     row = next(m for m in staging["metrics"] if m["name"] == "accuracy")
     assert row == {

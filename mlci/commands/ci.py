@@ -192,6 +192,13 @@ def _pull_request(
     evidence.copy_for_report(
         project.make_tracking(config, environ), result.run_id, result.tags, path.parent, log
     )
+    from mlci.commands import data as data_cmd
+
+    profiles = path.parent / data_cmd.HEAD_PROFILES  # its data's profiles: the trusted job judges them again
+    profiles.unlink(missing_ok=True)
+    if report.data is not None:
+        text = json.dumps(dict(report.data.profiles), separators=(",", ":"), sort_keys=True)
+        profiles.write_text(text, encoding="utf-8")
     verdict = None if env is None else ("pass" if report.passed else "fail")
     ci_env.set_outputs(
         ctx,
@@ -330,6 +337,7 @@ def _push(
         head_label=name,
         log=log,
         allow_training=stage != "publish",
+        check_data=True,  # the merged data, checked and judged against the environment's model's
         **_run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
     _, path = _write_report(ctx, config, report)

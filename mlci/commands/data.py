@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 DATA_TAG_PREFIX = "mlci.data."  # + dataset name: its digest, on the run
 PROFILE_DIGEST_TAG = "mlci.data_profile_sha256"  # the run's data-profile.json (checked wherever fetched)
+HEAD_PROFILES = "head-data-profile.json"  # beside a pull request's report.json: its datasets' profiles
 
 
 @dataclass(frozen=True)

@@ -219,7 +219,7 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
     close_step()
     seconds = time.perf_counter() - start
     echo("")
-    echo("Where the time went (only the three trainings, in steps 2, 4 and 5, should take long):")
+    echo("Where the time went (only the two trainings, in steps 2 and 4, should take long):")
     for number, (title, took) in enumerate(steps, start=1):
         echo(f"   {number}. {took:5.1f}s  {title}")
     echo(f"Done in {seconds:.0f}s. The project is in {root}; its remote in {origin}.")

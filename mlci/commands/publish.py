@@ -163,6 +163,66 @@ def _certainty(
     return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, base_of)
 
 
+def _with_data(
+    report: rpt.Report,
+    config: cfg.Config,
+    folder: Path,
+    state: tags.ModelState | None,
+    environ: Mapping[str, str],
+    token: str,
+    notes: list[str],
+    log: Callable[[str], None],
+) -> rpt.Report:
+    """The base's data checks, judged on the profiles the pull request's run recorded
+    (data, read as data: this job never reads the fork's files), and each profile against
+    each environment's model's. What a profile cannot decide is said in a note; a
+    declared dataset with no profile fails."""
+    from mlci import data
+    from mlci.commands import data as data_cmd
+
+    path = folder / data_cmd.HEAD_PROFILES
+    raw = _read(path) if path.is_file() or path.is_symlink() else {}
+    if not isinstance(raw, dict):
+        raise _bad(f"{path.name} is not a JSON object")
+    checked, undecided = [], []
+    for dataset in config.data:
+        found = data.clean_profile(raw.get(dataset.name))
+        if found is None:
+            missing = data.Problem(
+                dataset.name,
+                None,
+                "required",
+                f"data.{dataset.name}: the pull request's run recorded no profile of it",
+            )
+            checked.append(data_cmd.Checked(dataset, {"present": True, "digest": ""}, (missing,)))
+            continue
+        problems, unsure = data.check_profile(dataset, found)
+        checked.append(data_cmd.Checked(dataset, found, tuple(problems)))
+        undecided += unsure
+    failing = bool(data_cmd.failed(checked))
+    comparisons = (
+        {}
+        if failing
+        else report_cmd.data_comparisons(config, {**environ, "GITHUB_TOKEN": token}, checked, state, log)
+    )
+    if undecided:
+        notes.append(
+            "judged from the pull request's data profile, which cannot decide: "
+            + "; ".join(undecided[:10])
+            + (f"; and {len(undecided) - 10} more" if len(undecided) > 10 else "")
+            + " (merging checks the data itself)"
+        )
+    drifted = any(d.problems for ds in comparisons.values() for d in ds)
+    return report_cmd.with_data(
+        report,
+        checked,
+        comparisons,
+        trained=bool(report.head.metrics),
+        # Its run trained nothing, and its profile shows no reason: a check it cannot decide.
+        why=None if failing or drifted else "failed a check its profile cannot show (its own run said so)",
+    )
+
+
 def publish(
     folder: Path,
     *,
@@ -239,6 +299,8 @@ def publish(
         certainty=certainty,
     )
     report = report_cmd.with_requirements(report, config, state, head.fingerprint)
+    if config.data:
+        report = _with_data(report, config, _folder_for(folder, model), state, environ, token, notes, log)
     notes.append(
         "the metrics come from the pull request's own run; "
         "mlci judged them in a job that ran none of its code"

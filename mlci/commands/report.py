@@ -167,11 +167,22 @@ def gather(
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
     checked = None
-    if check_data and config.data:  # the data first: a failing check trains nothing
+    comparisons: dict[str, list[Any]] = {}
+    data_failed = False
+    if check_data and config.data:  # the data first: data no gated environment takes trains nothing
         from mlci.commands import data as data_cmd
 
         checked = data_cmd.check_all(config, log)
-    data_failed = bool(checked and data_cmd.failed(checked))
+        data_failed = bool(data_cmd.failed(checked))
+        if not data_failed:
+            comparisons = data_comparisons(config, environ, checked, state, log)
+            gated = (
+                list(gate_environments)
+                if gate_environments is not None
+                else list(environments) or [e.name for e in config.environments]
+            )
+            drifted = [env for env in gated if any(d.problems for d in comparisons.get(env, []))]
+            data_failed = bool(gated) and drifted == gated
     result = _registered_head(resolved, state, log)
     if result is None and data_failed:
         result = _untrained(resolved)
@@ -230,7 +241,7 @@ def gather(
     if check_requires:
         report = with_requirements(report, config, state, result.fingerprint)
     if checked is not None:
-        report = with_data(report, config, environ, checked, state, log, trained=not data_failed)
+        report = with_data(report, checked, comparisons, trained=not data_failed)
     report = dataclasses.replace(
         report,
         policy_from=policy_from if base_policy is not None else None,
@@ -306,30 +317,40 @@ def _untrained(resolved: project.Resolved) -> train_cmd.TrainResult:
     )
 
 
-def with_data(
-    report: rpt.Report,
+def data_comparisons(
     config: cfg.Config,
     environ: Mapping[str, str],
     checked: Sequence[Any],
     state: tags.ModelState | None,
     log: Callable[[str], None],
+) -> dict[str, list[Any]]:
+    """Each dataset's profile against the data of each environment's model, by environment."""
+    from mlci.commands import data as data_cmd
+
+    tracking = project.make_tracking(config, environ)
+    found: dict[str, list[Any]] = {}
+    for env in config.environments:
+        baseline = data_cmd.env_baseline(state, env.name)
+        if baseline is not None:
+            found[env.name] = data_cmd.compare(config, environ, checked, baseline, tracking, log)
+    return found
+
+
+def with_data(
+    report: rpt.Report,
+    checked: Sequence[Any],
+    comparisons: Mapping[str, list[Any]],
     *,
     trained: bool,
+    why: str | None = None,
 ) -> rpt.Report:
     """The report with its data: each dataset's checks, its profile against each
     environment's model's, and in each gated environment's verdict one more rule that
     fails on a failed check or a column drifted past its limit from that model's data.
-    Data that fails its checks was not trained on: its verdicts are that rule alone."""
+    Data no gated environment takes was not trained on: its verdicts are that rule alone."""
     from mlci.commands import data as data_cmd
 
-    tracking = project.make_tracking(config, environ)
     failures = [p.message for p in data_cmd.failed(checked)]
-    comparisons: dict[str, list[Any]] = {}
-    if trained:
-        for env in config.environments:
-            found = data_cmd.env_baseline(state, env.name)
-            if found is not None:
-                comparisons[env.name] = data_cmd.compare(config, environ, checked, found, tracking, log)
     verdicts = []
     for verdict in report.verdicts:
         drifted = [p.message for d in comparisons.get(verdict.environment, []) for p in d.problems]
@@ -340,6 +361,8 @@ def with_data(
         datasets=tuple(c.to_json() for c in checked),
         comparisons=tuple(d.to_json() for ds in comparisons.values() for d in ds),
         trained=trained,
+        why="" if trained else why or ("fails its checks" if failures else "drifted past its limits"),
+        profiles={c.dataset.name: c.profile for c in checked},
     )
     return dataclasses.replace(report, verdicts=tuple(verdicts), data=section)
 
