@@ -381,6 +381,37 @@ def promote(
 
 
 @app.command()
+def deploy(
+    environment: EnvArgument,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            help="The version to deploy: it must be the one the environment's tag names (the default).",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the environment's deploy hook (and smoke test) for the version it holds.
+
+    The same hook `mlci promote` runs before it tags a version
+    (environments.ENV.deploy in mlci.yaml): the version's bytes are fetched
+    and checked against its tag's sha256 into MLCI_MODEL_DIR. Exit 1 when the
+    command or its smoke test fails.
+    """
+    from mlci.commands import deploy as command
+    from mlci.errors import ExitCode
+
+    done = command.run(
+        config, Path.cwd(), environ=os.environ, environment=environment, version=version, log=_log
+    )
+    _emit(command.to_json(done), as_json, done.message())
+    if not done.ok:
+        raise typer.Exit(ExitCode.GATE_FAILED)
+
+
+@app.command()
 def pull(
     ref: Annotated[
         str,

@@ -88,6 +88,15 @@ _ON_INCONCLUSIVE: dict[str, OnInconclusive] = {"fail": "fail", "pass": "pass"}
 
 
 @dataclass(frozen=True)
+class DeployHook:
+    """``environments.<env>.deploy``: what runs on promotion, before the tag (mlci.deploy)."""
+
+    command: str
+    smoke: str | None = None  # a smoke test, run after the command; failing it fails the deploy
+    timeout: float = 1800.0  # seconds, for each of the two
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     branch: str
@@ -95,6 +104,7 @@ class Environment:
     gates: tuple[GateRule, ...] = ()
     confidence: float | None = None  # for every rule that does not set its own
     on_inconclusive: OnInconclusive | None = None  # None: "fail" for production, "pass" elsewhere
+    deploy: DeployHook | None = None
 
     @property
     def inconclusive_passes(self) -> bool:
@@ -275,6 +285,7 @@ class Config:
                     "requires": env.requires,
                     "confidence": env.confidence,
                     "on_inconclusive": "pass" if env.inconclusive_passes else "fail",
+                    "deploy": dataclasses.asdict(env.deploy) if env.deploy else None,
                     "gates": [
                         {
                             k: v
@@ -925,7 +936,8 @@ class _Checker:
         if not isinstance(raw, dict):
             self.expected(
                 at,
-                "a mapping of environment name to {branch, requires, gates, confidence, on_inconclusive}",
+                "a mapping of environment name to "
+                "{branch, requires, gates, confidence, on_inconclusive, deploy}",
                 raw,
             )
             return ()
@@ -936,7 +948,9 @@ class _Checker:
             self.named(name, where, ENV_NAME_RE, "environment name")
             if name.lower() == "latest" or re.match(r"^[vV]\d+$", name):
                 self.problem(where, f"{name!r} is reserved by MLflow's aliases; choose another name")
-            e = self.mapping(spec, where, ("branch", "requires", "gates", "confidence", "on_inconclusive"))
+            e = self.mapping(
+                spec, where, ("branch", "requires", "gates", "confidence", "on_inconclusive", "deploy")
+            )
             if e is None:
                 continue
             branch = self.string(e.get("branch"), (*where, "branch"), name) or name
@@ -968,9 +982,26 @@ class _Checker:
                     gates=gates,
                     confidence=confidence,
                     on_inconclusive=on_inconclusive,
+                    deploy=self.deploy(e.get("deploy"), (*where, "deploy")),
                 )
             )
         return tuple(out)
+
+    def deploy(self, raw: Any, at: tuple[str | int, ...]) -> DeployHook | None:
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            raw = {"command": raw}
+        d = self.mapping(raw, at, ("command", "smoke", "timeout"), required=("command",))
+        if d is None:
+            return None
+        command = self.string(d.get("command"), (*at, "command"), None)
+        if not command or not command.strip():
+            self.problem((*at, "command"), "the command that deploys the model (e.g. ./deploy.sh)")
+            return None
+        smoke = self.string(d.get("smoke"), (*at, "smoke"), None)
+        timeout = self.duration(d.get("timeout"), (*at, "timeout"))
+        return DeployHook(command, smoke or None, timeout or DeployHook.timeout)
 
     def gates(self, raw: Any, at: tuple[str | int, ...]) -> Iterator[GateRule]:
         if raw is None:

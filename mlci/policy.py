@@ -107,6 +107,12 @@ def diff(base: Config | None, head: Config) -> list[Change]:
             changes.append(Change(name, "requires", old.requires, new.requires))
         if old.confidence != new.confidence:
             changes.append(Change(name, "confidence", _value(old.confidence), _value(new.confidence)))
+        if old.deploy != new.deploy:
+            hooks = [
+                None if d is None else f"{d.command}" + (f" (smoke: {d.smoke})" if d.smoke else "")
+                for d in (old.deploy, new.deploy)
+            ]
+            changes.append(Change(name, "deploy", *hooks))
         if old.inconclusive_passes != new.inconclusive_passes:
             word = {True: "pass", False: "fail"}
             changes.append(

@@ -73,6 +73,11 @@ def _config(text: str) -> cfg.Config:
             "    requires: staging\n    on_inconclusive: pass\n    confidence: 0.9\n",
             ["production: confidence none → 0.9", "production: on_inconclusive fail → pass"],
         ),
+        (
+            "    requires: staging\n",
+            "    requires: staging\n    deploy: {command: ./ship.sh, smoke: ./ping.sh}\n",
+            ["production: deploy none → ./ship.sh (smoke: ./ping.sh)"],
+        ),
         # Nor its data checks (where the data is, is a training setting, not policy).
         ("rows: {min: 500}", "rows: {min: 5}", ["data train: rows.min 500 → 5"]),
         ("    drift: 0.25\n", "", ["data train: drift 0.25 → none"]),

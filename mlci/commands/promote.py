@@ -28,6 +28,7 @@ class PromoteResult:
     alias_set: bool = False
     model_sha256: str | None = None
     held: bool = False  # blocked by a rollback's pin, not by a gate
+    deployed: dict[str, Any] | None = None  # the deploy hook's run (mlci.deploy.Deployed.to_json())
 
     @property
     def passed(self) -> bool:
@@ -196,10 +197,31 @@ def assign(
         )
 
     registration = state.versions[candidate]
+    if env.deploy is not None:
+        from mlci import deploy
+
+        deploy.refuse_write_token(environ)  # before anything is fetched or run
     # Only bytes that exist with the tag's digest are assigned; a cold MLflow
     # store gets the version's model version back from them.
     resolved = models.resolve_for_promotion(config, environ, models.version_of(model, registration), log)
     mlflow_version = resolved.mlflow_version or registration.metadata.get("mlflow_model_version")
+    deployed = None
+    if env.deploy is not None:  # deployed (and smoke-tested) before the tag names it
+        deployed = _deploy(config, env, state, candidate, current, mlflow_version, environ, log)
+        if not deployed.ok:
+            return PromoteResult(
+                model,
+                env.name,
+                candidate,
+                current,
+                False,
+                None,
+                False,
+                verdict,
+                blocked=deployed.message()
+                + (f"\n{deployed.note}" if deployed.note and deployed.steps else ""),
+                deployed=deployed.to_json(),
+            )
 
     def make_plan(fresh: dict[str, tags.ModelState]) -> registry.Plan | None:
         now = fresh.get(model) or state
@@ -223,10 +245,35 @@ def assign(
             now, model, env.name, candidate, registration, metadata, "rollback" if rollback_reason else None
         )
 
-    published = registry.publish(ws, make_plan, log)
+    try:
+        published = registry.publish(ws, make_plan, log)
+    except MlciError as exc:
+        if deployed is None:
+            raise
+        # Deployed, and the tag could not say so: what runs goes back to what the tag says.
+        restored = _deploy_back(config, env, state, deployed, environ, log)
+        raise MlciError(
+            f"{exc.message}\n{model} {candidate} was deployed to {env.name} and its tag could not be "
+            f"published: {restored.note}",
+            hint=exc.hint,
+        ) from exc
     if published is None:
         log(f"{model} {candidate} was put in {env.name} by another job meanwhile")
-        return PromoteResult(model, env.name, candidate, current, False, None, False, verdict)
+        return PromoteResult(
+            model,
+            env.name,
+            candidate,
+            current,
+            False,
+            None,
+            False,
+            verdict,
+            deployed=deployed.to_json() if deployed else None,
+        )
+    if deployed is not None:
+        from mlci import deploy
+
+        deploy.prune(config, env.name, {candidate})
     tag = published.plan.tags[0].name
     verb = "rolled back" if rollback_reason is not None else "promoted"
     where = f", pushed to {registry.REMOTE}" if published.pushed else " (local only: not pushed)"
@@ -247,7 +294,52 @@ def assign(
         verdict,
         alias_set=alias_set,
         model_sha256=resolved.version.digest,
+        deployed=deployed.to_json() if deployed else None,
     )
+
+
+def _deploy(
+    config: cfg.Config,
+    env: cfg.Environment,
+    state: tags.ModelState,
+    candidate: str,
+    current: str | None,
+    mlflow_version: object,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
+) -> Any:
+    """The environment's deploy hook for ``candidate``; after a failure, again for the
+    version the environment's tag names (``current``), so what runs is what the tag says."""
+    from mlci import deploy
+
+    version = models.version_of(config.model.name, state.versions[candidate])
+    uri = f"models:/{config.model.name}/{mlflow_version}" if mlflow_version else None
+    try:
+        done = deploy.deploy(config, env, version, environ, log, model_uri=uri)
+    except MlciError as exc:  # the bytes could not be had: nothing ran
+        return deploy.Deployed(env.name, candidate, note=exc.message.splitlines()[0])
+    if done.ok:
+        return done
+    return _deploy_back(config, env, state, done, environ, log)
+
+
+def _deploy_back(
+    config: cfg.Config,
+    env: cfg.Environment,
+    state: tags.ModelState,
+    failed: Any,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
+) -> Any:
+    from mlci import deploy
+
+    event = state.current(env.name)
+    previous = (
+        models.version_of(config.model.name, state.versions[event.version])
+        if event is not None and event.version and event.version in state.versions
+        else None
+    )
+    return deploy.restore(config, env, failed, previous, environ, log)
 
 
 def unpin(
