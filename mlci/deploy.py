@@ -284,3 +284,69 @@ def restore(
     )
     log(note)
     return dataclasses.replace(failed, restored=back, note=note)
+
+
+# --------------------------------------------------------------------------- who hears of it
+
+
+class Notifier:
+    """What hears of a promotion as it happens: nothing, by default."""
+
+    def started(self, version: stores.Version, commit: str) -> None:
+        """The gates passed: the version is about to be deployed (or only assigned)."""
+
+    def finished(self, ok: bool, description: str, url: str | None = None) -> None:
+        """It is in the environment (``ok``), or it is not, and why."""
+
+
+class GitHubDeployments(Notifier):
+    """A GitHub deployment per promotion (ref: the version's commit; payload: model,
+    version, tag, sha256), in_progress, then success or failure, so the repository's
+    Environments page shows which version runs where. The tag is the record: a
+    deployment GitHub refuses (a token without ``deployments: write``) is a warning."""
+
+    def __init__(self, api: Any, environment: str, log_url: str | None, log: Callable[[str], None]) -> None:
+        self.api = api
+        self.environment = environment
+        self.log_url = log_url
+        self.log = log
+        self.id: int | None = None
+
+    def started(self, version: stores.Version, commit: str) -> None:
+        from mlci.github_api import GitHubError
+
+        payload = {
+            "model": version.model,
+            "version": version.version,
+            "tag": version.tag,
+            "sha256": version.digest,
+        }
+        try:
+            self.id = self.api.create_deployment(
+                commit,
+                self.environment,
+                payload,
+                f"{version.model} {version.version}",
+                production=self.environment == "production",
+            )
+            self.api.deployment_status(
+                self.id, "in_progress", f"deploying {version.version}", log_url=self.log_url
+            )
+            self.log(f"GitHub deployment {self.id} of {version.tag} to {self.environment}: in_progress")
+        except GitHubError as exc:
+            self.log(f"warning: no GitHub deployment: {exc.message.splitlines()[0]}")
+            self.id = None
+
+    def finished(self, ok: bool, description: str, url: str | None = None) -> None:
+        from mlci.github_api import GitHubError
+
+        if self.id is None:
+            return
+        state = "success" if ok else "failure"
+        try:
+            self.api.deployment_status(self.id, state, description, log_url=self.log_url, environment_url=url)
+            self.log(f"GitHub deployment {self.id}: {state}")
+        except GitHubError as exc:
+            self.log(
+                f"warning: GitHub deployment {self.id} not set to {state}: {exc.message.splitlines()[0]}"
+            )

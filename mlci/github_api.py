@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -343,6 +344,116 @@ class GitHubApi:
             body,
             idempotent=True,
         )
+
+    # -------------------------------------------------------------- deployments and dispatches
+
+    def create_deployment(
+        self, ref: str, environment: str, payload: dict[str, Any], description: str, *, production: bool
+    ) -> int:
+        """A deployment of ``ref`` (a commit SHA) to ``environment``: what the repository's
+        Environments page lists. No merge, no required contexts: the gates judged it.
+        After an ambiguous failure the deployments of that ref are read before one is
+        made again (found by ``payload['tag']``)."""
+        body = {
+            "ref": ref,
+            "task": "deploy",
+            "auto_merge": False,
+            "required_contexts": [],
+            "payload": payload,
+            "environment": environment,
+            "description": description[:STATUS_DESCRIPTION_LIMIT],
+            "transient_environment": False,
+            "production_environment": production,
+        }
+        path = f"/repos/{self.repository}/deployments"
+        what = f"creating a deployment to {environment}"
+        for _ in range(2):
+            try:
+                made = self._call("POST", path, what, body, idempotent=False).data
+                return int(made["id"])
+            except _Ambiguous:
+                listed = self._call(
+                    "GET",
+                    f"{path}?sha={ref}&environment={urllib.parse.quote(environment)}&per_page=100",
+                    f"reading the deployments of {ref[:12]}",
+                    idempotent=True,
+                ).data
+                for found in listed or []:
+                    if isinstance(found.get("payload"), dict) and found["payload"].get("tag") == payload.get(
+                        "tag"
+                    ):
+                        return int(found["id"])
+        raise GitHubError(f"GitHub API: {what} failed twice without an answer", hint=_hint_for(502, what))
+
+    def deployment_status(
+        self,
+        deployment: int,
+        state: str,
+        description: str,
+        *,
+        log_url: str | None = None,
+        environment_url: str | None = None,
+    ) -> None:
+        """in_progress, success or failure; setting a state is idempotent (the newest wins)."""
+        if len(description) > STATUS_DESCRIPTION_LIMIT:
+            description = description[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
+        body: dict[str, Any] = {"state": state, "description": description}
+        if log_url:
+            body["log_url"] = log_url
+        if environment_url:
+            body["environment_url"] = environment_url
+        self._call(
+            "POST",
+            f"/repos/{self.repository}/deployments/{deployment}/statuses",
+            f"setting deployment {deployment} to {state}",
+            body,
+            idempotent=True,
+        )
+
+    def dispatch(self, event_type: str, client_payload: dict[str, Any]) -> None:
+        """A repository_dispatch event: the documented way for a job holding the Actions
+        token to start other workflows. Never sent twice: after an ambiguous failure it is
+        an error that says it may have been sent."""
+        try:
+            self._call(
+                "POST",
+                f"/repos/{self.repository}/dispatches",
+                f"sending the {event_type} event",
+                {"event_type": event_type, "client_payload": client_payload},
+                idempotent=False,
+            )
+        except _Ambiguous as exc:
+            raise GitHubError(
+                f"GitHub API: sending the {event_type} event got no answer ({exc.detail}): it may or may not "
+                "have been sent",
+                hint="listeners start from it; re-run the job only if none started",
+            ) from None
+
+    def environment_reviewers(self, environment: str) -> list[str] | None:
+        """Who must approve a job in the GitHub Environment ``environment`` (users'
+        logins, and "team SLUG"); None when it has no required reviewers or cannot be read."""
+        try:
+            raw = self._call(
+                "GET",
+                f"/repos/{self.repository}/environments/{urllib.parse.quote(environment, safe='')}",
+                f"reading environment {environment}",
+                idempotent=True,
+            ).data
+        except GitHubError:
+            return None
+        found: list[str] = []
+        for rule in (raw or {}).get("protection_rules") or []:
+            if not isinstance(rule, dict) or rule.get("type") != "required_reviewers":
+                continue
+            for reviewer in rule.get("reviewers") or []:
+                who = reviewer.get("reviewer") if isinstance(reviewer, dict) else None
+                if not isinstance(who, dict):
+                    continue
+                if reviewer.get("type") == "Team" and (who.get("slug") or who.get("name")):
+                    found.append(f"team {who.get('slug') or who.get('name')}")
+                elif who.get("login"):
+                    found.append(str(who["login"]))
+        return found or None
 
     # -------------------------------------------------------------- PyGithub, for artifacts and releases
 

@@ -65,6 +65,11 @@ class GitHubState:
     repository_id: int = 1
     clock: int = 0  # orders created_at: no sleeping to make times differ
     not_modified: int = 0  # 304 answers to conditional reads
+    # Deployments and their statuses, repository_dispatch events, Environments' protection rules.
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    deployment_statuses: list[dict[str, Any]] = field(default_factory=list)
+    dispatches: list[dict[str, Any]] = field(default_factory=list)
+    environments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> protection_rules
 
     def now(self) -> str:
         self.clock += 1
@@ -230,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.headers.get("Authorization", "").startswith(("token ", "Bearer ")):
             return self._send(401, {"message": "Requires authentication"})
         handled = self._actions_and_releases(method, path, parse_qs(parts.query), body)
-        if handled:
+        if handled or self._deployments(method, path, parse_qs(parts.query), body):
             return None
         if method == "GET" and path == "/user":
             if st.user is None:
@@ -327,6 +332,112 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def _deployments(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> bool:
+        """Deployments, their statuses, repository_dispatch and Environments, in GitHub's
+        documented shapes (and its documented 422s); True when answered."""
+        st = self.state
+        repo = r"/repos/([^/]+)/([^/]+)"
+        if method == "POST" and re.fullmatch(rf"{repo}/deployments", path):
+            if not isinstance(body.get("ref"), str) or not body["ref"]:
+                self._send(422, {"message": 'Invalid request.\n\n"ref" wasn\'t supplied.'})
+                return True
+            st.clock += 1
+            deployment = {
+                "url": st.api(f"{path}/{len(st.deployments) + 1}"),
+                "id": len(st.deployments) + 1,
+                "node_id": "DE_1",
+                "sha": body["ref"],
+                "ref": body["ref"],
+                "task": body.get("task", "deploy"),
+                "payload": body.get("payload", {}),
+                "original_environment": body.get("environment", "production"),
+                "environment": body.get("environment", "production"),
+                "description": body.get("description"),
+                "creator": {"login": self._author(), "id": 7},
+                "created_at": f"2026-11-28T00:00:{st.clock:02d}Z",
+                "updated_at": f"2026-11-28T00:00:{st.clock:02d}Z",
+                "statuses_url": st.api(f"{path}/{len(st.deployments) + 1}/statuses"),
+                "repository_url": st.api(path.rsplit("/deployments", 1)[0]),
+                "transient_environment": body.get("transient_environment", False),
+                "production_environment": body.get("production_environment", False),
+            }
+            st.deployments.append(deployment)
+            self._send(201, deployment)
+            return True
+        if method == "GET" and re.fullmatch(rf"{repo}/deployments", path):
+            sha, env = query.get("sha", [None])[0], query.get("environment", [None])[0]
+            found = [
+                d
+                for d in st.deployments
+                if (sha is None or d["sha"] == sha) and (env is None or d["environment"] == env)
+            ]
+            self._send(200, list(reversed(found)))
+            return True
+        m = re.fullmatch(rf"{repo}/deployments/(\d+)/statuses", path)
+        if m and method == "POST":
+            if not any(d["id"] == int(m[3]) for d in st.deployments):
+                self._send(404, {"message": "Not Found"})
+                return True
+            states = ("error", "failure", "inactive", "in_progress", "queued", "pending", "success")
+            if body.get("state") not in states or len(body.get("description") or "") > 140:
+                self._send(422, {"message": "Validation Failed"})
+                return True
+            status = {
+                "url": st.api(f"{path}/{len(st.deployment_statuses) + 1}"),
+                "id": len(st.deployment_statuses) + 1,
+                "node_id": "DES_1",
+                "state": body["state"],
+                "creator": {"login": self._author(), "id": 7},
+                "description": body.get("description", ""),
+                "environment": next(d["environment"] for d in st.deployments if d["id"] == int(m[3])),
+                "target_url": body.get("log_url", body.get("target_url", "")),
+                "log_url": body.get("log_url", ""),
+                "environment_url": body.get("environment_url", ""),
+                "created_at": "2026-11-28T00:00:00Z",
+                "updated_at": "2026-11-28T00:00:00Z",
+                "deployment_url": st.api(f"{path.rsplit('/statuses', 1)[0]}"),
+                "repository_url": st.api(path.split("/deployments", 1)[0]),
+                "deployment_id": int(m[3]),
+            }
+            st.deployment_statuses.append(status)
+            self._send(201, status)
+            return True
+        if method == "POST" and re.fullmatch(rf"{repo}/dispatches", path):
+            event_type, payload = body.get("event_type"), body.get("client_payload", {})
+            if not isinstance(event_type, str) or not 1 <= len(event_type) <= 100:
+                self._send(422, {"message": "Invalid request.\n\nevent_type wasn't supplied."})
+                return True
+            if not isinstance(payload, dict) or len(payload) > 10:
+                self._send(422, {"message": "client_payload has more than 10 top-level properties"})
+                return True
+            st.dispatches.append(body)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+        m = re.fullmatch(rf"{repo}/environments/([^/]+)", path)
+        if m and method == "GET":
+            name = unquote(m[3])
+            if name not in st.environments:
+                self._send(404, {"message": "Not Found"})
+                return True
+            self._send(
+                200,
+                {
+                    "id": 161088068,
+                    "node_id": "MDExOkVudmlyb25tZW50MTYxMDg4MDY4",
+                    "name": name,
+                    "url": st.api(path),
+                    "html_url": f"https://github.example/{m[1]}/{m[2]}/deployments/activity_log?environments_filter={name}",
+                    "created_at": "2026-11-28T00:00:00Z",
+                    "updated_at": "2026-11-28T00:00:00Z",
+                    "protection_rules": st.environments[name],
+                    "deployment_branch_policy": None,
+                },
+            )
+            return True
+        return False
 
     def _actions_and_releases(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> bool:
         """Artifacts, workflow runs, releases and release assets; True when answered."""

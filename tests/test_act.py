@@ -57,6 +57,7 @@ def _act(
     artifacts: Path | None = None,
     run_id: int = 1,
     extra_env: dict[str, str] | None = None,
+    platforms: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     args = [
         act,
@@ -67,6 +68,7 @@ def _act(
         str(payload),
         "--platform",
         "ubuntu-latest=-self-hosted",
+        *(arg for label in platforms for arg in ("--platform", f"{label}=-self-hosted")),
         "--action-offline-mode",
         "--no-cache-server",
         "--secret",
@@ -163,7 +165,14 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
     run(["git", "checkout", "-q", "-b", "feature", "staging"], root)
     params = root / "params.yaml"
     params.write_text(params.read_text().replace("C: 1.0", "C: 0.5"))
+    # Training on a self-hosted GPU runner (act maps that label to this host); the rest stays hosted.
+    for caller in ("mlci-pr.yml", "mlci-promote.yml"):
+        path = root / ".github" / "workflows" / caller
+        text = path.read_text().replace("      # runs-on: '[", "      runs-on: '[")
+        path.write_text(text.replace("      # timeout-minutes: 120", "      timeout-minutes: 120"))
+        assert 'runs-on: \'["self-hosted", "gpu"]\'' in path.read_text()
     run(["git", "commit", "-qam", "C 0.5"], root)
+    gpu = ("self-hosted",)
     head = run(["git", "rev-parse", "HEAD"], root).strip()
     pr = tmp_path / "pull_request.json"
     pr.write_text(
@@ -190,8 +199,9 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
     )
     with github_stub() as gh:
         gh.pulls[3] = head
-        result = _act(act, root, "pull_request", "mlci-pr.yml", pr, gh)
+        result = _act(act, root, "pull_request", "mlci-pr.yml", pr, gh, platforms=gpu)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+        assert "Skipping unsupported platform" not in result.stdout  # the training job found its runner
         assert len(gh.comments[3]) == 1
         assert gh.comments[3][0]["body"].startswith("<!-- mlci:report model=churn -->")
         assert [(s["context"], s["state"], s["sha"]) for s in gh.statuses] == [
@@ -227,8 +237,17 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
                 }
             )
         )
-        promoted = _act(act, root, "push", "mlci-promote.yml", push, gh)
+        promoted = _act(act, root, "push", "mlci-promote.yml", push, gh, platforms=gpu)
         assert promoted.returncode == 0, promoted.stdout[-6000:] + promoted.stderr[-3000:]
+        assert "Skipping unsupported platform" not in promoted.stdout
+        # The promotion is a GitHub deployment of the version's commit, and one mlci-promoted event.
+        assert [(d["environment"], d["ref"], d["payload"]["version"]) for d in gh.deployments] == [
+            ("staging", head, "v0.0.1")
+        ]
+        assert [s["state"] for s in gh.deployment_statuses] == ["in_progress", "success"]
+        assert [(d["event_type"], d["client_payload"]["version"]) for d in gh.dispatches] == [
+            ("mlci-promoted", "v0.0.1")
+        ]
         assert "the gates pass; the publishing job registers and promotes" in promoted.stdout
         assert "mlci: training:" not in _job_log(promoted.stdout, "Register and promote")
         assert "extraheader" not in (root / ".git" / "config").read_text()

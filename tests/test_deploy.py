@@ -210,3 +210,43 @@ def test_no_hook_runs_when_the_config_has_none(cli, tmp_path: Path, monkeypatch)
     promoted = ok(cli, root, "promote", "production")  # production declares no hook
     assert promoted["deployed"] is None and _log(tmp_path) == []
     assert os.environ.get("GITHUB_ACTIONS") is None
+
+
+def test_a_github_deployment_follows_the_hook(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """in_progress when the gates pass, then success with the URL the hook printed, or
+    failure with the step that failed; the environment stays on the version its tag names."""
+    from mlci import deploy, github_api
+    from mlci.commands import promote
+    from tests.github_stub import github_stub
+
+    root = _project(tmp_path, monkeypatch)
+    new_model(cli, root, 0.9)
+    with github_stub() as gh:
+        api = github_api.GitHubApi("ghs_deployments", gh.base_url, "octo/churn", retries=0)
+
+        def promote_staging() -> promote.PromoteResult:
+            notifier = deploy.GitHubDeployments(api, "staging", "https://ci.example/run/1", lambda _: None)
+            return promote.assign(
+                None,
+                root,
+                environ=os.environ,
+                environment="staging",
+                version=None,
+                push=None,
+                log=lambda _: None,
+                notify=notifier,
+            )
+
+        assert promote_staging().passed
+        assert [(s["state"], s["environment_url"]) for s in gh.deployment_statuses] == [
+            ("in_progress", ""),
+            ("success", "http://127.0.0.1:8911/v0.0.1"),
+        ]
+        assert gh.deployments[0]["payload"]["version"] == "v0.0.1"
+        new_model(cli, root, 0.91)
+        monkeypatch.setenv("FAIL", "smoke v0.0.2")
+        failed = promote_staging()
+        assert failed.blocked and "the smoke of v0.0.2 to staging failed" in failed.blocked
+        assert [s["state"] for s in gh.deployment_statuses[2:]] == ["in_progress", "failure"]
+        assert gh.deployment_statuses[-1]["description"].startswith("the smoke of v0.0.2 to staging failed")
+        assert gh.deployments[1]["payload"]["version"] == "v0.0.2" and _staging(root) == "v0.0.1"

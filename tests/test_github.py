@@ -108,10 +108,11 @@ def test_three_pushes_leave_one_comment_and_statuses(
         and out["report-path"] == str(root / ".mlci" / "report.md")
         and len(out["fingerprint"]) == 64
     )
-    # What was sent: one event, 4 requests on the first run (no GET /user: an
+    # What was sent: one event, 5 requests on the first run (no GET /user: an
     # installation token cannot ask, and its comments are a bot's).
     assert [(r.method, r.path) for r in gh.requests] == [
         ("GET", "/repos/octo/churn/actions/artifacts"),  # the run cache across branches: none yet
+        ("GET", "/repos/octo/churn/environments/staging"),  # the gate passes: who approves the merge?
         ("GET", "/repos/octo/churn/issues/12/comments"),
         ("POST", "/repos/octo/churn/issues/12/comments"),
         ("POST", f"/repos/octo/churn/statuses/{run(['git', 'rev-parse', 'HEAD'], root).strip()}"),
@@ -122,8 +123,8 @@ def test_three_pushes_leave_one_comment_and_statuses(
         assert sent["accept"] == "application/vnd.github+json"
         assert sent["x-github-api-version"] == "2022-11-28"
         assert sent["user-agent"].startswith("mlci/")
-    assert gh.requests[2].body == {"body": report}
-    status = gh.requests[3].body
+    assert gh.requests[3].body == {"body": report}
+    status = gh.requests[4].body
     assert status["state"] == "success" and status["context"] == "mlci/staging"
     assert status["target_url"] == "https://github.example/octo/churn/actions/runs/4242"
     assert status["description"] == "2 gate rules passed"
@@ -286,8 +287,47 @@ def test_push_registers_and_promotes(
         ("POST", f"/uploads/repos/octo/churn/releases/{rid}/assets"),
         ("POST", f"/uploads/repos/octo/churn/releases/{rid}/assets"),
         ("PATCH", f"/repos/octo/churn/releases/{rid}"),
+        # The gates passed: a deployment of the version's commit, in progress ...
+        ("POST", "/repos/octo/churn/deployments"),
+        ("POST", "/repos/octo/churn/deployments/1/statuses"),
         ("GET", "/repos/octo/churn/releases/tags/demo%40v0.0.1"),  # promotion: the bytes, by GitHub's digest
+        ("POST", "/repos/octo/churn/deployments/1/statuses"),  # ... then success, once the tag is pushed
+        ("POST", "/repos/octo/churn/dispatches"),  # and the workflows that listen hear of it
     ]
+    (deployment,) = gh.deployments
+    assert deployment["ref"] == head and deployment["environment"] == "staging"
+    assert gh.requests[7].body == {
+        "ref": head,
+        "task": "deploy",
+        "auto_merge": False,
+        "required_contexts": [],
+        "payload": {
+            "model": "demo",
+            "version": "v0.0.1",
+            "tag": "demo@v0.0.1",
+            "sha256": hashlib.sha256(gh.asset_bytes("demo@v0.0.1", "demo-v0.0.1.tar")).hexdigest(),
+        },
+        "environment": "staging",
+        "description": "demo v0.0.1",
+        "transient_environment": False,
+        "production_environment": False,
+    }
+    assert [(s["state"], s["description"]) for s in gh.deployment_statuses] == [
+        ("in_progress", "deploying v0.0.1"),
+        ("success", "demo v0.0.1 in staging"),
+    ]
+    assert gh.deployment_statuses[-1]["log_url"] == "https://github.example/octo/churn/actions/runs/4242"
+    (dispatch,) = gh.dispatches
+    assert dispatch["event_type"] == "mlci-promoted"
+    assert dispatch["client_payload"] == {
+        "model": "demo",
+        "version": "v0.0.1",
+        "environment": "staging",
+        "tag": "demo@v0.0.1",
+        "commit": head,
+        "sha256": deployment["payload"]["sha256"],
+        "environment_url": None,
+    }
     release = gh.release_by_tag("demo@v0.0.1")
     assert release is not None and not release["draft"]
     assert [a["name"] for a in release["assets"]] == ["demo-v0.0.1.tar", "model-card.md"]
@@ -298,6 +338,7 @@ def test_push_registers_and_promotes(
     assert gh.requests[3].body["draft"] is True and gh.requests[6].body["draft"] is False
     again = ci(cli, root, monkeypatch, "push", payload, "--json")
     assert json.loads(again.out)["version"] == "v0.0.1"  # nothing new: same inputs, same version
+    assert len(gh.deployments) == 1 and len(gh.dispatches) == 1  # nothing deployed, nobody told again
 
 
 def test_other_events_and_actions_do_nothing(
@@ -490,22 +531,25 @@ def test_an_unchanged_report_is_not_written_again(
     for action in ("opened", "synchronize"):  # the second run's report says "reused from the run cache"
         first = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, action=action))
         assert first.code == ExitCode.OK, first.err
-    assert len(gh.requests) == 4 + 3  # first run: artifacts lookup, comments, create, status; then an edit
+    # First run: artifacts lookup, the environment's reviewers, comments, create, status; then
+    # the reviewers, comments, an edit and the status.
+    assert len(gh.requests) == 5 + 4
     first_run = len(gh.requests)
     again = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, action="reopened"))
     assert again.code == ExitCode.OK, again.err
     rerun = gh.requests[first_run:]
     assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in rerun] == [
+        ("GET", "staging"),  # who approves staging (nobody here: the note is left out)
         ("GET", "comments"),
         ("POST", run(["git", "rev-parse", "HEAD"], root).strip()),
-    ]  # 2 requests: no PATCH of the same body, and the run cache asks nothing
+    ]  # 3 requests: no PATCH of the same body, and the run cache asks nothing
     assert len([r for r in gh.writes() if r.method == "PATCH"]) == 1  # the second run's, not the third's
     # The comments are read conditionally: once nothing changed since the last
     # read (our own edit changed the list before), the list answers 304.
     assert gh.not_modified == 0
     last = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, action="reopened"))
     assert last.code == ExitCode.OK, last.err
-    assert gh.not_modified == 1 and len(gh.requests) == first_run + 4  # again 2: a 304 and the status
+    assert gh.not_modified == 1 and len(gh.requests) == first_run + 6  # again 3: reviewers, a 304, the status
 
 
 def test_a_personal_token_finds_its_own_comments(
@@ -529,3 +573,73 @@ def test_publish_failures_reach_the_job_summary(
     result = cli("publish", str(tmp_path / "empty"), "--head-sha", "a" * 40, cwd=root)
     assert result.code == ExitCode.ERROR
     assert "::error::" in result.out and "mlci failed" in (tmp_path / "summary.md").read_text()
+
+
+REVIEWERS = [
+    {
+        "id": 3755,
+        "node_id": "MDQ6R2F0ZTM3NTU=",
+        "type": "required_reviewers",
+        "prevent_self_review": False,
+        "reviewers": [
+            {"type": "User", "reviewer": {"login": "alice", "id": 1, "type": "User"}},
+            {"type": "Team", "reviewer": {"id": 2, "name": "ML leads", "slug": "ml-leads"}},
+        ],
+    },
+    {"id": 3756, "node_id": "MDQ6R2F0ZTM3NTY=", "type": "wait_timer", "wait_timer": 30},
+]
+
+
+def test_a_passing_pull_request_says_who_approves_the_promotion(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    gh.environments["staging"] = REVIEWERS
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code == ExitCode.OK, result.err
+    body = gh.comments[12][0]["body"]
+    assert (
+        "_merging promotes only once alice, team ml-leads approve the deployment "
+        "(required reviewers of the GitHub environment staging)_" in body
+    )
+    # A failing gate names nobody, and asks nothing.
+    set_params(root, accuracy=0.4)
+    commit(root, "worse")
+    before = len(gh.requests)
+    failed = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root, action="synchronize"))
+    assert failed.code == ExitCode.GATE_FAILED and "approve" not in gh.comments[12][0]["body"]
+    assert not any("/environments/" in r.path for r in gh.requests[before:])
+
+
+def test_a_token_that_may_not_deploy_still_promotes(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    """The tag is the record: GitHub refusing the deployment (no `deployments: write`) is a warning."""
+    root = project(tmp_path)
+    run(["git", "checkout", "-q", "-b", "staging"], root)
+    gh.faults.append(
+        Fault("POST", "/deployments", 403, {"message": "Resource not accessible by integration"}, times=5)
+    )
+    result = ci(cli, root, monkeypatch, "push", _push_event(tmp_path, root), "--json")
+    assert result.code == ExitCode.OK, result.err
+    assert json.loads(result.out)["outcome"] == "promoted"
+    assert (
+        "warning: no GitHub deployment: GitHub API: creating a deployment to staging failed: 403"
+        in result.err
+    )
+    assert gh.deployment_statuses == [] and len(gh.dispatches) == 1
+
+
+def _push_event(tmp_path: Path, root: Path) -> Path:
+    payload = tmp_path / "push.json"
+    payload.write_text(
+        json.dumps(
+            {
+                "ref": "refs/heads/staging",
+                "before": "0" * 40,
+                "after": run(["git", "rev-parse", "HEAD"], root).strip(),
+                "repository": {"full_name": "octo/churn"},
+            }
+        )
+    )
+    return payload

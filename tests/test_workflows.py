@@ -180,7 +180,7 @@ def test_tracking_secrets_reach_only_the_steps_that_talk_to_the_server() -> None
     jobs = workflow["jobs"]
     assert jobs["pull-request"]["permissions"] == {"actions": "read", "contents": "read"}
     assert jobs["train"]["permissions"] == {"actions": "read", "contents": "read"}
-    assert jobs["promote"]["permissions"] == {"actions": "read", "contents": "write"}
+    assert jobs["promote"]["permissions"] == {"actions": "read", "contents": "write", "deployments": "write"}
     assert jobs["pull-request-untrusted"]["permissions"] == {"contents": "read"}
     # The scaffold's callers pass them, and a fork-safe pull request caller does not.
     for example in ("classifier", "regressor"):
@@ -332,3 +332,39 @@ def test_adopted_workflows_pass_the_linters(cli, actionlint: Path, tmp_path: Pat
     assert [f.name for f in files] == ["mlci-pr.yml", "mlci-promote.yml", "mlci-publish.yml"]
     assert "working-directory: svc" in files[0].read_text()
     _all_linters_pass(files, repo, actionlint)
+
+
+GPU_CALLER = """\
+name: train on a GPU
+on:
+  push:
+    branches: [staging, production]
+permissions: {}
+jobs:
+  mlci:
+    uses: ./.github/workflows/mlci.yml
+    with:
+      runs-on: '["self-hosted", "gpu"]'
+      timeout-minutes: 120
+    permissions:
+      actions: read
+      contents: write
+      deployments: write
+"""
+
+
+def test_a_gpu_runner_for_training_passes_the_linters(actionlint: Path, tmp_path: Path) -> None:
+    """The reusable workflow takes the training jobs' runner as a label or a JSON list
+    (its inputs checked by actionlint against the caller); the light jobs stay hosted."""
+    import yaml
+
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / ".github" / "workflows" / "mlci.yml", workflows / "mlci.yml")
+    (workflows / "gpu.yml").write_text(GPU_CALLER)
+    _all_linters_pass(sorted(workflows.glob("*.yml")), tmp_path, actionlint)
+    jobs = yaml.safe_load((workflows / "mlci.yml").read_text())["jobs"]
+    training = {name for name, job in jobs.items() if "inputs.runs-on" in str(job["runs-on"])}
+    assert training == {"pull-request", "pull-request-untrusted", "train"}
+    assert all(jobs[name]["timeout-minutes"] == "${{ inputs.timeout-minutes }}" for name in training)
+    assert {jobs[name]["runs-on"] for name in set(jobs) - training} == {"ubuntu-latest"}

@@ -14,6 +14,7 @@ pull request) degrades to the job summary with a warning.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Mapping
@@ -185,6 +186,8 @@ def _pull_request(
         check_data=True,
         **_run_store_options(ctx, environ, config, token, log),
     )
+    if env is not None and pin is None and report.passed and token and not fork and not dry_run:
+        report = with_approvers(report, _write_api(ctx, {**environ, "GITHUB_TOKEN": token}, retries=1), env)
     markdown, path = _write_report(ctx, config, report)
     # The head's predictions beside report.json, for the job that posts it.
     from mlci import evidence
@@ -376,6 +379,9 @@ def _push(
     registered = register_cmd.register(
         config_path, cwd, environ=environ, bump="patch", version=None, push=None, log=log
     )
+    api = _write_api(ctx, environ)
+    from mlci import deploy
+
     promoted = promote_cmd.assign(
         config_path,
         cwd,
@@ -385,6 +391,7 @@ def _push(
         push=None,
         log=log,
         automatic=True,
+        notify=deploy.GitHubDeployments(api, env.name, ctx.run_link, log) if api is not None else None,
     )
     res.version = registered.version
     res.model_sha256 = promoted.model_sha256 or registered.model_sha256
@@ -403,6 +410,8 @@ def _push(
         state = "promoted to" if promoted.changed else "already in"
         res.message = f"{config.model.name} {registered.version} {state} {env.name}"
         log(res.message)
+        if promoted.changed and api is not None:
+            _dispatch_promoted(api, config, env.name, registered, promoted, log)
     ci_env.set_outputs(
         ctx,
         {
@@ -416,6 +425,63 @@ def _push(
 
 
 STAGES = ("all", "train", "publish")
+PROMOTED_EVENT = "mlci-promoted"
+
+
+def _write_api(ctx: ci_env.Context, environ: Mapping[str, str], retries: int | None = None) -> Any:
+    """The GitHub API for a promotion's deployment and dispatch: in Actions, with a token."""
+    token = environ.get("GITHUB_TOKEN")
+    if not (ctx.in_actions and token and ctx.repository):
+        return None
+    from mlci import github_api
+
+    return github_api.GitHubApi(
+        token,
+        ctx.api_url,
+        ctx.repository,
+        retries=int(environ.get("MLCI_GITHUB_RETRIES", "5")) if retries is None else retries,
+        backoff=float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
+    )
+
+
+def with_approvers(report: rpt.Report, api: Any, env: cfg.Environment) -> rpt.Report:
+    """When the gate passes, who is to approve the merge's promotion: the required
+    reviewers of the GitHub Environment the promoting job runs in (named after the
+    branch). Nothing when it has none, or the token cannot read it."""
+    if api is None:
+        return report
+    approvers = api.environment_reviewers(env.branch)
+    if not approvers:
+        return report
+    note = (
+        f"merging promotes only once {', '.join(approvers)} approve{'s' if len(approvers) == 1 else ''} "
+        f"the deployment (required reviewers of the GitHub environment {env.branch})"
+    )
+    return dataclasses.replace(report, notes=(*report.notes, note))
+
+
+def _dispatch_promoted(
+    api: Any, config: cfg.Config, environment: str, registered: Any, promoted: Any, log: Callable[[str], None]
+) -> None:
+    """``mlci-promoted``: tags pushed with the Actions token start no workflow, a
+    repository_dispatch does (a listener serves the model with ``mlci pull``)."""
+    from mlci import github_api
+
+    payload = {
+        "model": config.model.name,
+        "version": registered.version,
+        "environment": environment,
+        "tag": registered.tag,
+        "commit": registered.commit,
+        "sha256": promoted.model_sha256 or registered.model_sha256,
+        "environment_url": (promoted.deployed or {}).get("url"),
+    }
+    try:
+        api.dispatch(PROMOTED_EVENT, payload)
+    except github_api.GitHubError as exc:
+        log(f"warning: {exc.message.splitlines()[0]} (hint: {exc.hint})")
+        return
+    log(f"sent {PROMOTED_EVENT}: {config.model.name} {registered.version} in {environment}")
 
 
 def _newer_in(config: cfg.Config, environment: str) -> tags.Event | None:

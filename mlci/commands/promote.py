@@ -136,9 +136,14 @@ def assign(
     log: Callable[[str], None],
     rollback_reason: str | None = None,
     automatic: bool = False,
+    notify: Any = None,
 ) -> PromoteResult:
     """Promote (gates and ``requires``), or with ``rollback_reason`` roll back
-    (absolute gates only)."""
+    (absolute gates only). ``notify`` (a ``mlci.deploy.Notifier``) hears when a
+    version that passed its gates starts into the environment, and how it ended."""
+    from mlci import deploy as deploy_mod
+
+    notifier = notify or deploy_mod.Notifier()
     config, env, ws, state = _open(config_path, cwd, environ, environment, push, log)
     model = config.model.name
     current_event = state.current(env.name)
@@ -198,9 +203,40 @@ def assign(
 
     registration = state.versions[candidate]
     if env.deploy is not None:
-        from mlci import deploy
+        deploy_mod.refuse_write_token(environ)  # before anything is fetched or run
+    notifier.started(models.version_of(model, registration), registration.commit)
+    try:
+        result = _put_in(
+            config, env, ws, state, candidate, current, verdict, registration, rollback_reason, environ, log
+        )
+    except BaseException as exc:
+        notifier.finished(
+            False, (getattr(exc, "message", None) or str(exc) or type(exc).__name__).splitlines()[0]
+        )
+        raise
+    if result.blocked:
+        notifier.finished(False, result.blocked.splitlines()[0])
+    else:
+        url = (result.deployed or {}).get("url")
+        notifier.finished(True, f"{model} {candidate} in {env.name}", url)
+    return result
 
-        deploy.refuse_write_token(environ)  # before anything is fetched or run
+
+def _put_in(
+    config: cfg.Config,
+    env: cfg.Environment,
+    ws: registry.Workspace,
+    state: tags.ModelState,
+    candidate: str,
+    current: str | None,
+    verdict: gates.Verdict,
+    registration: tags.Event,
+    rollback_reason: str | None,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
+) -> PromoteResult:
+    """Deploy (the environment's hook), then tag, then alias: a version that passed."""
+    model = config.model.name
     # Only bytes that exist with the tag's digest are assigned; a cold MLflow
     # store gets the version's model version back from them.
     resolved = models.resolve_for_promotion(config, environ, models.version_of(model, registration), log)

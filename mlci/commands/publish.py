@@ -308,6 +308,10 @@ def publish(
     report = dataclasses.replace(
         report, policy_from=pull.base_ref if base_policy else None, notes=tuple(notes)
     )
+    if env is not None and report.passed:
+        from mlci.commands.ci import with_approvers
+
+        report = with_approvers(report, api, env)
     body = render.render_report(report, "markdown", template=report_cmd.template_for(config))
     comment = api.upsert_comment(number, body, report.marker)
     log(f"{comment.action} the comment on #{number}: {comment.url}")
