@@ -289,6 +289,9 @@ class Stage(str, enum.Enum):
     all = "all"
     train = "train"
     publish = "publish"
+    deploy = "deploy"
+    assign = "assign"
+    restore = "restore"
 
 
 class Bump(str, enum.Enum):
@@ -801,7 +804,9 @@ def ci(
             "--stage",
             help="all: the whole flow. train: run the training command and write the report; "
             "post, tag and push nothing (the job without a write token). publish: never run the "
-            "training command; the run must be recorded already (the job with a write token).",
+            "training command; the run must be recorded already (the job with a write token). "
+            "deploy, assign, restore: a promotion with a deploy hook, in the reusable workflow's "
+            "jobs (the hook runs in the deploy job, which holds no write token).",
         ),
     ] = Stage.all,
     config: ConfigOption = None,

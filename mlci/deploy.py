@@ -21,7 +21,8 @@ a deployed model is never left without its tag.
 
 In GitHub Actions a job that holds a write token never runs a hook: the hook
 is the repository's code, and a process in the same job can read its parent's
-environment.
+environment. The reusable workflow splits the promotion into jobs around it
+(mlci.commands.hook_stages).
 """
 
 from __future__ import annotations
@@ -145,8 +146,8 @@ def refuse_write_token(environ: Mapping[str, str]) -> None:
         raise DeployFailed(
             f"this job holds {held[0]}, and a deploy hook is the repository's own code: "
             "mlci does not run it here (a process in this job could read the token)",
-            hint="run the deploy in a job without a write token: `mlci deploy ENV` there, "
-            "then promote; the README's deploy hooks section shows the jobs",
+            hint="mlci's reusable workflow runs hooks in its deploy job, which holds a read-only token "
+            "(mlci ci --stage deploy); in a workflow of your own, do the same",
         )
 
 
@@ -245,9 +246,12 @@ def deploy(
     log: Callable[[str], None],
     *,
     model_uri: str | None = None,
+    read_only_token: bool = False,
 ) -> Deployed:
-    """Fetch the version's bytes and run the hook for them."""
-    refuse_write_token(environ)
+    """Fetch the version's bytes and run the hook for them (``read_only_token``: this job's
+    token, if any, can write nothing: the workflow's deploy job)."""
+    if not read_only_token:
+        refuse_write_token(environ)
     folder = fetch(config, env.name, version, environ, log)
     done = run_hook(config, env, version, folder, environ, log, model_uri=model_uri)
     log(done.message().splitlines()[0])
@@ -261,6 +265,8 @@ def restore(
     previous: stores.Version | None,
     environ: Mapping[str, str],
     log: Callable[[str], None],
+    *,
+    read_only_token: bool = False,
 ) -> Deployed:
     """After a failed deploy: the hook again, for the version the environment's tag names."""
     import dataclasses
@@ -271,7 +277,7 @@ def restore(
         return dataclasses.replace(failed, note=note)
     log(f"deploying {previous.version} back to {env.name}, the version its tag names")
     try:
-        back = deploy(config, env, previous, environ, log)
+        back = deploy(config, env, previous, environ, log, read_only_token=read_only_token)
     except MlciError as exc:
         note = f"deploying {previous.version} back failed too: {exc.message.splitlines()[0]}"
         log(note)
@@ -305,15 +311,25 @@ class GitHubDeployments(Notifier):
     Environments page shows which version runs where. The tag is the record: a
     deployment GitHub refuses (a token without ``deployments: write``) is a warning."""
 
-    def __init__(self, api: Any, environment: str, log_url: str | None, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        api: Any,
+        environment: str,
+        log_url: str | None,
+        log: Callable[[str], None],
+        existing: int | None = None,
+    ) -> None:
         self.api = api
         self.environment = environment
         self.log_url = log_url
         self.log = log
-        self.id: int | None = None
+        self.id: int | None = existing  # opened by an earlier job (the workflow's publish stage)
 
     def started(self, version: stores.Version, commit: str) -> None:
         from mlci.github_api import GitHubError
+
+        if self.id is not None:
+            return
 
         payload = {
             "model": version.model,

@@ -38,6 +38,8 @@ def _isolated_environment(
     # whether or not its virtual environment is activated.
     monkeypatch.setenv("PATH", os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    # A scaffold's deploy hook serves the model on 127.0.0.1: in a test, not for long.
+    monkeypatch.setenv("MLCI_SERVE_SECONDS", "60")
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Author")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "author@example.com")
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Test Committer")

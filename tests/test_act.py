@@ -83,6 +83,8 @@ def _act(
         f"ACT_ARTIFACT_DIR={artifacts or root.parent / 'artifacts'}",
         "--env",
         f"MLCI_TEST_RUN_ID={run_id}",
+        "--env",
+        "MLCI_SERVE_SECONDS=90",  # the scaffold's deploy hook serves on this host: not for long
     ]
     # mlci installs itself from github.com/mlci-dev/mlci at the caller's ref:
     # here git finds that repository in a local snapshot of this working tree,
@@ -520,8 +522,52 @@ def test_one_training_from_pull_request_to_production_under_act(cli, act: str, t
         assert f"verified churn@v0.0.1: sha256 {digest[:12]}" in fourth.stdout
         # The job's embedded store dies with it: no MLflow is opened to mirror the version.
         assert "this job's embedded MLflow store ends with the job" in fourth.stdout
+        # The scaffold's hook served the version in the deploy job (no write token), its smoke test
+        # sent one prediction, and only then was the tag pushed: one deployment, in_progress then
+        # success with the server's URL, and one mlci-promoted event for production.
+        assert "smoke test: http://127.0.0.1:" in _job_log(fourth.stdout, "Deploy and smoke-test")
+        assert "mlci: deployed v0.0.1 to production (http://127.0.0.1:" in fourth.stdout
+        (prod,) = [d for d in gh.deployments if d["environment"] == "production"]
+        states = [
+            (s["state"], s["environment_url"])
+            for s in gh.deployment_statuses
+            if s["environment"] == "production"
+        ]
+        assert [state for state, _ in states] == ["in_progress", "success"]
+        assert states[-1][1].startswith("http://127.0.0.1:") and prod["payload"]["sha256"] == digest
+        assert [d["client_payload"]["environment"] for d in gh.dispatches] == ["staging", "production"]
 
-    assert sum(out.count("mlci: training: python train.py") for out in outputs) == 1
+        # 5. A hook whose smoke test fails keeps staging on the version its tag names.
+        run(["git", "checkout", "-q", "staging"], root)
+        config = root / "mlci.yaml"
+        config.write_text(
+            config.read_text().replace(
+                "  staging:\n    branch: staging\n",
+                "  staging:\n    branch: staging\n    deploy:\n      command: python deploy/serve.py\n"
+                # Only the new version's smoke test fails: the old one, deployed back, passes.
+                "      smoke: python -c \"import os, sys; sys.exit(os.environ['MLCI_MODEL_VERSION'] == 'v0.0.2'"
+                " and 'no answer from the model')\"\n",
+            )
+        )
+        params = root / "params.yaml"
+        params.write_text(params.read_text().replace("C: 0.5", "C: 0.6"))
+        run(["git", "commit", "-qam", "a staging hook, C 0.6"], root)
+        run(["git", "push", "-q", "origin", "staging"], root)
+        after = run(["git", "rev-parse", "HEAD"], root).strip()
+        fifth = job(
+            "push", "mlci-promote.yml", _push_payload(tmp_path / "push3.json", "staging", after), 106, gh
+        )
+        assert fifth.returncode != 0
+        assert "the smoke of v0.0.2 to staging failed" in fifth.stdout
+        assert "no answer from the model" in fifth.stdout
+        assert "staging runs v0.0.1 again" in fifth.stdout
+        staged = [s for s in gh.deployment_statuses if s["environment"] == "staging"]
+        assert [s["state"] for s in staged][-2:] == ["in_progress", "failure"]
+        assert staged[-1]["description"].startswith("the smoke of v0.0.2 to staging failed")
+        assert "churn#staging#3" not in run(["git", "ls-remote", "--tags", str(bare)], tmp_path)
+        assert len(gh.dispatches) == 2  # nobody told of a version that is not in staging
+
+    assert sum(out.count("mlci: training: python train.py") for out in outputs) == 2  # 1, and 5 (C 0.6)
     remote = run(["git", "ls-remote", "--tags", str(bare)], tmp_path)
     assert "refs/tags/churn#production#2" in remote
 

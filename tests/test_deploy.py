@@ -250,3 +250,74 @@ def test_a_github_deployment_follows_the_hook(cli, tmp_path: Path, monkeypatch: 
         assert [s["state"] for s in gh.deployment_statuses[2:]] == ["in_progress", "failure"]
         assert gh.deployment_statuses[-1]["description"].startswith("the smoke of v0.0.2 to staging failed")
         assert gh.deployments[1]["payload"]["version"] == "v0.0.2" and _staging(root) == "v0.0.1"
+
+
+def test_the_workflow_stages_deploy_tag_and_restore_around_a_hook(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The reusable workflow's jobs, one after another as GitHub Actions runs them: the
+    deploy job (read-only token) runs the hook; the assign job (write token) tags what it
+    deployed, or, when the tag cannot be pushed, asks the restore job to deploy back."""
+    from tests.github_stub import github_stub
+    from tests.test_github import _actions_env, outputs
+
+    root = _project(tmp_path, monkeypatch)
+    new_model(cli, root, 0.9)
+    ok(cli, root, "promote", "staging")
+    new_model(cli, root, 0.91)
+    _log(tmp_path)
+
+    def stage(name: str, **handover: str):  # type: ignore[no-untyped-def]
+        for key in ("MLCI_DEPLOYED", "MLCI_ENVIRONMENT_URL", "MLCI_DEPLOYMENT_ID", "MLCI_DEPLOY_MESSAGE"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in {"MLCI_VERSION": "v0.0.2", **handover}.items():
+            monkeypatch.setenv(key, value)
+        return cli("ci", "--event", "push", "--branch", "staging", "--stage", name, "--json", cwd=root)
+
+    with github_stub() as gh:
+        _actions_env(monkeypatch, tmp_path, gh)
+        deployed = stage("deploy")
+        assert deployed.code == ExitCode.OK, deployed.err
+        (deploy, smoke) = _log(tmp_path)
+        assert _steps([deploy, smoke]) == ["deploy v0.0.2", "smoke v0.0.2"] and deploy["token"] is False
+        found = outputs(tmp_path)
+        assert found["deployed"] == "true" and found["environment-url"] == "http://127.0.0.1:8911/v0.0.2"
+
+        hook = tmp_path / "remote.git" / "hooks" / "pre-receive"
+        hook.write_text("#!/bin/sh\necho 'protected' >&2\nexit 1\n")
+        hook.chmod(0o755)
+        handover = {"MLCI_DEPLOYED": "true", "MLCI_ENVIRONMENT_URL": found["environment-url"]}
+        refused = stage("assign", **handover)
+        assert (
+            refused.code == ExitCode.ERROR
+            and "the restore job deploys back the version the tag names" in refused.err
+        )
+        assert outputs(tmp_path)["restore"] == "true" and _staging(root) == "v0.0.1"
+        assert _log(tmp_path) == []  # the job holding the write token ran no hook
+        restored = stage("restore")
+        assert restored.code == ExitCode.OK, restored.err
+        assert _steps(_log(tmp_path)) == ["deploy v0.0.1", "smoke v0.0.1"]  # what the tag names
+
+        hook.unlink()
+        assigned = stage("assign", **handover)
+        assert assigned.code == ExitCode.OK, assigned.err
+        assert json.loads(assigned.out)["outcome"] == "promoted" and _staging(root) == "v0.0.2"
+        assert [s["state"] for s in gh.deployment_statuses][-1] == "success"
+        assert gh.deployment_statuses[-1]["environment_url"] == "http://127.0.0.1:8911/v0.0.2"
+        assert [d["client_payload"]["version"] for d in gh.dispatches] == ["v0.0.2"]
+
+        new_model(cli, root, 0.92)
+        opened = gh.deployments[-1]["id"]  # as the publish stage hands it over
+        failed = stage(
+            "assign",
+            MLCI_DEPLOYMENT_ID=str(opened),
+            MLCI_VERSION="v0.0.3",
+            MLCI_DEPLOYED="false",
+            MLCI_DEPLOY_MESSAGE="the smoke of v0.0.3 failed",
+        )
+        assert failed.code == ExitCode.GATE_FAILED and _staging(root) == "v0.0.2"
+        assert "demo v0.0.3 not promoted to staging: the smoke of v0.0.3 failed" in failed.err
+        assert (gh.deployment_statuses[-1]["state"], gh.deployment_statuses[-1]["deployment_id"]) == (
+            "failure",
+            opened,
+        )

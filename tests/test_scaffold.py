@@ -16,6 +16,8 @@ EXPECTED_FILES = {
     ".github/workflows/mlci-pr.yml",
     ".github/workflows/mlci-promote.yml",
     ".github/zizmor.yml",
+    "deploy/serve.py",  # production's deploy hook: serves the model on 127.0.0.1
+    "deploy/smoke.py",  # and its smoke test: one prediction request
     ".gitignore",
     "README.md",
     "mlci.yaml",

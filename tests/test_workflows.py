@@ -175,8 +175,15 @@ def test_tracking_secrets_reach_only_the_steps_that_talk_to_the_server() -> None
                 holders.setdefault(job_name, []).append(step.get("id") or step.get("name"))
                 mlflow = {k: v for k, v in step["env"].items() if k.startswith("MLFLOW_")}
                 assert mlflow == {n: f"${{{{ secrets.{n} }}}}" for n in names}
-                assert set(step["env"]) - names <= {"GITHUB_TOKEN"}
-    assert holders == {"pull-request": ["pr"], "train": ["train"], "promote": ["promote"]}
+                assert set(step["env"]) - names <= {"GITHUB_TOKEN", *HANDOVER}
+    assert holders == {
+        "pull-request": ["pr"],
+        "train": ["train"],
+        "promote": ["promote"],
+        "deploy": ["deploy"],
+        "assign": ["assign"],
+        "restore": ["mlci ci --stage restore"],
+    }
     jobs = workflow["jobs"]
     assert jobs["pull-request"]["permissions"] == {"actions": "read", "contents": "read"}
     assert jobs["train"]["permissions"] == {"actions": "read", "contents": "read"}
@@ -189,6 +196,16 @@ def test_tracking_secrets_reach_only_the_steps_that_talk_to_the_server() -> None
                 (REPO_ROOT / "examples" / example / ".github/workflows" / caller).read_text()
             )
             assert set(job["jobs"]["mlci"]["secrets"]) == names
+
+
+# What the jobs of a promotion with a deploy hook hand each other (mlci.commands.hook_stages).
+HANDOVER = {
+    "MLCI_VERSION",
+    "MLCI_DEPLOYMENT_ID",
+    "MLCI_DEPLOYED",
+    "MLCI_ENVIRONMENT_URL",
+    "MLCI_DEPLOY_MESSAGE",
+}
 
 
 def test_one_models_jobs_never_cancel_anothers() -> None:
@@ -218,6 +235,8 @@ def test_no_job_that_can_write_runs_the_repositorys_code() -> None:
     happens only in jobs whose token can only read; the jobs that comment, set
     statuses or push tags install mlci alone and run `--stage publish` or
     `mlci publish`, which never run the training command."""
+    import re
+
     import yaml
 
     jobs = yaml.safe_load((REPO_ROOT / ".github/workflows/mlci.yml").read_text())["jobs"]
@@ -227,8 +246,8 @@ def test_no_job_that_can_write_runs_the_repositorys_code() -> None:
         trains = '-r "$REQUIREMENTS"' in runs or "--stage train" in runs
         assert writes != trains, name  # every job either trains or writes, never both
         if writes:
-            assert "mlci ci" not in runs or "--stage publish" in runs, name
-            assert "mlci publish" in runs or "--stage publish" in runs, name
+            assert "mlci ci" not in runs or "--stage publish" in runs or "--stage assign" in runs, name
+            assert any(c in runs for c in ("mlci publish", "--stage publish", "--stage assign")), name
         for step in job["steps"]:
             assert (
                 "persist-credentials" not in step.get("with", {})
@@ -239,6 +258,12 @@ def test_no_job_that_can_write_runs_the_repositorys_code() -> None:
         "pull-request-untrusted",
         "train",
     }
+    # A deploy hook is the repository's code too: it runs where the token can only read.
+    assert {n for n, j in jobs.items() if re.search(r"--stage (deploy|restore)", _runs(j))} == {
+        "deploy",
+        "restore",
+    }
+    assert jobs["deploy"]["permissions"] == {"contents": "read"} == jobs["restore"]["permissions"]
 
 
 def test_the_reusable_workflow_installs_mlci_from_the_callers_ref() -> None:
@@ -294,7 +319,7 @@ def test_mlci_installs_with_a_pinned_uv_and_only_training_jobs_share_its_cache()
         assert "python -m uv pip install" in script and "::warning" in script
         caches = [s for s in steps if "uv-cache" in str(s.get("with", {}).get("path", ""))]
         writes = any(v == "write" for v in job["permissions"].values())
-        if writes:
+        if writes or "--stage train" not in _runs(job):
             assert not caches and "--no-cache" in script, name
         else:
             assert caches and steps.index(caches[0]) == index - 1, name

@@ -329,6 +329,8 @@ def _push(
         message = f"push to {name!r}: not an environment branch, nothing for mlci to do"
         log(message)
         return CiResult("push", "skipped", message)
+    if stage in ("deploy", "assign", "restore"):
+        return _hook_stage(config, env, environ, ctx, stage, log)
     report, result = report_cmd.gather(
         config_path,
         cwd,
@@ -360,7 +362,14 @@ def _push(
         res.outcome = "trained"
         res.message = f"{env.name}: the gates pass; the publishing job registers and promotes"
         log(res.message)
-        ci_env.set_outputs(ctx, {"verdict": "pass", "fingerprint": result.fingerprint})
+        ci_env.set_outputs(
+            ctx,
+            {
+                "verdict": "pass",
+                "fingerprint": result.fingerprint,
+                "deploy-hook": "true" if env.deploy is not None else "false",
+            },
+        )
         return res
     newer = _newer_in(config, env.name)
     if newer is not None:
@@ -381,6 +390,35 @@ def _push(
     )
     api = _write_api(ctx, environ)
     from mlci import deploy
+
+    if stage == "publish" and env.deploy is not None:
+        # A hook is the repository's code: the deploy job runs it, without this job's token.
+        notifier = deploy.GitHubDeployments(api, env.name, ctx.run_link, log) if api is not None else None
+        model_state = registry.read_state(gitrepo.toplevel(config.root) or config.root).get(config.model.name)
+        assert model_state is not None
+        target = models_version(config, model_state, registered.version)
+        from mlci import models
+
+        models.resolve_for_promotion(config, environ, target, log)  # its bytes exist, with its digest
+        if notifier is not None:
+            notifier.started(target, registered.commit)
+        res.outcome = "registered"
+        res.version = registered.version
+        res.message = (
+            f"registered {registered.version}; the deploy job deploys it, then it is tagged into {env.name}"
+        )
+        log(res.message)
+        ci_env.set_outputs(
+            ctx,
+            {
+                "verdict": "pass",
+                "version": registered.version,
+                "deploy-hook": "true",
+                "deployment-id": str(notifier.id) if notifier is not None and notifier.id else "",
+                "model-sha256": registered.model_sha256 or "",
+            },
+        )
+        return res
 
     promoted = promote_cmd.assign(
         config_path,
@@ -424,8 +462,146 @@ def _push(
     return res
 
 
-STAGES = ("all", "train", "publish")
+STAGES = ("all", "train", "publish", "deploy", "assign", "restore")
 PROMOTED_EVENT = "mlci-promoted"
+
+
+def models_version(config: cfg.Config, state: tags.ModelState, version: str) -> Any:
+    from mlci import models
+
+    return models.version_of(config.model.name, state.versions[version])
+
+
+def _hook_stage(
+    config: cfg.Config,
+    env: cfg.Environment,
+    environ: Mapping[str, str],
+    ctx: ci_env.Context,
+    stage: str,
+    log: Callable[[str], None],
+) -> CiResult:
+    """The deploy, assign and restore stages of a promotion with a hook (mlci.commands.hook_stages)."""
+    from mlci.commands import hook_stages
+
+    if env.deploy is None:
+        message = f"{env.name} has no deploy hook: --stage {stage} has nothing to do"
+        log(message)
+        return CiResult("push", "skipped", message, environment=env.name)
+    if stage == "deploy":
+        found = hook_stages.deploy_stage(config, env, environ, ctx, log)
+    elif stage == "restore":
+        found = hook_stages.restore_stage(config, env, environ, log)
+    else:
+        return _assign_stage(config, env, environ, ctx, log)
+    return CiResult(
+        "push",
+        found["outcome"],
+        found["message"],
+        environment=env.name,
+        version=environ.get("MLCI_VERSION") or None,
+        exit_code=hook_stages.exit_code(found),
+    )
+
+
+def _assign_stage(
+    config: cfg.Config,
+    env: cfg.Environment,
+    environ: Mapping[str, str],
+    ctx: ci_env.Context,
+    log: Callable[[str], None],
+) -> CiResult:
+    """After the deploy job: tag what it deployed, or mark the deployment failed."""
+    from mlci import deploy
+    from mlci.commands import hook_stages
+    from mlci.commands import promote as promote_cmd
+
+    version = hook_stages.version_from(environ)
+    api = _write_api(ctx, environ)
+    raw_id = environ.get("MLCI_DEPLOYMENT_ID", "")
+    notifier = (
+        deploy.GitHubDeployments(
+            api, env.name, ctx.run_link, log, existing=int(raw_id) if raw_id.isdigit() else None
+        )
+        if api is not None
+        else None
+    )
+    if environ.get("MLCI_DEPLOYED") != "true":
+        why = environ.get("MLCI_DEPLOY_MESSAGE") or "the deploy job did not deploy it"
+        if notifier is not None:
+            notifier.finished(False, why)
+        message = f"{config.model.name} {version} not promoted to {env.name}: {why}"
+        log(message)
+        return CiResult(
+            "push",
+            "blocked",
+            message,
+            environment=env.name,
+            version=version,
+            verdict="fail",
+            exit_code=ExitCode.GATE_FAILED,
+        )
+    url = environ.get("MLCI_ENVIRONMENT_URL") or None
+    done = deploy.Deployed(env.name, version, (deploy.Step("deploy", "the deploy job", 0, 0.0, ""),), url)
+    try:
+        promoted = promote_cmd.assign(
+            config.path,
+            config.root,
+            environ=environ,
+            environment=env.name,
+            version=version,
+            push=None,
+            log=log,
+            automatic=True,
+            notify=notifier,
+            predeployed=done,
+        )
+    except MlciError:
+        ci_env.set_outputs(ctx, {"restore": "true"})
+        raise
+    if promoted.blocked:
+        message = f"{env.name}: {version} blocked: {promoted.blocked}"
+        log(message)
+        ci_env.set_outputs(ctx, {"restore": "true"})
+        return CiResult(
+            "push",
+            "blocked",
+            message,
+            environment=env.name,
+            version=version,
+            verdict="fail",
+            exit_code=ExitCode.GATE_FAILED,
+        )
+    message = f"{config.model.name} {version} promoted to {env.name}"
+    log(message)
+    if promoted.changed and api is not None:
+        state = registry.read_state(gitrepo.toplevel(config.root) or config.root).get(config.model.name)
+        registration = state.versions[version] if state else None
+        if registration is not None:
+            from mlci.commands.register import RegisterResult
+
+            registered = RegisterResult(
+                config.model.name,
+                version,
+                registration.tag,
+                registration.commit,
+                "",
+                None,
+                None,
+                False,
+                False,
+                promoted.model_sha256,
+            )
+            _dispatch_promoted(api, config, env.name, registered, promoted, log)
+    ci_env.set_outputs(ctx, {"version": version, "model-sha256": promoted.model_sha256 or "", "restore": ""})
+    return CiResult(
+        "push",
+        "promoted",
+        message,
+        environment=env.name,
+        version=version,
+        verdict="pass",
+        model_sha256=promoted.model_sha256,
+    )
 
 
 def _write_api(ctx: ci_env.Context, environ: Mapping[str, str], retries: int | None = None) -> Any:

@@ -59,6 +59,24 @@ def _rescale(path: Path, column: str, factor: float) -> None:
         csv.writer(handle, lineterminator="\n").writerows(rows)
 
 
+def _stop_server(root: Path, log: Callable[[str], None]) -> None:
+    """The scaffold's deploy hook left production's model served on 127.0.0.1: a demo stops it."""
+    import json
+    import os
+    import signal
+
+    state = root / ".mlci" / "deploy" / "production.server.json"
+    try:
+        served = json.loads(state.read_text())
+        os.kill(int(served["pid"]), signal.SIGTERM)
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    log(
+        f"production's deploy hook (deploy/serve.py) served {served.get('version')} on "
+        f"http://127.0.0.1:{served.get('port')} and its smoke test got a prediction; the demo stops it"
+    )
+
+
 def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any]:
     start = time.perf_counter()
     if directory is None:
@@ -202,10 +220,11 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
     drifted = pull_request(3, "new-export", "staging", "New data export")
     log(f"verdict for staging: {drifted.verdict} (the data drifted from staging's: the gate blocks it)")
 
-    heading("Pull request #4 from staging to production: the same model, no retraining")
+    heading("Pull request #4 from staging to production: the same model, no retraining, deployed")
     to_production = pull_request(4, "staging", "production", "Release to production")
     log(f"verdict for production: {to_production.verdict}")
     released = merge_and_push("staging", "production")
+    _stop_server(root, log)
 
     heading("The registry: mlci show and mlci history")
     shown = show_cmd.show(root, None, warn=log)
@@ -219,7 +238,10 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
     close_step()
     seconds = time.perf_counter() - start
     echo("")
-    echo("Where the time went (only the two trainings, in steps 2 and 4, should take long):")
+    echo(
+        "Where the time went (only the two trainings, in steps 2 and 4, and production's deploy, "
+        "in step 6, should take long):"
+    )
     for number, (title, took) in enumerate(steps, start=1):
         echo(f"   {number}. {took:5.1f}s  {title}")
     echo(f"Done in {seconds:.0f}s. The project is in {root}; its remote in {origin}.")

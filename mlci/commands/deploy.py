@@ -24,6 +24,7 @@ def run(
     environment: str,
     version: str | None,
     log: Callable[[str], None],
+    read_only_token: bool = False,
 ) -> deploy.Deployed:
     config = cfg.load_for(config_path, cwd)
     env = config.environment(environment)
@@ -58,6 +59,7 @@ def run(
         environ,
         log,
         model_uri=f"models:/{config.model.name}/{mlflow_version}" if mlflow_version else None,
+        read_only_token=read_only_token,
     )
     if done.ok:
         deploy.prune(config, env.name, {event.version})

@@ -137,6 +137,7 @@ def assign(
     rollback_reason: str | None = None,
     automatic: bool = False,
     notify: Any = None,
+    predeployed: Any = None,
 ) -> PromoteResult:
     """Promote (gates and ``requires``), or with ``rollback_reason`` roll back
     (absolute gates only). ``notify`` (a ``mlci.deploy.Notifier``) hears when a
@@ -202,12 +203,23 @@ def assign(
         )
 
     registration = state.versions[candidate]
-    if env.deploy is not None:
+    if env.deploy is not None and predeployed is None:
         deploy_mod.refuse_write_token(environ)  # before anything is fetched or run
     notifier.started(models.version_of(model, registration), registration.commit)
     try:
         result = _put_in(
-            config, env, ws, state, candidate, current, verdict, registration, rollback_reason, environ, log
+            config,
+            env,
+            ws,
+            state,
+            candidate,
+            current,
+            verdict,
+            registration,
+            rollback_reason,
+            environ,
+            log,
+            predeployed,
         )
     except BaseException as exc:
         notifier.finished(
@@ -234,15 +246,19 @@ def _put_in(
     rollback_reason: str | None,
     environ: Mapping[str, str],
     log: Callable[[str], None],
+    predeployed: Any = None,
 ) -> PromoteResult:
-    """Deploy (the environment's hook), then tag, then alias: a version that passed."""
+    """Deploy (the environment's hook), then tag, then alias: a version that passed.
+    ``predeployed``: an earlier job deployed it (the workflow's deploy stage)."""
     model = config.model.name
     # Only bytes that exist with the tag's digest are assigned; a cold MLflow
     # store gets the version's model version back from them.
     resolved = models.resolve_for_promotion(config, environ, models.version_of(model, registration), log)
     mlflow_version = resolved.mlflow_version or registration.metadata.get("mlflow_model_version")
     deployed = None
-    if env.deploy is not None:  # deployed (and smoke-tested) before the tag names it
+    if env.deploy is not None and predeployed is not None:
+        deployed = predeployed
+    elif env.deploy is not None:  # deployed (and smoke-tested) before the tag names it
         deployed = _deploy(config, env, state, candidate, current, mlflow_version, environ, log)
         if not deployed.ok:
             return PromoteResult(
@@ -286,6 +302,12 @@ def _put_in(
     except MlciError as exc:
         if deployed is None:
             raise
+        if predeployed is not None:  # this job holds a write token: the restore job deploys back
+            raise MlciError(
+                f"{exc.message}\n{model} {candidate} was deployed to {env.name} and its tag could not be "
+                "published: the restore job deploys back the version the tag names",
+                hint=exc.hint,
+            ) from exc
         # Deployed, and the tag could not say so: what runs goes back to what the tag says.
         restored = _deploy_back(config, env, state, deployed, environ, log)
         raise MlciError(
@@ -366,6 +388,8 @@ def _deploy_back(
     failed: Any,
     environ: Mapping[str, str],
     log: Callable[[str], None],
+    *,
+    read_only_token: bool = False,
 ) -> Any:
     from mlci import deploy
 
@@ -375,7 +399,7 @@ def _deploy_back(
         if event is not None and event.version and event.version in state.versions
         else None
     )
-    return deploy.restore(config, env, failed, previous, environ, log)
+    return deploy.restore(config, env, failed, previous, environ, log, read_only_token=read_only_token)
 
 
 def unpin(
