@@ -409,7 +409,7 @@ def deploy(
     done = command.run(
         config, Path.cwd(), environ=os.environ, environment=environment, version=version, log=_log
     )
-    _emit(command.to_json(done), as_json, done.message())
+    _emit(done.to_json(), as_json, done.message())
     if not done.ok:
         raise typer.Exit(ExitCode.GATE_FAILED)
 

@@ -37,7 +37,7 @@ from typing import IO, Any, cast
 
 from mlci import config as cfg
 from mlci import fingerprint as fp
-from mlci import models, stores, trainer
+from mlci import models, stores, tags, trainer
 from mlci.errors import MlciError
 
 DEPLOY_DIR = "deploy"  # .mlci/deploy/<env>/<version>: the bytes a hook deployed, kept for the server
@@ -151,8 +151,12 @@ def refuse_write_token(environ: Mapping[str, str]) -> None:
         )
 
 
+def _environment_dir(config: cfg.Config, environment: str) -> Path:
+    return config.root / fp.STATE_DIR / DEPLOY_DIR / environment
+
+
 def model_dir(config: cfg.Config, environment: str, version: str) -> Path:
-    return config.root / fp.STATE_DIR / DEPLOY_DIR / environment / version
+    return _environment_dir(config, environment) / version
 
 
 def fetch(
@@ -181,7 +185,7 @@ def fetch(
 
 def prune(config: cfg.Config, environment: str, keep: set[str]) -> None:
     """Drop the bytes of versions this environment no longer runs or falls back to."""
-    folder = config.root / fp.STATE_DIR / DEPLOY_DIR / environment
+    folder = _environment_dir(config, environment)
     if folder.is_dir():
         for old in folder.iterdir():
             if old.name not in keep:
@@ -245,15 +249,17 @@ def deploy(
     environ: Mapping[str, str],
     log: Callable[[str], None],
     *,
-    model_uri: str | None = None,
+    mlflow_version: object = None,
     read_only_token: bool = False,
 ) -> Deployed:
-    """Fetch the version's bytes and run the hook for them (``read_only_token``: this job's
-    token, if any, can write nothing: the workflow's deploy job)."""
+    """Fetch the version's bytes and run the hook for them (``mlflow_version``: its MLflow
+    model version, for ``MLCI_MODEL_URI``; ``read_only_token``: this job's token, if any,
+    can write nothing: the workflow's deploy job)."""
     if not read_only_token:
         refuse_write_token(environ)
     folder = fetch(config, env.name, version, environ, log)
-    done = run_hook(config, env, version, folder, environ, log, model_uri=model_uri)
+    uri = f"models:/{version.model}/{mlflow_version}" if mlflow_version else None
+    done = run_hook(config, env, version, folder, environ, log, model_uri=uri)
     log(done.message().splitlines()[0])
     return done
 
@@ -290,6 +296,52 @@ def restore(
     )
     log(note)
     return dataclasses.replace(failed, restored=back, note=note)
+
+
+def deploy_or_fall_back(
+    config: cfg.Config,
+    env: cfg.Environment,
+    state: tags.ModelState,
+    candidate: str,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
+    *,
+    mlflow_version: object = None,
+    read_only_token: bool = False,
+) -> Deployed:
+    """The environment's hook for ``candidate``; after a failure, again for the version
+    the environment's tag names, so what runs is what the tag says. Bytes that cannot
+    be had run nothing: the result says why in its note."""
+    version = models.version_of(config.model.name, state.versions[candidate])
+    try:
+        done = deploy(
+            config, env, version, environ, log, mlflow_version=mlflow_version, read_only_token=read_only_token
+        )
+    except MlciError as exc:
+        return Deployed(env.name, candidate, note=exc.message.splitlines()[0])
+    if done.ok:
+        return done
+    return fall_back(config, env, state, done, environ, log, read_only_token=read_only_token)
+
+
+def fall_back(
+    config: cfg.Config,
+    env: cfg.Environment,
+    state: tags.ModelState,
+    failed: Deployed,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
+    *,
+    read_only_token: bool = False,
+) -> Deployed:
+    """``restore`` for the version the environment's tag names in ``state`` (if any)."""
+    event = state.current(env.name)
+    previous = (
+        models.version_of(config.model.name, state.versions[event.version])
+        if event is not None and event.version and event.version in state.versions
+        else None
+    )
+    return restore(config, env, failed, previous, environ, log, read_only_token=read_only_token)
 
 
 # --------------------------------------------------------------------------- who hears of it

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -114,6 +114,14 @@ def _hint_for(status: int, what: str) -> str:
     if status == 422:
         return f"GitHub refused the request's content ({what}); this is a bug in mlci if it persists"
     return "GitHub may be unavailable; the report is on disk and in the job summary: re-run the job"
+
+
+def retry_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``retries`` and ``backoff`` for a client, from MLCI_GITHUB_RETRIES and MLCI_GITHUB_BACKOFF."""
+    return {
+        "retries": int(environ.get("MLCI_GITHUB_RETRIES", "5")),
+        "backoff": float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
+    }
 
 
 class GitHubApi:

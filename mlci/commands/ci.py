@@ -272,8 +272,7 @@ def _pull_request(
         token,
         ctx.api_url,
         ctx.repository,
-        retries=int(environ.get("MLCI_GITHUB_RETRIES", "5")),
-        backoff=float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
+        **github_api.retry_settings(environ),
         fork=fork,
         cache=config.root / ".mlci" / "github-etags.json",
     )
@@ -396,8 +395,9 @@ def _push(
         notifier = deploy.GitHubDeployments(api, env.name, ctx.run_link, log) if api is not None else None
         model_state = registry.read_state(gitrepo.toplevel(config.root) or config.root).get(config.model.name)
         assert model_state is not None
-        target = models_version(config, model_state, registered.version)
         from mlci import models
+
+        target = models.version_of(config.model.name, model_state.versions[registered.version])
 
         models.resolve_for_promotion(config, environ, target, log)  # its bytes exist, with its digest
         if notifier is not None:
@@ -449,7 +449,7 @@ def _push(
         res.message = f"{config.model.name} {registered.version} {state} {env.name}"
         log(res.message)
         if promoted.changed and api is not None:
-            _dispatch_promoted(api, config, env.name, registered, promoted, log)
+            _dispatch_promoted(api, config, env.name, registered.tag, registered.commit, promoted, log)
     ci_env.set_outputs(
         ctx,
         {
@@ -464,12 +464,6 @@ def _push(
 
 STAGES = ("all", "train", "publish", "deploy", "assign", "restore")
 PROMOTED_EVENT = "mlci-promoted"
-
-
-def models_version(config: cfg.Config, state: tags.ModelState, version: str) -> Any:
-    from mlci import models
-
-    return models.version_of(config.model.name, state.versions[version])
 
 
 def _hook_stage(
@@ -516,6 +510,18 @@ def _assign_stage(
     from mlci.commands import promote as promote_cmd
 
     version = hook_stages.version_from(environ)
+
+    def blocked(message: str) -> CiResult:
+        return CiResult(
+            "push",
+            "blocked",
+            message,
+            environment=env.name,
+            version=version,
+            verdict="fail",
+            exit_code=ExitCode.GATE_FAILED,
+        )
+
     api = _write_api(ctx, environ)
     raw_id = environ.get("MLCI_DEPLOYMENT_ID", "")
     notifier = (
@@ -531,15 +537,7 @@ def _assign_stage(
             notifier.finished(False, why)
         message = f"{config.model.name} {version} not promoted to {env.name}: {why}"
         log(message)
-        return CiResult(
-            "push",
-            "blocked",
-            message,
-            environment=env.name,
-            version=version,
-            verdict="fail",
-            exit_code=ExitCode.GATE_FAILED,
-        )
+        return blocked(message)
     url = environ.get("MLCI_ENVIRONMENT_URL") or None
     done = deploy.Deployed(env.name, version, (deploy.Step("deploy", "the deploy job", 0, 0.0, ""),), url)
     try:
@@ -562,36 +560,14 @@ def _assign_stage(
         message = f"{env.name}: {version} blocked: {promoted.blocked}"
         log(message)
         ci_env.set_outputs(ctx, {"restore": "true"})
-        return CiResult(
-            "push",
-            "blocked",
-            message,
-            environment=env.name,
-            version=version,
-            verdict="fail",
-            exit_code=ExitCode.GATE_FAILED,
-        )
+        return blocked(message)
     message = f"{config.model.name} {version} promoted to {env.name}"
     log(message)
     if promoted.changed and api is not None:
         state = registry.read_state(gitrepo.toplevel(config.root) or config.root).get(config.model.name)
         registration = state.versions[version] if state else None
         if registration is not None:
-            from mlci.commands.register import RegisterResult
-
-            registered = RegisterResult(
-                config.model.name,
-                version,
-                registration.tag,
-                registration.commit,
-                "",
-                None,
-                None,
-                False,
-                False,
-                promoted.model_sha256,
-            )
-            _dispatch_promoted(api, config, env.name, registered, promoted, log)
+            _dispatch_promoted(api, config, env.name, registration.tag, registration.commit, promoted, log)
     ci_env.set_outputs(ctx, {"version": version, "model-sha256": promoted.model_sha256 or "", "restore": ""})
     return CiResult(
         "push",
@@ -611,13 +587,10 @@ def _write_api(ctx: ci_env.Context, environ: Mapping[str, str], retries: int | N
         return None
     from mlci import github_api
 
-    return github_api.GitHubApi(
-        token,
-        ctx.api_url,
-        ctx.repository,
-        retries=int(environ.get("MLCI_GITHUB_RETRIES", "5")) if retries is None else retries,
-        backoff=float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
-    )
+    settings = github_api.retry_settings(environ)
+    if retries is not None:
+        settings["retries"] = retries
+    return github_api.GitHubApi(token, ctx.api_url, ctx.repository, **settings)
 
 
 def with_approvers(report: rpt.Report, api: Any, env: cfg.Environment) -> rpt.Report:
@@ -637,7 +610,13 @@ def with_approvers(report: rpt.Report, api: Any, env: cfg.Environment) -> rpt.Re
 
 
 def _dispatch_promoted(
-    api: Any, config: cfg.Config, environment: str, registered: Any, promoted: Any, log: Callable[[str], None]
+    api: Any,
+    config: cfg.Config,
+    environment: str,
+    tag: str,
+    commit: str,
+    promoted: Any,
+    log: Callable[[str], None],
 ) -> None:
     """``mlci-promoted``: tags pushed with the Actions token start no workflow, a
     repository_dispatch does (a listener serves the model with ``mlci pull``)."""
@@ -645,11 +624,11 @@ def _dispatch_promoted(
 
     payload = {
         "model": config.model.name,
-        "version": registered.version,
+        "version": promoted.version,
         "environment": environment,
-        "tag": registered.tag,
-        "commit": registered.commit,
-        "sha256": promoted.model_sha256 or registered.model_sha256,
+        "tag": tag,
+        "commit": commit,
+        "sha256": promoted.model_sha256,
         "environment_url": (promoted.deployed or {}).get("url"),
     }
     try:
@@ -657,7 +636,7 @@ def _dispatch_promoted(
     except github_api.GitHubError as exc:
         log(f"warning: {exc.message.splitlines()[0]} (hint: {exc.hint})")
         return
-    log(f"sent {PROMOTED_EVENT}: {config.model.name} {registered.version} in {environment}")
+    log(f"sent {PROMOTED_EVENT}: {config.model.name} {promoted.version} in {environment}")
 
 
 def _newer_in(config: cfg.Config, environment: str) -> tags.Event | None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from mlci import config as cfg
-from mlci import deploy, gitrepo, models, registry
+from mlci import deploy, gitrepo, models, registry, tags
 from mlci.errors import MlciError
 
 
@@ -33,11 +32,7 @@ def run(
             f"environment {env.name!r} has no deploy hook",
             hint=f"add environments.{env.name}.deploy: {{command: ..., smoke: ...}} to {config.path.name}",
         )
-    root = gitrepo.toplevel(config.root)
-    if root is None:
-        raise MlciError(f"{config.root} is not in a git repository", hint="the registry is in git tags")
-    registry.ensure_complete(registry.open_workspace(root, environ, push=False), log)
-    state = registry.read_state(root).get(config.model.name)
+    state = model_state(config, environ, log)
     event = state.current(env.name) if state else None
     if state is None or event is None or not event.version:
         raise MlciError(
@@ -51,14 +46,13 @@ def run(
             hint=f"mlci promote {env.name} --version {version} deploys it, then tags it",
         )
     registration = state.versions[event.version]
-    mlflow_version = registration.metadata.get("mlflow_model_version")
     done = deploy.deploy(
         config,
         env,
         models.version_of(config.model.name, registration),
         environ,
         log,
-        model_uri=f"models:/{config.model.name}/{mlflow_version}" if mlflow_version else None,
+        mlflow_version=registration.metadata.get("mlflow_model_version"),
         read_only_token=read_only_token,
     )
     if done.ok:
@@ -66,5 +60,12 @@ def run(
     return done
 
 
-def to_json(done: deploy.Deployed) -> dict[str, Any]:
-    return done.to_json()
+def model_state(
+    config: cfg.Config, environ: Mapping[str, str], log: Callable[[str], None]
+) -> tags.ModelState | None:
+    """The model's registry, complete (a shallow CI checkout's tags fetched): None when it has no tags."""
+    root = gitrepo.toplevel(config.root)
+    if root is None:
+        raise MlciError(f"{config.root} is not in a git repository", hint="the registry is in git tags")
+    registry.ensure_complete(registry.open_workspace(root, environ, push=False), log)
+    return registry.read_state(root).get(config.model.name)

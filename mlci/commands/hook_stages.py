@@ -24,11 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mlci import ci_env, deploy, gitrepo, models, registry
+from mlci import ci_env, deploy
 from mlci import config as cfg
 from mlci.errors import ExitCode, MlciError
-
-STAGES = ("deploy", "assign", "restore")
 
 
 def version_from(environ: Mapping[str, str]) -> str:
@@ -41,37 +39,29 @@ def version_from(environ: Mapping[str, str]) -> str:
     return version
 
 
-def _state(config: cfg.Config, environ: Mapping[str, str], log: Callable[[str], None]) -> Any:
-    root = gitrepo.toplevel(config.root)
-    if root is None:
-        raise MlciError(f"{config.root} is not in a git repository", hint="the registry is in git tags")
-    registry.ensure_complete(registry.open_workspace(root, environ, push=False), log)
-    state = registry.read_state(root).get(config.model.name)
-    if state is None:
-        raise MlciError(f"{config.model.name} has no versions", hint="the publish stage registers one first")
-    return state
-
-
 def deploy_stage(
     config: cfg.Config, env: cfg.Environment, environ: Mapping[str, str], ctx: Any, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """The hook for the registered version; after a failure, the tagged one back."""
-    from mlci.commands.promote import _deploy_back
+    from mlci.commands import deploy as deploy_cmd
 
     version = version_from(environ)
-    state = _state(config, environ, log)
+    state = deploy_cmd.model_state(config, environ, log)
+    if state is None:
+        raise MlciError(f"{config.model.name} has no versions", hint="the publish stage registers one first")
     registration = state.versions.get(version)
     if registration is None:
         raise MlciError(f"{config.model.name} has no version {version}", hint="was it registered?")
-    mlflow_version = registration.metadata.get("mlflow_model_version")
-    uri = f"models:/{config.model.name}/{mlflow_version}" if mlflow_version else None
-    target = models.version_of(config.model.name, registration)
-    try:
-        done = deploy.deploy(config, env, target, environ, log, model_uri=uri, read_only_token=True)
-    except MlciError as exc:
-        done = deploy.Deployed(env.name, version, note=exc.message.splitlines()[0])
-    if not done.ok and done.steps:
-        done = _deploy_back(config, env, state, done, environ, log, read_only_token=True)
+    done = deploy.deploy_or_fall_back(
+        config,
+        env,
+        state,
+        version,
+        environ,
+        log,
+        mlflow_version=registration.metadata.get("mlflow_model_version"),
+        read_only_token=True,
+    )
     message = done.message().splitlines()[0]
     ci_env.set_outputs(
         ctx,

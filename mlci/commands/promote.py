@@ -250,6 +250,8 @@ def _put_in(
 ) -> PromoteResult:
     """Deploy (the environment's hook), then tag, then alias: a version that passed.
     ``predeployed``: an earlier job deployed it (the workflow's deploy stage)."""
+    from mlci import deploy as deploy_mod
+
     model = config.model.name
     # Only bytes that exist with the tag's digest are assigned; a cold MLflow
     # store gets the version's model version back from them.
@@ -259,7 +261,9 @@ def _put_in(
     if env.deploy is not None and predeployed is not None:
         deployed = predeployed
     elif env.deploy is not None:  # deployed (and smoke-tested) before the tag names it
-        deployed = _deploy(config, env, state, candidate, current, mlflow_version, environ, log)
+        deployed = deploy_mod.deploy_or_fall_back(
+            config, env, state, candidate, environ, log, mlflow_version=mlflow_version
+        )
         if not deployed.ok:
             return PromoteResult(
                 model,
@@ -309,7 +313,7 @@ def _put_in(
                 hint=exc.hint,
             ) from exc
         # Deployed, and the tag could not say so: what runs goes back to what the tag says.
-        restored = _deploy_back(config, env, state, deployed, environ, log)
+        restored = deploy_mod.fall_back(config, env, state, deployed, environ, log)
         raise MlciError(
             f"{exc.message}\n{model} {candidate} was deployed to {env.name} and its tag could not be "
             f"published: {restored.note}",
@@ -329,9 +333,7 @@ def _put_in(
             deployed=deployed.to_json() if deployed else None,
         )
     if deployed is not None:
-        from mlci import deploy
-
-        deploy.prune(config, env.name, {candidate})
+        deploy_mod.prune(config, env.name, {candidate})
     tag = published.plan.tags[0].name
     verb = "rolled back" if rollback_reason is not None else "promoted"
     where = f", pushed to {registry.REMOTE}" if published.pushed else " (local only: not pushed)"
@@ -354,52 +356,6 @@ def _put_in(
         model_sha256=resolved.version.digest,
         deployed=deployed.to_json() if deployed else None,
     )
-
-
-def _deploy(
-    config: cfg.Config,
-    env: cfg.Environment,
-    state: tags.ModelState,
-    candidate: str,
-    current: str | None,
-    mlflow_version: object,
-    environ: Mapping[str, str],
-    log: Callable[[str], None],
-) -> Any:
-    """The environment's deploy hook for ``candidate``; after a failure, again for the
-    version the environment's tag names (``current``), so what runs is what the tag says."""
-    from mlci import deploy
-
-    version = models.version_of(config.model.name, state.versions[candidate])
-    uri = f"models:/{config.model.name}/{mlflow_version}" if mlflow_version else None
-    try:
-        done = deploy.deploy(config, env, version, environ, log, model_uri=uri)
-    except MlciError as exc:  # the bytes could not be had: nothing ran
-        return deploy.Deployed(env.name, candidate, note=exc.message.splitlines()[0])
-    if done.ok:
-        return done
-    return _deploy_back(config, env, state, done, environ, log)
-
-
-def _deploy_back(
-    config: cfg.Config,
-    env: cfg.Environment,
-    state: tags.ModelState,
-    failed: Any,
-    environ: Mapping[str, str],
-    log: Callable[[str], None],
-    *,
-    read_only_token: bool = False,
-) -> Any:
-    from mlci import deploy
-
-    event = state.current(env.name)
-    previous = (
-        models.version_of(config.model.name, state.versions[event.version])
-        if event is not None and event.version and event.version in state.versions
-        else None
-    )
-    return deploy.restore(config, env, failed, previous, environ, log, read_only_token=read_only_token)
 
 
 def unpin(

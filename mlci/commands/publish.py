@@ -252,8 +252,7 @@ def publish(
         token,
         ctx.api_url,
         ctx.repository,
-        retries=int(environ.get("MLCI_GITHUB_RETRIES", "5")),
-        backoff=float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
+        **github_api.retry_settings(environ),
     )
     pull = api.pull(number)
     if pull.head_sha != head_sha:

@@ -60,7 +60,7 @@ def repository_of(environ: Mapping[str, str], root: Path) -> str | None:
 
 
 def connect(environ: Mapping[str, str], root: Path, why: str) -> tuple[GitHubStore, str]:
-    from mlci.github_api import GitHubStore
+    from mlci.github_api import GitHubStore, retry_settings
 
     token = token_of(environ)
     repository = repository_of(environ, root)
@@ -76,8 +76,7 @@ def connect(environ: Mapping[str, str], root: Path, why: str) -> tuple[GitHubSto
         token,
         api_url,
         repository,
-        retries=int(environ.get("MLCI_GITHUB_RETRIES", "5")),
-        backoff=float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
+        **retry_settings(environ),
     )
     return api, repository
 
