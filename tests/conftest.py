@@ -61,66 +61,19 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  #
     return invoke
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1: sqlite backend, artifacts proxied to a temp folder."""
-    import shutil
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def mlflow_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 with artifacts proxied to a temp folder: once on a
+    sqlite backend, once on PostgreSQL (what a team runs), so each test using it runs on both."""
+    from contextlib import ExitStack
 
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mlflow = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    log = open(folder / "server.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [
-            mlflow,
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise RuntimeError(
-                    f"mlflow server did not start:\n{(folder / 'server.log').read_text()[-3000:]}"
-                )
-            time.sleep(0.2)
-        yield url
-    finally:
-        import signal
+    from tests.servers import mlflow_server as serve
+    from tests.servers import postgres
 
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    folder = tmp_path_factory.mktemp(f"mlflow-{request.param}")
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            backend = stack.enter_context(postgres())
+        else:
+            backend = f"sqlite:///{folder / 'mlflow.db'}"
+        yield stack.enter_context(serve(folder, backend))

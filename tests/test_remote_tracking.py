@@ -1,4 +1,5 @@
-"""mlci train against a real MLflow tracking server on 127.0.0.1."""
+"""mlci against a real MLflow tracking server on 127.0.0.1, with proxied artifacts: each
+test runs twice, on a sqlite backend and on PostgreSQL (the ``mlflow_server`` fixture)."""
 
 from __future__ import annotations
 
@@ -154,6 +155,18 @@ def test_versions_on_a_server_are_verified_and_pulled_from_it(cli, tmp_path: Pat
     # MLflow adds its own registered_model_meta file to what it serves.
     (Path(served) / "registered_model_meta").unlink()
     assert archive.digest_folder(Path(served)).sha256 == trained["model_sha256"]
+
+    # doctor reads the server's registry against the tags, and repairs it there.
+    healthy = cli("doctor", "--json", cwd=other)
+    assert healthy.code == ExitCode.OK and json.loads(healthy.out)["healthy"] is True, healthy.out
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(remote).delete_registered_model_alias(name, "staging")
+    drifted = cli("doctor", "--json", cwd=other)
+    assert drifted.code == ExitCode.GATE_FAILED
+    assert [p["kind"] for p in json.loads(drifted.out)["problems"]] == ["alias_mismatch"]
+    assert json.loads(cli("doctor", "--fix", "--json", cwd=other).out)["healthy"] is True
+    assert MlflowClient(remote).get_model_version_by_alias(name, "staging").version == "1"
 
 
 def test_repeats_group_under_a_parent_on_a_server(cli, tmp_path: Path, remote: str) -> None:  # type: ignore[no-untyped-def]
