@@ -152,6 +152,7 @@ class TrackingConfig:
     uri: str | None = None  # None: the embedded sqlite store under .mlci/
     experiment: str | None = None  # None: the model name
     timeout: float = 20.0  # seconds a tracking server has to answer one request
+    wait: float = 3600.0  # seconds a job waits for another job training the same inputs (mlci.claims)
 
 
 STORE_SETTINGS = ("auto", "local", "mlflow", "github")
@@ -278,6 +279,7 @@ class Config:
                 "uri": self.tracking.uri,
                 "experiment": self.experiment,
                 "timeout": self.tracking.timeout,
+                "wait": self.tracking.wait,
             },
             "environments": {
                 env.name: {
@@ -902,7 +904,7 @@ class _Checker:
 
     def tracking(self, raw: Any) -> TrackingConfig:
         at: tuple[str | int, ...] = ("tracking",)
-        t = self.mapping(raw, at, ("uri", "experiment", "timeout"))
+        t = self.mapping(raw, at, ("uri", "experiment", "timeout", "wait"))
         if t is None:
             return TrackingConfig()
         uri = self.string(t.get("uri"), (*at, "uri"), None)
@@ -927,6 +929,7 @@ class _Checker:
             uri=uri,
             experiment=self.string(t.get("experiment"), (*at, "experiment"), None),
             timeout=self.duration(t.get("timeout"), (*at, "timeout")) or TrackingConfig.timeout,
+            wait=self.duration(t.get("wait"), (*at, "wait")) or TrackingConfig.wait,
         )
 
     def environments(self, raw: Any) -> tuple[Environment, ...]:

@@ -230,9 +230,22 @@ class Tracking:
             if found is None:
                 if not create:
                     return None
-                self._experiment_id = str(
-                    self.client.create_experiment(self.experiment, artifact_location=self._artifact_location)
-                )
+                from mlflow.exceptions import MlflowException
+
+                try:
+                    made = self.client.create_experiment(
+                        self.experiment, artifact_location=self._artifact_location
+                    )
+                    self._experiment_id = str(made)
+                except MlflowException as exc:
+                    # Another job made it between the lookup and the create (twenty pull
+                    # requests of a new project at once): it is the one to use.
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    found = self.client.get_experiment_by_name(self.experiment)
+                    if found is None:
+                        raise
+                    self._experiment_id = str(found.experiment_id)
             else:
                 self._experiment_id = str(found.experiment_id)
         return self._experiment_id
@@ -279,7 +292,13 @@ class Tracking:
             return True, call()
         except urllib.error.HTTPError:
             return False, None  # the client explains a refusal better
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        except TimeoutError:
+            return False, None  # a busy server: the client asks again, with its retries and backoff
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                return False, None
+            raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
+        except ConnectionError as exc:
             # Unreachable: MLflow's client would only wait longer to say the same.
             raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
         except (OSError, ValueError, KeyError, TypeError):
@@ -292,8 +311,9 @@ class Tracking:
             (_record(r) for r in runs if not (skip_overrides and r.data.tags.get(OVERRIDES_TAG))), None
         )
 
-    def _search(self, filter_string: str, limit: int) -> list[Any]:
-        """Runs of the experiment matching ``filter_string``, newest first ([] if no experiment)."""
+    def _search(self, filter_string: str, limit: int, *, ascending: bool = False) -> list[Any]:
+        """Runs of the experiment matching ``filter_string``, newest first (oldest first
+        with ``ascending``; [] if no experiment)."""
         experiment_id = self.experiment_id(create=False)
         if experiment_id is None:
             return []
@@ -303,7 +323,7 @@ class Tracking:
                     [experiment_id],
                     filter_string=filter_string,
                     max_results=limit,
-                    order_by=["attributes.start_time DESC"],
+                    order_by=[f"attributes.start_time {'ASC' if ascending else 'DESC'}"],
                 )
             )
 
@@ -336,6 +356,70 @@ class Tracking:
                 )
             )[1]
         return None
+
+    # ------------------------------------------------------------------ claims (mlci.claims)
+
+    def live_claims(self, fingerprint: str) -> list[RunRecord]:
+        """The RUNNING, not deleted runs with this fingerprint, oldest first: jobs training
+        these inputs right now. One indexed search (the fingerprint tag, the status)."""
+        filter_string = f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'RUNNING'"
+        if self._rest_fast_path():
+            answered, found = self._via_rest(
+                lambda: _rest_search(
+                    self.uri, self.experiment, filter_string, _CLAIMS_LIMIT, "ASC", self.environ, self.timeout
+                )
+            )
+            if answered:
+                return found or []
+        return [_record(r) for r in self._search(filter_string, _CLAIMS_LIMIT, ascending=True)]
+
+    def run_state(self, run_id: str) -> tuple[str, str, dict[str, str]]:
+        """(status, lifecycle stage, tags) of one run, as it is now."""
+        if self._rest_fast_path():
+            query = urllib.parse.urlencode({"run_id": run_id})
+            answered, found = self._via_rest(
+                lambda: _rest(self.uri, "GET", f"runs/get?{query}", self.environ, timeout=self.timeout)
+            )
+            if answered and found:
+                info, data = found["run"]["info"], found["run"].get("data", {})
+                tags = {t["key"]: t["value"] for t in data.get("tags", [])}
+                return str(info["status"]), str(info.get("lifecycle_stage", "active")), tags
+        with _translated(f"reading run {run_id}", self.uri, self.timeout):
+            run = self.client.get_run(run_id)
+        return run.info.status, run.info.lifecycle_stage, dict(run.data.tags)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        if self._rest_fast_path():
+            body = {"run_id": run_id, "key": key, "value": value}
+            answered, _ = self._via_rest(
+                lambda: _rest(self.uri, "POST", "runs/set-tag", self.environ, body, timeout=self.timeout)
+            )
+            if answered:
+                return
+        with _translated(f"tagging run {run_id}", self.uri, self.timeout):
+            self.client.set_tag(run_id, key, value)
+
+    def discard_run(self, run_id: str) -> None:
+        """End a claim that lost to an older one and delete it: no trace in the experiment."""
+        if self._rest_fast_path():
+            ended, _ = self._via_rest(
+                lambda: _rest(
+                    self.uri,
+                    "POST",
+                    "runs/update",
+                    self.environ,
+                    {"run_id": run_id, "status": "KILLED", "end_time": int(time.time() * 1000)},
+                    timeout=self.timeout,
+                )
+            )
+            deleted, _ = self._via_rest(
+                lambda: _rest(self.uri, "POST", "runs/delete", self.environ, {"run_id": run_id}, self.timeout)
+            )
+            if ended and deleted:
+                return
+        with _translated(f"deleting run {run_id}", self.uri, self.timeout):
+            self.client.set_terminated(run_id, "KILLED")
+            self.client.delete_run(run_id)
 
     def warm_up(self) -> None:
         """Import MLflow and open the store in the background (while training runs);
@@ -530,6 +614,7 @@ def _record(run: Any) -> RunRecord:
 COMMIT_TAG = "mlci.git.commit"
 OVERRIDES_TAG = "mlci.overrides"  # the same as project.OVERRIDES_TAG
 _SEARCH_LIMIT = 20  # runs of one commit looked at for one without overrides
+_CLAIMS_LIMIT = 50  # jobs training one fingerprint at once, looked at
 
 
 def _tag_filter(key: str, value: str) -> str:
@@ -794,16 +879,16 @@ def _rest(
         return json.loads(response.read() or b"{}")
 
 
-def _rest_lookup(
+def _rest_search(
     uri: str,
     experiment: str,
-    key: str,
-    value: str,
-    skip_overrides: bool,
+    filter_string: str,
+    limit: int,
+    order: str,
     environ: Mapping[str, str],
     timeout: float = _FAST_PATH_TIMEOUT,
-) -> RunRecord | None:
-    """MLflow's REST API: experiments/get-by-name, then runs/search."""
+) -> list[RunRecord]:
+    """MLflow's REST API: experiments/get-by-name, then runs/search, as RunRecords."""
     query = urllib.parse.urlencode({"experiment_name": experiment})
     try:
         found = _rest(uri, "GET", f"experiments/get-by-name?{query}", environ, timeout=timeout)
@@ -811,7 +896,7 @@ def _rest_lookup(
         if exc.code == 404:
             payload = json.loads(exc.read() or b"{}")
             if payload.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
-                return None
+                return []
         raise
     experiment_info = found["experiment"]
     if experiment_info.get("lifecycle_stage") != "active":
@@ -823,21 +908,18 @@ def _rest_lookup(
         environ,
         {
             "experiment_ids": [experiment_info["experiment_id"]],
-            "filter": _tag_filter(key, value),
+            "filter": filter_string,
             "run_view_type": "ACTIVE_ONLY",
-            "max_results": _SEARCH_LIMIT if skip_overrides else 1,
-            "order_by": ["attributes.start_time DESC"],
+            "max_results": limit,
+            "order_by": [f"attributes.start_time {order}"],
         },
         timeout=timeout,
     )
+    return [_rest_record(run) for run in result.get("runs") or []]
 
-    def overridden(run: Any) -> bool:
-        return any(t["key"] == OVERRIDES_TAG and t["value"] for t in run.get("data", {}).get("tags", []))
 
-    runs = [r for r in result.get("runs") or [] if not (skip_overrides and overridden(r))]
-    if not runs:
-        return None
-    info, data = runs[0]["info"], runs[0].get("data", {})
+def _rest_record(run: Any) -> RunRecord:
+    info, data = run["info"], run.get("data", {})
     return RunRecord(
         run_id=info["run_id"],
         experiment_id=str(info["experiment_id"]),
@@ -847,6 +929,21 @@ def _rest_lookup(
         params={p["key"]: p["value"] for p in data.get("params", [])},
         tags={t["key"]: t["value"] for t in data.get("tags", [])},
     )
+
+
+def _rest_lookup(
+    uri: str,
+    experiment: str,
+    key: str,
+    value: str,
+    skip_overrides: bool,
+    environ: Mapping[str, str],
+    timeout: float = _FAST_PATH_TIMEOUT,
+) -> RunRecord | None:
+    """MLflow's REST API: experiments/get-by-name, then runs/search."""
+    limit = _SEARCH_LIMIT if skip_overrides else 1
+    runs = _rest_search(uri, experiment, _tag_filter(key, value), limit, "DESC", environ, timeout)
+    return next((r for r in runs if not (skip_overrides and r.tags.get(OVERRIDES_TAG))), None)
 
 
 # --------------------------------------------------------------------------- model registry

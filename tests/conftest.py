@@ -72,8 +72,7 @@ def mlflow_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
     folder = tmp_path_factory.mktemp(f"mlflow-{request.param}")
     with ExitStack() as stack:
-        if request.param == "postgresql":
-            backend = stack.enter_context(postgres())
+        if request.param == "postgresql":  # a team's server: more than one worker
+            yield stack.enter_context(serve(folder, stack.enter_context(postgres()), workers=2))
         else:
-            backend = f"sqlite:///{folder / 'mlflow.db'}"
-        yield stack.enter_context(serve(folder, backend))
+            yield stack.enter_context(serve(folder, f"sqlite:///{folder / 'mlflow.db'}"))

@@ -70,6 +70,8 @@ class GitHubState:
     deployment_statuses: list[dict[str, Any]] = field(default_factory=list)
     dispatches: list[dict[str, Any]] = field(default_factory=list)
     environments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> protection_rules
+    # One request at a time, as GitHub orders writes to one resource (many jobs call at once).
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def now(self) -> str:
         self.clock += 1
@@ -574,16 +576,20 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
-        self._handle("GET")
+        with self.state.lock:
+            self._handle("GET")
 
     def do_POST(self) -> None:
-        self._handle("POST")
+        with self.state.lock:
+            self._handle("POST")
 
     def do_PATCH(self) -> None:
-        self._handle("PATCH")
+        with self.state.lock:
+            self._handle("PATCH")
 
     def do_DELETE(self) -> None:
-        self._handle("DELETE")
+        with self.state.lock:
+            self._handle("DELETE")
 
 
 @contextmanager

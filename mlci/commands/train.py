@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -207,7 +208,16 @@ def train(
     """Reuse the FINISHED run with this fingerprint (the tracking store first, then
     ``run_sources``), or run the training command and record it. With
     ``write_bundle``, a run trained here is also written as a bundle to upload."""
-    from mlci.tracking import FINGERPRINT_TAG, MODEL_DIGEST_TAG, RESTORED_TAG, owner_tags, param_value
+    from mlci import claims
+    from mlci.tracking import (
+        FINGERPRINT_TAG,
+        MODEL_DIGEST_TAG,
+        RESTORED_TAG,
+        RunRecord,
+        is_http,
+        owner_tags,
+        param_value,
+    )
 
     config = resolved.config
     root = config.root
@@ -217,6 +227,24 @@ def train(
     head = gitrepo.head_info(root)
     git_commit = head.commit if head else None
 
+    def reuse(found: RunRecord) -> TrainResult:
+        return TrainResult(
+            run_id=found.run_id,
+            experiment_id=found.experiment_id,
+            fingerprint=digest,
+            cached=True,
+            metrics=found.metrics,
+            params=resolved.params,
+            git_commit=git_commit,
+            run_git_commit=found.tags.get("mlci.git.commit"),
+            tracking_uri=redact.url(uri),
+            run_url=tracking.run_url(found.run_id, found.experiment_id),
+            model_id=found.tags.get("mlci.model_id"),
+            tags=found.tags,
+            model_sha256=found.tags.get(MODEL_DIGEST_TAG),
+            restored_from=found.tags.get(RESTORED_TAG),
+        )
+
     if use_cache:
         found = tracking.find_finished_run(digest)
         if found is not None:
@@ -224,22 +252,7 @@ def train(
                 f"cache hit: run {found.run_id} has fingerprint {digest[:12]}; not training "
                 "(--no-cache trains anyway)"
             )
-            return TrainResult(
-                run_id=found.run_id,
-                experiment_id=found.experiment_id,
-                fingerprint=digest,
-                cached=True,
-                metrics=found.metrics,
-                params=resolved.params,
-                git_commit=git_commit,
-                run_git_commit=found.tags.get("mlci.git.commit"),
-                tracking_uri=redact.url(uri),
-                run_url=tracking.run_url(found.run_id, found.experiment_id),
-                model_id=found.tags.get("mlci.model_id"),
-                tags=found.tags,
-                model_sha256=found.tags.get(MODEL_DIGEST_TAG),
-                restored_from=found.tags.get(RESTORED_TAG),
-            )
+            return reuse(found)
         for source in run_sources:
             restored = source.find(config.model.name, digest, bundle.folder(root / fp.STATE_DIR, digest))
             if restored is not None:
@@ -284,18 +297,40 @@ def train(
     # The run is created without MLflow where a fast path can (its import and store
     # cost seconds); MLflow then loads in the background while the command trains.
     run_name = f"{config.model.name}-{digest[:8]}"
-    run_tags = {**tags, **owner_tags()}
-    started = tracking.start_run_fast(run_name=run_name, tags=run_tags)
-    fast_start = started is not None
-    if started is None:
-        tracking.reap_abandoned(log)
-        run_id = tracking.start_run(run_name=run_name, tags=run_tags)
-        created = tracking.experiment_id(create=True)
-        assert created is not None
-        started = (run_id, created)
-    else:
-        tracking.warm_up()
-    run_id, experiment_id = started
+    # On a shared server, the run is also this job's claim on the fingerprint: of the
+    # jobs that claim it at once, one trains and the others reuse its run (mlci.claims).
+    shared = use_cache and is_http(uri)
+    deadline = time.monotonic() + config.tracking.wait
+    warming = False
+    while True:
+        run_tags = {**tags, **(claims.claim_tags() if shared else owner_tags())}
+        started = tracking.start_run_fast(run_name=run_name, tags=run_tags)
+        fast_start = started is not None
+        if started is None:
+            tracking.reap_abandoned(log)
+            run_id = tracking.start_run(run_name=run_name, tags=run_tags)
+            created = tracking.experiment_id(create=True)
+            assert created is not None
+            started = (run_id, created)
+        elif not warming:
+            tracking.warm_up()
+            warming = True
+        run_id, experiment_id = started
+        if not shared:
+            break
+        leader = claims.contest(tracking, digest, run_id, log).leader
+        if leader is None or time.monotonic() >= deadline:
+            break  # this job trains (past the deadline, wait_for said why)
+        tracking.discard_run(run_id)
+        log(
+            f"MLflow run {leader.run_id} of {claims.who(leader)} is training these inputs "
+            f"(fingerprint {digest[:12]}): waiting for it, up to {config.tracking.wait:.0f}s "
+            "(tracking.wait), to reuse its run"
+        )
+        found = claims.wait_for(tracking, leader, digest, deadline, log)
+        if found is not None:
+            log(f"reusing run {found.run_id} (fingerprint {digest[:12]}); not training")
+            return reuse(found)
     work = root / fp.STATE_DIR / RUNS_DIR / run_id
     work.mkdir(parents=True, exist_ok=True)
     params_file = work / "params.json"
@@ -313,6 +348,8 @@ def train(
     log(f"training{times}: {config.train.command}  (MLflow run {run_id}, fingerprint {digest[:12]})")
     flat_params = prm.flatten(resolved.params)
     changes = ExitStack()  # the params file and rewritten files, as they were, when it closes
+    if shared:
+        changes.enter_context(claims.Heartbeat(tracking, run_id))
     try:
         journal = changes.enter_context(_code_sees(resolved, log))
     except BaseException:
