@@ -43,6 +43,12 @@ data_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(data_app, name="data")
+sweep_app = typer.Typer(
+    help="Train the candidates of sweep: in mlci.yaml side by side (a GitHub Actions matrix) and rank them.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(sweep_app, name="sweep")
 
 _TRUTHY = {"1", "true", "yes", "on"}
 
@@ -663,6 +669,87 @@ def data_diff(
         raise typer.Exit(ExitCode.GATE_FAILED)
 
 
+CandidateArgument = Annotated[
+    int, typer.Argument(help="The candidate's number, from 1 (as `mlci sweep plan` lists them).", min=1)
+]
+
+
+@sweep_app.command("plan")
+def sweep_plan(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List the candidates; with --json, as a matrix for a workflow's strategy.matrix
+    ({"include": [...]}, one entry per candidate, with its --set arguments and fingerprint)."""
+    from mlci import sweep
+
+    matrix = sweep.plan(config, Path.cwd(), _log)
+    lines = [
+        f"#{c['candidate']}  {c['name']}  (fingerprint {c['fingerprint'][:12]})" for c in matrix["include"]
+    ]
+    if as_json:
+        typer.echo(json.dumps(matrix, separators=(",", ":")))  # one line: for $GITHUB_OUTPUT
+    else:
+        typer.echo("\n".join(lines))
+
+
+@sweep_app.command("train")
+def sweep_train(number: CandidateArgument, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Train one candidate: `mlci train --set ...` with its params (the run cache reuses a
+    finished run of the same inputs). Writes .mlci/sweep/candidate-N.json, which
+    `mlci sweep report --from` reads; in GitHub Actions, sets the outputs to upload it."""
+    from mlci.commands import sweep as command
+
+    result = command.train(config, Path.cwd(), number, environ=os.environ, log=_log)
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
+    reused = " (reused)" if result["cached"] else ""
+    _emit(
+        result, as_json, f"candidate #{number} ({result['name']}): {metrics}; run {result['run_id']}{reused}"
+    )
+
+
+@sweep_app.command("report")
+def sweep_report(
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A folder of the matrix jobs' result files (candidate-N.json, at any depth). "
+            "Default: each candidate's run in the tracking store.",
+        ),
+    ] = None,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--env", "-e", help="Judge the candidates by this environment's gate. Default: the first."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The leaderboard: the candidates ranked by the key metric, each with its gate verdict,
+    the best one named with the command that makes it the params (markdown, as the pull
+    request's comment shows it)."""
+    from mlci import render
+    from mlci.commands import sweep as command
+
+    board = command.report(
+        config, Path.cwd(), folder=folder, environment=environment, environ=os.environ, log=_log
+    )
+    if as_json:
+        _emit(board.to_json(), True, "")
+    else:
+        typer.echo(render.render_sweep(board).strip())
+
+
+@sweep_app.command("apply")
+def sweep_apply(number: CandidateArgument, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Write candidate N's params into the params file (train.params), in place: commit it,
+    and the pull request trains exactly that candidate, or reuses the sweep's run."""
+    from mlci import sweep
+
+    result = sweep.apply(config, Path.cwd(), number, _log)
+    verb = "wrote" if result["changed"] else "already has"
+    _emit(result, as_json, f"{result['params_file']}: {verb} candidate #{number} ({result['name']})")
+
+
 @app.command()
 def diff(
     base: BaseOption = None,
@@ -884,6 +971,14 @@ def publish(
             "--token", envvar="GITHUB_TOKEN", help="GitHub token (masked, never printed).", show_default=False
         ),
     ] = None,
+    sweep: Annotated[
+        Path | None,
+        typer.Option(
+            "--sweep",
+            help="A folder of a sweep's result files (candidate-N.json, from the matrix jobs' "
+            "artifacts): the comment also ranks the candidates.",
+        ),
+    ] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -907,6 +1002,7 @@ def publish(
             log=_log,
             cwd=Path.cwd(),
             config_path=config,
+            sweep_folder=sweep,
         )
     except MlciError as exc:
         ci_command.error_summary(os.environ, exc)  # the annotation and the job summary, as `mlci ci`

@@ -158,6 +158,20 @@ class TrackingConfig:
 STORE_SETTINGS = ("auto", "local", "mlflow", "github")
 
 
+SWEEP_LIMIT = 20  # candidates a sweep may have unless sweep.limit says more
+SWEEP_MAX = 256  # GitHub's limit on the jobs of one matrix
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Candidates to train side by side on a pull request (mlci.sweep): each one a set of
+    param overrides (dotted keys, as ``--set`` takes them), from a grid or listed."""
+
+    candidates: tuple[tuple[tuple[str, Any], ...], ...]  # each: (key, value) pairs, in order
+    limit: int = SWEEP_LIMIT
+    from_grid: bool = False
+
+
 @dataclass(frozen=True)
 class RegistryConfig:
     store: str = "auto"  # where a registered version's bytes live: one of STORE_SETTINGS
@@ -216,6 +230,7 @@ class Config:
     report: ReportConfig = ReportConfig()
     registry: RegistryConfig = RegistryConfig()
     data: tuple[Dataset, ...] = ()
+    sweep: SweepConfig | None = None
 
     @property
     def root(self) -> Path:
@@ -307,6 +322,9 @@ class Config:
                 for env in self.environments
             },
             "registry": {"store": self.registry.store},
+            "sweep": None
+            if self.sweep is None
+            else {"candidates": [dict(c) for c in self.sweep.candidates], "limit": self.sweep.limit},
             "report": {
                 "baselines": list(self.baselines),
                 "template": self.report.template,
@@ -627,7 +645,7 @@ class _Checker:
         top = self.mapping(
             raw,
             (),
-            ("model", "train", "metrics", "tracking", "environments", "report", "registry", "data"),
+            ("model", "train", "metrics", "tracking", "environments", "report", "registry", "data", "sweep"),
             required=("model", "train"),
         )
         if top is None:
@@ -640,6 +658,7 @@ class _Checker:
         report = self.report(top.get("report"), environments)
         registry = self.registry(top.get("registry"))
         data = self.data(top.get("data"))
+        sweep = self.sweep(top.get("sweep"))
         if model is None or train is None:
             return None
         return Config(
@@ -652,7 +671,98 @@ class _Checker:
             report=report,
             registry=registry,
             data=data,
+            sweep=sweep,
         )
+
+    def sweep(self, raw: Any) -> SweepConfig | None:
+        """sweep: {grid: {KEY: [values]}} or {candidates: [{KEY: value}]}, and a limit."""
+        import itertools
+
+        at: tuple[str | int, ...] = ("sweep",)
+        if raw is None:
+            return None
+        s = self.mapping(raw, at, ("grid", "candidates", "limit"))
+        if s is None:
+            return None
+        limit = SWEEP_LIMIT
+        if s.get("limit") is not None:
+            value = s["limit"]
+            if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= SWEEP_MAX:
+                limit = value
+            else:
+                self.expected(
+                    (*at, "limit"), f"a whole number from 1 to {SWEEP_MAX} (GitHub's matrix limit)", value
+                )
+        grid, listed = s.get("grid"), s.get("candidates")
+        if (grid is None) == (listed is None):
+            self.problem(
+                at, "write either grid: (every combination) or candidates: (a list), not both or neither"
+            )
+            return None
+        sets: list[tuple[tuple[str, Any], ...]] = []
+        if grid is not None:
+            if not isinstance(grid, dict) or not grid:
+                self.expected((*at, "grid"), "a mapping of param keys to lists of values", grid)
+                return None
+            axes = []
+            for key, values in grid.items():
+                where = (*at, "grid", key)
+                self.sweep_key(key, where)
+                if isinstance(values, list) and values:
+                    axes.append([(key, self.sweep_value(v, (*where, i))) for i, v in enumerate(values)])
+                else:
+                    self.expected(where, "a non-empty list of values", values)
+            sets = [tuple(combo) for combo in itertools.product(*axes)] if len(axes) == len(grid) else []
+        else:
+            if not isinstance(listed, list) or not listed:
+                self.expected((*at, "candidates"), "a non-empty list of param mappings", listed)
+                return None
+            for i, one in enumerate(listed):
+                where = (*at, "candidates", i)
+                if not isinstance(one, dict) or not one:
+                    self.expected(where, "a mapping of param keys to values", one)
+                    continue
+                for key in one:
+                    self.sweep_key(key, (*where, key))
+                sets.append(tuple((str(k), self.sweep_value(v, (*where, k))) for k, v in one.items()))
+        seen: set[str] = set()
+        unique = []
+        for one in sets:
+            key = repr(sorted((k, repr(v)) for k, v in one))
+            if key not in seen:
+                seen.add(key)
+                unique.append(one)
+        if len(unique) > limit:
+            self.problem(
+                at,
+                f"{len(unique)} candidates, more than the limit of {limit}: "
+                f"shrink the {'grid' if grid is not None else 'list'}, "
+                f"or raise sweep.limit (at most {SWEEP_MAX})",
+            )
+        return SweepConfig(candidates=tuple(unique), limit=limit, from_grid=grid is not None)
+
+    def sweep_key(self, key: Any, where: tuple[str | int, ...]) -> None:
+        if not isinstance(key, str) or not key or any(not part for part in key.split(".")) or "=" in key:
+            self.problem(where, f"{key!r} is not a param key: write it as --set takes it (C, model.depth)")
+
+    def sweep_value(self, value: Any, where: tuple[str | int, ...]) -> Any:
+        from mlci import params as prm
+
+        if isinstance(value, (dict, list)) or value is None:
+            self.expected(where, "a single value (a number, a string or true/false)", value)
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            self.expected(where, "a finite number", value)
+            return value
+        try:
+            back = prm.parse_override(f"k={prm.yaml_scalar(value)}")[1]
+        except Exception:  # any failure means the same to the user
+            back = None
+        if isinstance(value, str) and isinstance(back, float):
+            return back  # 1e-5, which YAML 1.1 reads as text: a number, as --set reads it
+        if back != value or type(back) is not type(value):
+            self.problem(where, f"{value!r} does not survive as a --set value; quote it or write it plainly")
+        return value
 
     def data(self, raw: Any) -> tuple[Dataset, ...]:
         at: tuple[str | int, ...] = ("data",)

@@ -343,7 +343,12 @@ def _ignored_match(root: Path, pattern: str) -> str | None:
     return name if name and (root / name).exists() else None
 
 
-def compute(config: Config, params: Any, *, use_stat_cache: bool = True) -> Fingerprint:
+def compute(
+    config: Config, params: Any, *, use_stat_cache: bool = True, params_text: str | None = None
+) -> Fingerprint:
+    """``params_text``: the params file as the training code will read it (with ``--set``
+    overrides written in); an input is hashed as the code sees it, so training with
+    ``--set C=10`` and committing ``C: 10`` to the file are the same inputs."""
     root = config.root
     names, unmatched, data = _selected(
         candidate_files(root),
@@ -354,6 +359,10 @@ def compute(config: Config, params: Any, *, use_stat_cache: bool = True) -> Fing
     hashed = hash_files(root, names, cache)
     if cache:
         cache.save(hashed)
+    if params_text is not None and config.train.params:
+        name = config.train.params.removeprefix("./")
+        if name in hashed:
+            hashed[name] = hashlib.sha256(params_text.encode("utf-8")).hexdigest()
     files = _with_data(hashed, data)
     ignored = {p: hit for p in unmatched if (hit := _ignored_match(root, p))}
     return Fingerprint(

@@ -83,7 +83,7 @@ def resolve(
     swap.recover(fp.ensure_state_dir(config.root), warn)
     params, original = _load_params(config, overrides)
     params_text = params_file_text(config, original, params, overrides) if overrides else None
-    fingerprint = fp.compute(config, params)
+    fingerprint = fp.compute(config, params, params_text=params_text)
     for pattern in fingerprint.unmatched:
         hit = fingerprint.ignored.get(pattern)
         if hit:

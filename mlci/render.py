@@ -74,6 +74,7 @@ def render_tree(folders: list[Path], context: Mapping[str, Any]) -> dict[Path, s
 # --------------------------------------------------------------------------- reports
 
 GITHUB_COMMENT_LIMIT = 65_536
+MAX_SWEEP_ROWS = 50  # leaderboard rows in a comment; `mlci sweep report --json` has them all
 _ANSI_RE = re.compile(r"\033\[[0-9;]*m")
 _ANSI = {"green": "\033[32m", "red": "\033[31m", "dim": "\033[2m", "bold": "\033[1m"}
 _ARROWS = {"better": "🟢", "worse": "🔴", "same": "⚪", "new": "🆕", "missing": "❔"}
@@ -227,6 +228,53 @@ def render_report(
     with a note, and as a last resort the text itself is cut.
     """
     import jinja2
+
+    root = templates_root() / "report"
+    env = _report_environment(template, color)
+    name = "comment.md.j2" if fmt == "markdown" else "table.txt.j2"
+    if template is not None and fmt == "markdown":
+        name = template.name
+    try:
+        tmpl = env.get_template(name)
+    except jinja2.TemplateError as exc:
+        raise MlciError(
+            f"report template {template or root / name}: {exc}",
+            hint="fix report.template in mlci.yaml, or remove it to use the built-in one",
+        ) from exc
+    names = list(report.metric_names)
+    max_params = 50
+    keep = len(names)
+    while True:
+        try:
+            text: str = tmpl.render(
+                report=report,
+                metric_rows=names[:keep],
+                cut_metrics=len(names) - keep,
+                cell=_cell,
+                head_cell=lambda name: _head_cell(report, name),
+                chart=_chart(report),
+                max_params=max_params,
+                max_rows=MAX_SWEEP_ROWS,
+                table=_terminal_table(report, color) if fmt != "markdown" else "",
+            )
+        except jinja2.TemplateError as exc:
+            raise MlciError(
+                f"report template {template or root / name} failed to render: {exc}",
+                hint="fix report.template in mlci.yaml, or remove it to use the built-in one",
+            ) from exc
+        if fmt != "markdown" or len(text) <= limit:
+            return text
+        if max_params > 5:
+            max_params = 5
+        elif keep > 20:
+            keep = max(20, keep // 2)
+        else:
+            note = "\n\n_Report cut to fit GitHub's comment limit; the full report is in the job summary._\n"
+            return text[: limit - len(note)] + note
+
+
+def _report_environment(template: Path | None, color: bool) -> Any:
+    import jinja2
     import jinja2.sandbox
 
     root = templates_root() / "report"
@@ -245,42 +293,15 @@ def render_report(
     env.filters["mermaid"] = mermaid_text
     env.filters["url"] = link_target
     env.filters["color"] = lambda text, name: f"{_ANSI[name]}{text}\033[0m" if color else text
-    name = "comment.md.j2" if fmt == "markdown" else "table.txt.j2"
-    if template is not None and fmt == "markdown":
-        name = template.name
+    return env
+
+
+def render_sweep(board: Any) -> str:
+    """A sweep's leaderboard alone (``mlci sweep report``): the section the comment includes."""
+    import jinja2
+
+    env = _report_environment(None, False)
     try:
-        tmpl = env.get_template(name)
-    except jinja2.TemplateError as exc:
-        raise MlciError(
-            f"report template {template or root / name}: {exc}",
-            hint="fix report.template in mlci.yaml, or remove it to use the built-in one",
-        ) from exc
-    names = list(report.metric_names)
-    max_params = 50
-    keep = len(names)
-    while True:
-        try:
-            text = tmpl.render(
-                report=report,
-                metric_rows=names[:keep],
-                cut_metrics=len(names) - keep,
-                cell=_cell,
-                head_cell=lambda name: _head_cell(report, name),
-                chart=_chart(report),
-                max_params=max_params,
-                table=_terminal_table(report, color) if fmt != "markdown" else "",
-            )
-        except jinja2.TemplateError as exc:
-            raise MlciError(
-                f"report template {template or root / name} failed to render: {exc}",
-                hint="fix report.template in mlci.yaml, or remove it to use the built-in one",
-            ) from exc
-        if fmt != "markdown" or len(text) <= limit:
-            return text
-        if max_params > 5:
-            max_params = 5
-        elif keep > 20:
-            keep = max(20, keep // 2)
-        else:
-            note = "\n\n_Report cut to fit GitHub's comment limit; the full report is in the job summary._\n"
-            return text[: limit - len(note)] + note
+        return str(env.get_template("sweep.md.j2").render(board=board, max_rows=MAX_SWEEP_ROWS))
+    except jinja2.TemplateError as exc:  # pragma: no cover - the built-in template
+        raise MlciError(f"the sweep template failed to render: {exc}") from exc

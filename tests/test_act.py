@@ -709,3 +709,41 @@ def test_the_setup_action_installs_with_uv_under_act(act: str, tmp_path: Path) -
         assert "+ mlci==0.1.0 (from file://" in log and "installing with pip" not in log
     assert "cache key mlci-uv-Linux-py3.11-" in trains and "cache key" not in writes
     assert "Pruning cache at:" in trains and "Pruning cache at:" not in writes
+
+
+def test_a_sweep_of_six_candidates_runs_under_act(cli, act: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """sweep: true in the caller: a plan job, six matrix jobs (one candidate each), the
+    pull request's own job, and one comment that ranks the six."""
+    root = _scaffold(cli, tmp_path)
+    run(["git", "checkout", "-q", "-b", "feature", "staging"], root)
+    config = root / "mlci.yaml"
+    text = config.read_text()
+    for line in ("# sweep:", "#   grid:", "#     C: [0.1, 1.0, 10.0]", "#     max_iter: [500, 1000]"):
+        assert line in text
+        text = text.replace(line, line.replace("# ", "", 1).replace("#", "", 1))
+    config.write_text(text)
+    caller = root / ".github" / "workflows" / "mlci-pr.yml"
+    assert "      # sweep: true" in caller.read_text()
+    caller.write_text(caller.read_text().replace("      # sweep: true", "      sweep: true"))
+    run(["git", "commit", "-qam", "a sweep of six"], root)
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    payload = _pr_payload(tmp_path / "pull_request.json", 5, head, "feature", "staging", root)
+    with github_stub() as gh:
+        gh.pulls[5] = head
+        result = _act(act, root, "pull_request", "mlci-pr.yml", payload, gh)
+        assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-3000:]
+        assert len(gh.comments[5]) == 1  # one comment: the report and the sweep in it
+        body = gh.comments[5][0]["body"]
+        assert body.startswith("<!-- mlci:report model=churn -->")
+        assert "### 🧪 Sweep: 6 candidates by `accuracy` ↑, judged by staging's gate" in body
+        rows = [line for line in body.splitlines() if line.startswith("| ") and "`C=" in line]
+        assert len(rows) == 6, body
+        assert [int(r.split("|")[1]) for r in rows] == [1, 2, 3, 4, 5, 6]  # ranked
+        assert {r.split("#", 1)[1].split(" ", 1)[0] for r in rows} == {"1", "2", "3", "4", "5", "6"}
+        assert "**Best: candidate #" in body and "`mlci sweep apply " in body
+        assert "Not trained" not in body
+        assert len(gh.statuses) == 1  # the pull request's own verdict, once
+    for n in range(1, 7):
+        assert f"Train sweep candidate {n}" in result.stdout
+    assert "mlci: sweep: 6 of 6 candidates have a run" in result.stdout
+    assert "cache key mlci-uv-" not in _job_log(result.stdout, "Post the report")

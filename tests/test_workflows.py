@@ -175,9 +175,10 @@ def test_tracking_secrets_reach_only_the_steps_that_talk_to_the_server() -> None
                 holders.setdefault(job_name, []).append(step.get("id") or step.get("name"))
                 mlflow = {k: v for k, v in step["env"].items() if k.startswith("MLFLOW_")}
                 assert mlflow == {n: f"${{{{ secrets.{n} }}}}" for n in names}
-                assert set(step["env"]) - names <= {"GITHUB_TOKEN", *HANDOVER}
+                assert set(step["env"]) - names <= {"GITHUB_TOKEN", "CANDIDATE", *HANDOVER}
     assert holders == {
         "pull-request": ["pr"],
+        "sweep-train": ["sweep"],
         "train": ["train"],
         "promote": ["promote"],
         "deploy": ["deploy"],
@@ -243,8 +244,10 @@ def test_no_job_that_can_write_runs_the_repositorys_code() -> None:
     for name, job in jobs.items():
         writes = any(level == "write" for level in job["permissions"].values())
         runs = _runs(job)
-        trains = '-r "$REQUIREMENTS"' in runs or "--stage train" in runs
-        assert writes != trains, name  # every job either trains or writes, never both
+        trains = '-r "$REQUIREMENTS"' in runs or "--stage train" in runs or "mlci sweep train" in runs
+        assert not (writes and trains), name  # a job trains or writes, never both
+        if not writes and not trains:  # the one that does neither reads mlci.yaml as data
+            assert name == "sweep-plan" and "mlci sweep plan --json" in runs, name
         if writes:
             assert "mlci ci" not in runs or "--stage publish" in runs or "--stage assign" in runs, name
             assert any(c in runs for c in ("mlci publish", "--stage publish", "--stage assign")), name
@@ -258,6 +261,9 @@ def test_no_job_that_can_write_runs_the_repositorys_code() -> None:
         "pull-request-untrusted",
         "train",
     }
+    assert {n for n, j in jobs.items() if "mlci sweep train" in _runs(j)} == {"sweep-train"}
+    assert jobs["sweep-train"]["permissions"] == {"actions": "read", "contents": "read"}
+    assert jobs["sweep-plan"]["permissions"] == {"contents": "read"}
     # A deploy hook is the repository's code too: it runs where the token can only read.
     assert {n for n, j in jobs.items() if re.search(r"--stage (deploy|restore)", _runs(j))} == {
         "deploy",
@@ -319,7 +325,8 @@ def test_mlci_installs_with_a_pinned_uv_and_only_training_jobs_share_its_cache()
         assert "python -m uv pip install" in script and "::warning" in script
         caches = [s for s in steps if "uv-cache" in str(s.get("with", {}).get("path", ""))]
         writes = any(v == "write" for v in job["permissions"].values())
-        if writes or "--stage train" not in _runs(job):
+        trains = "--stage train" in _runs(job) or "mlci sweep train" in _runs(job)
+        if writes or not trains:
             assert not caches and "--no-cache" in script, name
         else:
             assert caches and steps.index(caches[0]) == index - 1, name
@@ -390,6 +397,6 @@ def test_a_gpu_runner_for_training_passes_the_linters(actionlint: Path, tmp_path
     _all_linters_pass(sorted(workflows.glob("*.yml")), tmp_path, actionlint)
     jobs = yaml.safe_load((workflows / "mlci.yml").read_text())["jobs"]
     training = {name for name, job in jobs.items() if "inputs.runs-on" in str(job["runs-on"])}
-    assert training == {"pull-request", "pull-request-untrusted", "train"}
+    assert training == {"pull-request", "pull-request-untrusted", "train", "sweep-train"}
     assert all(jobs[name]["timeout-minutes"] == "${{ inputs.timeout-minutes }}" for name in training)
     assert {jobs[name]["runs-on"] for name in set(jobs) - training} == {"ubuntu-latest"}

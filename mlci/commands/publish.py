@@ -233,7 +233,10 @@ def publish(
     cwd: Path,
     config_path: Path | None = None,
     out: IO[str] | None = None,
+    sweep_folder: Path | None = None,
 ) -> dict[str, Any]:
+    """Post the pull request job's report; with ``sweep_folder`` (the matrix jobs' result
+    files), its comment also ranks the sweep's candidates, judged by the same gate."""
     from mlci import github_api, render
 
     ctx = ci_env.context(environ)
@@ -307,6 +310,13 @@ def publish(
     report = dataclasses.replace(
         report, policy_from=pull.base_ref if base_policy else None, notes=tuple(notes)
     )
+    if sweep_folder is not None:
+        from mlci import sweep
+
+        results = sweep.from_folder(sweep_folder, here)
+        board = sweep.leaderboard(here, results, state, env.name if env else None)
+        report = dataclasses.replace(report, sweep=board)
+        log(f"sweep: {len(board.rows)} of {len(results)} candidates have a run")
     if env is not None and report.passed:
         from mlci.commands.ci import with_approvers
 
