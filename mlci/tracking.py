@@ -800,31 +800,27 @@ def _rest_create_run(
     environ: Mapping[str, str],
     timeout: float,
 ) -> tuple[str, str] | None:
-    """MLflow's REST API: experiments/get-by-name, then runs/create."""
-    query = urllib.parse.urlencode({"experiment_name": experiment})
+    """MLflow's REST API: the experiment's id (once), then runs/create."""
     try:
-        found = _rest(uri, "GET", f"experiments/get-by-name?{query}", environ, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None  # a new experiment: the client creates it
-        raise
-    info = found["experiment"]
-    if info.get("lifecycle_stage") != "active":
-        return None
+        experiment_id = _rest_experiment_id(uri, experiment, environ, timeout)
+    except ValueError:
+        return None  # a deleted experiment: the client explains it
+    if experiment_id is None:
+        return None  # a new experiment: the client creates it
     created = _rest(
         uri,
         "POST",
         "runs/create",
         environ,
         {
-            "experiment_id": info["experiment_id"],
+            "experiment_id": experiment_id,
             "run_name": run_name,
             "start_time": int(time.time() * 1000),
             "tags": [{"key": k, "value": v} for k, v in tags.items()],
         },
         timeout=timeout,
     )
-    return str(created["run"]["info"]["run_id"]), str(info["experiment_id"])
+    return str(created["run"]["info"]["run_id"]), experiment_id
 
 
 def _needs_client_tls(environ: Mapping[str, str]) -> bool:
@@ -879,6 +875,32 @@ def _rest(
         return json.loads(response.read() or b"{}")
 
 
+_REST_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (uri, name) -> id: an experiment's id never changes
+
+
+def _rest_experiment_id(
+    uri: str, experiment: str, environ: Mapping[str, str], timeout: float = _FAST_PATH_TIMEOUT
+) -> str | None:
+    """MLflow's REST API: experiments/get-by-name, once per process (None: no such experiment)."""
+    known = _REST_EXPERIMENTS.get((uri, experiment))
+    if known is not None:
+        return known
+    query = urllib.parse.urlencode({"experiment_name": experiment})
+    try:
+        found = _rest(uri, "GET", f"experiments/get-by-name?{query}", environ, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            payload = json.loads(exc.read() or b"{}")
+            if payload.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+                return None
+        raise
+    experiment_info = found["experiment"]
+    if experiment_info.get("lifecycle_stage") != "active":
+        raise ValueError("experiment is not active")  # let the client path explain it
+    _REST_EXPERIMENTS[(uri, experiment)] = str(experiment_info["experiment_id"])
+    return _REST_EXPERIMENTS[(uri, experiment)]
+
+
 def _rest_search(
     uri: str,
     experiment: str,
@@ -888,26 +910,17 @@ def _rest_search(
     environ: Mapping[str, str],
     timeout: float = _FAST_PATH_TIMEOUT,
 ) -> list[RunRecord]:
-    """MLflow's REST API: experiments/get-by-name, then runs/search, as RunRecords."""
-    query = urllib.parse.urlencode({"experiment_name": experiment})
-    try:
-        found = _rest(uri, "GET", f"experiments/get-by-name?{query}", environ, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            payload = json.loads(exc.read() or b"{}")
-            if payload.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
-                return []
-        raise
-    experiment_info = found["experiment"]
-    if experiment_info.get("lifecycle_stage") != "active":
-        raise ValueError("experiment is not active")  # let the client path explain it
+    """MLflow's REST API: the experiment's id (once), then runs/search, as RunRecords."""
+    experiment_id = _rest_experiment_id(uri, experiment, environ, timeout)
+    if experiment_id is None:
+        return []
     result = _rest(
         uri,
         "POST",
         "runs/search",
         environ,
         {
-            "experiment_ids": [experiment_info["experiment_id"]],
+            "experiment_ids": [experiment_id],
             "filter": filter_string,
             "run_view_type": "ACTIVE_ONLY",
             "max_results": limit,

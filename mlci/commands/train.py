@@ -312,13 +312,16 @@ def train(
             created = tracking.experiment_id(create=True)
             assert created is not None
             started = (run_id, created)
-        elif not warming:
+        elif not warming and not shared:
             tracking.warm_up()
             warming = True
         run_id, experiment_id = started
         if not shared:
             break
         leader = claims.contest(tracking, digest, run_id, log).leader
+        if leader is None and fast_start and not warming:
+            tracking.warm_up()  # only the job that trains needs MLflow loaded (a waiter may never)
+            warming = True
         if leader is None or time.monotonic() >= deadline:
             break  # this job trains (past the deadline, wait_for said why)
         tracking.discard_run(run_id)
