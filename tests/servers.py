@@ -24,13 +24,19 @@ from typing import Any
 NOBODY = 65534
 
 
-def _wheel_folder() -> Path:
+def _wheel_folder() -> Path | None:
     spec = importlib.util.find_spec("pgserver")  # found, never imported: it sets up logging and locks
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the PostgreSQL tests need the pgserver wheel's binaries: pip install -e '.[test]'"
-        )
+        return None
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _system_binaries() -> Path | None:
+    """PostgreSQL's own packages (Debian's postgresql-NN), where pgserver has no wheel (Python 3.13)."""
+    found = shutil.which("initdb")
+    candidates = [Path(found).resolve().parent] if found else []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
 
 
 def _free_port() -> int:
@@ -47,10 +53,23 @@ def postgres(database: str = "mlflow") -> Iterator[str]:
     import tempfile
 
     package = _wheel_folder()
+    system = _system_binaries() if package is None else None
+    if package is None and system is None:
+        raise RuntimeError(
+            "the PostgreSQL tests need PostgreSQL's binaries: pip install -e '.[test]' brings them "
+            "(the pgserver wheel) on Python 3.10 to 3.12; on 3.13, install PostgreSQL's package "
+            "(apt-get install postgresql)"
+        )
     folder = Path(tempfile.mkdtemp(prefix="mlci-postgres-"))
     as_root = os.geteuid() == 0
     run_as: dict[str, Any] = {}
-    if as_root:
+    if system is not None:
+        binaries = system  # a system package's binaries: every user may run them where they are
+        folder.chmod(0o755)
+        if as_root:
+            run_as = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    elif as_root:
+        assert package is not None
         # The same layout as the wheel's, so the binaries' rpath ($ORIGIN/../../../pgserver.libs) holds.
         shutil.copytree(package / "pginstall", folder / "pg" / "pgserver" / "pginstall", symlinks=True)
         shutil.copytree(package.parent / "pgserver.libs", folder / "pg" / "pgserver.libs", symlinks=True)
@@ -59,6 +78,7 @@ def postgres(database: str = "mlflow") -> Iterator[str]:
             path.chmod(0o755)
         run_as = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
     else:
+        assert package is not None
         binaries = package / "pginstall" / "bin"
     data = folder / "cluster"
     data.mkdir()
