@@ -31,7 +31,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlci.tracking import OWNER_HOST_TAG, OWNER_PID_TAG, RunRecord, owner_tags
@@ -108,15 +107,9 @@ def who(run: RunRecord) -> str:
     return " ".join(parts) or "another job"
 
 
-@dataclass
-class Election:
-    """The outcome of one claim: train (``leader`` is None), or wait for ``leader``."""
-
-    leader: RunRecord | None
-
-
-def contest(tracking: Tracking, fingerprint: str, mine: str, log: Callable[[str], None]) -> Election:
-    """After creating claim ``mine``: abandon the dead claims, and elect among the rest."""
+def contest(tracking: Tracking, fingerprint: str, mine: str, log: Callable[[str], None]) -> RunRecord | None:
+    """After creating claim ``mine``: abandon the dead claims, and elect among the rest.
+    None: ``mine`` won, this job trains; else the claim to wait for."""
     from mlci.tracking import _alive
 
     time.sleep(settle())
@@ -128,11 +121,10 @@ def contest(tracking: Tracking, fingerprint: str, mine: str, log: Callable[[str]
         if why is None:
             live.append(run)
             continue
-        tracking.set_tag(run.run_id, "mlci.abandoned", why)
-        tracking.end_run(run.run_id, "KILLED")
+        tracking.abandon(run.run_id, why)
         log(f"MLflow run {run.run_id} of {who(run)} claimed these inputs but {why}: marked KILLED")
     leader = elect(live)
-    return Election(None if leader is None or leader.run_id == mine else leader)
+    return None if leader is None or leader.run_id == mine else leader
 
 
 def wait_for(
@@ -160,7 +152,8 @@ def wait_for(
             return None
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
         poll = min(poll * 1.5, POLL_MAX)
-        status, stage, tags = tracking.run_state(leader.run_id)
+        current, stage = tracking.run_state(leader.run_id)
+        status = current.status
         if stage != "active":
             log(f"MLflow run {leader.run_id} was deleted while training these inputs: claiming them again")
             return None
@@ -174,19 +167,9 @@ def wait_for(
         if status != "RUNNING":
             log(f"MLflow run {leader.run_id} of {who(leader)} ended {status}: training these inputs here")
             return None
-        current = RunRecord(
-            run_id=leader.run_id,
-            experiment_id=leader.experiment_id,
-            status=status,
-            start_time=leader.start_time,
-            metrics={},
-            params={},
-            tags=tags,
-        )
         why = abandoned(current, time.time(), stale_after(), host, _alive)
         if why is not None:
-            tracking.set_tag(leader.run_id, "mlci.abandoned", why)
-            tracking.end_run(leader.run_id, "KILLED")
+            tracking.abandon(leader.run_id, why)
             log(f"MLflow run {leader.run_id} of {who(leader)} {why}: marked KILLED; claiming these inputs")
             return None
         if time.monotonic() - said >= PROGRESS_EVERY:

@@ -373,20 +373,23 @@ class Tracking:
                 return found or []
         return [_record(r) for r in self._search(filter_string, _CLAIMS_LIMIT, ascending=True)]
 
-    def run_state(self, run_id: str) -> tuple[str, str, dict[str, str]]:
-        """(status, lifecycle stage, tags) of one run, as it is now."""
+    def run_state(self, run_id: str) -> tuple[RunRecord, str]:
+        """One run as it is now, and its lifecycle stage ("active" or "deleted")."""
         if self._rest_fast_path():
             query = urllib.parse.urlencode({"run_id": run_id})
             answered, found = self._via_rest(
                 lambda: _rest(self.uri, "GET", f"runs/get?{query}", self.environ, timeout=self.timeout)
             )
             if answered and found:
-                info, data = found["run"]["info"], found["run"].get("data", {})
-                tags = {t["key"]: t["value"] for t in data.get("tags", [])}
-                return str(info["status"]), str(info.get("lifecycle_stage", "active")), tags
+                return _rest_record(found["run"]), str(found["run"]["info"].get("lifecycle_stage", "active"))
         with _translated(f"reading run {run_id}", self.uri, self.timeout):
             run = self.client.get_run(run_id)
-        return run.info.status, run.info.lifecycle_stage, dict(run.data.tags)
+        return _record(run), run.info.lifecycle_stage
+
+    def abandon(self, run_id: str, why: str) -> None:
+        """Mark KILLED a RUNNING run whose trainer died, saying why (tag mlci.abandoned)."""
+        self.set_tag(run_id, ABANDONED_TAG, why)
+        self.end_run(run_id, "KILLED")
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         if self._rest_fast_path():
@@ -450,8 +453,7 @@ class Tracking:
             pid = run.data.tags.get(OWNER_PID_TAG, "")
             if not pid.isdigit() or _alive(int(pid)):
                 continue
-            self.client.set_tag(run.info.run_id, "mlci.abandoned", f"mlci (pid {pid}) died while training")
-            self.end_run(run.info.run_id, "KILLED")
+            self.abandon(run.info.run_id, f"mlci (pid {pid}) died while training")
             reaped.append(run.info.run_id)
             log(
                 f"MLflow run {run.info.run_id} was left RUNNING by an mlci that died "
@@ -579,6 +581,7 @@ class Tracking:
 
 OWNER_HOST_TAG = "mlci.host"
 OWNER_PID_TAG = "mlci.pid"
+ABANDONED_TAG = "mlci.abandoned"  # why a RUNNING run was marked KILLED: its trainer died
 
 
 def owner_tags() -> dict[str, str]:

@@ -318,7 +318,7 @@ def train(
         run_id, experiment_id = started
         if not shared:
             break
-        leader = claims.contest(tracking, digest, run_id, log).leader
+        leader = claims.contest(tracking, digest, run_id, log)
         if leader is None and fast_start and not warming:
             tracking.warm_up()  # only the job that trains needs MLflow loaded (a waiter may never)
             warming = True
