@@ -198,13 +198,16 @@ def from_folder(folder: Path, config: cfg.Config) -> list[Result]:
 
 
 def from_tracking(
-    config_path: Path | None, cwd: Path, environ: Mapping[str, str], warn: Callable[[str], None]
+    config: cfg.Config,
+    config_path: Path | None,
+    cwd: Path,
+    environ: Mapping[str, str],
+    warn: Callable[[str], None],
 ) -> list[Result]:
-    """Each candidate's FINISHED run in the tracking store, by its fingerprint."""
-    from mlci import config as cfg_mod
+    """Each candidate of ``config`` (loaded from ``config_path``), its FINISHED run in the
+    tracking store, by its fingerprint."""
     from mlci import project
 
-    config = cfg_mod.load_for(config_path, cwd)
     tracking = project.make_tracking(config, environ)
     out = []
     for one in candidates(config):

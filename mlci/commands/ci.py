@@ -184,7 +184,7 @@ def _pull_request(
         check_requires=True,
         notes=notes,
         check_data=True,
-        **_run_store_options(ctx, environ, config, token, log),
+        **run_store_options(ctx, environ, config, token, log),
     )
     if env is not None and pin is None and report.passed and token and not fork and not dry_run:
         report = with_approvers(report, _write_api(ctx, {**environ, "GITHUB_TOKEN": token}, retries=1), env)
@@ -210,7 +210,7 @@ def _pull_request(
             "fingerprint": result.fingerprint,
             "report-path": str(path),
             "report-artifact": report_artifact(config.model.name),
-            **_bundle_outputs(config, result),
+            **bundle_outputs(config, result),
         },
     )
     res = CiResult(
@@ -342,10 +342,10 @@ def _push(
         log=log,
         allow_training=stage != "publish",
         check_data=True,  # the merged data, checked and judged against the environment's model's
-        **_run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
+        **run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
     _, path = _write_report(ctx, config, report)
-    ci_env.set_outputs(ctx, _bundle_outputs(config, result))
+    ci_env.set_outputs(ctx, bundle_outputs(config, result))
     res = CiResult(
         "push", "blocked", "", environment=env.name, fingerprint=result.fingerprint, report_path=str(path)
     )
@@ -682,7 +682,7 @@ def report_artifact(model: str) -> str:
     return f"mlci-report-{model.replace('/', '--')}"
 
 
-def _run_store_options(
+def run_store_options(
     ctx: ci_env.Context,
     environ: Mapping[str, str],
     config: cfg.Config,
@@ -703,7 +703,7 @@ def _run_store_options(
     return {"run_sources": sources, "write_bundle": True}
 
 
-def _bundle_outputs(config: cfg.Config, result: Any) -> dict[str, str]:
+def bundle_outputs(config: cfg.Config, result: Any) -> dict[str, str]:
     """What the workflow's upload step needs: set only when this job trained."""
     from mlci.stores import bundle
 

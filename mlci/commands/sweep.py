@@ -38,7 +38,7 @@ def train(
         use_cache=True,
         log=log,
         command_stdout=sys.stderr,
-        **ci_cmd._run_store_options(ctx, environ, resolved.config, token, log),
+        **ci_cmd.run_store_options(ctx, environ, resolved.config, token, log),
     )
     outcome = sweep.Result(
         one, result.fingerprint, result.run_id, result.run_url, result.metrics, result.cached
@@ -50,7 +50,7 @@ def train(
             {
                 "result-path": str(path),
                 "result-artifact": sweep.result_artifact(config.model.name, one.number),
-                **ci_cmd._bundle_outputs(resolved.config, result),
+                **ci_cmd.bundle_outputs(resolved.config, result),
             },
         )
     return {**outcome.to_json(), "result_path": str(path)}
@@ -73,7 +73,7 @@ def report(
     if folder is not None:
         results = sweep.from_folder(folder, config)
     else:
-        results = sweep.from_tracking(config_path, cwd, environ, log)
+        results = sweep.from_tracking(config, config_path, cwd, environ, log)
     env = environment or (config.environments[0].name if config.environments else None)
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
