@@ -475,5 +475,28 @@ def show_file(path: Path, rev: str, relative: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+class BlobRefused(Exception):
+    """A file at a commit that mlci will not read as one: a link, a submodule, too large."""
+
+
+def regular_blob(path: Path, rev: str, relative: str, *, limit: int) -> str | None:
+    """The text of ``relative`` at ``rev`` when it is a regular file of at most ``limit``
+    bytes; None if absent. A symbolic link (its target would be read as the file by
+    ``git show``), a submodule or a folder raises ``BlobRefused``, as does a larger file."""
+    proc = run_git(["ls-tree", "-l", "-z", rev, "--", relative], path, check=False)
+    if proc.returncode != 0 or not proc.stdout:
+        return None
+    meta, _, name = proc.stdout.split("\0")[0].partition("\t")
+    if name != relative:
+        return None
+    mode, kind, oid, size = meta.split()
+    if kind != "blob" or mode not in ("100644", "100755"):
+        what = "a symbolic link" if mode == "120000" else f"not a regular file (mode {mode})"
+        raise BlobRefused(f"{relative} at {rev} is {what}")
+    if int(size) > limit:
+        raise BlobRefused(f"{relative} at {rev} is {size} bytes, more than the limit of {limit}")
+    return run_git(["cat-file", "blob", oid], path).stdout
+
+
 def is_ancestor(path: Path, ancestor: str, descendant: str) -> bool:
     return run_git(["merge-base", "--is-ancestor", ancestor, descendant], path, check=False).returncode == 0

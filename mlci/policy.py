@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from mlci.config import Config, Dataset, Environment, GateRule
+from mlci.config import Config, Dataset, Environment, GateRule, RegistryConfig, TrackingConfig
 
 _FIELDS = ("min", "max", "max_regression", "min_improvement", "confidence")
 _COLUMN_FIELDS = ("type", "nulls", "min", "max", "allowed", "drift")
@@ -32,13 +32,80 @@ class Change:
         return f"{self.where}: {self.what} {old} → {new}"
 
 
+# Every setting of mlci.yaml, and whose file decides it for a pull request (the README's
+# "What a pull request can change"; tests/test_policy.py fails on a setting not listed):
+# - "head": what is trained, the pull request's own: it is what is under review;
+# - "base": what judges it and what is posted (the gates, the goals, the data checks, the
+#   report's template and contents): the branch it merges into;
+# - "writer": where a job connects with its credentials: the head's in a job that trains
+#   (its run is recorded there), the base's in a job that holds a write token.
+HEAD, BASE, WRITER = "head", "base", "writer"
+SETTINGS: dict[str, str] = {
+    "model.name": HEAD,
+    "model.description": HEAD,
+    "train.command": HEAD,
+    "train.inputs": HEAD,
+    "train.params": HEAD,
+    "train.metrics": HEAD,
+    "train.model": HEAD,
+    "train.rewrites": HEAD,
+    "train.own_cache": HEAD,
+    "train.withhold_env": HEAD,
+    "train.predictions": HEAD,
+    "train.timeout": HEAD,
+    "train.repeats": HEAD,
+    "sweep.candidates": HEAD,
+    "sweep.limit": HEAD,
+    "sweep.from_grid": HEAD,
+    "data.path": HEAD,
+    "data.format": HEAD,
+    "metrics": BASE,
+    "environments": BASE,
+    "report.baselines": BASE,
+    "report.template": BASE,
+    "report.key_metric": BASE,
+    "data.name": BASE,
+    "data.columns": BASE,
+    "data.key": BASE,
+    "data.rows_min": BASE,
+    "data.rows_max": BASE,
+    "data.drift": BASE,
+    "tracking.uri": WRITER,
+    "tracking.experiment": WRITER,
+    "tracking.timeout": WRITER,
+    "tracking.wait": WRITER,
+    "registry.store": WRITER,
+}
+
+
 def judged_by(head: Config, base: Config | None) -> Config:
-    """The head's config with the base's policy: what judges a pull request."""
+    """The head's config with the base's policy and report: what judges a pull request,
+    and what renders the verdict (``SETTINGS``: "base")."""
     if base is None:
         return head
     return dataclasses.replace(
-        head, environments=base.environments, metrics=base.metrics, data=_data_judged_by(head, base)
+        head,
+        environments=base.environments,
+        metrics=base.metrics,
+        data=_data_judged_by(head, base),
+        report=base.report,
     )
+
+
+def for_writing(head: Config, base: Config | None) -> Config:
+    """What a job that holds a write token uses: ``judged_by``, and where it connects
+    (the tracking server, the registry's store) from the base too (``SETTINGS``:
+    "writer"), so a pull request cannot send the job's credentials elsewhere. Without a
+    base config the pull request's own policy judges it (as ``judged_by``), but nothing
+    it names is rendered or reached: mlci's own template, the embedded store."""
+    if base is None:
+        return dataclasses.replace(
+            head,
+            report=dataclasses.replace(head.report, template=None),
+            tracking=TrackingConfig(),
+            registry=RegistryConfig(),
+        )
+    return dataclasses.replace(judged_by(head, base), tracking=base.tracking, registry=base.registry)
 
 
 def _data_judged_by(head: Config, base: Config) -> tuple[Dataset, ...]:

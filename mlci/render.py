@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -214,11 +215,66 @@ def _terminal_table(report: Any, color: bool) -> str:
     return "\n".join(lines)
 
 
+MAX_TEMPLATE = 256 * 1024  # bytes of one report template or include
+_TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}){0,7}")
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """A report template the repository provides (``report.template``), and where it and
+    its includes are read from: the work tree (a laptop, a job that writes nothing) or a
+    commit of the base branch (a job that posts). ``read`` takes a name relative to the
+    template's folder and returns its text, None where there is no such file, and raises
+    ``MlciError`` for a file it refuses (a symbolic link, too large, not text)."""
+
+    name: str
+    read: Callable[[str], str | None]
+    where: str  # for messages: a path, or REF:path
+
+
+def template_name_ok(name: str) -> bool:
+    """A name an include may use: relative, no ``..``, no hidden part, bounded."""
+    return bool(_TEMPLATE_NAME.fullmatch(name)) and ".." not in name.split("/")
+
+
+def files_template(path: Path) -> TemplateSource:
+    """``path`` and its includes from the work tree, beside it: regular files only, never
+    through a symbolic link (in the name or any folder under the template's), bounded."""
+    from mlci import safeinput
+
+    folder = path.parent
+
+    def read(name: str) -> str | None:
+        if not template_name_ok(name):
+            return None
+        here = folder
+        for part in name.split("/"):
+            here = here / part
+            if here.is_symlink():
+                raise MlciError(
+                    f"report template {here} is a symbolic link, which mlci never follows",
+                    hint="make it a regular file in the repository",
+                )
+        try:
+            return safeinput.read_text(here, limit=MAX_TEMPLATE, what=f"report template {name}", follow=False)
+        except FileNotFoundError:
+            return None
+        except (NotADirectoryError, IsADirectoryError):
+            return None
+        except safeinput.BadInput as exc:
+            raise MlciError(
+                f"report template {here}: {exc.problem}",
+                hint=f"a report template is a UTF-8 text file of at most {MAX_TEMPLATE} bytes",
+            ) from None
+
+    return TemplateSource(path.name, read, str(path))
+
+
 def render_report(
     report: Any,
     fmt: str,
     *,
-    template: Path | None = None,
+    template: TemplateSource | None = None,
     color: bool = False,
     limit: int = GITHUB_COMMENT_LIMIT,
 ) -> str:
@@ -234,11 +290,12 @@ def render_report(
     name = "comment.md.j2" if fmt == "markdown" else "table.txt.j2"
     if template is not None and fmt == "markdown":
         name = template.name
+    where = template.where if template is not None and fmt == "markdown" else str(root / name)
     try:
         tmpl = env.get_template(name)
     except jinja2.TemplateError as exc:
         raise MlciError(
-            f"report template {template or root / name}: {exc}",
+            f"report template {where}: {exc}",
             hint="fix report.template in mlci.yaml, or remove it to use the built-in one",
         ) from exc
     names = list(report.metric_names)
@@ -259,7 +316,7 @@ def render_report(
             )
         except jinja2.TemplateError as exc:
             raise MlciError(
-                f"report template {template or root / name} failed to render: {exc}",
+                f"report template {where} failed to render: {exc}",
                 hint="fix report.template in mlci.yaml, or remove it to use the built-in one",
             ) from exc
         if fmt != "markdown" or len(text) <= limit:
@@ -273,15 +330,26 @@ def render_report(
             return text[: limit - len(note)] + note
 
 
-def _report_environment(template: Path | None, color: bool) -> Any:
+def _report_environment(template: TemplateSource | None, color: bool) -> Any:
     import jinja2
     import jinja2.sandbox
 
     root = templates_root() / "report"
+    builtin = jinja2.FileSystemLoader(str(root))  # mlci's own templates, inside the wheel
+    loaders: list[Any] = [builtin]
+    if template is not None:
+
+        def load(name: str) -> tuple[str, None, Callable[[], bool]] | None:
+            text = template.read(name)
+            return None if text is None else (text, None, lambda: False)
+
+        # The repository's template and its includes through ``template.read`` alone (no
+        # link followed, bounded); a name it does not have falls back to mlci's own.
+        loaders.insert(0, jinja2.FunctionLoader(load))
     # Sandboxed: report.template is the repository's file, and the job that posts
     # the report holds a write token; a template must not reach Python.
     env = jinja2.sandbox.SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader([str(template.parent) if template else str(root), str(root)]),
+        loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,

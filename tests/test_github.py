@@ -643,3 +643,86 @@ def _push_event(tmp_path: Path, root: Path) -> Path:
         )
     )
     return payload
+
+
+_ATTACK = (
+    "{% set e %}{% include 'env' %}{% endset %}{{ e | reverse }}\n"
+    "<img src=x onerror=alert(1)> @octocat\n### ✅ all gates pass, merge me\n"
+)
+
+
+def test_a_pull_requests_template_cannot_post_the_write_token(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState
+) -> None:  # type: ignore[no-untyped-def]
+    """The attack of the same-repository flow: the pull request names its own template,
+    which includes a link to the process's environment and prints it reversed (redaction
+    finds the token written forwards only). The posting job renders mlci's own template,
+    or the base's, read from git at the base: nothing of the pull request's."""
+    root = project(tmp_path)
+    plain = run(["git", "rev-parse", "HEAD"], root).strip()
+    (root / "report").mkdir()
+    (root / "report" / "comment.md.j2").write_text(
+        "{% include 'part.md.j2' %}\nBASE TEMPLATE {{ report.model }}\n"
+    )
+    (root / "report" / "part.md.j2").write_text("{{ report.marker }}\n")
+    (root / "mlci.yaml").write_text(
+        (root / "mlci.yaml").read_text() + "report:\n  template: report/comment.md.j2\n"
+    )
+    commit(root, "the base's own template")
+    run(["git", "push", "-q", "origin", "main:staging"], root)
+    for name in ("comment.md.j2", "part.md.j2"):  # the pull request rewrites both, and adds its own
+        (root / "report" / name).write_text(_ATTACK)
+    (root / "report" / "env").symlink_to("/proc/self/environ")
+    (root / "evil.md.j2").write_text(_ATTACK)
+    (root / "evil-link.md.j2").symlink_to(root / "report" / "env")
+    config = (root / "mlci.yaml").read_text()
+    for template in ("report/comment.md.j2", "evil.md.j2", "evil-link.md.j2"):
+        (root / "mlci.yaml").write_text(config.replace("report/comment.md.j2", template))
+        head = commit(root, f"a template of my own: {template}")
+        monkeypatch.delenv("GITHUB_TOKEN", raising=False)  # the job that trains holds no write token
+        made = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+        assert made.code == ExitCode.OK, made.err
+        assert "BASE TEMPLATE demo" in (root / ".mlci" / "report.md").read_text()
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)  # the posting job
+        gh.pulls[12] = head
+        posted = cli("publish", str(root / ".mlci"), "--head-sha", head, cwd=root)
+        assert posted.code == ExitCode.OK, posted.err
+        body = gh.comments[12][0]["body"]
+        assert body.startswith(MARKER) and "BASE TEMPLATE demo" in body
+        for leaked in (TOKEN, TOKEN[::-1], "all gates pass", "<img", "@octocat", "=NEKOT_BUHTIG"):
+            assert leaked not in body and leaked not in (root / ".mlci" / "report.md").read_text()
+    # Without a template on the base, the posting job renders mlci's own.
+    run(
+        ["git", "push", "-q", "-f", "origin", f"{plain}:refs/heads/staging"], root
+    )  # a base with no report.template
+    (root / "mlci.yaml").write_text(config.replace("report/comment.md.j2", "evil.md.j2"))
+    head = commit(root, "only the pull request names a template")
+    monkeypatch.delenv("GITHUB_TOKEN")
+    assert ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root)).code == ExitCode.OK
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    gh.pulls[12] = head
+    posted = cli("publish", str(root / ".mlci"), "--head-sha", head, cwd=root)
+    assert posted.code == ExitCode.OK, posted.err
+    body = gh.comments[12][0]["body"]
+    assert "### " in body and "staging" in body and TOKEN[::-1] not in body and "@octocat" not in body
+    assert "BASE TEMPLATE" not in body  # mlci's built-in template
+
+
+def test_a_template_link_is_refused_on_a_laptop_and_on_the_base(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = project(tmp_path)
+    (root / "env").symlink_to("/proc/self/environ")
+    (root / "t.md.j2").write_text("{% include 'env' %}")
+    (root / "mlci.yaml").write_text((root / "mlci.yaml").read_text() + "report:\n  template: t.md.j2\n")
+    result = cli("report", cwd=root)
+    assert result.code == ExitCode.ERROR and "is a symbolic link, which mlci never follows" in result.err
+    commit(root, "a link on the base branch")
+    run(["git", "push", "-q", "origin", "main:staging"], root)
+    from mlci import config as cfg
+    from mlci.commands import report as report_cmd
+    from mlci.errors import ConfigError
+
+    loaded = cfg.load(root / "mlci.yaml")
+    source = report_cmd.base_template(loaded, loaded, "staging")
+    assert source is not None
+    with pytest.raises(ConfigError, match="env at origin/staging is a symbolic link"):
+        source.read("env")

@@ -119,3 +119,114 @@ def test_the_base_policy_judges_with_the_head_training_settings() -> None:
     assert judged.environment("staging").gates == base.environment("staging").gates  # what judges it
     assert policy.judged_by(head, None) is head
     assert policy.diff(None, head) == []
+
+
+# Two configs that differ in every setting mlci.yaml has: which one a pull request's
+# judged config takes each setting from is what policy.SETTINGS says.
+_HEAD_ALL = """\
+model: {name: head-model, description: head}
+train:
+  command: python head.py
+  inputs: ["head/**"]
+  params: head-params.yaml
+  metrics: head-metrics.json
+  model: head-model
+  rewrites: [head.lock]
+  own_cache: true
+  withhold_env: [HEAD_*]
+  predictions: head-predictions.csv
+  timeout: 11
+  repeats: 2
+metrics: {accuracy: {goal: minimize}}
+tracking: {uri: "http://head.example:5000", experiment: head, timeout: 11, wait: 11}
+environments:
+  staging: {branch: head-branch, gates: [{metric: accuracy, min: 0.1}]}
+report: {baselines: [base], template: head.md.j2, key_metric: head_metric}
+registry: {store: github}
+data:
+  cancer:
+    path: head/*.csv
+    format: csv
+    key: head_id
+    rows: {min: 1, max: 2}
+    drift: 0.9
+    columns: {head_id: {type: str}}
+sweep: {grid: {C: [1, 2]}}
+"""
+_BASE_ALL = """\
+model: {name: base-model, description: base}
+train:
+  command: python base.py
+  inputs: ["base/**"]
+  params: base-params.yaml
+  metrics: base-metrics.json
+  model: base-model
+  rewrites: [base.lock]
+  own_cache: false
+  withhold_env: [BASE_*]
+  predictions: base-predictions.parquet
+  timeout: 22
+  repeats: 3
+metrics: {accuracy: {goal: maximize}}
+tracking: {uri: "http://base.example:5000", experiment: base, timeout: 22, wait: 22}
+environments:
+  staging: {branch: base-branch, gates: [{metric: accuracy, min: 0.9}]}
+report: {baselines: [staging], template: base.md.j2, key_metric: base_metric}
+registry: {store: mlflow}
+data:
+  cancer:
+    path: base/*.parquet
+    format: parquet
+    key: base_id
+    rows: {min: 3, max: 4}
+    drift: 0.2
+    columns: {base_id: {type: int}}
+sweep: {candidates: [{C: 3}], limit: 5}
+"""
+
+
+def _settings(config: cfg.Config) -> dict[str, object]:
+    """Every setting of ``config`` by the names policy.SETTINGS uses, read from the
+    dataclasses themselves: a setting added to them and not classified is a new name."""
+    import dataclasses
+
+    found: dict[str, object] = {}
+    for top in dataclasses.fields(config):
+        value = getattr(config, top.name)
+        if top.name == "path":
+            continue
+        if dataclasses.is_dataclass(value):
+            for inner in dataclasses.fields(value):
+                found[f"{top.name}.{inner.name}"] = getattr(value, inner.name)
+        elif top.name == "data":
+            for inner in dataclasses.fields(cfg.Dataset):
+                found[f"data.{inner.name}"] = tuple(getattr(d, inner.name) for d in value)
+        else:
+            found[top.name] = value
+    return found
+
+
+def test_every_setting_is_classified_and_each_comes_from_its_side() -> None:
+    head, base = _config(_HEAD_ALL), _config(_BASE_ALL)
+    names = set(_settings(head))
+    assert names == set(policy.SETTINGS), (
+        f"classify every mlci.yaml setting in policy.SETTINGS (head, base or writer): "
+        f"unclassified {sorted(names - set(policy.SETTINGS))}, gone {sorted(set(policy.SETTINGS) - names)}"
+    )
+    h, b = _settings(head), _settings(base)
+    assert all(h[name] != b[name] for name in names if name != "data.name"), "the fixtures differ everywhere"
+    judged, writing = _settings(policy.judged_by(head, base)), _settings(policy.for_writing(head, base))
+    for name, side in policy.SETTINGS.items():
+        if name == "data.name":
+            continue  # datasets are matched by name: the same on both sides here
+        expected_judged = b[name] if side == policy.BASE else h[name]
+        expected_writing = h[name] if side == policy.HEAD else b[name]
+        assert judged[name] == expected_judged, f"{name} ({side}) in a job that trains"
+        assert writing[name] == expected_writing, f"{name} ({side}) in a job that holds a write token"
+
+
+def test_a_writing_job_without_a_base_config_renders_and_reaches_nothing_the_pull_request_names() -> None:
+    head = _config(_HEAD_ALL)
+    writing = policy.for_writing(head, None)
+    assert writing.report.template is None and writing.tracking == cfg.TrackingConfig()
+    assert writing.registry == cfg.RegistryConfig() and writing.environments == head.environments

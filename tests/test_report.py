@@ -208,14 +208,18 @@ def test_template_override(tmp_path: Path) -> None:
     custom.write_text(
         "{{ report.marker }}\nOurs: {{ report.model }} {{ report.head.metrics['accuracy'] | num }}\n"
     )
-    text = render.render_report(rpt.build(CONFIG, HEAD, [STAGING]), "markdown", template=custom)
+    text = render.render_report(
+        rpt.build(CONFIG, HEAD, [STAGING]), "markdown", template=render.files_template(custom)
+    )
     assert text == "<!-- mlci:report model=churn -->\nOurs: churn 0.9300\n"
     broken = tmp_path / "broken.md.j2"
     broken.write_text("{{ report.nope }}")
     from mlci.errors import MlciError
 
     with pytest.raises(MlciError, match="failed to render"):
-        render.render_report(rpt.build(CONFIG, HEAD, [STAGING]), "markdown", template=broken)
+        render.render_report(
+            rpt.build(CONFIG, HEAD, [STAGING]), "markdown", template=render.files_template(broken)
+        )
 
 
 # --------------------------------------------------------------------------- commands

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mlci import ci_env, gitrepo, policy, project, registry, tags
+from mlci import ci_env, gitrepo, policy, project, registry, render, tags
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
@@ -53,11 +53,13 @@ class CiResult:
         return dict(self.__dict__)
 
 
-def _write_report(ctx: ci_env.Context, config: cfg.Config, report: rpt.Report) -> tuple[str, Path]:
+def _write_report(
+    ctx: ci_env.Context, config: cfg.Config, report: rpt.Report, template: render.TemplateSource | None
+) -> tuple[str, Path]:
     """The report to disk (markdown and JSON) and to the job summary: before any network call."""
-    from mlci import redact, render
+    from mlci import redact
 
-    markdown = redact.text(render.render_report(report, "markdown", template=report_cmd.template_for(config)))
+    markdown = redact.text(render.render_report(report, "markdown", template=template))
     folder = config.root / ".mlci"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report.md"
@@ -188,7 +190,13 @@ def _pull_request(
     )
     if env is not None and pin is None and report.passed and token and not fork and not dry_run:
         report = with_approvers(report, _write_api(ctx, {**environ, "GITHUB_TOKEN": token}, retries=1), env)
-    markdown, path = _write_report(ctx, config, report)
+    # What is posted is rendered by the base's template, read from git at the base.
+    template = (
+        report_cmd.base_template(head_config, base_policy, base)
+        if base_policy is not None
+        else report_cmd.template_for(config)
+    )
+    markdown, path = _write_report(ctx, config, report, template)
     # The head's predictions beside report.json, for the job that posts it.
     from mlci import evidence
 
@@ -344,7 +352,7 @@ def _push(
         check_data=True,  # the merged data, checked and judged against the environment's model's
         **run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
-    _, path = _write_report(ctx, config, report)
+    _, path = _write_report(ctx, config, report, report_cmd.template_for(config))  # the merged branch's
     ci_env.set_outputs(ctx, bundle_outputs(config, result))
     res = CiResult(
         "push", "blocked", "", environment=env.name, fingerprint=result.fingerprint, report_path=str(path)

@@ -268,7 +268,10 @@ def publish(
     if root is not None:
         registry.ensure_complete(registry.open_workspace(root, environ, push=False), log)
     base_policy, notes = report_cmd.base_policy(here, pull.base_ref, log)
-    config = policy.judged_by(here, base_policy)
+    # This job holds a write token: the policy, the report's settings and where it
+    # connects come from the base branch, and its template is read from git at the base.
+    config = policy.for_writing(here, base_policy)
+    template = report_cmd.base_template(here, base_policy, pull.base_ref)
     env = next((e for e in config.environments if e.branch == pull.base_ref), None)
     state = registry.read_state(root).get(model) if root else None
     head = rpt.Head(
@@ -321,7 +324,7 @@ def publish(
         from mlci.commands.ci import with_approvers
 
         report = with_approvers(report, api, env)
-    body = render.render_report(report, "markdown", template=report_cmd.template_for(config))
+    body = render.render_report(report, "markdown", template=template)
     comment = api.upsert_comment(number, body, report.marker)
     log(f"{comment.action} the comment on #{number}: {comment.url}")
     result: dict[str, Any] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import posixpath
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -458,21 +459,62 @@ def _registered_head(
     )
 
 
-def template_for(config: cfg.Config) -> Path | None:
+def template_for(config: cfg.Config) -> render.TemplateSource | None:
+    """``report.template`` from the work tree (None: mlci's own)."""
     if config.report.template is None:
         return None
     path = config.root / config.report.template
-    if not path.is_file():
-        from mlci.errors import ConfigError
-
+    if not path.is_file() and not path.is_symlink():
         raise ConfigError(
             f"report.template {config.report.template!r} in {config.path.name}: no such file {path}",
             hint="fix the path (relative to mlci.yaml) or remove the key to use the built-in template",
         )
-    return path
+    return render.files_template(path)
 
 
-def format_report(report: rpt.Report, fmt: str, *, template: Path | None, color: bool) -> str:
+def base_template(
+    head: cfg.Config, base_policy: cfg.Config | None, base: str
+) -> render.TemplateSource | None:
+    """The template that renders what is posted for a pull request into ``base``: the base
+    branch's ``report.template``, read from git at the base (never the pull request's
+    files, whatever its checkout holds), or mlci's own when the base names none."""
+    if base_policy is None or base_policy.report.template is None:
+        return None
+    root = gitrepo.toplevel(head.root)
+    if root is None:
+        return None
+    folder = head.path.resolve().parent.relative_to(root.resolve()).as_posix()
+    start = posixpath.normpath(posixpath.join(folder, base_policy.report.template))
+    ref = next((r for r in (f"{registry.REMOTE}/{base}", base) if gitrepo.rev_parse(root, r)), None)
+    if ref is None:
+        return None
+    here = posixpath.dirname(start)
+
+    def read(name: str) -> str | None:
+        if not render.template_name_ok(name):
+            return None
+        try:
+            return gitrepo.regular_blob(
+                root, ref, posixpath.join(here, name) if here else name, limit=render.MAX_TEMPLATE
+            )
+        except gitrepo.BlobRefused as exc:
+            raise ConfigError(
+                f"report template: {exc}, which mlci does not read",
+                hint=f"make it a regular text file of at most {render.MAX_TEMPLATE} bytes on {base}",
+            ) from None
+
+    where = f"{ref}:{start}"
+    if read(posixpath.basename(start)) is None:
+        raise ConfigError(
+            f"report.template {base_policy.report.template!r} of mlci.yaml on {base}: no such file {where}",
+            hint=f"commit the template to {base}, or remove the key to use the built-in template",
+        )
+    return render.TemplateSource(posixpath.basename(start), read, where)
+
+
+def format_report(
+    report: rpt.Report, fmt: str, *, template: render.TemplateSource | None, color: bool
+) -> str:
     if fmt == "json":
         return json.dumps(rpt.to_json(report), indent=2) + "\n"
     return render.render_report(report, fmt, template=template, color=color)
