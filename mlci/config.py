@@ -704,18 +704,50 @@ class _Checker:
             if not isinstance(grid, dict) or not grid:
                 self.expected((*at, "grid"), "a mapping of param keys to lists of values", grid)
                 return None
+            # Counted before anything is expanded: the candidates are the product of the
+            # axes' lengths (their distinct values), and a grid past the limit is refused
+            # from that product alone, in time and memory linear in the file.
             axes = []
             for key, values in grid.items():
                 where = (*at, "grid", key)
                 self.sweep_key(key, where)
-                if isinstance(values, list) and values:
-                    axes.append([(key, self.sweep_value(v, (*where, i))) for i, v in enumerate(values)])
-                else:
+                if not isinstance(values, list) or not values:
                     self.expected(where, "a non-empty list of values", values)
-            sets = [tuple(combo) for combo in itertools.product(*axes)] if len(axes) == len(grid) else []
+                elif len(values) > SWEEP_MAX:
+                    self.problem(
+                        where,
+                        f"{len(values)} values, more candidates than any sweep may have "
+                        f"({SWEEP_MAX}, GitHub's matrix limit): shorten the list",
+                    )
+                else:
+                    axis: dict[str, tuple[str, Any]] = {}
+                    for i, v in enumerate(values):
+                        value = self.sweep_value(v, (*where, i))
+                        axis.setdefault(repr(value), (key, value))
+                    axes.append(list(axis.values()))
+            count = math.prod(len(axis) for axis in axes)
+            if len(axes) != len(grid):
+                sets = []
+            elif count > limit:
+                self.problem(
+                    at,
+                    f"{count} candidates, more than the limit of {limit} "
+                    f"({' × '.join(str(len(a)) for a in axes)} in the grid): shrink the grid, "
+                    f"or raise sweep.limit (at most {SWEEP_MAX})",
+                )
+                return None
+            else:
+                sets = [tuple(combo) for combo in itertools.product(*axes)]
         else:
             if not isinstance(listed, list) or not listed:
                 self.expected((*at, "candidates"), "a non-empty list of param mappings", listed)
+                return None
+            if len(listed) > SWEEP_MAX:
+                self.problem(
+                    (*at, "candidates"),
+                    f"{len(listed)} candidates, more than any sweep may have ({SWEEP_MAX}, "
+                    "GitHub's matrix limit): list fewer",
+                )
                 return None
             for i, one in enumerate(listed):
                 where = (*at, "candidates", i)

@@ -80,6 +80,40 @@ def test_bad_sweeps_say_where(sweep: str, problem: str) -> None:
     assert problem in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("sweep", "problem"),
+    [
+        (
+            "sweep:\n  grid:\n" + "".join(f"    k{i}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for i in range(12)),
+            "sweep: 1000000000000 candidates, more than the limit of 20 (10 × 10 × 10",
+        ),
+        ("sweep: {grid: {C: [" + ", ".join(map(str, range(50_000))) + "]}}", "sweep.grid.C: 50000 values"),
+        ("sweep: {candidates: [" + ", ".join("{C: %d}" % i for i in range(5000)) + "]}", "5000 candidates"),
+    ],
+    ids=["grid-10e12", "long-axis", "long-list"],
+)
+def test_a_huge_sweep_is_counted_before_it_is_expanded(sweep: str, problem: str) -> None:
+    """A 10**12 grid is refused from the product of its axes' lengths: the memory the
+    check allocates stays that of the file, not of the candidates."""
+    import tracemalloc
+
+    text = BASE + sweep
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            cfg.parse(text, Path("/p/mlci.yaml"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert problem in caught.value.message
+    assert peak < 200 * len(text) + 20_000_000, peak
+
+
+def test_repeated_grid_values_count_once() -> None:
+    config = cfg.parse(BASE + "sweep: {grid: {C: [1, 1, 2, 2]}, limit: 2}\n", Path("/p/mlci.yaml"))
+    assert config.sweep is not None and [dict(c) for c in config.sweep.candidates] == [{"C": 1}, {"C": 2}]
+
+
 SWEEP = "sweep:\n  grid:\n    accuracy: [0.4, 0.93, 0.7]\n"
 
 
