@@ -88,7 +88,7 @@ def test_bad_sweeps_say_where(sweep: str, problem: str) -> None:
             "sweep: 1000000000000 candidates, more than the limit of 20 (10 × 10 × 10",
         ),
         ("sweep: {grid: {C: [" + ", ".join(map(str, range(50_000))) + "]}}", "sweep.grid.C: 50000 values"),
-        ("sweep: {candidates: [" + ", ".join("{C: %d}" % i for i in range(5000)) + "]}", "5000 candidates"),
+        ("sweep: {candidates: [" + ", ".join(f"{{C: {i}}}" for i in range(5000)) + "]}", "5000 candidates"),
     ],
     ids=["grid-10e12", "long-axis", "long-list"],
 )
