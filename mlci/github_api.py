@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from mlci import transport
 from mlci.errors import MlciError
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ def _translate(what: str, exc: Exception) -> GitHubError:
 
 API_VERSION = "2022-11-28"
 _RETRY_STATUSES = (500, 502, 503, 504)
+_DEADLINE = 30.0  # seconds for one request: connect, headers and body together
+_MAX_BODY = 32 * 1024 * 1024  # bytes of one answer (a page of 100 comments is far less)
 _USER_TOKEN_PREFIXES = ("ghp_", "github_pat_", "gho_", "ghu_")
 
 
@@ -179,9 +182,18 @@ class GitHubApi:
             request.add_header("If-None-Match", str(cached["etag"]))
         self.requests += 1
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                raw = response.read()
-                return _Response(response.status, json.loads(raw) if raw else None, dict(response.headers))
+            response = transport.fetch(request, deadline=_DEADLINE, limit=_MAX_BODY)
+            try:
+                data = json.loads(response.body) if response.body else None
+            except ValueError:
+                raise GitHubError(
+                    f"GitHub API: {method} {url} answered {response.status} with a body that is not JSON",
+                    hint="check GITHUB_API_URL: it must be the API's root (https://api.github.com, "
+                    "or https://HOST/api/v3 on GitHub Enterprise Server)",
+                ) from None
+            return _Response(response.status, data, dict(response.headers))
+        except transport.TooLarge as exc:
+            raise GitHubError(f"GitHub API: {exc}", hint="check GITHUB_API_URL") from None
         except urllib.error.HTTPError as exc:
             if exc.code == 304 and cached is not None:
                 return _Response(200, cached["data"], dict(cached.get("headers") or {}))

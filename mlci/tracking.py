@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mlci import transport
 from mlci.errors import TrackingError
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ SEED_TAG = "mlci.seed"  # on each repeat's run: its MLCI_SEED
 PREDICTIONS_DIGEST_TAG = "mlci.predictions_sha256"  # the file's bytes (checked wherever it is fetched)
 _MAX_PARAM_LENGTH = 6000
 _FAST_PATH_TIMEOUT = 10.0
+_MAX_REST_BODY = 64 * 1024 * 1024  # one REST answer (a page of runs with their tags)
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,10 @@ class Tracking:
             return True, call()
         except urllib.error.HTTPError:
             return False, None  # the client explains a refusal better
+        except transport.DeadlineExceeded as exc:
+            # Silent, or trickling its answer: MLflow's client, whose timeout bounds each
+            # read and not the request, could wait on it without end.
+            raise unreachable(self.uri, self.timeout, str(exc)) from exc
         except TimeoutError:
             return False, None  # a busy server: the client asks again, with its retries and backoff
         except urllib.error.URLError as exc:
@@ -874,8 +880,7 @@ def _rest(
     elif environ.get("MLFLOW_TRACKING_USERNAME"):
         pair = f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
         request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read() or b"{}")
+    return json.loads(transport.fetch(request, deadline=timeout, limit=_MAX_REST_BODY).body or b"{}")
 
 
 _REST_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (uri, name) -> id: an experiment's id never changes
