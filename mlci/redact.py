@@ -10,9 +10,10 @@ a password, the training command's stderr echoing one).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -42,18 +43,23 @@ GITHUB_CREDENTIALS = (
     "INPUT_GITHUB_TOKEN",
 )
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>`|)\]]+")
-_MIN_SECRET = 6  # shorter values would mask ordinary words
+# A URL's userinfo as people write it: a password may hold ) ] | ' @ unencoded, so the
+# userinfo runs to the last @ before the host (no space, slash, ? or # in between).
+_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://)[^\s/?#]*@(?=[^\s/?#@]*(?:[/?#\s]|$))")
+_MIN_SECRET = 6  # at least this long: masked wherever it appears
+_MIN_SHORT_SECRET = 3  # shorter ones (3 to 5 characters): masked where they stand as a word
 
 
 def url(value: str) -> str:
     """``value`` without the userinfo (``user:password@``) and secret query parameters."""
+    value = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", value)
     try:
         parts = urlsplit(value)
         netloc = parts.netloc
     except ValueError:
         return MASK if "@" in value else value
     changed = False
-    if "@" in netloc:
+    if "@" in netloc and not netloc.startswith(f"{MASK}@"):
         netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
         changed = True
     query = parts.query
@@ -77,31 +83,91 @@ def is_secret_name(name: str) -> bool:
     return is_credential(name) or bool(_SECRET_ENV.search(name))
 
 
-def secret_values(environ: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:
-    """Values of secret-looking environment variables, longest first."""
-    env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if is_secret_name(k) and len(v) >= _MIN_SECRET}
-    values.update(v for v in extra if len(v) >= _MIN_SECRET)
-    return sorted(values, key=len, reverse=True)
+def _userinfo_secrets(value: str) -> list[str]:
+    """The password (and the whole userinfo) of a URL with credentials, as written and
+    percent-decoded: an environment value like MLFLOW_TRACKING_URI carries them."""
+    from urllib.parse import unquote
 
-
-def text(value: str, environ: Mapping[str, str] | None = None) -> str:
-    """``value`` with every URL's credentials and every known secret value masked."""
-    if not value:
-        return value
-    out = _URL.sub(lambda m: url(m.group(0)), value)
-    for secret in secret_values(environ):
-        if secret in out:
-            out = out.replace(secret, MASK)
+    if "://" not in value or "@" not in value:
+        return []
+    found = _USERINFO.search(value)
+    if found is None:
+        return []
+    userinfo = value[found.end(1) : found.end() - 1]
+    out = [userinfo, unquote(userinfo)]
+    if ":" in userinfo:
+        password = userinfo.split(":", 1)[1]
+        out += [password, unquote(password)]
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _secrets_of(items: frozenset[tuple[str, str]]) -> tuple[str, ...]:
+    values = {v for k, v in items if is_secret_name(k)}
+    for _, value in items:
+        values.update(_userinfo_secrets(value))
+    return tuple(values)
+
+
+def secret_values(environ: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:
+    """Values of secret-looking environment variables, and passwords in URLs there,
+    longest first (values under three characters are no secret anyone could keep)."""
+    env = os.environ if environ is None else environ
+    values = set(_secrets_of(frozenset(env.items())))
+    values.update(extra)
+    return sorted((v for v in values if len(v) >= _MIN_SHORT_SECRET), key=len, reverse=True)
+
+
+def mask(value: str, secrets: Iterable[str]) -> str:
+    """``value`` with each of ``secrets`` masked: a long one wherever it appears, a short
+    one (3 to 5 characters) where it stands alone, so that a word holding it survives."""
+    out = value
+    for secret in secrets:
+        if secret not in out:
+            continue
+        if len(secret) >= _MIN_SECRET:
+            out = out.replace(secret, MASK)
+        else:
+            out = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, out)
+    return out
+
+
+def text(
+    value: str, environ: Mapping[str, str] | None = None, *, secrets: Iterable[str] | None = None
+) -> str:
+    """``value`` with every URL's credentials and every known secret value masked."""
+    if not value:
+        return value
+    out = _URL.sub(lambda m: url(m.group(0)), _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", value))
+    return mask(out, secret_values(environ) if secrets is None else secrets)
+
+
 def data(value: object, environ: Mapping[str, str] | None = None) -> object:
-    """``text`` over every string in JSON-like data (for report.json)."""
-    if isinstance(value, str):
-        return text(value, environ)
-    if isinstance(value, dict):
-        return {k: data(v, environ) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [data(v, environ) for v in value]
-    return value
+    """``text`` over every string in JSON-like data (for report.json), keys included
+    (a metric named by a secret); the secrets are gathered once for the whole value."""
+    secrets = secret_values(environ)
+
+    def walk(item: object) -> object:
+        if isinstance(item, str):
+            return text(item, secrets=secrets)
+        if isinstance(item, dict):
+            return {walk(k) if isinstance(k, str) else k: walk(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
+
+
+def stream_masker(secrets: Iterable[str]) -> Callable[[bytes], bytes]:
+    """A mask for a command's live output, line by line (the caller keeps a partial line
+    until its end arrives, so a secret is never split across two writes)."""
+    kept = [s for s in secrets if len(s) >= _MIN_SHORT_SECRET]
+
+    def apply(line: bytes) -> bytes:
+        if not kept:
+            return line
+        decoded = line.decode("utf-8", errors="surrogateescape")
+        return text(decoded, {}, secrets=kept).encode("utf-8", errors="surrogateescape")
+
+    return apply

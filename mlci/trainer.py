@@ -121,12 +121,30 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _pump(source: IO[bytes], sink: IO[bytes], tail: collections.deque[bytes] | None) -> None:
+_LINE_LIMIT = 64 * 1024  # a partial line longer than this is masked and written as it is
+
+
+def _pump(
+    source: IO[bytes],
+    sink: IO[bytes],
+    tail: collections.deque[bytes] | None,
+    mask: Callable[[bytes], bytes] | None = None,
+) -> None:
     size = 0
-    while True:
+    pending = b""
+    done = False
+    while not done:
         chunk = os.read(source.fileno(), 65536)
+        done = not chunk
+        if mask is not None:
+            # Whole lines through the mask, so that no secret is split across two writes.
+            pending += chunk
+            cut = len(pending) if done else max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1
+            if cut == 0 and len(pending) > _LINE_LIMIT:
+                cut = len(pending)
+            chunk, pending = mask(pending[:cut]) if cut else b"", pending[cut:]
         if not chunk:
-            break
+            continue
         try:
             sink.write(chunk)
             sink.flush()
@@ -174,6 +192,67 @@ def withheld(
     return out
 
 
+_ENV_BLOCK_LIMIT = 4 * 1024 * 1024
+
+
+def hide_withheld(names: set[str]) -> list[str]:
+    """Blank the values of ``names`` in this process's original environment block, the
+    memory that /proc/PID/environ shows to any process (a training command walking its
+    ancestors, as root too), and keep them for mlci's own calls: os.environ (Python's
+    copy) and the C environment (set again from it, in new memory) still have them.
+    Linux only; returns the names blanked."""
+    if not names or not sys.platform.startswith("linux"):
+        return []
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start and env_end: fields 50 and 51
+    except (OSError, IndexError, ValueError):
+        return []
+    if not 0 < start < end or end - start > _ENV_BLOCK_LIMIT:
+        return []
+    import ctypes
+
+    try:
+        block = ctypes.string_at(start, end - start)
+    except (OSError, ValueError):  # pragma: no cover - an address the kernel gave us
+        return []
+    blanked: list[str] = []
+    offset = 0
+    for entry in block.split(b"\0"):
+        name, equals, value = entry.partition(b"=")
+        decoded = name.decode("utf-8", errors="replace")
+        if equals and value and decoded in names:
+            ctypes.memset(start + offset + len(name) + 1, 0, len(value))
+            blanked.append(decoded)
+        offset += len(entry) + 1
+    for key in blanked:
+        if key in os.environ:  # the C environment pointed into the block: point it at a copy
+            os.putenv(key, os.environ[key])
+    return blanked
+
+
+@contextmanager
+def _not_dumpable() -> Iterator[None]:
+    """While user code runs, this process is not dumpable: a process of the same user
+    that is not root can neither ptrace it nor read its memory through /proc (where
+    mlci keeps the credentials it withholds). Root can; nothing in a process stops it."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with suppress(OSError, AttributeError):
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_get_dumpable, pr_set_dumpable = 3, 4
+    before = prctl(pr_get_dumpable, 0, 0, 0, 0) if prctl is not None else -1
+    if prctl is not None:
+        prctl(pr_set_dumpable, 0, 0, 0, 0)
+    try:
+        yield
+    finally:
+        if prctl is not None and before > 0:
+            prctl(pr_set_dumpable, before, 0, 0, 0)
+
+
 class _TextSink:
     """Bytes into a text stream that has no binary buffer (a StringIO, a wrapped stream)."""
 
@@ -207,8 +286,14 @@ def run_command(
     stderr to ``stderr`` as they come, and return how it ended. Past ``timeout``
     seconds the command's whole process group is killed. If mlci dies meanwhile,
     the guard restores the files named by ``restore_journal`` (``mlci.swap``)."""
+    from mlci import redact
     from mlci.swap import RESTORE_SOURCE
 
+    # Nothing the command prints shows a secret mlci knows (the credentials it withholds,
+    # or any secret-looking value in its own environment), and no credential it withholds
+    # can be read from mlci's /proc/PID/environ while the command runs.
+    mask = redact.stream_masker(redact.secret_values(os.environ))
+    hide_withheld({name for name in os.environ if name not in env})
     out_sink = _binary(stdout or sys.stdout)
     err_sink = _binary(stderr or sys.stderr)
     for stream in (stdout or sys.stdout, stderr or sys.stderr):
@@ -245,15 +330,15 @@ def run_command(
         ) from exc
     assert proc.stdout is not None and proc.stderr is not None
     pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, out_sink, None), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, err_sink, tail), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, out_sink, None, mask), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, err_sink, tail, mask), daemon=True),
     ]
     for pump in pumps:
         pump.start()
     os.close(lifeline_read)
     interrupted = timed_out = False
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(), _not_dumpable():
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -614,3 +614,103 @@ def test_a_damaged_embedded_store_says_so_and_how_to_recover(cli, tmp_path: Path
     assert result.code == ExitCode.ERROR
     assert "is damaged" in result.err and "mv " in result.err and ".damaged" in result.err
     assert "Traceback" not in result.err
+
+
+WALKER = r"""
+import json, os, pathlib, sys
+out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
+wanted = [v.encode() for v in json.loads(pathlib.Path(os.environ["MLCI_PARAMS_FILE"]).read_text())["look_for"]]
+found, walked, pid = [], [], os.getpid()
+while pid > 1:
+    try:
+        environ = pathlib.Path(f"/proc/{pid}/environ").read_bytes()
+        pid_next = int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError as exc:
+        walked.append(f"{pid}: {exc}")
+        break
+    walked.append(pid)
+    found += [f"{pid}: {w.decode()[:4]}..." for w in wanted if w in environ]
+    pid = pid_next
+print("the command sees", os.environ.get("MY_API_TOKEN"), "and", os.environ.get("SHORT_TOKEN"), flush=True)
+(out / "model").mkdir(parents=True, exist_ok=True)
+(out / "model" / "MLmodel").write_text("flavors: {}\n")
+(out / "metrics.json").write_text(json.dumps({"accuracy": 0.9, "ancestors": len(walked)}))
+pathlib.Path(os.environ["WALK_REPORT"]).write_text(json.dumps({"found": found, "walked": walked}))
+"""
+
+
+def test_a_training_command_walking_its_ancestors_finds_no_withheld_token(tmp_path: Path) -> None:
+    """mlci runs as its own process here, with the tokens in its environment from its start
+    (as a workflow step gives them); the command reads every ancestor's /proc/PID/environ,
+    and prints the secrets it was given, which mlci's live output masks."""
+    token, runtime = "ghs_walkerSECRET0123456789", "actions-runtime-SECRET-42"
+    root = project(tmp_path, look_for=[token, runtime])
+    (root / "train.py").write_text(WALKER)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "walker"], root)
+    report = tmp_path / "walk.json"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "ACTIONS_"))},
+        "GITHUB_TOKEN": token,
+        "ACTIONS_RUNTIME_TOKEN": runtime,
+        "MY_API_TOKEN": "apikey-visible-to-the-command",
+        "SHORT_TOKEN": "k3y",
+        "WALK_REPORT": str(report),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlci", "train", "--no-cache"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    walk = json.loads(report.read_text())
+    assert len(walk["walked"]) >= 4, walk  # the command, sh, the guard, mlci, and on up
+    assert walk["found"] == [], walk
+    # Its live output shows none of the secrets it was given.
+    assert "the command sees *** and ***" in proc.stdout + proc.stderr
+    assert "apikey-visible" not in proc.stdout + proc.stderr and " k3y" not in proc.stdout + proc.stderr
+
+
+def test_hiding_a_name_keeps_it_for_mlcis_own_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block /proc shows loses the value; Python's environment and the C environment
+    that subprocesses inherit keep it."""
+    name = next(k for k in os.environ if k not in ("PATH", "HOME") and os.environ[k])
+    value = os.environ[name]
+    from mlci import trainer
+
+    environ_file = Path("/proc/self/environ")
+    assert trainer.hide_withheld({name}) == (
+        [name] if f"{name}=".encode() in environ_file.read_bytes() else []
+    )
+    assert f"{name}={value}".encode() not in environ_file.read_bytes()
+    assert os.environ[name] == value
+    shown = subprocess.run(["sh", "-c", f'printf %s "${name}"'], capture_output=True, text=True).stdout
+    assert shown == value
+
+
+@pytest.mark.parametrize(
+    ("secret", "text", "shown"),
+    [
+        ("pa)ss", "http://bob:pa)ss@host:5000/x failed", "http://***@host:5000/x failed"),
+        ("p]w|x'y@z", "uri http://bob:p]w|x'y@z@host/ok", "uri http://***@host/ok"),
+        ("k3y", "token k3y in k3yboard", "token *** in k3yboard"),
+        ("abcd", "abcd,abcdef", "***,abcdef"),
+    ],
+)
+def test_redaction_of_awkward_and_short_secrets(secret: str, text: str, shown: str) -> None:
+    environ = {"MLFLOW_TRACKING_PASSWORD": secret, "MLFLOW_TRACKING_URI": f"http://bob:{secret}@host"}
+    assert redact.text(text, environ) == shown
+
+
+def test_a_secret_used_as_a_key_is_masked_in_data() -> None:
+    environ = {"GITHUB_TOKEN": "ghs_keyedSECRET"}
+    assert redact.data({"metrics": {"ghs_keyedSECRET": 1.0}}, environ) == {"metrics": {"***": 1.0}}
+
+
+def test_a_password_only_in_the_tracking_uri_is_masked_wherever_it_appears() -> None:
+    environ = {"MLFLOW_TRACKING_URI": "http://bob:Pa%29ss%40word@host"}
+    assert (
+        redact.text("auth failed for Pa)ss@word and Pa%29ss%40word", environ) == "auth failed for *** and ***"
+    )
