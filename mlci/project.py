@@ -80,7 +80,8 @@ def resolve(
     config_path: Path | None, cwd: Path, overrides: Sequence[str], *, warn: Callable[[str], None]
 ) -> Resolved:
     config = cfg.load_for(config_path, cwd)
-    swap.recover(fp.ensure_state_dir(config.root), warn)
+    changeable = [config.train.params, *config.train.rewrites, config.train.metrics, config.train.model]
+    swap.recover(fp.ensure_state_dir(config.root), warn, [config.root / name for name in changeable if name])
     params, original = _load_params(config, overrides)
     params_text = params_file_text(config, original, params, overrides) if overrides else None
     fingerprint = fp.compute(config, params, params_text=params_text)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,39 +35,74 @@ LOCK = "lock"
 # Shared with the guard process (trainer._GUARD), which must restore without
 # importing mlci: keep it plain, with the standard library only.
 RESTORE_SOURCE = r"""
-def restore_journal(journal):
-    import json, os
+def restore_journal(journal, allowed=None):
+    # Only what the journal's own run could have recorded: files inside the project the
+    # journal belongs to (two folders above .mlci/restore/), outside .git and .mlci, and
+    # backups in the journal's own folder, regular files; with ``allowed`` (the paths the
+    # project's config lets mlci change), only those. Anything else is refused, untouched.
+    import json, os, stat
+    folder = os.path.dirname(os.path.realpath(journal))
+    root = os.path.dirname(os.path.dirname(folder))
     try:
+        if os.path.getsize(journal) > 64 * 1024 * 1024:
+            raise ValueError("too large")
         with open(journal, encoding="utf-8") as f:
             entries = json.load(f)["entries"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    kept = []
-    for entry in entries:
-        path, backup, written = entry["path"], entry.get("backup"), entry.get("written")
+        if not isinstance(entries, list):
+            raise TypeError("not a list")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return [], []
+    kept, refused = [], []
+    for entry in entries[:1000]:
         try:
-            if written is not None and os.path.exists(path):
-                with open(path, "rb") as f:
-                    if f.read().hex() != written:
+            path, backup, written = entry["path"], entry.get("backup"), entry.get("written")
+            if not isinstance(path, str) or not os.path.isabs(path) or "\0" in path:
+                raise ValueError(path)
+            real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+            inside = real[len(root):].split(os.sep)
+            if (
+                not real.startswith(root + os.sep)
+                or ".git" in inside
+                or ".mlci" in inside
+                or os.path.basename(path) in ("", ".", "..")
+                or (allowed is not None and real not in allowed)
+            ):
+                raise ValueError(path)
+            if backup is not None:
+                if not isinstance(backup, str) or os.path.dirname(backup) != folder and os.path.realpath(
+                    os.path.dirname(backup)
+                ) != folder:
+                    raise ValueError(path)
+                if os.path.lexists(backup) and not stat.S_ISREG(os.lstat(backup).st_mode):
+                    raise ValueError(path)
+            if written is not None and not isinstance(written, str):
+                raise ValueError(path)
+        except (KeyError, TypeError, ValueError, AttributeError, OSError):
+            refused.append(str(entry.get("path") if isinstance(entry, dict) else entry)[:200])
+            continue
+        try:
+            if written is not None and os.path.exists(real):
+                with open(real, "rb") as f:
+                    if f.read(len(written) // 2 + 1).hex() != written:
                         kept.append(path)  # changed by someone else meanwhile: theirs wins
                         continue
             if backup is None:
-                if os.path.lexists(path):
-                    os.unlink(path)
+                if os.path.lexists(real) and not os.path.isdir(real):
+                    os.unlink(real)
             elif os.path.exists(backup):
-                os.replace(backup, path)
+                os.replace(backup, real)
         except OSError:
             kept.append(path)
     try:
         os.unlink(journal)
     except OSError:
         pass
-    return kept
+    return kept, refused
 """
 
 _namespace: dict[str, Any] = {}
 exec(RESTORE_SOURCE, _namespace)  # our own constant: one definition for mlci and the guard
-restore_journal: Callable[[str], list[str]] = _namespace["restore_journal"]
+restore_journal: Callable[..., tuple[list[str], list[str]]] = _namespace["restore_journal"]
 
 
 class Busy(MlciError):
@@ -96,8 +131,9 @@ def _lock(folder: Path) -> int | None:
     return fd
 
 
-def recover(state_dir: Path, log: Callable[[str], None]) -> None:
-    """Put back what a killed mlci left changed (its journal), if no live mlci holds it."""
+def recover(state_dir: Path, log: Callable[[str], None], allowed: Iterable[Path] | None = None) -> None:
+    """Put back what a killed mlci left changed (its journal), if no live mlci holds it;
+    with ``allowed``, only those files (what the config lets a run change)."""
     journal = state_dir / RESTORE_DIR / JOURNAL
     if not journal.exists():
         return
@@ -108,20 +144,29 @@ def recover(state_dir: Path, log: Callable[[str], None]) -> None:
     if fd is None:
         return  # a live mlci owns it and restores it itself
     try:
-        _restore_logged(journal, log, after_crash=True)
+        _restore_logged(journal, log, after_crash=True, allowed=allowed)
     finally:
         os.close(fd)
 
 
-def _restore_logged(journal: Path, log: Callable[[str], None], *, after_crash: bool) -> None:
+def _restore_logged(
+    journal: Path, log: Callable[[str], None], *, after_crash: bool, allowed: Iterable[Path] | None = None
+) -> None:
     try:
-        names = [e["path"] for e in json.loads(journal.read_text(encoding="utf-8"))["entries"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        entries = json.loads(journal.read_text(encoding="utf-8"))["entries"]
+        names = [e["path"] for e in entries if isinstance(e, dict) and isinstance(e.get("path"), str)]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         names = []
-    kept = restore_journal(str(journal))
-    restored = [n for n in names if n not in kept]
+    real = None if allowed is None else {os.path.join(os.path.realpath(p.parent), p.name) for p in allowed}
+    kept, refused = restore_journal(str(journal), real)
+    restored = [n for n in names if n not in kept and n not in refused]
     if after_crash and restored:
         log(f"restored {', '.join(restored)} as they were before an interrupted training run")
+    for name in refused:
+        log(
+            f"warning: {journal} names {name!r}, which is no file a training run of this project "
+            "changes: mlci left it alone (a journal mlci did not write?)"
+        )
     for name in kept:
         backup_dir = journal.parent
         log(

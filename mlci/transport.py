@@ -119,9 +119,7 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         context = getattr(self, "_context", None)  # the default context, as urllib's own handler
-        return self.do_open(
-            _connection(http.client.HTTPSConnection, self.watch), req, context=context
-        )
+        return self.do_open(_connection(http.client.HTTPSConnection, self.watch), req, context=context)
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):

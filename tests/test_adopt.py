@@ -554,3 +554,49 @@ def test_an_override_run_leaves_tracked_outputs_as_they_were(cli, tmp_path: Path
     assert result["metrics"] == {"score": 0.25}  # read before it went back
     assert (root / "metrics.json").read_bytes() == committed
     assert shapes.git(root, "status", "--porcelain") == ""
+
+
+def test_a_planted_journal_touches_nothing_outside_what_a_run_changes(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A journal mlci did not write (committed by a pull request, say): the next command
+    restores only files of this project that a training run changes, from backups in the
+    journal's own folder, and refuses the rest with a warning."""
+    root = _slow_project(tmp_path / "p")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    planted_backup = tmp_path / "evil-backup"
+    planted_backup.write_text("C: 666\n")
+    config_before = (root / "mlci.yaml").read_bytes()
+    params_before = (root / "params.yaml").read_bytes()
+    folder = root / ".mlci" / "restore"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "0-params.yaml").symlink_to(outside)
+    entries = [
+        {"path": str(outside), "backup": None, "written": None},  # delete a file elsewhere
+        {"path": str(root / "mlci.yaml"), "backup": None, "written": None},  # a file no run changes
+        {
+            "path": str(root / "params.yaml"),
+            "backup": str(planted_backup),
+            "written": None,
+        },  # a backup elsewhere
+        {
+            "path": str(root / "params.yaml"),
+            "backup": str(folder / "0-params.yaml"),
+            "written": None,
+        },  # a link
+        {"path": str(root / ".." / "outside.txt"), "backup": None, "written": None},
+        {"path": "relative.txt", "backup": None, "written": None},
+        {"path": 7, "backup": None},
+        "not an entry",
+    ]
+    (folder / "journal.json").write_text(json.dumps({"pid": 1, "entries": entries}))
+    result = cli("fingerprint", cwd=root)
+    assert result.code == ExitCode.OK, result.err
+    assert outside.read_text() == "keep me" and planted_backup.read_text() == "C: 666\n"
+    assert (root / "mlci.yaml").read_bytes() == config_before
+    assert (root / "params.yaml").read_bytes() == params_before
+    assert result.err.count("which is no file a training run of this project changes") == len(entries)
+    assert not (folder / "journal.json").exists()
+    # The guard's own restore (no config at hand) keeps to the project too.
+    (folder / "journal.json").write_text(json.dumps({"pid": 1, "entries": entries[:1]}))
+    assert swap.restore_journal(str(folder / "journal.json")) == ([], [str(outside)])
+    assert outside.read_text() == "keep me"
