@@ -47,6 +47,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
             f"--set {item!r}: the value must be a single value, not a list or mapping",
             hint="set nested keys one at a time: --set a.b=1 --set a.c=2",
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(
+            f"--set {item!r}: {raw.strip()} is not a finite number (NaN or past a float's range)",
+            hint="set a finite number; quote it to pass it as text: --set KEY='inf'",
+        )
     return parts, value
 
 
@@ -96,8 +101,32 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def non_finite(data: Any, prefix: str = "") -> str | None:
+    """The dotted key of the first NaN or infinite number in ``data`` (None: there is none)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return prefix or "(the value)"
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            found = non_finite(value, f"{prefix}.{key}" if prefix else str(key))
+            if found is not None:
+                return found
+    if isinstance(data, (list, tuple)):
+        for i, value in enumerate(data):
+            found = non_finite(value, f"{prefix}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def canonical_json(data: Any) -> str:
     """One spelling per value: sorted keys, no spaces, no NaN."""
+    where = non_finite(data)
+    if where is not None:
+        raise ParamsError(
+            f"param {where} is not a finite number (NaN or infinity), which no fingerprint or "
+            "tracking store can record",
+            hint="write a finite number, or quote it to make it text",
+        )
     return json.dumps(
         data,
         sort_keys=True,

@@ -43,6 +43,13 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 20261128
 _CHUNK_CELLS = 4_000_000  # weights per chunk (resamples x rows): 16 MB as float32
+# Bounds on a predictions file (a training command's output, or an artifact a pull
+# request's job uploaded): checked as it is read, each past its bound an error that says so.
+MAX_ROWS = 5_000_000
+MAX_CLASSES = 1_000  # the bootstrap keeps three columns per class
+MAX_CELLS = 60_000_000  # rows x classes: the bootstrap's table
+MAX_FIELD = 4_096  # characters of one CSV field (a label, a score, an id)
+MAX_COLUMNS = 3 + MAX_CLASSES
 _RECOMPUTE_TOLERANCE = 1e-6  # a recomputed metric this close to metrics.json's is the same metric
 
 
@@ -120,13 +127,23 @@ def read_predictions(path: Path, *, where: str = "train.predictions") -> Predict
 
 
 def _read_csv(path: Path, where: str) -> dict[str, list[str]]:
+    hint = "write one row per evaluated example: y_true, y_pred and/or scores, optionally id"
+    number = 1
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
+            reader = csv.reader(_bounded_lines(handle, path, where))
             header = next(reader, None)
             if not header:
                 raise ConfigError(f"{where}: {path} is empty", hint="write a header row: y_true,y_pred,...")
             names = [h.strip() for h in header]
+            if len(names) > MAX_COLUMNS:
+                raise ConfigError(
+                    f"{where}: {path} has {len(names)} columns, more than mlci reads ({MAX_COLUMNS}: "
+                    f"y_true, y_pred, id and a score for each of up to {MAX_CLASSES} classes)",
+                    hint=hint,
+                )
+            if len(set(names)) != len(names):
+                raise ConfigError(f"{where}: {path} names a column twice in its header", hint=hint)
             columns: dict[str, list[str]] = {n: [] for n in names}
             for number, row in enumerate(reader, start=2):
                 if not row:
@@ -136,11 +153,31 @@ def _read_csv(path: Path, where: str) -> dict[str, list[str]]:
                         f"{where}: {path} line {number} has {len(row)} fields, the header {len(names)}",
                         hint="every row needs one value per column",
                     )
+                if number > MAX_ROWS + 1:
+                    raise ConfigError(
+                        f"{where}: {path} has more than {MAX_ROWS:,} rows, mlci's limit for predictions",
+                        hint="evaluate on a sample of at most that many rows (a fixed one, so runs compare)",
+                    )
                 for name, value in zip(names, row, strict=True):
                     columns[name].append(value.strip())
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: {path} is not UTF-8 text", hint="write the predictions as CSV") from exc
+    except csv.Error as exc:
+        raise ConfigError(f"{where}: {path} line {number + 1} is not valid CSV ({exc})", hint=hint) from None
     return columns
+
+
+def _bounded_lines(handle: Any, path: Path, where: str) -> Iterator[str]:
+    """The file's lines, each at most a row's worth of bounded fields (csv's own limit
+    would raise ``_csv.Error`` deep in the reader, and a line has no limit at all)."""
+    limit = MAX_FIELD * MAX_COLUMNS
+    for number, line in enumerate(iter(lambda: handle.readline(limit + 1), ""), start=1):
+        if len(line) > limit:
+            raise ConfigError(
+                f"{where}: {path} line {number} is longer than {limit:,} characters",
+                hint=f"a field is at most {MAX_FIELD:,} characters (a label, a score or an id)",
+            )
+        yield line
 
 
 def _read_parquet(path: Path, where: str) -> dict[str, list[Any]]:
@@ -228,6 +265,12 @@ def _from_columns(columns: Mapping[str, list[Any]], path: Path, where: str) -> P
         if y_pred is not None:
             y_pred = np.asarray([_label_text(v) for v in columns["y_pred"]], dtype=object)
     classes = tuple(sorted(set(y_true.tolist()) | (set(y_pred.tolist()) if y_pred is not None else set())))
+    if len(classes) > MAX_CLASSES or len(classes) * rows > MAX_CELLS:
+        raise ConfigError(
+            f"{where}: {path} has {len(classes):,} classes over {rows:,} rows, more than mlci's limits "
+            f"for interval estimates ({MAX_CLASSES:,} classes, {MAX_CELLS:,} rows x classes)",
+            hint="report this model's metrics without train.predictions, or evaluate on fewer rows",
+        )
     y_score: NDArray[np.float64] | None = None
     if class_scores:
         names = [c.removeprefix("y_score_") for c in class_scores]
@@ -349,6 +392,8 @@ class _Prepared:
         return out
 
     def has(self, *needs: str) -> bool:
+        if not self.p.classes and any(n.endswith("_*") for n in needs):
+            return False  # a per-class column where there are no classes (a regression)
         return all(n in self.columns for n in self.expand(needs))
 
     def recomputable(self, names: list[str]) -> list[str]:
