@@ -143,11 +143,42 @@ def pack(folder: Path, dest: Path) -> Digest:
     return digest
 
 
-def _safe_target(root: Path, name: str) -> Path:
-    relative = Path(name)
-    if relative.is_absolute() or ".." in relative.parts or not name or name.startswith("/"):
-        raise ArchiveError(f"the archive holds an unsafe path {name!r}: refusing to unpack it")
-    return root / relative
+MAX_NAME = 1024  # characters of an entry's path
+MAX_PART = 255  # characters of one name in it (most file systems' limit)
+MAX_DEPTH = 64
+MAX_ENTRIES = 100_000
+
+
+def _safe_target(root: Path, name: str, seen: dict[str, bool], is_dir: bool) -> Path:
+    """Where entry ``name`` goes under ``root``, refusing what no archive mlci writes has:
+    an absolute or escaping path, an empty, ``.`` or ``..`` part, a name or depth past the
+    bounds, an entry twice, a file where a folder is (or under a file)."""
+    parts = name.rstrip("/").split("/") if is_dir else name.split("/")
+    problem = None
+    if not name or name.startswith("/") or "\0" in name:
+        problem = "an absolute or empty path"
+    elif any(part in ("", ".", "..") for part in parts):
+        problem = "an empty, '.' or '..' part"
+    elif len(name) > MAX_NAME or any(len(part) > MAX_PART for part in parts):
+        problem = f"a name longer than {MAX_NAME} characters (or a part longer than {MAX_PART})"
+    elif len(parts) > MAX_DEPTH:
+        problem = f"more than {MAX_DEPTH} levels of folders"
+    else:
+        path = "/".join(parts)
+        for depth in range(1, len(parts)):
+            if seen.get("/".join(parts[:depth])) is False:
+                problem = "an entry under a file"
+                break
+        else:
+            if path in seen:
+                problem = "the same path twice" if seen[path] is False or not is_dir else None
+            if problem is None:
+                seen[path] = is_dir
+    if problem is not None:
+        raise ArchiveError(
+            f"the archive holds an unsafe path {name[:120]!r} ({problem}): refusing to unpack it"
+        )
+    return root.joinpath(*parts)
 
 
 def unpack(
@@ -173,25 +204,37 @@ def unpack(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     reader = _HashingReader(chunks)
+    seen: dict[str, bool] = {}  # path -> is a folder
     try:
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    target = _safe_target(partial, member.name)
-                    if member.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    if not member.isfile():
+                for count, member in enumerate(tar, start=1):
+                    if count > MAX_ENTRIES:
+                        raise ArchiveError(f"{source} holds more than {MAX_ENTRIES} entries: refusing it")
+                    if not member.isdir() and not member.isfile():
+                        what = member.name[:120]
                         raise ArchiveError(
-                            f"{source}: entry {member.name!r} is not a regular file: refusing to unpack it"
+                            f"{source}: entry {what!r} is not a regular file: refusing to unpack it"
                         )
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    handle = tar.extractfile(member)
-                    assert handle is not None
-                    with target.open("wb") as out:
-                        shutil.copyfileobj(handle, out, CHUNK)
-                    if member.mode & stat.S_IXUSR:
-                        target.chmod(0o755)
+                    target = _safe_target(partial, member.name, seen, member.isdir())
+                    try:
+                        if member.isdir():
+                            target.mkdir(parents=True, exist_ok=True)
+                            continue
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        handle = tar.extractfile(member)
+                        assert handle is not None
+                        with target.open("wb") as out:
+                            shutil.copyfileobj(handle, out, CHUNK)
+                        if member.mode & stat.S_IXUSR:
+                            target.chmod(0o755)
+                    except OSError as exc:
+                        raise ArchiveError(
+                            f"{source}: cannot unpack entry {member.name[:120]!r}: {exc.strerror or exc}",
+                            hint=f"check the free space and permissions of {dest.parent}"
+                            if exc.errno in (28, 13)
+                            else None,
+                        ) from None
             reader.drain()
         except tarfile.TarError as exc:
             raise ArchiveError(f"{source} is not a valid model archive: {exc}") from None

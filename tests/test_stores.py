@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,56 @@ def test_unpack_refuses_unsafe_entries(tmp_path: Path, name: str, kind: bytes) -
     with pytest.raises(archive.ArchiveError, match=r"unsafe path|not a regular file"):
         archive.unpack([buffer.getvalue()], tmp_path / "out", expected=None, source="hostile.tar")
     assert not (tmp_path / "out").exists() and not (tmp_path.parent / "escape").exists()
+
+
+def _tar(entries: list[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind in entries:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            tar.addfile(info, io.BytesIO(b""))
+    return buffer.getvalue()
+
+
+F, D = tarfile.REGTYPE, tarfile.DIRTYPE
+
+
+@pytest.mark.parametrize(
+    ("entries", "problem"),
+    [
+        ([("a", F), ("a/b", F)], "an entry under a file"),
+        ([("a", D), ("a", F)], "the same path twice"),
+        ([("a", F), ("a", F)], "the same path twice"),
+        ([(".", F)], "'.' or '..' part"),
+        ([("a//b", F)], "'.' or '..' part"),
+        ([("x" * 5000, F)], "longer than 1024"),
+        ([("/".join(["d"] * 2000), F)], "longer than 1024"),
+        ([("/".join(["d"] * 100), F)], "more than 64 levels"),
+    ],
+    ids=[
+        "file-then-under",
+        "folder-then-file",
+        "twice",
+        "dot",
+        "empty-part",
+        "long-name",
+        "deep",
+        "deep-short",
+    ],
+)
+def test_unpack_refuses_malformed_trees_before_the_digest_check(
+    tmp_path: Path, entries: list[tuple[str, bytes]], problem: str
+) -> None:
+    """Each an ArchiveError (exit 3) that says what, never an OSError from the file system."""
+    with pytest.raises(archive.ArchiveError, match=re.escape(problem)):
+        archive.unpack([_tar(entries)], tmp_path / "out", expected="0" * 64, source="hostile.tar")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_a_folder_entry_may_repeat(tmp_path: Path) -> None:
+    archive.unpack([_tar([("a", D), ("a", D), ("a/b", F)])], tmp_path / "out", expected=None, source="ok.tar")
+    assert (tmp_path / "out" / "a" / "b").is_file()
 
 
 def test_a_symlink_in_the_model_folder_is_refused(tmp_path: Path) -> None:
