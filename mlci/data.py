@@ -150,6 +150,11 @@ def _format(dataset: Dataset, path: Path) -> str:
     return found
 
 
+# Columns of one dataset: each is profiled (about 2 ms apiece on a 2-core machine, so the
+# bound is about 10 s), and a profile travels in run bundles and releases.
+MAX_DATA_COLUMNS = 5_000
+
+
 def read(located: Located) -> pd.DataFrame:
     """The dataset's rows (its files one after another), with pandas' nullable types."""
     pandas, _ = libraries()
@@ -169,6 +174,12 @@ def read(located: Located) -> pd.DataFrame:
                 f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
                 hint="check the file, or set data.<name>.format",
             ) from None
+        if len(frame.columns) > MAX_DATA_COLUMNS:
+            raise DataError(
+                f"data.{located.dataset.name}: {path.relative_to(located.root)} has {len(frame.columns):,} "
+                f"columns, more than mlci checks and profiles in one dataset ({MAX_DATA_COLUMNS:,})",
+                hint="declare the columns that feed the model as a dataset of their own (a narrower file)",
+            )
         frames.append(frame)
     return frames[0] if len(frames) == 1 else pandas.concat(frames, ignore_index=True)
 
@@ -197,10 +208,20 @@ _DTYPES = {
 }
 
 
+def _scalar_of(value: Any) -> Any:
+    """A numpy scalar as Python's; anything else (a list or struct cell, an array) as it is."""
+    if hasattr(value, "item") and getattr(value, "size", 1) == 1:
+        try:
+            return value.item()
+        except (ValueError, TypeError):
+            return value
+    return value
+
+
 def _examples(values: Sequence[Any]) -> str:
     shown = []
     for value in values:
-        text = repr(value.item() if hasattr(value, "item") else value)
+        text = repr(_scalar_of(value))
         if text not in shown:
             shown.append(text[:40])
         if len(shown) == 3:
@@ -373,7 +394,7 @@ def _column_profile(series: pd.Series) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    value = value.item() if hasattr(value, "item") else value
+    value = _scalar_of(value)
     if isinstance(value, (bool, int, str)) or value is None:
         return value if not isinstance(value, str) else value[:100]
     if isinstance(value, float):

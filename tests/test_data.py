@@ -564,3 +564,34 @@ def test_a_run_bundle_carries_its_profiles_checked_as_data(tmp_path: Path) -> No
     (folder / "data" / "data-profile.json").write_text('{"customers": {"rows": 4}}')
     with pytest.raises(bundle.BundleError, match="does not match the sha256"):
         bundle.restore_zip(zipped("b.zip"), tmp_path / "s", model="m", fingerprint="c" * 64, source="x")
+
+
+def test_nested_parquet_columns_with_checks_are_reported_not_crashed(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    pd.DataFrame(
+        {"id": [1, 2, 3], "tags": [[1, 2], [3], []], "meta": [{"a": 1}, {"a": 2}, {"a": 3}]}
+    ).to_parquet(tmp_path / "d.parquet")
+    (tmp_path / "mlci.yaml").write_text(
+        "model: {name: m}\ntrain: {command: python -c 1}\ndata:\n  d:\n    path: d.parquet\n"
+        "    columns:\n      tags: {type: int}\n      meta: {allowed: [1, 2]}\n      id: {type: int, min: 2}\n"
+    )
+    result = cli("data", "check", "--json", cwd=tmp_path)
+    assert result.code == ExitCode.GATE_FAILED, result.err
+    rules = {(p["column"], p["rule"]) for d in json.loads(result.out)["datasets"] for p in d["problems"]}
+    assert {("tags", "type"), ("meta", "allowed"), ("id", "min")} <= rules
+
+
+def test_a_dataset_wider_than_the_bound_is_refused_before_profiling(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from mlci import data
+
+    width = data.MAX_DATA_COLUMNS + 1
+    (tmp_path / "w.csv").write_text(
+        ",".join(f"c{i}" for i in range(width)) + "\n" + ",".join("1" * width) + "\n"
+    )
+    (tmp_path / "mlci.yaml").write_text(
+        "model: {name: m}\ntrain: {command: python -c 1}\ndata:\n  d:\n    path: w.csv\n"
+    )
+    result = cli("data", "check", cwd=tmp_path)
+    assert result.code == ExitCode.ERROR
+    assert f"w.csv has {width:,} columns, more than mlci checks and profiles in one dataset" in result.err
