@@ -15,6 +15,7 @@ from mlci.params import flatten
 
 # MLflow's rule for metric names (and its normalised-path rule below).
 _NAME_RE = re.compile(r"^[/\w.\- :]+$")
+MAX_METRICS = 1_000  # metrics of one run: each is a row of the report, a tag value, a logged metric
 
 
 def _not_a_path(name: str) -> bool:
@@ -34,7 +35,13 @@ def metrics_from(data: Any, source: str) -> dict[str, float]:
             hint='write the metrics as {"accuracy": 0.93, ...}',
         )
     out: dict[str, float] = {}
-    for key, value in flatten(data).items():
+    flat = flatten(data)
+    if len(flat) > MAX_METRICS:
+        raise MetricsError(
+            f"{source}: {len(flat):,} metrics, more than mlci records for one run ({MAX_METRICS:,})",
+            hint="write the metrics the gates and the reviewers need; keep the rest as a file the run logs",
+        )
+    for key, value in flat.items():
         if not _NAME_RE.match(key) or len(key) > 250 or _not_a_path(key):
             raise MetricsError(
                 f"{source}: metric name {key[:80]!r} is not one MLflow accepts",

@@ -26,7 +26,7 @@ import pytest
 
 from mlci import config as cfg
 from mlci import gitrepo, redact, safeinput, tags
-from mlci.errors import ConfigError, ExitCode
+from mlci.errors import ConfigError, ExitCode, MlciError
 from tests.helpers import run
 
 SCRIPT = r"""
@@ -714,3 +714,16 @@ def test_a_password_only_in_the_tracking_uri_is_masked_wherever_it_appears() -> 
     assert (
         redact.text("auth failed for Pa)ss@word and Pa%29ss%40word", environ) == "auth failed for *** and ***"
     )
+
+
+def test_twenty_thousand_metrics_are_refused_for_their_number() -> None:
+    from mlci import metrics
+    from mlci.commands import publish
+    from mlci.errors import MetricsError
+
+    many = {f"m{i}": 0.5 for i in range(20_000)}
+    with pytest.raises(MetricsError, match="20,000 metrics, more than mlci records for one run"):
+        metrics.metrics_from(many, "metrics.json")
+    head = {"metrics": many, "params": {}, "fingerprint": "a" * 64}
+    with pytest.raises(MlciError, match="the head has 20,000 metrics, more than a run records"):
+        publish._head({"model": "demo", "number": 1}, {"head": head})

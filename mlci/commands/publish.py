@@ -28,6 +28,7 @@ from mlci import report as rpt
 from mlci.commands import report as report_cmd
 from mlci.commands.ci import PULL_REQUEST_FILE, report_artifact, status_context
 from mlci.config import MODEL_NAME_RE
+from mlci.metrics import MAX_METRICS
 
 if TYPE_CHECKING:
     from mlci.evidence import Certainty
@@ -103,16 +104,20 @@ def _head(meta: dict[str, Any], data: dict[str, Any]) -> tuple[str, int, dict[st
     if not isinstance(head, dict):
         raise _bad("report.json has no head")
     metrics, params = head.get("metrics"), head.get("params")
-    if not isinstance(metrics, dict) or len(metrics) > _MAX_NAMES:
+    if not isinstance(metrics, dict):
         raise _bad("the head's metrics are not a mapping")
+    if len(metrics) > MAX_METRICS:
+        raise _bad(f"the head has {len(metrics):,} metrics, more than a run records ({MAX_METRICS:,})")
     clean: dict[str, float] = {}
     for name, value in metrics.items():
         number_value = _number(value)
         if not isinstance(name, str) or not name or number_value is None:
             raise _bad(f"metric {str(name)[:50]!r} is not a finite number by name")
         clean[name] = number_value
-    if not isinstance(params, dict) or len(params) > _MAX_NAMES:
+    if not isinstance(params, dict):
         raise _bad("the head's params are not a mapping")
+    if len(params) > _MAX_NAMES:
+        raise _bad(f"the head has {len(params):,} params, more than mlci reports ({_MAX_NAMES:,})")
     fingerprint = head.get("fingerprint")
     if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
         raise _bad(f"fingerprint {str(fingerprint)[:70]!r}")
