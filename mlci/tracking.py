@@ -83,6 +83,20 @@ DEFAULT_TIMEOUT = 20.0  # seconds a tracking server has to answer one request (t
 HTTP_RETRIES = 2  # MLflow's own default is 7 with exponential backoff: over four minutes
 _UNREACHABLE = ("max retries exceeded", "connectionerror", "connection refused", "timed out", "timeout")
 _CORRUPT = ("file is not a database", "database disk image is malformed", "file is encrypted")
+_DISK_FULL = ("database or disk is full", "no space left on device", "errno 28", "disk quota exceeded")
+
+
+def disk_full(what: str, uri: str) -> TrackingError:
+    """The disk that holds the store (or the temporary folder MLflow stages files in) is full."""
+    import tempfile
+
+    path = sqlite_path(uri)
+    where = path.parent if path is not None else Path(tempfile.gettempdir())
+    return TrackingError(
+        f"MLflow: {what} failed: no space left on the disk that holds {where}",
+        hint=f"free space on it (`df -h {where}` shows how much is left) and run again; "
+        "the store itself is not damaged",
+    )
 
 
 def time_bound(timeout: float) -> float:
@@ -144,6 +158,8 @@ def _translated(what: str, uri: str, timeout: float = DEFAULT_TIMEOUT) -> Iterat
         detail = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
         lowered = f"{type(exc).__name__} {detail}".lower()
         path = sqlite_path(uri)
+        if any(s in lowered for s in _DISK_FULL) or getattr(exc, "errno", None) == 28:
+            raise disk_full(what, uri) from exc
         if path is not None and any(s in lowered for s in _CORRUPT):
             raise corrupt_store(path, detail.splitlines()[0][:200]) from exc
         if is_http(uri) and any(s in lowered for s in _UNREACHABLE):
@@ -212,6 +228,9 @@ class Tracking:
         # every schema migration at INFO: noise in a CI log.
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # MLflow logs a database error with its traceback before raising it; mlci reports
+        # the error itself, in one message with a hint.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     @property
@@ -473,7 +492,16 @@ class Tracking:
             with redirect_stdout(_RedactedStderr()):
                 self.client.set_terminated(run_id, status)
         except Exception as exc:  # the original error matters more than this one
-            logging.getLogger(__name__).warning("could not mark run %s %s: %s", run_id, status, exc)
+            from mlci import redact
+
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            first = next(
+                (line for line in lines if any(m in line.lower() for m in _DISK_FULL)),
+                next((line for line in lines if "Error" in line), lines[0]),
+            )
+            logging.getLogger(__name__).warning(
+                "could not mark run %s %s: %s", run_id, status, redact.text(first[:200])
+            )
 
     def log_results(
         self,

@@ -27,7 +27,7 @@ import pytest
 from mlci import config as cfg
 from mlci import gitrepo, redact, safeinput, tags
 from mlci.errors import ConfigError, ExitCode, MlciError
-from tests.helpers import run
+from tests.helpers import mlci_subprocess, run
 
 SCRIPT = r"""
 import json, os, pathlib, subprocess, sys, time
@@ -727,3 +727,42 @@ def test_twenty_thousand_metrics_are_refused_for_their_number() -> None:
     head = {"metrics": many, "params": {}, "fingerprint": "a" * 64}
     with pytest.raises(MlciError, match="the head has 20,000 metrics, more than a run records"):
         publish._head({"model": "demo", "number": 1}, {"head": head})
+
+
+FILLER = r"""
+import json, os, pathlib
+out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
+(out / "model").mkdir(parents=True, exist_ok=True)
+(out / "model" / "MLmodel").write_text("flavors: {}\n" + "x" * 200_000)
+(out / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
+# Then the disk fills up (another process, a log gone wild): nothing mlci writes next fits.
+with open(pathlib.Path(".mlci") / "filler", "wb") as f:
+    try:
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    except OSError:
+        pass
+"""
+
+
+def test_a_full_disk_during_a_run_says_so_without_a_traceback(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / "train.py").write_text(FILLER)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "filler"], root)
+    state = root / ".mlci"
+    state.mkdir(exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(state)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
+    try:
+        first = mlci_subprocess(["train"], root)
+        assert first.returncode == 3, first.stderr
+        assert "no space left on the disk that holds" in first.stderr, first.stderr
+        assert "df -h" in first.stderr and "tracking.uri" not in first.stderr
+        assert "Traceback" not in first.stderr and "[SQL:" not in first.stderr
+    finally:
+        subprocess.run(["umount", str(state)], check=False)
