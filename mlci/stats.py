@@ -50,6 +50,7 @@ MAX_CLASSES = 1_000  # the bootstrap keeps three columns per class
 MAX_CELLS = 60_000_000  # rows x classes: the bootstrap's table
 MAX_FIELD = 4_096  # characters of one CSV field (a label, a score, an id)
 MAX_COLUMNS = 3 + MAX_CLASSES
+MAX_BYTES = 1024**3  # of the file: 60M cells of about ten characters, and room to spare
 _RECOMPUTE_TOLERANCE = 1e-6  # a recomputed metric this close to metrics.json's is the same metric
 
 
@@ -118,6 +119,12 @@ def read_predictions(path: Path, *, where: str = "train.predictions") -> Predict
         raise ConfigError(
             f"{where}: {path} was not written",
             hint="the training command must write its predictions there (columns y_true, y_pred/y_score)",
+        )
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise ConfigError(
+            f"{where}: {path} is {size:,} bytes, more than mlci reads for predictions ({MAX_BYTES:,})",
+            hint="evaluate on a sample of the rows (a fixed one, so runs compare)",
         )
     if path.suffix.lower() in (".parquet", ".pq"):
         columns = _read_parquet(path, where)
@@ -189,9 +196,18 @@ def _read_parquet(path: Path, where: str) -> dict[str, list[Any]]:
             hint="pip install pyarrow, or write the predictions as CSV",
         ) from exc
     try:
+        meta = pq.read_metadata(path)
+        if meta.num_rows > MAX_ROWS or meta.num_columns > MAX_COLUMNS:
+            raise ConfigError(
+                f"{where}: {path} has {meta.num_rows:,} rows and {meta.num_columns:,} columns, more than "
+                f"mlci reads for predictions ({MAX_ROWS:,} rows, {MAX_COLUMNS:,} columns)",
+                hint="evaluate on a sample of the rows, with one score column per class",
+            )
         table = pq.read_table(path)
+    except ConfigError:
+        raise
     except Exception as exc:  # pyarrow raises its own error types
-        raise ConfigError(f"{where}: {path} cannot be read as Parquet: {exc}") from exc
+        raise ConfigError(f"{where}: {path} cannot be read as Parquet: {str(exc)[:300]}") from None
     return {name: table.column(name).to_pylist() for name in table.column_names}
 
 

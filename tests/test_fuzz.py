@@ -571,3 +571,291 @@ def test_fuzzed_publish_artifacts(
         )
         if code == 3:  # refused: nothing half-posted
             assert gh.comments == {} and gh.statuses == []
+
+
+# --------------------------------------------------------------------------- files read as data
+
+
+def bounded(target: str, case: str, call: Any) -> int:
+    """``call()`` in this process, as ``mlci`` bounds a command: 0 when it returns, 3 when it
+    raises an MlciError (a clean refusal); any other exception, a hang or memory growth past
+    the bound fails the case."""
+    from mlci.errors import MlciError
+
+    stats = _STATS.setdefault(target, Stats(target))
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise Hang(f"{target} took longer than {CASE_SECONDS}s on {case[:200]!r}")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(CASE_SECONDS)
+    before, start = _rss(), time.perf_counter()
+    try:
+        call()
+        code = 0
+    except MlciError as exc:
+        code = 3
+        stats.errors[re.sub(r"/\S*|'[^']*'|\d[\d,]*", "_", exc.message.splitlines()[0])[:70]] += 1
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    seconds = time.perf_counter() - start
+    stats.codes[code] += 1
+    if seconds > stats.slowest:
+        stats.slowest, stats.slowest_case = seconds, case
+    assert _rss() - before < MEMORY_GROWTH, f"memory grew by {(_rss() - before) >> 20} MiB on {case[:200]!r}"
+    return code
+
+
+CELLS = st.one_of(
+    st.sampled_from(
+        ["0", "1", "2", "0.5", "1e999", "-inf", "nan", "", " ", "a", "é", '"', '""', "x,y", "\n"]
+    ),
+    st.text(max_size=12),
+    st.integers(-(10**30), 10**30).map(str),
+    st.just("x" * 140_000),  # past csv's own field limit
+)
+HEADERS = st.lists(
+    st.sampled_from(
+        ["y_true", "y_pred", "y_score", "id", "y_score_0", "y_score_1", "y_score_2", "y_score_a", "", "x"]
+    ),
+    min_size=0,
+    max_size=6,
+)
+
+
+def _csv_text(header: list[str], rows: list[list[str]]) -> str:
+    import csv as csv_module
+
+    out = io.StringIO()
+    writer = csv_module.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+PREDICTIONS = st.one_of(
+    st.builds(_csv_text, HEADERS, st.lists(st.lists(CELLS, max_size=6), max_size=30)),
+    st.builds(
+        lambda n, classes: _csv_text(["y_true", "y_pred"], [[str(i % classes), str(i * 7 % classes)] for i in range(n)]),
+        st.integers(1, 6000),
+        st.integers(1, 6000),
+    ),  # many classes
+    st.builds(lambda w: ",".join(f"y_score_{i}" for i in range(w)) + ",y_true\n", st.integers(1, 3000)),
+    st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+)  # fmt: skip
+
+
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 2))
+@given(text=PREDICTIONS, suffix=st.sampled_from([".csv", ".parquet"]))
+def test_fuzzed_predictions_files(tmp_path_factory: pytest.TempPathFactory, text: str, suffix: str) -> None:
+    """A predictions file (the training command's, or one a fork's job uploaded): read,
+    and its metrics recomputed, or refused with an MlciError; nothing else."""
+    from mlci import stats
+
+    path = tmp_path_factory.mktemp("predictions") / f"predictions{suffix}"
+    path.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+    def call() -> None:
+        predictions = stats.read_predictions(path)
+        stats.check_reported(predictions, {"accuracy": 0.5, "f1": 0.5, "roc_auc": 0.5, "rmse": 1.0})
+
+    bounded("predictions", text[:200], call)
+
+
+def _data_file(folder: Path, fmt: str, rows: list[dict[str, Any]], raw: str) -> str:
+    import pandas as pd
+
+    name = f"d.{fmt}"
+    if fmt == "parquet":
+        try:
+            pd.DataFrame(rows).to_parquet(folder / name)
+        except Exception:  # a frame pyarrow cannot write: hostile bytes instead
+            (folder / name).write_text(raw)
+    elif fmt == "jsonl":
+        (folder / name).write_text("\n".join(json.dumps(r, default=str) for r in rows) + "\n" + raw)
+    else:
+        (folder / name).write_text(raw if not rows else pd.DataFrame(rows).to_csv(index=False) + raw)
+    return name
+
+
+DATA_CELLS = st.one_of(
+    st.none(), st.integers(-(10**6), 10**6), st.floats(), st.text(max_size=6), st.booleans(),
+    st.lists(st.integers(0, 3), max_size=3), st.fixed_dictionaries({"a": st.integers(0, 3)}),
+)  # fmt: skip
+DATA_ROWS = st.lists(
+    st.dictionaries(st.sampled_from(["id", "x", "label", "tags", "meta"]), DATA_CELLS, max_size=5),
+    max_size=20,
+)
+CHECKS = st.dictionaries(
+    st.sampled_from(["id", "x", "label", "tags", "meta", "missing"]),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["int", "float", "number", "str", "bool", "datetime"]),
+            "nulls": st.sampled_from([0, 0.5, 1]),
+            "min": st.integers(-5, 5),
+            "max": st.integers(-5, 5),
+            "allowed": st.lists(st.one_of(st.integers(0, 3), st.text(max_size=3)), min_size=1, max_size=3),
+            "drift": st.sampled_from([0.1, 0.25]),
+        },
+    ),
+    max_size=4,
+)
+
+
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 3))
+@given(
+    fmt=st.sampled_from(["csv", "parquet", "jsonl"]),
+    rows=DATA_ROWS,
+    raw=st.one_of(st.just(""), st.text(max_size=60), st.just("a,b\n" + "1," * 30 + "\n")),
+    checks=CHECKS,
+    key=st.sampled_from([None, "id", ["id", "x"]]),
+)
+def test_fuzzed_data_files(
+    tmp_path_factory: pytest.TempPathFactory, fmt: str, rows: list[dict[str, Any]], raw: str,
+    checks: dict[str, Any], key: Any,
+) -> None:  # fmt: skip
+    """Declared datasets in CSV, Parquet (nested list and struct columns too) and JSON Lines:
+    `mlci data check` passes, fails or refuses, never crashes."""
+    folder = tmp_path_factory.mktemp("data")
+    name = _data_file(folder, fmt, rows, raw)
+    dataset: dict[str, Any] = {"path": name, "columns": checks}
+    if key is not None:
+        dataset["key"] = key
+    (folder / "mlci.yaml").write_text(
+        yaml.safe_dump({"model": {"name": "m"}, "train": {"command": "python -c 1"}, "data": {"d": dataset}})
+    )
+    mlci("data", f"{fmt}: {rows!r:.150} {checks!r:.100}", "data", "check", "--json", cwd=folder)
+
+
+ENTRY_NAMES = st.one_of(
+    st.sampled_from(["a", "a/b", "a/b/c", ".", "./a", "a/", "a//b", "..", "../x", "/abs", "MLmodel", "a/../b", "\0x"]),
+    st.text(min_size=1, max_size=8),
+    st.just("x" * 5000),
+    st.just("/".join(["d"] * 2000)),
+    st.just("/".join(["d"] * 80)),
+)  # fmt: skip
+ENTRY_KINDS = st.sampled_from(["file", "dir", "symlink", "hardlink", "fifo"])
+
+
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 2))
+@given(entries=st.lists(st.tuples(ENTRY_NAMES, ENTRY_KINDS, st.binary(max_size=40)), max_size=8))
+def test_fuzzed_model_archives(
+    tmp_path_factory: pytest.TempPathFactory, entries: list[tuple[str, str, bytes]]
+) -> None:
+    """A model archive from a store (a release asset, a workflow artifact): unpacked inside
+    its folder, or refused with an ArchiveError; nothing is written outside it."""
+    import tarfile
+
+    from mlci import archive
+
+    types = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
+             "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}  # fmt: skip
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, data in entries:
+            info = tarfile.TarInfo(name)
+            info.type = types[kind]
+            info.linkname = "/etc/passwd" if kind in ("symlink", "hardlink") else ""
+            info.size = len(data) if kind == "file" else 0
+            tar.addfile(info, io.BytesIO(data) if kind == "file" else None)
+    base = tmp_path_factory.mktemp("archive")
+    before = sorted(p.name for p in base.parent.iterdir())
+    bounded(
+        "archives",
+        repr(entries)[:200],
+        lambda: archive.unpack([buffer.getvalue()], base / "out", expected=None, source="fuzzed.tar"),
+    )
+    assert sorted(p.name for p in base.parent.iterdir()) == before  # nothing beside the folder
+    assert not (base / "out.partial").exists()
+
+
+AXIS = st.one_of(
+    st.lists(st.one_of(st.integers(-3, 3), st.floats(allow_nan=True), st.text(max_size=3), st.none()), max_size=12),
+    st.integers(0, 400).map(lambda n: list(range(n))),
+    st.just("not a list"),
+)  # fmt: skip
+
+
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 2))
+@given(
+    grid=st.dictionaries(st.one_of(st.sampled_from(["C", "a.b", "", "a..b", "x=y"]), st.text(max_size=4)), AXIS, max_size=14),
+    limit=st.one_of(st.none(), st.integers(-1, 300)),
+    listed=st.booleans(),
+)  # fmt: skip
+def test_fuzzed_sweep_grids(grid: dict[str, Any], limit: int | None, listed: bool) -> None:
+    """A sweep of any size is counted before it is expanded: accepted or a ConfigError, in
+    bounded time and memory (a grid of up to 400^14 candidates)."""
+    from mlci import config as cfg
+
+    sweep: dict[str, Any] = {"candidates": [{k: v} for k, v in grid.items()]} if listed else {"grid": grid}
+    if limit is not None:
+        sweep["limit"] = limit
+    text = "model: {name: m}\ntrain: {command: python -c 1, params: p.yaml}\n" + _dump({"sweep": sweep})
+    bounded("sweep grids", text[:200], lambda: cfg.parse(text, Path("/fuzz/mlci.yaml")))
+
+
+JOURNAL_PATHS = st.sampled_from(
+    ["{root}/params.yaml", "{root}/mlci.yaml", "{outside}", "{root}/../outside.txt", "{root}/.git/config",
+     "{root}/.mlci/x", "relative.txt", "", "/", "{root}", "{root}/sub/../params.yaml", "{root}/link/x"]
+)  # fmt: skip
+JOURNAL_BACKUPS = st.sampled_from(
+    [None, "{folder}/0-params.yaml", "{outside}", "{folder}/../../params.yaml", "{folder}/link", 7, "", "{folder}"]
+)  # fmt: skip
+
+
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 2))
+@given(
+    entries=st.lists(
+        st.one_of(
+            st.fixed_dictionaries(
+                {"path": JOURNAL_PATHS},
+                optional={"backup": JOURNAL_BACKUPS, "written": st.one_of(st.none(), st.just("00"), st.integers())},
+            ),
+            VALUES,
+        ),
+        max_size=6,
+    ),
+    raw=st.one_of(st.none(), st.text(max_size=40)),
+)  # fmt: skip
+def test_fuzzed_restore_journals(
+    tmp_path_factory: pytest.TempPathFactory, entries: list[Any], raw: str | None
+) -> None:
+    """A journal planted in .mlci/restore (by a pull request's commit, say): the next command
+    restores only the files a training run changes, never anything outside the project."""
+    from mlci import swap
+
+    base = tmp_path_factory.mktemp("journal")
+    root = base / "project"
+    folder = root / ".mlci" / "restore"
+    folder.mkdir(parents=True)
+    (root / "params.yaml").write_text("C: 1\n")
+    (root / "mlci.yaml").write_text("model: {name: m}\n")
+    (root / ".git").mkdir()
+    (root / ".git" / "config").write_text("[core]\n")
+    outside = base / "outside.txt"
+    outside.write_text("keep")
+    (folder / "0-params.yaml").write_text("C: 2\n")
+    (folder / "link").symlink_to(outside)
+    (root / "link").symlink_to(base)
+    names = {"root": str(root), "outside": str(outside), "folder": str(folder)}
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.format(**names)
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    text = raw if raw is not None else json.dumps({"pid": 1, "entries": [fill(e) for e in entries]})
+    (folder / "journal.json").write_text(text)
+    protected = {p: p.read_bytes() for p in (outside, root / "mlci.yaml", root / ".git" / "config")}
+    bounded(
+        "restore journals",
+        text[:200],
+        lambda: swap.recover(root / ".mlci", lambda message: None, [root / "params.yaml"]),
+    )
+    assert {p: p.read_bytes() for p in protected} == protected
+    # The one file a run changes: as it was, put back from its backup, or removed (it was new).
+    assert not (root / "params.yaml").exists() or (root / "params.yaml").read_text() in ("C: 1\n", "C: 2\n")
