@@ -149,8 +149,10 @@ class GitHubApi:
         sleep: Callable[[float], None] = time.sleep,
         fork: bool = False,
         cache: Path | None = None,
+        deadline: float = _DEADLINE,
     ) -> None:
         self.token = token
+        self.deadline = deadline  # seconds for one request: connect, headers and body
         self.api_url = api_url.rstrip("/")
         self.repository = repository
         self.retries = retries
@@ -182,7 +184,7 @@ class GitHubApi:
             request.add_header("If-None-Match", str(cached["etag"]))
         self.requests += 1
         try:
-            response = transport.fetch(request, deadline=_DEADLINE, limit=_MAX_BODY)
+            response = transport.fetch(request, deadline=self.deadline, limit=_MAX_BODY)
             try:
                 data = json.loads(response.body) if response.body else None
             except ValueError:

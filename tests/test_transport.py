@@ -178,3 +178,13 @@ def test_github_trickling_or_not_json_is_a_clear_error() -> None:
         api = github_api.GitHubApi("tok", url, "octo/churn", retries=0, backoff=0.01)
         with pytest.raises(MlciError, match="not JSON"):
             api.pull(1)
+
+
+def test_github_that_trickles_is_cut_at_the_deadline() -> None:
+    from mlci import github_api
+    from mlci.errors import MlciError
+
+    with serve(_trickle) as (url, _):
+        api = github_api.GitHubApi("tok", url, "octo/churn", retries=0, backoff=0.01, deadline=1.0)
+        with pytest.raises(MlciError, match="did not finish within 1s"):
+            api.pull(1)
