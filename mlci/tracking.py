@@ -115,8 +115,8 @@ def unreachable(uri: str, timeout: float, detail: str) -> TrackingError:
     return TrackingUnreachable(
         f"MLflow: the tracking server {redact.url(uri)} did not answer: {redact.text(detail)}",
         hint="check that the server is running and reachable from here, and MLFLOW_TRACKING_URI; "
-        f"mlci waits up to tracking.timeout ({timeout:g}s, in mlci.yaml) per request, "
-        f"with {HTTP_RETRIES} retries",
+        f"mlci waits up to tracking.timeout ({timeout:g}s, in mlci.yaml) for an answer, its "
+        f"headers and body together (MLflow's client, where it asks, tries {HTTP_RETRIES} times more)",
     )
 
 
