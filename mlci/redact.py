@@ -115,7 +115,20 @@ def secret_values(environ: Mapping[str, str] | None = None, extra: Iterable[str]
     env = os.environ if environ is None else environ
     values = set(_secrets_of(frozenset(env.items())))
     values.update(extra)
-    return sorted((v for v in values if len(v) >= _MIN_SHORT_SECRET), key=len, reverse=True)
+    return sorted((v for v in values if _could_be_secret(v)), key=len, reverse=True)
+
+
+# Values a secret-looking variable often holds that are settings, not secrets: masking
+# them would blank every "true" in a log.
+_PLAIN_VALUES = frozenset(
+    {"true", "false", "yes", "no", "none", "null", "on", "off", "auto", "basic", "bearer"}
+)
+
+
+def _could_be_secret(value: str) -> bool:
+    if len(value) >= _MIN_SECRET:
+        return True
+    return len(value) >= _MIN_SHORT_SECRET and value.lower() not in _PLAIN_VALUES and not value.isdigit()
 
 
 def mask(value: str, secrets: Iterable[str]) -> str:
@@ -162,7 +175,7 @@ def data(value: object, environ: Mapping[str, str] | None = None) -> object:
 def stream_masker(secrets: Iterable[str]) -> Callable[[bytes], bytes]:
     """A mask for a command's live output, line by line (the caller keeps a partial line
     until its end arrives, so a secret is never split across two writes)."""
-    kept = [s for s in secrets if len(s) >= _MIN_SHORT_SECRET]
+    kept = [s for s in secrets if _could_be_secret(s)]
 
     def apply(line: bytes) -> bytes:
         if not kept:

@@ -766,3 +766,8 @@ def test_a_full_disk_during_a_run_says_so_without_a_traceback(tmp_path: Path) ->
         assert "Traceback" not in first.stderr and "[SQL:" not in first.stderr
     finally:
         subprocess.run(["umount", str(state)], check=False)
+
+
+def test_a_setting_in_a_secret_looking_variable_is_not_masked_everywhere() -> None:
+    environ = {"DISABLE_AUTH": "true", "RETRY_TOKEN_LIMIT": "123", "MY_TOKEN": "k3y"}
+    assert redact.text("cached: true, 123 runs, k3y", environ) == "cached: true, 123 runs, ***"
