@@ -379,14 +379,21 @@ def _column_profile(series: pd.Series) -> dict[str, Any]:
         values = present.to_numpy(dtype="float64", na_value=np.nan)
         values = values[np.isfinite(values)]
         if values.size:
-            quantiles = np.quantile(values, np.linspace(0, 1, PERCENTILES))
-            low, high = float(values.min()), float(values.max())
-            hist, edges = np.histogram(values, bins=BINS, range=(low, high) if high > low else None)
+            # Values near float's limits overflow a difference or a square: the figure that
+            # overflows is left out (None), never a warning or a crash.
+            with np.errstate(all="ignore"):
+                quantiles = np.quantile(values, np.linspace(0, 1, PERCENTILES))
+                low, high = float(values.min()), float(values.max())
+                try:
+                    hist, edges = np.histogram(values, bins=BINS, range=(low, high) if high > low else None)
+                except ValueError:  # a range too narrow or too wide for 20 finite bins (one huge value)
+                    hist, edges = np.asarray([values.size]), np.asarray([low, high])
+                mean, std = float(values.mean()), float(values.std())
             out.update(
                 min=_round(low),
                 max=_round(high),
-                mean=_round(float(values.mean())),
-                std=_round(float(values.std())),
+                mean=_round(mean),
+                std=_round(std),
                 percentiles=[_round(float(q)) for q in quantiles],
                 histogram={"edges": [_round(float(e)) for e in edges], "counts": [int(c) for c in hist]},
             )

@@ -595,3 +595,17 @@ def test_a_dataset_wider_than_the_bound_is_refused_before_profiling(cli, tmp_pat
     result = cli("data", "check", cwd=tmp_path)
     assert result.code == ExitCode.ERROR
     assert f"w.csv has {width:,} columns, more than mlci checks and profiles in one dataset" in result.err
+
+
+@pytest.mark.parametrize("values", [["281474976710656.0"], ["1e308", "-1e308"], ["5e-324", "1e-323"]])
+def test_numbers_near_floats_limits_are_profiled_without_a_crash(
+    cli, tmp_path: Path, values: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """A range too narrow (one huge value) or too wide (±1e308) for 20 finite bins."""
+    (tmp_path / "d.csv").write_text("id\n" + "\n".join(values) + "\n")
+    (tmp_path / "mlci.yaml").write_text(
+        "model: {name: m}\ntrain: {command: python -c 1}\ndata:\n  d: {path: d.csv}\n"
+    )
+    result = cli("data", "check", "--json", cwd=tmp_path)
+    assert result.code == ExitCode.OK, result.err
+    assert "RuntimeWarning" not in result.err
