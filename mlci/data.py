@@ -229,11 +229,29 @@ def _examples(values: Sequence[Any]) -> str:
     return ", ".join(shown)
 
 
+def _nested(series: pd.Series) -> bool:
+    """Cells that are lists, structs or arrays (Parquet's nested types, JSON's objects)."""
+    if series.dtype != object:
+        return False
+    return bool(series.map(lambda v: isinstance(v, (list, tuple, dict, set)) or hasattr(v, "shape")).any())
+
+
 def check(dataset: Dataset, frame: pd.DataFrame) -> list[Problem]:
     """Every way the rows break the dataset's checks (none: they pass)."""
     pandas, pa = libraries()
     name = dataset.name
     problems: list[Problem] = []
+    # A key over nested values cannot be checked (they cannot be hashed): said, not crashed.
+    nested_key = [c for c in dataset.key if c in frame.columns and _nested(frame[c])]
+    for column in nested_key:
+        problems.append(
+            Problem(
+                name,
+                column,
+                "key",
+                f"data.{name}: column {column!r} holds lists or structs, which a key cannot be made of",
+            )
+        )
     rules: dict[str, list[tuple[str, str]]] = {}  # column -> (rule, its words) per pandera check, in order
     columns = {}
     for spec in dataset.columns:
@@ -255,7 +273,7 @@ def check(dataset: Dataset, frame: pd.DataFrame) -> list[Problem]:
             coerce=spec.type is not None,
             required=True,
         )
-    schema = pa.DataFrameSchema(columns, unique=list(dataset.key) or None)
+    schema = pa.DataFrameSchema(columns, unique=(list(dataset.key) if not nested_key else None) or None)
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:

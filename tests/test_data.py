@@ -609,3 +609,15 @@ def test_numbers_near_floats_limits_are_profiled_without_a_crash(
     result = cli("data", "check", "--json", cwd=tmp_path)
     assert result.code == ExitCode.OK, result.err
     assert "RuntimeWarning" not in result.err
+
+
+def test_a_key_over_nested_values_is_a_failed_check_not_a_crash(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    pd.DataFrame([{"id": None, "x": []}, {"id": 1, "x": [1]}]).to_parquet(tmp_path / "d.parquet")
+    (tmp_path / "mlci.yaml").write_text(
+        "model: {name: m}\ntrain: {command: python -c 1}\ndata:\n  d:\n    path: d.parquet\n    key: [id, x]\n"
+    )
+    result = cli("data", "check", cwd=tmp_path)
+    assert result.code == ExitCode.GATE_FAILED, result.err
+    assert "column 'x' holds lists or structs, which a key cannot be made of" in result.err
