@@ -116,7 +116,8 @@ def unreachable(uri: str, timeout: float, detail: str) -> TrackingError:
         f"MLflow: the tracking server {redact.url(uri)} did not answer: {redact.text(detail)}",
         hint="check that the server is running and reachable from here, and MLFLOW_TRACKING_URI; "
         f"mlci waits up to tracking.timeout ({timeout:g}s, in mlci.yaml) for an answer, its "
-        f"headers and body together (MLflow's client, where it asks, tries {HTTP_RETRIES} times more)",
+        f"headers and body together, and asks {HTTP_RETRIES} times more when none came "
+        f"(at most {time_bound(timeout):g}s in all)",
     )
 
 
@@ -306,28 +307,37 @@ class Tracking:
     def _rest_fast_path(self) -> bool:
         return is_http(self.uri) and not _needs_client_tls(self.environ)
 
-    def _via_rest(self, call: Callable[[], _T]) -> tuple[bool, _T | None]:
+    def _via_rest(self, call: Callable[[], _T], *, idempotent: bool = True) -> tuple[bool, _T | None]:
         """``call`` (MLflow's REST API), and whether it answered: (False, None) where the
-        client should answer instead; an unreachable server is an error at once."""
-        try:
-            return True, call()
-        except urllib.error.HTTPError:
-            return False, None  # the client explains a refusal better
-        except transport.DeadlineExceeded as exc:
-            # Silent, or trickling its answer: MLflow's client, whose timeout bounds each
-            # read and not the request, could wait on it without end.
-            raise unreachable(self.uri, self.timeout, str(exc)) from exc
-        except TimeoutError:
-            return False, None  # a busy server: the client asks again, with its retries and backoff
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
+        client should answer instead; an unreachable server is an error at once.
+
+        A request that got no answer within ``tracking.timeout`` (a busy server) is asked
+        again, ``HTTP_RETRIES`` times with backoff, as MLflow's client would; a creation is
+        left to the client (its own retries), as before. A server that began to answer and
+        then trickled past the deadline is not asked again: it is not answering."""
+        for attempt in range(HTTP_RETRIES + 1):
+            try:
+                return True, call()
+            except transport.DeadlineExceeded as exc:
+                if exc.received == 0 and not idempotent:
+                    return False, None
+                if exc.received or attempt == HTTP_RETRIES:
+                    raise unreachable(self.uri, self.timeout, str(exc)) from exc
+                time.sleep(2**attempt)
+            except urllib.error.HTTPError:
+                return False, None  # the client explains a refusal better
+            except TimeoutError:
+                return False, None  # a busy server: the client asks again, with its retries and backoff
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, TimeoutError):
+                    return False, None
+                raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
+            except ConnectionError as exc:
+                # Unreachable: MLflow's client would only wait longer to say the same.
+                raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
+            except (OSError, ValueError, KeyError, TypeError):
                 return False, None
-            raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
-        except ConnectionError as exc:
-            # Unreachable: MLflow's client would only wait longer to say the same.
-            raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
-        except (OSError, ValueError, KeyError, TypeError):
-            return False, None
+        return False, None  # pragma: no cover - the loop returns or raises
 
     def _client_find(self, key: str, value: str, *, skip_overrides: bool) -> RunRecord | None:
         """``_find`` through MlflowClient: where no fast path answers (and, in tests, the reference)."""
@@ -378,7 +388,8 @@ class Tracking:
             return self._via_rest(
                 lambda: _rest_create_run(
                     self.uri, self.experiment, run_name, tags, self.environ, self.timeout
-                )
+                ),
+                idempotent=False,
             )[1]
         return None
 

@@ -79,7 +79,7 @@ def test_flatten_and_canonical_json() -> None:
         "tags": ["a"],
     }
     assert prm.canonical_json({"b": 1, "a": [1, {"d": 2, "c": 3}]}) == '{"a":[1,{"c":3,"d":2}],"b":1}'
-    with pytest.raises(ValueError):
+    with pytest.raises(ParamsError, match="param x is not a finite number"):
         prm.canonical_json({"x": math.nan})
 
 
