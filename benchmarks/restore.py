@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -65,10 +66,12 @@ def main() -> int:
         train_seconds = statistics.median(sh([sys.executable, "train.py"], root) for _ in range(args.runs))
         (root / "pad.py").write_text(PAD.format(size=args.size_mb * 2**20))
         config = root / "mlci.yaml"
+        # The scaffold's production deploys through a hook, which mlci never runs in a job
+        # that holds a token (the reusable workflow runs it in a job of its own): what is
+        # measured here is the promotion that restores the bytes, so the hook goes.
+        text = re.sub(r"\n    deploy:\n(?:      .*\n)+", "\n", config.read_text())
         config.write_text(
-            config.read_text().replace(
-                "command: python train.py", "command: python train.py && python pad.py"
-            )
+            text.replace("command: python train.py", "command: python train.py && python pad.py")
         )
         sh(["git", "add", "-A"], root)
         sh(["git", "commit", "-qm", "a 100 MB model"], root)

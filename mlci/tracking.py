@@ -323,7 +323,7 @@ class Tracking:
                     return False, None
                 if exc.received or attempt == HTTP_RETRIES:
                     raise unreachable(self.uri, self.timeout, str(exc)) from exc
-                time.sleep(2**attempt)
+                time.sleep(0.5 * 2**attempt)  # within time_bound, with room for the rest of the command
             except urllib.error.HTTPError:
                 return False, None  # the client explains a refusal better
             except TimeoutError:
