@@ -257,9 +257,7 @@ def files_template(path: Path) -> TemplateSource:
                 )
         try:
             return safeinput.read_text(here, limit=MAX_TEMPLATE, what=f"report template {name}", follow=False)
-        except FileNotFoundError:
-            return None
-        except (NotADirectoryError, IsADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except safeinput.BadInput as exc:
             raise MlciError(

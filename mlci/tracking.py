@@ -326,8 +326,6 @@ class Tracking:
                 time.sleep(0.5 * 2**attempt)  # within time_bound, with room for the rest of the command
             except urllib.error.HTTPError:
                 return False, None  # the client explains a refusal better
-            except TimeoutError:
-                return False, None  # a busy server: the client asks again, with its retries and backoff
             except urllib.error.URLError as exc:
                 if isinstance(exc.reason, TimeoutError):
                     return False, None

@@ -72,9 +72,16 @@ def _key(url: str) -> tuple[str, str, int | None]:
 class _Watch:
     """The sockets a request opened (a redirect opens another), shut down at the deadline."""
 
+    deadline: float
+    started: float = field(default_factory=time.monotonic)
     sockets: list[socket.socket] = field(default_factory=list)
     expired: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def past(self) -> bool:
+        """The deadline has passed (the watchdog fired, or is about to: a socket timeout
+        of the whole deadline can end a read a moment before it does)."""
+        return self.expired or time.monotonic() - self.started >= self.deadline
 
     def add(self, sock: socket.socket) -> None:
         with self.lock:
@@ -152,18 +159,18 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         return follow
 
 
-def _read(stream: Any, url: str, limit: int, watch: _Watch, deadline: float) -> bytes:
+def _read(stream: Any, url: str, limit: int, watch: _Watch) -> bytes:
     out = io.BytesIO()
     while True:
         try:
             chunk = stream.read1(_CHUNK) if hasattr(stream, "read1") else stream.read(_CHUNK)
         except (OSError, http.client.HTTPException, ValueError):
-            if watch.expired:
-                raise DeadlineExceeded(url, deadline, out.tell()) from None
+            if watch.past():
+                raise DeadlineExceeded(url, watch.deadline, out.tell()) from None
             raise
         if not chunk:
             if watch.expired:
-                raise DeadlineExceeded(url, deadline, out.tell())
+                raise DeadlineExceeded(url, watch.deadline, out.tell())
             return out.getvalue()
         out.write(chunk)
         if out.tell() > limit:
@@ -173,24 +180,23 @@ def _read(stream: Any, url: str, limit: int, watch: _Watch, deadline: float) -> 
 def fetch(request: urllib.request.Request, *, deadline: float, limit: int = MAX_BODY) -> Response:
     """Send ``request`` and read its whole answer within ``deadline`` seconds (connect,
     redirects, headers and body together), the body at most ``limit`` bytes."""
-    watch = _Watch()
+    watch = _Watch(deadline)
     opener = urllib.request.build_opener(_HTTPHandler(watch), _HTTPSHandler(watch), _Redirects())
     timer = threading.Timer(deadline, watch.expire)
     timer.daemon = True
-    started = time.monotonic()
     timer.start()
     try:
         try:
             response = opener.open(request, timeout=deadline)
         except urllib.error.HTTPError as exc:
-            body = _read(exc, request.full_url, limit, watch, deadline) if exc.fp is not None else b""
+            body = _read(exc, request.full_url, limit, watch) if exc.fp is not None else b""
             raise urllib.error.HTTPError(exc.url, exc.code, exc.msg, exc.headers, io.BytesIO(body)) from None
         except (OSError, http.client.HTTPException) as exc:
-            if watch.expired or time.monotonic() - started >= deadline:
+            if watch.past():
                 raise DeadlineExceeded(request.full_url, deadline, 0) from exc
             raise
         with response:
-            body = _read(response, request.full_url, limit, watch, deadline)
+            body = _read(response, request.full_url, limit, watch)
             return Response(response.status, response.headers, body, response.url)
     finally:
         timer.cancel()

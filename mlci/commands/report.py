@@ -368,6 +368,11 @@ def with_data(
     return dataclasses.replace(report, verdicts=tuple(verdicts), data=section)
 
 
+def _base_refs(base: str) -> tuple[str, str]:
+    """Where the base branch is read from: origin's copy of it (CI), then the branch."""
+    return f"{registry.REMOTE}/{base}", base
+
+
 def base_policy(
     head: cfg.Config, base: str, log: Callable[[str], None]
 ) -> tuple[cfg.Config | None, list[str]]:
@@ -377,7 +382,7 @@ def base_policy(
     if root is None:
         return None, []
     relative = head.path.resolve().relative_to(root.resolve()).as_posix()
-    for ref in (f"{registry.REMOTE}/{base}", base):
+    for ref in _base_refs(base):
         text = gitrepo.show_file(root, ref, relative)
         if text is not None:
             break
@@ -485,18 +490,22 @@ def base_template(
         return None
     folder = head.path.resolve().parent.relative_to(root.resolve()).as_posix()
     start = posixpath.normpath(posixpath.join(folder, base_policy.report.template))
-    ref = next((r for r in (f"{registry.REMOTE}/{base}", base) if gitrepo.rev_parse(root, r)), None)
+    ref = next((r for r in _base_refs(base) if gitrepo.rev_parse(root, r)), None)
     if ref is None:
         return None
     here = posixpath.dirname(start)
+    read_already: dict[str, str | None] = {}  # the template is read once to check it, once to render
 
     def read(name: str) -> str | None:
         if not render.template_name_ok(name):
             return None
+        if name in read_already:
+            return read_already[name]
         try:
-            return gitrepo.regular_blob(
+            read_already[name] = gitrepo.regular_blob(
                 root, ref, posixpath.join(here, name) if here else name, limit=render.MAX_TEMPLATE
             )
+            return read_already[name]
         except gitrepo.BlobRefused as exc:
             raise ConfigError(
                 f"report template: {exc}, which mlci does not read",
