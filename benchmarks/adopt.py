@@ -1,7 +1,7 @@
 """What `mlci train` adds over an adopted project's own command.
 
 Builds the two project shapes of the tests (``tests/shapes.py``: a CML-style
-script and a DVC pipeline, DVC from PyPI in ``.tools/dvc-venv``), adopts each
+script and a DVC pipeline, DVC from ``python -m tests.tools``), adopts each
 with ``mlci init --adopt`` (no edits to their code), commits, and measures:
 
 - the project's own command alone (``python train.py``; ``dvc repro --force``),

@@ -1,6 +1,6 @@
 """`mlci diff` on a cache hit, against `mlci --version` and `dvc metrics diff`.
 
-One DVC pipeline (``tests/shapes.py``, DVC from ``.tools/dvc-venv``) adopted
+One DVC pipeline (``tests/shapes.py``, DVC from ``python -m tests.tools``) adopted
 with ``mlci init --adopt``: main trained, a branch with other params trained.
 Then, interleaved round by round so that machine noise hits all alike:
 ``mlci --version``, ``mlci diff --base main`` (both runs in the run cache,

@@ -306,8 +306,9 @@ def key_metric(names: Sequence[str]) -> str | None:
     return names[0] if names else None
 
 
-def config_text(name: str, found: Inferred) -> str:
-    """The adopted project's ``mlci.yaml``, commented with where each value came from."""
+def config_text(name: str, found: Inferred, schema_line: str = "") -> str:
+    """The adopted project's ``mlci.yaml``, commented with where each value came from
+    (``schema_line``: the comment that names the schema for editors)."""
     why = {f.key: f for f in found.findings}
 
     def note(key: str) -> str:
@@ -319,6 +320,7 @@ def config_text(name: str, found: Inferred) -> str:
 
     command = found.command or "echo 'set train.command in mlci.yaml' >&2; exit 1"
     lines = [
+        *([schema_line] if schema_line else []),
         "# How mlci trains, compares, gates and promotes this model.",
         "# Written by `mlci init --adopt`: review every line marked CHECK.",
         "# `mlci config validate` checks it; `mlci fingerprint --json` lists the inputs.",

@@ -218,6 +218,23 @@ def config_validate(config: ConfigOption = None, as_json: JsonOption = False) ->
     typer.echo(command.validate(config, cwd=Path.cwd(), as_json=as_json))
 
 
+@config_app.command("schema")
+def config_schema(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the key reference (docs/configuration.md) instead.")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of mlci.yaml, for editors and validators.
+
+    Editors that speak the YAML language server complete and check mlci.yaml from it;
+    `mlci init` writes the line that names it. The same schema gives the checker of
+    `mlci config validate` its keys.
+    """
+    from mlci.commands import config as command
+
+    typer.echo(command.schema_markdown() if markdown else command.schema_json(), nl=False)
+
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -933,6 +950,37 @@ def ci(
         _emit(result.to_json(), True, "")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option("--port", "-p", help="The port to serve on.", min=1, max=65535)] = 5000,
+    host: Annotated[
+        str, typer.Option("--host", help="The address to listen on; 0.0.0.0 shows the runs to your network.")
+    ] = "127.0.0.1",
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the `mlflow ui` command instead of running it.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Open MLflow's UI on this project's runs and model versions (the embedded store under .mlci/).
+
+    Runs `mlflow ui` with the store's URI until you stop it (Ctrl-C). It needs full
+    MLflow: pip install 'mlci[full]'.
+    """
+    import shlex
+    import subprocess
+
+    from mlci.commands import ui as command
+
+    line = command.command(config, cwd=Path.cwd(), environ=os.environ, host=host, port=port)
+    if print_only:
+        typer.echo(shlex.join(["mlflow", *line[3:]]))
+        return
+    if not command.available():
+        raise command.missing_ui()
+    _log(f"MLflow's UI on http://{host}:{port} (Ctrl-C stops it)")
+    raise typer.Exit(subprocess.call(line))
 
 
 @app.command()

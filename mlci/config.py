@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -43,6 +44,38 @@ _MINIMIZE_TOKENS = frozenset(
 )
 
 BASE_BASELINE = "base"
+
+# The JSON Schema of mlci.yaml (what `mlci config schema` prints, what editors check
+# with, what docs/configuration.md is made from) is the one list of keys: the checker
+# below takes every mapping's keys, and which of them are required, from it.
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "mlci.schema.json"
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    import json
+
+    loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return loaded
+
+
+def schema_node(where: str) -> dict[str, Any]:
+    """The schema of one mapping: ``""`` (the file), a top-level key (``"train"``),
+    ``"#name"`` for a definition (``"#environment"``), or ``"#dataset.rows"``."""
+    node = schema()
+    if where.startswith("#"):
+        name, _, rest = where[1:].partition(".")
+        node = node["$defs"][name]
+        where = rest
+    for part in filter(None, where.split(".")):
+        node = node["properties"][part]
+    return node
+
+
+def keys_of(where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A mapping's keys, and the ones it requires, from the schema."""
+    node = schema_node(where)
+    return tuple(node["properties"]), tuple(node.get("required", ()))
 
 
 def infer_goal(metric: str) -> Goal:
@@ -418,7 +451,7 @@ def parse(text: str, path: Path) -> Config:
         raise ConfigError(
             f"{path}: {count} problem{'s' if count > 1 else ''}:\n"
             + "\n".join(f"  {p}" for p in checker.problems),
-            hint="fix the keys above (the README's config reference lists every key); "
+            hint="fix the keys above (docs/configuration.md, or `mlci config schema`, lists every key); "
             "`mlci config validate` checks again",
         )
     assert config is not None
@@ -511,13 +544,9 @@ class _Checker:
 
     # -- shapes
 
-    def mapping(
-        self,
-        value: Any,
-        key_path: tuple[str | int, ...],
-        allowed: tuple[str, ...],
-        required: tuple[str, ...] = (),
-    ) -> dict[str, Any] | None:
+    def mapping(self, value: Any, key_path: tuple[str | int, ...], where: str) -> dict[str, Any] | None:
+        """``value`` as the mapping the schema describes at ``where`` (see ``schema_node``)."""
+        allowed, required = keys_of(where)
         if value is None:
             value = {}
         if not isinstance(value, dict):
@@ -642,12 +671,7 @@ class _Checker:
     # -- sections
 
     def config(self, raw: Any) -> Config | None:
-        top = self.mapping(
-            raw,
-            (),
-            ("model", "train", "metrics", "tracking", "environments", "report", "registry", "data", "sweep"),
-            required=("model", "train"),
-        )
+        top = self.mapping(raw, (), "")
         if top is None:
             return None
         model = self.model(top.get("model"))
@@ -681,7 +705,7 @@ class _Checker:
         at: tuple[str | int, ...] = ("sweep",)
         if raw is None:
             return None
-        s = self.mapping(raw, at, ("grid", "candidates", "limit"))
+        s = self.mapping(raw, at, "sweep")
         if s is None:
             return None
         limit = SWEEP_LIMIT
@@ -818,7 +842,7 @@ class _Checker:
     def dataset(self, name: str, raw: Any, at: tuple[str | int, ...]) -> Dataset | None:
         if isinstance(raw, str):
             raw = {"path": raw}
-        d = self.mapping(raw, at, ("path", "format", "columns", "key", "rows", "drift"), required=("path",))
+        d = self.mapping(raw, at, "#dataset")
         if d is None:
             return None
         path = self.string(d.get("path"), (*at, "path"), None)
@@ -830,7 +854,7 @@ class _Checker:
                 (*at, "format"), f"{fmt!r} is not a format mlci reads: use one of {', '.join(DATA_FORMATS)}"
             )
         key = self.string_list(d.get("key"), (*at, "key"), ()) or ()
-        rows = self.mapping(d.get("rows"), (*at, "rows"), ("min", "max"))
+        rows = self.mapping(d.get("rows"), (*at, "rows"), "#dataset.rows")
         bounds: list[int | None] = []
         for end in ("min", "max"):
             value = (rows or {}).get(end)
@@ -875,7 +899,7 @@ class _Checker:
             return ColumnCheck(name)  # only required
         if isinstance(raw, str):
             raw = {"type": raw}
-        c = self.mapping(raw, at, ("type", "nulls", "min", "max", "allowed", "drift"))
+        c = self.mapping(raw, at, "#column")
         if c is None:
             return None
         kind = self.string(c.get("type"), (*at, "type"), None)
@@ -917,7 +941,7 @@ class _Checker:
 
     def registry(self, raw: Any) -> RegistryConfig:
         at: tuple[str | int, ...] = ("registry",)
-        r = self.mapping(raw, at, ("store",))
+        r = self.mapping(raw, at, "registry")
         if r is None:
             return RegistryConfig()
         store = self.string(r.get("store"), (*at, "store"), "auto") or "auto"
@@ -930,7 +954,7 @@ class _Checker:
         at: tuple[str | int, ...] = ("model",)
         if raw is None:
             return None
-        m = self.mapping(raw, at, ("name", "description"), required=("name",))
+        m = self.mapping(raw, at, "model")
         if m is None:
             return None
         name = self.string(m.get("name"), (*at, "name"), None)
@@ -942,24 +966,7 @@ class _Checker:
         at: tuple[str | int, ...] = ("train",)
         if raw is None:
             return None
-        t = self.mapping(
-            raw,
-            at,
-            (
-                "command",
-                "inputs",
-                "params",
-                "metrics",
-                "model",
-                "rewrites",
-                "own_cache",
-                "withhold_env",
-                "timeout",
-                "predictions",
-                "repeats",
-            ),
-            required=("command",),
-        )
+        t = self.mapping(raw, at, "train")
         if t is None:
             return None
         defaults = TrainConfig(command="")
@@ -1033,7 +1040,7 @@ class _Checker:
             where = (*at, name)
             goal_value = spec
             if isinstance(spec, dict):
-                m = self.mapping(spec, where, ("goal",))
+                m = self.mapping(spec, where, "#metric")
                 goal_value = m.get("goal") if m else None
                 where = (*where, "goal")
             if goal_value is None:
@@ -1046,7 +1053,7 @@ class _Checker:
 
     def tracking(self, raw: Any) -> TrackingConfig:
         at: tuple[str | int, ...] = ("tracking",)
-        t = self.mapping(raw, at, ("uri", "experiment", "timeout", "wait"))
+        t = self.mapping(raw, at, "tracking")
         if t is None:
             return TrackingConfig()
         uri = self.string(t.get("uri"), (*at, "uri"), None)
@@ -1093,9 +1100,7 @@ class _Checker:
             self.named(name, where, ENV_NAME_RE, "environment name")
             if name.lower() == "latest" or re.match(r"^[vV]\d+$", name):
                 self.problem(where, f"{name!r} is reserved by MLflow's aliases; choose another name")
-            e = self.mapping(
-                spec, where, ("branch", "requires", "gates", "confidence", "on_inconclusive", "deploy")
-            )
+            e = self.mapping(spec, where, "#environment")
             if e is None:
                 continue
             branch = self.string(e.get("branch"), (*where, "branch"), name) or name
@@ -1137,7 +1142,7 @@ class _Checker:
             return None
         if isinstance(raw, str):
             raw = {"command": raw}
-        d = self.mapping(raw, at, ("command", "smoke", "timeout"), required=("command",))
+        d = self.mapping(raw, at, "#deploy")
         if d is None:
             return None
         command = self.string(d.get("command"), (*at, "command"), None)
@@ -1157,7 +1162,7 @@ class _Checker:
         kinds = ("min", "max", "max_regression", "min_improvement")
         for i, item in enumerate(raw):
             where = (*at, i)
-            r = self.mapping(item, where, ("metric", *kinds, "confidence"), required=("metric",))
+            r = self.mapping(item, where, "#rule")
             if r is None:
                 continue
             metric = self.string(r.get("metric"), (*where, "metric"), None)
@@ -1203,7 +1208,7 @@ class _Checker:
 
     def report(self, raw: Any, environments: tuple[Environment, ...]) -> ReportConfig:
         at: tuple[str | int, ...] = ("report",)
-        r = self.mapping(raw, at, ("baselines", "template", "key_metric"))
+        r = self.mapping(raw, at, "report")
         if r is None:
             return ReportConfig()
         baselines = self.string_list(r.get("baselines"), (*at, "baselines"), None)

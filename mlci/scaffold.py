@@ -42,6 +42,13 @@ def parse_actions_ref(value: str) -> tuple[str, str]:
     return match["repo"], match["ref"]
 
 
+def schema_line(actions_ref: str) -> str:
+    """The comment that points editors (the YAML language server) at mlci.yaml's schema,
+    as published in the mlci repository at the ref the workflows pin."""
+    repo, ref = parse_actions_ref(actions_ref)
+    return f"# yaml-language-server: $schema=https://raw.githubusercontent.com/{repo}/{ref}/mlci/schemas/mlci.schema.json"
+
+
 def render_project(template: str, name: str, actions_ref: str, fork_safe: bool = False) -> dict[Path, str]:
     """Every file of a new project, as {relative path: text}."""
     available = templates()
@@ -61,6 +68,7 @@ def render_project(template: str, name: str, actions_ref: str, fork_safe: bool =
         "actions_repo": repo,
         "actions_version": ref,
         "fork_safe": fork_safe,
+        "schema_line": schema_line(actions_ref),
     }
     files = render.render_tree([root / template], context)
     # The generated config is checked with the same validator users get, and

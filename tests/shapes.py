@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DVC_ENV = REPO_ROOT / ".tools" / "dvc-venv"
+import pytest
+
+from tests import tools
 
 CML_TRAIN = """\
 import joblib
@@ -186,20 +186,18 @@ def cml_project(root: Path) -> Path:
 
 
 def dvc_binary() -> Path:
-    """DVC from PyPI in its own virtual environment (made on first use)."""
-    binary = DVC_ENV / "bin" / "dvc"
-    if not binary.exists():
-        venv.create(DVC_ENV, with_pip=True, clear=True)
-        subprocess.run(
-            [str(DVC_ENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "dvc>=3"], check=True
-        )
-    return binary
+    """DVC in its own virtual environment, installed before the tests by ``python -m tests.tools``."""
+    try:
+        tools.require("dvc")
+    except tools.MissingTool as exc:
+        pytest.fail(str(exc))
+    return tools.dvc()
 
 
 def path_with_dvc() -> str:
     """PATH with this interpreter first (the stages' `python`) and DVC's folder after it."""
     return os.pathsep.join(
-        [str(Path(sys.executable).parent), str(DVC_ENV / "bin"), os.environ.get("PATH", "")]
+        [str(Path(sys.executable).parent), str(tools.dvc().parent), os.environ.get("PATH", "")]
     )
 
 

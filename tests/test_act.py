@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,22 @@ PINNED = {
     "mlci-dev/mlci@v0.1.0": REPO_ROOT,
 }
 TOKEN = "ghs_act_token_for_tests"
+
+# Each test may take an hour; each act run in it gets what is left of that, less a margin,
+# so act's own timeout (with its output) is what a slow machine shows, never pytest's.
+TEST_SECONDS = 3600
+ACT_RUN_SECONDS = 1200
+pytestmark = pytest.mark.timeout(TEST_SECONDS)
+_deadline = [0.0]
+
+
+@pytest.fixture(autouse=True)
+def _test_deadline() -> None:
+    _deadline[0] = time.monotonic() + TEST_SECONDS - 120
+
+
+def _act_timeout() -> float:
+    return max(30.0, min(ACT_RUN_SECONDS, _deadline[0] - time.monotonic()))
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +140,15 @@ def _act(
     for ref, path in {**PINNED, f"mlci-dev/mlci@{_mlci_source()[1]}": REPO_ROOT}.items():
         args += ["--local-repository", f"{ref}={path}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONPATH")}
-    return subprocess.run(
-        args, cwd=root, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900
-    )
+    timeout = _act_timeout()
+    try:
+        return subprocess.run(
+            args, cwd=root, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stdout or b"")[-6000:]
+        text = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+        pytest.fail(f"act {event} {workflow} ran past {timeout:.0f} s; its output's end:\n{text}")
 
 
 @functools.lru_cache(maxsize=1)

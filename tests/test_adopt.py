@@ -186,6 +186,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {n: (root / n).read_bytes() for n in names if n and (root / n).is_file()}
 
 
+@pytest.mark.slow
 def test_cml_project_adopted_as_it_is(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = shapes.cml_project(tmp_path / "cml")
     shapes.with_remote(root)
@@ -263,6 +264,7 @@ def dvc_tool() -> Path:
     return shapes.dvc_binary()
 
 
+@pytest.mark.slow
 def test_dvc_pipeline_adopted_as_it_is(  # type: ignore[no-untyped-def]
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dvc_tool: Path
 ) -> None:

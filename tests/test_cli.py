@@ -114,3 +114,71 @@ def test_python_dash_m_and_console_script_agree(tmp_path: Path) -> None:
     assert proc.returncode == ExitCode.ERROR
     assert proc.stderr.startswith("mlci: error: no mlci.yaml")
     assert "Traceback" not in proc.stderr
+
+
+def test_mlci_ui_names_the_projects_embedded_store(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.lifecycle import make_project
+
+    root = make_project(tmp_path)
+    result = cli("ui", "--print", "--port", "5123", cwd=root)
+    assert result.code == ExitCode.OK, result.err
+    assert result.out.strip() == (
+        f"mlflow ui --backend-store-uri sqlite:///{root}/.mlci/mlflow.db --host 127.0.0.1 --port 5123"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:secret@mlflow.example:5000")
+    refused = cli("ui", cwd=root)
+    assert refused.code == ExitCode.ERROR
+    assert "tracks to a server, http://***@mlflow.example:5000" in refused.err  # redacted
+    assert "secret" not in refused.err
+
+
+@pytest.mark.slow
+def test_mlci_ui_serves_the_projects_runs(tmp_path: Path) -> None:
+    """One command, and MLflow's UI shows the runs of the embedded store; Ctrl-C ends it."""
+    import json
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from tests.helpers import run
+    from tests.lifecycle import make_project
+
+    root = make_project(tmp_path)
+    run([sys.executable, "-m", "mlci", "train"], root)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "ui.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlci", "ui", "--port", str(port)],
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
+        deadline = time.monotonic() + 240
+        body = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    body = json.load(answer)
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, (tmp_path / "ui.log").read_text()
+        assert "demo" in {e["name"] for e in body["experiments"]}
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        log.close()
+    assert code in (0, 130), (tmp_path / "ui.log").read_text()

@@ -281,7 +281,7 @@ def test_a_profiles_bad_columns_are_dropped() -> None:
 
 def test_good_data_trains_and_the_run_and_version_name_it(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from mlci import tags
-    from tests.test_train import client
+    from tests.lifecycle import client
 
     root = _project(tmp_path)
     checked = cli("data", "check", cwd=root)
@@ -363,7 +363,8 @@ def test_a_dataset_that_is_not_there_is_an_error_that_says_how(cli, tmp_path: Pa
 
 
 def _pull_request(cli, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh):  # type: ignore[no-untyped-def]
-    from tests.test_github import _actions_env, ci, pr_event
+    from tests.github_helpers import actions_env as _actions_env
+    from tests.github_helpers import ci, pr_event
 
     _actions_env(monkeypatch, tmp_path, gh)
     return ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
@@ -439,8 +440,9 @@ def test_fork_safe_publish_judges_the_data_on_its_profile(
 ) -> None:  # type: ignore[no-untyped-def]
     """The trusted job never reads a fork's files: it judges the profiles the untrusted
     job recorded, with the base's checks, against staging's model's profiles."""
+    from tests.github_helpers import actions_env as _actions_env
+    from tests.github_helpers import ci, pr_event
     from tests.github_stub import github_stub
-    from tests.test_github import _actions_env, ci, pr_event
 
     root = _project(tmp_path)
     _with_remote(root, tmp_path)
@@ -493,6 +495,7 @@ def test_fork_safe_publish_judges_the_data_on_its_profile(
         assert len(gh.writes()) == before
 
 
+@pytest.mark.slow
 def test_a_versions_profiles_outlive_its_job_in_its_release(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -501,13 +504,15 @@ def test_a_versions_profiles_outlive_its_job_in_its_release(
     import hashlib
 
     from mlci import tags
+    from tests.github_helpers import cold_clone as _cold_clone
+    from tests.github_helpers import push_payload as _push_payload
     from tests.github_stub import github_stub
-    from tests.test_stores import _cold_clone, _push_payload
 
     root = _project(tmp_path)
     _with_remote(root, tmp_path)
     with github_stub() as gh:
-        from tests.test_github import _actions_env, ci, pr_event
+        from tests.github_helpers import actions_env as _actions_env
+        from tests.github_helpers import ci, pr_event
 
         _actions_env(monkeypatch, tmp_path, gh)
         run(["git", "checkout", "-q", "staging"], root)

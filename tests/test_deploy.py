@@ -15,7 +15,7 @@ import pytest
 from mlci import config as cfg
 from mlci.errors import ConfigError, ExitCode
 from tests.helpers import run
-from tests.test_registry import aliases, commit, new_model, ok, project, remote_tags
+from tests.lifecycle import aliases, commit, new_model, ok, project, remote_tags
 
 HOOK = """\
 import json, os, pathlib, sys
@@ -103,6 +103,7 @@ def test_promotion_deploys_and_smoke_tests_before_the_tag(cli, tmp_path: Path, m
     assert none.code == ExitCode.ERROR and "has no deploy hook" in none.err and "Traceback" not in none.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["deploy", "smoke"])
 def test_a_failed_step_deploys_the_tagged_version_back_and_tags_nothing(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
@@ -252,14 +253,16 @@ def test_a_github_deployment_follows_the_hook(cli, tmp_path: Path, monkeypatch: 
         assert gh.deployments[1]["payload"]["version"] == "v0.0.2" and _staging(root) == "v0.0.1"
 
 
+@pytest.mark.slow
 def test_the_workflow_stages_deploy_tag_and_restore_around_a_hook(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """The reusable workflow's jobs, one after another as GitHub Actions runs them: the
     deploy job (read-only token) runs the hook; the assign job (write token) tags what it
     deployed, or, when the tag cannot be pushed, asks the restore job to deploy back."""
+    from tests.github_helpers import actions_env as _actions_env
+    from tests.github_helpers import outputs
     from tests.github_stub import github_stub
-    from tests.test_github import _actions_env, outputs
 
     root = _project(tmp_path, monkeypatch)
     new_model(cli, root, 0.9)

@@ -42,6 +42,8 @@ from mlci.cli import main
 from tests.github_stub import github_stub
 from tests.helpers import run
 
+pytestmark = pytest.mark.fuzz
+
 EXAMPLES = int(os.environ.get("MLCI_FUZZ_EXAMPLES", "60"))
 CASE_SECONDS = 60  # no case may take longer: a hang fails the test
 MEMORY_GROWTH = 512 * 1024 * 1024  # peak RSS may not grow by more than this in one case
@@ -324,6 +326,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --------------------------------------------------------------------------- targets
 
 
+@pytest.mark.slow
 @FUZZ
 @given(text=CONFIG_TEXT)
 def test_fuzzed_configs(workspace: Path, text: str) -> None:
@@ -483,6 +486,7 @@ def _good_version_intact(root: Path, case: str) -> None:
     assert versions["v0.0.1"]["metrics"] == {"accuracy": 0.9}, f"v0.0.1 lost on {case[:300]!r}"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     name=TAG_NAMES,
@@ -521,6 +525,7 @@ ARTIFACT_FILES = st.one_of(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=max(8, EXAMPLES // 3))
 @given(
     meta=ARTIFACT_FILES,

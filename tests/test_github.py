@@ -9,87 +9,13 @@ from pathlib import Path
 import pytest
 
 from mlci.errors import ExitCode
+from tests.github_helpers import TOKEN, ci, outputs, pr_event
+from tests.github_helpers import actions_env as _actions_env
 from tests.github_stub import Fault, GitHubState, github_stub
 from tests.helpers import run
-from tests.test_registry import commit, project
-from tests.test_train import set_params
+from tests.lifecycle import commit, project, set_params
 
-TOKEN = "ghs_secretsecretsecret"
 MARKER = "<!-- mlci:report model=demo -->"
-
-
-@pytest.fixture
-def gh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
-    with github_stub() as state:
-        _actions_env(monkeypatch, tmp_path, state)
-        yield state
-
-
-def _actions_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, state: GitHubState) -> None:
-    for name, value in {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_API_URL": state.base_url,
-        "GITHUB_SERVER_URL": "https://github.example",
-        "GITHUB_REPOSITORY": "octo/churn",
-        "GITHUB_RUN_ID": "4242",
-        "GITHUB_TOKEN": TOKEN,
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-        "GITHUB_OUTPUT": str(tmp_path / "output.txt"),
-        "MLCI_GITHUB_BACKOFF": "0.01",
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
-def pr_event(
-    tmp_path: Path,
-    root: Path,
-    number: int = 12,
-    action: str = "opened",
-    base: str = "staging",
-    name: str = "event.json",
-    head_repo: str = "octo/churn",
-) -> Path:
-    head = run(["git", "rev-parse", "HEAD"], root).strip()
-    payload = {
-        "action": action,
-        "number": number,
-        "pull_request": {
-            "number": number,
-            "state": "open",
-            "title": "Better model",
-            "head": {
-                "ref": "feature",
-                "sha": head,
-                "repo": {"full_name": head_repo, "fork": head_repo != "octo/churn"},
-            },
-            "base": {"ref": base, "sha": "0" * 40, "repo": {"full_name": "octo/churn", "fork": False}},
-        },
-        "repository": {"full_name": "octo/churn"},
-    }
-    path = tmp_path / name
-    path.write_text(json.dumps(payload))
-    return path
-
-
-def ci(cli, root: Path, monkeypatch: pytest.MonkeyPatch, event: str, payload: Path, *extra: str):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("GITHUB_EVENT_NAME", event)
-    monkeypatch.setenv("GITHUB_EVENT_PATH", str(payload))
-    return cli("ci", *extra, cwd=root)
-
-
-def outputs(tmp_path: Path) -> dict[str, str]:
-    text = (tmp_path / "output.txt").read_text()
-    found: dict[str, str] = {}
-    lines = iter(text.splitlines())
-    for line in lines:
-        name, _, delimiter = line.partition("<<")
-        value = []
-        for inner in lines:
-            if inner == delimiter:
-                break
-            value.append(inner)
-        found[name] = "\n".join(value)
-    return found
 
 
 def test_three_pushes_leave_one_comment_and_statuses(

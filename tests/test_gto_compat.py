@@ -1,31 +1,27 @@
-"""GTO compatibility both ways, against the real GTO (installed on first use)."""
+"""GTO compatibility both ways, against the real GTO (``python -m tests.tools`` installs it)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import venv
 from pathlib import Path
 
 import pytest
 
 from mlci import gitrepo, tags
-from tests.helpers import REPO_ROOT, run
-from tests.test_registry import commit, new_model, ok, project
-
-GTO_ENV = REPO_ROOT / ".tools" / "gto-venv"
+from tests import tools
+from tests.helpers import run
+from tests.lifecycle import commit, new_model, ok, project
 
 
 @pytest.fixture(scope="session")
 def gto() -> str:
-    binary = GTO_ENV / "bin" / "gto"
-    if not binary.exists():
-        venv.create(GTO_ENV, with_pip=True, clear=True)
-        subprocess.run(
-            [str(GTO_ENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "gto>=1.7"],
-            check=True,
-        )
-    return str(binary)
+    """The real GTO, installed before the tests by ``python -m tests.tools``."""
+    try:
+        tools.require("gto")
+    except tools.MissingTool as exc:
+        pytest.fail(str(exc))
+    return str(tools.gto())
 
 
 def gto_show(gto: str, root: Path) -> dict[str, object]:
@@ -66,6 +62,7 @@ def test_gto_reads_what_mlci_writes(cli, tmp_path: Path, gto: str) -> None:  # t
     assert gto_show(gto, root)["demo"]["stage"] == ok(cli, root, "show")["models"][0]["environments"]  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_mlci_reads_what_gto_writes(cli, tmp_path: Path, gto: str) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "repo"
     root.mkdir()

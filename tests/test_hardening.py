@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,47 +27,7 @@ from mlci import config as cfg
 from mlci import gitrepo, redact, safeinput, tags
 from mlci.errors import ConfigError, ExitCode, MlciError
 from tests.helpers import mlci_subprocess, run
-
-SCRIPT = r"""
-import json, os, pathlib, subprocess, sys, time
-
-params = json.loads(pathlib.Path(os.environ["MLCI_PARAMS_FILE"]).read_text())
-out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
-mode = params["mode"]
-if mode == "env":
-    pathlib.Path(params["dump"]).write_text(json.dumps(sorted(os.environ)))
-if mode == "leak":
-    print("connecting with", os.environ.get("MLFLOW_TRACKING_PASSWORD"), file=sys.stderr)
-    sys.exit(1)
-if mode == "sleep":
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    pathlib.Path(params["marker"]).write_text(json.dumps([os.getpid(), child.pid]))
-    time.sleep(300)
-(out / "model").mkdir(parents=True, exist_ok=True)
-(out / "model" / "MLmodel").write_text("flavors: {}\n")
-if mode == "raw_metrics":
-    (out / "metrics.json").write_bytes(bytes.fromhex(params["raw"]))
-else:
-    (out / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
-"""
-
-
-def project(tmp_path: Path, mode: str = "ok", extra_yaml: str = "", **params: Any) -> Path:
-    root = tmp_path / "project"
-    root.mkdir(exist_ok=True)
-    (root / "train.py").write_text(SCRIPT)
-    (root / "mlci.yaml").write_text(
-        "model:\n  name: demo\ntrain:\n"
-        f"  command: {sys.executable} train.py\n"
-        "  inputs: [train.py, params.yaml]\n  params: params.yaml\n  model: model\n" + extra_yaml
-    )
-    (root / "params.yaml").write_text(json.dumps({"mode": mode, **params}))
-    (root / ".gitignore").write_text(".mlci/\n")
-    if not (root / ".git").exists():
-        run(["git", "init", "-q", "-b", "main"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", mode, "--allow-empty"], root)
-    return root
+from tests.lifecycle import script_project as project
 
 
 def _runs(root: Path) -> list[Any]:
@@ -166,6 +125,7 @@ def test_text_masks_urls_and_secret_values_but_not_ordinary_variables() -> None:
     )
 
 
+@pytest.mark.slow
 def test_credentials_in_the_tracking_uri_never_leave_mlci(  # type: ignore[no-untyped-def]
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_server: str
 ) -> None:
@@ -250,6 +210,7 @@ BOMB = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "says"),
     [
@@ -554,33 +515,7 @@ def test_training_dies_with_mlci_and_the_abandoned_run_is_marked(cli, tmp_path: 
 # --------------------------------------------------------------------------- 8, 9. tracking store faults
 
 
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """Accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["train"], ["register", "--no-push"]])
 def test_a_server_that_never_answers_fails_within_the_bound(  # type: ignore[no-untyped-def]
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, silent_server: str, command: list[str]
@@ -639,6 +574,7 @@ pathlib.Path(os.environ["WALK_REPORT"]).write_text(json.dumps({"found": found, "
 """
 
 
+@pytest.mark.slow
 def test_a_training_command_walking_its_ancestors_finds_no_withheld_token(tmp_path: Path) -> None:
     """mlci runs as its own process here, with the tokens in its environment from its start
     (as a workflow step gives them); the command reads every ancestor's /proc/PID/environ,
@@ -746,6 +682,7 @@ with open(pathlib.Path(".mlci") / "filler", "wb") as f:
 """
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_run_says_so_without_a_traceback(tmp_path: Path) -> None:
     root = project(tmp_path)
     (root / "train.py").write_text(FILLER)

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run
+from tests.lifecycle import PREDICTING_CONFIG
+from tests.lifecycle import fake_project as _fake_project
+from tests.lifecycle import repeating_project as _repeating_project
 
 
 def _gate(cli, root: Path, env: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -211,51 +214,6 @@ lines = ["id,y_true,y_pred"] + [f"{i},{y},{p}" for i, (y, p) in enumerate(zip(ro
 (out / "predictions.csv").write_text("\\n".join(lines) + "\\n")
 """
 
-PREDICTING_CONFIG = """\
-model:
-  name: demo
-train:
-  command: {python} train.py
-  inputs: [train.py, params.yaml]
-  params: params.yaml
-  model: model
-  predictions: predictions.csv
-environments:
-  staging:
-    confidence: 0.95
-    gates:
-      - metric: accuracy
-        min: 0.5
-        max_regression: "1%"
-  production:
-    confidence: 0.95
-    requires: staging
-    gates:
-      - metric: accuracy
-        max_regression: "1%"
-"""
-
-
-def _fake_project(tmp_path: Path, train: str, config: str, params: dict, *, remote: bool) -> Path:  # type: ignore[type-arg]
-    """A project whose train.py needs nothing but the standard library, in git (with a
-    bare remote, ``remote``)."""
-    import sys
-
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "train.py").write_text(train)
-    (root / "mlci.yaml").write_text(config.format(python=sys.executable))
-    (root / "params.yaml").write_text(json.dumps(params))
-    (root / ".gitignore").write_text(".mlci/\nmodel/\nmetrics.json\npredictions.csv\n")
-    run(["git", "init", "-q", "-b", "main"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "a fake model"], root)
-    if remote:
-        run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], tmp_path)
-        run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
-        run(["git", "push", "-q", "origin", "main"], root)
-    return root
-
 
 def _predicting_project(tmp_path: Path, wrong: int) -> Path:
     return _fake_project(tmp_path, PREDICTING_TRAIN, PREDICTING_CONFIG, {"wrong": wrong}, remote=True)
@@ -267,6 +225,7 @@ def _set(root: Path, **values: object) -> None:
     run(["git", "commit", "-qam", f"params {values}"], root)
 
 
+@pytest.mark.slow
 def test_a_versions_predictions_outlive_its_job_in_its_release(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -276,9 +235,11 @@ def test_a_versions_predictions_outlive_its_job_in_its_release(
     import hashlib
 
     from mlci import tags
+    from tests.github_helpers import actions_env as _actions_env
+    from tests.github_helpers import ci
+    from tests.github_helpers import cold_clone as _cold_clone
+    from tests.github_helpers import push_payload as _push_payload
     from tests.github_stub import github_stub
-    from tests.test_github import _actions_env, ci
-    from tests.test_stores import _cold_clone, _push_payload
 
     with github_stub() as gh:
         _actions_env(monkeypatch, tmp_path, gh)
@@ -342,37 +303,12 @@ def test_promotion_judges_on_the_versions_predictions(cli, tmp_path: Path) -> No
 
 # --------------------------------------------------------------------------- train.repeats
 
-REPEATING_TRAIN = """\
-import json, os, pathlib
-
-params = json.loads(pathlib.Path(os.environ["MLCI_PARAMS_FILE"]).read_text())
-out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
-seed = int(os.environ.get("MLCI_SEED", "-1"))
-with open(params["log"], "a") as log:
-    log.write(f"{seed} {os.environ['MLFLOW_RUN_ID']}\\n")
-if seed == params.get("fail_seed"):
-    raise SystemExit(f"seed {seed} diverged")
-offsets = [0.004, -0.006, 0.002, -0.001, 0.001]  # the training noise of each seed
-noise = offsets[(seed + params["shift"]) % 5] if seed >= 0 else 0.0
-(out / "model").mkdir(parents=True, exist_ok=True)
-(out / "model" / "weights.txt").write_text(f"{params} {seed}")
-(out / "metrics.json").write_text(json.dumps({"accuracy": params["accuracy"] + noise}))
-"""
 
 # The same policy, on the mean of five seeds instead of predictions.
-REPEATING_CONFIG = PREDICTING_CONFIG.replace("  predictions: predictions.csv\n", "  repeats: 5\n").replace(
-    "min: 0.5", "min: 0.85"
-)
-
-
-def _repeating_project(tmp_path: Path, *, remote: bool = False) -> tuple[Path, Path]:
-    log = tmp_path / "runs.log"
-    params = {"accuracy": 0.9, "shift": 0, "log": str(log)}
-    return _fake_project(tmp_path, REPEATING_TRAIN, REPEATING_CONFIG, params, remote=remote), log
 
 
 def test_repeats_train_once_per_seed_under_one_parent_and_cache_the_group(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_train import client
+    from tests.lifecycle import client
 
     root, log = _repeating_project(tmp_path)
     trained = cli("train", "--json", cwd=root)
@@ -418,6 +354,7 @@ def test_repeats_train_once_per_seed_under_one_parent_and_cache_the_group(cli, t
     assert meta["repeats"] == recorded
 
 
+@pytest.mark.slow
 def test_repeats_gate_changes_paired_by_seed(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, _ = _repeating_project(tmp_path)
     for step in (("train",), ("register",), ("promote", "staging"), ("promote", "production")):
@@ -445,7 +382,7 @@ def test_repeats_gate_changes_paired_by_seed(cli, tmp_path: Path) -> None:  # ty
 
 
 def test_a_failing_repeat_fails_the_run_and_names_the_seed(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_train import client
+    from tests.lifecycle import client
 
     root, log = _repeating_project(tmp_path)
     _set(root, fail_seed=2)
@@ -464,8 +401,9 @@ def test_publish_judges_a_forks_repeats_as_data(cli, tmp_path: Path, monkeypatch
     """The fork's job reports each metric per seed; the trusted job that posts counts
     them only where their mean is the reported value, and judges paired by seed against
     the version in staging, whose repeats its tag records."""
+    from tests.github_helpers import TOKEN, ci, pr_event
+    from tests.github_helpers import actions_env as _actions_env
     from tests.github_stub import github_stub
-    from tests.test_github import TOKEN, _actions_env, ci, pr_event
 
     root, _ = _repeating_project(tmp_path, remote=True)
     run(["git", "push", "-q", "origin", "main:staging"], root)

@@ -11,25 +11,26 @@ import venv
 import zipfile
 from pathlib import Path
 
+import pytest
+
+from tests import tools
 from tests.helpers import REPO_ROOT, run
 
 
-def test_wheel_installs_and_scaffolds(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mlci's wheel, built once for the tests of this module."""
+    dist = tmp_path_factory.mktemp("dist")
     run(
-        [
-            sys.executable,
-            "-m",
-            "build",
-            "--wheel",
-            "--no-isolation",
-            "--outdir",
-            str(dist),
-            str(REPO_ROOT),
-        ],
-        tmp_path,
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(REPO_ROOT)],
+        dist,
     )
-    (wheel,) = dist.glob("mlci-*.whl")
+    (built,) = dist.glob("mlci-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_scaffolds(tmp_path: Path, wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for template in ("classifier", "regressor"):
         assert f"mlci/_templates/{template}/mlci.yaml.j2" in names
@@ -83,19 +84,32 @@ open("model.bin", "w").write("weights %s" % p["acc"])
 """
 
 
-def test_the_lean_install_runs_the_whole_lifecycle(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_the_lean_install_runs_the_whole_lifecycle(tmp_path: Path, wheel: Path) -> None:
     """mlci's own dependencies (mlflow-skinny, not full mlflow) train, gate, register,
     promote, show, check and pull; the UI's and the data stack's packages are not there."""
-    dist = tmp_path / "dist"
-    run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(REPO_ROOT)],
-        tmp_path,
-    )
-    (wheel,) = dist.glob("mlci-*.whl")
     env_dir = tmp_path / "lean"
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
-    run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(wheel)], tmp_path)
+    # Its dependencies come from the wheels `python -m tests.tools` downloaded: no registry.
+    try:
+        tools.require("wheels")
+    except tools.MissingTool as exc:
+        pytest.fail(str(exc))
+    run(
+        [
+            str(bin_dir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links",
+            str(tools.wheels()),
+            str(wheel),
+        ],
+        tmp_path,
+    )
     present = run(
         [
             str(bin_dir / "python"),

@@ -7,77 +7,23 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+
+import pytest
 
 from mlci import gitrepo, tags
 from mlci.errors import ExitCode
 from tests.helpers import run
-from tests.test_train import client, make_project, set_params
-
-CONFIG = """\
-model:
-  name: demo
-train:
-  command: {python} train.py
-  inputs: [train.py, params.yaml]
-  params: params.yaml
-  model: model
-environments:
-  staging:
-    gates:
-      - metric: accuracy
-        min: 0.5
-        max_regression: "5%"
-  production:
-    requires: staging
-    gates:
-      - metric: accuracy
-        min: 0.8
-"""
-
-
-def project(tmp_path: Path, remote: bool = True) -> Path:
-    root = make_project(tmp_path)
-    (root / "mlci.yaml").write_text(CONFIG.format(python=sys.executable))
-    commit(root, "registry config")
-    if remote:
-        bare = tmp_path / "remote.git"
-        run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], tmp_path)
-        run(["git", "remote", "add", "origin", str(bare)], root)
-        run(["git", "push", "-q", "origin", "main"], root)
-    return root
-
-
-def commit(root: Path, message: str) -> str:
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", message, "--allow-empty"], root)
-    return run(["git", "rev-parse", "HEAD"], root).strip()
-
-
-def ok(cli, root: Path, *args: str) -> Any:  # type: ignore[no-untyped-def]
-    result = cli(*args, "--json", cwd=root)
-    assert result.code == ExitCode.OK, result.err
-    return json.loads(result.out)
-
-
-def new_model(cli, root: Path, accuracy: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    set_params(root, accuracy=accuracy)
-    commit(root, f"accuracy {accuracy}")
-    ok(cli, root, "train")
-    return ok(cli, root, "register")
-
-
-def aliases(root: Path) -> dict[str, str]:
-    return {k: str(v) for k, v in client(root).get_registered_model("demo").aliases.items()}
-
-
-def remote_tags(root: Path) -> set[str]:
-    return set(gitrepo.remote_tags(root, "origin"))
-
-
-def mlflow_versions(root: Path) -> dict[str, dict[str, str]]:
-    found = client(root).search_model_versions("name = 'demo'")
-    return {str(v.version): dict(v.tags) for v in found}
+from tests.lifecycle import (
+    aliases,
+    client,
+    commit,
+    mlflow_versions,
+    new_model,
+    ok,
+    project,
+    remote_tags,
+    set_params,
+)
 
 
 def test_register_creates_tag_and_mlflow_version(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -126,6 +72,7 @@ def test_register_creates_tag_and_mlflow_version(cli, tmp_path: Path) -> None:  
     assert run(["git", "status", "--porcelain"], root) == ""
 
 
+@pytest.mark.slow
 def test_versions_bump_and_explicit(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = project(tmp_path)
     assert new_model(cli, root, 0.90)["version"] == "v0.0.1"
@@ -374,6 +321,7 @@ def test_shallow_clone_without_remote_names_the_fix(cli, tmp_path: Path) -> None
     assert "shallow clone" in result.err and "fetch-depth: 0" in result.err
 
 
+@pytest.mark.slow
 def test_concurrent_registrations_all_land(tmp_path: Path) -> None:
     """8 jobs in 8 clones register at once against one remote: 8 distinct versions."""
     seed = project(tmp_path)
@@ -417,6 +365,7 @@ def test_concurrent_registrations_all_land(tmp_path: Path) -> None:
         ]
 
 
+@pytest.mark.slow
 def test_concurrent_promotions_all_land(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """4 jobs promote 4 versions to staging at once: 4 assignments, distinct counters, none lost."""
     seed = project(tmp_path)

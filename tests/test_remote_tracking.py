@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlci.errors import ExitCode
-from tests.test_train import CACHE_HIT_PROBE, make_project, set_params
+from tests.lifecycle import CACHE_HIT_PROBE, make_project, set_params
 
 
 @pytest.fixture
@@ -29,6 +29,7 @@ def _experiment(root: Path) -> str:
     return name
 
 
+@pytest.mark.slow
 def test_train_cache_hit_and_failure_against_a_server(cli, tmp_path: Path, remote: str) -> None:  # type: ignore[no-untyped-def]
     from mlflow.tracking import MlflowClient
 
@@ -70,6 +71,7 @@ def test_train_cache_hit_and_failure_against_a_server(cli, tmp_path: Path, remot
     assert statuses == ["FAILED", "FINISHED"]
 
 
+@pytest.mark.slow
 def test_rest_fast_path_agrees_with_mlflow_client(cli, tmp_path: Path, remote: str) -> None:  # type: ignore[no-untyped-def]
     from mlci.tracking import Tracking
 
@@ -119,6 +121,7 @@ def test_unreachable_server_is_a_clear_error(cli, tmp_path: Path, monkeypatch: p
     assert "Traceback" not in result.err
 
 
+@pytest.mark.slow
 def test_versions_on_a_server_are_verified_and_pulled_from_it(cli, tmp_path: Path, remote: str) -> None:  # type: ignore[no-untyped-def]
     """With a tracking server, the server keeps a version's bytes: another
     machine (a fresh clone, an empty .mlci/) promotes and pulls them, checked
@@ -127,7 +130,7 @@ def test_versions_on_a_server_are_verified_and_pulled_from_it(cli, tmp_path: Pat
 
     from mlci import archive
     from tests.helpers import run
-    from tests.test_registry import commit, project
+    from tests.lifecycle import commit, project
 
     root = project(tmp_path)
     name = f"demo-{uuid.uuid4().hex[:8]}"
@@ -169,12 +172,13 @@ def test_versions_on_a_server_are_verified_and_pulled_from_it(cli, tmp_path: Pat
     assert MlflowClient(remote).get_model_version_by_alias(name, "staging").version == "1"
 
 
+@pytest.mark.slow
 def test_repeats_group_under_a_parent_on_a_server(cli, tmp_path: Path, remote: str) -> None:  # type: ignore[no-untyped-def]
     """train.repeats against a server: the children are made through its REST API as the
     parent is, grouped under it, and the cache finds the parent alone."""
     from mlflow.tracking import MlflowClient
 
-    from tests.test_noise import _repeating_project
+    from tests.lifecycle import repeating_project as _repeating_project
 
     root, log = _repeating_project(tmp_path)
     _experiment(root)

@@ -3,62 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from mlci import config as cfg
 from mlci import render
 from mlci import report as rpt
 from mlci.errors import ExitCode
-from tests.test_registry import commit, new_model, ok, project
-from tests.test_train import set_params
+from tests.lifecycle import commit, new_model, ok, project, set_params
+from tests.report_parts import CONFIG, HEAD, PRODUCTION, STAGING, golden
 
 GOLDEN = Path(__file__).parent / "golden"
-CONFIG = cfg.parse(
-    """\
-model: {name: churn}
-train: {command: python train.py, params: params.yaml}
-metrics:
-  accuracy: {goal: maximize}
-  log_loss: {goal: minimize}
-environments:
-  staging:
-    gates:
-      - {metric: accuracy, min: 0.9, max_regression: "1%"}
-  production:
-    requires: staging
-    gates:
-      - {metric: accuracy, min: 0.95}
-report:
-  key_metric: accuracy
-""",
-    Path("/repo/mlci.yaml"),
-)
-
-HEAD = rpt.Head(
-    run_id="run-head",
-    fingerprint="f" * 64,
-    commit="c" * 40,
-    branch="feature/faster",
-    metrics={"accuracy": 0.93, "log_loss": 0.21, "recall": 0.88},
-    params={"C": 0.1, "seed": 42, "solver": "saga"},
-    cached=True,
-    run_url="http://mlflow.example/#/experiments/1/runs/run-head",
-    label="PR #12",
-)
-STAGING = rpt.Baseline(
-    "staging",
-    "staging v0.0.3",
-    True,
-    version="v0.0.3",
-    commit="a" * 40,
-    run_id="run-3",
-    metrics={"accuracy": 0.95, "log_loss": 0.2, "precision": 0.9},
-    params={"C": "1.0", "seed": "42", "penalty": "l2"},
-)
-PRODUCTION = rpt.Baseline("production", "production", False, note="no model in production yet")
 BASE = rpt.Baseline(
     "base",
     "base staging@aaaaaaa",
@@ -68,14 +23,6 @@ BASE = rpt.Baseline(
     metrics={"accuracy": 0.95, "log_loss": 0.2},
     params={"C": "1.0", "seed": "42"},
 )
-
-
-def golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path}: run with UPDATE_GOLDEN=1"
-    assert text == path.read_text(), f"{name} changed; if intended, regenerate with UPDATE_GOLDEN=1"
 
 
 def test_comment_with_regression_and_params() -> None:

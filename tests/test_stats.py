@@ -170,6 +170,7 @@ def test_the_poisson_weights_are_poisson() -> None:
     assert counts == pytest.approx([0.3679, 0.3679, 0.1839, 0.0613, 0.0153], abs=0.002)
 
 
+@pytest.mark.slow
 def test_the_95_percent_interval_covers_the_true_accuracy_95_percent_of_the_time() -> None:
     """1,000 test sets of 500 rows from a model whose true accuracy is 0.8."""
     rng = np.random.default_rng(11)
@@ -200,6 +201,7 @@ def _regression_flagged(interval: stats.Interval) -> bool:
     return interval.high < 0  # the whole interval of head - base is a loss
 
 
+@pytest.mark.slow
 def test_a_paired_comparison_finds_a_real_one_percent_drop_and_ignores_none() -> None:
     """10,000 rows; 100 trials each: a true 1% accuracy drop is found in at least 95% of
     them, and no change is flagged as a regression in at most 5%."""

@@ -24,10 +24,13 @@ from mlci.commands.pull import parse_ref
 from mlci.errors import ExitCode, MlciError
 from mlci.stores import bundle
 from mlci.stores.github import RunArtifacts, connect
+from tests.github_helpers import actions_env as _actions_env
+from tests.github_helpers import ci
+from tests.github_helpers import cold_clone as _cold_clone
+from tests.github_helpers import push_payload as _push_payload
 from tests.github_stub import Fault, GitHubState, github_stub
 from tests.helpers import run
-from tests.test_github import _actions_env, ci
-from tests.test_registry import ok, project
+from tests.lifecycle import ok, project
 
 # --------------------------------------------------------------------------- the archive
 
@@ -345,14 +348,6 @@ def test_pull_errors_name_what_exists(cli, tmp_path: Path) -> None:  # type: ign
 # --------------------------------------------------------------------------- in GitHub Actions: releases
 
 
-def _push_payload(tmp_path: Path, branch: str, head: str) -> Path:
-    path = tmp_path / f"push-{branch}.json"
-    path.write_text(
-        json.dumps({"ref": f"refs/heads/{branch}", "after": head, "repository": {"full_name": "o/r"}})
-    )
-    return path
-
-
 def _registered_on_github(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh: GitHubState) -> Path:  # type: ignore[no-untyped-def]
     _actions_env(monkeypatch, tmp_path, gh)
     root = project(tmp_path)
@@ -362,12 +357,6 @@ def _registered_on_github(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert result.code == ExitCode.OK, result.err
     run(["git", "push", "-q", "origin", "staging"], root)
     return root
-
-
-def _cold_clone(tmp_path: Path, branch: str) -> Path:
-    clone = tmp_path / f"clone-{branch}"
-    run(["git", "clone", "-q", "--branch", branch, str(tmp_path / "remote.git"), str(clone)], tmp_path)
-    return clone
 
 
 def test_a_refused_push_leaves_no_release_no_tag_no_mlflow_version(
@@ -389,11 +378,12 @@ def test_a_refused_push_leaves_no_release_no_tag_no_mlflow_version(
         ]
         assert not any(t.startswith("demo@") for t in gitrepo.remote_tags(root, "origin"))
         assert not [r.name for r in gitrepo.read_tags(root) if r.name.startswith("demo")]
-        from tests.test_registry import mlflow_versions
+        from tests.lifecycle import mlflow_versions
 
         assert mlflow_versions(root) == {}
 
 
+@pytest.mark.slow
 def test_doctor_on_a_cold_clone_rebuilds_mlflow_from_the_release(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -408,7 +398,7 @@ def test_doctor_on_a_cold_clone_rebuilds_mlflow_from_the_release(
         assert fixed.code == ExitCode.OK, fixed.err
         assert json.loads(fixed.out)["healthy"] is True
         assert "verified demo@v0.0.1: sha256" in fixed.err and "rebuilt MLflow model version 1" in fixed.err
-        from tests.test_registry import aliases
+        from tests.lifecycle import aliases
 
         assert aliases(clone) == {"staging": "1"}
         # The release's archive disappears: doctor names the cause and how to act.

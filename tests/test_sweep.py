@@ -13,7 +13,7 @@ import pytest
 
 from mlci import config as cfg
 from mlci.errors import ConfigError, ExitCode
-from tests.test_registry import commit, project
+from tests.lifecycle import commit, project
 
 BASE = "model: {name: m}\ntrain: {command: x}\n"
 
@@ -80,6 +80,7 @@ def test_bad_sweeps_say_where(sweep: str, problem: str) -> None:
     assert problem in caught.value.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sweep", "problem"),
     [

@@ -175,6 +175,7 @@ def _runs(server: str, name: str, view: str = "ACTIVE_ONLY") -> list[Any]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mlflow_server", ["postgresql"], indirect=True)
 def test_twenty_pull_requests_and_eight_promotions_at_once(tmp_path: Path, mlflow_server: str) -> None:
     from mlflow.tracking import MlflowClient
@@ -284,6 +285,7 @@ def _runs_or_none(server: str, name: str) -> list[Any]:
     return _runs(server, name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mlflow_server", ["postgresql"], indirect=True)
 def test_a_second_job_waits_for_the_first_and_reuses_its_run(tmp_path: Path, mlflow_server: str) -> None:
     _, name = _seed(tmp_path)
@@ -311,6 +313,7 @@ def test_a_second_job_waits_for_the_first_and_reuses_its_run(tmp_path: Path, mlf
     assert [r.info.run_id for r in _runs(mlflow_server, name)] == [claim.info.run_id]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mlflow_server", ["postgresql"], indirect=True)
 def test_a_crashed_first_job_does_not_block_the_second(tmp_path: Path, mlflow_server: str) -> None:
     _, name = _seed(tmp_path)
@@ -336,6 +339,7 @@ def test_a_crashed_first_job_does_not_block_the_second(tmp_path: Path, mlflow_se
     assert statuses[claim.info.run_id] == "KILLED" and sorted(statuses.values()) == ["FINISHED", "KILLED"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mlflow_server", ["postgresql"], indirect=True)
 def test_claims_from_other_machines_expire_or_time_out(tmp_path: Path, mlflow_server: str) -> None:
     """A claim from another runner: silent for too long, it is abandoned; alive, it is

@@ -9,95 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mlci.errors import ExitCode
 from tests.helpers import REPO_ROOT, run
-
-FAKE_TRAIN = r"""
-import json, os, pathlib, sys, time
-
-params = json.loads(pathlib.Path(os.environ["MLCI_PARAMS_FILE"]).read_text())
-out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
-mode = params["mode"]
-if params.get("env_dump"):
-    keys = ["MLCI_PARAMS_FILE", "MLCI_OUTPUT_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"]
-    pathlib.Path(params["env_dump"]).write_text(json.dumps({k: os.environ.get(k) for k in keys}))
-print("training with", json.dumps(params, sort_keys=True))
-if mode == "fail":
-    for i in range(30):
-        print(f"noise {i}", file=sys.stderr)
-    print("ValueError: the data is broken", file=sys.stderr)
-    sys.exit(2)
-if mode == "sleep":
-    pathlib.Path(params["marker"]).write_text(str(os.getpid()))
-    time.sleep(120)
-if mode == "mlflow":
-    import mlflow
-    with mlflow.start_run():
-        mlflow.log_metric("from_script", 7.0)
-metrics = {"accuracy": params["accuracy"], "loss": {"val": 0.25}}
-if mode == "nan":
-    metrics["accuracy"] = float("nan")
-target = pathlib.Path(".") if mode == "legacy" else out
-if mode != "no_model":
-    (target / "model").mkdir(parents=True, exist_ok=True)
-    (target / "model" / "MLmodel").write_text("flavors: {}\n")
-    (target / "model" / "weights.bin").write_bytes(b"\0" * 64)
-if mode != "no_metrics":
-    (target / "metrics.json").write_text(json.dumps(metrics, allow_nan=True))
-"""
-
-CONFIG = """\
-model:
-  name: demo
-train:
-  command: {python} train.py
-  inputs: [train.py, params.yaml]
-  params: params.yaml
-  model: model
-environments:
-  staging:
-    gates:
-      - metric: accuracy
-        min: 0.5
-"""
-
-
-def make_project(tmp_path: Path, mode: str = "ok", accuracy: float = 0.9, **extra: Any) -> Path:
-    root = tmp_path / "project"
-    root.mkdir(exist_ok=True)
-    (root / "train.py").write_text(FAKE_TRAIN)
-    (root / "mlci.yaml").write_text(CONFIG.format(python=sys.executable))
-    params = {"mode": mode, "accuracy": accuracy, **extra}
-    (root / "params.yaml").write_text(json.dumps(params))
-    (root / ".gitignore").write_text(".mlci/\nmodel/\nmetrics.json\n")
-    if not (root / ".git").exists():
-        run(["git", "init", "-q", "-b", "main"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", f"mode {mode}", "--allow-empty"], root)
-    return root
-
-
-def set_params(root: Path, **values: Any) -> None:
-    params = json.loads((root / "params.yaml").read_text())
-    params.update(values)
-    (root / "params.yaml").write_text(json.dumps(params))
-
-
-def client(root: Path):  # type: ignore[no-untyped-def]
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{root / '.mlci' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def train_json(cli, root: Path, *args: str):  # type: ignore[no-untyped-def]
-    result = cli("train", "--json", *args, cwd=root)
-    assert result.code == ExitCode.OK, result.err
-    return json.loads(result.out), result
+from tests.lifecycle import CACHE_HIT_PROBE, client, make_project, set_params, train_json
 
 
 def test_first_run_is_recorded_in_mlflow(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -184,6 +101,7 @@ def test_command_environment(cli, tmp_path: Path) -> None:  # type: ignore[no-un
     assert env["MLCI_PARAMS_FILE"].endswith("params.json")
 
 
+@pytest.mark.slow
 def test_script_logging_to_mlflow_lands_in_mlcis_run(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = make_project(tmp_path, mode="mlflow")
     data, _ = train_json(cli, root)
@@ -242,6 +160,7 @@ def test_outputs_in_the_project_folder_and_stale_files(cli, tmp_path: Path) -> N
     assert "train.metrics" in result.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_kills_the_command_and_marks_the_run(tmp_path: Path, sig: signal.Signals) -> None:
     marker = tmp_path / "started"
@@ -268,14 +187,7 @@ def test_interrupt_kills_the_command_and_marks_the_run(tmp_path: Path, sig: sign
     assert [r.info.status for r in client(root).search_runs(["1"])] == ["KILLED"]
 
 
-CACHE_HIT_PROBE = """
-import json, sys
-from mlci.cli import main
-code = main(["train", "--json"])
-print(json.dumps({"code": code, "mlflow": "mlflow" in sys.modules}), file=sys.stderr)
-"""
-
-
+@pytest.mark.slow
 def test_cache_hit_does_not_import_mlflow(tmp_path: Path) -> None:
     root = make_project(tmp_path)
     first = subprocess.run(
@@ -325,6 +237,7 @@ print(json.dumps({"code": code, "mlflow": "mlflow" in sys.modules}), file=sys.st
 """
 
 
+@pytest.mark.slow
 def test_read_paths_do_not_import_mlflow(tmp_path: Path) -> None:
     """diff, gate, report, show and history answer from git and the fast paths."""
     root = make_project(tmp_path)  # main's commit: never trained
@@ -384,6 +297,7 @@ FAST_START_PROBE = """
 import json, sys
 from pathlib import Path
 from mlci.tracking import Tracking
+from tests.lifecycle import CACHE_HIT_PROBE, client, make_project, set_params, train_json
 tracking = Tracking(sys.argv[1], "demo", artifact_root=Path(sys.argv[2]), environ={})
 started = tracking.start_run_fast(run_name="probe", tags={"mlci.fingerprint": "f" * 64, "k": "v"})
 print(json.dumps({"started": started, "mlflow": "mlflow" in sys.modules}))
@@ -501,6 +415,7 @@ def test_an_unknown_store_schema_goes_through_mlflow(
     assert not fresh.exists()
 
 
+@pytest.mark.slow
 def test_the_program_exits_early_with_its_code_and_all_its_output(tmp_path: Path) -> None:
     """`python -m mlci` ends the process once MLflow is loaded (os._exit): nothing is lost."""
     root = make_project(tmp_path)

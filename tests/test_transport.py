@@ -17,7 +17,7 @@ import pytest
 
 from mlci import transport
 from mlci.errors import ExitCode
-from tests.test_hardening import project, silent_server  # noqa: F401 (a fixture)
+from tests.lifecycle import script_project as project
 
 Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
 
@@ -126,7 +126,7 @@ def test_a_trickling_server_is_cut_at_the_deadline() -> None:
     assert caught.value.received > 0 and "did not finish within 1s" in str(caught.value)
 
 
-def test_a_silent_server_is_cut_at_the_deadline(silent_server: str) -> None:  # noqa: F811
+def test_a_silent_server_is_cut_at_the_deadline(silent_server: str) -> None:
     with pytest.raises(transport.DeadlineExceeded) as caught:
         transport.fetch(urllib.request.Request(silent_server + "/x"), deadline=0.5)
     assert caught.value.received == 0 and "before it answered" in str(caught.value)

@@ -13,12 +13,11 @@ import pytest
 from mlci import policy, render
 from mlci import report as rpt
 from mlci.errors import ExitCode
+from tests.github_helpers import ci, pr_event
 from tests.github_stub import GitHubState
 from tests.helpers import run
-from tests.test_github import TOKEN, ci, gh, pr_event  # noqa: F401 (gh is a fixture)
-from tests.test_registry import commit, ok, project
-from tests.test_report import CONFIG, HEAD, PRODUCTION, STAGING, golden
-from tests.test_train import set_params
+from tests.lifecycle import commit, ok, project, set_params
+from tests.report_parts import CONFIG, HEAD, PRODUCTION, STAGING, golden
 
 # --------------------------------------------------------------------------- hostile strings
 
@@ -121,9 +120,9 @@ def test_a_pull_request_cannot_weaken_its_own_gate(
     cli,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    gh: GitHubState,  # noqa: F811
+    gh: GitHubState,
 ) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_github import _actions_env
+    from tests.github_helpers import actions_env as _actions_env
 
     root = _staging_with_v1(cli, tmp_path, monkeypatch)
     _actions_env(monkeypatch, tmp_path, gh)
@@ -149,9 +148,9 @@ def test_a_pull_request_to_production_of_a_model_never_in_staging_fails_before_m
     cli,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    gh: GitHubState,  # noqa: F811
+    gh: GitHubState,
 ) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_github import _actions_env
+    from tests.github_helpers import actions_env as _actions_env
 
     root = _staging_with_v1(cli, tmp_path, monkeypatch)
     _actions_env(monkeypatch, tmp_path, gh)
@@ -182,6 +181,7 @@ def _push(cli, root: Path) -> dict:  # type: ignore[no-untyped-def,type-arg]
     return json.loads(result.out) | {"log": result.err}
 
 
+@pytest.mark.slow
 def test_a_rollback_holds_through_three_pushes_until_unpin(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = project(tmp_path)
     run(["git", "checkout", "-q", "-b", "staging"], root)
@@ -238,13 +238,14 @@ def test_an_older_push_never_moves_an_environment_back(cli, tmp_path: Path) -> N
     assert ok(cli, root, "show")["models"][0]["environments"]["staging"] == "v0.0.1"
 
 
+@pytest.mark.slow
 def test_a_pull_request_into_a_pinned_environment_says_merging_will_not_promote(
     cli,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    gh: GitHubState,  # noqa: F811
+    gh: GitHubState,
 ) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_github import _actions_env
+    from tests.github_helpers import actions_env as _actions_env
 
     root = _staging_with_v1(cli, tmp_path, monkeypatch)
     run(["git", "checkout", "-q", "staging"], root)

