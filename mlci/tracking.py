@@ -40,6 +40,20 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 _T = TypeVar("_T")
+
+# Held by a background warm-up (Tracking.warm_up) while it imports MLflow and opens the
+# store. MLflow's modules import each other in circles, and two threads importing them at
+# once can each be handed the other's half-made module ("partially initialized module"):
+# every other import of MLflow here waits for the warm-up first (_mlflow_loaded).
+_IMPORTING = threading.RLock()  # re-entrant: the warm-up itself may pass through _mlflow_loaded
+
+
+def _mlflow_loaded() -> None:
+    """Wait for a warm-up's import of MLflow to finish; return at once when none runs."""
+    with _IMPORTING:
+        pass
+
+
 FINGERPRINT_TAG = "mlci.fingerprint"
 MODEL_ID_TAG = "mlci.model_id"
 MODEL_DIGEST_TAG = "mlci.model_sha256"  # the sha256 of the model archive (mlci.archive)
@@ -152,6 +166,7 @@ def _translated(what: str, uri: str, timeout: float = DEFAULT_TIMEOUT) -> Iterat
     except TrackingError:
         raise
     except Exception as exc:  # MLflow raises MlflowException, requests' errors, sqlalchemy's ...
+        _mlflow_loaded()
         from mlflow.exceptions import MlflowException
 
         from mlci import redact
@@ -252,6 +267,7 @@ class Tracking:
             if found is None:
                 if not create:
                     return None
+                _mlflow_loaded()
                 from mlflow.exceptions import MlflowException
 
                 try:
@@ -464,7 +480,7 @@ class Tracking:
 
         def work() -> None:
             # On failure the main thread opens it again, and reports the error.
-            with suppress(Exception):
+            with _IMPORTING, suppress(Exception):
                 self._client_instance = self._open_client()
 
         self._warming = threading.Thread(target=work, name="mlci-mlflow-warm-up", daemon=True)
@@ -524,6 +540,7 @@ class Tracking:
         tags: Mapping[str, str] | None = None,
     ) -> str | None:
         """Log params, metrics, files and the model; finish the run. Returns the logged model id."""
+        _mlflow_loaded()
         from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
@@ -595,6 +612,7 @@ class Tracking:
 
     def download(self, artifact_uri: str, dest: Path) -> Path:
         """Copy the files at ``artifact_uri`` (a model version's source) into ``dest``."""
+        _mlflow_loaded()
         import mlflow.artifacts
 
         dest.mkdir(parents=True, exist_ok=True)
@@ -1038,6 +1056,7 @@ class Registry:
     def create_version(
         self, *, run_id: str, model_id: str | None, tags: Mapping[str, str], description: str
     ) -> str:
+        _mlflow_loaded()
         from mlflow.exceptions import MlflowException
 
         client = self.tracking.client
@@ -1082,6 +1101,7 @@ class Registry:
 
     def versions(self) -> list[ModelVersionRecord]:
         """Every version of the model ([] if it is not registered yet)."""
+        _mlflow_loaded()
         from mlflow.exceptions import MlflowException
 
         with _translated(f"listing versions of {self.name}", self.uri, self.tracking.timeout):
@@ -1113,6 +1133,7 @@ class Registry:
 
     def aliases(self) -> dict[str, str]:
         """alias -> version."""
+        _mlflow_loaded()
         from mlflow.exceptions import MlflowException
 
         with _translated(f"reading aliases of {self.name}", self.uri, self.tracking.timeout):

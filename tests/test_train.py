@@ -427,3 +427,39 @@ def test_the_program_exits_early_with_its_code_and_all_its_output(tmp_path: Path
     set_params(root, mode="fail")
     failed = subprocess.run([sys.executable, "-m", "mlci", "train"], cwd=root, capture_output=True, text=True)
     assert failed.returncode == ExitCode.ERROR and "hint:" in failed.stderr
+
+
+def test_no_import_of_mlflow_runs_beside_the_warm_ups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads importing MLflow's circular modules at once can be handed each other's
+    half-made module: every import of MLflow waits until a background warm-up is done."""
+    import threading
+
+    from mlci import tracking as trk
+
+    events: list[str] = []
+    opened = threading.Event()
+
+    def slow_open(self: trk.Tracking) -> object:
+        events.append("warm-up starts importing")
+        opened.set()
+        time.sleep(0.5)
+        events.append("warm-up done")
+        return object()
+
+    monkeypatch.setattr(trk.Tracking, "_open_client", slow_open)
+    tracking = trk.Tracking(f"sqlite:///{tmp_path / 'm.db'}", "x", artifact_root=None, environ={})
+    tracking.warm_up()
+    assert opened.wait(10)
+    trk._mlflow_loaded()  # what each import of MLflow in mlci.tracking does first
+    events.append("main thread imports")
+    assert events == ["warm-up starts importing", "warm-up done", "main thread imports"]
+    source = (REPO_ROOT / "mlci" / "tracking.py").read_text().splitlines()
+    imports = [
+        i for i, line in enumerate(source) if line.strip().startswith(("from mlflow", "import mlflow"))
+    ]
+    guarded = [
+        i for i in imports if source[i - 1].strip() == "_mlflow_loaded()" or "MlflowClient" in source[i]
+    ]
+    assert imports and guarded == imports
