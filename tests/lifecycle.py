@@ -108,19 +108,10 @@ code = main(["train", "--json"])
 print(json.dumps({"code": code, "mlflow": "mlflow" in sys.modules}), file=sys.stderr)
 """
 
-REGISTRY_CONFIG = """\
-model:
-  name: demo
-train:
-  command: {python} train.py
-  inputs: [train.py, params.yaml]
-  params: params.yaml
-  model: model
-environments:
-  staging:
-    gates:
-      - metric: accuracy
-        min: 0.5
+# The same project with a relative rule in staging and a production after it.
+REGISTRY_CONFIG = (
+    TRAIN_CONFIG
+    + """\
         max_regression: "5%"
   production:
     requires: staging
@@ -128,6 +119,7 @@ environments:
       - metric: accuracy
         min: 0.8
 """
+)
 
 
 def project(tmp_path: Path, remote: bool = True) -> Path:
@@ -135,11 +127,15 @@ def project(tmp_path: Path, remote: bool = True) -> Path:
     (root / "mlci.yaml").write_text(REGISTRY_CONFIG.format(python=sys.executable))
     commit(root, "registry config")
     if remote:
-        bare = tmp_path / "remote.git"
-        run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], tmp_path)
-        run(["git", "remote", "add", "origin", str(bare)], root)
-        run(["git", "push", "-q", "origin", "main"], root)
+        add_remote(root, tmp_path / "remote.git")
     return root
+
+
+def add_remote(root: Path, bare: Path) -> None:
+    """A bare repository at ``bare`` as ``root``'s origin, with main pushed to it."""
+    run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], bare.parent)
+    run(["git", "remote", "add", "origin", str(bare)], root)
+    run(["git", "push", "-q", "origin", "main"], root)
 
 
 def commit(root: Path, message: str) -> str:
@@ -285,7 +281,5 @@ def fake_project(tmp_path: Path, train: str, config: str, params: dict, *, remot
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "a fake model"], root)
     if remote:
-        run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], tmp_path)
-        run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
-        run(["git", "push", "-q", "origin", "main"], root)
+        add_remote(root, tmp_path / "remote.git")
     return root
