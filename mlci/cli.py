@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -329,10 +330,14 @@ def _log(message: str) -> None:
     print(f"mlci: {redact.text(message)}", file=sys.stderr, flush=True)
 
 
-def _emit(data: Any, as_json: bool, text: str) -> None:
+def _emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
+    """``data`` as JSON, or ``text`` (a callable where making it costs: a long history)."""
     from mlci import redact
 
-    typer.echo(json.dumps(redact.data(data), indent=2, default=str) if as_json else redact.text(text))
+    if as_json:
+        typer.echo(redact.json_text(data))
+    else:
+        typer.echo(redact.text(text if isinstance(text, str) else text()))
 
 
 @app.command()
@@ -559,7 +564,7 @@ def show(model: ModelArgument = None, as_json: JsonOption = False) -> None:
     from mlci.commands import show as command
 
     data = command.show(Path.cwd(), model, warn=_log, detail=as_json)
-    _emit(data, as_json, command.format_show(data))
+    _emit(data, as_json, lambda: command.format_show(data))
 
 
 @app.command()
@@ -568,7 +573,7 @@ def history(model: ModelArgument = None, as_json: JsonOption = False) -> None:
     from mlci.commands import show as command
 
     events = command.history(Path.cwd(), model, warn=_log)
-    _emit(events, as_json, command.format_history(events))
+    _emit(events, as_json, lambda: command.format_history(events))
 
 
 @app.command()

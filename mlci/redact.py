@@ -101,19 +101,36 @@ def _userinfo_secrets(value: str) -> list[str]:
     return out
 
 
+SCANS = 0  # environments scanned for secrets in this process (a test counts them)
+
+
 @functools.lru_cache(maxsize=8)
 def _secrets_of(items: frozenset[tuple[str, str]]) -> tuple[str, ...]:
+    global SCANS
+    SCANS += 1
     values = {v for k, v in items if is_secret_name(k)}
     for _, value in items:
         values.update(_userinfo_secrets(value))
     return tuple(values)
 
 
+_ENVIRON_SECRETS: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] | None = None
+
+
+def _environ_secrets() -> tuple[str, ...]:
+    """The process environment's secrets, scanned once and again only after it changed
+    (tests and the trainer's guard change it; a command's output does not)."""
+    global _ENVIRON_SECRETS
+    items = tuple(os.environ.items())
+    if _ENVIRON_SECRETS is None or _ENVIRON_SECRETS[0] != items:
+        _ENVIRON_SECRETS = (items, _secrets_of(frozenset(items)))
+    return _ENVIRON_SECRETS[1]
+
+
 def secret_values(environ: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:
     """Values of secret-looking environment variables, and passwords in URLs there,
     longest first (values under three characters are no secret anyone could keep)."""
-    env = os.environ if environ is None else environ
-    values = set(_secrets_of(frozenset(env.items())))
+    values = set(_environ_secrets() if environ is None else _secrets_of(frozenset(environ.items())))
     values.update(extra)
     return sorted((v for v in values if _could_be_secret(v)), key=len, reverse=True)
 
@@ -131,18 +148,25 @@ def _could_be_secret(value: str) -> bool:
     return len(value) >= _MIN_SHORT_SECRET and value.lower() not in _PLAIN_VALUES and not value.isdigit()
 
 
+@functools.lru_cache(maxsize=32)
+def _masker(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for every secret, longest first: a long one wherever it appears, a
+    short one (3 to 5 characters) where it stands alone, so that a word holding it
+    survives. Masking is then one pass over the text, however many secrets there are."""
+    parts = []
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= _MIN_SECRET:
+            parts.append(re.escape(secret))
+        elif secret:
+            parts.append(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])")
+    return re.compile("|".join(parts)) if parts else None
+
+
 def mask(value: str, secrets: Iterable[str]) -> str:
     """``value`` with each of ``secrets`` masked: a long one wherever it appears, a short
     one (3 to 5 characters) where it stands alone, so that a word holding it survives."""
-    out = value
-    for secret in secrets:
-        if secret not in out:
-            continue
-        if len(secret) >= _MIN_SECRET:
-            out = out.replace(secret, MASK)
-        else:
-            out = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, out)
-    return out
+    pattern = _masker(tuple(secrets))
+    return value if pattern is None else pattern.sub(MASK, value)
 
 
 def text(
@@ -151,15 +175,43 @@ def text(
     """``value`` with every URL's credentials and every known secret value masked."""
     if not value:
         return value
-    out = _URL.sub(lambda m: url(m.group(0)), _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", value))
+    out = value
+    if "://" in out:  # both URL patterns need a scheme
+        out = _URL.sub(lambda m: url(m.group(0)), _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", out))
     return mask(out, secret_values(environ) if secrets is None else secrets)
 
 
 def data(value: object, environ: Mapping[str, str] | None = None) -> object:
     """``text`` over every string in JSON-like data (for report.json), keys included
     (a metric named by a secret); the secrets are gathered once for the whole value."""
-    secrets = secret_values(environ)
+    return _data_with(value, tuple(secret_values(environ)))
 
+
+@functools.lru_cache(maxsize=32)
+def _json_trigger(secrets: tuple[str, ...]) -> re.Pattern[str]:
+    """What, in JSON text, could need masking: a URL (``://``, which every URL pattern
+    needs) or a secret as JSON writes it inside a string (escaped as json.dumps escapes)."""
+    import json
+
+    escaped = {json.dumps(s)[1:-1] for s in secrets if s}
+    return re.compile("|".join(["://", *(re.escape(e) for e in sorted(escaped, key=len, reverse=True))]))
+
+
+def json_text(value: object, environ: Mapping[str, str] | None = None, *, indent: int | None = 2) -> str:
+    """``value`` as JSON with every string redacted as ``text`` would, in one pass over
+    the JSON in the common case: the document is written, searched once for anything
+    that could need masking, and only then walked string by string (and written again).
+    Objects JSON cannot hold are written as their ``str``, and redacted as well."""
+    import json
+
+    secrets = tuple(secret_values(environ))
+    written = json.dumps(value, default=str)
+    if _json_trigger(secrets).search(written) is not None:
+        value = _data_with(json.loads(written), secrets)  # str() applied, so every string is walked
+    return written if indent is None else pretty_json(value, indent)
+
+
+def _data_with(value: object, secrets: tuple[str, ...]) -> object:
     def walk(item: object) -> object:
         if isinstance(item, str):
             return text(item, secrets=secrets)
@@ -172,10 +224,49 @@ def data(value: object, environ: Mapping[str, str] | None = None) -> object:
     return walk(value)
 
 
+_LINE = 400  # a container whose JSON fits in this many characters stays on one line
+
+
+def pretty_json(value: object, indent: int = 2) -> str:
+    """JSON for people and scripts alike: each container is on one line if it fits in
+    ``_LINE`` characters, else one entry per line. Written by json's C encoder, not its
+    pure-Python indenting one (a registry of 10,000 tags: 40 ms, not 250 ms); a container
+    too long for one line by its count of entries alone is not encoded to find out."""
+    import json
+
+    encode = json.JSONEncoder(default=str, separators=(", ", ": ")).encode
+
+    def long(item: object) -> bool:
+        if isinstance(item, dict):
+            return len(item) > _LINE // 3 or any(long(v) for v in item.values())
+        if isinstance(item, (list, tuple)):
+            return len(item) > _LINE // 3 or any(long(v) for v in item)
+        return False
+
+    def write(item: object, depth: int) -> str:
+        if not isinstance(item, (dict, list, tuple)) or not item:
+            return encode(item)
+        if not long(item):
+            written = encode(item)
+            if len(written) <= _LINE:
+                return written
+        pad, inner = " " * (indent * depth), " " * (indent * (depth + 1))
+        if isinstance(item, dict):
+            lines = [
+                f"{inner}{encode(k if isinstance(k, str) else str(k))}: {write(v, depth + 1)}"
+                for k, v in item.items()
+            ]
+            return "{\n" + ",\n".join(lines) + f"\n{pad}}}"
+        lines = [f"{inner}{write(v, depth + 1)}" for v in item]
+        return "[\n" + ",\n".join(lines) + f"\n{pad}]"
+
+    return write(value, 0)
+
+
 def stream_masker(secrets: Iterable[str]) -> Callable[[bytes], bytes]:
     """A mask for a command's live output, line by line (the caller keeps a partial line
     until its end arrives, so a secret is never split across two writes)."""
-    kept = [s for s in secrets if _could_be_secret(s)]
+    kept = tuple(s for s in secrets if _could_be_secret(s))
 
     def apply(line: bytes) -> bytes:
         if not kept:

@@ -64,9 +64,7 @@ def _write_report(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report.md"
     path.write_text(markdown, encoding="utf-8")
-    (folder / "report.json").write_text(
-        json.dumps(redact.data(rpt.to_json(report)), indent=2) + "\n", encoding="utf-8"
-    )
+    (folder / "report.json").write_text(redact.json_text(rpt.to_json(report)) + "\n", encoding="utf-8")
     ci_env.append_summary(ctx, markdown)
     return markdown, path
 
