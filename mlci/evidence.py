@@ -22,9 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci import archive, stats, stores
+from mlci import stats, stores
 from mlci.errors import MlciError
-from mlci.tracking import PREDICTIONS_METRICS_TAG, PREDICTIONS_TAG, REPEATS_TAG, sqlite_path
+from mlci.tracking import (
+    PREDICTIONS_DIGEST_TAG,
+    PREDICTIONS_METRICS_TAG,
+    PREDICTIONS_TAG,
+    REPEATS_TAG,
+    sqlite_path,
+)
 
 if TYPE_CHECKING:
     from mlci import config as cfg
@@ -106,10 +112,13 @@ def repeats_from(raw: object, reported: Mapping[str, float] | None = None) -> Re
     return Repeats(tuple(seeds), values) if values else None
 
 
-def _download(tracking: Tracking, run_id: str, name: str) -> Path:
-    """A run's predictions artifact, copied into a temporary folder."""
-    path = tracking.download(f"runs:/{run_id}/{name}", Path(tempfile.mkdtemp(prefix="mlci-predictions-")))
-    return path / name if path.is_dir() else path
+def _download(tracking: Tracking, run_id: str, name: str, sha256: str | None) -> Path:
+    """A run's predictions artifact, copied into a temporary folder and checked against
+    the sha256 the run recorded (read without MLflow where a fast path can)."""
+    run = tracking.get_run(run_id)
+    return tracking.read_artifact(
+        run, name, Path(tempfile.mkdtemp(prefix="mlci-predictions-")), sha256=sha256
+    )
 
 
 def load(
@@ -122,7 +131,7 @@ def load(
         return None
     metrics = frozenset(m for m in tags.get(PREDICTIONS_METRICS_TAG, "").split(",") if m)
     try:
-        path = _download(tracking, run_id, name)
+        path = _download(tracking, run_id, name, tags.get(PREDICTIONS_DIGEST_TAG))
         predictions = stats.read_predictions(path, where=f"the predictions of run {run_id}")
     except MlciError as exc:
         log(f"no intervals from run {run_id}'s predictions: {exc.message.splitlines()[0]}")
@@ -176,8 +185,7 @@ def of_version(
             reasons.append(exc.message.splitlines()[0])
     if path is None and run_id and name and _has_runs(tracking):
         try:
-            path = _download(tracking, run_id, name)
-            archive.verify(archive.file_chunks(path), expected=sha256, source=f"{version.tag}'s predictions")
+            path = _download(tracking, run_id, name, sha256)
         except MlciError as exc:
             path = None
             reasons.append(exc.message.splitlines()[0])
@@ -339,7 +347,7 @@ def copy_for_report(
     if not name:
         return None
     try:
-        found = _download(tracking, run_id, name)
+        found = _download(tracking, run_id, name, tags.get(PREDICTIONS_DIGEST_TAG))
     except MlciError as exc:
         log(f"the report goes without run {run_id}'s predictions: {exc.message.splitlines()[0]}")
         return None

@@ -68,6 +68,7 @@ PREDICTIONS_DIGEST_TAG = "mlci.predictions_sha256"  # the file's bytes (checked 
 _MAX_PARAM_LENGTH = 6000
 _FAST_PATH_TIMEOUT = 10.0
 _MAX_REST_BODY = 64 * 1024 * 1024  # one REST answer (a page of runs with their tags)
+MAX_ARTIFACT = 256 * 1024 * 1024  # one artifact read on a fast path (predictions, a profile)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    artifact_uri: str = ""  # where the run's artifacts are ("" where not told)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -354,11 +356,29 @@ class Tracking:
         return False, None  # pragma: no cover - the loop returns or raises
 
     def _client_find(self, key: str, value: str, *, skip_overrides: bool) -> RunRecord | None:
-        """``_find`` through MlflowClient: where no fast path answers (and, in tests, the reference)."""
-        runs = self._search(_tag_filter(key, value), _SEARCH_LIMIT if skip_overrides else 1)
-        return next(
-            (_record(r) for r in runs if not (skip_overrides and r.data.tags.get(OVERRIDES_TAG))), None
-        )
+        """``_find`` through MlflowClient: where no fast path answers (and, in tests, the
+        reference). Runs trained with --set are passed over page by page, as the embedded
+        store's query passes them over: a sweep's candidates never hide the run without."""
+        experiment_id = self.experiment_id(create=False)
+        if experiment_id is None:
+            return None
+        token: str | None = None
+        for _ in range(_MAX_PAGES):
+            with _translated("searching runs", self.uri, self.timeout):
+                page = self.client.search_runs(
+                    [experiment_id],
+                    filter_string=_tag_filter(key, value),
+                    max_results=_SEARCH_LIMIT if skip_overrides else 1,
+                    order_by=["attributes.start_time DESC"],
+                    page_token=token,
+                )
+            for run in page:
+                if not (skip_overrides and run.data.tags.get(OVERRIDES_TAG)):
+                    return _record(run)
+            token = page.token
+            if not skip_overrides or not token:
+                return None
+        return None
 
     def _search(self, filter_string: str, limit: int, *, ascending: bool = False) -> list[Any]:
         """Runs of the experiment matching ``filter_string``, newest first (oldest first
@@ -417,7 +437,7 @@ class Tracking:
             answered, found = self._via_rest(
                 lambda: _rest_search(
                     self.uri, self.experiment, filter_string, _CLAIMS_LIMIT, "ASC", self.environ, self.timeout
-                )
+                )[0]
             )
             if answered:
                 return found or []
@@ -624,9 +644,107 @@ class Tracking:
         return Path(path)
 
     def get_run(self, run_id: str) -> RunRecord:
+        """A run by its id: the fast paths first (the embedded store read-only, MLflow's
+        REST API on a server), MLflow's client where neither answers."""
+        path = sqlite_path(self.uri)
+        if path is not None and path.exists():
+            with suppress(sqlite3.Error):
+                found = _sqlite_run(path, run_id)
+                if found is not None:
+                    self.fast_path_used = "sqlite"
+                    return found
+        elif self._rest_fast_path():
+            query = urllib.parse.urlencode({"run_id": run_id})
+            answered, got = self._via_rest(
+                lambda: _rest(self.uri, "GET", f"runs/get?{query}", self.environ, timeout=self.timeout)
+            )
+            if answered and isinstance(got, dict) and isinstance(got.get("run"), dict):
+                with suppress(KeyError, TypeError, ValueError):
+                    record = _rest_record(got["run"])
+                    self.fast_path_used = "rest"
+                    return record
         with _translated(f"reading run {run_id}", self.uri, self.timeout):
             run = self.client.get_run(run_id)
         return _record(run)
+
+    def read_artifact(
+        self, run: RunRecord, name: str, dest: Path, *, sha256: str | None, limit: int = MAX_ARTIFACT
+    ) -> Path:
+        """The file ``name`` among ``run``'s artifacts, copied to ``dest`` (a folder), at most
+        ``limit`` bytes, its sha256 checked where the run recorded one. Read without MLflow
+        where the artifacts are on this machine's disk (the embedded store), behind the
+        server's proxied artifact API (``mlflow-artifacts:``) or at a plain URL; through
+        MLflow's client elsewhere (an object store's own credentials and protocol)."""
+        from mlci import archive
+
+        if not _safe_artifact_name(name):
+            raise TrackingError(
+                f"run {run.run_id} names its artifact {name!r}, not a plain relative path",
+                hint="the run's tags were edited by hand: train again",
+            )
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / Path(name).name
+        body = self._artifact_bytes(run, name, limit)
+        if body is None:
+            found = self.download(f"runs:/{run.run_id}/{name}", dest)
+            found = found / Path(name).name if found.is_dir() else found
+            if found.stat().st_size > limit:
+                raise TrackingError(f"run {run.run_id}'s {name} is over {limit} bytes")
+            if found != target:
+                target.write_bytes(found.read_bytes())
+        else:
+            target.write_bytes(body)
+        archive.verify(
+            archive.file_chunks(target), expected=sha256 or None, source=f"run {run.run_id}'s {name}"
+        )
+        return target
+
+    def _artifact_bytes(self, run: RunRecord, name: str, limit: int) -> bytes | None:
+        """The artifact's bytes by a fast path; None where only MLflow's client can read it."""
+        location = run.artifact_uri
+        parts = urllib.parse.urlsplit(location)
+        if parts.scheme in ("", "file"):
+            if not location:
+                return None
+            root = Path(urllib.request.url2pathname(parts.path)) if parts.scheme else Path(location)
+            return _local_artifact(root, name, limit, run.run_id)
+        if parts.scheme == "mlflow-artifacts" and is_http(self.uri) and not _needs_client_tls(self.environ):
+            tracking = urllib.parse.urlsplit(self.uri)
+            if parts.netloc and parts.netloc != tracking.netloc.rpartition("@")[2]:
+                return None  # another host: MLflow's client decides how to reach it
+            path = f"{tracking.path.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{parts.path.strip('/')}"
+            url = urllib.parse.urlunsplit((tracking.scheme, tracking.netloc, path, "", ""))
+            return self._fetch_artifact(f"{url}/{urllib.parse.quote(name)}", limit, run.run_id, name)
+        if parts.scheme in ("http", "https"):
+            return self._fetch_artifact(
+                f"{location.rstrip('/')}/{urllib.parse.quote(name)}", limit, run.run_id, name
+            )
+        return None
+
+    def _fetch_artifact(self, url: str, limit: int, run_id: str, name: str) -> bytes:
+        def get() -> bytes:
+            return _request(url, "GET", self.environ, None, self.timeout, limit)
+
+        try:
+            for attempt in range(HTTP_RETRIES + 1):
+                try:
+                    return get()
+                except transport.DeadlineExceeded as exc:
+                    if exc.received or attempt == HTTP_RETRIES:
+                        raise unreachable(self.uri, self.timeout, str(exc)) from exc
+                    time.sleep(0.5 * 2**attempt)
+        except urllib.error.HTTPError as exc:
+            hint = "check that the run's artifacts were uploaded and the server proxies artifacts"
+            if exc.code in (401, 403):
+                hint = "set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and _PASSWORD"
+            raise TrackingError(
+                f"could not read run {run_id}'s {name} from {redact_url(url)}: HTTP {exc.code}", hint=hint
+            ) from exc
+        except transport.TooLarge as exc:
+            raise TrackingError(f"run {run_id}'s {name} is over {limit} bytes") from exc
+        except (urllib.error.URLError, ConnectionError) as exc:
+            raise unreachable(self.uri, self.timeout, str(getattr(exc, "reason", exc))) from exc
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def find_run_at_commit(self, commit: str) -> RunRecord | None:
         """The newest FINISHED run trained at ``commit`` (without --set overrides)."""
@@ -672,12 +790,14 @@ def _record(run: Any) -> RunRecord:
         metrics=dict(run.data.metrics),
         params=dict(run.data.params),
         tags=dict(run.data.tags),
+        artifact_uri=str(run.info.artifact_uri or ""),
     )
 
 
 COMMIT_TAG = "mlci.git.commit"
 OVERRIDES_TAG = "mlci.overrides"  # the same as project.OVERRIDES_TAG
-_SEARCH_LIMIT = 20  # runs of one commit looked at for one without overrides
+_SEARCH_LIMIT = 20  # runs of one commit per page, looked at for one without overrides
+_MAX_PAGES = 500  # pages looked at (10,000 runs of one commit): a bound, not a limit in practice
 _CLAIMS_LIMIT = 50  # jobs training one fingerprint at once, looked at
 
 
@@ -709,7 +829,7 @@ def _sqlite_lookup(
     try:
         row = connection.execute(
             """
-            SELECT r.run_uuid, r.experiment_id, r.status, r.start_time
+            SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.artifact_uri
             FROM runs r
             JOIN experiments e ON e.experiment_id = r.experiment_id
             JOIN tags t ON t.run_uuid = r.run_uuid
@@ -724,25 +844,41 @@ def _sqlite_lookup(
             """,
             (experiment, key, value, skip_overrides, OVERRIDES_TAG),
         ).fetchone()
-        if row is None:
-            return None
-        run_id = row[0]
-        metrics = dict(
-            connection.execute("SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,))
-        )
-        params = dict(connection.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
-        tags = dict(connection.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
-        return RunRecord(
-            run_id=run_id,
-            experiment_id=str(row[1]),
-            status=row[2],
-            start_time=row[3],
-            metrics={k: float(v) for k, v in metrics.items()},
-            params=params,
-            tags=tags,
-        )
+        return None if row is None else _sqlite_record(connection, row)
     finally:
         connection.close()
+
+
+def _sqlite_run(path: Path, run_id: str) -> RunRecord | None:
+    """One run of the embedded store by its id, read-only (None: no such run)."""
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    try:
+        row = connection.execute(
+            "SELECT run_uuid, experiment_id, status, start_time, artifact_uri FROM runs "
+            "WHERE run_uuid = ? AND lifecycle_stage = 'active'",
+            (run_id,),
+        ).fetchone()
+        return None if row is None else _sqlite_record(connection, row)
+    finally:
+        connection.close()
+
+
+def _sqlite_record(connection: sqlite3.Connection, row: tuple[Any, ...]) -> RunRecord:
+    """A run's row (id, experiment, status, start, artifact URI) with its metrics, params and tags."""
+    run_id = row[0]
+    metrics = dict(connection.execute("SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,)))
+    params = dict(connection.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
+    tags = dict(connection.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
+    return RunRecord(
+        run_id=run_id,
+        experiment_id=str(row[1]),
+        status=row[2],
+        start_time=row[3],
+        metrics={k: float(v) for k, v in metrics.items()},
+        params=params,
+        tags=tags,
+        artifact_uri=str(row[4] or ""),
+    )
 
 
 # MLflow sqlite schemas (alembic revisions) whose experiments, runs and tags tables mlci
@@ -921,12 +1057,25 @@ def _rest(
     timeout: float = _FAST_PATH_TIMEOUT,
 ) -> Any:
     parts = urllib.parse.urlsplit(uri)
-    userinfo, _, host = parts.netloc.rpartition("@")
-    base = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-    url = f"{base}/api/2.0/mlflow/{endpoint}"
+    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
+    return json.loads(
+        _request(f"{url}/api/2.0/mlflow/{endpoint}", method, environ, data, timeout, _MAX_REST_BODY) or b"{}"
+    )
+
+
+def _request(
+    url: str, method: str, environ: Mapping[str, str], data: bytes | None, timeout: float, limit: int
+) -> bytes:
+    """One request to a tracking server with its credentials as MLflow's client sends
+    them: a URL's userinfo, else MLFLOW_TRACKING_TOKEN, else _USERNAME and _PASSWORD."""
+    parts = urllib.parse.urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    request = urllib.request.Request(
+        urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, "")), data=data, method=method
+    )
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if userinfo:  # http://user:password@host, as requests (and so MLflow) reads it
         pair = urllib.parse.unquote(userinfo)
         request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
@@ -935,7 +1084,37 @@ def _rest(
     elif environ.get("MLFLOW_TRACKING_USERNAME"):
         pair = f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
         request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
-    return json.loads(transport.fetch(request, deadline=timeout, limit=_MAX_REST_BODY).body or b"{}")
+    return transport.fetch(request, deadline=timeout, limit=limit).body
+
+
+def _safe_artifact_name(name: str) -> bool:
+    """A relative path inside the run's artifacts: no root, no '..', no backslash or NUL."""
+    if not name or "\\" in name or "\0" in name or name.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _local_artifact(root: Path, name: str, limit: int, run_id: str) -> bytes:
+    """An artifact of the embedded store, read from disk: a regular file (no link) under
+    the run's artifact folder, at most ``limit`` bytes."""
+    path = root / name
+    try:
+        if path.is_symlink() or not path.is_file():
+            raise TrackingError(
+                f"run {run_id} has no artifact {name} in {root}",
+                hint="the run's artifact folder was moved or cleaned: train again (mlci train)",
+            )
+        if path.stat().st_size > limit:
+            raise TrackingError(f"run {run_id}'s {name} is over {limit} bytes")
+        return path.read_bytes()
+    except OSError as exc:
+        raise TrackingError(f"could not read run {run_id}'s {name} in {root}: {exc}") from exc
+
+
+def redact_url(url: str) -> str:
+    from mlci import redact
+
+    return redact.url(url)
 
 
 _REST_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (uri, name) -> id: an experiment's id never changes
@@ -972,26 +1151,25 @@ def _rest_search(
     order: str,
     environ: Mapping[str, str],
     timeout: float = _FAST_PATH_TIMEOUT,
-) -> list[RunRecord]:
-    """MLflow's REST API: the experiment's id (once), then runs/search, as RunRecords."""
+    page_token: str | None = None,
+) -> tuple[list[RunRecord], str | None]:
+    """MLflow's REST API: the experiment's id (once), then one page of runs/search, as
+    RunRecords, with the next page's token (None: the last page)."""
     experiment_id = _rest_experiment_id(uri, experiment, environ, timeout)
     if experiment_id is None:
-        return []
-    result = _rest(
-        uri,
-        "POST",
-        "runs/search",
-        environ,
-        {
-            "experiment_ids": [experiment_id],
-            "filter": filter_string,
-            "run_view_type": "ACTIVE_ONLY",
-            "max_results": limit,
-            "order_by": [f"attributes.start_time {order}"],
-        },
-        timeout=timeout,
-    )
-    return [_rest_record(run) for run in result.get("runs") or []]
+        return [], None
+    body: dict[str, Any] = {
+        "experiment_ids": [experiment_id],
+        "filter": filter_string,
+        "run_view_type": "ACTIVE_ONLY",
+        "max_results": limit,
+        "order_by": [f"attributes.start_time {order}"],
+    }
+    if page_token:
+        body["page_token"] = page_token
+    result = _rest(uri, "POST", "runs/search", environ, body, timeout=timeout)
+    token = result.get("next_page_token")
+    return [_rest_record(run) for run in result.get("runs") or []], str(token) if token else None
 
 
 def _rest_record(run: Any) -> RunRecord:
@@ -1004,6 +1182,7 @@ def _rest_record(run: Any) -> RunRecord:
         metrics={m["key"]: float(m["value"]) for m in data.get("metrics", [])},
         params={p["key"]: p["value"] for p in data.get("params", [])},
         tags={t["key"]: t["value"] for t in data.get("tags", [])},
+        artifact_uri=str(info.get("artifact_uri") or ""),
     )
 
 
@@ -1016,10 +1195,24 @@ def _rest_lookup(
     environ: Mapping[str, str],
     timeout: float = _FAST_PATH_TIMEOUT,
 ) -> RunRecord | None:
-    """MLflow's REST API: experiments/get-by-name, then runs/search."""
-    limit = _SEARCH_LIMIT if skip_overrides else 1
-    runs = _rest_search(uri, experiment, _tag_filter(key, value), limit, "DESC", environ, timeout)
-    return next((r for r in runs if not (skip_overrides and r.tags.get(OVERRIDES_TAG))), None)
+    """MLflow's REST API: experiments/get-by-name, then runs/search, page by page while
+    every run of a page was trained with --set (as ``_client_find``)."""
+    token: str | None = None
+    for _ in range(_MAX_PAGES):
+        runs, token = _rest_search(
+            uri,
+            experiment,
+            _tag_filter(key, value),
+            _SEARCH_LIMIT if skip_overrides else 1,
+            "DESC",
+            environ,
+            timeout,
+            token,
+        )
+        found = next((r for r in runs if not (skip_overrides and r.tags.get(OVERRIDES_TAG))), None)
+        if found is not None or not skip_overrides or not token:
+            return found
+    return None
 
 
 # --------------------------------------------------------------------------- model registry

@@ -130,13 +130,17 @@ def run_profiles(tracking: Tracking, run_id: str, log: Callable[[str], None]) ->
     from mlci.errors import MlciError
 
     try:
-        found = tracking.download(
-            f"runs:/{run_id}/{data.PROFILE_FILE}", Path(tempfile.mkdtemp(prefix="mlci-profile-"))
+        run = tracking.get_run(run_id)
+        path = tracking.read_artifact(
+            run,
+            data.PROFILE_FILE,
+            Path(tempfile.mkdtemp(prefix="mlci-profile-")),
+            sha256=run.tags.get(PROFILE_DIGEST_TAG),
+            limit=MAX_PROFILES_BYTES,
         )
     except MlciError as exc:
         log(f"no data profile for run {run_id}: {exc.message.splitlines()[0]}")
         return None
-    path = found / data.PROFILE_FILE if found.is_dir() else found
     return read_profiles(path, f"run {run_id}'s {data.PROFILE_FILE}", log)
 
 
