@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from budget import figure  # type: ignore[import-not-found]
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import shapes
@@ -63,6 +65,15 @@ def measure(name: str, root: Path, own: list[str], key: str, values: list[object
     )
     print(f"  {'mlci train (cache hit)':<38} {statistics.median(hits):6.2f} s")
     print(f"  working tree after all runs: {'clean' if not status else status.strip()}")
+    figure(
+        f"adopted {name}: train overhead",
+        statistics.median(overheads),
+        1.0,
+        "s",
+        floor="over its own command",
+    )
+    figure(f"adopted {name}: cache hit", statistics.median(hits), 0.5, "s")
+    figure(f"adopted {name}: files changed by training", float(bool(status)), 0, "files")
 
 
 def main() -> int:

@@ -36,6 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from budget import figure  # type: ignore[import-not-found]  # noqa: E402
+
 from tests.servers import mlflow_server, postgres  # noqa: E402 (the repository's own test helpers)
 
 TRAIN = r"""
@@ -190,6 +192,7 @@ def main() -> int:
         client = MlflowClient(server)
         print(f"mlflow server {server} on PostgreSQL (2 workers); {args.jobs} jobs per round", flush=True)
         c_index = 0
+        per_round: list[float] = []
         for round_number, filler in enumerate((0, args.filler), start=1):
             if filler:
                 experiment = client.get_experiment_by_name(name)
@@ -263,6 +266,7 @@ def main() -> int:
             )
             print(f"  server: {watch.cpu_seconds:.1f} CPU s, peak memory {watch.peak / 2**20:.0f} MiB")
             print(f"  tracking API requests: {calls} ({calls / args.jobs:.1f} per job)")
+            per_round.append(calls / args.jobs)
             by = difference(requests_by_endpoint(log), endpoints_before)
             per_job = ", ".join(
                 f"{k} {v / args.jobs:.1f}" for k, v in sorted(by.items(), key=lambda kv: -kv[1])
@@ -295,6 +299,21 @@ def main() -> int:
             f"one job alone (new inputs): overhead {wall - float(seconds):.2f}s wall, "
             f"{job['cpu'] - float(cpu):.2f}s CPU, {requests_in(log) - before} requests"
         )
+    figure(f"{args.jobs} jobs at once: tracking requests per job", max(per_round), 20, "requests")
+    figure(
+        "tracking requests per job as the experiment grows",
+        per_round[-1] / per_round[0],
+        1.1,
+        "x",
+        floor="the first round's",
+    )
+    figure(
+        "one job alone on a server: mlci CPU",
+        job["cpu"] - float(cpu),
+        1.5,
+        "s CPU",
+        floor="over the training command",
+    )
     return 0
 
 

@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from budget import figure  # type: ignore[import-not-found]
+
 PEAK = (
     "import resource, subprocess, sys\n"
     "proc = subprocess.run(sys.argv[1:])\n"
@@ -169,6 +171,7 @@ def main() -> None:
         )
         print(f"    {last[:150]}")
     print(json.dumps({"cases": len(results), "within_bounds": sum(results)}))
+    figure("fault cases that exit 3 within their bounds", sum(results), len(results), "cases", at_least=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from budget import figure  # type: ignore[import-not-found]
+
 
 def timed(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
@@ -67,6 +69,14 @@ def main() -> int:
                 indent=2,
             )
         )
+        figure(
+            f"train.repeats {args.repeats}: overhead per repeat",
+            overhead / args.repeats,
+            0.5,
+            "s",
+            floor="over the training commands",
+        )
+        figure(f"train.repeats {args.repeats}: cache hit", statistics.median(hits), 0.5, "s")
     return 0
 
 

@@ -19,7 +19,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -27,7 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -881,14 +883,22 @@ def _sqlite_record(connection: sqlite3.Connection, row: tuple[Any, ...]) -> RunR
     )
 
 
-# MLflow sqlite schemas (alembic revisions) whose experiments, runs and tags tables mlci
-# writes a new experiment and run into directly; any other revision goes through MLflow's
-# client. A new embedded store is made from mlci/schemas/mlflow-sqlite-<revision>.sql when
-# the installed MLflow's schema is one of these (tests/test_store_schema.py checks each
-# file against what MLflow's own migrations make).
-KNOWN_SQLITE_SCHEMAS = frozenset({"dc11669786a5"})
+# A new embedded store is made without MLflow's migrations (seconds, and MLflow's import):
+# from mlci/schemas/mlflow-sqlite-<revision>.sql where mlci bundles the installed MLflow's
+# schema (the newest MLflow of the supported range: tests/test_store_schema.py fails the
+# day MLflow moves it), else from a copy of the empty store MLflow's own migrations made
+# once for that revision and kept in the user's cache (mlci.store_template).
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 _MIGRATION_LINE = re.compile(r"""^(down_revision|revision)\s*=\s*["']([0-9a-zA-Z_]+)["']\s*$""", re.MULTILINE)
+TEMPLATE_SECONDS = 600  # MLflow's migrations, once per schema revision and machine
+
+
+def bundled_schemas() -> frozenset[str]:
+    """The schema revisions mlci carries as SQL."""
+    return frozenset(
+        p.name.removeprefix("mlflow-sqlite-").removesuffix(".sql")
+        for p in SCHEMA_DIR.glob("mlflow-sqlite-*.sql")
+    )
 
 
 def installed_mlflow_schema() -> str | None:
@@ -921,20 +931,27 @@ def installed_mlflow_schema() -> str | None:
 def _sqlite_create_store(path: Path) -> bool:
     """A new embedded store at ``path``, as MLflow's migrations leave it, in milliseconds
     rather than the seconds the migrations take; False (make nothing) when the installed
-    MLflow's schema is not one mlci carries. Written to a temporary file and linked into
-    place, so a concurrent mlci (or MLflow) never sees half a store: whoever links first wins."""
+    MLflow's schema cannot be told or its empty store cannot be made. Written to a
+    temporary file and linked into place, so a concurrent mlci (or MLflow) never sees half
+    a store: whoever links first wins."""
     revision = installed_mlflow_schema()
+    if revision is None:
+        return False
     script = SCHEMA_DIR / f"mlflow-sqlite-{revision}.sql"
-    if revision not in KNOWN_SQLITE_SCHEMAS or not script.is_file():
+    template = None if script.is_file() else _store_template(revision)
+    if template is None and not script.is_file():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
     try:
-        connection = sqlite3.connect(str(partial), isolation_level=None)
-        try:
-            connection.executescript(script.read_text(encoding="utf-8"))
-        finally:
-            connection.close()
+        if template is not None:
+            shutil.copyfile(template, partial)
+        else:
+            connection = sqlite3.connect(str(partial), isolation_level=None)
+            try:
+                connection.executescript(script.read_text(encoding="utf-8"))
+            finally:
+                connection.close()
         with suppress(FileExistsError):
             os.link(partial, path)
     finally:
@@ -942,15 +959,108 @@ def _sqlite_create_store(path: Path) -> bool:
     return True
 
 
+def _store_revision(path: Path) -> str | None:
+    """The alembic revision of an sqlite store (None: not one, or unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                return None
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        finally:
+            connection.close()
+    except (OSError, sqlite3.Error):
+        return None
+    return str(row[0]) if row else None
+
+
+def _store_template(revision: str) -> Path | None:
+    """The empty store of ``revision`` in the user's cache, made by MLflow's migrations
+    in a child process the first time (None where they fail: MLflow's client makes the
+    project's store then, as it always could)."""
+    from mlci.store_template import cache_dir
+
+    folder = cache_dir() / "stores"
+    template = folder / f"mlflow-sqlite-{revision}.db"
+    if _store_revision(template) == revision:
+        return template
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    partial = folder / f".{template.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new"
+    sys.stderr.write(
+        f"mlci: making the empty MLflow store of schema {revision} with MLflow's migrations, "
+        f"once for this MLflow (kept in {folder})\n"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mlci.store_template", str(partial)],
+            capture_output=True,
+            text=True,
+            timeout=TEMPLATE_SECONDS,
+        )
+        if proc.returncode != 0 or _store_revision(partial) != revision:
+            logging.getLogger(__name__).warning(
+                "could not make MLflow's empty store: %s", (proc.stderr or proc.stdout).strip()[-300:]
+            )
+            return None
+        os.replace(partial, template)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    finally:
+        partial.unlink(missing_ok=True)
+    return template
+
+
+# What mlci writes into a new experiment's and run's rows; any other column must have a
+# default or accept NULL, else the store is one mlci does not know (MLflow's client then).
+_EXPERIMENT_COLUMNS = ("name", "artifact_location", "lifecycle_stage", "creation_time", "last_update_time")
+_RUN_COLUMNS = (
+    "run_uuid",
+    "name",
+    "source_type",
+    "source_name",
+    "entry_point_name",
+    "user_id",
+    "status",
+    "start_time",
+    "end_time",
+    "source_version",
+    "lifecycle_stage",
+    "artifact_uri",
+    "experiment_id",
+    "deleted_time",
+)
+_TAG_COLUMNS = ("key", "value", "run_uuid")
+
+
+def _writable(connection: sqlite3.Connection, table: str, columns: Sequence[str], key: str) -> bool:
+    """Whether ``table`` has every one of ``columns``, and needs no other value (every other
+    column has a default, accepts NULL or is the integer key ``key`` sqlite numbers)."""
+    found = {row[1]: row for row in connection.execute(f"PRAGMA table_info({table})")}
+    if not set(columns) <= set(found):
+        return False
+    return all(
+        name in columns or not notnull or default is not None or name == key
+        for name, (_, _, _, notnull, default, _) in found.items()
+    )
+
+
 def _sqlite_create_run(
     path: Path, experiment: str, run_name: str, tags: Mapping[str, str], location: str | None = None
 ) -> tuple[str, str] | None:
     """The rows MLflow's SqlAlchemyStore.create_run writes (and, for an experiment not yet
-    there, create_experiment's, at ``location``), in one transaction."""
+    there, create_experiment's, at ``location``), in one transaction; None where the
+    store's tables are not the ones these rows fit."""
     connection = sqlite3.connect(str(path), timeout=30, isolation_level=None)
     try:
-        revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-        if revision is None or revision[0] not in KNOWN_SQLITE_SCHEMAS:
+        if not (
+            _writable(connection, "experiments", _EXPERIMENT_COLUMNS, "experiment_id")
+            and _writable(connection, "runs", _RUN_COLUMNS, "")
+            and _writable(connection, "tags", _TAG_COLUMNS, "")
+        ):
             return None
         run_id = uuid.uuid4().hex
         rows = {**tags, "mlflow.runName": run_name}
@@ -964,7 +1074,7 @@ def _sqlite_create_run(
                 now = int(time.time() * 1000)
                 cursor = connection.execute(
                     "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, "
-                    "last_update_time, workspace) VALUES (?, ?, 'active', ?, ?, 'default')",
+                    "last_update_time) VALUES (?, ?, 'active', ?, ?)",
                     (experiment, location, now, now),
                 )
                 found = (cursor.lastrowid, location, "active")

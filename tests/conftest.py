@@ -111,6 +111,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from hypothesis.configuration import set_hypothesis_home_dir
 
     set_hypothesis_home_dir(tempfile.mkdtemp(prefix="mlci-tests-hypothesis-"))
+    # mlci's own cache (the empty MLflow store of a schema it does not bundle): each test
+    # process starts with none, as a fresh runner does, and leaves the user's alone.
+    os.environ["MLCI_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlci-tests-cache-")
     if not hasattr(config, "workerinput"):
         config._mlci_tree = _source_tree()  # type: ignore[attr-defined]
 

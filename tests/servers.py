@@ -128,12 +128,14 @@ def mlflow_server(folder: Path, backend: str, workers: int = 1) -> Iterator[str]
     """``mlflow server`` on ``backend`` with artifacts proxied to ``folder/artifacts``
     (--artifacts-destination: clients never see the artifact store); yields its URL."""
     import signal
-    import sys
     import time
     import urllib.request
 
+    from tests import tools
+
+    tools.require("mlflow-full")  # full MLflow in its own environment, as a team's server runs it
     port = _free_port()
-    mlflow = shutil.which("mlflow") or str(Path(sys.executable).parent / "mlflow")
+    mlflow = str(tools.full_python().parent / "mlflow")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     log_path = folder / f"mlflow-server-{port}.log"
     with open(log_path, "wb") as log:

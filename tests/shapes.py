@@ -226,3 +226,53 @@ def dvc_project(root: Path) -> Path:
     dvc("repro", "-q")
     commit_all(root, "A DVC pipeline")
     return root
+
+
+def registry_repo(root: Path, count: int) -> Path:
+    """A registry as a busy project's grows: count/2 versions, each on its own commit, and
+    count/2 assignments, annotated with mlci's metadata, made by ``git fast-import``."""
+    import json
+
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    versions = count // 2
+    lines: list[str] = []
+    when = 1_700_000_000
+    for i in range(1, versions + 1):
+        msg = f"model {i}\n"
+        lines += [
+            "commit refs/heads/main",
+            f"mark :{i}",
+            f"committer Bench <bench@example.com> {when + i} +0000",
+            f"data {len(msg.encode())}",
+            msg.rstrip("\n"),
+        ]
+        if i > 1:
+            lines.append(f"from :{i - 1}")
+        lines.append("")
+    counter = 0
+    for i in range(1, versions + 1):
+        version = f"v{i // 10000}.{(i // 100) % 100}.{i % 100}"
+        meta = json.dumps(
+            {"fingerprint": f"{i:064x}", "metrics": {"accuracy": 0.9 + i / 1e7}, "version": version}
+        )
+        for name, summary in (
+            (f"churn@{version}", f"Registering artifact churn version {version}"),
+            (
+                f"churn#{'staging' if i % 2 else 'production'}#{counter + 1}",
+                f"Assigning stage to artifact churn version {version}",
+            ),
+        ):
+            if "#" in name:
+                counter += 1
+            body = f"{summary}\n\nmlci-metadata: {meta}\n"
+            lines += [
+                f"tag {name}",
+                f"from :{i}",
+                f"tagger Bench <bench@example.com> {when + versions + i} +0000",
+                f"data {len(body.encode())}",
+                body,
+            ]
+    stream = "\n".join(lines) + "\n"
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=root, input=stream.encode(), check=True)
+    subprocess.run(["git", "pack-refs", "--all"], cwd=root, check=True)
+    return root

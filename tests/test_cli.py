@@ -144,17 +144,19 @@ def test_mlci_ui_serves_the_projects_runs(tmp_path: Path) -> None:
     import time
     import urllib.request
 
+    from tests import tools
     from tests.helpers import run
     from tests.lifecycle import make_project
 
+    tools.require("mlflow-full")  # `mlci[full]`: mlci with MLflow's UI
     root = make_project(tmp_path)
-    run([sys.executable, "-m", "mlci", "train"], root)
+    run([str(tools.full_python()), "-m", "mlci", "train"], root)  # one MLflow makes and serves the store
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = (tmp_path / "ui.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlci", "ui", "--port", str(port)],
+        [str(tools.full_python()), "-m", "mlci", "ui", "--port", str(port)],
         cwd=root,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -2,11 +2,12 @@
 
 A fresh project's first ``mlci train`` writes the store from
 ``mlci/schemas/mlflow-sqlite-<revision>.sql`` (milliseconds) instead of running
-MLflow's migrations (seconds). These tests hold that file to what the installed
-MLflow's migrations make, table by table and row by row; when MLflow moves its
-schema, ``python tests/test_store_schema.py`` writes the file for the new head
-(then add the revision to ``KNOWN_SQLITE_SCHEMAS`` once the run and experiment
-inserts are checked against it, which ``test_train`` does).
+MLflow's migrations (seconds), or, for a revision mlci does not bundle, copies the
+empty store MLflow's migrations made once into the user's cache. These tests hold
+both to what the installed MLflow's migrations make, table by table and row by
+row. The test extras install the newest MLflow the range in pyproject.toml
+admits, and its schema must be bundled: raising the cap fails here until
+``python tests/test_store_schema.py`` writes the file for the new head.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def test_the_installed_mlflows_schema_is_read_without_importing_it() -> None:
 
 def test_the_bundled_schema_is_what_mlflows_migrations_make(tmp_path: Path) -> None:
     revision = tracking.installed_mlflow_schema()
-    assert revision in tracking.KNOWN_SQLITE_SCHEMAS, (
+    assert revision in tracking.bundled_schemas(), (
         f"MLflow's sqlite schema is now {revision}: run `python tests/test_store_schema.py`"
     )
     made = tmp_path / "store" / "mlflow.db"
@@ -92,9 +93,77 @@ def test_the_bundled_schema_is_what_mlflows_migrations_make(tmp_path: Path) -> N
     assert [p.name for p in made.parent.iterdir()] == ["mlflow.db"]  # no partial file left
 
 
-def test_each_known_schema_has_its_file() -> None:
-    for revision in tracking.KNOWN_SQLITE_SCHEMAS:
-        assert (tracking.SCHEMA_DIR / f"mlflow-sqlite-{revision}.sql").is_file(), revision
+def test_only_the_newest_schema_is_bundled() -> None:
+    """One file, the installed (newest) MLflow's: an older one could not be checked here."""
+    assert tracking.bundled_schemas() == {tracking.installed_mlflow_schema()}
+
+
+@pytest.mark.slow
+def test_a_schema_mlci_does_not_bundle_is_made_once_and_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Any MLflow of the range: its migrations make the empty store once, in the user's
+    cache; every new project's store is a copy (what the migrations make, row by row)."""
+    monkeypatch.setattr(tracking, "SCHEMA_DIR", tmp_path / "no-bundled-schemas")
+    monkeypatch.setenv("MLCI_CACHE_DIR", str(tmp_path / "cache"))
+    first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    assert tracking._sqlite_create_store(first)
+    made = capfd.readouterr().err
+    assert made.count("making the empty MLflow store") == 1
+    template = tmp_path / "cache" / "stores" / f"mlflow-sqlite-{tracking.installed_mlflow_schema()}.db"
+    stamp = template.stat().st_mtime_ns
+    assert tracking._sqlite_create_store(second)
+    assert "making the empty MLflow store" not in capfd.readouterr().err  # copied, not made again
+    assert template.stat().st_mtime_ns == stamp
+    (objects, rows), (expected_objects, expected_rows) = _contents(second), _contents(_migrated(tmp_path))
+    assert set(objects) ^ set(expected_objects) == set()
+    assert {n for n in rows.keys() | expected_rows.keys() if rows.get(n) != expected_rows.get(n)} == set()
+    assert sorted(p.name for p in template.parent.iterdir()) == [template.name]  # no partial left
+    # A damaged template is made again, not copied.
+    template.write_bytes(b"not a database")
+    third = tmp_path / "c" / "mlflow.db"
+    assert tracking._sqlite_create_store(third)
+    assert "making the empty MLflow store" in capfd.readouterr().err
+    assert tracking._store_revision(third) == tracking.installed_mlflow_schema()
+
+
+def test_no_store_is_made_where_migrations_make_another_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracking, "installed_mlflow_schema", lambda: "not-what-mlflow-makes")
+    monkeypatch.setenv("MLCI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(tracking.subprocess, "run", _fake_migrations)
+    assert not tracking._sqlite_create_store(tmp_path / "store" / "mlflow.db")
+    assert not (tmp_path / "store" / "mlflow.db").exists()
+    assert [p.name for p in (tmp_path / "cache" / "stores").iterdir()] == []
+
+
+def _fake_migrations(args: list[str], **_: object) -> object:
+    """What `python -m mlci.store_template PATH` leaves: a store of the installed revision."""
+    import subprocess
+
+    connection = sqlite3.connect(args[-1])
+    connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    connection.execute("INSERT INTO alembic_version VALUES ('something-else')")
+    connection.commit()
+    connection.close()
+    return subprocess.CompletedProcess(args, 0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("table", "fits"),
+    [
+        ("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT NOT NULL, b TEXT)", True),
+        ("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT, c TEXT)", True),  # c may be NULL
+        ("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT, c TEXT NOT NULL DEFAULT 'x')", True),
+        ("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT, c TEXT NOT NULL)", False),  # needs c
+        ("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)", False),  # b is gone
+    ],
+)
+def test_the_rows_mlci_writes_fit_a_table_or_not(table: str, fits: bool) -> None:
+    connection = sqlite3.connect(":memory:")
+    connection.execute(table)
+    assert tracking._writable(connection, "t", ("a", "b"), "id") is fits
 
 
 def test_an_existing_store_is_never_replaced(tmp_path: Path) -> None:

@@ -380,7 +380,7 @@ def test_a_run_is_created_without_mlflow_and_reads_back_like_the_clients(cli, tm
     assert finished.data.metrics == made.data.metrics
 
 
-def test_an_unknown_store_schema_goes_through_mlflow(
+def test_a_store_whose_tables_the_rows_do_not_fit_goes_through_mlflow(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     import sqlite3
@@ -388,13 +388,17 @@ def test_an_unknown_store_schema_goes_through_mlflow(
     from mlci import tracking as tracking_module
     from mlci.tracking import Tracking
 
+    monkeypatch.setenv("MLCI_CACHE_DIR", str(tmp_path / "cache"))
     root = make_project(tmp_path)
     data, _ = train_json(cli, root)
     db = root / ".mlci" / "mlflow.db"
     tracking = Tracking(data["tracking_uri"], "demo", artifact_root=None, environ={})
     assert tracking.start_run_fast(run_name="x", tags={}) is not None
-    with sqlite3.connect(db) as connection:
+    with sqlite3.connect(db) as connection:  # another revision, the same tables: still fits
         connection.execute("UPDATE alembic_version SET version_num = 'from-the-future'")
+    assert tracking.start_run_fast(run_name="x", tags={}) is not None
+    with sqlite3.connect(db) as connection:  # a column the run's row fills is gone
+        connection.execute("ALTER TABLE runs RENAME COLUMN source_type TO source_kind")
     assert tracking.start_run_fast(run_name="x", tags={}) is None
     assert (
         Tracking(data["tracking_uri"], "new", artifact_root=None, environ={}).start_run_fast(
@@ -402,8 +406,8 @@ def test_an_unknown_store_schema_goes_through_mlflow(
         )
         is None
     )  # a new experiment with no artifact folder of mlci's: MLflow makes it
-    # A fresh store where the installed MLflow's schema is one mlci does not carry:
-    # nothing is made, and MLflow's migrations make it.
+    # A fresh store where the installed MLflow's schema cannot be made as it says (its
+    # migrations make another revision): nothing is made, and MLflow's client makes it.
     monkeypatch.setattr(tracking_module, "installed_mlflow_schema", lambda: "from-the-future")
     fresh = tmp_path / "fresh" / "mlflow.db"
     assert (

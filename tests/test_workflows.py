@@ -396,3 +396,14 @@ def test_a_gpu_runner_for_training_passes_the_linters(actionlint: Path, tmp_path
     assert training == {"pull-request", "pull-request-untrusted", "train", "sweep-train"}
     assert all(jobs[name]["timeout-minutes"] == "${{ inputs.timeout-minutes }}" for name in training)
     assert {jobs[name]["runs-on"] for name in set(jobs) - training} == {"ubuntu-latest"}
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, *ACTIONS], ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_uv_install_compiles_bytecode(path: Path) -> None:
+    """A fresh runner starts warm: uv (unlike pip) writes no .pyc files unless asked, and
+    the first mlci command of a job would compile mlci and MLflow on import instead."""
+    import re
+
+    text = path.read_text()
+    installs = re.findall(r"uv pip install[^\n]*", text)
+    assert all("--compile-bytecode" in line for line in installs), installs

