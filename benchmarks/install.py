@@ -11,7 +11,14 @@ CI job with a cache):
   the same with pip, the fallback),
 - with ``--full``, also ``mlci[full]`` (full mlflow) with pip, for comparison.
 
-Targets: <= 20 s with pip or <= 5 s with uv, and <= 300 MB for mlci itself.
+Then the first mlci command of a fresh CI job: the action's step (with uv's
+``--compile-bytecode``, as the actions install) into a new environment, and its
+first ``mlci diff`` on a trained project against the same command run again
+(the import cost a job pays once). Without bytecode, the first command compiles
+mlci and MLflow as it imports them.
+
+Budgets: <= 5 s with uv (or <= 20 s with pip, the fallback), <= 300 MB for mlci itself, and the
+first command of a fresh job at most 1.5x the same command warm.
 
     python benchmarks/install.py [--runs 3] [--full]
 """
@@ -27,6 +34,8 @@ import tempfile
 import time
 import venv
 from pathlib import Path
+
+from budget import figure  # type: ignore[import-not-found]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UV_ENV = REPO_ROOT / ".tools" / "uv"
@@ -73,6 +82,46 @@ def timed_install(kind: str, target: str | list[str], tmp: Path, n: int) -> tupl
     return statistics.median(times), size
 
 
+def first_command(wheel: Path, tmp: Path, compile_bytecode: bool) -> tuple[float, float]:
+    """The first and the second `mlci diff` on a trained project, in a new environment
+    installed as the action installs (the wheel and the scaffold's requirements)."""
+    import os
+
+    uv = str(uv_binary())
+    env_dir = tmp / f"job-{'compiled' if compile_bytecode else 'plain'}"
+    subprocess.run([uv, "venv", "--quiet", str(env_dir)], check=True)
+    extra = ["--compile-bytecode"] if compile_bytecode else []
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            *extra,
+            "--python",
+            str(env_dir / "bin" / "python"),
+            str(wheel),
+            "-r",
+            str(REQUIREMENTS),
+        ],
+        check=True,
+    )
+    project = tmp / f"project-{env_dir.name}"
+    mlci = [sys.executable, "-m", "mlci"]
+    subprocess.run([*mlci, "init", str(project), "--git"], check=True, capture_output=True)
+    subprocess.run([*mlci, "train"], cwd=project, check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as on a runner
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        subprocess.run(
+            [str(env_dir / "bin" / "mlci"), "diff"], cwd=project, env=env, check=True, capture_output=True
+        )
+        times.append(time.perf_counter() - start)
+    shutil.rmtree(env_dir)
+    return times[0], times[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="measured installs of each kind")
@@ -106,14 +155,23 @@ def main() -> int:
             rows.append(
                 ("pip install mlci[full] (mlflow)", *timed_install("pip", f"{wheel}[full]", tmp, args.runs))
             )
+        compiled = first_command(wheel, tmp, compile_bytecode=True)
+        plain = first_command(wheel, tmp, compile_bytecode=False)
     print(f"median of {args.runs} installs with a warm cache:")
     for label, seconds, size in rows:
         print(f"  {label:<44} {seconds:6.1f} s  {size:6.0f} MB")
     pip_s, pip_mb = rows[0][1], rows[0][2]
     uv_s, step_s = rows[1][1], rows[2][1]
-    print(f"  target <= 20 s with pip or <= 5 s with uv: {'ok' if pip_s <= 20 or uv_s <= 5 else 'MISSED'}")
-    print(f"  the action's uv step (mlci + requirements) <= 5 s: {'ok' if step_s <= 5 else 'MISSED'}")
-    print(f"  target <= 300 MB for mlci itself:          {'ok' if pip_mb <= 300 else 'MISSED'}")
+    print("the first mlci command of a fresh job (mlci diff on a trained project), then again:")
+    print(f"  installed with --compile-bytecode  {compiled[0]:6.2f} s, then {compiled[1]:6.2f} s")
+    print(f"  installed without                  {plain[0]:6.2f} s, then {plain[1]:6.2f} s")
+    figure("uv pip install mlci", uv_s, 5, "s")
+    del pip_s  # pip is the fallback: the actions install with uv (the budget was pip <= 20 s or uv <= 5 s)
+    figure("the action's uv step (mlci + requirements)", step_s, 5, "s")
+    figure("mlci installed with pip", pip_mb, 300, "MB")
+    figure(
+        "a fresh job's first mlci diff", compiled[0] / compiled[1], 1.5, "x", floor="the same command warm"
+    )
     return 0
 
 
