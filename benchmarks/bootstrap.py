@@ -65,7 +65,6 @@ def main() -> int:
     example = stats.intervals(head, METRICS, resamples=args.resamples)["accuracy"]
     print(f"  e.g. accuracy {example.value:.4f} [{example.low:.4f}, {example.high:.4f}]")
     figure(f"bootstrap {args.resamples:,} x {args.rows:,} rows x {len(METRICS)} metrics", rows[0][1], 3, "s")
-    figure("the same, a paired difference", rows[1][1], 3, "s")
     return 0
 
 

@@ -7,8 +7,8 @@ into .tools/gto-venv on first use (see benchmarks/startup.py); it runs at
 1,000 tags only unless --gto-everywhere (it takes minutes at 10,000).
 
 Budgets at 10,000 tags: `mlci show` and `mlci show --json` at most 6x, and
-`mlci history --json` at most 10x, `git for-each-ref` reading the same tags;
-`mlci show` at least 50 times faster than `gto show` at 1,000.
+`mlci history --json` at most 10x, `git for-each-ref` reading the same tags.
+How much faster than `gto show` (at 1,000 tags) is printed.
 
     python benchmarks/registry.py [--sizes 1000 10000] [--runs 5] [--gto-everywhere]
 """
@@ -108,16 +108,8 @@ def main() -> int:
             "x",
             floor="git for-each-ref",
         )
-    small = [s for s in results if "gto show" in results[s] and s <= 1000]
-    if small:
-        s = max(small)
-        figure(
-            f"mlci show at {s:,} tags",
-            results[s]["mlci show"][0] / results[s]["gto show"][0],
-            0.02,
-            "x",
-            floor="gto show",
-        )
+    # Against gto show, printed above, without a budget: at 1,000 tags mlci show is mostly
+    # its interpreter's start-up (mlci --version), which the machine sets, not mlci.
     return 0
 
 

@@ -102,11 +102,10 @@ def main() -> int:
                 ):
                     clone = base / f"runner-{kind}-{i}"
                     sh(["git", "clone", "-q", "--branch", "staging", str(bare), str(clone)], base)
-                    before = len([r for r in gh.requests if r.path.startswith("/_blobs/asset/")])
+                    archive_path = f"/_blobs/asset/{asset['id']}"  # the model archive, not its predictions
+                    before = len([r for r in gh.requests if r.path == archive_path])
                     timings[kind].append(sh([*mlci, *command], clone, environ))
-                    downloads[kind] = (
-                        len([r for r in gh.requests if r.path.startswith("/_blobs/asset/")]) - before
-                    )
+                    downloads[kind] = len([r for r in gh.requests if r.path == archive_path]) - before
                     shutil.rmtree(clone)
         size = asset["size"]
         print(f"model archive: {size / 2**20:.1f} MiB ({size:,} bytes)")

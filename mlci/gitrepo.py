@@ -124,8 +124,14 @@ def list_files(path: Path) -> list[str] | None:
             f"listing files failed: `git ls-files` in {path} exited with "
             f"{proc.returncode}: {proc.stderr.strip()}"
         )
-    # A tracked file deleted from the work tree is still listed: skip it.
-    return [name for name in dict.fromkeys(proc.stdout.split("\0")) if name and os.path.lexists(path / name)]
+    # A tracked file deleted from the work tree is still listed: git names those too (one
+    # more git call, where a check of each file would cost 10,000 system calls).
+    deleted = run_git(["ls-files", "--deleted", "-z", "--", "."], path, check=False)
+    gone = set(deleted.stdout.split("\0")) if deleted.returncode == 0 else None
+    names = dict.fromkeys(proc.stdout.split("\0"))
+    if gone is None:
+        return [name for name in names if name and os.path.lexists(path / name)]
+    return [name for name in names if name and name not in gone]
 
 
 @dataclass(frozen=True)

@@ -298,6 +298,10 @@ class Tracking:
         """The newest FINISHED, not deleted run with this fingerprint, if any."""
         return self._find(FINGERPRINT_TAG, fingerprint, skip_overrides=False)
 
+    def find_finished_run_tagged(self, key: str, value: str) -> RunRecord | None:
+        """The newest FINISHED, not deleted run whose tag ``key`` is ``value``, if any."""
+        return self._find(key, value, skip_overrides=False)
+
     def _find(self, key: str, value: str, *, skip_overrides: bool) -> RunRecord | None:
         """The newest FINISHED, not deleted run whose tag ``key`` is ``value`` (and, with
         ``skip_overrides``, trained without --set): the fast path first (a read-only
@@ -561,25 +565,26 @@ class Tracking:
         model_name: str,
         tags: Mapping[str, str] | None = None,
     ) -> str | None:
-        """Log params, metrics, files and the model; finish the run. Returns the logged model id."""
+        """Log params, metrics, files and the model; finish the run. Returns the logged model id.
+        Params, metrics and tags go in one batch (one transaction of the store, not one per tag)."""
         _mlflow_loaded()
-        from mlflow.entities import Metric, Param
+        from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
         with _translated("logging the run", self.uri, self.timeout):
+            for path in files:
+                self.client.log_artifact(run_id, str(path))
+            model_id = None
+            all_tags = dict(tags or {})
+            if model_dir is not None:
+                model_id = self._log_model(run_id, model_dir, model_name)
+                all_tags[MODEL_ID_TAG] = model_id
             self.client.log_batch(
                 run_id,
                 metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                 params=[Param(k, param_value(v)) for k, v in params.items()],
+                tags=[RunTag(k, v) for k, v in all_tags.items()],
             )
-            for path in files:
-                self.client.log_artifact(run_id, str(path))
-            model_id = None
-            if model_dir is not None:
-                model_id = self._log_model(run_id, model_dir, model_name)
-                self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
-            for key, value in (tags or {}).items():
-                self.client.set_tag(run_id, key, value)
             self.client.set_terminated(run_id, "FINISHED")
         return model_id
 

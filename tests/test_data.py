@@ -626,3 +626,50 @@ def test_a_key_over_nested_values_is_a_failed_check_not_a_crash(cli, tmp_path: P
     result = cli("data", "check", cwd=tmp_path)
     assert result.code == ExitCode.GATE_FAILED, result.err
     assert "column 'x' holds lists or structs, which a key cannot be made of" in result.err
+
+
+@pytest.mark.slow
+def test_data_checks_are_a_runs_own_while_files_and_checks_hold(tmp_path: Path) -> None:
+    """`mlci report` on a cache hit, and `mlci train` with other params, read the checks a
+    run recorded for the same files (no pandas): the same files, the same checks. Another
+    check in mlci.yaml, or another byte of data, and the data is read and checked again."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys\nfrom mlci.cli import main\ncode = main(sys.argv[1:])\n"
+        "print(json.dumps({'code': code, 'pandas': 'pandas' in sys.modules, 'pandera': 'pandera' in sys.modules}),"
+        " file=sys.stderr)\n"
+    )
+
+    def report(root: Path, *args: str) -> tuple[dict[str, object], str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *(args or ("report",))], cwd=root, capture_output=True, text=True
+        )
+        return json.loads(proc.stderr.strip().splitlines()[-1]), proc.stderr
+
+    subprocess.run([sys.executable, "-m", "mlci", "init", "churn", "--git"], cwd=tmp_path, check=True)
+    root = tmp_path / "churn"
+    subprocess.run([sys.executable, "-m", "mlci", "train"], cwd=root, check=True, capture_output=True)
+    found, err = report(root)
+    assert found == {"code": 0, "pandas": False, "pandera": False}, err
+    assert "not read again" in err
+    # Trains again: the data as the last run checked it (MLflow, loaded to log the run, brings
+    # pandas; the checks' pandera stays out).
+    found, err = report(root, "train", "--no-cache")
+    assert found["code"] == 0 and found["pandera"] is False, err
+    assert "not read again" in err
+    config = root / "mlci.yaml"
+    config.write_text(config.read_text().replace("rows: {min: 500}", "rows: {min: 501}"))
+    found, err = report(root)
+    assert found["pandas"] is True and "not read again" not in err  # checked again: other checks
+    config.write_text(config.read_text().replace("rows: {min: 501}", "rows: {min: 500}"))
+    assert report(root)[0]["pandera"] is False
+    params = root / "params.yaml"  # other params, the same data: its checks still hold
+    params.write_text(params.read_text().replace("C: 1.0", "C: 0.5"))
+    found, err = report(root, "train")
+    assert found["code"] == 0 and found["pandera"] is False and "not read again" in err, err
+    data = root / "data" / "cancer.csv"
+    data.write_text(data.read_text() + "\n")  # one more byte: these files were never checked
+    found, err = report(root)
+    assert found["pandas"] is True and "not read again" not in err

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 DATA_TAG_PREFIX = "mlci.data."  # + dataset name: its digest, on the run
 PROFILE_DIGEST_TAG = "mlci.data_profile_sha256"  # the run's data-profile.json (checked wherever fetched)
 HEAD_PROFILES = "head-data-profile.json"  # beside a pull request's report.json: its datasets' profiles
+CHECKS_TAG = "mlci.data_checks_sha256"  # the checks (data: in mlci.yaml) the run's data passed
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,49 @@ def run_records(checked: Sequence[Checked], folder: Path) -> tuple[dict[str, str
     path.write_text(text, encoding="utf-8")
     found = {f"{DATA_TAG_PREFIX}{c.dataset.name}": str(c.profile.get("digest")) for c in checked}
     found[PROFILE_DIGEST_TAG] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    found[CHECKS_TAG] = checks_digest([c.dataset for c in checked])
     return found, path
+
+
+def checks_digest(datasets: Sequence[cfg.Dataset]) -> str:
+    """sha256 of the declared datasets and their checks, as mlci.yaml states them now."""
+    import dataclasses
+    import hashlib
+
+    declared = [dataclasses.asdict(d) for d in datasets]
+    return hashlib.sha256(json.dumps(declared, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def recorded_checks(
+    config: cfg.Config, tracking: Tracking, log: Callable[[str], None]
+) -> list[Checked] | None:
+    """The checks a finished run recorded for these very files, where they still hold: the
+    same checks (mlci.yaml's data: as it is now) passed on files with the same digests, so
+    reading and checking them again (pandas, a second or more) would say the same,
+    whatever else the inputs changed (params, code). The profiles are the run's own (their
+    sha256 checked). None where any of that differs or cannot be read: then the data is
+    read and checked again."""
+    from mlci.tracking import sqlite_path
+
+    store = sqlite_path(tracking.uri)
+    if not config.data or (store is not None and not store.exists()):
+        return None  # a store never made has no run (and opening it would make it)
+    located = [data.locate(config, dataset) for dataset in config.data]
+    if not all(loc.present for loc in located):
+        return None
+    digests = {loc.dataset.name: loc.digest() for loc in located}
+    first = config.data[0].name
+    run = tracking.find_finished_run_tagged(f"{DATA_TAG_PREFIX}{first}", digests[first])
+    if run is None or run.tags.get(CHECKS_TAG) != checks_digest(config.data):
+        return None
+    if any(run.tags.get(f"{DATA_TAG_PREFIX}{name}") != digest for name, digest in digests.items()):
+        return None
+    profiles = run_profiles(tracking, run.run_id, log)
+    if profiles is None or not all(isinstance(profiles.get(d.name), dict) for d in config.data):
+        return None
+    for dataset in config.data:
+        log(f"data.{dataset.name}: passes its checks (run {run.run_id} checked these files; not read again)")
+    return [Checked(dataset, profiles[dataset.name], ()) for dataset in config.data]
 
 
 def lineage(run_tags: Mapping[str, str]) -> dict[str, str]:

@@ -270,8 +270,9 @@ def train(
     if config.data:  # the data is checked before anything is trained (mlci.commands.data)
         from mlci.commands import data as data_cmd
 
-        if data_checked is None:
-            checked = data_cmd.check_all(config, log)
+        if data_checked is None:  # as a run recorded them for these very files, or anew
+            recorded = data_cmd.recorded_checks(config, tracking, log)
+            checked = recorded or data_cmd.check_all(config, log)
         data_cmd.raise_if_failed(checked)
 
     tags = {
