@@ -99,6 +99,12 @@ def read_state(root: Path) -> dict[str, tags.ModelState]:
 def state_of(records: Sequence[tags.TagRecord]) -> dict[str, tags.ModelState]:
     """``read_state`` of tags already read."""
     state, skipped = read_with_skipped(records)
+    warn_skipped(skipped)
+    return state
+
+
+def warn_skipped(skipped: Sequence[tags.Skipped]) -> None:
+    """One warning per tag the registry leaves out, once per process."""
     for item in skipped:
         if item.tag not in _warned:
             _warned.add(item.tag)
@@ -107,7 +113,6 @@ def state_of(records: Sequence[tags.TagRecord]) -> dict[str, tags.ModelState]:
                 file=sys.stderr,
                 flush=True,
             )
-    return state
 
 
 def read_with_skipped(

@@ -328,6 +328,26 @@ def render_report(
             return text[: limit - len(note)] + note
 
 
+def _bytecode_cache() -> Any:
+    """mlci's own report templates, compiled once and kept in mlci's cache (compiling them
+    is a third of a report on a cache hit). Not in CI: a runner is new each time, and
+    compiled templates are code, which a job's earlier steps could have written."""
+    import os
+
+    import jinja2
+
+    from mlci.store_template import cache_dir
+
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        return None
+    folder = cache_dir() / "templates"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
+
+
 def _report_environment(template: TemplateSource | None, color: bool) -> Any:
     import jinja2
     import jinja2.sandbox
@@ -352,6 +372,7 @@ def _report_environment(template: TemplateSource | None, color: bool) -> Any:
         keep_trailing_newline=True,
         autoescape=False,
         trim_blocks=False,
+        bytecode_cache=_bytecode_cache() if template is None else None,
     )
     env.filters["num"] = _num
     env.filters["md"] = markdown_text

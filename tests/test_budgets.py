@@ -202,3 +202,76 @@ def test_the_environment_is_scanned_again_only_after_it_changed(monkeypatch: pyt
     assert redact.text("another-password-2") == "***"
     assert redact.SCANS - scans == 2
     assert os.environ["SOME_PASSWORD"] == "another-password-2"
+
+
+def _show(root: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[object, int]:
+    """`mlci show --json` (or another registry read) in this process, and how many times it
+    read the tag objects (gitrepo.read_tags)."""
+    reads = {"n": 0}
+    real = gitrepo.read_tags
+
+    def counted(path: Path) -> object:
+        reads["n"] += 1
+        return real(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gitrepo, "read_tags", counted)
+        code, out = _in_process(root, [*(args or ("show",)), "--json"], patch)
+    assert code == 0
+    return json.loads(out), reads["n"]
+
+
+@pytest.mark.parametrize("command", ["show", "history"])
+def test_the_display_registry_is_kept_until_a_tag_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """The second show reads no tag object, and says what the first said; a new tag, and
+    the registry is read from git again. In CI (GITHUB_ACTIONS) nothing is kept."""
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    root = shapes.registry_repo(tmp_path / "repo", 200)
+    first, reads = _show(root, monkeypatch, command)
+    assert reads == 1 and (root / ".git" / "mlci-registry.json").is_file()
+    again, reads = _show(root, monkeypatch, command)
+    assert reads == 0 and again == first
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    fresh, reads = _show(root, monkeypatch, command)
+    assert reads == 1 and fresh == first  # built from git, the same registry
+    monkeypatch.delenv("GITHUB_ACTIONS")
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    run(["git", "commit", "-q", "--allow-empty", "-m", "another model"], root, env)
+    run(["git", "tag", "-a", "churn@v9.9.9", "-m", "Registering artifact churn version v9.9.9"], root, env)
+    after, reads = _show(root, monkeypatch, command)
+    assert reads == 1 and after != first and "v9.9.9" in json.dumps(after)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"",
+        b"not json",
+        b'{"format": 1, "key": "x"}',
+        b"[" * 100_000,
+        b'{"format": 1, "key": "KEY", "models": {"churn": {"events": [["a"]]}}, "skipped": [], "lightweight": []}',
+        b'{"format": 1, "key": "KEY", "models": {"churn": {"events": [], "versions": {"v1": 7}, "deregistered": {},'
+        b' "assignments": {}, "deprecated": null}}, "skipped": [], "lightweight": []}',
+    ],
+)
+def test_a_damaged_display_registry_is_a_miss_never_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: bytes
+) -> None:
+    from mlci import registry_cache
+
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    root = shapes.registry_repo(tmp_path / "repo", 20)
+    expected, _ = _show(root, monkeypatch)
+    cache = root / ".git" / registry_cache.FILE
+    key = json.loads(cache.read_text())["key"]
+    cache.write_bytes(damage.replace(b"KEY", key.encode()))
+    found, reads = _show(root, monkeypatch)
+    assert found == expected and reads == 1

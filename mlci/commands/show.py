@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from mlci import config as cfg
-from mlci import gitrepo, registry, tags
+from mlci import gitrepo, registry, registry_cache, tags
 from mlci.errors import ConfigError, GitError, MlciError
 
 
 def _state(
-    cwd: Path, model: str | None, warn: Callable[[str], None]
+    cwd: Path, model: str | None, warn: Callable[[str], None], environ: Mapping[str, str]
 ) -> tuple[dict[str, tags.ModelState], list[str]]:
     found = gitrepo.toplevel_and_shallow(cwd)
     if found is None:
@@ -23,8 +24,7 @@ def _state(
             hint="run the command inside the model's repository",
         )
     root, shallow = found
-    records = gitrepo.read_tags(root)
-    lightweight = [r.name for r in records if not r.annotated and tags.parse_name(r.name)]
+    state, lightweight = registry_cache.display_state(root, environ, warn)
     if lightweight:
         warn(
             f"{len(lightweight)} registry tag(s) are lightweight and ignored (a CI checkout "
@@ -32,7 +32,6 @@ def _state(
         )
     if shallow:
         warn(f"{root} is a shallow clone: the registry may be incomplete; {registry.FETCH_DEPTH_HINT}")
-    state = registry.state_of(records)
     env_order: list[str] = []
     # mlci.yaml is optional here: any GTO registry can be shown.
     with contextlib.suppress(ConfigError):
@@ -53,9 +52,15 @@ def _when(timestamp: int) -> str:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def show(cwd: Path, model: str | None, warn: Callable[[str], None], detail: bool = True) -> dict[str, Any]:
+def show(
+    cwd: Path,
+    model: str | None,
+    warn: Callable[[str], None],
+    detail: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The registry; ``detail`` adds every version (for --json)."""
-    state, env_order = _state(cwd, model, warn)
+    state, env_order = _state(cwd, model, warn, os.environ if environ is None else environ)
     models = []
     for name in sorted(state):
         s = state[name]
@@ -122,8 +127,10 @@ def format_show(data: dict[str, Any]) -> str:
     return "\n".join([_table(header, rows), *notes])
 
 
-def history(cwd: Path, model: str | None, warn: Callable[[str], None]) -> list[dict[str, Any]]:
-    state, _ = _state(cwd, model, warn)
+def history(
+    cwd: Path, model: str | None, warn: Callable[[str], None], environ: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    state, _ = _state(cwd, model, warn, os.environ if environ is None else environ)
     events = [e for s in state.values() for e in s.events]
     events.sort(
         key=lambda e: (tags.event_time(e), e.counter if e.counter is not None else -1),
