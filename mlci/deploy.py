@@ -235,6 +235,8 @@ def run_hook(
             name, command, outcome.returncode, outcome.seconds, outcome.stderr_tail, outcome.timed_out
         )
         steps.append(step)
+        outcome_word = "done" if step.ok else "failed"
+        log(f"{name} {version.version} to {env.name}: {outcome_word} in {outcome.seconds:.2f}s")
         if name == "deploy":
             url = tee.url()
         if not step.ok:
