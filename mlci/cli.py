@@ -563,7 +563,7 @@ def show(model: ModelArgument = None, as_json: JsonOption = False) -> None:
     """
     from mlci.commands import show as command
 
-    data = command.show(Path.cwd(), model, warn=_log, detail=as_json)
+    data = command.show(Path.cwd(), model, warn=_log, detail=as_json, environ=os.environ)
     _emit(data, as_json, lambda: command.format_show(data))
 
 
@@ -572,7 +572,7 @@ def history(model: ModelArgument = None, as_json: JsonOption = False) -> None:
     """Every registration, assignment and rollback, newest first, with who and when."""
     from mlci.commands import show as command
 
-    events = command.history(Path.cwd(), model, warn=_log)
+    events = command.history(Path.cwd(), model, warn=_log, environ=os.environ)
     _emit(events, as_json, lambda: command.format_history(events))
 
 

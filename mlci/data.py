@@ -90,17 +90,24 @@ class Located:
         return bool(self.files)
 
     def digest(self) -> str:
-        """sha256 over the files' names and contents; DVC's recorded hash where the data is not here."""
+        """sha256 over the files' names and contents; DVC's recorded hash where the data is not
+        here. Read once: reusing a run's checks and profiling the data both ask for it."""
+        known = self.__dict__.get("_digest")
+        if known is not None:
+            return str(known)
         if not self.files:
             assert self.dvc is not None
-            return f"dvc:{self.dvc.hash}"
-        h = hashlib.sha256()
-        for path in self.files:
-            h.update(f"{path.relative_to(self.root).as_posix()}\n".encode())
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    h.update(chunk)
-        return h.hexdigest()
+            found = f"dvc:{self.dvc.hash}"
+        else:
+            h = hashlib.sha256()
+            for path in self.files:
+                h.update(f"{path.relative_to(self.root).as_posix()}\n".encode())
+                with path.open("rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        h.update(chunk)
+            found = h.hexdigest()
+        object.__setattr__(self, "_digest", found)  # frozen: set once, as tags.Event.metadata is
+        return found
 
 
 def _dvc_record(root: Path, pattern: str) -> dvc.Tracked | None:

@@ -729,23 +729,23 @@ class Tracking:
         return None
 
     def _fetch_artifact(self, url: str, limit: int, run_id: str, name: str) -> bytes:
-        def get() -> bytes:
-            return _request(url, "GET", self.environ, None, self.timeout, limit)
-
+        """A GET of an artifact, asked again after a silent deadline as ``_via_rest`` asks."""
         try:
             for attempt in range(HTTP_RETRIES + 1):
                 try:
-                    return get()
+                    return _request(url, "GET", self.environ, None, self.timeout, limit)
                 except transport.DeadlineExceeded as exc:
                     if exc.received or attempt == HTTP_RETRIES:
                         raise unreachable(self.uri, self.timeout, str(exc)) from exc
                     time.sleep(0.5 * 2**attempt)
         except urllib.error.HTTPError as exc:
+            from mlci import redact
+
             hint = "check that the run's artifacts were uploaded and the server proxies artifacts"
             if exc.code in (401, 403):
                 hint = "set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and _PASSWORD"
             raise TrackingError(
-                f"could not read run {run_id}'s {name} from {redact_url(url)}: HTTP {exc.code}", hint=hint
+                f"could not read run {run_id}'s {name} from {redact.url(url)}: HTTP {exc.code}", hint=hint
             ) from exc
         except transport.TooLarge as exc:
             raise TrackingError(f"run {run_id}'s {name} is over {limit} bytes") from exc
@@ -1224,12 +1224,6 @@ def _local_artifact(root: Path, name: str, limit: int, run_id: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise TrackingError(f"could not read run {run_id}'s {name} in {root}: {exc}") from exc
-
-
-def redact_url(url: str) -> str:
-    from mlci import redact
-
-    return redact.url(url)
 
 
 _REST_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (uri, name) -> id: an experiment's id never changes

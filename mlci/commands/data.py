@@ -53,12 +53,20 @@ class Checked:
         }
 
 
-def check_all(config: cfg.Config, log: Callable[[str], None]) -> list[Checked]:
+def check_all(
+    config: cfg.Config, log: Callable[[str], None], tracking: Tracking | None = None
+) -> list[Checked]:
     """Every declared dataset, read, checked and profiled; one DVC tracks and this
-    checkout lacks is reported as not present (its recorded hash is its digest)."""
+    checkout lacks is reported as not present (its recorded hash is its digest). With
+    ``tracking``, the checks a finished run recorded for these very files are taken
+    instead where they still hold (``_recorded``): nothing is read but the files' bytes."""
+    all_located = [data.locate(config, dataset) for dataset in config.data]
+    if tracking is not None:
+        reused = _recorded(config, all_located, tracking, log)
+        if reused is not None:
+            return reused
     found = []
-    for dataset in config.data:
-        located = data.locate(config, dataset)
+    for dataset, located in zip(config.data, all_located, strict=True):
         if not located.present:
             assert located.dvc is not None
             log(
@@ -116,8 +124,8 @@ def checks_digest(datasets: Sequence[cfg.Dataset]) -> str:
     return hashlib.sha256(json.dumps(declared, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def recorded_checks(
-    config: cfg.Config, tracking: Tracking, log: Callable[[str], None]
+def _recorded(
+    config: cfg.Config, located: Sequence[data.Located], tracking: Tracking, log: Callable[[str], None]
 ) -> list[Checked] | None:
     """The checks a finished run recorded for these very files, where they still hold: the
     same checks (mlci.yaml's data: as it is now) passed on files with the same digests, so
@@ -125,12 +133,8 @@ def recorded_checks(
     whatever else the inputs changed (params, code). The profiles are the run's own (their
     sha256 checked). None where any of that differs or cannot be read: then the data is
     read and checked again."""
-    from mlci.tracking import sqlite_path
-
-    store = sqlite_path(tracking.uri)
-    if not config.data or (store is not None and not store.exists()):
+    if not config.data or not _has_store(tracking):
         return None  # a store never made has no run (and opening it would make it)
-    located = [data.locate(config, dataset) for dataset in config.data]
     if not all(loc.present for loc in located):
         return None
     digests = {loc.dataset.name: loc.digest() for loc in located}
@@ -233,7 +237,7 @@ def compare(
     (GitHub Actions without a server), else its run in the tracking store; where neither
     has them, against the digest its version records."""
     profiles = _release_profiles(config, environ, baseline.version, log) if baseline.version else None
-    if profiles is None and baseline.run_id and _has_run(tracking, baseline.run_id):
+    if profiles is None and baseline.run_id and _has_store(tracking):
         profiles = run_profiles(tracking, baseline.run_id, log)
     found = []
     for item in checked:
@@ -271,8 +275,8 @@ def _release_profiles(
     return read_profiles(path, f"{version.tag}'s data profile", log)
 
 
-def _has_run(tracking: Tracking, run_id: str) -> bool:
-    """Whether the store can hold the run at all (a CI job's store that was never made has none)."""
+def _has_store(tracking: Tracking) -> bool:
+    """Whether the store can hold a run at all (a CI job's store that was never made has none)."""
     from mlci.tracking import sqlite_path
 
     path = sqlite_path(tracking.uri)

@@ -227,11 +227,13 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
     _stop_server(root, log)
 
     heading("The registry: mlci show and mlci history")
-    shown = show_cmd.show(root, None, warn=log)
+    shown = show_cmd.show(root, None, warn=log, environ=os.environ)
     for line in show_cmd.format_show(shown).splitlines():
         echo(f"   {line}")
     echo("")
-    for line in show_cmd.format_history(show_cmd.history(root, None, warn=log)).splitlines():
+    for line in show_cmd.format_history(
+        show_cmd.history(root, None, warn=log, environ=os.environ)
+    ).splitlines():
         echo(f"   {line}")
     tags = git("tag", "--list")
     remote_tags = gitrepo.remote_tags(root, "origin")

@@ -173,8 +173,7 @@ def gather(
     if check_data and config.data:  # the data first: data no gated environment takes trains nothing
         from mlci.commands import data as data_cmd
 
-        recorded = data_cmd.recorded_checks(config, project.make_tracking(config, environ), log)
-        checked = recorded or data_cmd.check_all(config, log)
+        checked = data_cmd.check_all(config, log, project.make_tracking(config, environ))
         data_failed = bool(data_cmd.failed(checked))
         if not data_failed:
             comparisons = data_comparisons(config, environ, checked, state, log)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,10 +56,11 @@ def show(
     model: str | None,
     warn: Callable[[str], None],
     detail: bool = True,
-    environ: Mapping[str, str] | None = None,
+    *,
+    environ: Mapping[str, str],
 ) -> dict[str, Any]:
     """The registry; ``detail`` adds every version (for --json)."""
-    state, env_order = _state(cwd, model, warn, os.environ if environ is None else environ)
+    state, env_order = _state(cwd, model, warn, environ)
     models = []
     for name in sorted(state):
         s = state[name]
@@ -128,9 +128,9 @@ def format_show(data: dict[str, Any]) -> str:
 
 
 def history(
-    cwd: Path, model: str | None, warn: Callable[[str], None], environ: Mapping[str, str] | None = None
+    cwd: Path, model: str | None, warn: Callable[[str], None], *, environ: Mapping[str, str]
 ) -> list[dict[str, Any]]:
-    state, _ = _state(cwd, model, warn, os.environ if environ is None else environ)
+    state, _ = _state(cwd, model, warn, environ)
     events = [e for s in state.values() for e in s.events]
     events.sort(
         key=lambda e: (tags.event_time(e), e.counter if e.counter is not None else -1),

@@ -271,8 +271,7 @@ def train(
         from mlci.commands import data as data_cmd
 
         if data_checked is None:  # as a run recorded them for these very files, or anew
-            recorded = data_cmd.recorded_checks(config, tracking, log)
-            checked = recorded or data_cmd.check_all(config, log)
+            checked = data_cmd.check_all(config, log, tracking)
         data_cmd.raise_if_failed(checked)
 
     tags = {
