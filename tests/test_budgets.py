@@ -17,16 +17,8 @@ import pytest
 from mlci import gitrepo, redact
 from mlci.cli import main
 from tests import shapes
-from tests.helpers import run
+from tests.helpers import probe, run
 
-# Runs one mlci command in a fresh process and says whether MLflow was imported.
-PROBE = """
-import json, sys
-from mlci.cli import main
-code = main(sys.argv[1:])
-print(json.dumps({"code": code, "mlflow": sorted(m for m in sys.modules if m.split(".")[0] == "mlflow")[:5]}),
-      file=sys.stderr)
-"""
 READ_PATHS = (
     ["diff", "--base", "main"],
     ["gate", "--env", "staging"],
@@ -37,13 +29,10 @@ READ_PATHS = (
 )
 
 
-def _probe(root: Path, args: list[str]) -> dict[str, object]:
-    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=root, capture_output=True, text=True)
-    lines = proc.stderr.strip().splitlines()
-    assert lines, proc.stdout
-    report = json.loads(lines[-1])
-    assert report["code"] in (0, 1), f"mlci {' '.join(args)}: {proc.stderr}"  # 1: a gate failed
-    return report
+def _imports_mlflow(root: Path, args: list[str]) -> bool:
+    found = probe(args, root)
+    assert found.code in (0, 1), f"mlci {' '.join(args)}: {found.err}"  # 1: a gate failed
+    return "mlflow" in found.modules
 
 
 def _mlci(root: Path, *args: str) -> str:
@@ -72,7 +61,7 @@ def test_read_paths_of_the_scaffold_import_no_mlflow(tmp_path: Path) -> None:
     _change_params(root)
     _mlci(root, "train")
     for args in READ_PATHS:
-        assert _probe(root, args)["mlflow"] == [], f"mlci {' '.join(args)} imported MLflow"
+        assert not _imports_mlflow(root, args), f"mlci {' '.join(args)} imported MLflow"
 
 
 @pytest.mark.slow
@@ -90,7 +79,7 @@ def test_read_paths_with_every_feature_import_no_mlflow(tmp_path: Path) -> None:
     _mlci(root, "train", "--set", "C=0.7")
     _mlci(root, "train")
     for args in READ_PATHS:
-        assert _probe(root, args)["mlflow"] == [], f"mlci {' '.join(args)} imported MLflow"
+        assert not _imports_mlflow(root, args), f"mlci {' '.join(args)} imported MLflow"
     gate = subprocess.run(
         [sys.executable, "-m", "mlci", "gate", "--env", "staging", "--json"],
         cwd=root,
@@ -103,13 +92,7 @@ def test_read_paths_with_every_feature_import_no_mlflow(tmp_path: Path) -> None:
 
 def test_the_probe_sees_an_import_of_mlflow(tmp_path: Path) -> None:
     """Guard against a probe that can never fail."""
-    proc = subprocess.run(
-        [sys.executable, "-c", "import mlflow.entities\n" + PROBE, "--version"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert json.loads(proc.stderr.strip().splitlines()[-1])["mlflow"]
+    assert "mlflow" in probe(["--version"], tmp_path, before="import mlflow.entities\n").modules
 
 
 def _in_process(root: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:

@@ -636,17 +636,12 @@ def test_data_checks_are_a_runs_own_while_files_and_checks_hold(tmp_path: Path) 
     import subprocess
     import sys
 
-    probe = (
-        "import json, sys\nfrom mlci.cli import main\ncode = main(sys.argv[1:])\n"
-        "print(json.dumps({'code': code, 'pandas': 'pandas' in sys.modules, 'pandera': 'pandera' in sys.modules}),"
-        " file=sys.stderr)\n"
-    )
+    from tests.helpers import probe
 
     def report(root: Path, *args: str) -> tuple[dict[str, object], str]:
-        proc = subprocess.run(
-            [sys.executable, "-c", probe, *(args or ("report",))], cwd=root, capture_output=True, text=True
-        )
-        return json.loads(proc.stderr.strip().splitlines()[-1]), proc.stderr
+        found = probe(list(args or ("report",)), root)
+        loaded = {"pandas": "pandas" in found.modules, "pandera": "pandera" in found.modules}
+        return {"code": found.code, **loaded}, found.err
 
     subprocess.run([sys.executable, "-m", "mlci", "init", "churn", "--git"], cwd=tmp_path, check=True)
     root = tmp_path / "churn"

@@ -17,15 +17,9 @@ import pytest
 
 from mlci import tracking
 from tests import tools
+from tests.helpers import probe
 
 pytestmark = pytest.mark.slow
-
-PROBE = """
-import json, sys
-from mlci.cli import main
-code = main(sys.argv[1:])
-print(json.dumps({"code": code, "mlflow": "mlflow" in sys.modules}), file=sys.stderr)
-"""
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -77,11 +71,8 @@ def test_the_oldest_mlflow_of_the_range_trains_and_reads_without_mlflow(tmp_path
     hit = _run(python, ["-m", "mlci", "train", "--json"], tmp_path / "first", env)
     assert json.loads(hit.stdout)["cached"] is True
     for args in (["train", "--json"], ["diff"], ["gate", "--env", "staging"], ["report"]):
-        probe = subprocess.run(
-            [str(python), "-c", PROBE, *args], cwd=tmp_path / "first", env=env, capture_output=True, text=True
-        )
-        report = json.loads(probe.stderr.strip().splitlines()[-1])
-        assert report["code"] == 0 and report["mlflow"] is False, (args, probe.stderr)
+        found = probe(args, tmp_path / "first", python=python, env=env)
+        assert found.code == 0 and "mlflow" not in found.modules, (args, found.err)
 
 
 def test_a_project_made_by_the_oldest_mlflow_is_read_by_the_newest(tmp_path: Path) -> None:

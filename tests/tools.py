@@ -94,10 +94,13 @@ def mlflow_range() -> tuple[str, str]:
     raise MissingTool("pyproject.toml states no range `mlflow-skinny>=X,<Y`")
 
 
+def _full_install() -> list[str]:
+    return [f"-e {REPO_ROOT}[full]", "psycopg2-binary>=2.9"]
+
+
 def _full_spec() -> str:
-    return json.dumps(
-        [f"-e {REPO_ROOT}[full]", "psycopg2-binary>=2.9", *_project()["project"]["dependencies"]]
-    )
+    """What is installed, and mlci's dependencies: a change to them installs it anew."""
+    return json.dumps([*_full_install(), *_project()["project"]["dependencies"]])
 
 
 def _oldest_spec() -> str:
@@ -143,7 +146,7 @@ def _venv_with(folder: Path, *specs: str) -> None:
 
 
 def install_full() -> None:
-    _venv_with(FULL_ENV, *json.loads(_full_spec())[:2])
+    _venv_with(FULL_ENV, *_full_install())
     _done(FULL_ENV, _full_spec())
 
 
