@@ -236,12 +236,14 @@ def pretty_json(value: object, indent: int = 2) -> str:
 
     encode = json.JSONEncoder(default=str, separators=(", ", ": ")).encode
 
-    def long(item: object) -> bool:
-        if isinstance(item, dict):
-            return len(item) > _LINE // 3 or any(long(v) for v in item.values())
-        if isinstance(item, (list, tuple)):
-            return len(item) > _LINE // 3 or any(long(v) for v in item)
-        return False
+    containers = (dict, list, tuple)
+
+    def long(item: dict[object, object] | list[object] | tuple[object, ...]) -> bool:
+        values = item.values() if isinstance(item, dict) else item
+        if len(values) > _LINE // 3:
+            return True
+        # A call only for a nested container: most values are scalars.
+        return any(long(v) for v in values if isinstance(v, containers))
 
     def write(item: object, depth: int) -> str:
         if not isinstance(item, (dict, list, tuple)) or not item:

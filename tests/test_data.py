@@ -170,10 +170,14 @@ def _broken(edit):  # type: ignore[no-untyped-def]
             lambda f: f.__setitem__("id", f["id"].where(f.index != 11, 10)),
             "column 'id': 2 rows repeat a key value (e.g. 10); the key must be unique",
         ),
+        (
+            lambda f: f.__setitem__("age", f["age"].astype(float).where(f.index != 4, 30.5)),
+            "column 'age': 1 value not of type int (e.g. 30.5)",
+        ),
         (lambda f: f.drop(columns=["score"]), "data.customers: no column 'score' (declared under columns)"),
         (lambda f: f.drop(index=range(50, 2000)), "data.customers: 50 rows, fewer than rows.min 100"),
     ],
-    ids=["type", "nulls-none", "nulls-share", "min", "max", "allowed", "key", "required", "rows"],
+    ids=["type", "nulls-none", "nulls-share", "min", "max", "allowed", "key", "fraction", "required", "rows"],
 )
 def test_each_broken_check_stops_training_and_says_where(cli, tmp_path: Path, edit, says: str) -> None:  # type: ignore[no-untyped-def]
     root = _project(tmp_path, _broken(edit))
@@ -188,13 +192,13 @@ def test_each_broken_check_stops_training_and_says_where(cli, tmp_path: Path, ed
     assert not (root / "trained.marker").exists()  # the command never ran
 
 
-_BROKEN_RULES = ["type", "nulls", "nulls", "min", "max", "allowed", "key", "required", "rows"]
+_BROKEN_RULES = ["type", "nulls", "nulls", "min", "max", "allowed", "key", "type", "required", "rows"]
 
 
 @pytest.mark.parametrize(
     ("index", "rule", "decided"),
     [(i, r, r not in ("type", "key")) for i, r in enumerate(_BROKEN_RULES)],
-    ids=["type", "nulls-none", "nulls-share", "min", "max", "allowed", "key", "required", "rows"],
+    ids=["type", "nulls-none", "nulls-share", "min", "max", "allowed", "key", "fraction", "required", "rows"],
 )
 def test_a_profile_judges_what_it_can_and_names_what_it_cannot(
     tmp_path: Path, index: int, rule: str, decided: bool
@@ -310,7 +314,7 @@ def test_data_diff_shows_rows_retyped_and_drifted_columns(cli, tmp_path: Path) -
     assert same.code == ExitCode.OK and "data.customers against staging v0.0.1: the same data" in same.out
 
     changed = _frame(2500, seed=0, shift=0.6)  # 500 more rows, score shifted
-    changed["age"] = changed["age"].astype(float) + 0.5  # int -> float
+    changed["age"] = changed["age"].astype(float)  # int -> float (whole numbers: still of type int)
     _commit(root, changed)
     result = cli("data", "diff", "--json", cwd=root)
     assert result.code == ExitCode.GATE_FAILED, result.err
@@ -638,33 +642,77 @@ def test_data_checks_are_a_runs_own_while_files_and_checks_hold(tmp_path: Path) 
 
     from tests.helpers import probe
 
+    # Each dataset mlci reads leaves a mark among the modules the probe lists.
+    marker = (
+        "import sys\nimport mlci.data as _data\n_read = _data.read\n"
+        "def _marked(located):\n    sys.modules['mlci_read_data'] = sys\n    return _read(located)\n"
+        "_data.read = _marked\n"
+    )
+
     def report(root: Path, *args: str) -> tuple[dict[str, object], str]:
-        found = probe(list(args or ("report",)), root)
-        loaded = {"pandas": "pandas" in found.modules, "pandera": "pandera" in found.modules}
+        found = probe(list(args or ("report",)), root, before=marker)
+        loaded = {"pandas": "pandas" in found.modules, "read": "mlci_read_data" in found.modules}
         return {"code": found.code, **loaded}, found.err
 
     subprocess.run([sys.executable, "-m", "mlci", "init", "churn", "--git"], cwd=tmp_path, check=True)
     root = tmp_path / "churn"
     subprocess.run([sys.executable, "-m", "mlci", "train"], cwd=root, check=True, capture_output=True)
     found, err = report(root)
-    assert found == {"code": 0, "pandas": False, "pandera": False}, err
+    assert found == {"code": 0, "pandas": False, "read": False}, err
     assert "not read again" in err
     # Trains again: the data as the last run checked it (MLflow, loaded to log the run, brings
-    # pandas; the checks' pandera stays out).
+    # pandas; the data is not read).
     found, err = report(root, "train", "--no-cache")
-    assert found["code"] == 0 and found["pandera"] is False, err
+    assert found["code"] == 0 and found["read"] is False, err
     assert "not read again" in err
     config = root / "mlci.yaml"
     config.write_text(config.read_text().replace("rows: {min: 500}", "rows: {min: 501}"))
     found, err = report(root)
-    assert found["pandas"] is True and "not read again" not in err  # checked again: other checks
+    assert found["read"] is True and "not read again" not in err  # checked again: other checks
     config.write_text(config.read_text().replace("rows: {min: 501}", "rows: {min: 500}"))
-    assert report(root)[0]["pandera"] is False
+    assert report(root)[0]["read"] is False
     params = root / "params.yaml"  # other params, the same data: its checks still hold
     params.write_text(params.read_text().replace("C: 1.0", "C: 0.5"))
     found, err = report(root, "train")
-    assert found["code"] == 0 and found["pandera"] is False and "not read again" in err, err
+    assert found["code"] == 0 and found["read"] is False and "not read again" in err, err
     data = root / "data" / "cancer.csv"
     data.write_text(data.read_text() + "\n")  # one more byte: these files were never checked
     found, err = report(root)
-    assert found["pandas"] is True and "not read again" not in err
+    assert found["read"] is True and "not read again" not in err
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        (list(range(20)) * 3, "Int64"),
+        (list(range(21)), "Int64"),
+        ([2**63 + 5, 2**63 + 7], "UInt64"),
+        ([2**53, 2**53 + 1] * 11, "Int64"),
+        ([1.5, math.inf, -math.inf, None], "Float64"),
+        ([*range(20), math.nan, math.inf], "float64"),
+        ([*range(19), math.nan, math.nan], "float64"),
+        ([], "Float64"),
+        ([None, None], "Float64"),
+    ],
+    ids=[
+        "20-repeated",
+        "21",
+        "uint64-huge",
+        "int-past-2**53",
+        "infinities",
+        "nan-and-inf",
+        "nans",
+        "empty",
+        "all-null",
+    ],
+)
+def test_a_numeric_columns_values_are_listed_exactly_when_few(values: list[object], dtype: str) -> None:
+    """The distinct values are counted from the sorted column, as pandas would count them."""
+    import pandas as pd
+
+    series = pd.Series(values, dtype=dtype)
+    found = data._column_profile(series)
+    few = series.nunique() <= data.CATEGORIES
+    assert ("top" in found) is few, found
+    if few:
+        assert found["distinct"] == series.nunique()

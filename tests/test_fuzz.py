@@ -734,6 +734,42 @@ def test_fuzzed_data_files(
     mlci("data", f"{fmt}: {rows!r:.150} {checks!r:.100}", "data", "check", "--json", cwd=folder)
 
 
+CSV_CELLS = st.one_of(
+    st.none(), st.integers(-(10**20), 10**20), st.floats(), st.text(max_size=5), st.booleans(),
+    st.sampled_from(["1.0", "2", "True", "false", "NaN", "inf", " 3", "1e3", "", "NA", "null", "-0"]),
+)  # fmt: skip
+
+
+@settings(FUZZ, max_examples=max(50, EXAMPLES))
+@given(
+    rows=st.lists(st.lists(CSV_CELLS, min_size=3, max_size=3), max_size=8),
+    header=st.lists(st.sampled_from(["a", "b", "c", "a ", ""]), min_size=3, max_size=3),
+)
+def test_a_csv_is_read_as_pandas_nullable_read_reads_it(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[list[Any]], header: list[str]
+) -> None:
+    """mlci's CSV reader (numpy's types, then each column cast) gives exactly the frame of
+    ``read_csv(dtype_backend="numpy_nullable")``: the types a profile records never change."""
+    import csv
+
+    import pandas as pd
+
+    from mlci import data
+
+    path = tmp_path_factory.mktemp("csv") / "d.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    try:
+        expected = pd.read_csv(path, dtype_backend="numpy_nullable")
+    except Exception as exc:  # the same refusal is what is compared
+        with pytest.raises(type(exc)):
+            data._read_csv(pd, path)
+        return
+    pd.testing.assert_frame_equal(data._read_csv(pd, path), expected)
+
+
 ENTRY_NAMES = st.one_of(
     st.sampled_from(["a", "a/b", "a/b/c", ".", "./a", "a/", "a//b", "..", "../x", "/abs", "MLmodel", "a/../b", "\0x"]),
     st.text(min_size=1, max_size=8),
