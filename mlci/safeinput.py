@@ -105,9 +105,32 @@ def read_bytes(path: Path, *, limit: int, what: str, follow: bool = True) -> byt
 # --------------------------------------------------------------------------- YAML
 
 
+# Texts already read in this process, each with what it reads as (a command reads
+# mlci.yaml and params.yaml again at each step; `mlci demo` 27 times): a copy is handed out.
+_READ: dict[str, tuple[Any, dict[KeyPath, int]]] = {}
+_READ_ENTRIES = 64
+PARSES = 0  # YAML texts parsed in this process (the cache's misses), for the tests that count
+
+
 def load_yaml(text: str) -> tuple[Any, dict[KeyPath, int]]:
-    """Plain data from YAML text, and the line of every key path."""
+    """Plain data from YAML text, and the line of every key path. Each text is parsed once
+    per process; every call gets its own copy of the data."""
+    import copy
+
+    found = _READ.get(text)
+    if found is None:
+        found = _parse_yaml(text)
+        if len(_READ) >= _READ_ENTRIES:
+            _READ.pop(next(iter(_READ)))
+        _READ[text] = found
+    return copy.deepcopy(found[0]), dict(found[1])
+
+
+def _parse_yaml(text: str) -> tuple[Any, dict[KeyPath, int]]:
+    global PARSES
     import yaml
+
+    PARSES += 1
 
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)

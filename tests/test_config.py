@@ -434,3 +434,23 @@ def test_show_prints_resolved_config(cli, tmp_path: Path, monkeypatch: pytest.Mo
     shown = json.loads(cli("config", "show", "--json", cwd=tmp_path).out)
     assert shown["config"]["tracking"]["effective_uri"] == "http://127.0.0.1:5999"
     assert shown["config"]["model"] == {"name": "churn", "description": ""}
+
+
+def test_a_yaml_text_is_parsed_once_per_process_and_each_reader_gets_its_own_copy() -> None:
+    from mlci import safeinput
+
+    text = "model: {name: m}\nlist: [1, 2]\nnested: {a: {b: 1}}\n# a comment unique to this test\n"
+    before = safeinput.PARSES
+    first, lines = safeinput.load_yaml(text)
+    first["list"].append(3)
+    first["nested"]["a"]["b"] = 2
+    lines.clear()
+    second, lines_again = safeinput.load_yaml(text)
+    parses = safeinput.PARSES - before
+    assert parses == 1
+    assert second == {"model": {"name": "m"}, "list": [1, 2], "nested": {"a": {"b": 1}}}
+    assert lines_again[("nested", "a", "b")] == 3
+    with pytest.raises(safeinput.BadInput):  # a refusal is said every time, never kept
+        safeinput.load_yaml("a: [")
+    with pytest.raises(safeinput.BadInput):
+        safeinput.load_yaml("a: [")
