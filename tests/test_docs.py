@@ -62,7 +62,9 @@ def test_ci_runs_exactly_the_readme_test_command_then_the_linters() -> None:
 # digits), or 7 with a letter among them (`staging@8caa4db`).
 # Hashes: 8 to 64 hex digits, 7 with a letter among them (a short number is not a hash), and
 # any 7 after "@" (a short commit, as in base staging@6537303: all digits 1 time in 27).
-_HEX = re.compile(r"\b(?=[0-9a-f]*[0-9])(?:[0-9a-f]{8,64}|(?=[0-9a-f]*[a-f])[0-9a-f]{7})\b|(?<=@)[0-9a-f]{7}\b")
+_HEX = re.compile(
+    r"\b(?=[0-9a-f]*[0-9])(?:[0-9a-f]{8,64}|(?=[0-9a-f]*[a-f])[0-9a-f]{7})\b|(?<=@)[0-9a-f]{7}\b"
+)
 _SECONDS = re.compile(r"\b\d+(\.\d+)?s\b")
 
 
