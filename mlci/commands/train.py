@@ -295,7 +295,8 @@ def train(
         del tags[OVERRIDES_TAG]
 
     # The run is created without MLflow where a fast path can (its import and store
-    # cost seconds); MLflow then loads in the background while the command trains.
+    # cost seconds); MLflow then loads in the background while the command trains,
+    # unless the results too go into the store without it (the embedded store).
     run_name = f"{config.model.name}-{digest[:8]}"
     # On a shared server, the run is also this job's claim on the fingerprint: of the
     # jobs that claim it at once, one trains and the others reuse its run (mlci.claims).
@@ -312,7 +313,7 @@ def train(
             created = tracking.experiment_id(create=True)
             assert created is not None
             started = (run_id, created)
-        elif not warming and not shared:
+        elif not warming and not shared and not tracking.logs_without_client():
             tracking.warm_up()
             warming = True
         run_id, experiment_id = started
