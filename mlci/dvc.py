@@ -31,7 +31,9 @@ class Tracked:
 
 
 def is_record(name: str) -> bool:
-    return name.endswith(".dvc") or posixpath.basename(name) == LOCK_FILE
+    return name.endswith(".dvc") or (
+        name.endswith(LOCK_FILE) and (name == LOCK_FILE or name.endswith("/" + LOCK_FILE))
+    )
 
 
 def _hash(entry: Any) -> str | None:

@@ -28,20 +28,26 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import os
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlci.errors import ConfigError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import numpy as np
     from numpy.typing import NDArray
 
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 20261128
+_Chunk = TypeVar("_Chunk")
+_Result = TypeVar("_Result")
 _CHUNK_CELLS = 4_000_000  # weights per chunk (resamples x rows): 16 MB as float32
 # Bounds on a predictions file (a training command's output, or an artifact a pull
 # request's job uploaded): checked as it is read, each past its bound an error that says so.
@@ -334,6 +340,7 @@ class _Prepared:
         n = p.rows
         score = p.y_score if p.y_score is not None and p.y_score.ndim == 1 else None
         self.columns: dict[str, NDArray[np.float32]] = {}
+        self._matrices: dict[tuple[str, ...], NDArray[np.float32]] = {}
         ranked = score is not None and len(p.classes) == 2 and not p.regression
         self.order: NDArray[np.intp] = (
             np.argsort(score, kind="stable") if ranked and score is not None else np.arange(n)
@@ -427,8 +434,11 @@ class _Prepared:
         """The named columns' weighted sums under each resample's weights (one matrix product)."""
         import numpy as np
 
-        ones = np.ones(weights.shape[1], dtype=np.float32)  # the total weight, in the same product
-        matrix = np.column_stack([self.columns[n] for n in names] + [ones])
+        key = tuple(names)
+        matrix = self._matrices.get(key)
+        if matrix is None:  # the same columns for every chunk: stacked once
+            ones = np.ones(weights.shape[1], dtype=np.float32)  # the total weight, in the same product
+            matrix = self._matrices[key] = np.column_stack([self.columns[n] for n in names] + [ones])
         products = (weights @ matrix).astype(np.float64)
         out = {n: products[:, i] for i, n in enumerate(names)}
         out["total"] = products[:, -1]
@@ -648,21 +658,53 @@ def _per_chunk(rows: int, resamples: int) -> int:
     return max(1, min(resamples, _CHUNK_CELLS // max(rows, 1)))
 
 
-def resample_weights(
-    rows: int, resamples: int, seed: int, per_chunk: int | None = None
-) -> Iterator[NDArray[np.float32]]:
-    """Chunks of Poisson(1) row weights (resamples x rows), the same for the same seed."""
+def _resample_bits(rows: int, resamples: int, seed: int, per_chunk: int | None = None) -> Iterator[Any]:
+    """The random bits of each chunk of weights (resamples x rows, uint16), in order."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    table = _poisson_table()
     per_chunk = per_chunk or _per_chunk(rows, resamples)
     done = 0
     while done < resamples:
         k = min(per_chunk, resamples - done)
-        bits = np.frombuffer(rng.bytes(2 * k * rows), dtype=np.uint16).reshape(k, rows)
-        yield np.take(table, bits)
+        yield np.frombuffer(rng.bytes(2 * k * rows), dtype=np.uint16).reshape(k, rows)
         done += k
+
+
+def _weights(bits: Any) -> NDArray[np.float32]:
+    import numpy as np
+
+    weights: NDArray[np.float32] = np.take(_poisson_table(), bits)
+    return weights
+
+
+def resample_weights(
+    rows: int, resamples: int, seed: int, per_chunk: int | None = None
+) -> Iterator[NDArray[np.float32]]:
+    """Chunks of Poisson(1) row weights (resamples x rows), the same for the same seed."""
+    for bits in _resample_bits(rows, resamples, seed, per_chunk):
+        yield _weights(bits)
+
+
+def _in_order(work: Callable[[_Chunk], _Result], chunks: Iterator[_Chunk]) -> list[_Result]:
+    """``work`` on every chunk, answers in the chunks' order, on up to two threads: numpy
+    releases the GIL in the loops that make up a chunk's work (the weights, their products
+    and cumulative sums), so two cores evaluate two chunks at once. The chunks are drawn
+    in order here, so the answers are the same as one thread's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = min(2, os.cpu_count() or 1)
+    if threads == 1:
+        return [work(chunk) for chunk in chunks]
+    answers = []
+    with ThreadPoolExecutor(threads, thread_name_prefix="mlci-bootstrap") as pool:
+        pending: deque[Future[_Result]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(work, chunk))
+            if len(pending) > threads:  # at most one chunk waits: memory stays a few chunks
+                answers.append(pending.popleft().result())
+        answers += [future.result() for future in pending]
+    return answers
 
 
 @dataclass(frozen=True)
@@ -735,11 +777,11 @@ def bootstrap(
     if not names:
         return {}
     values = prepared.point(names)
-    samples: dict[str, list[NDArray[np.float64]]] = {n: [] for n in names}
-    for weights in resample_weights(predictions.rows, resamples, seed):
-        for name, result in _evaluate(names, prepared, weights).items():
-            samples[name].append(result)
-    return {n: Samples(values[n], np.concatenate(samples[n]), resamples) for n in names}
+    chunks = _in_order(
+        lambda bits: _evaluate(names, prepared, _weights(bits)),
+        _resample_bits(predictions.rows, resamples, seed),
+    )
+    return {n: Samples(values[n], np.concatenate([c[n] for c in chunks]), resamples) for n in names}
 
 
 def intervals(
@@ -781,7 +823,10 @@ def bootstrap_differences(
     if not names:
         return {}
     head_values, base_values = h.point(names), b.point(names)
-    samples: dict[str, list[NDArray[np.float64]]] = {n: [] for n in names}
+
+    def difference(hv: Mapping[str, Any], bv: Mapping[str, Any]) -> dict[str, NDArray[np.float64]]:
+        return {n: hv[n] - bv[n] for n in names}
+
     if paired:
         # Weights are drawn in the head's row order; the base's rows are the same rows in
         # its own order: position j of the base is file row b.order[j], which the head
@@ -790,21 +835,28 @@ def bootstrap_differences(
         where[h.order] = np.arange(head.rows)
         to_base = where[b.order]
         same_order = bool(np.array_equal(h.order, b.order))
-        for weights in resample_weights(head.rows, resamples, seed):
-            hv = _evaluate(names, h, weights)
-            bv = _evaluate(names, b, weights if same_order else weights[:, to_base])
-            for n in names:
-                samples[n].append(hv[n] - bv[n])
+
+        def one(bits: Any) -> dict[str, NDArray[np.float64]]:
+            weights = _weights(bits)
+            base_weights = weights if same_order else weights[:, to_base]
+            return difference(_evaluate(names, h, weights), _evaluate(names, b, base_weights))
+
+        chunks = _in_order(one, _resample_bits(head.rows, resamples, seed))
     else:
         per_chunk = _per_chunk(max(head.rows, base.rows), resamples)
-        head_chunks = resample_weights(head.rows, resamples, seed, per_chunk)
-        base_chunks = resample_weights(base.rows, resamples, seed + 1, per_chunk)
-        for hw, bw in zip(head_chunks, base_chunks, strict=True):
-            hv, bv = _evaluate(names, h, hw), _evaluate(names, b, bw)
-            for n in names:
-                samples[n].append(hv[n] - bv[n])
+        both = zip(
+            _resample_bits(head.rows, resamples, seed, per_chunk),
+            _resample_bits(base.rows, resamples, seed + 1, per_chunk),
+            strict=True,
+        )
+        chunks = _in_order(
+            lambda pair: difference(
+                _evaluate(names, h, _weights(pair[0])), _evaluate(names, b, _weights(pair[1]))
+            ),
+            both,
+        )
     return {
-        n: Samples(head_values[n] - base_values[n], np.concatenate(samples[n]), resamples, paired)
+        n: Samples(head_values[n] - base_values[n], np.concatenate([c[n] for c in chunks]), resamples, paired)
         for n in names
     }
 

@@ -105,6 +105,13 @@ def test_git_and_plain_folder_agree(tmp_path: Path) -> None:
     assert with_git.digest == without.digest
 
 
+def test_the_fingerprint_of_the_same_inputs_never_moves(tmp_path: Path) -> None:
+    """Every run cache in use is keyed by it: a change to how it is computed (however
+    fast) that changes its value makes every project train again."""
+    result = fp.compute(_project(tmp_path, git=False), {"C": 1})
+    assert result.digest == "1f263e3cd547160207811a48acdd2dd9c420b7a994635e210b63b9df3f5aa5ee"
+
+
 def test_what_changes_the_fingerprint(tmp_path: Path) -> None:
     config = _project(tmp_path)
     base = fp.compute(config, {"C": 1}).digest

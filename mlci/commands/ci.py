@@ -348,6 +348,7 @@ def _push(
         log=log,
         allow_training=stage != "publish",
         check_data=True,  # the merged data, checked and judged against the environment's model's
+        then_uses_mlflow=True,  # a model that passes is registered next
         **run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
     _, path = _write_report(ctx, config, report, report_cmd.template_for(config))  # the merged branch's

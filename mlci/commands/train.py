@@ -204,10 +204,13 @@ def train(
     write_bundle: bool = False,
     allow_training: bool = True,
     data_checked: Sequence[Any] | None = None,
+    then_uses_mlflow: bool = False,
 ) -> TrainResult:
     """Reuse the FINISHED run with this fingerprint (the tracking store first, then
     ``run_sources``), or run the training command and record it. With
-    ``write_bundle``, a run trained here is also written as a bundle to upload."""
+    ``write_bundle``, a run trained here is also written as a bundle to upload. With
+    ``then_uses_mlflow`` (the caller registers the run next), MLflow's client loads while
+    the command trains even where the run itself is recorded without it."""
     from mlci import claims
     from mlci.tracking import (
         FINGERPRINT_TAG,
@@ -313,7 +316,7 @@ def train(
             created = tracking.experiment_id(create=True)
             assert created is not None
             started = (run_id, created)
-        elif not warming and not shared and not tracking.logs_without_client():
+        elif not warming and not shared and (then_uses_mlflow or not tracking.logs_without_client()):
             tracking.warm_up()
             warming = True
         run_id, experiment_id = started
