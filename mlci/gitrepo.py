@@ -87,10 +87,23 @@ def toplevel_and_shallow(path: Path) -> tuple[Path, bool] | None:
     return Path(lines[0]), len(lines) > 1 and lines[1].strip() == "true"
 
 
+_TOPLEVELS: dict[str, Path] = {}  # a folder -> its work tree's root, as git said it this process
+
+
 def toplevel(path: Path) -> Path | None:
-    """The root of the work tree containing ``path``, or None outside git."""
+    """The root of the work tree containing ``path``, or None outside git. Asked of git
+    once per folder and process (a command asks for it about 20 times); the answer is
+    kept only while that root still has its .git."""
+    key = os.fspath(path)
+    known = _TOPLEVELS.get(key)
+    if known is not None and os.path.lexists(os.path.join(known, ".git")):
+        return known
     proc = run_git(["rev-parse", "--show-toplevel"], path, check=False)
-    return Path(proc.stdout.strip()) if proc.returncode == 0 else None
+    if proc.returncode != 0:
+        _TOPLEVELS.pop(key, None)
+        return None
+    found = _TOPLEVELS[key] = Path(proc.stdout.strip())
+    return found
 
 
 def init_repository(path: Path, *, initial_branch: str, message: str, branches: Iterable[str]) -> str:

@@ -403,3 +403,57 @@ def running_runs(path: Path, experiment: str, tag: str, value: str) -> list[tupl
         ]
     finally:
         connection.close()
+
+
+# --------------------------------------------------------------------------- the model registry (read-only)
+
+_VERSION_COLUMNS = ("name", "version", "run_id", "source", "current_stage", "last_updated_time")
+
+
+def model_versions(path: Path, name: str) -> list[tuple[str, str | None, str, dict[str, str]]] | None:
+    """What MlflowClient.search_model_versions("name = '…'") answers, read-only: each
+    version not deleted as (version, run id, source, tags), in MLflow's order
+    (last updated first, then the highest version). [] where the model is not registered;
+    None where the tables are not the ones this reads."""
+    connection = _reader(path)
+    try:
+        if not (
+            _has(connection, "registered_models", ("name",))
+            and _has(connection, "model_versions", _VERSION_COLUMNS)
+            and _has(connection, "model_version_tags", ("key", "value", "name", "version"))
+        ):
+            return None
+        # MLflow 3's workspaces: a client outside one reads the default workspace.
+        spaces = {
+            table: " AND workspace = 'default'" if _has(connection, table, ("workspace",)) else ""
+            for table in ("registered_models", "model_versions", "model_version_tags")
+        }
+        found = connection.execute(
+            f"SELECT 1 FROM registered_models WHERE name = ?{spaces['registered_models']}", (name,)
+        ).fetchone()
+        if found is None:
+            return []
+        rows = connection.execute(
+            f"SELECT version, run_id, source FROM model_versions WHERE name = ?{spaces['model_versions']} "
+            "AND (current_stage IS NULL OR current_stage != 'Deleted_Internal') "
+            "ORDER BY last_updated_time DESC, version DESC",
+            (name,),
+        ).fetchall()
+        tags: dict[int, dict[str, str]] = {}
+        for key, value, version in connection.execute(
+            "SELECT key, value, version FROM model_version_tags WHERE name = ?"
+            + spaces["model_version_tags"],
+            (name,),
+        ):
+            tags.setdefault(int(version), {})[str(key)] = "" if value is None else str(value)
+        return [
+            (
+                str(version),
+                None if run_id is None else str(run_id),
+                str(source or ""),
+                tags.get(int(version), {}),
+            )
+            for version, run_id, source in rows
+        ]
+    finally:
+        connection.close()

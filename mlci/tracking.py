@@ -50,6 +50,21 @@ _T = TypeVar("_T")
 _IMPORTING = threading.RLock()  # re-entrant: the warm-up itself may pass through _mlflow_loaded
 
 
+# Whether this process will use MLflow's client after training (it registers or promotes
+# a model: the push flow, the demo). A run recorded without MLflow then still loads it in
+# the background while the command trains, where it costs nothing.
+_CLIENT_AHEAD = threading.Event()
+
+
+def expect_client() -> None:
+    """Say that this process will use MLflow's client later (see ``client_ahead``)."""
+    _CLIENT_AHEAD.set()
+
+
+def client_ahead() -> bool:
+    return _CLIENT_AHEAD.is_set()
+
+
 def _mlflow_loaded() -> None:
     """Wait for a warm-up's import of MLflow to finish; return at once when none runs."""
     with _IMPORTING:
@@ -1371,7 +1386,6 @@ class ModelVersionRecord:
     version: str
     run_id: str | None
     tags: dict[str, str]
-    aliases: tuple[str, ...]
     source: str = ""
 
 
@@ -1433,7 +1447,17 @@ class Registry:
             self.tracking.client.delete_registered_model_alias(self.name, alias)
 
     def versions(self) -> list[ModelVersionRecord]:
-        """Every version of the model ([] if it is not registered yet)."""
+        """Every version of the model ([] if it is not registered yet). On the embedded
+        store, read from its tables without MLflow (mlci.sqlite_runs.model_versions)."""
+        path = sqlite_path(self.uri)
+        if path is not None and path.is_file():
+            with suppress(sqlite3.Error, OSError, ValueError):
+                rows = sqlite_runs.model_versions(path, self.name)
+                if rows is not None:
+                    return [
+                        ModelVersionRecord(version=v, run_id=run, tags=tags, source=source)
+                        for v, run, source, tags in rows
+                    ]
         _mlflow_loaded()
         from mlflow.exceptions import MlflowException
 
@@ -1450,7 +1474,6 @@ class Registry:
                 version=str(v.version),
                 run_id=v.run_id,
                 tags=dict(v.tags or {}),
-                aliases=tuple(getattr(v, "aliases", ()) or ()),
                 source=str(v.source or ""),
             )
             for v in found

@@ -358,3 +358,44 @@ def test_training_with_the_store_in_place_imports_no_mlflow(tmp_path: Path) -> N
     assert {a.path for a in client(root).list_artifacts(newest.info.run_id)} == {
         a.path for a in client(root).list_artifacts(runs[1].info.run_id)
     }
+
+
+def _client_versions(monkeypatch: pytest.MonkeyPatch, registry: Any) -> list[Any]:
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_runs, "model_versions", lambda *a, **k: None)
+        return list(registry.versions())
+
+
+def test_a_models_versions_read_from_the_store_are_the_clients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Versions with tags (and aliases), one deleted, one without a run, another model
+    beside it: read from the tables, the same records in the same order as MLflow's
+    search_model_versions; a model not registered is []; a store of another shape is
+    left to the client."""
+    from mlci.tracking import Registry
+
+    tracking, db = _store(tmp_path)
+    registry, other = Registry(tracking, "churn"), Registry(tracking, "fraud")
+    assert registry.versions() == [] == _client_versions(monkeypatch, registry)
+    runs = [tracking.start_run(run_name=f"r{i}", tags={}) for i in range(4)]
+    for i, run_id in enumerate(runs):
+        registry.create_version(run_id=run_id, model_id=None, tags={"i": str(i)}, description="")
+    other.create_version(run_id=runs[0], model_id=None, tags={"model": "fraud"}, description="")
+    client = tracking.client
+    client.create_model_version(registry.name, "file:///elsewhere", tags={"made": "by hand"})
+    registry.set_alias("staging", "2")
+    registry.set_alias("production", "2")
+    registry.set_alias("old", "1")
+    registry.set_version_tag("3", "note", "")
+    registry.delete_version("4")
+    fast = registry.versions()
+    assert [v.version for v in fast] == ["5", "3", "2", "1"]
+    expected = _client_versions(monkeypatch, registry)
+    assert fast == expected
+    assert fast[0].run_id is None and fast[0].tags == {"made": "by hand"}
+    assert [v.tags for v in other.versions()] == [{"model": "fraud"}]
+    assert registry.version_for_tag("nothing") is None
+    with sqlite3.connect(db) as connection:  # a column this reads is gone: the client answers
+        connection.execute("ALTER TABLE model_versions RENAME COLUMN source TO origin")
+    assert sqlite_runs.model_versions(db, registry.name) is None

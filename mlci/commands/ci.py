@@ -27,6 +27,7 @@ from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
 from mlci.errors import ExitCode, MlciError
+from mlci.tracking import expect_client
 
 PR_ACTIONS = {"opened", "synchronize", "reopened"}
 PULL_REQUEST_FILE = "pull_request.json"
@@ -336,6 +337,7 @@ def _push(
         return CiResult("push", "skipped", message)
     if stage in ("deploy", "assign", "restore"):
         return _hook_stage(config, env, environ, ctx, stage, log)
+    expect_client()  # a model that passes is registered: MLflow loads while it trains
     report, result = report_cmd.gather(
         config_path,
         cwd,
@@ -348,7 +350,6 @@ def _push(
         log=log,
         allow_training=stage != "publish",
         check_data=True,  # the merged data, checked and judged against the environment's model's
-        then_uses_mlflow=True,  # a model that passes is registered next
         **run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
     _, path = _write_report(ctx, config, report, report_cmd.template_for(config))  # the merged branch's

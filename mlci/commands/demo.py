@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlci import gitrepo, scaffold
+from mlci import data, gitrepo, scaffold
 from mlci.commands import ci as ci_cmd
 from mlci.commands import show as show_cmd
 from mlci.errors import ScaffoldError
+from mlci.tracking import expect_client
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "mlci demo",
@@ -87,6 +88,8 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
         )
     directory.mkdir(parents=True, exist_ok=True)
     directory = directory.resolve()
+    expect_client()  # the story registers and promotes: MLflow loads while the first model trains
+    data.preload()  # the first pull request checks the data after the scaffold and the push
     env = _environ()
     root = directory / "churn"
     origin = directory / "origin.git"

@@ -155,7 +155,6 @@ def gather(
     notes: Sequence[str] = (),
     allow_training: bool = True,
     check_data: bool = False,
-    then_uses_mlflow: bool = False,
 ) -> tuple[rpt.Report, train_cmd.TrainResult]:
     """Train (or reuse) the head run, find its baselines, and build the report.
 
@@ -200,7 +199,6 @@ def gather(
             write_bundle=write_bundle,
             allow_training=allow_training,
             data_checked=checked,
-            then_uses_mlflow=then_uses_mlflow,
         )
     head_info = gitrepo.head_info(config.root)
     head = rpt.Head(

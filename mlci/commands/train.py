@@ -204,19 +204,17 @@ def train(
     write_bundle: bool = False,
     allow_training: bool = True,
     data_checked: Sequence[Any] | None = None,
-    then_uses_mlflow: bool = False,
 ) -> TrainResult:
     """Reuse the FINISHED run with this fingerprint (the tracking store first, then
     ``run_sources``), or run the training command and record it. With
-    ``write_bundle``, a run trained here is also written as a bundle to upload. With
-    ``then_uses_mlflow`` (the caller registers the run next), MLflow's client loads while
-    the command trains even where the run itself is recorded without it."""
+    ``write_bundle``, a run trained here is also written as a bundle to upload."""
     from mlci import claims
     from mlci.tracking import (
         FINGERPRINT_TAG,
         MODEL_DIGEST_TAG,
         RESTORED_TAG,
         RunRecord,
+        client_ahead,
         is_http,
         owner_tags,
         param_value,
@@ -299,7 +297,8 @@ def train(
 
     # The run is created without MLflow where a fast path can (its import and store
     # cost seconds); MLflow then loads in the background while the command trains,
-    # unless the results too go into the store without it (the embedded store).
+    # unless the results too go into the store without it (the embedded store) and
+    # nothing later in this process needs it (a registration: tracking.client_ahead).
     run_name = f"{config.model.name}-{digest[:8]}"
     # On a shared server, the run is also this job's claim on the fingerprint: of the
     # jobs that claim it at once, one trains and the others reuse its run (mlci.claims).
@@ -316,7 +315,7 @@ def train(
             created = tracking.experiment_id(create=True)
             assert created is not None
             started = (run_id, created)
-        elif not warming and not shared and (then_uses_mlflow or not tracking.logs_without_client()):
+        elif not warming and not shared and (client_ahead() or not tracking.logs_without_client()):
             tracking.warm_up()
             warming = True
         run_id, experiment_id = started
