@@ -678,14 +678,6 @@ def _weights(bits: Any) -> NDArray[np.float32]:
     return weights
 
 
-def resample_weights(
-    rows: int, resamples: int, seed: int, per_chunk: int | None = None
-) -> Iterator[NDArray[np.float32]]:
-    """Chunks of Poisson(1) row weights (resamples x rows), the same for the same seed."""
-    for bits in _resample_bits(rows, resamples, seed, per_chunk):
-        yield _weights(bits)
-
-
 def _in_order(work: Callable[[_Chunk], _Result], chunks: Iterator[_Chunk]) -> list[_Result]:
     """``work`` on every chunk, answers in the chunks' order, on up to two threads: numpy
     releases the GIL in the loops that make up a chunk's work (the weights, their products

@@ -268,6 +268,11 @@ class Tracking:
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
+    def embedded_store(self) -> Path | None:
+        """The embedded store's file, where it exists (None: a server, or a store not made yet)."""
+        path = sqlite_path(self.uri)
+        return path if path is not None and path.is_file() else None
+
     @property
     def _artifact_location(self) -> str | None:
         """Where a new experiment keeps its artifacts: mlci's folder (None: MLflow's default)."""
@@ -436,7 +441,7 @@ class Tracking:
             try:
                 if not path.exists() and not _sqlite_create_store(path):
                     return None
-                return _sqlite_create_run(path, self.experiment, run_name, tags, self._artifact_location)
+                return sqlite_runs.create_run(path, self.experiment, run_name, tags, self._artifact_location)
             except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
                 return None
         if self._rest_fast_path():
@@ -483,8 +488,8 @@ class Tracking:
         self.end_run(run_id, "KILLED")
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
-        path = sqlite_path(self.uri)
-        if path is not None and path.is_file():
+        path = self.embedded_store()
+        if path is not None:
             with suppress(sqlite3.Error, OSError):
                 if sqlite_runs.set_tag(path, run_id, key, value):
                     return
@@ -537,8 +542,8 @@ class Tracking:
         died without ending them (SIGKILL, a crashed runner). Returns their ids."""
         host = owner_tags()[OWNER_HOST_TAG]
         runs: list[tuple[str, Mapping[str, str]]] | None = None
-        path = sqlite_path(self.uri)
-        if path is not None and path.is_file():
+        path = self.embedded_store()
+        if path is not None:
             with suppress(sqlite3.Error, OSError):
                 runs = list(sqlite_runs.running_runs(path, self.experiment, OWNER_HOST_TAG, host))
         if runs is None:
@@ -564,13 +569,13 @@ class Tracking:
     def logs_without_client(self) -> bool:
         """Whether a run's results go into the store without MLflow's client: an embedded
         store whose tables mlci's rows fit (then nothing needs MLflow warmed up)."""
-        path = sqlite_path(self.uri)
-        return path is not None and path.is_file() and sqlite_runs.fits(path)
+        path = self.embedded_store()
+        return path is not None and sqlite_runs.fits(path)
 
     def end_run(self, run_id: str, status: str) -> None:
         """Mark a run FAILED or KILLED; never raises (it runs while another error is reported)."""
-        path = sqlite_path(self.uri)
-        if path is not None and path.is_file():
+        path = self.embedded_store()
+        if path is not None:
             with suppress(sqlite3.Error, OSError):
                 if sqlite_runs.end_run(path, run_id, status):
                     return
@@ -604,8 +609,8 @@ class Tracking:
         Params, metrics and tags go in one batch (one transaction of the store, not one per tag).
         On the embedded store, mlci writes MLflow's rows itself (mlci.sqlite_runs) where they
         fit, without MLflow's import and store (4 s of CPU)."""
-        path = sqlite_path(self.uri)
-        if path is not None and path.is_file():
+        path = self.embedded_store()
+        if path is not None:
             try:
                 logged = sqlite_runs.log_results(
                     path,
@@ -708,8 +713,8 @@ class Tracking:
     def get_run(self, run_id: str) -> RunRecord:
         """A run by its id: the fast paths first (the embedded store read-only, MLflow's
         REST API on a server), MLflow's client where neither answers."""
-        path = sqlite_path(self.uri)
-        if path is not None and path.exists():
+        path = self.embedded_store()
+        if path is not None:
             with suppress(sqlite3.Error):
                 found = _sqlite_run(path, run_id)
                 if found is not None:
@@ -1074,85 +1079,6 @@ def _store_template(revision: str) -> Path | None:
     return template
 
 
-# What mlci writes into a new experiment's and run's rows; any other column must have a
-# default or accept NULL, else the store is one mlci does not know (MLflow's client then).
-_EXPERIMENT_COLUMNS = ("name", "artifact_location", "lifecycle_stage", "creation_time", "last_update_time")
-_RUN_COLUMNS = (
-    "run_uuid",
-    "name",
-    "source_type",
-    "source_name",
-    "entry_point_name",
-    "user_id",
-    "status",
-    "start_time",
-    "end_time",
-    "source_version",
-    "lifecycle_stage",
-    "artifact_uri",
-    "experiment_id",
-    "deleted_time",
-)
-_TAG_COLUMNS = ("key", "value", "run_uuid")
-
-
-_writable = sqlite_runs.writable
-
-
-def _sqlite_create_run(
-    path: Path, experiment: str, run_name: str, tags: Mapping[str, str], location: str | None = None
-) -> tuple[str, str] | None:
-    """The rows MLflow's SqlAlchemyStore.create_run writes (and, for an experiment not yet
-    there, create_experiment's, at ``location``), in one transaction; None where the
-    store's tables are not the ones these rows fit."""
-    connection = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-    try:
-        if not (
-            _writable(connection, "experiments", _EXPERIMENT_COLUMNS, "experiment_id")
-            and _writable(connection, "runs", _RUN_COLUMNS, "")
-            and _writable(connection, "tags", _TAG_COLUMNS, "")
-        ):
-            return None
-        run_id = uuid.uuid4().hex
-        rows = {**tags, "mlflow.runName": run_name}
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            found = connection.execute(
-                "SELECT experiment_id, artifact_location, lifecycle_stage FROM experiments WHERE name = ?",
-                (experiment,),
-            ).fetchone()
-            if found is None and location:
-                now = int(time.time() * 1000)
-                cursor = connection.execute(
-                    "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, "
-                    "last_update_time) VALUES (?, ?, 'active', ?, ?)",
-                    (experiment, location, now, now),
-                )
-                found = (cursor.lastrowid, location, "active")
-            if found is None or found[2] != "active" or not found[1]:
-                connection.execute("ROLLBACK")
-                return None
-            artifact_uri = f"{str(found[1]).rstrip('/')}/{run_id}/artifacts"
-            connection.execute(
-                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
-                "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, "
-                "deleted_time) VALUES (?, ?, 'UNKNOWN', '', '', 'unknown', 'RUNNING', ?, NULL, '', 'active', "
-                "?, ?, NULL)",
-                (run_id, run_name, int(time.time() * 1000), artifact_uri, found[0]),
-            )
-            connection.executemany(
-                "INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
-                [(key, value, run_id) for key, value in rows.items()],
-            )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        return run_id, str(found[0])
-    finally:
-        connection.close()
-
-
 def _rest_create_run(
     uri: str,
     experiment: str,
@@ -1449,8 +1375,8 @@ class Registry:
     def versions(self) -> list[ModelVersionRecord]:
         """Every version of the model ([] if it is not registered yet). On the embedded
         store, read from its tables without MLflow (mlci.sqlite_runs.model_versions)."""
-        path = sqlite_path(self.uri)
-        if path is not None and path.is_file():
+        path = self.tracking.embedded_store()
+        if path is not None:
             with suppress(sqlite3.Error, OSError, ValueError):
                 rows = sqlite_runs.model_versions(path, self.name)
                 if rows is not None:

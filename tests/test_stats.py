@@ -163,7 +163,7 @@ def test_intervals_are_reproducible_and_bracket_the_value() -> None:
 
 
 def test_the_poisson_weights_are_poisson() -> None:
-    weights = np.concatenate(list(stats.resample_weights(10_000, 200, seed=1)))
+    weights = np.concatenate([stats._weights(bits) for bits in stats._resample_bits(10_000, 200, seed=1)])
     assert weights.shape == (200, 10_000)
     assert weights.mean() == pytest.approx(1.0, abs=0.005) and weights.var() == pytest.approx(1.0, abs=0.01)
     counts = np.bincount(weights.astype(int).ravel(), minlength=5)[:5] / weights.size

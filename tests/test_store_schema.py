@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mlci import tracking
+from mlci import sqlite_runs, tracking
 
 
 def _migrated(folder: Path) -> Path:
@@ -163,7 +163,7 @@ def _fake_migrations(args: list[str], **_: object) -> object:
 def test_the_rows_mlci_writes_fit_a_table_or_not(table: str, fits: bool) -> None:
     connection = sqlite3.connect(":memory:")
     connection.execute(table)
-    assert tracking._writable(connection, "t", ("a", "b"), "id") is fits
+    assert sqlite_runs.writable(connection, "t", ("a", "b"), "id") is fits
 
 
 def test_an_existing_store_is_never_replaced(tmp_path: Path) -> None:
