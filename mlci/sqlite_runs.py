@@ -103,7 +103,7 @@ def _fit(connection: sqlite3.Connection) -> bool:
 def fits(path: Path) -> bool:
     """Whether this store's tables are ones the rows written here fit (read-only look)."""
     try:
-        connection = _reader(path)
+        connection = reader(path)
     except sqlite3.Error:
         return False
     try:
@@ -320,13 +320,13 @@ def log_results(
         return None
     if model_dir is not None and (not model_name or any(c in model_name for c in _MODEL_NAME_BAD)):
         return None
-    reader = _reader(path)  # a look first: nothing is copied that the client would copy again
+    look = reader(path)  # a look first: nothing is copied that the client would copy again
     try:
-        run = _check(reader, run_id, params)
+        run = _check(look, run_id, params)
     except _Decline:
         return None
     finally:
-        reader.close()
+        look.close()
     for source in files:
         _copy_file(source, run.run_folder)
     model_id, model_folder = None, None
@@ -361,7 +361,8 @@ def log_results(
     return (model_id,)
 
 
-def _reader(path: Path) -> sqlite3.Connection:
+def reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the store."""
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
 
 
@@ -452,7 +453,7 @@ def end_run(path: Path, run_id: str, status: str) -> bool:
 def running_runs(path: Path, experiment: str, tag: str, value: str) -> list[tuple[str, dict[str, str]]]:
     """The RUNNING, active runs of an experiment with this tag, newest first (at most 100,
     as the client's search asks): each with its tags. Read-only."""
-    connection = _reader(path)
+    connection = reader(path)
     try:
         ids = [
             row[0]
@@ -483,7 +484,7 @@ def model_versions(path: Path, name: str) -> list[tuple[str, str | None, str, di
     version not deleted as (version, run id, source, tags), in MLflow's order
     (last updated first, then the highest version). [] where the model is not registered;
     None where the tables are not the ones this reads."""
-    connection = _reader(path)
+    connection = reader(path)
     try:
         if not (
             _has(connection, "registered_models", ("name",))

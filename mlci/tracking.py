@@ -892,7 +892,7 @@ def _sqlite_lookup(
 
     Any schema surprise raises sqlite3.Error, and the caller falls back to MlflowClient.
     """
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    connection = sqlite_runs.reader(path)
     try:
         row = connection.execute(
             """
@@ -918,7 +918,7 @@ def _sqlite_lookup(
 
 def _sqlite_run(path: Path, run_id: str) -> RunRecord | None:
     """One run of the embedded store by its id, read-only (None: no such run)."""
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    connection = sqlite_runs.reader(path)
     try:
         row = connection.execute(
             "SELECT run_uuid, experiment_id, status, start_time, artifact_uri FROM runs "
@@ -1030,7 +1030,7 @@ def _store_revision(path: Path) -> str | None:
         with open(path, "rb") as handle:
             if handle.read(16) != b"SQLite format 3\x00":
                 return None
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        connection = sqlite_runs.reader(path)
         try:
             row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
         finally:
