@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,18 +37,146 @@ if TYPE_CHECKING:
     from mlci.tracking import Tracking
 
 
-@dataclass(frozen=True)
 class RunPredictions:
-    run_id: str
-    predictions: stats.Predictions
-    metrics: frozenset[str]  # the metrics that recompute from them to the run's reported value
-    _samples: dict[str, stats.Samples] = field(default_factory=dict, repr=False, compare=False)
+    """A run's predictions, with the metrics that recompute from them to the run's
+    reported value. A file fetched from a store (its sha256 checked) is parsed only when
+    an interval is not already in the memo (``Memo``): parsing imports numpy, and a report
+    on a cache hit has its intervals from the last one."""
+
+    def __init__(
+        self,
+        run_id: str,
+        predictions: stats.Predictions | Path,
+        metrics: frozenset[str],
+        *,
+        sha256: str | None = None,
+        log: Callable[[str], None] | None = None,
+        where: str = "",
+    ) -> None:
+        self.run_id, self.metrics = run_id, metrics
+        self._parsed: stats.Predictions | None = None if isinstance(predictions, Path) else predictions
+        self._path = predictions if isinstance(predictions, Path) else None
+        # What names the file's bytes for the memo: its checked sha256 and its format.
+        self.key = f"{sha256}{self._path.suffix.lower()}" if sha256 and self._path is not None else None
+        self._log = log
+        self._where = where or f"the predictions of run {run_id}"  # for read_predictions' errors
+        self._label = where or f"run {run_id}'s predictions"  # for the log
+        self._samples: dict[str, stats.Samples] | None = None
+
+    @property
+    def predictions(self) -> stats.Predictions | None:
+        """The parsed rows (None, said in the log, where the file does not parse)."""
+        if self._parsed is None and self._path is not None:
+            path, self._path = self._path, None
+            try:
+                self._parsed = stats.read_predictions(path, where=self._where)
+            except MlciError as exc:
+                if self._log is not None:
+                    self._log(f"no intervals from {self._label}: {exc.message.splitlines()[0]}")
+        return self._parsed
 
     def samples(self) -> dict[str, stats.Samples]:
         """Each of its metrics bootstrapped, once however many verdicts and columns ask."""
-        if not self._samples and self.metrics:
-            self._samples.update(stats.bootstrap(self.predictions, sorted(self.metrics)))
+        if self._samples is None:
+            found = self.predictions
+            self._samples = (
+                stats.bootstrap(found, sorted(self.metrics)) if found is not None and self.metrics else {}
+            )
         return self._samples
+
+
+class Memo:
+    """Intervals already bootstrapped, in mlci's cache (``intervals/``): keyed by what
+    decides them (the predictions' sha256 and format, the metrics, the confidence, the
+    resamples and seed, mlci's version and the bootstrap's own source), so a report on a
+    cache hit neither parses predictions nor imports numpy. Off in GitHub Actions: a
+    runner's cache can hold what a pull request's code wrote, and a verdict there is
+    computed, never read back. Each entry is read as data (bounded, every field checked);
+    one that does not read is computed again."""
+
+    MAX_BYTES = 64 * 1024
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        import os
+
+        env = os.environ if environ is None else environ
+        self.on = env.get("GITHUB_ACTIONS") != "true" and env.get("MLCI_NO_MEMO") != "1"
+        self._environ = env
+
+    def _path(self, parts: Mapping[str, Any]) -> Path:
+        import hashlib
+        import json
+
+        from mlci import __version__
+        from mlci.store_template import cache_dir
+
+        method = hashlib.sha256(Path(stats.__file__).read_bytes()).hexdigest()
+        key = json.dumps({**parts, "mlci": __version__, "method": method}, sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return cache_dir(dict(self._environ)) / "intervals" / f"{digest}.json"
+
+    def get(self, parts: Mapping[str, Any], names: frozenset[str]) -> dict[str, stats.Interval | None] | None:
+        """Each of ``names``' interval (None where it has none), or None if not kept."""
+        import json
+
+        if not self.on:
+            return None
+        try:
+            path = self._path(parts)
+            with path.open("rb") as f:
+                raw = f.read(self.MAX_BYTES + 1)
+            found = json.loads(raw) if len(raw) <= self.MAX_BYTES else None
+        except (OSError, ValueError):
+            return None
+        if not isinstance(found, dict) or set(found) != names:
+            return None
+        out: dict[str, stats.Interval | None] = {}
+        for name, fields in found.items():
+            if fields is None:
+                out[name] = None
+                continue
+            interval = _interval_from(fields, parts["confidence"])
+            if interval is None:
+                return None
+            out[name] = interval
+        return out
+
+    def put(self, parts: Mapping[str, Any], intervals: Mapping[str, stats.Interval | None]) -> None:
+        import json
+        import os
+        import tempfile
+
+        if not self.on:
+            return
+        body = {
+            n: None if i is None else [i.value, i.low, i.high, i.resamples, i.paired]
+            for n, i in intervals.items()
+        }
+        try:
+            path = self._path(parts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".interval-", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(body, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a memo is only ever a shortcut
+
+
+def _interval_from(fields: object, confidence: float) -> stats.Interval | None:
+    import math
+
+    if not isinstance(fields, list) or len(fields) != 5:
+        return None
+    value, low, high, resamples, paired = fields
+    numbers = (value, low, high)
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers):
+        return None
+    if not isinstance(resamples, int) or isinstance(resamples, bool) or not isinstance(paired, bool):
+        return None
+    if math.isnan(low) != math.isnan(high) or (not math.isnan(low) and not low <= high):
+        return None
+    return stats.Interval(float(value), float(low), float(high), confidence, resamples, paired)
 
 
 @dataclass(frozen=True)
@@ -131,12 +259,12 @@ def load(
         return None
     metrics = frozenset(m for m in tags.get(PREDICTIONS_METRICS_TAG, "").split(",") if m)
     try:
-        path = _download(tracking, run_id, name, tags.get(PREDICTIONS_DIGEST_TAG))
-        predictions = stats.read_predictions(path, where=f"the predictions of run {run_id}")
+        sha256 = tags.get(PREDICTIONS_DIGEST_TAG)
+        path = _download(tracking, run_id, name, sha256)
     except MlciError as exc:
         log(f"no intervals from run {run_id}'s predictions: {exc.message.splitlines()[0]}")
         return None
-    return RunPredictions(run_id, predictions, metrics)
+    return RunPredictions(run_id, path, metrics, sha256=sha256, log=log)
 
 
 def _has_runs(tracking: Tracking) -> bool:
@@ -193,35 +321,73 @@ def of_version(
         why = "; ".join(reasons) or f"its run is not in {tracking.uri} and no release keeps them"
         log(f"no intervals from {version.tag}'s predictions: {why}")
         return None
-    try:
-        predictions = stats.read_predictions(path, where=f"{version.tag}'s predictions")
-    except MlciError as exc:
-        log(f"no intervals from {version.tag}'s predictions: {exc.message.splitlines()[0]}")
-        return None
-    return RunPredictions(run_id or version.tag, predictions, metrics)
+    return RunPredictions(
+        run_id or version.tag,
+        path,
+        metrics,
+        sha256=sha256 or None,
+        log=log,
+        where=f"{version.tag}'s predictions",
+    )
 
 
 class RunEvidence:
-    """``gates.Evidence`` from a head's and (for differences) a baseline's predictions."""
+    """``gates.Evidence`` from a head's and (for differences) a baseline's predictions:
+    every metric's interval at a confidence computed at once, or read from the memo."""
 
-    def __init__(self, head: RunPredictions | None, base: RunPredictions | None) -> None:
+    def __init__(
+        self, head: RunPredictions | None, base: RunPredictions | None, memo: Memo | None = None
+    ) -> None:
         self.head, self.base = head, base
+        self.memo = memo or Memo()
+        self._found: dict[tuple[str, float], dict[str, stats.Interval | None]] = {}
         self._differences: dict[str, stats.Samples] | None = None
 
     def interval(self, metric: str, confidence: float) -> stats.Interval | None:
-        found = self.head.samples().get(metric) if self.head is not None else None
-        return found.interval(confidence) if found else None
+        if self.head is None:
+            return None
+        return self._all("one", confidence).get(metric)
 
     def difference(self, metric: str, confidence: float) -> stats.Interval | None:
         if self.head is None or self.base is None:
             return None
+        return self._all("difference", confidence).get(metric)
+
+    def _all(self, kind: str, confidence: float) -> dict[str, stats.Interval | None]:
+        assert self.head is not None
+        if (kind, confidence) in self._found:
+            return self._found[kind, confidence]
+        runs = [self.head] if kind == "one" else [self.head, self.base]
+        names = frozenset.intersection(*(r.metrics for r in runs if r is not None))
+        parts = {
+            "kind": kind,
+            "runs": [r.key if r is not None else None for r in runs],
+            "metrics": sorted(names),
+            "confidence": confidence,
+            "resamples": stats.DEFAULT_RESAMPLES,
+            "seed": stats.DEFAULT_SEED,
+        }
+        keyed = all(r is not None and r.key for r in runs)
+        found = self.memo.get(parts, names) if keyed else None
+        if found is None:
+            samples = self.head.samples() if kind == "one" else self._bootstrap_differences()
+            found = {n: samples[n].interval(confidence) if n in samples else None for n in sorted(names)}
+            if keyed and all(r is not None and r.predictions is not None for r in runs):
+                self.memo.put(parts, found)
+        self._found[kind, confidence] = found
+        return found
+
+    def _bootstrap_differences(self) -> dict[str, stats.Samples]:
+        assert self.head is not None and self.base is not None
         if self._differences is None:
+            head, base = self.head.predictions, self.base.predictions
             names = sorted(self.head.metrics & self.base.metrics)
-            self._differences = stats.bootstrap_differences(
-                self.head.predictions, self.base.predictions, names
+            self._differences = (
+                stats.bootstrap_differences(head, base, names)
+                if head is not None and base is not None
+                else {}
             )
-        found = self._differences.get(metric)
-        return found.interval(confidence) if found else None
+        return self._differences
 
 
 class SeedEvidence:

@@ -581,9 +581,12 @@ def _mean_of(column: str) -> Callable[[Mapping[str, NDArray[np.float64]], _Prepa
 def _root_mean_of(
     column: str,
 ) -> Callable[[Mapping[str, NDArray[np.float64]], _Prepared], NDArray[np.float64]]:
-    import numpy as np
+    def root_mean(s: Mapping[str, NDArray[np.float64]], p: _Prepared) -> NDArray[np.float64]:
+        import numpy as np
 
-    return lambda s, p: np.sqrt(_ratio(s[column], s["total"]))
+        return np.asarray(np.sqrt(_ratio(s[column], s["total"])), dtype=np.float64)
+
+    return root_mean
 
 
 # The one table of what mlci recomputes (the README lists it): scikit-learn's definitions,

@@ -27,7 +27,6 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout, suppress
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlci import sqlite_runs, transport
+from mlci import sqlite_runs
 from mlci.errors import TrackingError
 
 if TYPE_CHECKING:
@@ -359,6 +358,8 @@ class Tracking:
         again, ``HTTP_RETRIES`` times with backoff, as MLflow's client would; a creation is
         left to the client (its own retries), as before. A server that began to answer and
         then trickled past the deadline is not asked again: it is not answering."""
+        from mlci import transport  # HTTP's modules load only for a server
+
         for attempt in range(HTTP_RETRIES + 1):
             try:
                 return True, call()
@@ -773,7 +774,7 @@ class Tracking:
         if parts.scheme in ("", "file"):
             if not location:
                 return None
-            root = Path(urllib.request.url2pathname(parts.path)) if parts.scheme else Path(location)
+            root = Path(urllib.parse.unquote(parts.path)) if parts.scheme else Path(location)
             return _local_artifact(root, name, limit, run.run_id)
         if parts.scheme == "mlflow-artifacts" and is_http(self.uri) and not _needs_client_tls(self.environ):
             tracking = urllib.parse.urlsplit(self.uri)
@@ -790,6 +791,8 @@ class Tracking:
 
     def _fetch_artifact(self, url: str, limit: int, run_id: str, name: str) -> bytes:
         """A GET of an artifact, asked again after a silent deadline as ``_via_rest`` asks."""
+        from mlci import transport
+
         try:
             for attempt in range(HTTP_RETRIES + 1):
                 try:
@@ -1156,6 +1159,10 @@ def _request(
 ) -> bytes:
     """One request to a tracking server with its credentials as MLflow's client sends
     them: a URL's userinfo, else MLFLOW_TRACKING_TOKEN, else _USERNAME and _PASSWORD."""
+    import urllib.request
+
+    from mlci import transport
+
     parts = urllib.parse.urlsplit(url)
     userinfo, _, host = parts.netloc.rpartition("@")
     request = urllib.request.Request(

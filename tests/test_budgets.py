@@ -62,6 +62,30 @@ def test_read_paths_of_the_scaffold_import_no_mlflow(tmp_path: Path) -> None:
     _mlci(root, "train")
     for args in READ_PATHS:
         assert not _imports_mlflow(root, args), f"mlci {' '.join(args)} imported MLflow"
+    # The intervals are in the memo now: asked again, the reads parse no predictions
+    # (numpy's import, and a bootstrap per baseline), and judge exactly as before.
+    for args in (["diff", "--base", "main"], ["gate", "--env", "staging"], ["report"]):
+        found = probe(args, root)
+        assert found.code in (0, 1) and "numpy" not in found.modules, (
+            f"mlci {' '.join(args)} parsed predictions"
+        )
+    memo = {**os.environ, "MLCI_NO_MEMO": "0"}
+    computed = {**os.environ, "MLCI_NO_MEMO": "1"}
+    said = []
+    for env in (memo, computed):
+        gate = subprocess.run(
+            [sys.executable, "-m", "mlci", "gate", "--env", "staging", "--json"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        subprocess.run(
+            [sys.executable, "-m", "mlci", "report", "--format", "json"], cwd=root, env=env, check=True
+        )
+        said.append((gate.stdout, (root / ".mlci" / "report.json").read_text()))
+    assert said[0] == said[1] and '"interval' in said[0][0] and '"low"' in said[0][1]
+    assert "numpy" in probe(["report"], root, env=computed).modules  # the probe can see it
 
 
 @pytest.mark.slow
