@@ -155,13 +155,14 @@ def select(
 # --------------------------------------------------------------------------- files
 
 
-def candidate_files(root: Path) -> list[str]:
+def candidate_files(root: Path, *, present: bool = True) -> list[str]:
     """Every file under ``root`` that is not ignored, '/'-separated and relative.
 
     In a git work tree git decides (all of .gitignore's rules); elsewhere the
-    root .gitignore is applied with pathspec's gitignore semantics.
+    root .gitignore is applied with pathspec's gitignore semantics. ``present=False``:
+    a file git tracks may be missing from the work tree (see ``gitrepo.list_files``).
     """
-    listed = gitrepo.list_files(root)
+    listed = gitrepo.list_files(root, present=present)
     if listed is not None:
         return listed
     import pathspec
@@ -227,8 +228,11 @@ class StatCache:
             pass  # the cache is an optimisation; never fail a command over it
 
 
-def hash_files(root: Path, names: list[str], cache: StatCache | None) -> dict[str, str]:
-    """sha256 of each file; unchanged files come from the stat cache."""
+def hash_files(
+    root: Path, names: list[str], cache: StatCache | None, gone: set[str] | None = None
+) -> dict[str, str]:
+    """sha256 of each file; unchanged files come from the stat cache. With ``gone``, a
+    file that does not exist is added to it instead of being an error."""
     digests: dict[str, str] = {}
     todo: list[tuple[str, os.stat_result]] = []
     base = str(root).rstrip("/") + "/"
@@ -238,6 +242,10 @@ def hash_files(root: Path, names: list[str], cache: StatCache | None) -> dict[st
         try:
             st = stat(base + name)  # not pathlib or os.path.join: they cost more than the stat
         except OSError as exc:
+            missing = isinstance(exc, (FileNotFoundError, NotADirectoryError))
+            if gone is not None and missing and not os.path.lexists(base + name):  # not a dangling link
+                gone.add(name)
+                continue
             raise MlciError(f"cannot read input file {root / name}: {exc.strerror}") from exc
         entry = entries.get(name)  # StatCache.lookup, inlined
         if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns and entry[2] == st.st_ino:
@@ -347,13 +355,21 @@ def compute(
     overrides written in); an input is hashed as the code sees it, so training with
     ``--set C=10`` and committing ``C: 10`` to the file are the same inputs."""
     root = config.root
-    names, unmatched, data = _selected(
-        candidate_files(root),
-        config,
-        lambda name: safeinput.read_text(root / name, limit=dvc.MAX_BYTES, what=name),
-    )
+
+    def text_of(name: str) -> str | None:
+        if not os.path.lexists(root / name):
+            return None  # a record git tracks, deleted from the work tree
+        return safeinput.read_text(root / name, limit=dvc.MAX_BYTES, what=name)
+
+    # Tracked files deleted from the work tree are listed too: the stat of each input
+    # finds them (git finding them costs a second call that stats every file).
+    candidates = candidate_files(root, present=False)
+    names, unmatched, data = _selected(candidates, config, text_of)
     cache = StatCache(root / STATE_DIR / STAT_CACHE) if use_stat_cache else None
-    hashed = hash_files(root, names, cache)
+    gone: set[str] = set()
+    hashed = hash_files(root, names, cache, gone)
+    if gone:  # then what the patterns name is what is left
+        names, unmatched, data = _selected([c for c in candidates if c not in gone], config, text_of)
     if cache:
         cache.save(hashed)
     if params_text is not None and config.train.params:

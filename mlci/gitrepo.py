@@ -122,9 +122,11 @@ def branches(path: Path) -> list[str]:
     return out.split()
 
 
-def list_files(path: Path) -> list[str] | None:
+def list_files(path: Path, *, present: bool = True) -> list[str] | None:
     """Files under ``path`` that git tracks or would track (not ignored), relative
-    to ``path``; None when ``path`` is not in a git work tree."""
+    to ``path``; None when ``path`` is not in a git work tree. ``present=False`` keeps
+    tracked files deleted from the work tree in the list, for a caller that stats each
+    file it uses anyway (git's own check of every file is most of this call's cost)."""
     proc = run_git(
         ["ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", "."],
         path,
@@ -137,6 +139,8 @@ def list_files(path: Path) -> list[str] | None:
             f"listing files failed: `git ls-files` in {path} exited with "
             f"{proc.returncode}: {proc.stderr.strip()}"
         )
+    if not present:
+        return [name for name in dict.fromkeys(proc.stdout.split("\0")) if name]
     # A tracked file deleted from the work tree is still listed: git names those too (one
     # more git call, where a check of each file would cost 10,000 system calls).
     deleted = run_git(["ls-files", "--deleted", "-z", "--", "."], path, check=False)

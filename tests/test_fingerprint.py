@@ -202,3 +202,56 @@ def test_fingerprint_command(cli, tmp_path: Path) -> None:  # type: ignore[no-un
     (config.root / unmatched).write_text(CONFIG.replace('"*.yaml"', '"*.yaml", "missing/**"'))
     warned = cli("fingerprint", cwd=config.root)
     assert "train.inputs pattern 'missing/**' matches no file" in warned.err
+
+
+def _committed(tmp_path: Path) -> cfg.Config:
+    config = _project(tmp_path)
+    (config.root / "data" / "b.csv").write_text("3,4\n")
+    (config.root / "data" / "old.dvc").write_text("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  path: old\n")
+    run(["git", "add", "-A"], config.root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "inputs"], config.root)
+    return config
+
+
+def test_a_tracked_file_deleted_from_the_work_tree_is_no_input(tmp_path: Path) -> None:
+    """The work tree decides: a deleted file (and a deleted DVC record, which is then not
+    read) fingerprints as if `git rm` had removed it, and a pattern that named only it
+    names nothing now."""
+    config = _committed(tmp_path / "deleted")
+    (config.root / "data" / "b.csv").unlink()
+    (config.root / "data" / "old.dvc").unlink()
+    (config.root / "train.py").unlink()
+    found = fp.compute(config, {"C": 1})
+    removed = _committed(tmp_path / "removed")
+    run(["git", "rm", "-q", "data/b.csv", "data/old.dvc", "train.py"], removed.root)
+    assert found.digest == fp.compute(removed, {"C": 1}).digest
+    assert "data/b.csv" not in found.files and "train.py" not in found.files and not found.dvc
+    assert found.unmatched == ("train.py",)
+
+
+def test_a_dangling_link_among_the_inputs_is_still_an_error(tmp_path: Path) -> None:
+    from mlci.errors import MlciError
+
+    config = _committed(tmp_path)
+    (config.root / "data" / "b.csv").unlink()
+    (config.root / "data" / "b.csv").symlink_to("nowhere.csv")
+    with pytest.raises(MlciError, match="cannot read input file"):
+        fp.compute(config, {"C": 1})
+
+
+def test_a_fingerprint_asks_git_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One `git ls-files` whatever the number of files: finding deleted files with a
+    second call stats every file again (40 ms of 55 at 10,000 files)."""
+    from mlci import gitrepo
+
+    config = _committed(tmp_path)
+    calls: list[list[str]] = []
+    real = gitrepo.run_git
+
+    def counted(args, cwd, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(list(args))
+        return real(args, cwd, **kwargs)
+
+    monkeypatch.setattr(gitrepo, "run_git", counted)
+    fp.compute(config, {"C": 1})
+    assert [c[0] for c in calls] == ["ls-files"]
