@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci import stats, stores
+from mlci import local_cache, stats, stores
 from mlci.errors import MlciError
 from mlci.tracking import (
     PREDICTIONS_DIGEST_TAG,
@@ -100,7 +100,7 @@ class Memo:
         import os
 
         env = os.environ if environ is None else environ
-        self.on = env.get("GITHUB_ACTIONS") != "true" and env.get("MLCI_NO_MEMO") != "1"
+        self.on = local_cache.allowed(env) and env.get("MLCI_NO_MEMO") != "1"
         self._environ = env
 
     def _path(self, parts: Mapping[str, Any]) -> Path:
@@ -108,12 +108,11 @@ class Memo:
         import json
 
         from mlci import __version__
-        from mlci.store_template import cache_dir
 
         method = hashlib.sha256(Path(stats.__file__).read_bytes()).hexdigest()
         key = json.dumps({**parts, "mlci": __version__, "method": method}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()
-        return cache_dir(dict(self._environ)) / "intervals" / f"{digest}.json"
+        return local_cache.directory(self._environ) / "intervals" / f"{digest}.json"
 
     def get(self, parts: Mapping[str, Any], names: frozenset[str]) -> dict[str, stats.Interval | None] | None:
         """Each of ``names``' interval (None where it has none), or None if not kept."""

@@ -14,11 +14,15 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlci import archive, project, stores, tags
 from mlci import config as cfg
 from mlci import fingerprint as fp
 from mlci.errors import MlciError
+
+if TYPE_CHECKING:
+    from mlci.tracking import Tracking
 
 PULLED_DIR = "pulled"
 
@@ -69,13 +73,14 @@ def mirror(
     version: stores.Version,
     model_dir: Path | None,
     log: Callable[[str], None],
+    tracking: Tracking | None = None,
 ) -> str:
     """Rebuild the MLflow model version of ``version`` from its files: a run
     with the tag's metrics and params, its logged model, and the model version."""
     from mlci.tracking import FINGERPRINT_TAG, GIT_TAG_TAG, MODEL_DIGEST_TAG, RESTORED_TAG, Registry
 
     meta = version.metadata
-    tracking = project.make_tracking(config, environ)
+    tracking = tracking or project.make_tracking(config, environ)
     run_tags = {RESTORED_TAG: f"version {version.tag}"}
     if meta.get("fingerprint"):
         run_tags[FINGERPRINT_TAG] = str(meta["fingerprint"])
@@ -156,11 +161,13 @@ def resolve_for_promotion(
         )
         return Resolved(version, where, "downloaded", None, mirror_skipped=True)
     scratch = _scratch(config, version)
+    if existing is None:
+        tracking.warm_up()  # the rebuild needs MLflow's client: it loads while the bytes download
     try:
         digest = fetch(store, version, scratch, log)
         log(f"verified {version.tag}: sha256 {digest.sha256[:12]}, {digest.size:,} bytes")
         if existing is None:
-            existing = mirror(config, environ, version, scratch, log)
+            existing = mirror(config, environ, version, scratch, log, tracking)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Resolved(version, where, "downloaded", existing)

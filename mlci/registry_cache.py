@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mlci import __version__, gitrepo, registry, tags
+from mlci import __version__, gitrepo, local_cache, registry, tags
 
 FORMAT = 1
 FILE = "mlci-registry.json"
@@ -43,7 +43,7 @@ def display_state(
     """The registry of ``root`` (skipped tags warned about, as ``registry.state_of`` does)
     and its lightweight registry tags (which it ignores)."""
     git_dir = root / ".git"
-    if environ.get("GITHUB_ACTIONS") == "true" or not git_dir.is_dir():
+    if not local_cache.allowed(environ) or not git_dir.is_dir():
         return _built(root, None, None)
     listing = gitrepo.run_git(
         ["for-each-ref", "--format=%(objectname) %(refname)", "refs/tags"], root, what="listing tags"

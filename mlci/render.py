@@ -332,15 +332,13 @@ def _bytecode_cache() -> Any:
     """mlci's own report templates, compiled once and kept in mlci's cache (compiling them
     is a third of a report on a cache hit). Not in CI: a runner is new each time, and
     compiled templates are code, which a job's earlier steps could have written."""
-    import os
-
     import jinja2
 
-    from mlci.store_template import cache_dir
+    from mlci import local_cache
 
-    if os.environ.get("GITHUB_ACTIONS") == "true":
+    if not local_cache.allowed():
         return None
-    folder = cache_dir() / "templates"
+    folder = local_cache.directory() / "templates"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:

@@ -15,18 +15,8 @@ that file in milliseconds.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
-
-
-def cache_dir(environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
-    """mlci's cache: $MLCI_CACHE_DIR, else $XDG_CACHE_HOME/mlci, else ~/.cache/mlci."""
-    env = os.environ if environ is None else environ
-    if env.get("MLCI_CACHE_DIR"):
-        return Path(env["MLCI_CACHE_DIR"])
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlci"
 
 
 def migrate(path: Path) -> None:

@@ -241,6 +241,26 @@ class Tracking:
                 self._client_instance = self._open_client()
         return self._client_instance
 
+    def _client_environ(self) -> None:
+        """What MLflow's client reads from the process environment, set before it loads
+        (on the main thread, before a warm-up thread starts: a key added while another
+        thread iterates the environment breaks that thread). A user's own setting wins.
+
+        MLflow's telemetry is off unless the user chose (``MLFLOW_DISABLE_TELEMETRY`` or
+        ``DO_NOT_TRACK`` set): where its configuration cannot be fetched (a runner without
+        internet), MLflow 3.18 removes ``_MLFLOW_TELEMETRY_SESSION_ID`` from the environment
+        on a thread of its own while a request of the client's reads the environment for
+        proxies, and the request fails with ``KeyError('_MLFLOW_TELEMETRY_SESSION_ID')``
+        (seen here: a run's logging failed against a server)."""
+        if is_http(self.uri):
+            # MLflow reads these from the process environment on each request.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{max(1, round(self.timeout))}")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_RETRIES))
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+        if "DO_NOT_TRACK" not in os.environ:
+            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
     def _open_client(self) -> MlflowClient:
         """MlflowClient on this store. Touches no process-wide stream (``_translated`` does,
         so the background warm-up, which runs while the main thread may redirect, calls
@@ -249,13 +269,7 @@ class Tracking:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             _check_sqlite(path)
-        if is_http(self.uri):
-            # MLflow reads these from the process environment on each request;
-            # a user's own setting wins.
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{max(1, round(self.timeout))}")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_RETRIES))
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+        self._client_environ()
         from mlflow.tracking import MlflowClient
 
         # MLflow (which sets its loggers up on import) and alembic announce
@@ -529,6 +543,7 @@ class Tracking:
     def warm_up(self) -> None:
         """Import MLflow and open the store in the background (while training runs);
         the first use of ``client`` waits for it."""
+        self._client_environ()
 
         def work() -> None:
             # On failure the main thread opens it again, and reports the error.
@@ -1047,9 +1062,9 @@ def _store_template(revision: str) -> Path | None:
     """The empty store of ``revision`` in the user's cache, made by MLflow's migrations
     in a child process the first time (None where they fail: MLflow's client makes the
     project's store then, as it always could)."""
-    from mlci.store_template import cache_dir
+    from mlci import local_cache
 
-    folder = cache_dir() / "stores"
+    folder = local_cache.directory() / "stores"
     template = folder / f"mlflow-sqlite-{revision}.db"
     if _store_revision(template) == revision:
         return template

@@ -7,10 +7,12 @@ nothing is written and the client does it."""
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -399,3 +401,39 @@ def test_a_models_versions_read_from_the_store_are_the_clients(
     with sqlite3.connect(db) as connection:  # a column this reads is gone: the client answers
         connection.execute("ALTER TABLE model_versions RENAME COLUMN source TO origin")
     assert sqlite_runs.model_versions(db, registry.name) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "telemetry"),
+    [
+        ({}, "true"),  # mlci's process: off, MLflow's race with its own environment avoided
+        ({"MLFLOW_DISABLE_TELEMETRY": "false"}, "false"),  # the user's choice stands
+        ({"DO_NOT_TRACK": "1"}, None),  # MLflow honours it: nothing added
+    ],
+)
+def test_mlflows_environment_is_set_before_its_client_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: dict[str, str], telemetry: str | None
+) -> None:
+    """Set on the calling thread before the warm-up thread starts: a key added while
+    another thread iterates the environment breaks that thread."""
+    from mlci.tracking import Tracking
+
+    for name in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    started: list[dict[str, str]] = []
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        started.append(dict(os.environ))
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    tracking = Tracking("http://127.0.0.1:9", "e", artifact_root=None, environ=dict(os.environ), timeout=3)
+    monkeypatch.setattr(tracking, "_open_client", lambda: None)  # no MLflow needed to see the order
+    tracking.warm_up()
+    assert tracking._warming is not None
+    tracking._warming.join()
+    assert started[0].get("MLFLOW_DISABLE_TELEMETRY") == telemetry
+    assert started[0].get("MLFLOW_HTTP_REQUEST_TIMEOUT") == "3"
