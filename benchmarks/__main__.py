@@ -36,7 +36,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "data_checks": ([], ["--runs", "1"]),
     "repeats": ([], ["--runs", "1"]),
     "adopt": ([], ["--runs", "2"]),
-    "demo": ([], []),
+    "demo": ([], ["--runs", "1"]),
     "faults": ([], []),
     "restore": ([], ["--runs", "1"]),
     "install": ([], ["--runs", "1"]),
