@@ -16,6 +16,7 @@ differences once, for its verdicts and its table alike.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -109,8 +110,7 @@ class Memo:
 
         from mlci import __version__
 
-        method = hashlib.sha256(Path(stats.__file__).read_bytes()).hexdigest()
-        key = json.dumps({**parts, "mlci": __version__, "method": method}, sort_keys=True)
+        key = json.dumps({**parts, "mlci": __version__, "method": _method()}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()
         return local_cache.directory(self._environ) / "intervals" / f"{digest}.json"
 
@@ -160,6 +160,15 @@ class Memo:
             os.replace(tmp, path)
         except OSError:
             pass  # a memo is only ever a shortcut
+
+
+@functools.cache
+def _method() -> str:
+    """The bootstrap's own source (``stats.py``), hashed once per process: a change to how
+    intervals are computed is a new key, whatever mlci's version says."""
+    import hashlib
+
+    return hashlib.sha256(Path(stats.__file__).read_bytes()).hexdigest()
 
 
 def _interval_from(fields: object, confidence: float) -> stats.Interval | None:
@@ -345,33 +354,35 @@ class RunEvidence:
     def interval(self, metric: str, confidence: float) -> stats.Interval | None:
         if self.head is None:
             return None
-        return self._all("one", confidence).get(metric)
+        return self._all("one", confidence, [self.head]).get(metric)
 
     def difference(self, metric: str, confidence: float) -> stats.Interval | None:
         if self.head is None or self.base is None:
             return None
-        return self._all("difference", confidence).get(metric)
+        return self._all("difference", confidence, [self.head, self.base]).get(metric)
 
-    def _all(self, kind: str, confidence: float) -> dict[str, stats.Interval | None]:
-        assert self.head is not None
+    def _all(
+        self, kind: str, confidence: float, runs: list[RunPredictions]
+    ) -> dict[str, stats.Interval | None]:
+        """Every metric's interval (``runs``: the head) or difference (the head and the
+        base) at ``confidence``: from the memo where it keeps them, else bootstrapped."""
         if (kind, confidence) in self._found:
             return self._found[kind, confidence]
-        runs = [self.head] if kind == "one" else [self.head, self.base]
-        names = frozenset.intersection(*(r.metrics for r in runs if r is not None))
+        names = frozenset.intersection(*(r.metrics for r in runs))
         parts = {
             "kind": kind,
-            "runs": [r.key if r is not None else None for r in runs],
+            "runs": [r.key for r in runs],
             "metrics": sorted(names),
             "confidence": confidence,
             "resamples": stats.DEFAULT_RESAMPLES,
             "seed": stats.DEFAULT_SEED,
         }
-        keyed = all(r is not None and r.key for r in runs)
+        keyed = all(r.key for r in runs)
         found = self.memo.get(parts, names) if keyed else None
         if found is None:
-            samples = self.head.samples() if kind == "one" else self._bootstrap_differences()
+            samples = runs[0].samples() if kind == "one" else self._bootstrap_differences()
             found = {n: samples[n].interval(confidence) if n in samples else None for n in sorted(names)}
-            if keyed and all(r is not None and r.predictions is not None for r in runs):
+            if keyed and all(r.predictions is not None for r in runs):
                 self.memo.put(parts, found)
         self._found[kind, confidence] = found
         return found
