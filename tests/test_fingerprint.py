@@ -207,7 +207,9 @@ def test_fingerprint_command(cli, tmp_path: Path) -> None:  # type: ignore[no-un
 def _committed(tmp_path: Path) -> cfg.Config:
     config = _project(tmp_path)
     (config.root / "data" / "b.csv").write_text("3,4\n")
-    (config.root / "data" / "old.dvc").write_text("outs:\n- md5: 0123456789abcdef0123456789abcdef\n  path: old\n")
+    (config.root / "data" / "old.dvc").write_text(
+        "outs:\n- md5: 0123456789abcdef0123456789abcdef\n  path: old\n"
+    )
     run(["git", "add", "-A"], config.root)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "inputs"], config.root)
     return config
