@@ -124,10 +124,9 @@ def child(config: Path, out: Path, base: Path | None, runs: int) -> dict[str, fl
 
 def comment_sizes(config, head, found) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """The pull request comment's Data section for this diff, and the whole comment."""
-    from mlci import render
+    from mlci import render, verdict
     from mlci import report as rpt
     from mlci.commands import data as data_cmd
-    from mlci.commands import report as report_cmd
 
     checked = data_cmd.Checked(config.data[0], head, ())
     report = rpt.build(
@@ -135,8 +134,8 @@ def comment_sizes(config, head, found) -> tuple[int, int]:  # type: ignore[no-un
         rpt.Head("0" * 32, "0" * 64, "0" * 40, "feature", {"accuracy": 0.9}, {}, cached=False),
         [],
         pr=1,
+        data=verdict.Data([checked], {"staging": [found]}, trained=True),
     )
-    report = report_cmd.with_data(report, [checked], {"staging": [found]}, trained=True)
     body = render.render_report(report, "markdown")
     start = body.index("#### Data")
     end = body.index("\n| metric", start)

@@ -787,12 +787,13 @@ def diff(
     """
     from mlci.commands import report as command
 
-    report, _ = command.gather(
+    review = command.gather(
         config, Path.cwd(), environ=os.environ, base=base, environments=environments or [], log=_log
     )
     template = command.template_for(_config(config)) if fmt is Format.markdown else None
     typer.echo(
-        command.format_report(report, fmt.value, template=template, color=sys.stdout.isatty()), nl=False
+        command.format_report(review.report, fmt.value, template=template, color=sys.stdout.isatty()),
+        nl=False,
     )
 
 
@@ -812,13 +813,23 @@ def gate(
     from mlci.commands.promote import verdict_json
     from mlci.errors import ExitCode
 
-    report, result = command.gather(
+    review = command.gather(
         config, Path.cwd(), environ=os.environ, base=None, environments=[environment], log=_log
     )
-    (verdict,) = report.verdicts
+    (verdict,) = review.report.verdicts
     for rule in verdict.results:
         _log(f"  [{gates.mark(rule)}] {rule.message}")
-    data = {"run_id": result.run_id, "fingerprint": result.fingerprint, **(verdict_json(verdict) or {})}
+    for note in review.report.notes:
+        _log(f"  note: {note}")
+    result = review.result
+    data = {
+        "run_id": result.run_id,
+        "fingerprint": result.fingerprint,
+        "policy_from": review.report.policy_from,
+        **(verdict_json(verdict) or {}),
+        "summary": verdict.summary(),
+        "notes": list(review.report.notes),
+    }
     text = f"{environment}: {'pass' if verdict.passed else 'FAIL'}: {verdict.summary()}"
     _emit(data, as_json, text)
     if not verdict.passed:
@@ -844,19 +855,12 @@ def report(
     """
     from mlci.commands import report as command
 
-    loaded = _config(config)
-    rep, _ = command.gather(
-        config,
-        Path.cwd(),
-        environ=os.environ,
-        base=base,
-        environments=environments or [],
-        log=_log,
-        check_data=True,
+    review = command.gather(
+        config, Path.cwd(), environ=os.environ, base=base, environments=environments or [], log=_log
     )
-    template = command.template_for(loaded) if fmt is Format.markdown else None
-    text = command.format_report(rep, fmt.value, template=template, color=False)
-    target = output or loaded.root / ".mlci" / command.DEFAULT_OUTPUT[fmt.value]
+    template = command.template_for(_config(config)) if fmt is Format.markdown else None
+    text = command.format_report(review.report, fmt.value, template=template, color=False)
+    target = output or review.config.root / ".mlci" / command.DEFAULT_OUTPUT[fmt.value]
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     _log(f"wrote {target} ({len(text)} characters)")

@@ -55,6 +55,7 @@ class Verdict:
     passed: bool
     results: tuple[RuleResult, ...]
     baseline_label: str | None  # e.g. "staging's v0.0.3"; None: no baseline yet
+    held: str | None = None  # a rollback's pin keeps the head out (mlci.verdict): why, else None
 
     @property
     def failures(self) -> tuple[RuleResult, ...]:
@@ -69,6 +70,12 @@ class Verdict:
 
     def summary(self) -> str:
         """One line, as a commit status description would show it."""
+        if self.held:
+            pinned = self.held.split(" by a rollback")[0].replace(" is pinned to ", " pinned to ", 1)
+            return f"{pinned} by a rollback: merging will not promote; {self._rules()}"
+        return self._rules()
+
+    def _rules(self) -> str:
         if self.passed:
             undecided = sum(r.decided == "inconclusive" for r in self.results)
             note = f" ({undecided} inconclusive, counted as pass)" if undecided else ""
@@ -81,6 +88,7 @@ class Verdict:
             "passed": self.passed,
             "outcome": self.outcome,
             "baseline": self.baseline_label,
+            "held": self.held,
             "rules": [rule_json(r) for r in self.results],
         }
 
@@ -113,8 +121,7 @@ def with_requirement(verdict: Verdict, requires: str, unmet: str | None) -> Verd
         value=None,
         threshold=requires,
     )
-    passed = verdict.passed and unmet is None
-    return Verdict(verdict.environment, passed, (*verdict.results, result), verdict.baseline_label)
+    return replace(verdict, passed=verdict.passed and unmet is None, results=(*verdict.results, result))
 
 
 def with_data(verdict: Verdict, problems: list[str]) -> Verdict:
@@ -130,12 +137,7 @@ def with_data(verdict: Verdict, problems: list[str]) -> Verdict:
         value=None,
         threshold="data",
     )
-    return Verdict(
-        verdict.environment,
-        verdict.passed and not problems,
-        (*verdict.results, result),
-        verdict.baseline_label,
-    )
+    return replace(verdict, passed=verdict.passed and not problems, results=(*verdict.results, result))
 
 
 def _fmt(value: float) -> str:

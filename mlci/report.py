@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlci import gates, metrics, policy
+from mlci import gates, metrics, policy, tags, verdict
 from mlci.config import Config, Goal
 from mlci.stats import Interval
 
@@ -112,11 +112,15 @@ def build(
     pr: int | None = None,
     run_link: str | None = None,
     certainty: Certainty | None = None,
+    state: tags.ModelState | None = None,
+    data: verdict.Data | None = None,
+    notes: Sequence[str] = (),
 ) -> Report:
-    """Diff ``head`` against every baseline and evaluate the gates of each
-    environment (or of ``gate_environments``) against that environment's model;
-    ``certainty`` gives the intervals a rule with a confidence is judged on, and
-    the ones the table shows."""
+    """Diff ``head`` against every baseline and judge it (``mlci.verdict``) for each
+    environment (or each of ``gate_environments``) against that environment's model;
+    ``certainty`` gives the intervals a rule with a confidence is judged on, and the
+    ones the table shows; ``state`` the registry (``requires``, pins); ``data`` what the
+    declared datasets say."""
     goal_of: Callable[[str], Goal] = config.goal
     configured = list(config.metrics)
     comparisons = tuple(
@@ -133,29 +137,23 @@ def build(
     names: list[str] = [n for n in configured if n in head.metrics or any(n in b.metrics for b in baselines)]
     for source in (head.metrics, *(b.metrics for b in baselines)):
         names += sorted(n for n in source if n not in names)
-    by_key = {b.key: b for b in baselines}
     wanted = gate_environments if gate_environments is not None else [e.name for e in config.environments]
-    verdicts = []
-    for env in config.environments:
-        if env.name not in wanted:
-            continue
-        baseline = by_key.get(env.name)
-        found = baseline is not None and baseline.found and bool(baseline.metrics)
-        verdicts.append(
-            gates.evaluate(
-                env,
-                head.metrics,
-                baseline.metrics if found and baseline else None,
-                goal_of,
-                baseline_label=baseline.label if found and baseline else None,
-                evidence=certainty.gate(env, baseline if found else None) if certainty else None,
-            )
-        )
+    case = verdict.Case(
+        config,
+        head.metrics,
+        head.fingerprint,
+        state,
+        {b.key: b for b in baselines},
+        certainty=certainty,
+        data=data,
+    )
+    verdicts = verdict.judge_all(case, [e.name for e in config.environments if e.name in wanted])
+    held = [f"merging will not promote: {v.held}" for v in verdicts if v.held]
     return Report(
         model=config.model.name,
         head=head,
         comparisons=comparisons,
-        verdicts=tuple(verdicts),
+        verdicts=verdicts,
         metric_names=tuple(dict.fromkeys(names)),
         goals={n: goal_of(n) for n in names},
         key_metric=config.key_metric,
@@ -163,6 +161,21 @@ def build(
         pr=pr,
         run_link=run_link,
         params_file=config.train.params,
+        notes=(*held, *notes),
+        data=None if data is None else data_section(data),
+    )
+
+
+def data_section(data: verdict.Data) -> DataSection:
+    """The report's datasets: each one's checks, and its profile against each environment's model's."""
+    return DataSection(
+        datasets=tuple(c.to_json() for c in data.checked),
+        comparisons=tuple(d.to_json() for ds in data.comparisons.values() for d in ds),
+        trained=data.trained,
+        why=""
+        if data.trained
+        else data.why or ("fails its checks" if data.failures else "drifted past its limits"),
+        profiles={c.dataset.name: c.profile for c in data.checked},
     )
 
 

@@ -281,7 +281,7 @@ def leaderboard(
 ) -> Leaderboard:
     """Rank the trained candidates by the key metric, judge each by ``environment``'s gate
     (against the model there now, on point values), and name the best one that passes."""
-    from mlci import gates
+    from mlci import verdict
     from mlci.commands import report as report_cmd
 
     key = config.key_metric
@@ -298,16 +298,11 @@ def leaderboard(
 
     rows = []
     for rank, result in enumerate(sorted(trained, key=order), start=1):
-        verdict = None
+        judged = None
         if env is not None and baseline is not None:
-            verdict = gates.evaluate(
-                env,
-                result.metrics,
-                baseline.metrics if baseline.found else None,
-                config.goal,
-                baseline.label if baseline.found else None,
-            )
-        rows.append(Row(rank, result, result.metrics.get(key) if key else None, verdict))
+            case = verdict.Case(config, result.metrics, result.fingerprint, state, {env.name: baseline})
+            judged = verdict.judge(case, env.name)
+        rows.append(Row(rank, result, result.metrics.get(key) if key else None, judged))
     passing = [r for r in rows if r.verdict is None or r.verdict.passed]
     best = (passing or rows)[0] if rows else None
     return Leaderboard(

@@ -53,7 +53,11 @@ def test_a_seed_change_is_inconclusive_and_a_real_regression_fails(cli, tmp_path
     assert regression["interval"]["low"] < -0.01 * 0.98 < regression["interval"]["high"]
     assert seed["exit"] == 0 and seed["passed"] is True and seed["outcome"] == "inconclusive"
     production = _gate(cli, root, "production")
-    assert production["exit"] == 1 and production["outcome"] == "inconclusive"  # production fails it
+    assert production["exit"] == 1  # production fails it: inconclusive counts as fail there
+    assert any(r["outcome"] == "inconclusive" and not r["passed"] for r in production["rules"])
+    # and these inputs have never been in staging, which production requires (as CI says)
+    (requires,) = [r for r in production["rules"] if r["rule"] == "requires"]
+    assert not requires["passed"] and "have never been in staging" in requires["message"]
 
     params.write_text(original.replace("C: 1.0", "C: 0.01"))
     worse = _gate(cli, root, "staging")

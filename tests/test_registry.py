@@ -168,7 +168,7 @@ def test_promote_gates_requires_and_aliases(cli, tmp_path: Path) -> None:  # typ
     data = json.loads(result.out)
     assert data["passed"] is False and data["changed"] is False
     assert (
-        "accuracy 0.8 is 0.1 (11.11%) worse than staging's v0.0.1's 0.9; max_regression 5%" in data["blocked"]
+        "accuracy 0.8 is 0.1 (11.11%) worse than staging v0.0.1's 0.9; max_regression 5%" in data["blocked"]
     )
     assert "[FAIL] accuracy 0.8 is 0.1" in result.err
     assert "demo#staging#3" not in remote_tags(root)

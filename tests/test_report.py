@@ -60,9 +60,11 @@ def test_comment_first_model() -> None:
         rpt.Baseline("production", "production", False, note="no model in production yet"),
     ]
     report = rpt.build(CONFIG, head, empty)
-    assert report.passed
+    # The first model passes staging; production requires it to have been in staging first.
+    assert [(v.environment, v.passed) for v in report.verdicts] == [("staging", True), ("production", False)]
     text = render.render_report(report, "markdown")
     assert "- ✅ **staging**: passes 2 gate rules (no model there yet)" in text
+    assert "these inputs of churn have never been in staging (production requires it)" in text
     assert "mermaid" not in text  # one point is no chart
     golden("comment_first_model.md", text)
 

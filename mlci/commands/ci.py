@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mlci import ci_env, gitrepo, policy, project, registry, render, tags
+from mlci import ci_env, gitrepo, project, registry, render, tags
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
@@ -49,6 +49,7 @@ class CiResult:
     posted: bool = False
     degraded: bool = False
     exit_code: int = ExitCode.OK
+    gates: dict[str, Any] | None = None  # the verdict (mlci.verdict), as `mlci gate --json` gives it
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -162,36 +163,26 @@ def _pull_request(
         number = pr or 0
         head_sha = gitrepo.rev_parse(cwd, "HEAD") or ""
         fork = False
-    head_config = cfg.load_for(config_path, cwd)
-    base_policy, notes = report_cmd.base_policy(head_config, base, log)
-    config = policy.judged_by(head_config, base_policy)
-    env = next((e for e in config.environments if e.branch == base), None)
-    if env is None:
-        log(f"{base!r} is not an environment branch: reporting without gates")
-    pin = _pin(config, env)
-    if pin is not None:
-        notes.append(f"merging will not promote: {tags.pin_message(pin)}")
-    report, result = report_cmd.gather(
+    review = report_cmd.gather(
         config_path,
         cwd,
         environ=environ,
         base=base,
-        gate_environments=[env.name] if env else [],
+        gate_branch=base,
         pr=number or None,
         run_link=ctx.run_link,
         log=log,
-        base_policy=base_policy,
         policy_from=base,
-        check_requires=True,
-        notes=notes,
-        check_data=True,
-        **run_store_options(ctx, environ, config, token, log),
+        **run_store_options(ctx, environ, cfg.load_for(config_path, cwd), token, log),
     )
-    if env is not None and pin is None and report.passed and token and not fork and not dry_run:
+    report, result, config, base_policy = review.report, review.result, review.config, review.base_policy
+    env = next((e for e in config.environments if e.branch == base), None)
+    held = bool(report.verdicts and report.verdicts[0].held)
+    if env is not None and not held and report.passed and token and not fork and not dry_run:
         report = with_approvers(report, _write_api(ctx, {**environ, "GITHUB_TOKEN": token}, retries=1), env)
     # What is posted is rendered by the base's template, read from git at the base.
     template = (
-        report_cmd.base_template(head_config, base_policy, base)
+        report_cmd.base_template(cfg.load_for(config_path, cwd), base_policy, base)
         if base_policy is not None
         else report_cmd.template_for(config)
     )
@@ -229,13 +220,10 @@ def _pull_request(
         fingerprint=result.fingerprint,
         report_path=str(path),
         exit_code=ExitCode.GATE_FAILED if verdict == "fail" else ExitCode.OK,
+        gates=_gates(report),
     )
     state = "success" if verdict == "pass" else "failure"
     description = report.verdicts[0].summary() if env and report.verdicts else ""
-    if pin is not None and env is not None:
-        description = (
-            f"{env.name} pinned to {pin.version} by a rollback: merging will not promote; {description}"
-        )
     # What a trusted job needs to post this report later (the fork-safe flow).
     (path.parent / PULL_REQUEST_FILE).write_text(
         json.dumps(
@@ -338,7 +326,7 @@ def _push(
     if stage in ("deploy", "assign", "restore"):
         return _hook_stage(config, env, environ, ctx, stage, log)
     expect_client()  # a model that passes is registered: MLflow loads while it trains
-    report, result = report_cmd.gather(
+    review = report_cmd.gather(
         config_path,
         cwd,
         environ=environ,
@@ -349,13 +337,20 @@ def _push(
         head_label=name,
         log=log,
         allow_training=stage != "publish",
-        check_data=True,  # the merged data, checked and judged against the environment's model's
+        policy_from=None,  # the pushed commit's own policy
         **run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
+    report, result = review.report, review.result
     _, path = _write_report(ctx, config, report, report_cmd.template_for(config))  # the merged branch's
     ci_env.set_outputs(ctx, bundle_outputs(config, result))
     res = CiResult(
-        "push", "blocked", "", environment=env.name, fingerprint=result.fingerprint, report_path=str(path)
+        "push",
+        "blocked",
+        "",
+        environment=env.name,
+        fingerprint=result.fingerprint,
+        report_path=str(path),
+        gates=_gates(report),
     )
     if not report.passed:
         res.verdict = "fail"
@@ -588,6 +583,14 @@ def _assign_stage(
     )
 
 
+def _gates(report: rpt.Report) -> dict[str, Any] | None:
+    """The gated environment's verdict, as ``mlci gate --json`` gives it."""
+    if not report.verdicts:
+        return None
+    verdict = report.verdicts[0]
+    return {**verdict.to_json(), "summary": verdict.summary()}
+
+
 def _write_api(ctx: ci_env.Context, environ: Mapping[str, str], retries: int | None = None) -> Any:
     """The GitHub API for a promotion's deployment and dispatch: in Actions, with a token."""
     token = environ.get("GITHUB_TOKEN")
@@ -657,14 +660,6 @@ def _newer_in(config: cfg.Config, environment: str) -> tags.Event | None:
     if root is None or head is None or current is None or current.commit == head:
         return None
     return current if gitrepo.is_ancestor(root, head, current.commit) else None
-
-
-def _pin(config: cfg.Config, env: cfg.Environment | None) -> tags.Event | None:
-    if env is None:
-        return None
-    root = gitrepo.toplevel(config.root)
-    state = registry.read_state(root).get(config.model.name) if root else None
-    return state.pin(env.name) if state else None
 
 
 def _is_fork(request: Mapping[str, Any]) -> bool:

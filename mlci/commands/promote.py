@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +90,7 @@ def _candidate_version(
     return found
 
 
-def _evidence(
+def judge(
     config: cfg.Config,
     environ: Mapping[str, str],
     state: tags.ModelState,
@@ -99,17 +98,57 @@ def _evidence(
     candidate: str,
     current: str | None,
     log: Callable[[str], None],
-) -> gates.Evidence | None:
-    """The versions' predictions, for rules with a confidence: the gate at promotion
-    judges as the pull request's report did (paired on the same rows). None where no
-    rule asks, or the candidate kept none (then the rules compare points, and say so)."""
+    *,
+    explicit: bool,
+    rollback: bool,
+) -> gates.Verdict:
+    """The registered version ``candidate`` against ``env`` and the version in it now
+    (``mlci.verdict``), on the metrics their tags record and, for rules with a
+    confidence, their predictions or repeats (paired on the same rows, as the pull
+    request's report judged them)."""
+    from mlci import report as rpt
+    from mlci import verdict
+
+    baseline = (
+        rpt.Baseline(
+            env.name, f"{env.name} {current}", found=True, version=current, metrics=_metrics(state, current)
+        )
+        if current
+        else rpt.Baseline(env.name, env.name, found=False)
+    )
+    case = verdict.Case(
+        config,
+        _metrics(state, candidate),
+        state.versions[candidate].metadata.get("fingerprint"),
+        state,
+        {env.name: baseline},
+        certainty=_certainty(config, environ, state, env, candidate, log),
+        version=candidate,
+        explicit=explicit,
+        rollback=rollback,
+    )
+    return verdict.judge(case, env.name)
+
+
+def _certainty(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    state: tags.ModelState,
+    env: cfg.Environment,
+    candidate: str,
+    log: Callable[[str], None],
+) -> Any:
+    """The versions' predictions or repeats, where a rule asks for intervals (None: the
+    rules compare points, and say so)."""
     if not env.judged_on_intervals:
         return None
-    from mlci import evidence
+    from mlci import evidence, stats
 
     tracking = project.make_tracking(config, environ)
 
-    def of(name: str) -> evidence.Source | None:
+    def of(name: str | None) -> evidence.Source | None:
+        if name is None or name not in state.versions:
+            return None
         return evidence.for_version(
             config, environ, models.version_of(config.model.name, state.versions[name]), tracking, log
         )
@@ -117,8 +156,9 @@ def _evidence(
     head = of(candidate)
     if head is None:
         return None
-    base = of(current) if current else None
-    return evidence.evidence_of(head, base, _metrics(state, current) if current else {})
+    return evidence.Certainty(
+        head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, lambda b: of(b.version)
+    )
 
 
 def _metrics(state: tags.ModelState, version: str) -> dict[str, float]:
@@ -150,45 +190,30 @@ def assign(
     current_event = state.current(env.name)
     current = current_event.version if current_event else None
 
-    pin = state.pin(env.name)
     if rollback_reason is None:
         candidate = _candidate_version(state, version, config, log)
-        if pin is not None and (version is None or automatic) and candidate != current:
-            # A rollback holds: only an explicit --version (or unpin) moves a pinned environment.
-            why = f"{tags.pin_message(pin)} (or promote a version explicitly with --version)"
-            return PromoteResult(
-                model, env.name, candidate, current, False, None, False, None, blocked=why, held=True
-            )
     else:
         candidate = _rollback_target(state, env.name, current, version)
-
+    verdict = judge(
+        config,
+        environ,
+        state,
+        env,
+        candidate,
+        current,
+        log,
+        explicit=version is not None and not automatic,
+        rollback=rollback_reason is not None,
+    )
+    if verdict.held and candidate != current:
+        # A rollback holds: only an explicit --version (or unpin) moves a pinned environment.
+        why = f"{verdict.held} (or promote a version explicitly with --version)"
+        return PromoteResult(
+            model, env.name, candidate, current, False, None, False, verdict, blocked=why, held=True
+        )
     if candidate == current:
         log(f"{model} {candidate} is already in {env.name}; nothing to do")
         return PromoteResult(model, env.name, candidate, current, False, None, False, None)
-
-    if rollback_reason is None and env.requires and not state.was_assigned(candidate, env.requires):
-        why = f"{model} {candidate} has never been in {env.requires} ({env.name} requires it)"
-        return PromoteResult(model, env.name, candidate, current, False, None, False, None, blocked=why)
-
-    rules_env = env
-    if rollback_reason is not None:
-        # A rollback goes back to a model that was fine before: relative rules
-        # (against the model being replaced) do not apply; absolute ones do.
-        absolute = tuple(
-            dataclasses.replace(r, max_regression=None, min_improvement=None)
-            for r in env.gates
-            if r.min is not None or r.max is not None
-        )
-        rules_env = dataclasses.replace(env, gates=absolute)
-    baseline = _metrics(state, current) if current else None
-    verdict = gates.evaluate(
-        rules_env,
-        _metrics(state, candidate),
-        baseline,
-        config.goal,
-        baseline_label=f"{env.name}'s {current}" if current else None,
-        evidence=_evidence(config, environ, state, rules_env, candidate, current, log),
-    )
     if not verdict.passed:
         return PromoteResult(
             model,

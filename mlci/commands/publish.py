@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from mlci import ci_env, gitrepo, policy, project, registry, safeinput, tags
+from mlci import ci_env, gitrepo, policy, project, registry, safeinput, tags, verdict
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.commands import report as report_cmd
@@ -168,8 +168,7 @@ def _certainty(
     return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, base_of)
 
 
-def _with_data(
-    report: rpt.Report,
+def _data(
     config: cfg.Config,
     folder: Path,
     state: tags.ModelState | None,
@@ -177,7 +176,8 @@ def _with_data(
     token: str,
     notes: list[str],
     log: Callable[[str], None],
-) -> rpt.Report:
+    trained: bool,
+) -> verdict.Data:
     """The base's data checks, judged on the profiles the pull request's run recorded
     (data, read as data: this job never reads the fork's files), and each profile against
     each environment's model's. What a profile cannot decide is said in a note; a
@@ -218,11 +218,10 @@ def _with_data(
             + " (merging checks the data itself)"
         )
     drifted = any(d.problems for ds in comparisons.values() for d in ds)
-    return report_cmd.with_data(
-        report,
+    return verdict.Data(
         checked,
         comparisons,
-        trained=bool(report.head.metrics),
+        trained=trained,
         # Its run trained nothing, and its profile shows no reason: a check it cannot decide.
         why=None if failing or drifted else "failed a check its profile cannot show (its own run said so)",
     )
@@ -272,7 +271,7 @@ def publish(
     root = gitrepo.toplevel(here.root)
     if root is not None:
         registry.ensure_complete(registry.open_workspace(root, environ, push=False), log)
-    base_policy, notes = report_cmd.base_policy(here, pull.base_ref, log)
+    base_policy, notes = report_cmd.load_base_policy(here, pull.base_ref, log)
     # This job holds a write token: the policy, the report's settings and where it
     # connects come from the base branch, and its template is read from git at the base.
     config = policy.for_writing(here, base_policy)
@@ -298,6 +297,15 @@ def publish(
         {**environ, "GITHUB_TOKEN": token},
         log,
     )
+    datasets = (
+        _data(config, _folder_for(folder, model), state, environ, token, notes, log, bool(head.metrics))
+        if config.data
+        else None
+    )
+    notes.append(
+        "the metrics come from the pull request's own run; "
+        "mlci judged them in a job that ran none of its code"
+    )
     report = rpt.build(
         config,
         head,
@@ -307,16 +315,13 @@ def publish(
         pr=number,
         run_link=ctx.run_link,
         certainty=certainty,
-    )
-    report = report_cmd.with_requirements(report, config, state, head.fingerprint)
-    if config.data:
-        report = _with_data(report, config, _folder_for(folder, model), state, environ, token, notes, log)
-    notes.append(
-        "the metrics come from the pull request's own run; "
-        "mlci judged them in a job that ran none of its code"
+        state=state,
+        data=datasets,
+        notes=notes,
     )
     report = dataclasses.replace(
-        report, policy_from=pull.base_ref if base_policy else None, notes=tuple(notes)
+        report,
+        policy_from=pull.base_ref if base_policy else None,
     )
     if sweep_folder is not None:
         from mlci import sweep
@@ -325,7 +330,7 @@ def publish(
         board = sweep.leaderboard(here, results, state, env.name if env else None)
         report = dataclasses.replace(report, sweep=board)
         log(f"sweep: {len(board.rows)} of {len(results)} candidates have a run")
-    if env is not None and report.passed:
+    if env is not None and report.passed and not report.verdicts[0].held:
         from mlci.commands.ci import with_approvers
 
         report = with_approvers(report, api, env)
@@ -337,6 +342,9 @@ def publish(
         "comment": comment.action,
         "status": None,
         "passed": report.passed,
+        "gates": {**report.verdicts[0].to_json(), "summary": report.verdicts[0].summary()}
+        if report.verdicts
+        else None,
     }
     if env is not None and report.verdicts:
         state_word = "success" if report.passed else "failure"

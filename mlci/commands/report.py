@@ -7,11 +7,12 @@ import json
 import posixpath
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci import config as cfg
-from mlci import gates, gitrepo, policy, project, registry, render, tags
+from mlci import gitrepo, policy, project, registry, render, tags
 from mlci import report as rpt
 from mlci.commands import train as train_cmd
 from mlci.errors import ConfigError, MlciError
@@ -135,6 +136,20 @@ def history(state: tags.ModelState | None, key_metric: str | None) -> list[tuple
     return sorted(points, key=lambda p: SemVer.parse(p[0]) or SemVer(0, 0, 0))
 
 
+AUTO = "auto"  # gather's policy_from: the branch a pull request from here would merge into
+
+
+@dataclass(frozen=True)
+class Review:
+    """A head judged: the report, the head's run, the config that judged it (the base's
+    policy applied), and the base's own config where the policy came from a base."""
+
+    report: rpt.Report
+    result: train_cmd.TrainResult
+    config: cfg.Config
+    base_policy: cfg.Config | None
+
+
 def gather(
     config_path: Path | None,
     cwd: Path,
@@ -143,49 +158,54 @@ def gather(
     base: str | None,
     environments: Sequence[str] = (),
     gate_environments: Sequence[str] | None = None,
+    gate_branch: str | None = None,
     pr: int | None = None,
     run_link: str | None = None,
     head_label: str | None = None,
     log: Callable[[str], None],
     run_sources: Sequence[train_cmd.RunSource] = (),
     write_bundle: bool = False,
-    base_policy: cfg.Config | None = None,
-    policy_from: str | None = None,
-    check_requires: bool = False,
+    policy_from: str | None = AUTO,
     notes: Sequence[str] = (),
     allow_training: bool = True,
-    check_data: bool = False,
-) -> tuple[rpt.Report, train_cmd.TrainResult]:
-    """Train (or reuse) the head run, find its baselines, and build the report.
+) -> Review:
+    """Train (or reuse) the head run, find its baselines, and judge it (``mlci.verdict``).
 
-    Inputs that are a registered version already are judged by the metrics its
-    tag records: nothing is trained or downloaded for them."""
+    The policy (gates, ``requires``, goals, data checks) is the one on ``policy_from``,
+    read from git: CI passes a pull request's base branch, a push None (the pushed
+    commit's own). ``AUTO``, on a laptop: ``base``, else the branch of the one
+    environment asked about, unless HEAD is that branch: the policy CI would judge a
+    pull request into it by. Inputs that are a registered version already are judged by
+    the metrics its tag records: nothing is trained or downloaded for them.
+    ``gate_branch``: gate the environment of that branch (by the policy that judges)."""
     resolved = project.resolve(config_path, cwd, [], warn=log)
+    notes = list(notes)
+    if policy_from == AUTO:
+        policy_from = _policy_branch(resolved.config, base, gate_environments, environments)
+    base_policy = None
+    if policy_from is not None:
+        base_policy, found = load_base_policy(resolved.config, policy_from, log)
+        notes += found
     # Training settings from this checkout; the policy that judges them from the base.
     config = policy.judged_by(resolved.config, base_policy)
     for env in environments:
         config.environment(env)  # unknown names fail early, with the known ones listed
+    if gate_branch is not None:  # a pull request into it: the environment it promotes to, by the policy
+        gate_environments = [e.name for e in config.environments if e.branch == gate_branch][:1]
+        if not gate_environments:
+            log(f"{gate_branch!r} is not an environment branch: reporting without gates")
+    gated = (
+        list(gate_environments)
+        if gate_environments is not None
+        else list(environments) or [e.name for e in config.environments]
+    )
+    for env in gated:
+        config.environment(env)
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
-    checked = None
-    comparisons: dict[str, list[Any]] = {}
-    data_failed = False
-    if check_data and config.data:  # the data first: data no gated environment takes trains nothing
-        from mlci.commands import data as data_cmd
-
-        checked = data_cmd.check_all(config, log, project.make_tracking(config, environ))
-        data_failed = bool(data_cmd.failed(checked))
-        if not data_failed:
-            comparisons = data_comparisons(config, environ, checked, state, log)
-            gated = (
-                list(gate_environments)
-                if gate_environments is not None
-                else list(environments) or [e.name for e in config.environments]
-            )
-            drifted = [env for env in gated if any(d.problems for d in comparisons.get(env, []))]
-            data_failed = bool(gated) and drifted == gated
+    data = _check_data(config, environ, state, gated, log) if config.data else None
     result = _registered_head(resolved, state, log)
-    if result is None and data_failed:
+    if result is None and data is not None and not data.trained:
         result = _untrained(resolved)
     if result is None:
         result = train_cmd.train(
@@ -198,7 +218,7 @@ def gather(
             run_sources=run_sources,
             write_bundle=write_bundle,
             allow_training=allow_training,
-            data_checked=checked,
+            data_checked=data.checked if data is not None else None,
         )
     head_info = gitrepo.head_info(config.root)
     head = rpt.Head(
@@ -213,6 +233,7 @@ def gather(
         label=head_label or (f"PR #{pr}" if pr else "this change"),
     )
     keys = list(environments) if environments else list(config.baselines)
+    keys += [env for env in gated if env not in keys]  # a verdict is judged against its model
     if base is not None and "base" not in keys:
         keys.append("base")
     baselines = []
@@ -226,30 +247,72 @@ def gather(
             baselines.append(base_baseline(config, ref, tracking, state, log))
         else:
             baselines.append(env_baseline(state, key))
+    shown = [
+        b for b in baselines if b.key in (list(environments) or list(config.baselines)) or b.key == "base"
+    ]
     certainty = _certainty(config, environ, result, state, log)
     report = rpt.build(
         config,
         head,
         baselines,
-        gate_environments=gate_environments
-        if gate_environments is not None
-        else (list(environments) or None),
+        gate_environments=gated,
         history=history(state, config.key_metric),
         pr=pr,
         run_link=run_link,
         certainty=certainty,
+        state=state,
+        data=data,
+        notes=notes,
     )
-    if check_requires:
-        report = with_requirements(report, config, state, result.fingerprint)
-    if checked is not None:
-        report = with_data(report, checked, comparisons, trained=not data_failed)
     report = dataclasses.replace(
         report,
+        comparisons=tuple(c for c in report.comparisons if c.baseline in shown),
         policy_from=policy_from if base_policy is not None else None,
         policy_changes=tuple(policy.diff(base_policy, resolved.config)),
-        notes=tuple(notes),
     )
-    return report, result
+    return Review(report, result, config, base_policy)
+
+
+def _policy_branch(
+    config: cfg.Config,
+    base: str | None,
+    gate_environments: Sequence[str] | None,
+    environments: Sequence[str],
+) -> str | None:
+    """The branch whose policy judges a laptop's verdict as CI would (``gather``'s AUTO)."""
+    if base is not None:
+        branch = base
+    else:
+        named = list(gate_environments) if gate_environments is not None else list(environments)
+        if len(named) != 1:
+            return None
+        branch = config.environment(named[0]).branch
+    root = gitrepo.toplevel(config.root)
+    if root is None:
+        return None
+    head = gitrepo.rev_parse(root, "HEAD")
+    at = [gitrepo.rev_parse(root, ref) for ref in _base_refs(branch)]
+    return None if head is not None and head in at else branch
+
+
+def _check_data(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    state: tags.ModelState | None,
+    gated: Sequence[str],
+    log: Callable[[str], None],
+) -> Any:
+    """The declared datasets, checked, and against each environment's model's data: the
+    data first, so data no gated environment takes trains nothing."""
+    from mlci import verdict
+    from mlci.commands import data as data_cmd
+
+    checked = data_cmd.check_all(config, log, project.make_tracking(config, environ))
+    if data_cmd.failed(checked):
+        return verdict.Data(checked, {}, trained=False)
+    comparisons = data_comparisons(config, environ, checked, state, log)
+    drifted = [env for env in gated if any(d.problems for d in comparisons.get(env, []))]
+    return verdict.Data(checked, comparisons, trained=not (gated and drifted == list(gated)))
 
 
 def _certainty(
@@ -337,43 +400,12 @@ def data_comparisons(
     return found
 
 
-def with_data(
-    report: rpt.Report,
-    checked: Sequence[Any],
-    comparisons: Mapping[str, list[Any]],
-    *,
-    trained: bool,
-    why: str | None = None,
-) -> rpt.Report:
-    """The report with its data: each dataset's checks, its profile against each
-    environment's model's, and in each gated environment's verdict one more rule that
-    fails on a failed check or a column drifted past its limit from that model's data.
-    Data no gated environment takes was not trained on: its verdicts are that rule alone."""
-    from mlci.commands import data as data_cmd
-
-    failures = [p.message for p in data_cmd.failed(checked)]
-    verdicts = []
-    for verdict in report.verdicts:
-        drifted = [p.message for d in comparisons.get(verdict.environment, []) for p in d.problems]
-        if not trained:
-            verdict = dataclasses.replace(verdict, results=(), passed=True)
-        verdicts.append(gates.with_data(verdict, failures + drifted))
-    section = rpt.DataSection(
-        datasets=tuple(c.to_json() for c in checked),
-        comparisons=tuple(d.to_json() for ds in comparisons.values() for d in ds),
-        trained=trained,
-        why="" if trained else why or ("fails its checks" if failures else "drifted past its limits"),
-        profiles={c.dataset.name: c.profile for c in checked},
-    )
-    return dataclasses.replace(report, verdicts=tuple(verdicts), data=section)
-
-
 def _base_refs(base: str) -> tuple[str, str]:
     """Where the base branch is read from: origin's copy of it (CI), then the branch."""
     return f"{registry.REMOTE}/{base}", base
 
 
-def base_policy(
+def load_base_policy(
     head: cfg.Config, base: str, log: Callable[[str], None]
 ) -> tuple[cfg.Config | None, list[str]]:
     """The policy on the branch the pull request merges into: its mlci.yaml at the
@@ -399,39 +431,6 @@ def base_policy(
         return None, [note]
     log(f"the policy (gates, requires, goals) comes from {relative} on {base}")
     return found, []
-
-
-def with_requirements(
-    report: rpt.Report, config: cfg.Config, state: tags.ModelState | None, fingerprint: str
-) -> rpt.Report:
-    """Each gated environment's ``requires`` checked before the merge, as one more rule."""
-    verdicts = list(report.verdicts)
-    for i, verdict in enumerate(verdicts):
-        target = config.environment(verdict.environment)
-        if target.requires:
-            unmet = _unmet_requirement(state, config.model.name, target, fingerprint)
-            verdicts[i] = gates.with_requirement(verdict, target.requires, unmet)
-    return dataclasses.replace(report, verdicts=tuple(verdicts))
-
-
-def _unmet_requirement(
-    state: tags.ModelState | None, model: str, env: cfg.Environment, fingerprint: str
-) -> str | None:
-    """Why these inputs may not go to ``env`` yet (its ``requires``), or None.
-
-    They may if they are the version now in the required environment, or a
-    version that was assigned to it (assignments pass that environment's gates)."""
-    assert env.requires is not None
-    version = state.version_of_fingerprint(fingerprint) if state else None
-    if state is None or version is None:
-        return (
-            f"these inputs of {model} have never been in {env.requires} ({env.name} requires it): "
-            f"merge them into {env.requires} first"
-        )
-    current = state.current(env.requires)
-    if (current is not None and current.version == version) or state.was_assigned(version, env.requires):
-        return None
-    return f"{model} {version} has never been in {env.requires} ({env.name} requires it)"
 
 
 def _registered_head(
