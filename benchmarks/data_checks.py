@@ -85,10 +85,10 @@ from pathlib import Path
 start = time.perf_counter()
 from mlci import config as cfg
 from mlci import data
-from mlci.commands import data as data_cmd
+from mlci.usecases import datasets
 config = cfg.load(Path(sys.argv[1]))
-checked = data_cmd.check_all(config, lambda _: None)
-assert not data_cmd.failed(checked), data_cmd.failed(checked)
+checked = datasets.check_all(config, lambda _: None)
+assert not datasets.failed(checked), datasets.failed(checked)
 if sys.argv[3] != "-":  # the diff against a base profile, as `mlci data diff` makes it
     base = json.loads(Path(sys.argv[3]).read_text())
     data.diff(config.data[0], checked[0].profile, base, "base").to_json()
@@ -126,9 +126,9 @@ def comment_sizes(config, head, found) -> tuple[int, int]:  # type: ignore[no-un
     """The pull request comment's Data section for this diff, and the whole comment."""
     from mlci import render, verdict
     from mlci import report as rpt
-    from mlci.commands import data as data_cmd
+    from mlci.usecases import datasets
 
-    checked = data_cmd.Checked(config.data[0], head, ())
+    checked = datasets.Checked(config.data[0], head, ())
     report = rpt.build(
         config,
         rpt.Head("0" * 32, "0" * 64, "0" * 40, "feature", {"accuracy": 0.9}, {}, cached=False),

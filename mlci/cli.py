@@ -269,9 +269,10 @@ def train(
     """
     from mlci import project
     from mlci.commands import train as command
+    from mlci.usecases import training
 
     resolved = project.resolve(config, Path.cwd(), overrides or [], warn=command.stderr_log)
-    result = command.train(
+    result = training.train(
         resolved,
         environ=os.environ,
         use_cache=not no_cache,
@@ -360,7 +361,7 @@ def register(
     model version pointing back at it. Registering inputs that already have a
     version returns that version.
     """
-    from mlci.commands import register as command
+    from mlci.usecases import registration as command
 
     result = command.register(
         config,
@@ -397,7 +398,7 @@ def promote(
     alias ENV. Exit 1 when a gate blocks it; promoting the current version
     changes nothing.
     """
-    from mlci.commands import promote as command
+    from mlci.usecases import promotion as command
 
     result = command.assign(
         config,
@@ -431,8 +432,8 @@ def deploy(
     and checked against its tag's sha256 into MLCI_MODEL_DIR. Exit 1 when the
     command or its smoke test fails.
     """
-    from mlci.commands import deploy as command
     from mlci.errors import ExitCode
+    from mlci.usecases import deployment as command
 
     done = command.run(
         config, Path.cwd(), environ=os.environ, environment=environment, version=version, log=_log
@@ -495,7 +496,7 @@ def rollback(
     Relative gates are bypassed (absolute ones still apply); the reason and the
     replaced version are recorded in the tag.
     """
-    from mlci.commands import promote as command
+    from mlci.usecases import promotion as command
 
     if not reason.strip():
         raise typer.BadParameter("give a reason", param_hint="--reason")
@@ -525,7 +526,7 @@ def unpin(
     assignment to GTO) without the pin, so the next push to the environment's
     branch promotes as usual.
     """
-    from mlci.commands import promote as command
+    from mlci.usecases import promotion as command
 
     result = command.unpin(
         config, Path.cwd(), environ=os.environ, environment=environment, push=push, log=_log
@@ -561,7 +562,7 @@ def show(model: ModelArgument = None, as_json: JsonOption = False) -> None:
 
     Reads GTO-format git tags: works in any repository, with or without mlci.yaml.
     """
-    from mlci.commands import show as command
+    from mlci.usecases import show as command
 
     data = command.show(Path.cwd(), model, warn=_log, detail=as_json, environ=os.environ)
     _emit(data, as_json, lambda: command.format_show(data))
@@ -570,7 +571,7 @@ def show(model: ModelArgument = None, as_json: JsonOption = False) -> None:
 @app.command()
 def history(model: ModelArgument = None, as_json: JsonOption = False) -> None:
     """Every registration, assignment and rollback, newest first, with who and when."""
-    from mlci.commands import show as command
+    from mlci.usecases import show as command
 
     events = command.history(Path.cwd(), model, warn=_log, environ=os.environ)
     _emit(events, as_json, lambda: command.format_history(events))
@@ -653,7 +654,7 @@ EnvsOption = Annotated[
 def data_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Check every declared dataset: types, nulls, ranges, allowed values, a unique key,
     row counts. Exit 1 if one fails (mlci train runs the same checks first)."""
-    from mlci.commands import data as command
+    from mlci.usecases import datasets as command
 
     result, passed = command.check(config, Path.cwd(), log=_log)
     lines = [
@@ -682,8 +683,9 @@ def data_diff(
     removed and retyped, and each column's drift (PSI). Default: every environment's model.
     Exit 1 if a check or a drift limit fails."""
     from mlci.commands import data as command
+    from mlci.usecases import datasets
 
-    result = command.diff(
+    result = datasets.diff(
         config, Path.cwd(), environ=os.environ, environments=environments or [], base=base, log=_log
     )
     _emit(result, as_json, command.render(result))
@@ -700,7 +702,7 @@ CandidateArgument = Annotated[
 def sweep_plan(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List the candidates; with --json, as a matrix for a workflow's strategy.matrix
     ({"include": [...]}, one entry per candidate, with its --set arguments and fingerprint)."""
-    from mlci import sweep
+    from mlci.usecases import sweep
 
     matrix = sweep.plan(config, Path.cwd(), _log)
     lines = [
@@ -717,7 +719,7 @@ def sweep_train(number: CandidateArgument, config: ConfigOption = None, as_json:
     """Train one candidate: `mlci train --set ...` with its params (the run cache reuses a
     finished run of the same inputs). Writes .mlci/sweep/candidate-N.json, which
     `mlci sweep report --from` reads; in GitHub Actions, sets the outputs to upload it."""
-    from mlci.commands import sweep as command
+    from mlci.usecases import sweep as command
 
     result = command.train(config, Path.cwd(), number, environ=os.environ, log=_log)
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
@@ -750,7 +752,7 @@ def sweep_report(
     the best one named with the command that makes it the params (markdown, as the pull
     request's comment shows it)."""
     from mlci import render
-    from mlci.commands import sweep as command
+    from mlci.usecases import sweep as command
 
     board = command.report(
         config, Path.cwd(), folder=folder, environment=environment, environ=os.environ, log=_log
@@ -765,7 +767,7 @@ def sweep_report(
 def sweep_apply(number: CandidateArgument, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Write candidate N's params into the params file (train.params), in place: commit it,
     and the pull request trains exactly that candidate, or reuses the sweep's run."""
-    from mlci import sweep
+    from mlci.usecases import sweep
 
     result = sweep.apply(config, Path.cwd(), number, _log)
     verb = "wrote" if result["changed"] else "already has"
@@ -786,13 +788,14 @@ def diff(
     or worse by its goal; params changes too.
     """
     from mlci.commands import report as command
+    from mlci.usecases import review
 
-    review = command.gather(
+    reviewed = review.gather(
         config, Path.cwd(), environ=os.environ, base=base, environments=environments or [], log=_log
     )
-    template = command.template_for(_config(config)) if fmt is Format.markdown else None
+    template = review.template_for(_config(config)) if fmt is Format.markdown else None
     typer.echo(
-        command.format_report(review.report, fmt.value, template=template, color=sys.stdout.isatty()),
+        command.format_report(reviewed.report, fmt.value, template=template, color=sys.stdout.isatty()),
         nl=False,
     )
 
@@ -809,26 +812,26 @@ def gate(
     there yet they pass with the note "no baseline".
     """
     from mlci import gates
-    from mlci.commands import report as command
-    from mlci.commands.promote import verdict_json
     from mlci.errors import ExitCode
+    from mlci.usecases import review
+    from mlci.usecases.promotion import verdict_json
 
-    review = command.gather(
+    reviewed = review.gather(
         config, Path.cwd(), environ=os.environ, base=None, environments=[environment], log=_log
     )
-    (verdict,) = review.report.verdicts
+    (verdict,) = reviewed.report.verdicts
     for rule in verdict.results:
         _log(f"  [{gates.mark(rule)}] {rule.message}")
-    for note in review.report.notes:
+    for note in reviewed.report.notes:
         _log(f"  note: {note}")
-    result = review.result
+    result = reviewed.result
     data = {
         "run_id": result.run_id,
         "fingerprint": result.fingerprint,
-        "policy_from": review.report.policy_from,
+        "policy_from": reviewed.report.policy_from,
         **(verdict_json(verdict) or {}),
         "summary": verdict.summary(),
-        "notes": list(review.report.notes),
+        "notes": list(reviewed.report.notes),
     }
     text = f"{environment}: {'pass' if verdict.passed else 'FAIL'}: {verdict.summary()}"
     _emit(data, as_json, text)
@@ -854,13 +857,14 @@ def report(
     Later steps and people read it from disk, with no network.
     """
     from mlci.commands import report as command
+    from mlci.usecases import review
 
-    review = command.gather(
+    reviewed = review.gather(
         config, Path.cwd(), environ=os.environ, base=base, environments=environments or [], log=_log
     )
-    template = command.template_for(_config(config)) if fmt is Format.markdown else None
-    text = command.format_report(review.report, fmt.value, template=template, color=False)
-    target = output or review.config.root / ".mlci" / command.DEFAULT_OUTPUT[fmt.value]
+    template = review.template_for(_config(config)) if fmt is Format.markdown else None
+    text = command.format_report(reviewed.report, fmt.value, template=template, color=False)
+    target = output or reviewed.config.root / ".mlci" / command.DEFAULT_OUTPUT[fmt.value]
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     _log(f"wrote {target} ({len(text)} characters)")
@@ -934,7 +938,7 @@ def ci(
     In Actions the flow is split (--stage) so that no job holding a write
     token ever runs the repository's training code.
     """
-    from mlci.commands import ci as command
+    from mlci.usecases import ci as command
 
     try:
         result = command.run(
@@ -1047,8 +1051,8 @@ def publish(
     this checkout; mlci recomputes the verdict and renders the comment itself.
     Runs no code from the artifact.
     """
-    from mlci.commands import ci as ci_command
-    from mlci.commands import publish as command
+    from mlci.usecases import ci as ci_command
+    from mlci.usecases import publish as command
 
     try:
         result = command.publish(

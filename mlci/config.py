@@ -639,7 +639,7 @@ class _Checker:
             )
 
     def globs(self, raw: Any, patterns: tuple[str, ...] | None, key_path: tuple[str | int, ...]) -> None:
-        from mlci.fingerprint import glob_regex
+        from mlci.globs import glob_regex
 
         for i, pattern in enumerate(patterns or ()):
             where = (*key_path, i) if isinstance(raw, list) else key_path

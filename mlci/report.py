@@ -91,7 +91,7 @@ class Report:
     notes: tuple[str, ...] = ()  # what else a reader must know (a pinned environment, ...)
     params_file: str | None = None  # train.params; None: the params are not tracked (they live in code)
     data: DataSection | None = None  # the declared datasets (data: in mlci.yaml), when checked
-    sweep: Any = None  # mlci.sweep.Leaderboard: the pull request's sweep, when it ran one
+    sweep: Any = None  # mlci.usecases.sweep.Leaderboard: the pull request's sweep, when it ran one
 
     @property
     def marker(self) -> str:

@@ -217,7 +217,7 @@ def test_a_github_deployment_follows_the_hook(cli, tmp_path: Path, monkeypatch: 
     """in_progress when the gates pass, then success with the URL the hook printed, or
     failure with the step that failed; the environment stays on the version its tag names."""
     from mlci import deploy, github_api
-    from mlci.commands import promote
+    from mlci.usecases import promotion as promote
     from tests.github_stub import github_stub
 
     root = _project(tmp_path, monkeypatch)

@@ -644,11 +644,11 @@ def test_a_template_link_is_refused_on_a_laptop_and_on_the_base(cli, tmp_path: P
     commit(root, "a link on the base branch")
     run(["git", "push", "-q", "origin", "main:staging"], root)
     from mlci import config as cfg
-    from mlci.commands import report as report_cmd
     from mlci.errors import ConfigError
+    from mlci.usecases import review
 
     loaded = cfg.load(root / "mlci.yaml")
-    source = report_cmd.base_template(loaded, loaded, "staging")
+    source = review.base_template(loaded, loaded, "staging")
     assert source is not None
     with pytest.raises(ConfigError, match="env at origin/staging is a symbolic link"):
         source.read("env")

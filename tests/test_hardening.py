@@ -654,8 +654,8 @@ def test_a_password_only_in_the_tracking_uri_is_masked_wherever_it_appears() -> 
 
 def test_twenty_thousand_metrics_are_refused_for_their_number() -> None:
     from mlci import metrics
-    from mlci.commands import publish
     from mlci.errors import MetricsError
+    from mlci.usecases import publish
 
     many = {f"m{i}": 0.5 for i in range(20_000)}
     with pytest.raises(MetricsError, match="20,000 metrics, more than mlci records for one run"):

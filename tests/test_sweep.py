@@ -183,8 +183,8 @@ def test_plan_train_report_and_apply_on_a_laptop(cli, tmp_path: Path) -> None:  
 
 
 def test_a_report_from_the_matrix_jobs_files_trusts_only_data(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from mlci import sweep
     from mlci.errors import MlciError
+    from mlci.usecases import sweep
 
     root = _swept(tmp_path)
     results = tmp_path / "downloaded"

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from mlci import data, gitrepo, scaffold
-from mlci.commands import ci as ci_cmd
-from mlci.commands import show as show_cmd
 from mlci.errors import ScaffoldError
 from mlci.tracking import expect_client
+from mlci.usecases import ci as ci_flow
+from mlci.usecases import show
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "mlci demo",
@@ -122,7 +122,7 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
         path.write_text(json.dumps(body, indent=2))
         return path
 
-    def pull_request(number: int, head_branch: str, base: str, title: str) -> ci_cmd.CiResult:
+    def pull_request(number: int, head_branch: str, base: str, title: str) -> ci_flow.CiResult:
         git("checkout", "--quiet", head_branch)
         sha = git("rev-parse", "HEAD")
         payload = event(
@@ -139,7 +139,7 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
             },
         )
         buffer = io.StringIO()
-        result = ci_cmd.run(
+        result = ci_flow.run(
             None,
             root,
             environ=env,
@@ -159,7 +159,7 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
         echo("   ---")
         return result
 
-    def merge_and_push(head_branch: str, base: str) -> ci_cmd.CiResult:
+    def merge_and_push(head_branch: str, base: str) -> ci_flow.CiResult:
         git("checkout", "--quiet", base)
         before = git("rev-parse", "HEAD")
         git("merge", "--quiet", "--ff-only", head_branch)
@@ -167,7 +167,7 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
         payload = event(
             f"push-{base}", {"ref": f"refs/heads/{base}", "before": before, "after": git("rev-parse", "HEAD")}
         )
-        return ci_cmd.run(
+        return ci_flow.run(
             None,
             root,
             environ=env,
@@ -230,13 +230,11 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
     _stop_server(root, log)
 
     heading("The registry: mlci show and mlci history")
-    shown = show_cmd.show(root, None, warn=log, environ=os.environ)
-    for line in show_cmd.format_show(shown).splitlines():
+    shown = show.show(root, None, warn=log, environ=os.environ)
+    for line in show.format_show(shown).splitlines():
         echo(f"   {line}")
     echo("")
-    for line in show_cmd.format_history(
-        show_cmd.history(root, None, warn=log, environ=os.environ)
-    ).splitlines():
+    for line in show.format_history(show.history(root, None, warn=log, environ=os.environ)).splitlines():
         echo(f"   {line}")
     tags = git("tag", "--list")
     remote_tags = gitrepo.remote_tags(root, "origin")

@@ -24,15 +24,8 @@ from typing import TYPE_CHECKING
 from mlci import archive, gitrepo
 from mlci import config as cfg
 from mlci.errors import MlciError
-from mlci.stores import (
-    ASSET_KEY,
-    STORE_KEY,
-    ModelMissing,
-    Version,
-    archive_name,
-    asset_key,
-    bundle,
-)
+from mlci.stores import bundle
+from mlci.stores.base import ASSET_KEY, STORE_KEY, ModelMissing, Version, archive_name, asset_key
 
 if TYPE_CHECKING:
     from mlci.github_api import ArtifactInfo, GitHubStore, ReleaseInfo

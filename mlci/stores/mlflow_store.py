@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from mlci import archive, project
 from mlci import config as cfg
-from mlci.stores import ModelMissing, Version
+from mlci.stores.base import ModelMissing, Version
 
 if TYPE_CHECKING:
     from mlci.tracking import ModelVersionRecord

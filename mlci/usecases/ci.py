@@ -25,9 +25,9 @@ from typing import IO, Any
 from mlci import ci_env, gitrepo, project, registry, render, tags
 from mlci import config as cfg
 from mlci import report as rpt
-from mlci.commands import report as report_cmd
 from mlci.errors import ExitCode, MlciError
 from mlci.tracking import expect_client
+from mlci.usecases import review
 
 PR_ACTIONS = {"opened", "synchronize", "reopened"}
 PULL_REQUEST_FILE = "pull_request.json"
@@ -163,7 +163,7 @@ def _pull_request(
         number = pr or 0
         head_sha = gitrepo.rev_parse(cwd, "HEAD") or ""
         fork = False
-    review = report_cmd.gather(
+    reviewed = review.gather(
         config_path,
         cwd,
         environ=environ,
@@ -175,16 +175,21 @@ def _pull_request(
         policy_from=base,
         **run_store_options(ctx, environ, cfg.load_for(config_path, cwd), token, log),
     )
-    report, result, config, base_policy = review.report, review.result, review.config, review.base_policy
+    report, result, config, base_policy = (
+        reviewed.report,
+        reviewed.result,
+        reviewed.config,
+        reviewed.base_policy,
+    )
     env = next((e for e in config.environments if e.branch == base), None)
     held = bool(report.verdicts and report.verdicts[0].held)
     if env is not None and not held and report.passed and token and not fork and not dry_run:
         report = with_approvers(report, _write_api(ctx, {**environ, "GITHUB_TOKEN": token}, retries=1), env)
     # What is posted is rendered by the base's template, read from git at the base.
     template = (
-        report_cmd.base_template(cfg.load_for(config_path, cwd), base_policy, base)
+        review.base_template(cfg.load_for(config_path, cwd), base_policy, base)
         if base_policy is not None
-        else report_cmd.template_for(config)
+        else review.template_for(config)
     )
     markdown, path = _write_report(ctx, config, report, template)
     # The head's predictions beside report.json, for the job that posts it.
@@ -193,9 +198,9 @@ def _pull_request(
     evidence.copy_for_report(
         project.make_tracking(config, environ), result.run_id, result.tags, path.parent, log
     )
-    from mlci.commands import data as data_cmd
+    from mlci.usecases import datasets
 
-    profiles = path.parent / data_cmd.HEAD_PROFILES  # its data's profiles: the trusted job judges them again
+    profiles = path.parent / datasets.HEAD_PROFILES  # its data's profiles: the trusted job judges them again
     profiles.unlink(missing_ok=True)
     if report.data is not None:
         text = json.dumps(dict(report.data.profiles), separators=(",", ":"), sort_keys=True)
@@ -304,8 +309,7 @@ def _push(
     out: IO[str],
     stage: str = "all",
 ) -> CiResult:
-    from mlci.commands import promote as promote_cmd
-    from mlci.commands import register as register_cmd
+    from mlci.usecases import promotion, registration
 
     ref = (payload or {}).get("ref") or (f"refs/heads/{branch}" if branch else ctx.ref)
     if not ref:
@@ -326,7 +330,7 @@ def _push(
     if stage in ("deploy", "assign", "restore"):
         return _hook_stage(config, env, environ, ctx, stage, log)
     expect_client()  # a model that passes is registered: MLflow loads while it trains
-    review = report_cmd.gather(
+    reviewed = review.gather(
         config_path,
         cwd,
         environ=environ,
@@ -340,8 +344,8 @@ def _push(
         policy_from=None,  # the pushed commit's own policy
         **run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
-    report, result = review.report, review.result
-    _, path = _write_report(ctx, config, report, report_cmd.template_for(config))  # the merged branch's
+    report, result = reviewed.report, reviewed.result
+    _, path = _write_report(ctx, config, report, review.template_for(config))  # the merged branch's
     ci_env.set_outputs(ctx, bundle_outputs(config, result))
     res = CiResult(
         "push",
@@ -387,7 +391,7 @@ def _push(
         res.message = f"--dry-run: would register these inputs and promote them to {env.name}"
         log(res.message)
         return res
-    registered = register_cmd.register(
+    registered = registration.register(
         config_path, cwd, environ=environ, bump="patch", version=None, push=None, log=log
     )
     api = _write_api(ctx, environ)
@@ -423,7 +427,7 @@ def _push(
         )
         return res
 
-    promoted = promote_cmd.assign(
+    promoted = promotion.assign(
         config_path,
         cwd,
         environ=environ,
@@ -477,17 +481,17 @@ def _hook_stage(
     stage: str,
     log: Callable[[str], None],
 ) -> CiResult:
-    """The deploy, assign and restore stages of a promotion with a hook (mlci.commands.hook_stages)."""
-    from mlci.commands import hook_stages
+    """The deploy, assign and restore stages of a promotion with a hook (mlci.usecases.deployment)."""
+    from mlci.usecases import deployment
 
     if env.deploy is None:
         message = f"{env.name} has no deploy hook: --stage {stage} has nothing to do"
         log(message)
         return CiResult("push", "skipped", message, environment=env.name)
     if stage == "deploy":
-        found = hook_stages.deploy_stage(config, env, environ, ctx, log)
+        found = deployment.deploy_stage(config, env, environ, ctx, log)
     elif stage == "restore":
-        found = hook_stages.restore_stage(config, env, environ, log)
+        found = deployment.restore_stage(config, env, environ, log)
     else:
         return _assign_stage(config, env, environ, ctx, log)
     return CiResult(
@@ -496,7 +500,7 @@ def _hook_stage(
         found["message"],
         environment=env.name,
         version=environ.get("MLCI_VERSION") or None,
-        exit_code=hook_stages.exit_code(found),
+        exit_code=deployment.exit_code(found),
     )
 
 
@@ -509,10 +513,9 @@ def _assign_stage(
 ) -> CiResult:
     """After the deploy job: tag what it deployed, or mark the deployment failed."""
     from mlci import deploy
-    from mlci.commands import hook_stages
-    from mlci.commands import promote as promote_cmd
+    from mlci.usecases import deployment, promotion
 
-    version = hook_stages.version_from(environ)
+    version = deployment.version_from(environ)
 
     def blocked(message: str) -> CiResult:
         return CiResult(
@@ -544,7 +547,7 @@ def _assign_stage(
     url = environ.get("MLCI_ENVIRONMENT_URL") or None
     done = deploy.Deployed(env.name, version, (deploy.Step("deploy", "the deploy job", 0, 0.0, ""),), url)
     try:
-        promoted = promote_cmd.assign(
+        promoted = promotion.assign(
             config.path,
             config.root,
             environ=environ,
@@ -568,9 +571,9 @@ def _assign_stage(
     log(message)
     if promoted.changed and api is not None:
         state = registry.read_state(gitrepo.toplevel(config.root) or config.root).get(config.model.name)
-        registration = state.versions[version] if state else None
-        if registration is not None:
-            _dispatch_promoted(api, config, env.name, registration.tag, registration.commit, promoted, log)
+        registered_as = state.versions[version] if state else None
+        if registered_as is not None:
+            _dispatch_promoted(api, config, env.name, registered_as.tag, registered_as.commit, promoted, log)
     ci_env.set_outputs(ctx, {"version": version, "model-sha256": promoted.model_sha256 or "", "restore": ""})
     return CiResult(
         "push",

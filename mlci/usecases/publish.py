@@ -25,10 +25,10 @@ from typing import IO, TYPE_CHECKING, Any
 from mlci import ci_env, gitrepo, policy, project, registry, safeinput, tags, verdict
 from mlci import config as cfg
 from mlci import report as rpt
-from mlci.commands import report as report_cmd
-from mlci.commands.ci import PULL_REQUEST_FILE, report_artifact, status_context
 from mlci.config import MODEL_NAME_RE
 from mlci.metrics import MAX_METRICS
+from mlci.usecases import baselines, review
+from mlci.usecases.ci import PULL_REQUEST_FILE, report_artifact, status_context
 
 if TYPE_CHECKING:
     from mlci.evidence import Certainty
@@ -183,9 +183,9 @@ def _data(
     each environment's model's. What a profile cannot decide is said in a note; a
     declared dataset with no profile fails."""
     from mlci import data
-    from mlci.commands import data as data_cmd
+    from mlci.usecases import datasets
 
-    path = folder / data_cmd.HEAD_PROFILES
+    path = folder / datasets.HEAD_PROFILES
     raw = _read(path) if path.is_file() or path.is_symlink() else {}
     if not isinstance(raw, dict):
         raise _bad(f"{path.name} is not a JSON object")
@@ -199,16 +199,16 @@ def _data(
                 "required",
                 f"data.{dataset.name}: the pull request's run recorded no profile of it",
             )
-            checked.append(data_cmd.Checked(dataset, {"present": True, "digest": ""}, (missing,)))
+            checked.append(datasets.Checked(dataset, {"present": True, "digest": ""}, (missing,)))
             continue
         problems, unsure = data.check_profile(dataset, found)
-        checked.append(data_cmd.Checked(dataset, found, tuple(problems)))
+        checked.append(datasets.Checked(dataset, found, tuple(problems)))
         undecided += unsure
-    failing = bool(data_cmd.failed(checked))
+    failing = bool(datasets.failed(checked))
     comparisons = (
         {}
         if failing
-        else report_cmd.data_comparisons(config, {**environ, "GITHUB_TOKEN": token}, checked, state, log)
+        else review.data_comparisons(config, {**environ, "GITHUB_TOKEN": token}, checked, state, log)
     )
     if undecided:
         notes.append(
@@ -271,11 +271,11 @@ def publish(
     root = gitrepo.toplevel(here.root)
     if root is not None:
         registry.ensure_complete(registry.open_workspace(root, environ, push=False), log)
-    base_policy, notes = report_cmd.load_base_policy(here, pull.base_ref, log)
+    base_policy, notes = review.load_base_policy(here, pull.base_ref, log)
     # This job holds a write token: the policy, the report's settings and where it
     # connects come from the base branch, and its template is read from git at the base.
     config = policy.for_writing(here, base_policy)
-    template = report_cmd.base_template(here, base_policy, pull.base_ref)
+    template = review.base_template(here, base_policy, pull.base_ref)
     env = next((e for e in config.environments if e.branch == pull.base_ref), None)
     state = registry.read_state(root).get(model) if root else None
     head = rpt.Head(
@@ -297,7 +297,7 @@ def publish(
         {**environ, "GITHUB_TOKEN": token},
         log,
     )
-    datasets = (
+    judged_data = (
         _data(config, _folder_for(folder, model), state, environ, token, notes, log, bool(head.metrics))
         if config.data
         else None
@@ -309,14 +309,14 @@ def publish(
     report = rpt.build(
         config,
         head,
-        [report_cmd.env_baseline(state, e.name) for e in config.environments],
+        [baselines.env_baseline(state, e.name) for e in config.environments],
         gate_environments=[env.name] if env else [],
-        history=report_cmd.history(state, config.key_metric),
+        history=baselines.history(state, config.key_metric),
         pr=number,
         run_link=ctx.run_link,
         certainty=certainty,
         state=state,
-        data=datasets,
+        data=judged_data,
         notes=notes,
     )
     report = dataclasses.replace(
@@ -324,14 +324,14 @@ def publish(
         policy_from=pull.base_ref if base_policy else None,
     )
     if sweep_folder is not None:
-        from mlci import sweep
+        from mlci.usecases import sweep
 
         results = sweep.from_folder(sweep_folder, here)
         board = sweep.leaderboard(here, results, state, env.name if env else None)
         report = dataclasses.replace(report, sweep=board)
         log(f"sweep: {len(board.rows)} of {len(results)} candidates have a run")
     if env is not None and report.passed and not report.verdicts[0].held:
-        from mlci.commands.ci import with_approvers
+        from mlci.usecases.ci import with_approvers
 
         report = with_approvers(report, api, env)
     body = render.render_report(report, "markdown", template=template)

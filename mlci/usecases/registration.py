@@ -57,9 +57,9 @@ def register(
     pr_number: int | None = None,
     log: Callable[[str], None],
 ) -> RegisterResult:
-    from mlci.commands import data as data_cmd
     from mlci.evidence import REPEATS_KEY, repeats_of_run
     from mlci.tracking import MODEL_DIGEST_TAG, MODEL_ID_TAG, Registry
+    from mlci.usecases import datasets
 
     resolved = project.resolve(config_path, cwd, [], warn=log)
     config = resolved.config
@@ -209,7 +209,7 @@ def register(
                 metadata[stores.PREDICTIONS_KEY] = predictions
             if repeats is not None:
                 metadata[REPEATS_KEY] = repeats.to_json()
-            made_from = data_cmd.lineage(run.tags)
+            made_from = datasets.lineage(run.tags)
             if made_from:
                 metadata["data"] = {name: {"digest": d} for name, d in sorted(made_from.items())}
             if profile is not None:
@@ -331,7 +331,7 @@ def _data_profile(
 ) -> tuple[dict[str, object] | None, Path | None]:
     """What the version's tag records of the run's data profiles (their sha256), and with
     ``need_file`` the file. (None, None) for a run without declared data."""
-    from mlci.commands.data import PROFILE_DIGEST_TAG
+    from mlci.usecases.datasets import PROFILE_DIGEST_TAG
 
     sha256 = run.tags.get(PROFILE_DIGEST_TAG)
     if not sha256:

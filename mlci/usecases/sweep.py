@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlci import ci_env, gitrepo, registry
 from mlci import params as prm
 from mlci.errors import ConfigError, MlciError, ParamsError
 
@@ -282,12 +284,12 @@ def leaderboard(
     """Rank the trained candidates by the key metric, judge each by ``environment``'s gate
     (against the model there now, on point values), and name the best one that passes."""
     from mlci import verdict
-    from mlci.commands import report as report_cmd
+    from mlci.usecases import baselines
 
     key = config.key_metric
     goal = config.goal(key) if key else "maximize"
     env = config.environment(environment) if environment else None
-    baseline = report_cmd.env_baseline(state, env.name) if env else None
+    baseline = baselines.env_baseline(state, env.name) if env else None
     trained = [r for r in results if r.trained]
 
     def order(result: Result) -> tuple[int, float, int]:
@@ -345,3 +347,70 @@ def apply(config_path: Path | None, cwd: Path, number: int, warn: Callable[[str]
         "changed": changed,
         "fingerprint": resolved.fingerprint.digest,
     }
+
+
+def train(
+    config_path: Path | None,
+    cwd: Path,
+    number: int,
+    *,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Train candidate ``number`` (``mlci train --set ...``, with the run cache). In GitHub
+    Actions, also write its result file and bundle the run, and set the step outputs the
+    workflow uploads: result-path, result-artifact, run-bundle, run-artifact."""
+    from mlci import config as cfg_mod
+    from mlci.usecases import ci as ci_flow
+    from mlci.usecases import training
+
+    config = cfg_mod.load_for(config_path, cwd)
+    one = candidate(config, number)
+    resolved = resolve(config_path, cwd, one, log)
+    ctx = ci_env.context(environ)
+    token = environ.get("GITHUB_TOKEN") or None
+    log(f"sweep candidate #{one.number} of {len(config.sweep.candidates) if config.sweep else 0}: {one.name}")
+    result = training.train(
+        resolved,
+        environ=environ,
+        use_cache=True,
+        log=log,
+        command_stdout=sys.stderr,
+        **ci_flow.run_store_options(ctx, environ, resolved.config, token, log),
+    )
+    outcome = Result(one, result.fingerprint, result.run_id, result.run_url, result.metrics, result.cached)
+    path = write_result(resolved.config.root, outcome)
+    if ctx.in_actions:
+        ci_env.set_outputs(
+            ctx,
+            {
+                "result-path": str(path),
+                "result-artifact": result_artifact(config.model.name, one.number),
+                **ci_flow.bundle_outputs(resolved.config, result),
+            },
+        )
+    return {**outcome.to_json(), "result_path": str(path)}
+
+
+def report(
+    config_path: Path | None,
+    cwd: Path,
+    *,
+    folder: Path | None,
+    environment: str | None,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
+) -> Leaderboard:
+    """The leaderboard: results from ``folder`` (the matrix jobs' files) or the tracking
+    store, judged by ``environment``'s gate (default: the first environment)."""
+    from mlci import config as cfg_mod
+
+    config = cfg_mod.load_for(config_path, cwd)
+    if folder is not None:
+        results = from_folder(folder, config)
+    else:
+        results = from_tracking(config, config_path, cwd, environ, log)
+    env = environment or (config.environments[0].name if config.environments else None)
+    root = gitrepo.toplevel(config.root)
+    state = registry.read_state(root).get(config.model.name) if root else None
+    return leaderboard(config, results, state, env)

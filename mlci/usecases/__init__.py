@@ -1,0 +1,1 @@
+"""The use cases: what mlci does, composed from the core; every command calls one of these."""
