@@ -274,10 +274,9 @@ def train(
     resolved = project.resolve(config, Path.cwd(), overrides or [], warn=command.stderr_log)
     result = training.train(
         resolved,
-        environ=os.environ,
+        _context(config, command.stderr_log),
         use_cache=not no_cache,
         pr_number=pr,
-        log=command.stderr_log,
         command_stdout=sys.stderr if as_json else None,
     )
     if as_json:
@@ -363,16 +362,7 @@ def register(
     """
     from mlci.usecases import registration as command
 
-    result = command.register(
-        config,
-        Path.cwd(),
-        environ=os.environ,
-        bump=bump.value,
-        version=version,
-        push=push,
-        pr_number=pr,
-        log=_log,
-    )
+    result = command.register(_context(config), bump=bump.value, version=version, push=push, pr_number=pr)
     text = f"{result.model} {result.version} ({result.tag})"
     _emit(result.to_json(), as_json, text)
 
@@ -400,15 +390,7 @@ def promote(
     """
     from mlci.usecases import promotion as command
 
-    result = command.assign(
-        config,
-        Path.cwd(),
-        environ=os.environ,
-        environment=environment,
-        version=version,
-        push=push,
-        log=_log,
-    )
+    result = command.assign(_context(config), environment=environment, version=version, push=push)
     _finish_assignment(result, as_json)
 
 
@@ -435,9 +417,7 @@ def deploy(
     from mlci.errors import ExitCode
     from mlci.usecases import deployment as command
 
-    done = command.run(
-        config, Path.cwd(), environ=os.environ, environment=environment, version=version, log=_log
-    )
+    done = command.run(_context(config), environment=environment, version=version)
     _emit(done.to_json(), as_json, done.message())
     if not done.ok:
         raise typer.Exit(ExitCode.GATE_FAILED)
@@ -501,14 +481,7 @@ def rollback(
     if not reason.strip():
         raise typer.BadParameter("give a reason", param_hint="--reason")
     result = command.assign(
-        config,
-        Path.cwd(),
-        environ=os.environ,
-        environment=environment,
-        version=to,
-        push=push,
-        log=_log,
-        rollback_reason=reason,
+        _context(config), environment=environment, version=to, push=push, rollback_reason=reason
     )
     _finish_assignment(result, as_json)
 
@@ -528,9 +501,7 @@ def unpin(
     """
     from mlci.usecases import promotion as command
 
-    result = command.unpin(
-        config, Path.cwd(), environ=os.environ, environment=environment, push=push, log=_log
-    )
+    result = command.unpin(_context(config), environment=environment, push=push)
     _finish_assignment(result, as_json)
 
 
@@ -656,7 +627,7 @@ def data_check(config: ConfigOption = None, as_json: JsonOption = False) -> None
     row counts. Exit 1 if one fails (mlci train runs the same checks first)."""
     from mlci.usecases import datasets as command
 
-    result, passed = command.check(config, Path.cwd(), log=_log)
+    result, passed = command.check(_context(config))
     lines = [
         f"data.{d['dataset']}: "
         + (d.get("note") or f"{d['rows']} rows, {d['columns']} columns: {'ok' if d['passed'] else 'FAILED'}")
@@ -685,9 +656,7 @@ def data_diff(
     from mlci.commands import data as command
     from mlci.usecases import datasets
 
-    result = datasets.diff(
-        config, Path.cwd(), environ=os.environ, environments=environments or [], base=base, log=_log
-    )
+    result = datasets.diff(_context(config), environments=environments or [], base=base)
     _emit(result, as_json, command.render(result))
     if not result["passed"]:
         raise typer.Exit(ExitCode.GATE_FAILED)
@@ -704,7 +673,7 @@ def sweep_plan(config: ConfigOption = None, as_json: JsonOption = False) -> None
     ({"include": [...]}, one entry per candidate, with its --set arguments and fingerprint)."""
     from mlci.usecases import sweep
 
-    matrix = sweep.plan(config, Path.cwd(), _log)
+    matrix = sweep.plan(_context(config))
     lines = [
         f"#{c['candidate']}  {c['name']}  (fingerprint {c['fingerprint'][:12]})" for c in matrix["include"]
     ]
@@ -721,7 +690,7 @@ def sweep_train(number: CandidateArgument, config: ConfigOption = None, as_json:
     `mlci sweep report --from` reads; in GitHub Actions, sets the outputs to upload it."""
     from mlci.usecases import sweep as command
 
-    result = command.train(config, Path.cwd(), number, environ=os.environ, log=_log)
+    result = command.train(_context(config), number)
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
     reused = " (reused)" if result["cached"] else ""
     _emit(
@@ -754,9 +723,7 @@ def sweep_report(
     from mlci import render
     from mlci.usecases import sweep as command
 
-    board = command.report(
-        config, Path.cwd(), folder=folder, environment=environment, environ=os.environ, log=_log
-    )
+    board = command.report(_context(config), folder=folder, environment=environment)
     if as_json:
         _emit(board.to_json(), True, "")
     else:
@@ -769,7 +736,7 @@ def sweep_apply(number: CandidateArgument, config: ConfigOption = None, as_json:
     and the pull request trains exactly that candidate, or reuses the sweep's run."""
     from mlci.usecases import sweep
 
-    result = sweep.apply(config, Path.cwd(), number, _log)
+    result = sweep.apply(_context(config), number)
     verb = "wrote" if result["changed"] else "already has"
     _emit(result, as_json, f"{result['params_file']}: {verb} candidate #{number} ({result['name']})")
 
@@ -790,9 +757,7 @@ def diff(
     from mlci.commands import report as command
     from mlci.usecases import review
 
-    reviewed = review.gather(
-        config, Path.cwd(), environ=os.environ, base=base, environments=environments or [], log=_log
-    )
+    reviewed = review.gather(_context(config), base=base, environments=environments or [])
     template = review.template_for(_config(config)) if fmt is Format.markdown else None
     typer.echo(
         command.format_report(reviewed.report, fmt.value, template=template, color=sys.stdout.isatty()),
@@ -816,9 +781,7 @@ def gate(
     from mlci.usecases import review
     from mlci.usecases.promotion import verdict_json
 
-    reviewed = review.gather(
-        config, Path.cwd(), environ=os.environ, base=None, environments=[environment], log=_log
-    )
+    reviewed = review.gather(_context(config), base=None, environments=[environment])
     (verdict,) = reviewed.report.verdicts
     for rule in verdict.results:
         _log(f"  [{gates.mark(rule)}] {rule.message}")
@@ -859,9 +822,7 @@ def report(
     from mlci.commands import report as command
     from mlci.usecases import review
 
-    reviewed = review.gather(
-        config, Path.cwd(), environ=os.environ, base=base, environments=environments or [], log=_log
-    )
+    reviewed = review.gather(_context(config), base=base, environments=environments or [])
     template = review.template_for(_config(config)) if fmt is Format.markdown else None
     text = command.format_report(reviewed.report, fmt.value, template=template, color=False)
     target = output or reviewed.config.root / ".mlci" / command.DEFAULT_OUTPUT[fmt.value]
@@ -869,6 +830,13 @@ def report(
     target.write_text(text, encoding="utf-8")
     _log(f"wrote {target} ({len(text)} characters)")
     typer.echo(str(target))
+
+
+def _context(path: Path | None, log: Callable[[str], None] | None = None) -> Any:
+    """The invocation's context (mlci.context): this folder, this environment, --config."""
+    from mlci.context import Context
+
+    return Context(Path.cwd(), os.environ, log or _log, path)
 
 
 def _config(path: Path | None) -> Any:
@@ -942,9 +910,7 @@ def ci(
 
     try:
         result = command.run(
-            config,
-            Path.cwd(),
-            environ=os.environ,
+            _context(config),
             event=event.value if event else None,
             payload_path=payload,
             base=base,
@@ -952,7 +918,6 @@ def ci(
             pr=pr,
             token=token,
             dry_run=dry_run,
-            log=_log,
             out=sys.stderr if as_json else sys.stdout,
             stage=stage.value,
         )
@@ -1055,16 +1020,7 @@ def publish(
     from mlci.usecases import publish as command
 
     try:
-        result = command.publish(
-            folder,
-            head_sha=head_sha,
-            environ=os.environ,
-            token=token,
-            log=_log,
-            cwd=Path.cwd(),
-            config_path=config,
-            sweep_folder=sweep,
-        )
+        result = command.publish(_context(config), folder, head_sha=head_sha, token=token, sweep_folder=sweep)
     except MlciError as exc:
         ci_command.error_summary(os.environ, exc)  # the annotation and the job summary, as `mlci ci`
         raise

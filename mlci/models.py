@@ -119,14 +119,15 @@ def resolve_for_promotion(
     environ: Mapping[str, str],
     version: stores.Version,
     log: Callable[[str], None],
+    tracking: Tracking | None = None,
 ) -> Resolved:
     """Make sure the version's bytes exist with the tag's digest, and that this
     job's MLflow store has its model version (rebuilt from the bytes if not)."""
     from mlci.tracking import Registry, sqlite_path
 
-    store = stores.for_version(version, config, environ, log)
+    tracking = tracking or project.make_tracking(config, environ)
+    store = stores.for_version(version, config, environ, log, tracking)
     where = store.where(version)
-    tracking = project.make_tracking(config, environ)
     db = sqlite_path(tracking.uri)
     # A CI job's embedded store ends with the job: a cold one is not worth
     # opening (MLflow's import and schema cost seconds) to rebuild a mirror
@@ -141,7 +142,7 @@ def resolve_for_promotion(
     if not stores.has_model(version):
         log(f"{version.tag} has no model file (train.model is not set): it records its run, nothing to check")
         if existing is None and not ephemeral:
-            existing = mirror(config, environ, version, None, log)
+            existing = mirror(config, environ, version, None, log, tracking)
         return Resolved(version, where, "no model file", existing)
     if version.digest is None:
         log(

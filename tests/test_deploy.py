@@ -217,6 +217,7 @@ def test_a_github_deployment_follows_the_hook(cli, tmp_path: Path, monkeypatch: 
     """in_progress when the gates pass, then success with the URL the hook printed, or
     failure with the step that failed; the environment stays on the version its tag names."""
     from mlci import deploy, github_api
+    from mlci.context import Context
     from mlci.usecases import promotion as promote
     from tests.github_stub import github_stub
 
@@ -228,14 +229,7 @@ def test_a_github_deployment_follows_the_hook(cli, tmp_path: Path, monkeypatch: 
         def promote_staging() -> promote.PromoteResult:
             notifier = deploy.GitHubDeployments(api, "staging", "https://ci.example/run/1", lambda _: None)
             return promote.assign(
-                None,
-                root,
-                environ=os.environ,
-                environment="staging",
-                version=None,
-                push=None,
-                log=lambda _: None,
-                notify=notifier,
+                Context(root, os.environ), environment="staging", version=None, push=None, notify=notifier
             )
 
         assert promote_staging().passed

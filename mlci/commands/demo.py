@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci import data, gitrepo, scaffold
+from mlci.context import Context
 from mlci.errors import ScaffoldError
 from mlci.tracking import expect_client
 from mlci.usecases import ci as ci_flow
@@ -140,9 +141,7 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
         )
         buffer = io.StringIO()
         result = ci_flow.run(
-            None,
-            root,
-            environ=env,
+            Context(root, env, log),  # one per event: each is an invocation of its own
             event="pull_request",
             payload_path=payload,
             base=None,
@@ -150,7 +149,6 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
             pr=None,
             token=None,
             dry_run=True,
-            log=log,
             out=buffer,
         )
         echo("   --- the comment mlci would post ---")
@@ -168,9 +166,7 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
             f"push-{base}", {"ref": f"refs/heads/{base}", "before": before, "after": git("rev-parse", "HEAD")}
         )
         return ci_flow.run(
-            None,
-            root,
-            environ=env,
+            Context(root, env, log),
             event="push",
             payload_path=payload,
             base=None,
@@ -178,7 +174,6 @@ def run(directory: Path | None, *, echo: Callable[[str], None]) -> dict[str, Any
             pr=None,
             token=None,
             dry_run=False,
-            log=log,
             out=io.StringIO(),
         )
 

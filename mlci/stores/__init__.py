@@ -22,6 +22,7 @@ Every store answers the same small interface below.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from mlci import config as cfg
 from mlci.stores.base import (
@@ -40,6 +41,9 @@ from mlci.stores.base import (
     has_model,
     version_of,
 )
+
+if TYPE_CHECKING:
+    from mlci.tracking import Tracking
 
 __all__ = [
     "ASSET_KEY",
@@ -62,8 +66,14 @@ __all__ = [
 
 
 def open_store(
-    name: str, config: cfg.Config, environ: Mapping[str, str], log: Callable[[str], None]
+    name: str,
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
+    tracking: Tracking | None = None,
 ) -> ModelStore:
+    """The store called ``name``; ``tracking``: the invocation's tracking store, where the
+    version's bytes are an MLflow model version (opened anew when None)."""
     if name == NO_MODEL:
         return NoModel()
     if name == "github":
@@ -72,15 +82,19 @@ def open_store(
         return ReleaseStore.from_environ(config, environ, log)
     from mlci.stores.mlflow_store import MlflowStore
 
-    return MlflowStore(name, config, environ)
+    return MlflowStore(name, config, environ, tracking)
 
 
 def for_version(
-    version: Version, config: cfg.Config, environ: Mapping[str, str], log: Callable[[str], None]
+    version: Version,
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    log: Callable[[str], None],
+    tracking: Tracking | None = None,
 ) -> ModelStore:
     """The store that holds ``version``, as its tag records; a tag from before
     stores were recorded (or from GTO) means the tracking store."""
     recorded = str(version.metadata.get(STORE_KEY) or "")
     if recorded not in ("local", "mlflow", "github", NO_MODEL):
         recorded = "mlflow" if cfg.choose_store(config, environ).name == "mlflow" else "local"
-    return open_store(recorded, config, environ, log)
+    return open_store(recorded, config, environ, log, tracking)

@@ -21,15 +21,17 @@ from mlci import config as cfg
 from mlci.stores.base import ModelMissing, Version
 
 if TYPE_CHECKING:
-    from mlci.tracking import ModelVersionRecord
+    from mlci.tracking import ModelVersionRecord, Tracking
 
 
 class MlflowStore:
-    def __init__(self, name: str, config: cfg.Config, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, name: str, config: cfg.Config, environ: Mapping[str, str], tracking: Tracking | None = None
+    ) -> None:
         from mlci.tracking import Registry
 
         self.name = name
-        self.tracking = project.make_tracking(config, environ)
+        self.tracking = tracking or project.make_tracking(config, environ)
         self.registry = Registry(self.tracking, config.model.name)
 
     def where(self, version: Version) -> str:

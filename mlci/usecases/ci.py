@@ -20,13 +20,16 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from mlci import ci_env, gitrepo, project, registry, render, tags
+from mlci import ci_env, gitrepo, registry, render, tags
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.errors import ExitCode, MlciError
 from mlci.tracking import expect_client
+
+if TYPE_CHECKING:
+    from mlci.context import Context
 from mlci.usecases import review
 
 PR_ACTIONS = {"opened", "synchronize", "reopened"}
@@ -56,7 +59,7 @@ class CiResult:
 
 
 def _write_report(
-    ctx: ci_env.Context, config: cfg.Config, report: rpt.Report, template: render.TemplateSource | None
+    job: ci_env.Context, config: cfg.Config, report: rpt.Report, template: render.TemplateSource | None
 ) -> tuple[str, Path]:
     """The report to disk (markdown and JSON) and to the job summary: before any network call."""
     from mlci import redact
@@ -67,15 +70,13 @@ def _write_report(
     path = folder / "report.md"
     path.write_text(markdown, encoding="utf-8")
     (folder / "report.json").write_text(redact.json_text(rpt.to_json(report)) + "\n", encoding="utf-8")
-    ci_env.append_summary(ctx, markdown)
+    ci_env.append_summary(job, markdown)
     return markdown, path
 
 
 def run(
-    config_path: Path | None,
-    cwd: Path,
+    ctx: Context,
     *,
-    environ: Mapping[str, str],
     event: str | None,
     payload_path: Path | None,
     base: str | None,
@@ -83,7 +84,6 @@ def run(
     pr: int | None,
     token: str | None,
     dry_run: bool,
-    log: Callable[[str], None],
     out: IO[str] | None = None,
     api_factory: Callable[..., Any] | None = None,
     stage: str = "all",
@@ -94,17 +94,18 @@ def run(
     with one: the run must already be recorded)."""
     if stage not in STAGES:
         raise ci_env.CiError(f"--stage {stage!r}: use one of {', '.join(STAGES)}")
-    ctx = ci_env.context(environ)
+    log = ctx.log
+    job = ci_env.context(ctx.environ)
     out = out or sys.stdout  # bound per call: a default of sys.stdout would freeze the one at import
-    event = event or ctx.event_name
+    event = event or job.event_name
     if not event:
         raise ci_env.CiError(
             "no event: not in GitHub Actions (GITHUB_EVENT_NAME is unset) and no --event",
             hint="replay one locally: mlci ci --event pull_request --base staging",
         )
     if token:
-        ci_env.mask(out, token, ctx.in_actions)
-    path = payload_path or (ctx.event_path if ctx.event_name == event else None)
+        ci_env.mask(out, token, job.in_actions)
+    path = payload_path or (job.event_path if job.event_name == event else None)
     payload = ci_env.load_payload(path) if path else None
     if event in ("pull_request", "pull_request_target"):
         if stage == "publish":
@@ -113,31 +114,27 @@ def run(
                 "it judges the report the train stage wrote",
                 hint="mlci publish REPORT_DIR --head-sha SHA",
             )
-        return _pull_request(
-            config_path, cwd, environ, ctx, payload, base, pr, token, dry_run, log, out, api_factory, stage
-        )
+        return _pull_request(ctx, job, payload, base, pr, token, dry_run, out, api_factory, stage)
     if event == "push":
-        return _push(config_path, cwd, environ, ctx, payload, branch, dry_run, log, out, stage)
+        return _push(ctx, job, payload, branch, dry_run, out, stage)
     message = f"event {event!r}: nothing for mlci to do"
     log(message)
     return CiResult(event, "skipped", message)
 
 
 def _pull_request(
-    config_path: Path | None,
-    cwd: Path,
-    environ: Mapping[str, str],
-    ctx: ci_env.Context,
+    ctx: Context,
+    job: ci_env.Context,
     payload: dict[str, Any] | None,
     base: str | None,
     pr: int | None,
     token: str | None,
     dry_run: bool,
-    log: Callable[[str], None],
     out: IO[str],
     api_factory: Callable[..., Any] | None,
     stage: str = "all",
 ) -> CiResult:
+    environ, log = ctx.environ, ctx.log
     if payload is not None:
         action = payload.get("action")
         if action not in PR_ACTIONS:
@@ -161,19 +158,16 @@ def _pull_request(
                 hint="pass --base BRANCH (e.g. --base staging)",
             )
         number = pr or 0
-        head_sha = gitrepo.rev_parse(cwd, "HEAD") or ""
+        head_sha = gitrepo.rev_parse(ctx.cwd, "HEAD") or ""
         fork = False
     reviewed = review.gather(
-        config_path,
-        cwd,
-        environ=environ,
+        ctx,
         base=base,
         gate_branch=base,
         pr=number or None,
-        run_link=ctx.run_link,
-        log=log,
+        run_link=job.run_link,
         policy_from=base,
-        **run_store_options(ctx, environ, cfg.load_for(config_path, cwd), token, log),
+        **run_store_options(job, environ, ctx.config, token, log),
     )
     report, result, config, base_policy = (
         reviewed.report,
@@ -184,20 +178,18 @@ def _pull_request(
     env = next((e for e in config.environments if e.branch == base), None)
     held = bool(report.verdicts and report.verdicts[0].held)
     if env is not None and not held and report.passed and token and not fork and not dry_run:
-        report = with_approvers(report, _write_api(ctx, {**environ, "GITHUB_TOKEN": token}, retries=1), env)
+        report = with_approvers(report, _write_api(job, {**environ, "GITHUB_TOKEN": token}, retries=1), env)
     # What is posted is rendered by the base's template, read from git at the base.
     template = (
-        review.base_template(cfg.load_for(config_path, cwd), base_policy, base)
+        review.base_template(ctx.config, base_policy, base)
         if base_policy is not None
         else review.template_for(config)
     )
-    markdown, path = _write_report(ctx, config, report, template)
+    markdown, path = _write_report(job, config, report, template)
     # The head's predictions beside report.json, for the job that posts it.
     from mlci import evidence
 
-    evidence.copy_for_report(
-        project.make_tracking(config, environ), result.run_id, result.tags, path.parent, log
-    )
+    evidence.copy_for_report(ctx.tracking(config), result.run_id, result.tags, path.parent, log)
     from mlci.usecases import datasets
 
     profiles = path.parent / datasets.HEAD_PROFILES  # its data's profiles: the trusted job judges them again
@@ -207,7 +199,7 @@ def _pull_request(
         profiles.write_text(text, encoding="utf-8")
     verdict = None if env is None else ("pass" if report.passed else "fail")
     ci_env.set_outputs(
-        ctx,
+        job,
         {
             "verdict": verdict or "none",
             "fingerprint": result.fingerprint,
@@ -239,7 +231,7 @@ def _pull_request(
                 "environment": env.name if env else None,
                 "verdict": verdict,
                 "description": description,
-                "run_link": ctx.run_link,
+                "run_link": job.run_link,
             },
             indent=2,
         )
@@ -249,14 +241,14 @@ def _pull_request(
     if stage == "train":
         log(f"not posting (--stage train): the report is in {path}; the publishing job posts it")
         return res
-    if dry_run or not token or not ctx.repository or not number:
+    if dry_run or not token or not job.repository or not number:
         why = (
             "--dry-run"
             if dry_run
             else "no token"
             if not token
             else "no repository"
-            if not ctx.repository
+            if not job.repository
             else "no PR"
         )
         log(f"not posting ({why}); the comment would be:")
@@ -270,8 +262,8 @@ def _pull_request(
     factory = api_factory or github_api.GitHubApi
     api = factory(
         token,
-        ctx.api_url,
-        ctx.repository,
+        job.api_url,
+        job.repository,
         **github_api.retry_settings(environ),
         fork=fork,
         cache=config.root / ".mlci" / "github-etags.json",
@@ -282,7 +274,7 @@ def _pull_request(
         log(f"{comment.action} the comment on #{number}: {comment.url}")
         if env:
             context = status_context(config, env.name)
-            api.set_status(head_sha, context, state, description, ctx.run_link)
+            api.set_status(head_sha, context, state, description, job.run_link)
             res.statuses.append({"context": context, "state": state, "sha": head_sha})
             log(f"status {context} on {head_sha[:12]}: {state}")
         res.posted = True
@@ -292,26 +284,25 @@ def _pull_request(
             out,
             "warning",
             f"{exc.message}. The report is in the job summary and in {path}.",
-            ctx.in_actions,
+            job.in_actions,
         )
     return res
 
 
 def _push(
-    config_path: Path | None,
-    cwd: Path,
-    environ: Mapping[str, str],
-    ctx: ci_env.Context,
+    ctx: Context,
+    job: ci_env.Context,
     payload: dict[str, Any] | None,
     branch: str | None,
     dry_run: bool,
-    log: Callable[[str], None],
     out: IO[str],
     stage: str = "all",
 ) -> CiResult:
     from mlci.usecases import promotion, registration
 
-    ref = (payload or {}).get("ref") or (f"refs/heads/{branch}" if branch else ctx.ref)
+    environ, log = ctx.environ, ctx.log
+
+    ref = (payload or {}).get("ref") or (f"refs/heads/{branch}" if branch else job.ref)
     if not ref:
         raise ci_env.CiError(
             "replaying a push needs its branch", hint="pass --branch BRANCH (e.g. --branch staging)"
@@ -321,32 +312,29 @@ def _push(
         log(message)
         return CiResult("push", "skipped", message)
     name = ref.removeprefix("refs/heads/")
-    config = cfg.load_for(config_path, cwd)
+    config = ctx.config
     env = next((e for e in config.environments if e.branch == name), None)
     if env is None:
         message = f"push to {name!r}: not an environment branch, nothing for mlci to do"
         log(message)
         return CiResult("push", "skipped", message)
     if stage in ("deploy", "assign", "restore"):
-        return _hook_stage(config, env, environ, ctx, stage, log)
+        return _hook_stage(ctx, env, job, stage)
     expect_client()  # a model that passes is registered: MLflow loads while it trains
     reviewed = review.gather(
-        config_path,
-        cwd,
-        environ=environ,
+        ctx,
         base=None,
         environments=[env.name],
         gate_environments=[env.name],
-        run_link=ctx.run_link,
+        run_link=job.run_link,
         head_label=name,
-        log=log,
         allow_training=stage != "publish",
         policy_from=None,  # the pushed commit's own policy
-        **run_store_options(ctx, environ, config, environ.get("GITHUB_TOKEN"), log),
+        **run_store_options(job, environ, config, environ.get("GITHUB_TOKEN"), log),
     )
     report, result = reviewed.report, reviewed.result
-    _, path = _write_report(ctx, config, report, review.template_for(config))  # the merged branch's
-    ci_env.set_outputs(ctx, bundle_outputs(config, result))
+    _, path = _write_report(job, config, report, review.template_for(config))  # the merged branch's
+    ci_env.set_outputs(job, bundle_outputs(config, result))
     res = CiResult(
         "push",
         "blocked",
@@ -361,7 +349,7 @@ def _push(
         res.message = f"{env.name}: blocked by its gates: {report.verdicts[0].summary()}"
         res.exit_code = ExitCode.GATE_FAILED
         log(res.message)
-        ci_env.set_outputs(ctx, {"verdict": "fail", "fingerprint": result.fingerprint, "version": ""})
+        ci_env.set_outputs(job, {"verdict": "fail", "fingerprint": result.fingerprint, "version": ""})
         return res
     res.verdict = "pass"
     if stage == "train":
@@ -369,7 +357,7 @@ def _push(
         res.message = f"{env.name}: the gates pass; the publishing job registers and promotes"
         log(res.message)
         ci_env.set_outputs(
-            ctx,
+            job,
             {
                 "verdict": "pass",
                 "fingerprint": result.fingerprint,
@@ -391,22 +379,20 @@ def _push(
         res.message = f"--dry-run: would register these inputs and promote them to {env.name}"
         log(res.message)
         return res
-    registered = registration.register(
-        config_path, cwd, environ=environ, bump="patch", version=None, push=None, log=log
-    )
-    api = _write_api(ctx, environ)
+    registered = registration.register(ctx, bump="patch", version=None, push=None)
+    api = _write_api(job, environ)
     from mlci import deploy
 
     if stage == "publish" and env.deploy is not None:
         # A hook is the repository's code: the deploy job runs it, without this job's token.
-        notifier = deploy.GitHubDeployments(api, env.name, ctx.run_link, log) if api is not None else None
+        notifier = deploy.GitHubDeployments(api, env.name, job.run_link, log) if api is not None else None
         model_state = registry.read_state(gitrepo.toplevel(config.root) or config.root).get(config.model.name)
         assert model_state is not None
         from mlci import models
 
         target = models.version_of(config.model.name, model_state.versions[registered.version])
 
-        models.resolve_for_promotion(config, environ, target, log)  # its bytes exist, with its digest
+        models.resolve_for_promotion(config, environ, target, log, ctx.tracking())  # its bytes, its digest
         if notifier is not None:
             notifier.started(target, registered.commit)
         res.outcome = "registered"
@@ -416,7 +402,7 @@ def _push(
         )
         log(res.message)
         ci_env.set_outputs(
-            ctx,
+            job,
             {
                 "verdict": "pass",
                 "version": registered.version,
@@ -428,15 +414,12 @@ def _push(
         return res
 
     promoted = promotion.assign(
-        config_path,
-        cwd,
-        environ=environ,
+        ctx,
         environment=env.name,
         version=registered.version,
         push=None,
-        log=log,
         automatic=True,
-        notify=deploy.GitHubDeployments(api, env.name, ctx.run_link, log) if api is not None else None,
+        notify=deploy.GitHubDeployments(api, env.name, job.run_link, log) if api is not None else None,
     )
     res.version = registered.version
     res.model_sha256 = promoted.model_sha256 or registered.model_sha256
@@ -444,7 +427,7 @@ def _push(
         res.outcome = "held"
         res.message = f"{config.model.name} {registered.version} not promoted: {promoted.blocked}"
         log(res.message)
-        ci_env.annotate(out, "notice", res.message, ctx.in_actions)
+        ci_env.annotate(out, "notice", res.message, job.in_actions)
     elif promoted.blocked:
         res.message = f"{env.name}: {registered.version} blocked: {promoted.blocked}"
         res.exit_code = ExitCode.GATE_FAILED
@@ -458,7 +441,7 @@ def _push(
         if promoted.changed and api is not None:
             _dispatch_promoted(api, config, env.name, registered.tag, registered.commit, promoted, log)
     ci_env.set_outputs(
-        ctx,
+        job,
         {
             "verdict": res.verdict or "",
             "fingerprint": result.fingerprint,
@@ -473,27 +456,21 @@ STAGES = ("all", "train", "publish", "deploy", "assign", "restore")
 PROMOTED_EVENT = "mlci-promoted"
 
 
-def _hook_stage(
-    config: cfg.Config,
-    env: cfg.Environment,
-    environ: Mapping[str, str],
-    ctx: ci_env.Context,
-    stage: str,
-    log: Callable[[str], None],
-) -> CiResult:
+def _hook_stage(ctx: Context, env: cfg.Environment, job: ci_env.Context, stage: str) -> CiResult:
     """The deploy, assign and restore stages of a promotion with a hook (mlci.usecases.deployment)."""
     from mlci.usecases import deployment
 
+    environ, log = ctx.environ, ctx.log
     if env.deploy is None:
         message = f"{env.name} has no deploy hook: --stage {stage} has nothing to do"
         log(message)
         return CiResult("push", "skipped", message, environment=env.name)
     if stage == "deploy":
-        found = deployment.deploy_stage(config, env, environ, ctx, log)
+        found = deployment.deploy_stage(ctx, env, job)
     elif stage == "restore":
-        found = deployment.restore_stage(config, env, environ, log)
+        found = deployment.restore_stage(ctx, env)
     else:
-        return _assign_stage(config, env, environ, ctx, log)
+        return _assign_stage(ctx, env, job)
     return CiResult(
         "push",
         found["outcome"],
@@ -504,14 +481,9 @@ def _hook_stage(
     )
 
 
-def _assign_stage(
-    config: cfg.Config,
-    env: cfg.Environment,
-    environ: Mapping[str, str],
-    ctx: ci_env.Context,
-    log: Callable[[str], None],
-) -> CiResult:
+def _assign_stage(ctx: Context, env: cfg.Environment, job: ci_env.Context) -> CiResult:
     """After the deploy job: tag what it deployed, or mark the deployment failed."""
+    config, environ, log = ctx.config, ctx.environ, ctx.log
     from mlci import deploy
     from mlci.usecases import deployment, promotion
 
@@ -528,11 +500,11 @@ def _assign_stage(
             exit_code=ExitCode.GATE_FAILED,
         )
 
-    api = _write_api(ctx, environ)
+    api = _write_api(job, environ)
     raw_id = environ.get("MLCI_DEPLOYMENT_ID", "")
     notifier = (
         deploy.GitHubDeployments(
-            api, env.name, ctx.run_link, log, existing=int(raw_id) if raw_id.isdigit() else None
+            api, env.name, job.run_link, log, existing=int(raw_id) if raw_id.isdigit() else None
         )
         if api is not None
         else None
@@ -548,24 +520,21 @@ def _assign_stage(
     done = deploy.Deployed(env.name, version, (deploy.Step("deploy", "the deploy job", 0, 0.0, ""),), url)
     try:
         promoted = promotion.assign(
-            config.path,
-            config.root,
-            environ=environ,
+            ctx,
             environment=env.name,
             version=version,
             push=None,
-            log=log,
             automatic=True,
             notify=notifier,
             predeployed=done,
         )
     except MlciError:
-        ci_env.set_outputs(ctx, {"restore": "true"})
+        ci_env.set_outputs(job, {"restore": "true"})
         raise
     if promoted.blocked:
         message = f"{env.name}: {version} blocked: {promoted.blocked}"
         log(message)
-        ci_env.set_outputs(ctx, {"restore": "true"})
+        ci_env.set_outputs(job, {"restore": "true"})
         return blocked(message)
     message = f"{config.model.name} {version} promoted to {env.name}"
     log(message)
@@ -574,7 +543,7 @@ def _assign_stage(
         registered_as = state.versions[version] if state else None
         if registered_as is not None:
             _dispatch_promoted(api, config, env.name, registered_as.tag, registered_as.commit, promoted, log)
-    ci_env.set_outputs(ctx, {"version": version, "model-sha256": promoted.model_sha256 or "", "restore": ""})
+    ci_env.set_outputs(job, {"version": version, "model-sha256": promoted.model_sha256 or "", "restore": ""})
     return CiResult(
         "push",
         "promoted",
@@ -594,17 +563,17 @@ def _gates(report: rpt.Report) -> dict[str, Any] | None:
     return {**verdict.to_json(), "summary": verdict.summary()}
 
 
-def _write_api(ctx: ci_env.Context, environ: Mapping[str, str], retries: int | None = None) -> Any:
+def _write_api(job: ci_env.Context, environ: Mapping[str, str], retries: int | None = None) -> Any:
     """The GitHub API for a promotion's deployment and dispatch: in Actions, with a token."""
     token = environ.get("GITHUB_TOKEN")
-    if not (ctx.in_actions and token and ctx.repository):
+    if not (job.in_actions and token and job.repository):
         return None
     from mlci import github_api
 
     settings = github_api.retry_settings(environ)
     if retries is not None:
         settings["retries"] = retries
-    return github_api.GitHubApi(token, ctx.api_url, ctx.repository, **settings)
+    return github_api.GitHubApi(token, job.api_url, job.repository, **settings)
 
 
 def with_approvers(report: rpt.Report, api: Any, env: cfg.Environment) -> rpt.Report:
@@ -689,7 +658,7 @@ def report_artifact(model: str) -> str:
 
 
 def run_store_options(
-    ctx: ci_env.Context,
+    job: ci_env.Context,
     environ: Mapping[str, str],
     config: cfg.Config,
     token: str | None,
@@ -697,7 +666,7 @@ def run_store_options(
 ) -> dict[str, Any]:
     """In GitHub Actions: find runs in workflow artifacts, and bundle a run
     trained here for the upload step (the run cache across branches)."""
-    if not ctx.in_actions:
+    if not job.in_actions:
         return {}
     from mlci.stores import github as gh_store
 
@@ -723,8 +692,8 @@ def bundle_outputs(config: cfg.Config, result: Any) -> dict[str, str]:
 
 def error_summary(environ: Mapping[str, str], error: MlciError) -> None:
     """In Actions, an error also lands in the job summary and as an annotation."""
-    ctx = ci_env.context(environ)
-    if not ctx.in_actions:
+    job = ci_env.context(environ)
+    if not job.in_actions:
         return
-    ci_env.append_summary(ctx, f"### ❌ mlci failed\n\n```\n{error.message}\n```\n\n{error.hint or ''}\n")
+    ci_env.append_summary(job, f"### ❌ mlci failed\n\n```\n{error.message}\n```\n\n{error.hint or ''}\n")
     ci_env.annotate(sys.stdout, "error", error.message, True)

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci import config as cfg
-from mlci import data, gitrepo, project, registry, stores, tags
+from mlci import data, gitrepo, registry, stores, tags
 
 if TYPE_CHECKING:
+    from mlci.context import Context
     from mlci.tracking import Tracking
 
 DATA_TAG_PREFIX = "mlci.data."  # + dataset name: its digest, on the run
@@ -157,8 +158,9 @@ def lineage(run_tags: Mapping[str, str]) -> dict[str, str]:
     return {k[len(DATA_TAG_PREFIX) :]: v for k, v in run_tags.items() if k.startswith(DATA_TAG_PREFIX)}
 
 
-def check(config_path: Path | None, cwd: Path, log: Callable[[str], None]) -> tuple[dict[str, Any], bool]:
-    config = cfg.load_for(config_path, cwd)
+def check(ctx: Context) -> tuple[dict[str, Any], bool]:
+    """``mlci data check``: every declared dataset read and checked."""
+    config, log = ctx.config, ctx.log
     if not config.data:
         log("no datasets declared: add a data: section to mlci.yaml (see the README's data checks)")
     checked = check_all(config, log)
@@ -283,26 +285,18 @@ def _has_store(tracking: Tracking) -> bool:
     return path is None or path.exists()
 
 
-def diff(
-    config_path: Path | None,
-    cwd: Path,
-    *,
-    environ: Mapping[str, str],
-    environments: Sequence[str],
-    base: str | None,
-    log: Callable[[str], None],
-) -> dict[str, Any]:
+def diff(ctx: Context, *, environments: Sequence[str], base: str | None) -> dict[str, Any]:
     """This checkout's datasets against each baseline's profiles: an environment's
     version (by default, every environment), or the run of ``base``'s merge base."""
     from mlci.usecases import baselines
 
-    config = cfg.load_for(config_path, cwd)
+    config, environ, log = ctx.config, ctx.environ, ctx.log
     for env in environments:
         config.environment(env)
     checked = check_all(config, log)
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
-    tracking = project.make_tracking(config, environ)
+    tracking = ctx.tracking(config)
     against: list[Baseline] = []
     wanted = list(environments) or ([] if base else [e.name for e in config.environments])
     for env in wanted:

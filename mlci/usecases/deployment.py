@@ -22,12 +22,14 @@ from job outputs).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci import ci_env, deploy, gitrepo, models, registry, tags
 from mlci import config as cfg
 from mlci.errors import ExitCode, MlciError
+
+if TYPE_CHECKING:
+    from mlci.context import Context
 
 
 def version_from(environ: Mapping[str, str]) -> str:
@@ -40,10 +42,9 @@ def version_from(environ: Mapping[str, str]) -> str:
     return version
 
 
-def deploy_stage(
-    config: cfg.Config, env: cfg.Environment, environ: Mapping[str, str], ctx: Any, log: Callable[[str], None]
-) -> dict[str, Any]:
+def deploy_stage(ctx: Context, env: cfg.Environment, job: Any) -> dict[str, Any]:
     """The hook for the registered version; after a failure, the tagged one back."""
+    config, environ, log = ctx.config, ctx.environ, ctx.log
 
     version = version_from(environ)
     state = model_state(config, environ, log)
@@ -64,25 +65,15 @@ def deploy_stage(
     )
     message = done.message().splitlines()[0]
     ci_env.set_outputs(
-        ctx,
+        job,
         {"deployed": "true" if done.ok else "false", "environment-url": done.url or "", "message": message},
     )
     return {"outcome": "deployed" if done.ok else "blocked", "message": message, "deployed": done.to_json()}
 
 
-def restore_stage(
-    config: cfg.Config, env: cfg.Environment, environ: Mapping[str, str], log: Callable[[str], None]
-) -> dict[str, Any]:
-
-    done = run(
-        config.path,
-        config.root,
-        environ=environ,
-        environment=env.name,
-        version=None,
-        log=log,
-        read_only_token=True,
-    )
+def restore_stage(ctx: Context, env: cfg.Environment) -> dict[str, Any]:
+    """The version the environment's tag names, deployed back (after a failed assignment)."""
+    done = run(ctx, environment=env.name, version=None, read_only_token=True)
     return {"outcome": "restored" if done.ok else "blocked", "message": done.message().splitlines()[0]}
 
 
@@ -91,16 +82,10 @@ def exit_code(found: Mapping[str, Any]) -> int:
 
 
 def run(
-    config_path: Path | None,
-    cwd: Path,
-    *,
-    environ: Mapping[str, str],
-    environment: str,
-    version: str | None,
-    log: Callable[[str], None],
-    read_only_token: bool = False,
+    ctx: Context, *, environment: str, version: str | None, read_only_token: bool = False
 ) -> deploy.Deployed:
-    config = cfg.load_for(config_path, cwd)
+    """``mlci deploy ENV``: the environment's hook, for the version its tag names."""
+    config, environ, log = ctx.config, ctx.environ, ctx.log
     env = config.environment(environment)
     if env.deploy is None:
         raise MlciError(

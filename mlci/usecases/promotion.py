@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci import config as cfg
 from mlci import fingerprint as fp
 from mlci import gates, models, project, registry, stores, tags
 from mlci.errors import MlciError
+
+if TYPE_CHECKING:
+    from mlci.context import Context
 
 
 @dataclass
@@ -47,18 +49,13 @@ def verdict_json(verdict: gates.Verdict | None) -> dict[str, Any] | None:
 
 
 def _open(
-    config_path: Path | None,
-    cwd: Path,
-    environ: Mapping[str, str],
-    environment: str,
-    push: bool | None,
-    log: Callable[[str], None],
+    ctx: Context, environment: str, push: bool | None
 ) -> tuple[cfg.Config, cfg.Environment, registry.Workspace, tags.ModelState]:
     """The config, the environment, the registry made whole, and the model's state."""
-    config = cfg.load_for(config_path, cwd)
+    config = ctx.config
     env = config.environment(environment)
-    ws = registry.open_workspace(config.root, environ, push)
-    registry.ensure_complete(ws, log)
+    ws = registry.open_workspace(config.root, ctx.environ, push)
+    registry.ensure_complete(ws, ctx.log)
     return config, env, ws, _model_state(ws, config.model.name)
 
 
@@ -91,13 +88,11 @@ def _candidate_version(
 
 
 def judge(
-    config: cfg.Config,
-    environ: Mapping[str, str],
+    ctx: Context,
     state: tags.ModelState,
     env: cfg.Environment,
     candidate: str,
     current: str | None,
-    log: Callable[[str], None],
     *,
     explicit: bool,
     rollback: bool,
@@ -117,12 +112,12 @@ def judge(
         else rpt.Baseline(env.name, env.name, found=False)
     )
     case = verdict.Case(
-        config,
+        ctx.config,
         _metrics(state, candidate),
         state.versions[candidate].metadata.get("fingerprint"),
         state,
         {env.name: baseline},
-        certainty=_certainty(config, environ, state, env, candidate, log),
+        certainty=_certainty(ctx, state, env, candidate),
         version=candidate,
         explicit=explicit,
         rollback=rollback,
@@ -130,21 +125,14 @@ def judge(
     return verdict.judge(case, env.name)
 
 
-def _certainty(
-    config: cfg.Config,
-    environ: Mapping[str, str],
-    state: tags.ModelState,
-    env: cfg.Environment,
-    candidate: str,
-    log: Callable[[str], None],
-) -> Any:
+def _certainty(ctx: Context, state: tags.ModelState, env: cfg.Environment, candidate: str) -> Any:
     """The versions' predictions or repeats, where a rule asks for intervals (None: the
     rules compare points, and say so)."""
     if not env.judged_on_intervals:
         return None
     from mlci import evidence, stats
 
-    tracking = project.make_tracking(config, environ)
+    config, environ, log, tracking = ctx.config, ctx.environ, ctx.log, ctx.tracking()
 
     def of(name: str | None) -> evidence.Source | None:
         if name is None or name not in state.versions:
@@ -166,14 +154,11 @@ def _metrics(state: tags.ModelState, version: str) -> dict[str, float]:
 
 
 def assign(
-    config_path: Path | None,
-    cwd: Path,
+    ctx: Context,
     *,
-    environ: Mapping[str, str],
     environment: str,
     version: str | None,
     push: bool | None,
-    log: Callable[[str], None],
     rollback_reason: str | None = None,
     automatic: bool = False,
     notify: Any = None,
@@ -185,7 +170,8 @@ def assign(
     from mlci import deploy as deploy_mod
 
     notifier = notify or deploy_mod.Notifier()
-    config, env, ws, state = _open(config_path, cwd, environ, environment, push, log)
+    environ, log = ctx.environ, ctx.log
+    config, env, ws, state = _open(ctx, environment, push)
     model = config.model.name
     current_event = state.current(env.name)
     current = current_event.version if current_event else None
@@ -195,13 +181,11 @@ def assign(
     else:
         candidate = _rollback_target(state, env.name, current, version)
     verdict = judge(
-        config,
-        environ,
+        ctx,
         state,
         env,
         candidate,
         current,
-        log,
         explicit=version is not None and not automatic,
         rollback=rollback_reason is not None,
     )
@@ -233,7 +217,7 @@ def assign(
     notifier.started(models.version_of(model, registration), registration.commit)
     try:
         result = _put_in(
-            config,
+            ctx,
             env,
             ws,
             state,
@@ -242,8 +226,6 @@ def assign(
             verdict,
             registration,
             rollback_reason,
-            environ,
-            log,
             predeployed,
         )
     except BaseException as exc:
@@ -260,7 +242,7 @@ def assign(
 
 
 def _put_in(
-    config: cfg.Config,
+    ctx: Context,
     env: cfg.Environment,
     ws: registry.Workspace,
     state: tags.ModelState,
@@ -269,18 +251,19 @@ def _put_in(
     verdict: gates.Verdict,
     registration: tags.Event,
     rollback_reason: str | None,
-    environ: Mapping[str, str],
-    log: Callable[[str], None],
     predeployed: Any = None,
 ) -> PromoteResult:
     """Deploy (the environment's hook), then tag, then alias: a version that passed.
     ``predeployed``: an earlier job deployed it (the workflow's deploy stage)."""
     from mlci import deploy as deploy_mod
 
+    config, environ, log = ctx.config, ctx.environ, ctx.log
     model = config.model.name
     # Only bytes that exist with the tag's digest are assigned; a cold MLflow
     # store gets the version's model version back from them.
-    resolved = models.resolve_for_promotion(config, environ, models.version_of(model, registration), log)
+    resolved = models.resolve_for_promotion(
+        config, environ, models.version_of(model, registration), log, ctx.tracking()
+    )
     mlflow_version = resolved.mlflow_version or registration.metadata.get("mlflow_model_version")
     deployed = None
     if env.deploy is not None and predeployed is not None:
@@ -366,7 +349,7 @@ def _put_in(
     alias_set = (
         False
         if resolved.mirror_skipped
-        else _set_alias(config, environ, model, env.name, registration.tag, mlflow_version, log)
+        else _set_alias(ctx, model, env.name, registration.tag, mlflow_version)
     )
     return PromoteResult(
         model,
@@ -383,18 +366,11 @@ def _put_in(
     )
 
 
-def unpin(
-    config_path: Path | None,
-    cwd: Path,
-    *,
-    environ: Mapping[str, str],
-    environment: str,
-    push: bool | None,
-    log: Callable[[str], None],
-) -> PromoteResult:
+def unpin(ctx: Context, *, environment: str, push: bool | None) -> PromoteResult:
     """End a rollback's pin: the version stays, assigned again without the pin, so
     automatic promotion resumes. GTO reads it as an ordinary assignment."""
-    config, env, ws, state = _open(config_path, cwd, environ, environment, push, log)
+    log = ctx.log
+    config, env, ws, state = _open(ctx, environment, push)
     model = config.model.name
     pin = state.pin(env.name)
     if pin is None or pin.version is None:
@@ -449,20 +425,13 @@ def _assignment_plan(
     return registry.Plan([planned])
 
 
-def _set_alias(
-    config: cfg.Config,
-    environ: Mapping[str, str],
-    model: str,
-    alias: str,
-    tag: str,
-    mlflow_version: object,
-    log: Callable[[str], None],
-) -> bool:
+def _set_alias(ctx: Context, model: str, alias: str, tag: str, mlflow_version: object) -> bool:
     """MLflow follows git: the alias is set after the tag is published."""
+    log = ctx.log
     from mlci.tracking import Registry
 
     try:
-        reg = Registry(project.make_tracking(config, environ), model)
+        reg = Registry(ctx.tracking(), model)
         hint = None if mlflow_version is None else str(mlflow_version)
         number = reg.version_for_tag(tag, hint)
         if number is None:

@@ -18,11 +18,11 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from mlci import ci_env, gitrepo, policy, project, registry, safeinput, tags, verdict
+from mlci import ci_env, gitrepo, policy, registry, safeinput, tags, verdict
 from mlci import config as cfg
 from mlci import report as rpt
 from mlci.config import MODEL_NAME_RE
@@ -31,6 +31,7 @@ from mlci.usecases import baselines, review
 from mlci.usecases.ci import PULL_REQUEST_FILE, report_artifact, status_context
 
 if TYPE_CHECKING:
+    from mlci.context import Context
     from mlci.evidence import Certainty
 
 REPORT_FILE = "report.json"
@@ -136,13 +137,12 @@ def _head(meta: dict[str, Any], data: dict[str, Any]) -> tuple[str, int, dict[st
 
 
 def _certainty(
+    ctx: Context,
     config: cfg.Config,
     folder: Path,
     metrics: Mapping[str, float],
     repeats: object,
     state: tags.ModelState | None,
-    environ: Mapping[str, str],
-    log: Callable[[str], None],
 ) -> Certainty | None:
     """Intervals from the head's repeats the report records (each metric per seed, counted
     only where their mean is the report's own value), else from the predictions it
@@ -152,12 +152,13 @@ def _certainty(
     them: its release) give the differences."""
     from mlci import evidence, models, stats
 
+    environ, log = ctx.environ, ctx.log
     head: evidence.Source | None = evidence.repeats_from(repeats, metrics) if repeats else None
     if head is None:
         head = evidence.from_report(folder, metrics, log)
     if head is None:
         return None
-    tracking = project.make_tracking(config, environ)
+    tracking = ctx.tracking(config)
 
     def base_of(baseline: rpt.Baseline) -> evidence.Source | None:
         if state is None or baseline.version not in state.versions:
@@ -169,13 +170,11 @@ def _certainty(
 
 
 def _data(
+    ctx: Context,
     config: cfg.Config,
     folder: Path,
     state: tags.ModelState | None,
-    environ: Mapping[str, str],
-    token: str,
     notes: list[str],
-    log: Callable[[str], None],
     trained: bool,
 ) -> verdict.Data:
     """The base's data checks, judged on the profiles the pull request's run recorded
@@ -205,11 +204,7 @@ def _data(
         checked.append(datasets.Checked(dataset, found, tuple(problems)))
         undecided += unsure
     failing = bool(datasets.failed(checked))
-    comparisons = (
-        {}
-        if failing
-        else review.data_comparisons(config, {**environ, "GITHUB_TOKEN": token}, checked, state, log)
-    )
+    comparisons = {} if failing else review.data_comparisons(ctx, config, checked, state)
     if undecided:
         notes.append(
             "judged from the pull request's data profile, which cannot decide: "
@@ -228,14 +223,11 @@ def _data(
 
 
 def publish(
+    ctx: Context,
     folder: Path,
     *,
     head_sha: str,
-    environ: Mapping[str, str],
     token: str | None,
-    log: Callable[[str], None],
-    cwd: Path,
-    config_path: Path | None = None,
     out: IO[str] | None = None,
     sweep_folder: Path | None = None,
 ) -> dict[str, Any]:
@@ -243,22 +235,23 @@ def publish(
     files), its comment also ranks the sweep's candidates, judged by the same gate."""
     from mlci import github_api, render
 
-    ctx = ci_env.context(environ)
+    environ, log = ctx.environ, ctx.log
+    job = ci_env.context(environ)
     out = out or sys.stdout  # bound per call: a default of sys.stdout would freeze the one at import
-    if not token or not ctx.repository:
+    if not token or not job.repository:
         raise ci_env.CiError(
             "publishing needs a token and GITHUB_REPOSITORY", hint="run it in GitHub Actions, or pass --token"
         )
-    ci_env.mask(out, token, ctx.in_actions)
-    here = cfg.load_for(config_path, cwd)  # this trusted checkout, not the pull request's
+    ci_env.mask(out, token, job.in_actions)
+    here = ctx.config  # this trusted checkout, not the pull request's
     meta, data = _load(_folder_for(folder, here.model.name))
     model, number, head_data = _head(meta, data)
     if here.model.name != model:
         raise _bad(f"it is for model {model!r}, and {here.path} configures {here.model.name!r}")
     api = github_api.GitHubApi(
         token,
-        ctx.api_url,
-        ctx.repository,
+        job.api_url,
+        job.repository,
         **github_api.retry_settings(environ),
     )
     pull = api.pull(number)
@@ -288,17 +281,12 @@ def publish(
         cached=False,
         label=f"PR #{number}",
     )
+    trusted = ctx.with_environ({**environ, "GITHUB_TOKEN": token})  # its stores, read with the token
     certainty = _certainty(
-        config,
-        _folder_for(folder, model),
-        head.metrics,
-        head_data["repeats"],
-        state,
-        {**environ, "GITHUB_TOKEN": token},
-        log,
+        trusted, config, _folder_for(folder, model), head.metrics, head_data["repeats"], state
     )
     judged_data = (
-        _data(config, _folder_for(folder, model), state, environ, token, notes, log, bool(head.metrics))
+        _data(trusted, config, _folder_for(folder, model), state, notes, bool(head.metrics))
         if config.data
         else None
     )
@@ -313,7 +301,7 @@ def publish(
         gate_environments=[env.name] if env else [],
         history=baselines.history(state, config.key_metric),
         pr=number,
-        run_link=ctx.run_link,
+        run_link=job.run_link,
         certainty=certainty,
         state=state,
         data=judged_data,
@@ -349,7 +337,7 @@ def publish(
     if env is not None and report.verdicts:
         state_word = "success" if report.passed else "failure"
         context = status_context(config, env.name)
-        api.set_status(head_sha, context, state_word, report.verdicts[0].summary(), ctx.run_link)
+        api.set_status(head_sha, context, state_word, report.verdicts[0].summary(), job.run_link)
         result["status"] = {"context": context, "state": state_word}
         log(f"status {context} on {head_sha[:12]}: {state_word}")
     return result

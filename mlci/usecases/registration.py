@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mlci.context import Context
     from mlci.tracking import RunRecord, Tracking
 
 from mlci import archive, gitrepo, project, registry, stores, tags
@@ -47,21 +48,19 @@ def inputs_digest(files: Mapping[str, str]) -> str:
 
 
 def register(
-    config_path: Path | None,
-    cwd: Path,
+    ctx: Context,
     *,
-    environ: Mapping[str, str],
     bump: str,
     version: str | None,
     push: bool | None,
     pr_number: int | None = None,
-    log: Callable[[str], None],
 ) -> RegisterResult:
     from mlci.evidence import REPEATS_KEY, repeats_of_run
     from mlci.tracking import MODEL_DIGEST_TAG, MODEL_ID_TAG, Registry
     from mlci.usecases import datasets
 
-    resolved = project.resolve(config_path, cwd, [], warn=log)
+    environ, log = ctx.environ, ctx.log
+    resolved = project.resolve(ctx.config_path, ctx.cwd, [], warn=log)
     config = resolved.config
     ws = registry.open_workspace(config.root, environ, push)
     ensure = registry.ensure_complete
@@ -97,7 +96,7 @@ def register(
             log(f"{model} {known} is already registered for these inputs ({event.tag}); nothing to do")
             return _existing(model, known, event, fingerprint, pushed)
 
-    tracking = project.make_tracking(config, environ)
+    tracking = ctx.tracking(config)
     run = tracking.find_finished_run(fingerprint)
     if run is None:
         raise MlciError(
@@ -127,7 +126,7 @@ def register(
             "and this registration would not push it",
             hint="drop --no-push (and add the GitHub remote as origin), or set registry.store: local",
         )
-    store = stores.open_store(choice.name, config, environ, log)
+    store = stores.open_store(choice.name, config, environ, log, tracking)
     model_digest: str | None = None
     archive_path = config.root / fp.STATE_DIR / "no-model"
     if model_id:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci import config as cfg
@@ -17,6 +16,7 @@ from mlci.errors import ConfigError, MlciError
 from mlci.usecases import baselines, training
 
 if TYPE_CHECKING:
+    from mlci.context import Context
     from mlci.evidence import Certainty
 
 
@@ -35,10 +35,8 @@ class Review:
 
 
 def gather(
-    config_path: Path | None,
-    cwd: Path,
+    ctx: Context,
     *,
-    environ: Mapping[str, str],
     base: str | None,
     environments: Sequence[str] = (),
     gate_environments: Sequence[str] | None = None,
@@ -46,7 +44,6 @@ def gather(
     pr: int | None = None,
     run_link: str | None = None,
     head_label: str | None = None,
-    log: Callable[[str], None],
     run_sources: Sequence[training.RunSource] = (),
     write_bundle: bool = False,
     policy_from: str | None = AUTO,
@@ -62,7 +59,8 @@ def gather(
     pull request into it by. Inputs that are a registered version already are judged by
     the metrics its tag records: nothing is trained or downloaded for them.
     ``gate_branch``: gate the environment of that branch (by the policy that judges)."""
-    resolved = project.resolve(config_path, cwd, [], warn=log)
+    log = ctx.log
+    resolved = project.resolve(ctx.config_path, ctx.cwd, [], warn=log)
     notes = list(notes)
     if policy_from == AUTO:
         policy_from = _policy_branch(resolved.config, base, gate_environments, environments)
@@ -87,17 +85,16 @@ def gather(
         config.environment(env)
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
-    data = _check_data(config, environ, state, gated, log) if config.data else None
+    data = _check_data(ctx, config, state, gated) if config.data else None
     result = _registered_head(resolved, state, log)
     if result is None and data is not None and not data.trained:
         result = _untrained(resolved)
     if result is None:
         result = training.train(
             resolved,
-            environ=environ,
+            ctx,
             use_cache=True,
             pr_number=pr,
-            log=log,
             command_stdout=sys.stderr,
             run_sources=run_sources,
             write_bundle=write_bundle,
@@ -127,13 +124,12 @@ def gather(
                 against.append(rpt.Baseline("base", "base", found=False, note="not a git repository"))
                 continue
             ref = base or (config.environments[0].branch if config.environments else "main")
-            tracking = project.make_tracking(config, environ)
-            against.append(baselines.base_baseline(config, ref, tracking, state, log))
+            against.append(baselines.base_baseline(config, ref, ctx.tracking(config), state, log))
         else:
             against.append(baselines.env_baseline(state, key))
     asked = list(environments) or list(config.baselines)
     shown = [b for b in against if b.key in asked or b.key == "base"]
-    certainty = _certainty(config, environ, result, state, log)
+    certainty = _certainty(ctx, config, result, state)
     report = rpt.build(
         config,
         head,
@@ -178,32 +174,22 @@ def _policy_branch(
     return None if head is not None and head in at else branch
 
 
-def _check_data(
-    config: cfg.Config,
-    environ: Mapping[str, str],
-    state: tags.ModelState | None,
-    gated: Sequence[str],
-    log: Callable[[str], None],
-) -> Any:
+def _check_data(ctx: Context, config: cfg.Config, state: tags.ModelState | None, gated: Sequence[str]) -> Any:
     """The declared datasets, checked, and against each environment's model's data: the
     data first, so data no gated environment takes trains nothing."""
     from mlci import verdict
     from mlci.usecases import datasets
 
-    checked = datasets.check_all(config, log, project.make_tracking(config, environ))
+    checked = datasets.check_all(config, ctx.log, ctx.tracking(config))
     if datasets.failed(checked):
         return verdict.Data(checked, {}, trained=False)
-    comparisons = data_comparisons(config, environ, checked, state, log)
+    comparisons = data_comparisons(ctx, config, checked, state)
     drifted = [env for env in gated if any(d.problems for d in comparisons.get(env, []))]
     return verdict.Data(checked, comparisons, trained=not (gated and drifted == list(gated)))
 
 
 def _certainty(
-    config: cfg.Config,
-    environ: Mapping[str, str],
-    result: Any,
-    state: tags.ModelState | None,
-    log: Callable[[str], None],
+    ctx: Context, config: cfg.Config, result: Any, state: tags.ModelState | None
 ) -> Certainty | None:
     """Where a report's intervals come from (``evidence.Certainty``): the head run's
     predictions (or, for inputs that are a registered version, the version's), and each
@@ -213,7 +199,7 @@ def _certainty(
     from mlci import evidence, models, stats
     from mlci.tracking import PREDICTIONS_TAG, REPEATS_TAG
 
-    tracking = project.make_tracking(config, environ)
+    environ, log, tracking = ctx.environ, ctx.log, ctx.tracking(config)
 
     def of_version(name: str | None) -> evidence.Source | None:
         if state is None or name is None or name not in state.versions:
@@ -265,21 +251,17 @@ def _untrained(resolved: project.Resolved) -> training.TrainResult:
 
 
 def data_comparisons(
-    config: cfg.Config,
-    environ: Mapping[str, str],
-    checked: Sequence[Any],
-    state: tags.ModelState | None,
-    log: Callable[[str], None],
+    ctx: Context, config: cfg.Config, checked: Sequence[Any], state: tags.ModelState | None
 ) -> dict[str, list[Any]]:
     """Each dataset's profile against the data of each environment's model, by environment."""
     from mlci.usecases import datasets
 
-    tracking = project.make_tracking(config, environ)
+    tracking = ctx.tracking(config)
     found: dict[str, list[Any]] = {}
     for env in config.environments:
         baseline = datasets.env_baseline(state, env.name)
         if baseline is not None:
-            found[env.name] = datasets.compare(config, environ, checked, baseline, tracking, log)
+            found[env.name] = datasets.compare(config, ctx.environ, checked, baseline, tracking, ctx.log)
     return found
 
 

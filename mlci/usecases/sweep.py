@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from mlci.errors import ConfigError, MlciError, ParamsError
 if TYPE_CHECKING:
     from mlci import config as cfg
     from mlci import gates, project, tags
+    from mlci.context import Context
 
 RESULT_DIR = "sweep"  # under .mlci/: candidate-N.json, what a matrix job uploads
 RESULT_PREFIX = "candidate-"
@@ -72,14 +73,12 @@ def candidate(config: cfg.Config, number: int) -> Candidate:
     return found[number - 1]
 
 
-def resolve(
-    config_path: Path | None, cwd: Path, one: Candidate, warn: Callable[[str], None]
-) -> project.Resolved:
+def resolve(ctx: Context, one: Candidate) -> project.Resolved:
     """The project with candidate ``one``'s params, as ``mlci train --set ...`` sees it."""
     from mlci import project
 
     try:
-        return project.resolve(config_path, cwd, list(one.overrides), warn=warn)
+        return project.resolve(ctx.config_path, ctx.cwd, list(one.overrides), warn=ctx.log)
     except ParamsError as exc:
         raise ParamsError(
             f"sweep candidate {one.number} ({one.name}): {exc.message}",
@@ -87,16 +86,14 @@ def resolve(
         ) from None
 
 
-def plan(config_path: Path | None, cwd: Path, warn: Callable[[str], None]) -> dict[str, Any]:
+def plan(ctx: Context) -> dict[str, Any]:
     """The candidates as a matrix for ``strategy.matrix`` (``{"include": [...]}``), each with
     its ``--set`` arguments and its fingerprint (checked now: a bad key fails the plan,
     not twenty jobs)."""
-    from mlci import config as cfg_mod
-
-    config = cfg_mod.load_for(config_path, cwd)
+    config = ctx.config
     include = []
     for one in candidates(config):
-        resolved = resolve(config_path, cwd, one, warn)
+        resolved = resolve(ctx, one)
         include.append(
             {**one.to_json(), "set": list(one.overrides), "fingerprint": resolved.fingerprint.digest}
         )
@@ -199,21 +196,13 @@ def from_folder(folder: Path, config: cfg.Config) -> list[Result]:
     return [found.get(one.number) or Result(one) for one in planned]
 
 
-def from_tracking(
-    config: cfg.Config,
-    config_path: Path | None,
-    cwd: Path,
-    environ: Mapping[str, str],
-    warn: Callable[[str], None],
-) -> list[Result]:
-    """Each candidate of ``config`` (loaded from ``config_path``), its FINISHED run in the
-    tracking store, by its fingerprint."""
-    from mlci import project
-
-    tracking = project.make_tracking(config, environ)
+def from_tracking(ctx: Context) -> list[Result]:
+    """Each candidate of the project, its FINISHED run in the tracking store, by its fingerprint."""
+    config = ctx.config
+    tracking = ctx.tracking(config)
     out = []
     for one in candidates(config):
-        digest = resolve(config_path, cwd, one, warn).fingerprint.digest
+        digest = resolve(ctx, one).fingerprint.digest
         run = tracking.find_finished_run(digest)
         if run is None:
             out.append(Result(one, digest))
@@ -319,21 +308,20 @@ def leaderboard(
     )
 
 
-def apply(config_path: Path | None, cwd: Path, number: int, warn: Callable[[str], None]) -> dict[str, Any]:
+def apply(ctx: Context, number: int) -> dict[str, Any]:
     """Write candidate ``number``'s params into the params file, edited in place (comments
     and order kept): committed, the pull request trains exactly that candidate, and the
     run cache finds the sweep's run."""
-    from mlci import config as cfg_mod
     from mlci import project
 
-    config = cfg_mod.load_for(config_path, cwd)
+    config = ctx.config
     one = candidate(config, number)
     if config.train.params is None:
         raise ConfigError(
             f"{config.path}: train.params names no params file, so there is nowhere to write the candidate",
             hint="track the params in a file (train.params), or set them in the code by hand",
         )
-    resolved = resolve(config_path, cwd, one, warn)
+    resolved = resolve(ctx, one)
     path = config.root / config.train.params
     original = path.read_text(encoding="utf-8")
     text = project.params_file_text(config, original, dict(resolved.params), list(one.overrides))
@@ -349,40 +337,31 @@ def apply(config_path: Path | None, cwd: Path, number: int, warn: Callable[[str]
     }
 
 
-def train(
-    config_path: Path | None,
-    cwd: Path,
-    number: int,
-    *,
-    environ: Mapping[str, str],
-    log: Callable[[str], None],
-) -> dict[str, Any]:
+def train(ctx: Context, number: int) -> dict[str, Any]:
     """Train candidate ``number`` (``mlci train --set ...``, with the run cache). In GitHub
     Actions, also write its result file and bundle the run, and set the step outputs the
     workflow uploads: result-path, result-artifact, run-bundle, run-artifact."""
-    from mlci import config as cfg_mod
     from mlci.usecases import ci as ci_flow
     from mlci.usecases import training
 
-    config = cfg_mod.load_for(config_path, cwd)
+    config, environ, log = ctx.config, ctx.environ, ctx.log
     one = candidate(config, number)
-    resolved = resolve(config_path, cwd, one, log)
-    ctx = ci_env.context(environ)
+    resolved = resolve(ctx, one)
+    job = ci_env.context(environ)
     token = environ.get("GITHUB_TOKEN") or None
     log(f"sweep candidate #{one.number} of {len(config.sweep.candidates) if config.sweep else 0}: {one.name}")
     result = training.train(
         resolved,
-        environ=environ,
+        ctx,
         use_cache=True,
-        log=log,
         command_stdout=sys.stderr,
-        **ci_flow.run_store_options(ctx, environ, resolved.config, token, log),
+        **ci_flow.run_store_options(job, environ, resolved.config, token, log),
     )
     outcome = Result(one, result.fingerprint, result.run_id, result.run_url, result.metrics, result.cached)
     path = write_result(resolved.config.root, outcome)
-    if ctx.in_actions:
+    if job.in_actions:
         ci_env.set_outputs(
-            ctx,
+            job,
             {
                 "result-path": str(path),
                 "result-artifact": result_artifact(config.model.name, one.number),
@@ -392,24 +371,11 @@ def train(
     return {**outcome.to_json(), "result_path": str(path)}
 
 
-def report(
-    config_path: Path | None,
-    cwd: Path,
-    *,
-    folder: Path | None,
-    environment: str | None,
-    environ: Mapping[str, str],
-    log: Callable[[str], None],
-) -> Leaderboard:
+def report(ctx: Context, *, folder: Path | None, environment: str | None) -> Leaderboard:
     """The leaderboard: results from ``folder`` (the matrix jobs' files) or the tracking
     store, judged by ``environment``'s gate (default: the first environment)."""
-    from mlci import config as cfg_mod
-
-    config = cfg_mod.load_for(config_path, cwd)
-    if folder is not None:
-        results = from_folder(folder, config)
-    else:
-        results = from_tracking(config, config_path, cwd, environ, log)
+    config = ctx.config
+    results = from_folder(folder, config) if folder is not None else from_tracking(ctx)
     env = environment or (config.environments[0].name if config.environments else None)
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None

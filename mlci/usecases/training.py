@@ -19,11 +19,12 @@ from mlci import fingerprint as fp
 from mlci import params as prm
 from mlci.errors import MetricsError, MlciError, TrainingError, TrainingInterrupted
 from mlci.metrics import metrics_from
-from mlci.project import OVERRIDES_TAG, Resolved, make_tracking
+from mlci.project import OVERRIDES_TAG, Resolved
 from mlci.stores import bundle
 
 if TYPE_CHECKING:
     from mlci import config as cfg
+    from mlci.context import Context
     from mlci.tracking import Tracking
 
 
@@ -174,11 +175,10 @@ def _read_metrics(path: Path) -> dict[str, float]:
 
 def train(
     resolved: Resolved,
+    ctx: Context,
     *,
-    environ: Mapping[str, str],
     use_cache: bool = True,
     pr_number: int | None = None,
-    log: Callable[[str], None],
     command_stdout: Any = None,
     run_sources: Sequence[RunSource] = (),
     write_bundle: bool = False,
@@ -202,7 +202,8 @@ def train(
 
     config = resolved.config
     root = config.root
-    tracking = make_tracking(config, environ)
+    environ, log = ctx.environ, ctx.log
+    tracking = ctx.tracking(config)
     uri = tracking.uri
     digest = resolved.fingerprint.digest
     head = gitrepo.head_info(root)
