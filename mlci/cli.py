@@ -1069,19 +1069,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `mlci` program: ``main``, then exit. Once MLflow is loaded, Python's own
-    shutdown (its modules, threads and finalizers) costs 0.6-0.7 s here, after all of
-    mlci's work is done and written; mlci flushes its streams and logging and ends the
-    process at once instead. Nothing of mlci's waits on an exit handler: every store
-    write is committed when its call returns."""
-    code = main()
-    if "mlflow" in sys.modules:
-        import logging
-        from contextlib import suppress
+    """The `mlci` program: ``main``, then exit as any Python program does: exit handlers
+    run (MLflow's flush its asynchronous logging and remove their temporary folders).
 
-        for stream in (sys.stdout, sys.stderr):
-            with suppress(OSError, ValueError):
-                stream.flush()
-        logging.shutdown()
-        os._exit(int(code))
+    Once MLflow is loaded the interpreter's shutdown spent 0.5-0.9 s collecting garbage
+    over the objects of the thousands of modules MLflow imports, again and again as the
+    modules are torn down. Those objects live until the process ends: they are moved out
+    of the collector's reach first (``gc.freeze``), and the shutdown takes 0.08 s."""
+    import gc
+
+    code = main()
+    gc.freeze()
     raise SystemExit(code)

@@ -11,7 +11,7 @@ file. Both are put back when the command ends. The sequence is crash-safe:
 3. afterwards each copy is renamed over its file and the journal is removed.
 
 If mlci dies during step 2, even by SIGKILL, the training process group's
-guard (``trainer``) sees its lifeline close and restores from the journal. If
+guard (``mlci.guard``) sees its lifeline close and restores from the journal. If
 the guard dies too (power loss), the next mlci command in the project restores
 from the journal before it does anything else. A lock held for the whole
 sequence keeps two mlci processes of one checkout from changing the same files.
@@ -27,82 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from mlci.errors import MlciError
+from mlci.restorer import restore_journal
 
 RESTORE_DIR = "restore"
 JOURNAL = "journal.json"
 LOCK = "lock"
-
-# Shared with the guard process (trainer._GUARD), which must restore without
-# importing mlci: keep it plain, with the standard library only.
-RESTORE_SOURCE = r"""
-def restore_journal(journal, allowed=None):
-    # Only what the journal's own run could have recorded: files inside the project the
-    # journal belongs to (two folders above .mlci/restore/), outside .git and .mlci, and
-    # backups in the journal's own folder, regular files; with ``allowed`` (the paths the
-    # project's config lets mlci change), only those. Anything else is refused, untouched.
-    import json, os, stat
-    folder = os.path.dirname(os.path.realpath(journal))
-    root = os.path.dirname(os.path.dirname(folder))
-    try:
-        if os.path.getsize(journal) > 64 * 1024 * 1024:
-            raise ValueError("too large")
-        with open(journal, encoding="utf-8") as f:
-            entries = json.load(f)["entries"]
-        if not isinstance(entries, list):
-            raise TypeError("not a list")
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        return [], []
-    kept, refused = [], []
-    for entry in entries[:1000]:
-        try:
-            path, backup, written = entry["path"], entry.get("backup"), entry.get("written")
-            if not isinstance(path, str) or not os.path.isabs(path) or "\0" in path:
-                raise ValueError(path)
-            real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-            inside = real[len(root):].split(os.sep)
-            if (
-                not real.startswith(root + os.sep)
-                or ".git" in inside
-                or ".mlci" in inside
-                or os.path.basename(path) in ("", ".", "..")
-                or (allowed is not None and real not in allowed)
-            ):
-                raise ValueError(path)
-            if backup is not None:
-                if not isinstance(backup, str) or os.path.dirname(backup) != folder and os.path.realpath(
-                    os.path.dirname(backup)
-                ) != folder:
-                    raise ValueError(path)
-                if os.path.lexists(backup) and not stat.S_ISREG(os.lstat(backup).st_mode):
-                    raise ValueError(path)
-            if written is not None and not isinstance(written, str):
-                raise ValueError(path)
-        except (KeyError, TypeError, ValueError, AttributeError, OSError):
-            refused.append(str(entry.get("path") if isinstance(entry, dict) else entry)[:200])
-            continue
-        try:
-            if written is not None and os.path.exists(real):
-                with open(real, "rb") as f:
-                    if f.read(len(written) // 2 + 1).hex() != written:
-                        kept.append(path)  # changed by someone else meanwhile: theirs wins
-                        continue
-            if backup is None:
-                if os.path.lexists(real) and not os.path.isdir(real):
-                    os.unlink(real)
-            elif os.path.exists(backup):
-                os.replace(backup, real)
-        except OSError:
-            kept.append(path)
-    try:
-        os.unlink(journal)
-    except OSError:
-        pass
-    return kept, refused
-"""
-
-_namespace: dict[str, Any] = {}
-exec(RESTORE_SOURCE, _namespace)  # our own constant: one definition for mlci and the guard
-restore_journal: Callable[..., tuple[list[str], list[str]]] = _namespace["restore_journal"]
 
 
 class Busy(MlciError):

@@ -5,8 +5,8 @@ whole tree (``sh -c`` and whatever it started), and mlci decides how it ends:
 Ctrl-C or SIGTERM is forwarded as SIGINT, then SIGTERM, then SIGKILL; past
 ``train.timeout`` the group is killed.
 
-The group's leader is a small guard (``_GUARD``, a few lines of Python with no
-imports of ours) holding the read end of a pipe whose write end only mlci
+The group's leader is a small guard (``mlci.guard``, run by its path with the
+standard library only) holding the read end of a pipe whose write end only mlci
 holds: if mlci dies, even by SIGKILL, the pipe closes and the guard kills the
 group, so no training process outlives the mlci that started it.
 """
@@ -41,64 +41,7 @@ class Outcome:
     timed_out: bool = False
 
 
-# Leader of the command's process group: runs `sh -c COMMAND`, exits with its
-# status, and kills the whole group when the pipe from mlci closes (mlci died).
-_GUARD = r"""
-import os, signal, sys, threading
-fd, command = int(sys.argv[1]), sys.argv[2]
-journal = sys.argv[3] if len(sys.argv) > 3 else ""
-pid = os.fork()
-if pid == 0:
-    os.close(fd)
-    try:
-        os.execv("/bin/sh", ["/bin/sh", "-c", command])
-    finally:
-        os._exit(127)
-for sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(sig, lambda *_: None)
-def watch():
-    while os.read(fd, 1):
-        pass
-    if journal:
-        # A restorer outside the group (which dies next) waits for it to be gone,
-        # then puts back the files mlci changed for this run (mlci.swap's journal).
-        group = os.getpgrp()
-        restorer = os.fork()
-        if restorer == 0:
-            try:
-                os.setpgid(0, 0)
-            except OSError:
-                pass
-            import time
-            for _ in range(400):
-                try:
-                    os.killpg(group, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.025)
-            restore_journal(journal)
-            os._exit(0)
-        try:
-            os.setpgid(restorer, restorer)  # out of the group before the group is killed
-        except OSError:
-            pass
-        while True:
-            try:
-                if os.getpgid(restorer) != group:
-                    break
-            except OSError:
-                break
-    os.killpg(0, signal.SIGKILL)
-threading.Thread(target=watch, daemon=True).start()
-while True:
-    try:
-        _, status = os.waitpid(pid, 0)
-        break
-    except InterruptedError:
-        continue
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
-"""
+GUARD = Path(__file__).with_name("guard.py")  # the group's leader (mlci.guard), run by its path
 
 
 class _Terminated(BaseException):
@@ -287,7 +230,6 @@ def run_command(
     seconds the command's whole process group is killed. If mlci dies meanwhile,
     the guard restores the files named by ``restore_journal`` (``mlci.swap``)."""
     from mlci import redact
-    from mlci.swap import RESTORE_SOURCE
 
     # Nothing the command prints shows a secret mlci knows (the credentials it withholds,
     # or any secret-looking value in its own environment), and no credential it withholds
@@ -307,8 +249,7 @@ def run_command(
                 sys.executable,
                 "-I",
                 "-S",
-                "-c",
-                RESTORE_SOURCE + _GUARD,
+                str(GUARD),
                 str(lifeline_read),
                 command,
                 *([restore_journal] if restore_journal else []),

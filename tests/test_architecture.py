@@ -155,3 +155,24 @@ def test_the_architecture_document_names_every_use_case_and_command() -> None:
         and f"`{name.rpartition('.')[2]}`" not in text
     ]
     assert missing == []
+
+
+def test_no_code_in_strings_and_no_exit_that_skips_handlers() -> None:
+    """No exec or eval of source text; os._exit only in a forked child (the guard's), where
+    the parent's handlers are not the child's to run."""
+    found = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            called = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            if called in ("exec", "eval") or (called == "_exit" and name != "mlci.guard"):
+                found.append(f"{name}:{node.lineno} {called}")
+    assert found == []

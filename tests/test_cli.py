@@ -184,3 +184,22 @@ def test_mlci_ui_serves_the_projects_runs(tmp_path: Path) -> None:
             raise
         log.close()
     assert code in (0, 130), (tmp_path / "ui.log").read_text()
+
+
+def test_the_program_ends_normally_with_mlflow_loaded(tmp_path: Path) -> None:
+    """`mlci` ends as any Python program does: exit handlers run (MLflow's flush its
+    asynchronous logging and remove temporary folders), MLflow loaded or not."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "handlers-ran"
+    probe = (
+        "import atexit, sys, mlflow\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+        "sys.argv = ['mlci', '--version']\n"
+        "from mlci.cli import run\n"
+        "run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("mlci ") and marker.read_text() == "ran"
