@@ -122,6 +122,16 @@ def run(
     return CiResult(event, "skipped", message)
 
 
+@dataclass(frozen=True)
+class _PullRequest:
+    """The pull request an event names: its number, the branch it merges into, its head."""
+
+    number: int  # 0: a replay without --pr
+    base: str
+    head_sha: str
+    fork: bool  # from another repository: its workflow has a read-only token
+
+
 def _pull_request(
     ctx: Context,
     job: ci_env.Context,
@@ -134,65 +144,123 @@ def _pull_request(
     api_factory: Callable[..., Any] | None,
     stage: str = "all",
 ) -> CiResult:
-    environ, log = ctx.environ, ctx.log
-    if payload is not None:
-        action = payload.get("action")
-        if action not in PR_ACTIONS:
-            message = f"pull_request {action!r}: nothing for mlci to do"
-            log(message)
-            return CiResult("pull_request", "skipped", message)
-        try:
-            request = payload["pull_request"]
-            number = int(payload.get("number") or request["number"])
-            base = base or request["base"]["ref"]
-            head_sha = request["head"]["sha"]
-            fork = _is_fork(request)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ci_env.CiError(
-                f"the pull_request payload lacks {exc}", hint="pass a GitHub pull_request webhook payload"
-            ) from None
-    else:
+    """The steps: the event read, the head reviewed (trained or reused, judged by the
+    base's policy), the report written to disk, then posted (a comment and a status)."""
+    pull = _the_pull_request(ctx, payload, base, pr)
+    if isinstance(pull, CiResult):
+        return pull
+    reviewed = review.gather(
+        ctx,
+        base=pull.base,
+        gate_branch=pull.base,
+        pr=pull.number or None,
+        run_link=job.run_link,
+        policy_from=pull.base,
+        **run_store_options(job, ctx.environ, ctx.config, token, ctx.log),
+    )
+    config, report = reviewed.config, reviewed.report
+    env = next((e for e in config.environments if e.branch == pull.base), None)
+    held = bool(report.verdicts and report.verdicts[0].held)
+    if env is not None and not held and report.passed and token and not pull.fork and not dry_run:
+        api = _write_api(job, {**ctx.environ, "GITHUB_TOKEN": token}, retries=1)
+        report = with_approvers(report, api, env)
+    markdown, path = _write_pull_request(ctx, job, pull, reviewed, report, env)
+    verdict = None if env is None else ("pass" if report.passed else "fail")
+    res = CiResult(
+        "pull_request",
+        "reported",
+        f"report for #{pull.number} written to {path}",
+        environment=env.name if env else None,
+        verdict=verdict,
+        fingerprint=reviewed.result.fingerprint,
+        report_path=str(path),
+        exit_code=ExitCode.GATE_FAILED if verdict == "fail" else ExitCode.OK,
+        gates=_gates(report),
+    )
+    if stage == "train":
+        ctx.log(f"not posting (--stage train): the report is in {path}; the publishing job posts it")
+        return res
+    why = (
+        "--dry-run"
+        if dry_run
+        else "no token"
+        if not token
+        else "no repository"
+        if not job.repository
+        else "no PR"
+        if not pull.number
+        else None
+    )
+    if why is not None or not token:
+        ctx.log(f"not posting ({why}); the comment would be:")
+        out.write(markdown)
+        if env:
+            context = status_context(config, env.name)
+            state = "success" if verdict == "pass" else "failure"
+            ctx.log(
+                f"and the status {context} on {pull.head_sha[:12]} would be {state}: "
+                f"{report.verdicts[0].summary()}"
+            )
+        return res
+    return _post(ctx, job, pull, config, report, env, markdown, path, token, api_factory, out, res)
+
+
+def _the_pull_request(
+    ctx: Context, payload: dict[str, Any] | None, base: str | None, pr: int | None
+) -> _PullRequest | CiResult:
+    """The pull request of the event's payload (or of a replay's --base and --pr); a
+    skipped result for an action mlci has nothing to do for."""
+    if payload is None:
         if base is None:
             raise ci_env.CiError(
                 "replaying a pull request needs its base branch",
                 hint="pass --base BRANCH (e.g. --base staging)",
             )
-        number = pr or 0
-        head_sha = gitrepo.rev_parse(ctx.cwd, "HEAD") or ""
-        fork = False
-    reviewed = review.gather(
-        ctx,
-        base=base,
-        gate_branch=base,
-        pr=number or None,
-        run_link=job.run_link,
-        policy_from=base,
-        **run_store_options(job, environ, ctx.config, token, log),
-    )
-    report, result, config, base_policy = (
-        reviewed.report,
-        reviewed.result,
-        reviewed.config,
-        reviewed.base_policy,
-    )
-    env = next((e for e in config.environments if e.branch == base), None)
-    held = bool(report.verdicts and report.verdicts[0].held)
-    if env is not None and not held and report.passed and token and not fork and not dry_run:
-        report = with_approvers(report, _write_api(job, {**environ, "GITHUB_TOKEN": token}, retries=1), env)
+        return _PullRequest(pr or 0, base, gitrepo.rev_parse(ctx.cwd, "HEAD") or "", fork=False)
+    action = payload.get("action")
+    if action not in PR_ACTIONS:
+        message = f"pull_request {action!r}: nothing for mlci to do"
+        ctx.log(message)
+        return CiResult("pull_request", "skipped", message)
+    try:
+        request = payload["pull_request"]
+        return _PullRequest(
+            int(payload.get("number") or request["number"]),
+            base or request["base"]["ref"],
+            request["head"]["sha"],
+            _is_fork(request),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ci_env.CiError(
+            f"the pull_request payload lacks {exc}", hint="pass a GitHub pull_request webhook payload"
+        ) from None
+
+
+def _write_pull_request(
+    ctx: Context,
+    job: ci_env.Context,
+    pull: _PullRequest,
+    reviewed: review.Review,
+    report: rpt.Report,
+    env: cfg.Environment | None,
+) -> tuple[str, Path]:
+    """Everything on disk before any network call, beside report.md and report.json: the
+    head's predictions and data profiles (the trusted job judges them again) and
+    pull_request.json (what it needs to post the report later: the fork-safe flow); and
+    the step outputs."""
+    from mlci import evidence
+    from mlci.usecases import datasets
+
+    config, result, log = reviewed.config, reviewed.result, ctx.log
     # What is posted is rendered by the base's template, read from git at the base.
     template = (
-        review.base_template(ctx.config, base_policy, base)
-        if base_policy is not None
+        review.base_template(ctx.config, reviewed.base_policy, pull.base)
+        if reviewed.base_policy is not None
         else review.template_for(config)
     )
     markdown, path = _write_report(job, config, report, template)
-    # The head's predictions beside report.json, for the job that posts it.
-    from mlci import evidence
-
     evidence.copy_for_report(ctx.tracking(config), result.run_id, result.tags, path.parent, log)
-    from mlci.usecases import datasets
-
-    profiles = path.parent / datasets.HEAD_PROFILES  # its data's profiles: the trusted job judges them again
+    profiles = path.parent / datasets.HEAD_PROFILES
     profiles.unlink(missing_ok=True)
     if report.data is not None:
         text = json.dumps(dict(report.data.profiles), separators=(",", ":"), sort_keys=True)
@@ -208,83 +276,62 @@ def _pull_request(
             **bundle_outputs(config, result),
         },
     )
-    res = CiResult(
-        "pull_request",
-        "reported",
-        f"report for #{number} written to {path}",
-        environment=env.name if env else None,
-        verdict=verdict,
-        fingerprint=result.fingerprint,
-        report_path=str(path),
-        exit_code=ExitCode.GATE_FAILED if verdict == "fail" else ExitCode.OK,
-        gates=_gates(report),
-    )
-    state = "success" if verdict == "pass" else "failure"
-    description = report.verdicts[0].summary() if env and report.verdicts else ""
-    # What a trusted job needs to post this report later (the fork-safe flow).
-    (path.parent / PULL_REQUEST_FILE).write_text(
-        json.dumps(
-            {
-                "model": config.model.name,
-                "number": number,
-                "head_sha": head_sha,
-                "environment": env.name if env else None,
-                "verdict": verdict,
-                "description": description,
-                "run_link": job.run_link,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    if stage == "train":
-        log(f"not posting (--stage train): the report is in {path}; the publishing job posts it")
-        return res
-    if dry_run or not token or not job.repository or not number:
-        why = (
-            "--dry-run"
-            if dry_run
-            else "no token"
-            if not token
-            else "no repository"
-            if not job.repository
-            else "no PR"
-        )
-        log(f"not posting ({why}); the comment would be:")
-        out.write(markdown)
-        if env:
-            context = status_context(config, env.name)
-            log(f"and the status {context} on {head_sha[:12]} would be {state}: {description}")
-        return res
+    meta = {
+        "model": config.model.name,
+        "number": pull.number,
+        "head_sha": pull.head_sha,
+        "environment": env.name if env else None,
+        "verdict": verdict,
+        "description": report.verdicts[0].summary() if env and report.verdicts else "",
+        "run_link": job.run_link,
+    }
+    (path.parent / PULL_REQUEST_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return markdown, path
+
+
+def _post(
+    ctx: Context,
+    job: ci_env.Context,
+    pull: _PullRequest,
+    config: cfg.Config,
+    report: rpt.Report,
+    env: cfg.Environment | None,
+    markdown: str,
+    path: Path,
+    token: str,
+    api_factory: Callable[..., Any] | None,
+    out: IO[str],
+    res: CiResult,
+) -> CiResult:
+    """The sticky comment, and the status ``mlci/<env>`` on the head; a read-only token
+    (a fork's) leaves the report in the job summary, with a warning."""
     from mlci import github_api
 
+    assert job.repository is not None  # checked before: no repository, nothing is posted
     factory = api_factory or github_api.GitHubApi
     api = factory(
         token,
         job.api_url,
         job.repository,
-        **github_api.retry_settings(environ),
-        fork=fork,
+        **github_api.retry_settings(ctx.environ),
+        fork=pull.fork,
         cache=config.root / ".mlci" / "github-etags.json",
     )
     try:
-        comment = api.upsert_comment(number, markdown, report.marker)
+        comment = api.upsert_comment(pull.number, markdown, report.marker)
         res.comment = {"action": comment.action, "id": comment.comment_id, "url": comment.url}
-        log(f"{comment.action} the comment on #{number}: {comment.url}")
+        ctx.log(f"{comment.action} the comment on #{pull.number}: {comment.url}")
         if env:
             context = status_context(config, env.name)
-            api.set_status(head_sha, context, state, description, job.run_link)
-            res.statuses.append({"context": context, "state": state, "sha": head_sha})
-            log(f"status {context} on {head_sha[:12]}: {state}")
+            state = "success" if report.passed else "failure"
+            api.set_status(pull.head_sha, context, state, report.verdicts[0].summary(), job.run_link)
+            res.statuses.append({"context": context, "state": state, "sha": pull.head_sha})
+            ctx.log(f"status {context} on {pull.head_sha[:12]}: {state}")
         res.posted = True
     except github_api.GitHubForbidden as exc:
         res.degraded = True
         ci_env.annotate(
-            out,
-            "warning",
-            f"{exc.message}. The report is in the job summary and in {path}.",
-            job.in_actions,
+            out, "warning", f"{exc.message}. The report is in the job summary and in {path}.", job.in_actions
         )
     return res
 
@@ -298,36 +345,24 @@ def _push(
     out: IO[str],
     stage: str = "all",
 ) -> CiResult:
-    from mlci.usecases import promotion, registration
-
-    environ, log = ctx.environ, ctx.log
-
-    ref = (payload or {}).get("ref") or (f"refs/heads/{branch}" if branch else job.ref)
-    if not ref:
-        raise ci_env.CiError(
-            "replaying a push needs its branch", hint="pass --branch BRANCH (e.g. --branch staging)"
-        )
-    if not ref.startswith("refs/heads/"):
-        message = f"push of {ref}: not a branch, nothing for mlci to do"
-        log(message)
-        return CiResult("push", "skipped", message)
-    name = ref.removeprefix("refs/heads/")
-    config = ctx.config
-    env = next((e for e in config.environments if e.branch == name), None)
-    if env is None:
-        message = f"push to {name!r}: not an environment branch, nothing for mlci to do"
-        log(message)
-        return CiResult("push", "skipped", message)
+    """The steps: the branch pushed to (an environment's, or nothing to do), the head
+    reviewed (trained once, judged by the pushed commit's policy, the report on disk),
+    the reasons not to move the environment (a failed gate, a newer commit there), the
+    version registered, and then either promoted or handed to the deploy job."""
+    env = _the_environment(ctx, job, payload, branch)
+    if isinstance(env, CiResult):
+        return env
     if stage in ("deploy", "assign", "restore"):
         return _hook_stage(ctx, env, job, stage)
     expect_client()  # a model that passes is registered: MLflow loads while it trains
+    config, environ, log = ctx.config, ctx.environ, ctx.log
     reviewed = review.gather(
         ctx,
         base=None,
         environments=[env.name],
         gate_environments=[env.name],
         run_link=job.run_link,
-        head_label=name,
+        head_label=env.branch,
         allow_training=stage != "publish",
         policy_from=None,  # the pushed commit's own policy
         **run_store_options(job, environ, config, environ.get("GITHUB_TOKEN"), log),
@@ -343,76 +378,134 @@ def _push(
         fingerprint=result.fingerprint,
         report_path=str(path),
         gates=_gates(report),
+        verdict="pass" if report.passed else "fail",
     )
+    stopped = _not_promoted(ctx, job, env, report, res, stage, dry_run)
+    if stopped is not None:
+        return stopped
+    from mlci.usecases import registration
+
+    registered = registration.register(ctx, bump="patch", version=None, push=None)
+    api = _write_api(job, environ)
+    if stage == "publish" and env.deploy is not None:
+        return _hand_to_deploy_job(ctx, job, env, registered, api, res)
+    return _promote(ctx, job, env, registered, api, res, out)
+
+
+def _the_environment(
+    ctx: Context, job: ci_env.Context, payload: dict[str, Any] | None, branch: str | None
+) -> cfg.Environment | CiResult:
+    """The environment whose branch was pushed to; a skipped result for any other ref."""
+    ref = (payload or {}).get("ref") or (f"refs/heads/{branch}" if branch else job.ref)
+    if not ref:
+        raise ci_env.CiError(
+            "replaying a push needs its branch", hint="pass --branch BRANCH (e.g. --branch staging)"
+        )
+    if not ref.startswith("refs/heads/"):
+        message = f"push of {ref}: not a branch, nothing for mlci to do"
+        ctx.log(message)
+        return CiResult("push", "skipped", message)
+    name = ref.removeprefix("refs/heads/")
+    env = next((e for e in ctx.config.environments if e.branch == name), None)
+    if env is None:
+        message = f"push to {name!r}: not an environment branch, nothing for mlci to do"
+        ctx.log(message)
+        return CiResult("push", "skipped", message)
+    return env
+
+
+def _not_promoted(
+    ctx: Context,
+    job: ci_env.Context,
+    env: cfg.Environment,
+    report: rpt.Report,
+    res: CiResult,
+    stage: str,
+    dry_run: bool,
+) -> CiResult | None:
+    """``res`` when the push stops before registering: its verdict failed, this job only
+    trains (``--stage train``), the environment holds a newer commit's model, or
+    ``--dry-run``; None when it goes on."""
+    fingerprint = res.fingerprint or ""
     if not report.passed:
-        res.verdict = "fail"
         res.message = f"{env.name}: blocked by its gates: {report.verdicts[0].summary()}"
         res.exit_code = ExitCode.GATE_FAILED
-        log(res.message)
-        ci_env.set_outputs(job, {"verdict": "fail", "fingerprint": result.fingerprint, "version": ""})
+        ctx.log(res.message)
+        ci_env.set_outputs(job, {"verdict": "fail", "fingerprint": fingerprint, "version": ""})
         return res
-    res.verdict = "pass"
     if stage == "train":
         res.outcome = "trained"
         res.message = f"{env.name}: the gates pass; the publishing job registers and promotes"
-        log(res.message)
-        ci_env.set_outputs(
-            job,
-            {
-                "verdict": "pass",
-                "fingerprint": result.fingerprint,
-                "deploy-hook": "true" if env.deploy is not None else "false",
-            },
-        )
+        ctx.log(res.message)
+        hook = "true" if env.deploy is not None else "false"
+        ci_env.set_outputs(job, {"verdict": "pass", "fingerprint": fingerprint, "deploy-hook": hook})
         return res
-    newer = _newer_in(config, env.name)
+    newer = _newer_in(ctx.config, env.name)
     if newer is not None:
         res.outcome = "skipped"
         res.message = (
             f"{env.name} already holds {newer.version} from a newer commit ({newer.commit[:12]}); "
             "this older push does not move it back"
         )
-        log(res.message)
+        ctx.log(res.message)
         return res
     if dry_run:
         res.outcome = "reported"
         res.message = f"--dry-run: would register these inputs and promote them to {env.name}"
-        log(res.message)
+        ctx.log(res.message)
         return res
-    registered = registration.register(ctx, bump="patch", version=None, push=None)
-    api = _write_api(job, environ)
+    return None
+
+
+def _hand_to_deploy_job(
+    ctx: Context, job: ci_env.Context, env: cfg.Environment, registered: Any, api: Any, res: CiResult
+) -> CiResult:
+    """A hook is the repository's code: the deploy job runs it, without this job's token.
+    This job checks the version's bytes exist with their digest and opens the deployment."""
+    from mlci import deploy, models
+
+    config, log = ctx.config, ctx.log
+    notifier = deploy.GitHubDeployments(api, env.name, job.run_link, log) if api is not None else None
+    model_state = registry.read_state(gitrepo.toplevel(config.root) or config.root).get(config.model.name)
+    assert model_state is not None
+    target = models.version_of(config.model.name, model_state.versions[registered.version])
+    models.resolve_for_promotion(config, ctx.environ, target, log, ctx.tracking())  # its bytes, its digest
+    if notifier is not None:
+        notifier.started(target, registered.commit)
+    res.outcome = "registered"
+    res.version = registered.version
+    res.message = (
+        f"registered {registered.version}; the deploy job deploys it, then it is tagged into {env.name}"
+    )
+    log(res.message)
+    ci_env.set_outputs(
+        job,
+        {
+            "verdict": "pass",
+            "version": registered.version,
+            "deploy-hook": "true",
+            "deployment-id": str(notifier.id) if notifier is not None and notifier.id else "",
+            "model-sha256": registered.model_sha256 or "",
+        },
+    )
+    return res
+
+
+def _promote(
+    ctx: Context,
+    job: ci_env.Context,
+    env: cfg.Environment,
+    registered: Any,
+    api: Any,
+    res: CiResult,
+    out: IO[str],
+) -> CiResult:
+    """The registered version assigned to the environment (``promotion.assign``: its gates
+    again, on the version, and its deploy hook), and ``mlci-promoted`` sent."""
     from mlci import deploy
+    from mlci.usecases import promotion
 
-    if stage == "publish" and env.deploy is not None:
-        # A hook is the repository's code: the deploy job runs it, without this job's token.
-        notifier = deploy.GitHubDeployments(api, env.name, job.run_link, log) if api is not None else None
-        model_state = registry.read_state(gitrepo.toplevel(config.root) or config.root).get(config.model.name)
-        assert model_state is not None
-        from mlci import models
-
-        target = models.version_of(config.model.name, model_state.versions[registered.version])
-
-        models.resolve_for_promotion(config, environ, target, log, ctx.tracking())  # its bytes, its digest
-        if notifier is not None:
-            notifier.started(target, registered.commit)
-        res.outcome = "registered"
-        res.version = registered.version
-        res.message = (
-            f"registered {registered.version}; the deploy job deploys it, then it is tagged into {env.name}"
-        )
-        log(res.message)
-        ci_env.set_outputs(
-            job,
-            {
-                "verdict": "pass",
-                "version": registered.version,
-                "deploy-hook": "true",
-                "deployment-id": str(notifier.id) if notifier is not None and notifier.id else "",
-                "model-sha256": registered.model_sha256 or "",
-            },
-        )
-        return res
-
+    config, log = ctx.config, ctx.log
     promoted = promotion.assign(
         ctx,
         environment=env.name,
@@ -444,7 +537,7 @@ def _push(
         job,
         {
             "verdict": res.verdict or "",
-            "fingerprint": result.fingerprint,
+            "fingerprint": res.fingerprint or "",
             "version": registered.version,
             "model-sha256": res.model_sha256 or "",
         },

@@ -47,6 +47,43 @@ def inputs_digest(files: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
 
 
+@dataclass
+class _Registering:
+    """One registration's inputs, shared by its steps."""
+
+    ctx: Context
+    resolved: project.Resolved
+    ws: registry.Workspace
+    commit: str
+
+    @property
+    def config(self) -> cfg.Config:
+        return self.resolved.config
+
+    @property
+    def model(self) -> str:
+        return self.config.model.name
+
+    @property
+    def fingerprint(self) -> str:
+        return self.resolved.fingerprint.digest
+
+
+@dataclass(frozen=True)
+class _Bytes:
+    """What a version keeps besides its tag: the model's archive and digest, the run's
+    predictions, repeats and data profiles, each where the store needs it."""
+
+    choice: cfg.StoreChoice
+    store: stores.ModelStore
+    model_digest: str | None
+    archive_path: Path
+    predictions: dict[str, Any] | None
+    profile: dict[str, Any] | None
+    kept: dict[str, Path]
+    repeats: Any
+
+
 def register(
     ctx: Context,
     *,
@@ -55,16 +92,28 @@ def register(
     push: bool | None,
     pr_number: int | None = None,
 ) -> RegisterResult:
-    from mlci.evidence import REPEATS_KEY, repeats_of_run
-    from mlci.tracking import MODEL_DIGEST_TAG, MODEL_ID_TAG, Registry
-    from mlci.usecases import datasets
+    """The current inputs' finished run as the next version (or ``version``): its bytes
+    in the store ``registry.store`` chooses, an MLflow model version, and the git tag,
+    published together or not at all. Inputs that are a version already are that version.
 
-    environ, log = ctx.environ, ctx.log
-    resolved = project.resolve(ctx.config_path, ctx.cwd, [], warn=log)
+    The steps: the inputs (committed, one version per commit), the run, the bytes, and
+    the version published."""
+    reg = _inputs(ctx, version, push)
+    known = _known(reg)
+    if known is not None:
+        return known
+    run, model_id = _the_run(reg)
+    kept = _the_bytes(reg, run, model_id)
+    return _publish(reg, run, model_id, kept, version=version, bump=bump, pr_number=pr_number)
+
+
+def _inputs(ctx: Context, version: str | None, push: bool | None) -> _Registering:
+    """The inputs to register: resolved, committed (a version must be reproducible from
+    its commit), with the registry made whole."""
+    resolved = project.resolve(ctx.config_path, ctx.cwd, [], warn=ctx.log)
     config = resolved.config
-    ws = registry.open_workspace(config.root, environ, push)
-    ensure = registry.ensure_complete
-    ensure(ws, log)
+    ws = registry.open_workspace(config.root, ctx.environ, push)
+    registry.ensure_complete(ws, ctx.log)
     head = gitrepo.head_info(config.root)
     if head is None or head.commit is None:
         raise GitError(f"{ws.root} has no commit to register", hint="commit the project first (git commit)")
@@ -84,23 +133,30 @@ def register(
             f"--version {version!r} is not a version like v1.2.3",
             hint="use semver with a lowercase v: v1.2.3",
         )
-    fingerprint = resolved.fingerprint.digest
-    model = config.model.name
+    return _Registering(ctx, resolved, ws, head.commit)
 
-    existing_state = registry.read_state(ws.root).get(model)
-    if existing_state is not None:
-        known = existing_state.version_of_fingerprint(fingerprint)
-        if known is not None:
-            event = existing_state.versions[known]
-            pushed = _push_if_missing(ws, event.tag, log)
-            log(f"{model} {known} is already registered for these inputs ({event.tag}); nothing to do")
-            return _existing(model, known, event, fingerprint, pushed)
 
-    tracking = ctx.tracking(config)
-    run = tracking.find_finished_run(fingerprint)
+def _known(reg: _Registering) -> RegisterResult | None:
+    """The version these inputs are already (its tag pushed where it is missing), or None."""
+    existing_state = registry.read_state(reg.ws.root).get(reg.model)
+    known = existing_state.version_of_fingerprint(reg.fingerprint) if existing_state else None
+    if existing_state is None or known is None:
+        return None
+    event = existing_state.versions[known]
+    pushed = _push_if_missing(reg.ws, event.tag, reg.ctx.log)
+    reg.ctx.log(f"{reg.model} {known} is already registered for these inputs ({event.tag}); nothing to do")
+    return _existing(reg.model, known, event, reg.fingerprint, pushed)
+
+
+def _the_run(reg: _Registering) -> tuple[RunRecord, str | None]:
+    """The finished run of these inputs, trained from files in git, and its logged model."""
+    from mlci.tracking import MODEL_ID_TAG
+
+    tracking = reg.ctx.tracking(reg.config)
+    run = tracking.find_finished_run(reg.fingerprint)
     if run is None:
         raise MlciError(
-            f"no finished MLflow run for the current inputs (fingerprint {fingerprint[:12]}) "
+            f"no finished MLflow run for the current inputs (fingerprint {reg.fingerprint[:12]}) "
             f"in {tracking.uri}",
             hint="train first: mlci train",
         )
@@ -111,45 +167,116 @@ def register(
             hint="put the params in the params file, commit, and run `mlci train --no-cache`",
         )
     model_id = run.tags.get(MODEL_ID_TAG)
-    if not model_id and config.train.model:
+    if not model_id and reg.config.train.model:
         raise MlciError(
-            f"run {run.run_id} has no logged model, although train.model is {config.train.model!r}",
+            f"run {run.run_id} has no logged model, although train.model is {reg.config.train.model!r}",
             hint="train again (mlci train --no-cache) and register that run",
         )
+    return run, model_id
+
+
+def _the_bytes(reg: _Registering, run: RunRecord, model_id: str | None) -> _Bytes:
+    """The store for the version's bytes, and what goes into it: the model's archive (and
+    its digest), the run's predictions, repeats and data profiles."""
+    from mlci.evidence import repeats_of_run
+
+    config, environ, log = reg.config, reg.ctx.environ, reg.ctx.log
+    tracking = reg.ctx.tracking(config)
     if model_id:
         choice = cfg.choose_store(config, environ)
     else:
         choice = cfg.StoreChoice(stores.NO_MODEL, "train.model is not set: the version records its run")
-    if choice.name == "github" and not ws.push:
+    if choice.name == "github" and not reg.ws.push:
         raise MlciError(
             f"the version's bytes go to a GitHub release ({choice.why}), which needs the tag on GitHub, "
             "and this registration would not push it",
             hint="drop --no-push (and add the GitHub remote as origin), or set registry.store: local",
         )
     store = stores.open_store(choice.name, config, environ, log, tracking)
+    need_file = choice.name == "github"
     model_digest: str | None = None
     archive_path = config.root / fp.STATE_DIR / "no-model"
     if model_id:
         model_digest, archive_path = _model_archive(
-            config, tracking, run, model_id, need_file=choice.name == "github", log=log
+            config, tracking, run, model_id, need_file=need_file, log=log
         )
-    repeats = repeats_of_run(run.tags)
-    predictions, predictions_path = _predictions(
-        config, tracking, run, need_file=choice.name == "github", log=log
-    )
-    profile, profile_path = _data_profile(config, tracking, run, need_file=choice.name == "github", log=log)
+    predictions, predictions_path = _predictions(config, tracking, run, need_file=need_file, log=log)
+    profile, profile_path = _data_profile(config, tracking, run, need_file=need_file, log=log)
     kept = {
         kind: path
         for kind, path in (("predictions", predictions_path), ("data-profile", profile_path))
         if path is not None
     }
-    mlflow_registry = Registry(tracking, model)
-    commit = head.commit
+    return _Bytes(
+        choice, store, model_digest, archive_path, predictions, profile, kept, repeats_of_run(run.tags)
+    )
+
+
+def _metadata(
+    reg: _Registering,
+    run: RunRecord,
+    model_id: str | None,
+    kept: _Bytes,
+    name: str,
+    mlflow_version: str,
+    pr_number: int | None,
+) -> dict[str, object]:
+    """What the version tag records: the inputs, the run, the metrics and params, where
+    its bytes are and their digest, its predictions, repeats and data."""
+    from mlci.evidence import REPEATS_KEY
+    from mlci.usecases import datasets
+
+    metadata: dict[str, object] = {
+        "version": name,
+        "fingerprint": reg.fingerprint,
+        "metrics": run.metrics,
+        "params": run.params,
+        "commit": reg.commit,
+        "run_commit": run.tags.get("mlci.git.commit"),
+        "mlflow_run_id": run.run_id,
+        "mlflow_model_version": mlflow_version,
+        "mlflow_model_id": model_id,
+        "inputs_digest": inputs_digest(reg.resolved.fingerprint.files),
+        "pr": pr_number if pr_number is not None else _int(run.tags.get("mlci.pr")),
+        stores.DIGEST_KEY: kept.model_digest,
+        stores.STORE_KEY: kept.choice.name,
+    }
+    if kept.model_digest is None:
+        del metadata[stores.DIGEST_KEY]
+    if kept.predictions is not None:
+        metadata[stores.PREDICTIONS_KEY] = kept.predictions
+    if kept.repeats is not None:
+        metadata[REPEATS_KEY] = kept.repeats.to_json()
+    made_from = datasets.lineage(run.tags)
+    if made_from:
+        metadata["data"] = {dataset: {"digest": d} for dataset, d in sorted(made_from.items())}
+    if kept.profile is not None:
+        metadata["data_profile"] = kept.profile
+    return metadata
+
+
+def _publish(
+    reg: _Registering,
+    run: RunRecord,
+    model_id: str | None,
+    kept: _Bytes,
+    *,
+    version: str | None,
+    bump: str,
+    pr_number: int | None,
+) -> RegisterResult:
+    """The version published: its MLflow model version and its bytes staged, then the tag
+    pushed (``registry.publish``: a race with another job takes the next name; a failed
+    push undoes the model version and the staged bytes), then the store's record finished."""
+    from mlci.tracking import MODEL_DIGEST_TAG, Registry
+
+    model, commit, log = reg.model, reg.commit, reg.ctx.log
+    mlflow_registry = Registry(reg.ctx.tracking(reg.config), model)
     created: dict[str, str] = {}
 
     def make_plan(state: dict[str, tags.ModelState]) -> registry.Plan | None:
         current = state.get(model) or tags.ModelState(model)
-        if current.version_of_fingerprint(fingerprint):
+        if current.version_of_fingerprint(reg.fingerprint):
             return None  # another job registered these inputs meanwhile
         on_commit = current.version_on_commit(commit)
         if on_commit is not None:
@@ -159,111 +286,77 @@ def register(
                 hint="commit your change, then register",
             )
         taken = current.taken_versions()
-        if version is not None:
-            if version in taken:
-                raise MlciError(
-                    f"{model} {version} exists already: a version name is never reused",
-                    hint="pick another, or omit --version for the next one "
-                    f"({tags.next_version(taken, bump)})",
-                )
-            name = version
-        else:
-            name = tags.next_version(taken, bump)
+        if version is not None and version in taken:
+            raise MlciError(
+                f"{model} {version} exists already: a version name is never reused",
+                hint=f"pick another, or omit --version for the next one ({tags.next_version(taken, bump)})",
+            )
+        name = version if version is not None else tags.next_version(taken, bump)
         planned = registry.PlannedTag(tags.version_tag(model, name), commit)
 
         def prepare(planned_tags: list[registry.PlannedTag]) -> None:
             version_tags = {
                 "mlci.git_tag": planned.name,
                 "mlci.git_commit": commit,
-                "mlci.fingerprint": fingerprint,
+                "mlci.fingerprint": reg.fingerprint,
                 "mlci.version": name,
             }
-            if model_digest:
-                version_tags[MODEL_DIGEST_TAG] = model_digest
-            mv = mlflow_registry.create_version(
+            if kept.model_digest:
+                version_tags[MODEL_DIGEST_TAG] = kept.model_digest
+            created["mlflow"] = mlflow_registry.create_version(
                 run_id=run.run_id,
                 model_id=model_id,
                 tags=version_tags,
                 description=f"{model} {name} (git tag {planned.name}, commit {commit[:12]})",
             )
-            created["mlflow"] = mv
-            metadata: dict[str, object] = {
-                "version": name,
-                "fingerprint": fingerprint,
-                "metrics": run.metrics,
-                "params": run.params,
-                "commit": commit,
-                "run_commit": run.tags.get("mlci.git.commit"),
-                "mlflow_run_id": run.run_id,
-                "mlflow_model_version": mv,
-                "mlflow_model_id": model_id,
-                "inputs_digest": inputs_digest(resolved.fingerprint.files),
-                "pr": pr_number if pr_number is not None else _int(run.tags.get("mlci.pr")),
-                stores.DIGEST_KEY: model_digest,
-                stores.STORE_KEY: choice.name,
-            }
-            if model_digest is None:
-                del metadata[stores.DIGEST_KEY]
-            if predictions is not None:
-                metadata[stores.PREDICTIONS_KEY] = predictions
-            if repeats is not None:
-                metadata[REPEATS_KEY] = repeats.to_json()
-            made_from = datasets.lineage(run.tags)
-            if made_from:
-                metadata["data"] = {name: {"digest": d} for name, d in sorted(made_from.items())}
-            if profile is not None:
-                metadata["data_profile"] = profile
+            metadata = _metadata(reg, run, model_id, kept, name, created["mlflow"], pr_number)
             version_info = stores.version_of(model, name, planned.name, metadata)
-            metadata.update(store.stage(version_info, archive_path, model_card(version_info), kept))
+            metadata.update(
+                kept.store.stage(version_info, kept.archive_path, model_card(version_info), kept.kept)
+            )
             planned_tags[0].summary = tags.register_summary(model, name)
             planned_tags[0].metadata = metadata
 
         def undo() -> None:
-            store.abort()
+            kept.store.abort()
             if "mlflow" in created:
                 mlflow_registry.delete_version(created.pop("mlflow"))
 
         return registry.Plan(
-            [planned],
-            prepare=prepare,
-            undo=undo,
-            fixed_names=version is not None,
-            info={"version": name},
+            [planned], prepare=prepare, undo=undo, fixed_names=version is not None, info={"version": name}
         )
 
-    published = registry.publish(ws, make_plan, log)
+    published = registry.publish(reg.ws, make_plan, log)
     if published is None:
-        state = registry.read_state(ws.root)[model]
-        known = state.version_of_fingerprint(fingerprint)
+        state = registry.read_state(reg.ws.root)[model]
+        known = state.version_of_fingerprint(reg.fingerprint)
         assert known is not None
-        return _existing(model, known, state.versions[known], fingerprint, ws.push)
+        return _existing(model, known, state.versions[known], reg.fingerprint, reg.ws.push)
     name = str(published.plan.info["version"])
     tag = published.plan.tags[0].name
     try:
-        store.commit()
+        kept.store.commit()
     except MlciError as exc:
         raise MlciError(
-            f"{tag} is published and its bytes are stored, but finishing the {store.name} store's "
+            f"{tag} is published and its bytes are stored, but finishing the {kept.store.name} store's "
             f"record failed: {exc.message}",
             hint="`mlci doctor --fix` finishes it; the bytes are safe in a draft release",
         ) from exc
     where = f" and pushed to {registry.REMOTE}" if published.pushed else " (local only: not pushed)"
-    log(
-        f"registered {model} {name}: tag {tag} on {commit[:12]}{where}; "
-        f"MLflow version {created.get('mlflow')}"
-    )
+    mlflow_version = created.get("mlflow")
+    log(f"registered {model} {name}: tag {tag} on {commit[:12]}{where}; MLflow version {mlflow_version}")
     return RegisterResult(
         model,
         name,
         tag,
         commit,
-        fingerprint,
+        reg.fingerprint,
         run.run_id,
         created.get("mlflow"),
         created=True,
         pushed=published.pushed,
-        model_sha256=model_digest,
-        store=choice.name,
+        model_sha256=kept.model_digest,
+        store=kept.choice.name,
     )
 
 

@@ -173,6 +173,39 @@ def _read_metrics(path: Path) -> dict[str, float]:
     return metrics_from(data, str(path))
 
 
+@dataclass
+class _Job:
+    """One training's inputs and the stores it reads and writes, shared by its steps."""
+
+    resolved: Resolved
+    ctx: Context
+    tracking: Tracking
+    head: gitrepo.HeadInfo | None
+
+    @property
+    def config(self) -> cfg.Config:
+        return self.resolved.config
+
+    @property
+    def digest(self) -> str:
+        return self.resolved.fingerprint.digest
+
+    @property
+    def git_commit(self) -> str | None:
+        return self.head.commit if self.head else None
+
+
+@dataclass(frozen=True)
+class _Started:
+    """The MLflow run a training records into (``_claim``)."""
+
+    run_id: str
+    experiment_id: str
+    tags: dict[str, str]
+    fast_start: bool  # created without MLflow's client
+    shared: bool  # on a shared server: the run is also this job's claim on the inputs
+
+
 def train(
     resolved: Resolved,
     ctx: Context,
@@ -187,82 +220,103 @@ def train(
 ) -> TrainResult:
     """Reuse the FINISHED run with this fingerprint (the tracking store first, then
     ``run_sources``), or run the training command and record it. With
-    ``write_bundle``, a run trained here is also written as a bundle to upload."""
-    from mlci import claims
-    from mlci.tracking import (
-        FINGERPRINT_TAG,
-        MODEL_DIGEST_TAG,
-        RESTORED_TAG,
-        RunRecord,
-        client_ahead,
-        is_http,
-        owner_tags,
-        param_value,
-    )
+    ``write_bundle``, a run trained here is also written as a bundle to upload.
 
-    config = resolved.config
-    root = config.root
-    environ, log = ctx.environ, ctx.log
-    tracking = ctx.tracking(config)
-    uri = tracking.uri
-    digest = resolved.fingerprint.digest
-    head = gitrepo.head_info(root)
-    git_commit = head.commit if head else None
-
-    def reuse(found: RunRecord) -> TrainResult:
-        return TrainResult(
-            run_id=found.run_id,
-            experiment_id=found.experiment_id,
-            fingerprint=digest,
-            cached=True,
-            metrics=found.metrics,
-            params=resolved.params,
-            git_commit=git_commit,
-            run_git_commit=found.tags.get("mlci.git.commit"),
-            tracking_uri=redact.url(uri),
-            run_url=tracking.run_url(found.run_id, found.experiment_id),
-            model_id=found.tags.get("mlci.model_id"),
-            tags=found.tags,
-            model_sha256=found.tags.get(MODEL_DIGEST_TAG),
-            restored_from=found.tags.get(RESTORED_TAG),
-        )
-
+    The steps: the cache lookup, the data's checks, the claim on the inputs (a run in the
+    tracking store; on a shared server, the job that trains them), the run of the
+    command, and the record of what it made."""
+    job = _Job(resolved, ctx, ctx.tracking(resolved.config), gitrepo.head_info(resolved.config.root))
     if use_cache:
-        found = tracking.find_finished_run(digest)
+        found = _lookup(job, run_sources)
         if found is not None:
-            log(
-                f"cache hit: run {found.run_id} has fingerprint {digest[:12]}; not training "
-                "(--no-cache trains anyway)"
-            )
-            return reuse(found)
-        for source in run_sources:
-            restored = source.find(config.model.name, digest, bundle.folder(root / fp.STATE_DIR, digest))
-            if restored is not None:
-                return _import(tracking, resolved, restored, git_commit, log)
+            return found
     if not allow_training:
-        where = redact.url(uri) + (" or in workflow artifacts" if run_sources else "")
+        where = redact.url(job.tracking.uri) + (" or in workflow artifacts" if run_sources else "")
         raise TrainingError(
-            f"no run of these inputs (fingerprint {digest[:12]}) in {where}, and this job never "
+            f"no run of these inputs (fingerprint {job.digest[:12]}) in {where}, and this job never "
             "runs the training command (--no-train: it holds a write token)",
             hint="the job that trains for this event records the run first (a tracking server, "
             "or its workflow artifact mlci-run-*): check that it ran and uploaded it",
         )
+    checked = _check_data(job, data_checked)
+    started = _claim(job, _run_tags(job, pr_number), use_cache)
+    if isinstance(started, TrainResult):
+        return started  # another job trained these inputs meanwhile
+    return _run_and_record(job, started, checked, command_stdout, write_bundle)
 
-    checked: list[Any] = list(data_checked or [])
-    if config.data:  # the data is checked before anything is trained (mlci.commands.data)
-        from mlci.usecases import datasets
 
-        if data_checked is None:  # as a run recorded them for these very files, or anew
-            checked = datasets.check_all(config, log, tracking)
-        datasets.raise_if_failed(checked)
+def _reuse(job: _Job, found: Any) -> TrainResult:
+    """A finished run of these inputs, as this training's result."""
+    from mlci.tracking import MODEL_DIGEST_TAG, RESTORED_TAG
 
+    return TrainResult(
+        run_id=found.run_id,
+        experiment_id=found.experiment_id,
+        fingerprint=job.digest,
+        cached=True,
+        metrics=found.metrics,
+        params=job.resolved.params,
+        git_commit=job.git_commit,
+        run_git_commit=found.tags.get("mlci.git.commit"),
+        tracking_uri=redact.url(job.tracking.uri),
+        run_url=job.tracking.run_url(found.run_id, found.experiment_id),
+        model_id=found.tags.get("mlci.model_id"),
+        tags=found.tags,
+        model_sha256=found.tags.get(MODEL_DIGEST_TAG),
+        restored_from=found.tags.get(RESTORED_TAG),
+    )
+
+
+def _lookup(job: _Job, run_sources: Sequence[RunSource]) -> TrainResult | None:
+    """The run cache: a finished run of these inputs in the tracking store, else one a
+    run source holds (a workflow artifact), imported."""
+    found = job.tracking.find_finished_run(job.digest)
+    if found is not None:
+        job.ctx.log(
+            f"cache hit: run {found.run_id} has fingerprint {job.digest[:12]}; not training "
+            "(--no-cache trains anyway)"
+        )
+        return _reuse(job, found)
+    root = job.config.root
+    for source in run_sources:
+        restored = source.find(
+            job.config.model.name, job.digest, bundle.folder(root / fp.STATE_DIR, job.digest)
+        )
+        if restored is not None:
+            return _import(job.tracking, job.resolved, restored, job.git_commit, job.ctx.log)
+    return None
+
+
+def _check_data(job: _Job, data_checked: Sequence[Any] | None) -> list[Any]:
+    """The declared datasets checked before anything is trained: as the caller checked
+    them, as a run recorded them for these very files, or anew. Raises if one fails."""
+    if not job.config.data:
+        return list(data_checked or [])
+    from mlci.usecases import datasets
+
+    checked = (
+        list(data_checked)
+        if data_checked is not None
+        else datasets.check_all(job.config, job.ctx.log, job.tracking)
+    )
+    datasets.raise_if_failed(checked)
+    return checked
+
+
+def _run_tags(job: _Job, pr_number: int | None) -> dict[str, str]:
+    """What the run records about where it comes from: the fingerprint, the command, the
+    overrides, the commit and branch, the pull request."""
+    from mlci.tracking import FINGERPRINT_TAG
+
+    config, resolved, head = job.config, job.resolved, job.head
     tags = {
-        FINGERPRINT_TAG: digest,
+        FINGERPRINT_TAG: job.digest,
         "mlci.command": config.train.command,
-        OVERRIDES_TAG: json.dumps(list(resolved.overrides)) if resolved.overrides else "",
         "mlflow.source.type": "PROJECT",
         "mlflow.source.name": config.model.name,
     }
+    if resolved.overrides:
+        tags[OVERRIDES_TAG] = json.dumps(list(resolved.overrides))
     if head is not None:
         tags["mlci.git.dirty"] = "true" if head.dirty else "false"
         if head.commit:
@@ -273,17 +327,24 @@ def train(
             tags["mlflow.source.git.branch"] = head.branch
     if pr_number is not None:
         tags["mlci.pr"] = str(pr_number)
-    if not tags[OVERRIDES_TAG]:
-        del tags[OVERRIDES_TAG]
+    return tags
 
-    # The run is created without MLflow where a fast path can (its import and store
-    # cost seconds); MLflow then loads in the background while the command trains,
-    # unless the results too go into the store without it (the embedded store) and
-    # nothing later in this process needs it (a registration: tracking.client_ahead).
+
+def _claim(job: _Job, tags: dict[str, str], use_cache: bool) -> _Started | TrainResult:
+    """The run this training records into. On a shared server the run is also this job's
+    claim on the fingerprint: of the jobs that claim it at once, one trains and the others
+    wait for its run and reuse it (``mlci.claims``), up to ``tracking.wait``.
+
+    The run is created without MLflow where a fast path can (its import and store cost
+    seconds); MLflow then loads in the background while the command trains, unless the
+    results too go into the store without it (the embedded store) and nothing later in
+    this process needs it (a registration: ``tracking.client_ahead``)."""
+    from mlci import claims
+    from mlci.tracking import client_ahead, is_http, owner_tags
+
+    tracking, config, digest, log = job.tracking, job.config, job.digest, job.ctx.log
     run_name = f"{config.model.name}-{digest[:8]}"
-    # On a shared server, the run is also this job's claim on the fingerprint: of the
-    # jobs that claim it at once, one trains and the others reuse its run (mlci.claims).
-    shared = use_cache and is_http(uri)
+    shared = use_cache and is_http(tracking.uri)
     deadline = time.monotonic() + config.tracking.wait
     warming = False
     while True:
@@ -317,123 +378,181 @@ def train(
         found = claims.wait_for(tracking, leader, digest, deadline, log)
         if found is not None:
             log(f"reusing run {found.run_id} (fingerprint {digest[:12]}); not training")
-            return reuse(found)
-    work = root / fp.STATE_DIR / RUNS_DIR / run_id
+            return _reuse(job, found)
+    return _Started(run_id, experiment_id, tags, fast_start, shared)
+
+
+def _run_and_record(
+    job: _Job, started: _Started, checked: Sequence[Any], command_stdout: Any, write_bundle: bool
+) -> TrainResult:
+    """Run the command (``train.repeats`` times) with the params it reads and the files it
+    sees, then record what it made in the run; the run ends FAILED (or KILLED) if either
+    fails, and the files the command saw go back as they were either way."""
+    from mlci import claims
+    from mlci.tracking import MODEL_DIGEST_TAG
+
+    config, tracking, log = job.config, job.tracking, job.ctx.log
+    run_id = started.run_id
+    work = config.root / fp.STATE_DIR / RUNS_DIR / run_id
     work.mkdir(parents=True, exist_ok=True)
     params_file = work / "params.json"
-    params_file.write_text(prm.yaml_safe_json(resolved.params), encoding="utf-8")
-    repeats = config.train.repeats
+    params_file.write_text(prm.yaml_safe_json(job.resolved.params), encoding="utf-8")
     child_env = {
-        **trainer.withheld(environ, config.train.withhold_env, log),
+        **trainer.withheld(job.ctx.environ, config.train.withhold_env, log),
         "MLCI_PARAMS_FILE": str(params_file),
-        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_TRACKING_URI": tracking.uri,
         "MLFLOW_RUN_ID": run_id,
-        "MLFLOW_EXPERIMENT_ID": experiment_id,
+        "MLFLOW_EXPERIMENT_ID": started.experiment_id,
         "PYTHONUNBUFFERED": "1",
     }
+    repeats = config.train.repeats
     times = f" {repeats} times (train.repeats, MLCI_SEED 0 to {repeats - 1})" if repeats > 1 else ""
-    log(f"training{times}: {config.train.command}  (MLflow run {run_id}, fingerprint {digest[:12]})")
-    flat_params = prm.flatten(resolved.params)
+    log(f"training{times}: {config.train.command}  (MLflow run {run_id}, fingerprint {job.digest[:12]})")
     changes = ExitStack()  # the params file and rewritten files, as they were, when it closes
-    if shared:
+    if started.shared:
         changes.enter_context(claims.Heartbeat(tracking, run_id))
     try:
-        journal = changes.enter_context(_code_sees(resolved, log))
+        journal = changes.enter_context(_code_sees(job.resolved, log))
     except BaseException:
         changes.close()
         tracking.end_run(run_id, "FAILED")
         raise
     with changes:  # outputs are read and logged before the files go back
         try:
-            produced: _Produced
-            repeat_tags: dict[str, str] = {}
-            if repeats == 1:
-                produced = _produce(
-                    config,
-                    child_env,
-                    work / "outputs",
-                    journal,
-                    command_stdout,
-                    log,
-                    run_words=f"MLflow run {run_id}",
-                )
-                metrics, seconds = produced.metrics, produced.seconds
-            else:
-                produced, metrics, seconds, repeat_tags = _repeat(
-                    config, tracking, child_env, work, journal, command_stdout, run_name, flat_params, log
-                )
-            model_path = _as_folder(produced.model, work) if produced.model is not None else None
-            if model_path is not None and not (model_path / "MLmodel").is_file():
-                log(f"{config.train.model}: not an MLflow model (no MLmodel file); kept as plain files")
-            extra_files = [produced.metrics_path, params_file]
-            digest_tags: dict[str, str] = dict(repeat_tags)
-            profiles = None
-            if checked:
-                data_tags, profiles = datasets.run_records(checked, work)
-                digest_tags.update(data_tags)
-                extra_files += [profiles] if profiles else []
-            predictions_path = produced.predictions
-            if predictions_path is not None and config.train.predictions:
-                # With repeats, the first repeat's predictions are kept; the gates' intervals
-                # come from the repeats (their spread across seeds), not from these.
-                predictions_tags = _predictions_tags(
-                    predictions_path, config.train.predictions, produced.metrics, log, intervals=repeats == 1
-                )
-                digest_tags.update(predictions_tags)
-                extra_files.append(predictions_path)
-            bundle_path = None
-            model_digest: archive.Digest | None = None
-            if write_bundle:
-                bundle_path = bundle.folder(root / fp.STATE_DIR, digest)
-                model_digest = bundle.write(
-                    bundle_path,
-                    model=config.model.name,
-                    fingerprint=digest,
-                    run_id=run_id,
-                    metrics=metrics,
-                    params={k: param_value(v) for k, v in flat_params.items()},
-                    tags={**tags, **digest_tags},
-                    model_dir=model_path,
-                    predictions=predictions_path,
-                    data_profile=profiles,
-                )
-            elif model_path is not None:
-                model_digest = archive.digest_folder(model_path)
-            if model_digest is not None:
-                digest_tags[MODEL_DIGEST_TAG] = model_digest.sha256
-            model_id = tracking.log_results(
-                run_id,
-                params=flat_params,
-                metrics=metrics,
-                files=extra_files,
-                model_dir=model_path,
-                model_name=config.model.name,
-                tags=digest_tags,
+            produced, metrics, seconds, repeat_tags = _run_command(
+                job, started, child_env, work, journal, command_stdout
+            )
+            recorded = _record(
+                job, started, produced, metrics, repeat_tags, checked, work, params_file, write_bundle
             )
         except BaseException as exc:
             tracking.end_run(run_id, _failed(exc))
             raise
-    if fast_start:
+    if started.fast_start:
         tracking.reap_abandoned(log)  # after the run, with the client MLflow loaded meanwhile
     shutil.rmtree(work, ignore_errors=True)  # everything is in MLflow now
     log(f"trained in {seconds:.1f}s; recorded MLflow run {run_id}")
+    model_id, tags, bundle_path = recorded
     return TrainResult(
         run_id=run_id,
-        experiment_id=experiment_id,
-        fingerprint=digest,
+        experiment_id=started.experiment_id,
+        fingerprint=job.digest,
         cached=False,
         metrics=metrics,
-        params=resolved.params,
-        git_commit=git_commit,
-        run_git_commit=git_commit,
-        tracking_uri=redact.url(uri),
-        run_url=tracking.run_url(run_id, experiment_id),
+        params=job.resolved.params,
+        git_commit=job.git_commit,
+        run_git_commit=job.git_commit,
+        tracking_uri=redact.url(tracking.uri),
+        run_url=tracking.run_url(run_id, started.experiment_id),
         train_seconds=round(seconds, 3),
         model_id=model_id,
-        tags={**tags, **digest_tags},
-        model_sha256=digest_tags.get(MODEL_DIGEST_TAG),
+        tags=tags,
+        model_sha256=tags.get(MODEL_DIGEST_TAG),
         bundle=str(bundle_path) if bundle_path else None,
     )
+
+
+def _run_command(
+    job: _Job,
+    started: _Started,
+    child_env: Mapping[str, str],
+    work: Path,
+    journal: str | None,
+    command_stdout: Any,
+) -> tuple[_Produced, dict[str, float], float, dict[str, str]]:
+    """The training command, once or ``train.repeats`` times: what it made, its metrics
+    (the mean across repeats), how long it took, and the repeats' tags."""
+    config, log = job.config, job.ctx.log
+    if config.train.repeats == 1:
+        produced = _produce(
+            config,
+            child_env,
+            work / "outputs",
+            journal,
+            command_stdout,
+            log,
+            run_words=f"MLflow run {started.run_id}",
+        )
+        return produced, produced.metrics, produced.seconds, {}
+    run_name = f"{config.model.name}-{job.digest[:8]}"
+    flat_params = prm.flatten(job.resolved.params)
+    return _repeat(config, job.tracking, child_env, work, journal, command_stdout, run_name, flat_params, log)
+
+
+def _record(
+    job: _Job,
+    started: _Started,
+    produced: _Produced,
+    metrics: dict[str, float],
+    repeat_tags: dict[str, str],
+    checked: Sequence[Any],
+    work: Path,
+    params_file: Path,
+    write_bundle: bool,
+) -> tuple[str | None, dict[str, str], Path | None]:
+    """What the command made, into its run: params, metrics, the model (and its digest),
+    the data's profiles, the predictions; with ``write_bundle``, also a bundle of it all to
+    upload. Returns the logged model's id, the run's tags and the bundle."""
+    from mlci.tracking import MODEL_DIGEST_TAG, param_value
+
+    config, tracking, log = job.config, job.tracking, job.ctx.log
+    flat_params = prm.flatten(job.resolved.params)
+    model_path = _as_folder(produced.model, work) if produced.model is not None else None
+    if model_path is not None and not (model_path / "MLmodel").is_file():
+        log(f"{config.train.model}: not an MLflow model (no MLmodel file); kept as plain files")
+    extra_files = [produced.metrics_path, params_file]
+    digest_tags: dict[str, str] = dict(repeat_tags)
+    profiles = None
+    if checked:
+        from mlci.usecases import datasets
+
+        data_tags, profiles = datasets.run_records(checked, work)
+        digest_tags.update(data_tags)
+        extra_files += [profiles] if profiles else []
+    predictions_path = produced.predictions
+    if predictions_path is not None and config.train.predictions:
+        # With repeats, the first repeat's predictions are kept; the gates' intervals
+        # come from the repeats (their spread across seeds), not from these.
+        digest_tags.update(
+            _predictions_tags(
+                predictions_path,
+                config.train.predictions,
+                produced.metrics,
+                log,
+                intervals=config.train.repeats == 1,
+            )
+        )
+        extra_files.append(predictions_path)
+    bundle_path = None
+    model_digest: archive.Digest | None = None
+    if write_bundle:
+        bundle_path = bundle.folder(config.root / fp.STATE_DIR, job.digest)
+        model_digest = bundle.write(
+            bundle_path,
+            model=config.model.name,
+            fingerprint=job.digest,
+            run_id=started.run_id,
+            metrics=metrics,
+            params={k: param_value(v) for k, v in flat_params.items()},
+            tags={**started.tags, **digest_tags},
+            model_dir=model_path,
+            predictions=predictions_path,
+            data_profile=profiles,
+        )
+    elif model_path is not None:
+        model_digest = archive.digest_folder(model_path)
+    if model_digest is not None:
+        digest_tags[MODEL_DIGEST_TAG] = model_digest.sha256
+    model_id = tracking.log_results(
+        started.run_id,
+        params=flat_params,
+        metrics=metrics,
+        files=extra_files,
+        model_dir=model_path,
+        model_name=config.model.name,
+        tags=digest_tags,
+    )
+    return model_id, {**started.tags, **digest_tags}, bundle_path
 
 
 @dataclass(frozen=True)
