@@ -162,6 +162,11 @@ SCENARIOS: dict[str, tuple[Callable[..., str], str, set[str]]] = {
 }
 
 
+# Scenarios whose head can be registered and promoted by hand (a head whose data failed
+# was never trained; a weakened policy is the pull request's, not the environment's).
+PROMOTED = ("passing", "failing metric", "inconclusive", "pinned environment")
+
+
 def _verdict(gates: dict[str, Any]) -> dict[str, Any]:
     """What must agree: the environment, its outcome, each rule, the summary, the pin."""
     return {
@@ -209,6 +214,19 @@ def test_every_path_gives_the_same_verdict(
     assert published.code == ExitCode.OK, published.err
     verdicts["publish"] = _verdict(json.loads(published.out.split("\n", 1)[1])["gates"])
 
+    if name in PROMOTED:
+        # The same inputs registered and promoted by hand: judged on the version's tag (its
+        # metrics, repeats and data profile), as the trusted job judged the report's data.
+        for variable in ("GITHUB_ACTIONS", "GITHUB_TOKEN"):
+            monkeypatch.delenv(variable, raising=False)
+        ok(cli, root, "register")
+        promoted = cli("promote", env, "--json", cwd=root)
+        assert promoted.code == (
+            ExitCode.OK
+            if verdicts["gate"]["passed"] and name != "pinned environment"
+            else ExitCode.GATE_FAILED
+        ), promoted.err
+        verdicts["promote"] = _verdict(json.loads(promoted.out)["gates"])
     first, posted = verdicts["gate"], verdicts["publish"]["summary"]
     if name == "failed data check":
         # The trusted job never reads the data: it judges the profile the pull request's

@@ -250,6 +250,67 @@ def compare(
     return found
 
 
+def comparisons(
+    ctx: Context,
+    config: cfg.Config,
+    checked: Sequence[Checked],
+    state: tags.ModelState | None,
+    environments: Sequence[str] | None = None,
+) -> dict[str, list[data.DatasetDiff]]:
+    """Each dataset's profile against the data of each environment's model (or of each of
+    ``environments``), by environment."""
+    tracking = ctx.tracking(config)
+    found: dict[str, list[data.DatasetDiff]] = {}
+    for env in config.environments:
+        if environments is not None and env.name not in environments:
+            continue
+        baseline = env_baseline(state, env.name)
+        if baseline is not None:
+            found[env.name] = compare(config, ctx.environ, checked, baseline, tracking, ctx.log)
+    return found
+
+
+def from_profiles(
+    ctx: Context,
+    config: cfg.Config,
+    profiles: Mapping[str, Any],
+    state: tags.ModelState | None,
+    *,
+    whose: str,
+    environments: Sequence[str] | None = None,
+) -> tuple[list[Checked], dict[str, list[data.DatasetDiff]], list[str]]:
+    """The declared datasets judged on recorded profiles (read as data: the files are not
+    here), each against each environment's model's: the checks, the comparisons, and in
+    words each check a profile cannot decide. A declared dataset ``whose`` run recorded no
+    profile of fails its checks."""
+    checked: list[Checked] = []
+    undecided: list[str] = []
+    for dataset in config.data:
+        found = data.clean_profile(profiles.get(dataset.name))
+        if found is None:
+            missing = data.Problem(
+                dataset.name, None, "required", f"data.{dataset.name}: {whose} recorded no profile of it"
+            )
+            checked.append(Checked(dataset, {"present": True, "digest": ""}, (missing,)))
+            continue
+        problems, unsure = data.check_profile(dataset, found)
+        checked.append(Checked(dataset, found, tuple(problems)))
+        undecided += unsure
+    judged = {} if failed(checked) else comparisons(ctx, config, checked, state, environments)
+    return checked, judged, undecided
+
+
+def version_profiles(ctx: Context, config: cfg.Config, version: stores.Version) -> dict[str, Any]:
+    """The profiles a registered version's run recorded: from its release where it keeps
+    them, else from its run in the tracking store (empty where neither has them)."""
+    found = _release_profiles(config, ctx.environ, version, ctx.log)
+    run_id = version.metadata.get("mlflow_run_id")
+    tracking = ctx.tracking(config)
+    if found is None and isinstance(run_id, str) and run_id and _has_store(tracking):
+        found = run_profiles(tracking, run_id, ctx.log)
+    return found or {}
+
+
 def _release_profiles(
     config: cfg.Config, environ: Mapping[str, str], version: stores.Version, log: Callable[[str], None]
 ) -> dict[str, Any] | None:

@@ -43,9 +43,10 @@ class PromoteResult:
 
 
 def verdict_json(verdict: gates.Verdict | None) -> dict[str, Any] | None:
+    """A verdict for --json: its rules and outcome, and its one-line summary."""
     if verdict is None:
         return None
-    return verdict.to_json()
+    return {**verdict.to_json(), "summary": verdict.summary()}
 
 
 def _open(
@@ -118,11 +119,32 @@ def judge(
         state,
         {env.name: baseline},
         certainty=_certainty(ctx, state, env, candidate),
+        data=None if rollback else _data(ctx, state, env, candidate),
         version=candidate,
         explicit=explicit,
         rollback=rollback,
     )
     return verdict.judge(case, env.name)
+
+
+def _data(ctx: Context, state: tags.ModelState, env: cfg.Environment, candidate: str) -> Any:
+    """The data ``candidate`` was made from, judged as a pull request's is: the checks of
+    ``data:`` on the profiles its run recorded, and each against the data of the model in
+    ``env`` now (a rollback goes back to data that was fine: none)."""
+    config = ctx.config
+    if not config.data:
+        return None
+    from mlci import verdict
+    from mlci.usecases import datasets
+
+    version = models.version_of(config.model.name, state.versions[candidate])
+    profiles = datasets.version_profiles(ctx, config, version)
+    checked, comparisons, undecided = datasets.from_profiles(
+        ctx, config, profiles, state, whose=f"{config.model.name} {candidate}'s run", environments=[env.name]
+    )
+    for words in undecided:
+        ctx.log(f"not decided from {candidate}'s data profile: {words}")
+    return verdict.Data(checked, comparisons)
 
 
 def _certainty(ctx: Context, state: tags.ModelState, env: cfg.Environment, candidate: str) -> Any:

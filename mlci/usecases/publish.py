@@ -181,30 +181,16 @@ def _data(
     (data, read as data: this job never reads the fork's files), and each profile against
     each environment's model's. What a profile cannot decide is said in a note; a
     declared dataset with no profile fails."""
-    from mlci import data
     from mlci.usecases import datasets
 
     path = folder / datasets.HEAD_PROFILES
     raw = _read(path) if path.is_file() or path.is_symlink() else {}
     if not isinstance(raw, dict):
         raise _bad(f"{path.name} is not a JSON object")
-    checked, undecided = [], []
-    for dataset in config.data:
-        found = data.clean_profile(raw.get(dataset.name))
-        if found is None:
-            missing = data.Problem(
-                dataset.name,
-                None,
-                "required",
-                f"data.{dataset.name}: the pull request's run recorded no profile of it",
-            )
-            checked.append(datasets.Checked(dataset, {"present": True, "digest": ""}, (missing,)))
-            continue
-        problems, unsure = data.check_profile(dataset, found)
-        checked.append(datasets.Checked(dataset, found, tuple(problems)))
-        undecided += unsure
+    checked, comparisons, undecided = datasets.from_profiles(
+        ctx, config, raw, state, whose="the pull request's run"
+    )
     failing = bool(datasets.failed(checked))
-    comparisons = {} if failing else review.data_comparisons(ctx, config, checked, state)
     if undecided:
         notes.append(
             "judged from the pull request's data profile, which cannot decide: "

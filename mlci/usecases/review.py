@@ -183,7 +183,7 @@ def _check_data(ctx: Context, config: cfg.Config, state: tags.ModelState | None,
     checked = datasets.check_all(config, ctx.log, ctx.tracking(config))
     if datasets.failed(checked):
         return verdict.Data(checked, {}, trained=False)
-    comparisons = data_comparisons(ctx, config, checked, state)
+    comparisons = datasets.comparisons(ctx, config, checked, state)
     drifted = [env for env in gated if any(d.problems for d in comparisons.get(env, []))]
     return verdict.Data(checked, comparisons, trained=not (gated and drifted == list(gated)))
 
@@ -248,21 +248,6 @@ def _untrained(resolved: project.Resolved) -> training.TrainResult:
         tracking_uri="",
         run_url=None,
     )
-
-
-def data_comparisons(
-    ctx: Context, config: cfg.Config, checked: Sequence[Any], state: tags.ModelState | None
-) -> dict[str, list[Any]]:
-    """Each dataset's profile against the data of each environment's model, by environment."""
-    from mlci.usecases import datasets
-
-    tracking = ctx.tracking(config)
-    found: dict[str, list[Any]] = {}
-    for env in config.environments:
-        baseline = datasets.env_baseline(state, env.name)
-        if baseline is not None:
-            found[env.name] = datasets.compare(config, ctx.environ, checked, baseline, tracking, ctx.log)
-    return found
 
 
 def _base_refs(base: str) -> tuple[str, str]:
