@@ -97,14 +97,29 @@ def _looks_like_model(path: str) -> bool:
 
 def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
     """What ``mlci.yaml`` should say for a project with ``files`` (relative paths of
-    the files git sees: tracked, or untracked and not ignored)."""
+    the files git sees: tracked, or untracked and not ignored): the command, then what the
+    training code names (its params, metrics and model files), the inputs, and the metric
+    names a metrics file on disk holds."""
     found = Inferred()
     listed = set(files)
     stages = _dvc_stages(files, text_of)
+    script, outputs = _command(found, files, listed, stages, text_of)
+    literals = _literals(files, listed, stages, script, text_of)
+    _params(found, listed, stages, literals)
+    _metrics(found, stages, literals, outputs)
+    _model(found, stages, literals, outputs)
+    _inputs(found, files, listed, stages, outputs, text_of)
+    _metric_names(found, text_of)
+    return found
+
+
+def _command(
+    found: Inferred, files: Sequence[str], listed: set[str], stages: Mapping[str, Any], text_of: TextOf
+) -> tuple[str | None, set[str]]:
+    """The command that trains (``dvc repro``, a Makefile's train target, a train*.py), the
+    training script it runs, and the outputs a DVC pipeline declares."""
     outputs: set[str] = set()
     script: str | None = None
-
-    # -- the command
     if stages:
         found.command = "dvc repro"
         found.found(
@@ -152,8 +167,13 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
                     "no dvc.yaml, no Makefile train target and no train*.py: write the command that trains",
                     check=True,
                 )
+    return script, outputs
 
-    # -- what the code reads and writes: string literals in the training code
+
+def _literals(
+    files: Sequence[str], listed: set[str], stages: Mapping[str, Any], script: str | None, text_of: TextOf
+) -> list[str]:
+    """What the training code reads and writes: the string literals in it."""
     code_files = [script] if script else []
     for spec in stages.values():
         code_files += [d for d in _paths(spec.get("deps")) if d.endswith(".py") and d in listed]
@@ -161,8 +181,11 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
     literals: list[str] = []
     for name in dict.fromkeys(code_files):
         literals += _strings(text_of(name) or "")
+    return literals
 
-    # -- params
+
+def _params(found: Inferred, listed: set[str], stages: Mapping[str, Any], literals: list[str]) -> None:
+    """The params file: DVC's, one the code names, or a usual name at the root."""
     dvc_params = [
         str(k)
         for spec in stages.values()
@@ -190,7 +213,9 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
             "no params file: the params are not tracked (hyper-parameters in code change only with the code)",
         )
 
-    # -- metrics
+
+def _metrics(found: Inferred, stages: Mapping[str, Any], literals: list[str], outputs: set[str]) -> None:
+    """The metrics file: DVC's metrics, or one the code names."""
     metric_files: list[str] = []
     for spec in stages.values():
         metric_files += _paths(spec.get("metrics"))
@@ -222,7 +247,9 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
         )
     outputs.add(found.metrics)
 
-    # -- model
+
+def _model(found: Inferred, stages: Mapping[str, Any], literals: list[str], outputs: set[str]) -> None:
+    """The model file or folder: a DVC output that looks like one, or one the code saves."""
     models = [o for o in sorted(outputs) if _looks_like_model(o)] if stages else []
     if not models:
         models = [
@@ -246,7 +273,16 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
             check=True,
         )
 
-    # -- inputs
+
+def _inputs(
+    found: Inferred,
+    files: Sequence[str],
+    listed: set[str],
+    stages: Mapping[str, Any],
+    outputs: set[str],
+    text_of: TextOf,
+) -> None:
+    """The inputs: code, params, requirements, and data in git or DVC."""
     inputs: list[str] = []
     if any(f.endswith(".py") for f in files):
         inputs.append("**/*.py")
@@ -273,7 +309,9 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
     found.inputs = list(dict.fromkeys(inputs))
     found.found("train.inputs", found.inputs, "code, params, requirements, and data in git or DVC")
 
-    # -- metric names, from a metrics file already on disk
+
+def _metric_names(found: Inferred, text_of: TextOf) -> None:
+    """The metric names a metrics file already on disk holds (none yet: no gates)."""
     data = _load(text_of(found.metrics)) if found.metrics else None
     if isinstance(data, Mapping):
         from mlci.params import flatten
@@ -292,7 +330,6 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
             "the first `mlci train`",
             check=True,
         )
-    return found
 
 
 _KEY_WORDS = ("accuracy", "acc", "f1", "auc", "roc_auc", "r2", "rmse", "mae", "loss", "precision", "recall")
