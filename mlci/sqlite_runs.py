@@ -31,6 +31,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from mlci.runs import OVERRIDES_TAG, RunRecord
 
 # MLflow's limits (mlflow.utils.validation): past them its client splits or refuses.
 MAX_KEY = 250
@@ -526,3 +529,69 @@ def model_versions(path: Path, name: str) -> list[tuple[str, str | None, str, di
         ]
     finally:
         connection.close()
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def find_finished_run(
+    path: Path, experiment: str, key: str, value: str, skip_overrides: bool = False
+) -> RunRecord | None:
+    """Read-only query of MLflow's sqlite schema (runs, tags, latest_metrics, params).
+
+    Any schema surprise raises sqlite3.Error, and the caller falls back to MlflowClient.
+    """
+    connection = reader(path)
+    try:
+        row = connection.execute(
+            """
+            SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.artifact_uri
+            FROM runs r
+            JOIN experiments e ON e.experiment_id = r.experiment_id
+            JOIN tags t ON t.run_uuid = r.run_uuid
+            WHERE e.name = ? AND e.lifecycle_stage = 'active'
+              AND r.lifecycle_stage = 'active' AND r.status = 'FINISHED'
+              AND t.key = ? AND t.value = ?
+              AND NOT (? AND EXISTS (
+                SELECT 1 FROM tags o WHERE o.run_uuid = r.run_uuid AND o.key = ? AND o.value != ''
+              ))
+            ORDER BY r.start_time DESC
+            LIMIT 1
+            """,
+            (experiment, key, value, skip_overrides, OVERRIDES_TAG),
+        ).fetchone()
+        return None if row is None else _run_record(connection, row)
+    finally:
+        connection.close()
+
+
+def get_run(path: Path, run_id: str) -> RunRecord | None:
+    """One run of the embedded store by its id, read-only (None: no such run)."""
+    connection = reader(path)
+    try:
+        row = connection.execute(
+            "SELECT run_uuid, experiment_id, status, start_time, artifact_uri FROM runs "
+            "WHERE run_uuid = ? AND lifecycle_stage = 'active'",
+            (run_id,),
+        ).fetchone()
+        return None if row is None else _run_record(connection, row)
+    finally:
+        connection.close()
+
+
+def _run_record(connection: sqlite3.Connection, row: tuple[Any, ...]) -> RunRecord:
+    """A run's row (id, experiment, status, start, artifact URI) with its metrics, params and tags."""
+    run_id = row[0]
+    metrics = dict(connection.execute("SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,)))
+    params = dict(connection.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
+    tags = dict(connection.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
+    return RunRecord(
+        run_id=run_id,
+        experiment_id=str(row[1]),
+        status=row[2],
+        start_time=row[3],
+        metrics={k: float(v) for k, v in metrics.items()},
+        params=params,
+        tags=tags,
+        artifact_uri=str(row[4] or ""),
+    )

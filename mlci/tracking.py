@@ -12,30 +12,74 @@ Library errors are translated here into ``TrackingError`` with a hint.
 
 from __future__ import annotations
 
-import base64
-import importlib.util
 import io
 import json
 import logging
 import os
-import re
-import shutil
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlci import sqlite_runs
+from mlci import sqlite_runs, store_template, tracking_rest
 from mlci.errors import TrackingError
+from mlci.runs import (
+    FINGERPRINT_TAG as FINGERPRINT_TAG,
+)
+from mlci.runs import (
+    MAX_PAGES,
+    SEARCH_LIMIT,
+    finished_with_tag,
+)
+from mlci.runs import (
+    MODEL_DIGEST_TAG as MODEL_DIGEST_TAG,
+)
+from mlci.runs import (
+    MODEL_ID_TAG as MODEL_ID_TAG,
+)
+from mlci.runs import (
+    OVERRIDES_TAG as OVERRIDES_TAG,
+)
+from mlci.runs import (
+    PREDICTIONS_DIGEST_TAG as PREDICTIONS_DIGEST_TAG,
+)
+from mlci.runs import (
+    PREDICTIONS_METRICS_TAG as PREDICTIONS_METRICS_TAG,
+)
+from mlci.runs import (
+    PREDICTIONS_TAG as PREDICTIONS_TAG,
+)
+from mlci.runs import (
+    REPEAT_OF_TAG as REPEAT_OF_TAG,
+)
+from mlci.runs import (
+    REPEATS_TAG as REPEATS_TAG,
+)
+from mlci.runs import (
+    RESTORED_TAG as RESTORED_TAG,
+)
+from mlci.runs import (
+    ROWS_TAG as ROWS_TAG,
+)
+from mlci.runs import (
+    SEED_TAG as SEED_TAG,
+)
+from mlci.runs import (
+    RunRecord as RunRecord,
+)
+from mlci.runs import (
+    is_http as is_http,
+)
+from mlci.runs import (
+    sqlite_path as sqlite_path,
+)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -70,45 +114,8 @@ def _mlflow_loaded() -> None:
         pass
 
 
-FINGERPRINT_TAG = "mlci.fingerprint"
-MODEL_ID_TAG = "mlci.model_id"
-MODEL_DIGEST_TAG = "mlci.model_sha256"  # the sha256 of the model archive (mlci.archive)
-RESTORED_TAG = "mlci.restored_from"  # where a run recorded elsewhere was brought from
-PREDICTIONS_TAG = "mlci.predictions"  # the run's predictions artifact (train.predictions)
-ROWS_TAG = "mlci.rows_sha256"  # the rows they were made on (mlci.stats.Predictions.digest)
-PREDICTIONS_METRICS_TAG = "mlci.predictions_metrics"  # metrics that recompute from them
-REPEATS_TAG = "mlci.repeats"  # a run of train.repeats: its seeds and each metric's value per seed
-REPEAT_OF_TAG = "mlci.repeat_of"  # on each repeat's (child) run: the parent run's id
-SEED_TAG = "mlci.seed"  # on each repeat's run: its MLCI_SEED
-PREDICTIONS_DIGEST_TAG = "mlci.predictions_sha256"  # the file's bytes (checked wherever it is fetched)
 _MAX_PARAM_LENGTH = 6000
-_FAST_PATH_TIMEOUT = 10.0
-_MAX_REST_BODY = 64 * 1024 * 1024  # one REST answer (a page of runs with their tags)
 MAX_ARTIFACT = 256 * 1024 * 1024  # one artifact read on a fast path (predictions, a profile)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    experiment_id: str
-    status: str
-    start_time: int | None  # ms since the epoch
-    metrics: dict[str, float] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    artifact_uri: str = ""  # where the run's artifacts are ("" where not told)
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI; None for anything else."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///") :].split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
-
-
-def is_http(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
 
 
 DEFAULT_TIMEOUT = 20.0  # seconds a tracking server has to answer one request (tracking.timeout)
@@ -345,14 +352,14 @@ class Tracking:
                 self.fast_path_used = "sqlite"
                 return None
             try:
-                found = _sqlite_lookup(path, self.experiment, key, value, skip_overrides)
+                found = sqlite_runs.find_finished_run(path, self.experiment, key, value, skip_overrides)
                 self.fast_path_used = "sqlite"
                 return found
             except sqlite3.Error:
                 pass
         elif self._rest_fast_path():
             answered, found = self._via_rest(
-                lambda: _rest_lookup(
+                lambda: tracking_rest.find_finished_run(
                     self.uri, self.experiment, key, value, skip_overrides, self.environ, self.timeout
                 )
             )
@@ -362,7 +369,7 @@ class Tracking:
         return self._client_find(key, value, skip_overrides=skip_overrides)
 
     def _rest_fast_path(self) -> bool:
-        return is_http(self.uri) and not _needs_client_tls(self.environ)
+        return is_http(self.uri) and not tracking_rest.needs_client_tls(self.environ)
 
     def _via_rest(self, call: Callable[[], _T], *, idempotent: bool = True) -> tuple[bool, _T | None]:
         """``call`` (MLflow's REST API), and whether it answered: (False, None) where the
@@ -404,12 +411,12 @@ class Tracking:
         if experiment_id is None:
             return None
         token: str | None = None
-        for _ in range(_MAX_PAGES):
+        for _ in range(MAX_PAGES):
             with _translated("searching runs", self.uri, self.timeout):
                 page = self.client.search_runs(
                     [experiment_id],
-                    filter_string=_tag_filter(key, value),
-                    max_results=_SEARCH_LIMIT if skip_overrides else 1,
+                    filter_string=finished_with_tag(key, value),
+                    max_results=SEARCH_LIMIT if skip_overrides else 1,
                     order_by=["attributes.start_time DESC"],
                     page_token=token,
                 )
@@ -454,14 +461,14 @@ class Tracking:
         path = sqlite_path(self.uri)
         if path is not None:
             try:
-                if not path.exists() and not _sqlite_create_store(path):
+                if not path.exists() and not store_template.create_store(path):
                     return None
                 return sqlite_runs.create_run(path, self.experiment, run_name, tags, self._artifact_location)
             except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
                 return None
         if self._rest_fast_path():
             return self._via_rest(
-                lambda: _rest_create_run(
+                lambda: tracking_rest.create_run(
                     self.uri, self.experiment, run_name, tags, self.environ, self.timeout
                 ),
                 idempotent=False,
@@ -476,7 +483,7 @@ class Tracking:
         filter_string = f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'RUNNING'"
         if self._rest_fast_path():
             answered, found = self._via_rest(
-                lambda: _rest_search(
+                lambda: tracking_rest.search(
                     self.uri, self.experiment, filter_string, _CLAIMS_LIMIT, "ASC", self.environ, self.timeout
                 )[0]
             )
@@ -489,10 +496,14 @@ class Tracking:
         if self._rest_fast_path():
             query = urllib.parse.urlencode({"run_id": run_id})
             answered, found = self._via_rest(
-                lambda: _rest(self.uri, "GET", f"runs/get?{query}", self.environ, timeout=self.timeout)
+                lambda: tracking_rest.call(
+                    self.uri, "GET", f"runs/get?{query}", self.environ, timeout=self.timeout
+                )
             )
             if answered and found:
-                return _rest_record(found["run"]), str(found["run"]["info"].get("lifecycle_stage", "active"))
+                return tracking_rest.record(found["run"]), str(
+                    found["run"]["info"].get("lifecycle_stage", "active")
+                )
         with _translated(f"reading run {run_id}", self.uri, self.timeout):
             run = self.client.get_run(run_id)
         return _record(run), run.info.lifecycle_stage
@@ -511,7 +522,9 @@ class Tracking:
         if self._rest_fast_path():
             body = {"run_id": run_id, "key": key, "value": value}
             answered, _ = self._via_rest(
-                lambda: _rest(self.uri, "POST", "runs/set-tag", self.environ, body, timeout=self.timeout)
+                lambda: tracking_rest.call(
+                    self.uri, "POST", "runs/set-tag", self.environ, body, timeout=self.timeout
+                )
             )
             if answered:
                 return
@@ -522,7 +535,7 @@ class Tracking:
         """End a claim that lost to an older one and delete it: no trace in the experiment."""
         if self._rest_fast_path():
             ended, _ = self._via_rest(
-                lambda: _rest(
+                lambda: tracking_rest.call(
                     self.uri,
                     "POST",
                     "runs/update",
@@ -532,7 +545,9 @@ class Tracking:
                 )
             )
             deleted, _ = self._via_rest(
-                lambda: _rest(self.uri, "POST", "runs/delete", self.environ, {"run_id": run_id}, self.timeout)
+                lambda: tracking_rest.call(
+                    self.uri, "POST", "runs/delete", self.environ, {"run_id": run_id}, self.timeout
+                )
             )
             if ended and deleted:
                 return
@@ -732,18 +747,20 @@ class Tracking:
         path = self.embedded_store()
         if path is not None:
             with suppress(sqlite3.Error):
-                found = _sqlite_run(path, run_id)
+                found = sqlite_runs.get_run(path, run_id)
                 if found is not None:
                     self.fast_path_used = "sqlite"
                     return found
         elif self._rest_fast_path():
             query = urllib.parse.urlencode({"run_id": run_id})
             answered, got = self._via_rest(
-                lambda: _rest(self.uri, "GET", f"runs/get?{query}", self.environ, timeout=self.timeout)
+                lambda: tracking_rest.call(
+                    self.uri, "GET", f"runs/get?{query}", self.environ, timeout=self.timeout
+                )
             )
             if answered and isinstance(got, dict) and isinstance(got.get("run"), dict):
                 with suppress(KeyError, TypeError, ValueError):
-                    record = _rest_record(got["run"])
+                    record = tracking_rest.record(got["run"])
                     self.fast_path_used = "rest"
                     return record
         with _translated(f"reading run {run_id}", self.uri, self.timeout):
@@ -791,7 +808,11 @@ class Tracking:
                 return None
             root = Path(urllib.parse.unquote(parts.path)) if parts.scheme else Path(location)
             return _local_artifact(root, name, limit, run.run_id)
-        if parts.scheme == "mlflow-artifacts" and is_http(self.uri) and not _needs_client_tls(self.environ):
+        if (
+            parts.scheme == "mlflow-artifacts"
+            and is_http(self.uri)
+            and not tracking_rest.needs_client_tls(self.environ)
+        ):
             tracking = urllib.parse.urlsplit(self.uri)
             if parts.netloc and parts.netloc != tracking.netloc.rpartition("@")[2]:
                 return None  # another host: MLflow's client decides how to reach it
@@ -811,7 +832,7 @@ class Tracking:
         try:
             for attempt in range(HTTP_RETRIES + 1):
                 try:
-                    return _request(url, "GET", self.environ, None, self.timeout, limit)
+                    return tracking_rest.request(url, "GET", self.environ, None, self.timeout, limit)
                 except transport.DeadlineExceeded as exc:
                     if exc.received or attempt == HTTP_RETRIES:
                         raise unreachable(self.uri, self.timeout, str(exc)) from exc
@@ -880,14 +901,7 @@ def _record(run: Any) -> RunRecord:
 
 
 COMMIT_TAG = "mlci.git.commit"
-OVERRIDES_TAG = "mlci.overrides"  # the same as project.OVERRIDES_TAG
-_SEARCH_LIMIT = 20  # runs of one commit per page, looked at for one without overrides
-_MAX_PAGES = 500  # pages looked at (10,000 runs of one commit): a bound, not a limit in practice
 _CLAIMS_LIMIT = 50  # jobs training one fingerprint at once, looked at
-
-
-def _tag_filter(key: str, value: str) -> str:
-    return f"tags.`{key}` = '{value}' and attributes.status = 'FINISHED'"
 
 
 def _logged_model_name(name: str) -> str:
@@ -903,242 +917,6 @@ def param_value(value: Any) -> str:
 # --------------------------------------------------------------------------- fast paths
 
 
-def _sqlite_lookup(
-    path: Path, experiment: str, key: str, value: str, skip_overrides: bool = False
-) -> RunRecord | None:
-    """Read-only query of MLflow's sqlite schema (runs, tags, latest_metrics, params).
-
-    Any schema surprise raises sqlite3.Error, and the caller falls back to MlflowClient.
-    """
-    connection = sqlite_runs.reader(path)
-    try:
-        row = connection.execute(
-            """
-            SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.artifact_uri
-            FROM runs r
-            JOIN experiments e ON e.experiment_id = r.experiment_id
-            JOIN tags t ON t.run_uuid = r.run_uuid
-            WHERE e.name = ? AND e.lifecycle_stage = 'active'
-              AND r.lifecycle_stage = 'active' AND r.status = 'FINISHED'
-              AND t.key = ? AND t.value = ?
-              AND NOT (? AND EXISTS (
-                SELECT 1 FROM tags o WHERE o.run_uuid = r.run_uuid AND o.key = ? AND o.value != ''
-              ))
-            ORDER BY r.start_time DESC
-            LIMIT 1
-            """,
-            (experiment, key, value, skip_overrides, OVERRIDES_TAG),
-        ).fetchone()
-        return None if row is None else _sqlite_record(connection, row)
-    finally:
-        connection.close()
-
-
-def _sqlite_run(path: Path, run_id: str) -> RunRecord | None:
-    """One run of the embedded store by its id, read-only (None: no such run)."""
-    connection = sqlite_runs.reader(path)
-    try:
-        row = connection.execute(
-            "SELECT run_uuid, experiment_id, status, start_time, artifact_uri FROM runs "
-            "WHERE run_uuid = ? AND lifecycle_stage = 'active'",
-            (run_id,),
-        ).fetchone()
-        return None if row is None else _sqlite_record(connection, row)
-    finally:
-        connection.close()
-
-
-def _sqlite_record(connection: sqlite3.Connection, row: tuple[Any, ...]) -> RunRecord:
-    """A run's row (id, experiment, status, start, artifact URI) with its metrics, params and tags."""
-    run_id = row[0]
-    metrics = dict(connection.execute("SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,)))
-    params = dict(connection.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run_id,)))
-    tags = dict(connection.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
-    return RunRecord(
-        run_id=run_id,
-        experiment_id=str(row[1]),
-        status=row[2],
-        start_time=row[3],
-        metrics={k: float(v) for k, v in metrics.items()},
-        params=params,
-        tags=tags,
-        artifact_uri=str(row[4] or ""),
-    )
-
-
-# A new embedded store is made without MLflow's migrations (seconds, and MLflow's import):
-# from mlci/schemas/mlflow-sqlite-<revision>.sql where mlci bundles the installed MLflow's
-# schema (the newest MLflow of the supported range: tests/test_store_schema.py fails the
-# day MLflow moves it), else from a copy of the empty store MLflow's own migrations made
-# once for that revision and kept in the user's cache (mlci.store_template).
-SCHEMA_DIR = Path(__file__).parent / "schemas"
-_MIGRATION_LINE = re.compile(r"""^(down_revision|revision)\s*=\s*["']([0-9a-zA-Z_]+)["']\s*$""", re.MULTILINE)
-TEMPLATE_SECONDS = 600  # MLflow's migrations, once per schema revision and machine
-
-
-def bundled_schemas() -> frozenset[str]:
-    """The schema revisions mlci carries as SQL."""
-    return frozenset(
-        p.name.removeprefix("mlflow-sqlite-").removesuffix(".sql")
-        for p in SCHEMA_DIR.glob("mlflow-sqlite-*.sql")
-    )
-
-
-def installed_mlflow_schema() -> str | None:
-    """The head alembic revision of the installed MLflow's tracking schema, read from its
-    migration scripts without importing MLflow (a few milliseconds); None when it cannot be
-    told (no MLflow, a layout or a migration graph this reading does not know)."""
-    try:
-        spec = importlib.util.find_spec("mlflow")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    versions = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    try:
-        scripts = list(versions.glob("*.py"))
-        for script in scripts:
-            found = dict(_MIGRATION_LINE.findall(script.read_text(encoding="utf-8")))
-            if "revision" in found:
-                revisions.add(found["revision"])
-            if "down_revision" in found:
-                parents.add(found["down_revision"])
-    except (OSError, UnicodeDecodeError):
-        return None
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 and len(revisions) > 1 else None
-
-
-def _sqlite_create_store(path: Path) -> bool:
-    """A new embedded store at ``path``, as MLflow's migrations leave it, in milliseconds
-    rather than the seconds the migrations take; False (make nothing) when the installed
-    MLflow's schema cannot be told or its empty store cannot be made. Written to a
-    temporary file and linked into place, so a concurrent mlci (or MLflow) never sees half
-    a store: whoever links first wins."""
-    revision = installed_mlflow_schema()
-    if revision is None:
-        return False
-    script = SCHEMA_DIR / f"mlflow-sqlite-{revision}.sql"
-    template = None if script.is_file() else _store_template(revision)
-    if template is None and not script.is_file():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
-    try:
-        if template is not None:
-            shutil.copyfile(template, partial)
-        else:
-            connection = sqlite3.connect(str(partial), isolation_level=None)
-            try:
-                connection.executescript(script.read_text(encoding="utf-8"))
-            finally:
-                connection.close()
-        with suppress(FileExistsError):
-            os.link(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return True
-
-
-def _store_revision(path: Path) -> str | None:
-    """The alembic revision of an sqlite store (None: not one, or unreadable)."""
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(16) != b"SQLite format 3\x00":
-                return None
-        connection = sqlite_runs.reader(path)
-        try:
-            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-        finally:
-            connection.close()
-    except (OSError, sqlite3.Error):
-        return None
-    return str(row[0]) if row else None
-
-
-def _store_template(revision: str) -> Path | None:
-    """The empty store of ``revision`` in the user's cache, made by MLflow's migrations
-    in a child process the first time (None where they fail: MLflow's client makes the
-    project's store then, as it always could)."""
-    from mlci import local_cache
-
-    folder = local_cache.directory() / "stores"
-    template = folder / f"mlflow-sqlite-{revision}.db"
-    if _store_revision(template) == revision:
-        return template
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    partial = folder / f".{template.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new"
-    sys.stderr.write(
-        f"mlci: making the empty MLflow store of schema {revision} with MLflow's migrations, "
-        f"once for this MLflow (kept in {folder})\n"
-    )
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mlci.store_template", str(partial)],
-            capture_output=True,
-            text=True,
-            timeout=TEMPLATE_SECONDS,
-        )
-        if proc.returncode != 0 or _store_revision(partial) != revision:
-            logging.getLogger(__name__).warning(
-                "could not make MLflow's empty store: %s", (proc.stderr or proc.stdout).strip()[-300:]
-            )
-            return None
-        os.replace(partial, template)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    finally:
-        partial.unlink(missing_ok=True)
-    return template
-
-
-def _rest_create_run(
-    uri: str,
-    experiment: str,
-    run_name: str,
-    tags: Mapping[str, str],
-    environ: Mapping[str, str],
-    timeout: float,
-) -> tuple[str, str] | None:
-    """MLflow's REST API: the experiment's id (once), then runs/create."""
-    try:
-        experiment_id = _rest_experiment_id(uri, experiment, environ, timeout)
-    except ValueError:
-        return None  # a deleted experiment: the client explains it
-    if experiment_id is None:
-        return None  # a new experiment: the client creates it
-    created = _rest(
-        uri,
-        "POST",
-        "runs/create",
-        environ,
-        {
-            "experiment_id": experiment_id,
-            "run_name": run_name,
-            "start_time": int(time.time() * 1000),
-            "tags": [{"key": k, "value": v} for k, v in tags.items()],
-        },
-        timeout=timeout,
-    )
-    return str(created["run"]["info"]["run_id"]), experiment_id
-
-
-def _needs_client_tls(environ: Mapping[str, str]) -> bool:
-    return any(
-        environ.get(name)
-        for name in (
-            "MLFLOW_TRACKING_INSECURE_TLS",
-            "MLFLOW_TRACKING_SERVER_CERT_PATH",
-            "MLFLOW_TRACKING_CLIENT_CERT_PATH",
-        )
-    )
-
-
 def _check_sqlite(path: Path) -> None:
     """A damaged database file said as such, before MLflow's migrations trip over it."""
     if not path.exists():
@@ -1151,49 +929,6 @@ def _check_sqlite(path: Path) -> None:
         return
     if size and (size < 100 or header != b"SQLite format 3\x00"):
         raise corrupt_store(path, "not an SQLite database" if size >= 100 else f"truncated to {size} bytes")
-
-
-def _rest(
-    uri: str,
-    method: str,
-    endpoint: str,
-    environ: Mapping[str, str],
-    body: Any = None,
-    timeout: float = _FAST_PATH_TIMEOUT,
-) -> Any:
-    parts = urllib.parse.urlsplit(uri)
-    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-    data = json.dumps(body).encode() if body is not None else None
-    return json.loads(
-        _request(f"{url}/api/2.0/mlflow/{endpoint}", method, environ, data, timeout, _MAX_REST_BODY) or b"{}"
-    )
-
-
-def _request(
-    url: str, method: str, environ: Mapping[str, str], data: bytes | None, timeout: float, limit: int
-) -> bytes:
-    """One request to a tracking server with its credentials as MLflow's client sends
-    them: a URL's userinfo, else MLFLOW_TRACKING_TOKEN, else _USERNAME and _PASSWORD."""
-    import urllib.request
-
-    from mlci import transport
-
-    parts = urllib.parse.urlsplit(url)
-    userinfo, _, host = parts.netloc.rpartition("@")
-    request = urllib.request.Request(
-        urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, "")), data=data, method=method
-    )
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if userinfo:  # http://user:password@host, as requests (and so MLflow) reads it
-        pair = urllib.parse.unquote(userinfo)
-        request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
-    elif environ.get("MLFLOW_TRACKING_TOKEN"):
-        request.add_header("Authorization", f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}")
-    elif environ.get("MLFLOW_TRACKING_USERNAME"):
-        pair = f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
-        request.add_header("Authorization", f"Basic {base64.b64encode(pair.encode()).decode()}")
-    return transport.fetch(request, deadline=timeout, limit=limit).body
 
 
 def _safe_artifact_name(name: str) -> bool:
@@ -1218,104 +953,6 @@ def _local_artifact(root: Path, name: str, limit: int, run_id: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise TrackingError(f"could not read run {run_id}'s {name} in {root}: {exc}") from exc
-
-
-_REST_EXPERIMENTS: dict[tuple[str, str], str] = {}  # (uri, name) -> id: an experiment's id never changes
-
-
-def _rest_experiment_id(
-    uri: str, experiment: str, environ: Mapping[str, str], timeout: float = _FAST_PATH_TIMEOUT
-) -> str | None:
-    """MLflow's REST API: experiments/get-by-name, once per process (None: no such experiment)."""
-    known = _REST_EXPERIMENTS.get((uri, experiment))
-    if known is not None:
-        return known
-    query = urllib.parse.urlencode({"experiment_name": experiment})
-    try:
-        found = _rest(uri, "GET", f"experiments/get-by-name?{query}", environ, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            payload = json.loads(exc.read() or b"{}")
-            if payload.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
-                return None
-        raise
-    experiment_info = found["experiment"]
-    if experiment_info.get("lifecycle_stage") != "active":
-        raise ValueError("experiment is not active")  # let the client path explain it
-    _REST_EXPERIMENTS[(uri, experiment)] = str(experiment_info["experiment_id"])
-    return _REST_EXPERIMENTS[(uri, experiment)]
-
-
-def _rest_search(
-    uri: str,
-    experiment: str,
-    filter_string: str,
-    limit: int,
-    order: str,
-    environ: Mapping[str, str],
-    timeout: float = _FAST_PATH_TIMEOUT,
-    page_token: str | None = None,
-) -> tuple[list[RunRecord], str | None]:
-    """MLflow's REST API: the experiment's id (once), then one page of runs/search, as
-    RunRecords, with the next page's token (None: the last page)."""
-    experiment_id = _rest_experiment_id(uri, experiment, environ, timeout)
-    if experiment_id is None:
-        return [], None
-    body: dict[str, Any] = {
-        "experiment_ids": [experiment_id],
-        "filter": filter_string,
-        "run_view_type": "ACTIVE_ONLY",
-        "max_results": limit,
-        "order_by": [f"attributes.start_time {order}"],
-    }
-    if page_token:
-        body["page_token"] = page_token
-    result = _rest(uri, "POST", "runs/search", environ, body, timeout=timeout)
-    token = result.get("next_page_token")
-    return [_rest_record(run) for run in result.get("runs") or []], str(token) if token else None
-
-
-def _rest_record(run: Any) -> RunRecord:
-    info, data = run["info"], run.get("data", {})
-    return RunRecord(
-        run_id=info["run_id"],
-        experiment_id=str(info["experiment_id"]),
-        status=info["status"],
-        start_time=int(info["start_time"]) if info.get("start_time") is not None else None,
-        metrics={m["key"]: float(m["value"]) for m in data.get("metrics", [])},
-        params={p["key"]: p["value"] for p in data.get("params", [])},
-        tags={t["key"]: t["value"] for t in data.get("tags", [])},
-        artifact_uri=str(info.get("artifact_uri") or ""),
-    )
-
-
-def _rest_lookup(
-    uri: str,
-    experiment: str,
-    key: str,
-    value: str,
-    skip_overrides: bool,
-    environ: Mapping[str, str],
-    timeout: float = _FAST_PATH_TIMEOUT,
-) -> RunRecord | None:
-    """MLflow's REST API: experiments/get-by-name, then runs/search, page by page while
-    every run of a page was trained with --set (as ``_client_find``)."""
-    token: str | None = None
-    for _ in range(_MAX_PAGES):
-        runs, token = _rest_search(
-            uri,
-            experiment,
-            _tag_filter(key, value),
-            _SEARCH_LIMIT if skip_overrides else 1,
-            "DESC",
-            environ,
-            timeout,
-            token,
-        )
-        found = next((r for r in runs if not (skip_overrides and r.tags.get(OVERRIDES_TAG))), None)
-        if found is not None or not skip_overrides or not token:
-            return found
-    return None
 
 
 # --------------------------------------------------------------------------- model registry

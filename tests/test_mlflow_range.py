@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mlci import tracking
+from mlci import store_template
 from tests import tools
 from tests.helpers import probe
 
@@ -35,7 +35,7 @@ def test_the_suite_runs_on_the_newest_mlflow_the_range_admits() -> None:
     assert _version(installed)[:2] == (_version(cap)[0], _version(cap)[1] - 1), (
         f"mlflow-skinny {installed} is not the newest minor release below the cap {cap}"
     )
-    assert tracking.installed_mlflow_schema() in tracking.bundled_schemas()
+    assert store_template.installed_mlflow_schema() in store_template.bundled_schemas()
 
 
 def _run(python: Path, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -57,9 +57,14 @@ def test_the_oldest_mlflow_of_the_range_trains_and_reads_without_mlflow(tmp_path
     found = _run(python, ["-c", "import mlflow; print(mlflow.__version__)"], tmp_path, env).stdout.strip()
     assert _version(found) == _version(low) + (0,) * (3 - len(_version(low)))
     schema = _run(
-        python, ["-c", "from mlci import tracking; print(tracking.installed_mlflow_schema())"], tmp_path, env
+        python,
+        ["-c", "from mlci import tracking; print(store_template.installed_mlflow_schema())"],
+        tmp_path,
+        env,
     )
-    assert schema.stdout.strip() not in tracking.bundled_schemas()  # the template path, not the bundled SQL
+    assert (
+        schema.stdout.strip() not in store_template.bundled_schemas()
+    )  # the template path, not the bundled SQL
 
     for name in ("first", "second"):
         _run(python, ["-m", "mlci", "init", name, "--git"], tmp_path, env)

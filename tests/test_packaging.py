@@ -38,7 +38,7 @@ def test_wheel_installs_and_scaffolds(tmp_path: Path, wheel: Path) -> None:
     assert "mlci/_templates/_common/dot-github/workflows/mlci-pr.yml.j2" in names
     assert not any("__pycache__" in n for n in names)
     # The schemas a fresh project's store is made from without MLflow's migrations.
-    from mlci.tracking import bundled_schemas
+    from mlci.store_template import bundled_schemas
 
     assert {f"mlci/schemas/mlflow-sqlite-{r}.sql" for r in bundled_schemas()} <= names
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mlci import sqlite_runs, tracking
+from mlci import sqlite_runs, store_template
 
 
 def _migrated(folder: Path) -> Path:
@@ -72,19 +72,19 @@ def _contents(path: Path) -> tuple[list[tuple[str, str, str]], dict[str, list[tu
 
 
 def test_the_installed_mlflows_schema_is_read_without_importing_it() -> None:
-    revision = tracking.installed_mlflow_schema()
+    revision = store_template.installed_mlflow_schema()
     from mlflow.store.db.utils import _get_latest_schema_revision
 
     assert revision == _get_latest_schema_revision()
 
 
 def test_the_bundled_schema_is_what_mlflows_migrations_make(tmp_path: Path) -> None:
-    revision = tracking.installed_mlflow_schema()
-    assert revision in tracking.bundled_schemas(), (
+    revision = store_template.installed_mlflow_schema()
+    assert revision in store_template.bundled_schemas(), (
         f"MLflow's sqlite schema is now {revision}: run `python tests/test_store_schema.py`"
     )
     made = tmp_path / "store" / "mlflow.db"
-    assert tracking._sqlite_create_store(made)
+    assert store_template.create_store(made)
     (objects, rows), (expected_objects, expected_rows) = _contents(made), _contents(_migrated(tmp_path))
     assert set(objects) ^ set(expected_objects) == set()
     assert {
@@ -95,7 +95,7 @@ def test_the_bundled_schema_is_what_mlflows_migrations_make(tmp_path: Path) -> N
 
 def test_only_the_newest_schema_is_bundled() -> None:
     """One file, the installed (newest) MLflow's: an older one could not be checked here."""
-    assert tracking.bundled_schemas() == {tracking.installed_mlflow_schema()}
+    assert store_template.bundled_schemas() == {store_template.installed_mlflow_schema()}
 
 
 @pytest.mark.slow
@@ -104,15 +104,15 @@ def test_a_schema_mlci_does_not_bundle_is_made_once_and_copied(
 ) -> None:
     """Any MLflow of the range: its migrations make the empty store once, in the user's
     cache; every new project's store is a copy (what the migrations make, row by row)."""
-    monkeypatch.setattr(tracking, "SCHEMA_DIR", tmp_path / "no-bundled-schemas")
+    monkeypatch.setattr(store_template, "SCHEMA_DIR", tmp_path / "no-bundled-schemas")
     monkeypatch.setenv("MLCI_CACHE_DIR", str(tmp_path / "cache"))
     first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
-    assert tracking._sqlite_create_store(first)
+    assert store_template.create_store(first)
     made = capfd.readouterr().err
     assert made.count("making the empty MLflow store") == 1
-    template = tmp_path / "cache" / "stores" / f"mlflow-sqlite-{tracking.installed_mlflow_schema()}.db"
+    template = tmp_path / "cache" / "stores" / f"mlflow-sqlite-{store_template.installed_mlflow_schema()}.db"
     stamp = template.stat().st_mtime_ns
-    assert tracking._sqlite_create_store(second)
+    assert store_template.create_store(second)
     assert "making the empty MLflow store" not in capfd.readouterr().err  # copied, not made again
     assert template.stat().st_mtime_ns == stamp
     (objects, rows), (expected_objects, expected_rows) = _contents(second), _contents(_migrated(tmp_path))
@@ -122,18 +122,18 @@ def test_a_schema_mlci_does_not_bundle_is_made_once_and_copied(
     # A damaged template is made again, not copied.
     template.write_bytes(b"not a database")
     third = tmp_path / "c" / "mlflow.db"
-    assert tracking._sqlite_create_store(third)
+    assert store_template.create_store(third)
     assert "making the empty MLflow store" in capfd.readouterr().err
-    assert tracking._store_revision(third) == tracking.installed_mlflow_schema()
+    assert store_template.revision_of(third) == store_template.installed_mlflow_schema()
 
 
 def test_no_store_is_made_where_migrations_make_another_revision(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tracking, "installed_mlflow_schema", lambda: "not-what-mlflow-makes")
+    monkeypatch.setattr(store_template, "installed_mlflow_schema", lambda: "not-what-mlflow-makes")
     monkeypatch.setenv("MLCI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(tracking.subprocess, "run", _fake_migrations)
-    assert not tracking._sqlite_create_store(tmp_path / "store" / "mlflow.db")
+    monkeypatch.setattr(store_template.subprocess, "run", _fake_migrations)
+    assert not store_template.create_store(tmp_path / "store" / "mlflow.db")
     assert not (tmp_path / "store" / "mlflow.db").exists()
     assert [p.name for p in (tmp_path / "cache" / "stores").iterdir()] == []
 
@@ -169,14 +169,14 @@ def test_the_rows_mlci_writes_fit_a_table_or_not(table: str, fits: bool) -> None
 def test_an_existing_store_is_never_replaced(tmp_path: Path) -> None:
     """Two first runs at once: the second finds the first's store and leaves it."""
     made = tmp_path / "mlflow.db"
-    assert tracking._sqlite_create_store(made)
+    assert store_template.create_store(made)
     connection = sqlite3.connect(str(made))
     connection.execute(
         "INSERT INTO experiments (name, artifact_location, lifecycle_stage) VALUES ('x', 'y', 'active')"
     )
     connection.commit()
     connection.close()
-    assert tracking._sqlite_create_store(made)
+    assert store_template.create_store(made)
     assert sqlite3.connect(str(made)).execute("SELECT name FROM experiments").fetchall() == [("x",)]
 
 
@@ -224,12 +224,12 @@ def test_the_head_revision_from_migration_scripts(
     import importlib
 
     importlib.invalidate_caches()
-    assert tracking.installed_mlflow_schema() == head
+    assert store_template.installed_mlflow_schema() == head
 
 
 def write() -> Path:
     """Write mlci/schemas/mlflow-sqlite-<head>.sql from the installed MLflow's migrations."""
-    revision = tracking.installed_mlflow_schema()
+    revision = store_template.installed_mlflow_schema()
     if revision is None:
         raise SystemExit("cannot tell the installed MLflow's schema revision")
     import mlflow
@@ -240,7 +240,7 @@ def write() -> Path:
             body = "\n".join(connection.iterdump())
         finally:
             connection.close()
-    target = tracking.SCHEMA_DIR / f"mlflow-sqlite-{revision}.sql"
+    target = store_template.SCHEMA_DIR / f"mlflow-sqlite-{revision}.sql"
     target.parent.mkdir(exist_ok=True)
     target.write_text(
         f"-- MLflow's sqlite tracking schema at alembic revision {revision}, as the migrations of\n"

@@ -385,7 +385,7 @@ def test_a_store_whose_tables_the_rows_do_not_fit_goes_through_mlflow(
 ) -> None:  # type: ignore[no-untyped-def]
     import sqlite3
 
-    from mlci import tracking as tracking_module
+    from mlci import store_template
     from mlci.tracking import Tracking
 
     monkeypatch.setenv("MLCI_CACHE_DIR", str(tmp_path / "cache"))
@@ -408,7 +408,7 @@ def test_a_store_whose_tables_the_rows_do_not_fit_goes_through_mlflow(
     )  # a new experiment with no artifact folder of mlci's: MLflow makes it
     # A fresh store where the installed MLflow's schema cannot be made as it says (its
     # migrations make another revision): nothing is made, and MLflow's client makes it.
-    monkeypatch.setattr(tracking_module, "installed_mlflow_schema", lambda: "from-the-future")
+    monkeypatch.setattr(store_template, "installed_mlflow_schema", lambda: "from-the-future")
     fresh = tmp_path / "fresh" / "mlflow.db"
     assert (
         Tracking(f"sqlite:///{fresh}", "demo", artifact_root=tmp_path, environ={}).start_run_fast(

@@ -83,7 +83,7 @@ def _trickle(handler: http.server.BaseHTTPRequestHandler) -> None:
 
 
 def test_a_redirect_to_another_port_gets_no_credentials() -> None:
-    from mlci import tracking
+    from mlci import tracking_rest
 
     experiment = {"experiment": {"experiment_id": "7", "lifecycle_stage": "active"}}
     with (
@@ -91,12 +91,14 @@ def test_a_redirect_to_another_port_gets_no_credentials() -> None:
         serve(_redirect_to(other)) as (first, seen_first),
     ):
         environ = {"MLFLOW_TRACKING_TOKEN": "tok-SECRET"}
-        found = tracking._rest(first, "GET", "experiments/get-by-name?experiment_name=x", environ, timeout=5)
+        found = tracking_rest.call(
+            first, "GET", "experiments/get-by-name?experiment_name=x", environ, timeout=5
+        )
         assert found["experiment"]["experiment_id"] == "7"
         assert seen_first[0]["authorization"] == "Bearer tok-SECRET"
         assert "authorization" not in seen_other[0], seen_other  # another port: another origin
         # A password in the URI is not sent there either.
-        tracking._rest(first.replace("//", "//bob:PW@"), "GET", "experiments/get-by-name", {}, timeout=5)
+        tracking_rest.call(first.replace("//", "//bob:PW@"), "GET", "experiments/get-by-name", {}, timeout=5)
         assert seen_first[1]["authorization"].startswith("Basic ")
         assert "authorization" not in seen_other[1]
 
