@@ -59,34 +59,18 @@ def gather(
     pull request into it by. Inputs that are a registered version already are judged by
     the metrics its tag records: nothing is trained or downloaded for them.
     ``gate_branch``: gate the environment of that branch (by the policy that judges)."""
-    log = ctx.log
-    resolved = project.resolve(ctx.config_path, ctx.cwd, [], warn=log)
-    notes = list(notes)
-    if policy_from == AUTO:
-        policy_from = _policy_branch(resolved.config, base, gate_environments, environments)
-    base_policy = None
-    if policy_from is not None:
-        base_policy, found = load_base_policy(resolved.config, policy_from, log)
-        notes += found
-    # Training settings from this checkout; the policy that judges them from the base.
-    config = policy.judged_by(resolved.config, base_policy)
-    for env in environments:
-        config.environment(env)  # unknown names fail early, with the known ones listed
-    if gate_branch is not None:  # a pull request into it: the environment it promotes to, by the policy
-        gate_environments = [e.name for e in config.environments if e.branch == gate_branch][:1]
-        if not gate_environments:
-            log(f"{gate_branch!r} is not an environment branch: reporting without gates")
-    gated = (
-        list(gate_environments)
-        if gate_environments is not None
-        else list(environments) or [e.name for e in config.environments]
+    resolved = project.resolve(ctx.config_path, ctx.cwd, [], warn=ctx.log)
+    policy_branch = (
+        _policy_branch(resolved.config, base, gate_environments, environments)
+        if policy_from == AUTO
+        else policy_from
     )
-    for env in gated:
-        config.environment(env)
+    config, base_policy, found = _policy(ctx, resolved, policy_branch)
+    gated = _gated(ctx, config, environments, gate_environments, gate_branch)
     root = gitrepo.toplevel(config.root)
     state = registry.read_state(root).get(config.model.name) if root else None
     data = _check_data(ctx, config, state, gated) if config.data else None
-    result = _registered_head(resolved, state, log)
+    result = _registered_head(resolved, state, ctx.log)
     if result is None and data is not None and not data.trained:
         result = _untrained(resolved)
     if result is None:
@@ -113,23 +97,8 @@ def gather(
         run_url=result.run_url,
         label=head_label or (f"PR #{pr}" if pr else "this change"),
     )
-    keys = list(environments) if environments else list(config.baselines)
-    keys += [env for env in gated if env not in keys]  # a verdict is judged against its model
-    if base is not None and "base" not in keys:
-        keys.append("base")
-    against: list[rpt.Baseline] = []
-    for key in keys:
-        if key == cfg.BASE_BASELINE:
-            if root is None:
-                against.append(rpt.Baseline("base", "base", found=False, note="not a git repository"))
-                continue
-            ref = base or (config.environments[0].branch if config.environments else "main")
-            against.append(baselines.base_baseline(config, ref, ctx.tracking(config), state, log))
-        else:
-            against.append(baselines.env_baseline(state, key))
     asked = list(environments) or list(config.baselines)
-    shown = [b for b in against if b.key in asked or b.key == "base"]
-    certainty = _certainty(ctx, config, result, state)
+    against = _baselines(ctx, config, state, [*asked, *(e for e in gated if e not in asked)], base)
     report = rpt.build(
         config,
         head,
@@ -138,18 +107,75 @@ def gather(
         history=baselines.history(state, config.key_metric),
         pr=pr,
         run_link=run_link,
-        certainty=certainty,
+        certainty=_certainty(ctx, config, result, state),
         state=state,
         data=data,
-        notes=notes,
+        notes=[*notes, *found],
     )
     report = dataclasses.replace(
         report,
-        comparisons=tuple(c for c in report.comparisons if c.baseline in shown),
-        policy_from=policy_from if base_policy is not None else None,
+        # The gated environments' models judge; the table shows the ones asked for.
+        comparisons=tuple(
+            c for c in report.comparisons if c.baseline.key in asked or c.baseline.key == "base"
+        ),
+        policy_from=policy_branch if base_policy is not None else None,
         policy_changes=tuple(policy.diff(base_policy, resolved.config)),
     )
     return Review(report, result, config, base_policy)
+
+
+def _policy(
+    ctx: Context, resolved: project.Resolved, branch: str | None
+) -> tuple[cfg.Config, cfg.Config | None, list[str]]:
+    """The config that judges: this checkout's training settings, the policy (gates,
+    ``requires``, goals, data checks) of ``branch``'s mlci.yaml where it has one. Also
+    that base config, and the notes on where the policy came from."""
+    base_policy, notes = (None, []) if branch is None else load_base_policy(resolved.config, branch, ctx.log)
+    return policy.judged_by(resolved.config, base_policy), base_policy, notes
+
+
+def _gated(
+    ctx: Context,
+    config: cfg.Config,
+    environments: Sequence[str],
+    gate_environments: Sequence[str] | None,
+    gate_branch: str | None,
+) -> list[str]:
+    """The environments judged: the one ``gate_branch`` promotes to (a pull request into
+    it), else ``gate_environments``, else the ones asked about, else every one. Unknown
+    names fail here, with the known ones listed."""
+    for env in environments:
+        config.environment(env)
+    if gate_branch is not None:
+        gate_environments = [e.name for e in config.environments if e.branch == gate_branch][:1]
+        if not gate_environments:
+            ctx.log(f"{gate_branch!r} is not an environment branch: reporting without gates")
+    gated = (
+        list(gate_environments)
+        if gate_environments is not None
+        else list(environments) or [e.name for e in config.environments]
+    )
+    for env in gated:
+        config.environment(env)
+    return gated
+
+
+def _baselines(
+    ctx: Context, config: cfg.Config, state: tags.ModelState | None, keys: Sequence[str], base: str | None
+) -> list[rpt.Baseline]:
+    """The model each of ``keys`` names (an environment's, or ``base``'s), and ``base``'s
+    where it is given."""
+    keys = [*keys, *(["base"] if base is not None and "base" not in keys else [])]
+    against: list[rpt.Baseline] = []
+    for key in keys:
+        if key != cfg.BASE_BASELINE:
+            against.append(baselines.env_baseline(state, key))
+        elif gitrepo.toplevel(config.root) is None:
+            against.append(rpt.Baseline("base", "base", found=False, note="not a git repository"))
+        else:
+            ref = base or (config.environments[0].branch if config.environments else "main")
+            against.append(baselines.base_baseline(config, ref, ctx.tracking(config), state, ctx.log))
+    return against
 
 
 def _policy_branch(
