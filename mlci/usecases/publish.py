@@ -218,28 +218,60 @@ def publish(
     sweep_folder: Path | None = None,
 ) -> dict[str, Any]:
     """Post the pull request job's report; with ``sweep_folder`` (the matrix jobs' result
-    files), its comment also ranks the sweep's candidates, judged by the same gate."""
-    from mlci import github_api, render
+    files), its comment also ranks the sweep's candidates, judged by the same gate.
 
-    environ, log = ctx.environ, ctx.log
-    job = ci_env.context(environ)
+    The steps: the artifact read as data and matched to the pull request GitHub names,
+    the report judged again (the base's policy, the registry's baselines), then posted."""
+    from mlci import render
+
+    job = ci_env.context(ctx.environ)
     out = out or sys.stdout  # bound per call: a default of sys.stdout would freeze the one at import
     if not token or not job.repository:
         raise ci_env.CiError(
             "publishing needs a token and GITHUB_REPOSITORY", hint="run it in GitHub Actions, or pass --token"
         )
     ci_env.mask(out, token, job.in_actions)
+    api, pull, number, head_data = _pull_request(ctx, job, folder, head_sha, token)
+    report, template, env, config = _judge(ctx, job, folder, pull, number, head_data, token, sweep_folder)
+    if env is not None and report.passed and not report.verdicts[0].held:
+        from mlci.usecases.ci import with_approvers
+
+        report = with_approvers(report, api, env)
+    body = render.render_report(report, "markdown", template=template)
+    comment = api.upsert_comment(number, body, report.marker)
+    ctx.log(f"{comment.action} the comment on #{number}: {comment.url}")
+    verdict = report.verdicts[0] if report.verdicts else None
+    result: dict[str, Any] = {
+        "pr": number,
+        "comment": comment.action,
+        "status": None,
+        "passed": report.passed,
+        "gates": {**verdict.to_json(), "summary": verdict.summary()} if verdict else None,
+    }
+    if env is not None and verdict is not None:
+        state_word = "success" if report.passed else "failure"
+        context = status_context(config, env.name)
+        api.set_status(head_sha, context, state_word, verdict.summary(), job.run_link)
+        result["status"] = {"context": context, "state": state_word}
+        ctx.log(f"status {context} on {head_sha[:12]}: {state_word}")
+    return result
+
+
+def _pull_request(
+    ctx: Context, job: ci_env.Context, folder: Path, head_sha: str, token: str
+) -> tuple[Any, Any, int, dict[str, Any]]:
+    """The artifact's report, checked as data, for this checkout's model, and the pull
+    request it names as GitHub tells it, whose head must be the run's: the API, the pull
+    request, its number, and the head's data."""
+    from mlci import github_api
+
     here = ctx.config  # this trusted checkout, not the pull request's
     meta, data = _load(_folder_for(folder, here.model.name))
     model, number, head_data = _head(meta, data)
     if here.model.name != model:
         raise _bad(f"it is for model {model!r}, and {here.path} configures {here.model.name!r}")
-    api = github_api.GitHubApi(
-        token,
-        job.api_url,
-        job.repository,
-        **github_api.retry_settings(environ),
-    )
+    assert job.repository is not None
+    api = github_api.GitHubApi(token, job.api_url, job.repository, **github_api.retry_settings(ctx.environ))
     pull = api.pull(number)
     if pull.head_sha != head_sha:
         raise ci_env.CiError(
@@ -247,16 +279,32 @@ def publish(
             f"but the run that made it was for {head_sha[:12]}",
             hint="nothing was posted: the artifact does not belong to this run",
         )
+    return api, pull, number, head_data
+
+
+def _judge(
+    ctx: Context,
+    job: ci_env.Context,
+    folder: Path,
+    pull: Any,
+    number: int,
+    head_data: dict[str, Any],
+    token: str,
+    sweep_folder: Path | None,
+) -> tuple[rpt.Report, Any, cfg.Environment | None, cfg.Config]:
+    """The report judged again in this job: the policy, the report's settings and where it
+    connects from the base branch (its template read from git at the base), the baselines
+    from the registry's tags, the head's intervals and data from the artifact's data.
+    Returns the report, its template, the environment gated and the config that judged."""
+    here, log = ctx.config, ctx.log
     root = gitrepo.toplevel(here.root)
     if root is not None:
-        registry.ensure_complete(registry.open_workspace(root, environ, push=False), log)
+        registry.ensure_complete(registry.open_workspace(root, ctx.environ, push=False), log)
     base_policy, notes = review.load_base_policy(here, pull.base_ref, log)
-    # This job holds a write token: the policy, the report's settings and where it
-    # connects come from the base branch, and its template is read from git at the base.
     config = policy.for_writing(here, base_policy)
     template = review.base_template(here, base_policy, pull.base_ref)
     env = next((e for e in config.environments if e.branch == pull.base_ref), None)
-    state = registry.read_state(root).get(model) if root else None
+    state = registry.read_state(root).get(here.model.name) if root else None
     head = rpt.Head(
         run_id=head_data["run_id"],
         fingerprint=head_data["fingerprint"],
@@ -267,14 +315,11 @@ def publish(
         cached=False,
         label=f"PR #{number}",
     )
-    trusted = ctx.with_environ({**environ, "GITHUB_TOKEN": token})  # its stores, read with the token
-    certainty = _certainty(
-        trusted, config, _folder_for(folder, model), head.metrics, head_data["repeats"], state
-    )
+    report_folder = _folder_for(folder, here.model.name)
+    trusted = ctx.with_environ({**ctx.environ, "GITHUB_TOKEN": token})  # its stores, read with the token
+    certainty = _certainty(trusted, config, report_folder, head.metrics, head_data["repeats"], state)
     judged_data = (
-        _data(trusted, config, _folder_for(folder, model), state, notes, bool(head.metrics))
-        if config.data
-        else None
+        _data(trusted, config, report_folder, state, notes, bool(head.metrics)) if config.data else None
     )
     notes.append(
         "the metrics come from the pull request's own run; "
@@ -293,10 +338,7 @@ def publish(
         data=judged_data,
         notes=notes,
     )
-    report = dataclasses.replace(
-        report,
-        policy_from=pull.base_ref if base_policy else None,
-    )
+    report = dataclasses.replace(report, policy_from=pull.base_ref if base_policy else None)
     if sweep_folder is not None:
         from mlci.usecases import sweep
 
@@ -304,26 +346,4 @@ def publish(
         board = sweep.leaderboard(here, results, state, env.name if env else None)
         report = dataclasses.replace(report, sweep=board)
         log(f"sweep: {len(board.rows)} of {len(results)} candidates have a run")
-    if env is not None and report.passed and not report.verdicts[0].held:
-        from mlci.usecases.ci import with_approvers
-
-        report = with_approvers(report, api, env)
-    body = render.render_report(report, "markdown", template=template)
-    comment = api.upsert_comment(number, body, report.marker)
-    log(f"{comment.action} the comment on #{number}: {comment.url}")
-    result: dict[str, Any] = {
-        "pr": number,
-        "comment": comment.action,
-        "status": None,
-        "passed": report.passed,
-        "gates": {**report.verdicts[0].to_json(), "summary": report.verdicts[0].summary()}
-        if report.verdicts
-        else None,
-    }
-    if env is not None and report.verdicts:
-        state_word = "success" if report.passed else "failure"
-        context = status_context(config, env.name)
-        api.set_status(head_sha, context, state_word, report.verdicts[0].summary(), job.run_link)
-        result["status"] = {"context": context, "state": state_word}
-        log(f"status {context} on {head_sha[:12]}: {state_word}")
-    return result
+    return report, template, env, config
