@@ -309,46 +309,19 @@ def _put_in(
                 deployed=deployed.to_json(),
             )
 
-    def make_plan(fresh: dict[str, tags.ModelState]) -> registry.Plan | None:
-        now = fresh.get(model) or state
-        in_effect = now.current(env.name)
-        if in_effect is not None and in_effect.version == candidate:
-            return None
-        metadata: dict[str, Any] = {
-            "version": candidate,
-            "environment": env.name,
-            "fingerprint": registration.metadata.get("fingerprint"),
-            "metrics": registration.metadata.get("metrics"),
-            "previous": in_effect.version if in_effect else None,
-            "mlflow_model_version": mlflow_version,
-            "gates": verdict.summary(),
-            stores.DIGEST_KEY: resolved.version.digest,
-            "verified": resolved.verified,
-        }
-        if rollback_reason is not None:
-            metadata.update(rollback=True, reason=rollback_reason, replaced=metadata["previous"])
-        return _assignment_plan(
-            now, model, env.name, candidate, registration, metadata, "rollback" if rollback_reason else None
-        )
-
-    try:
-        published = registry.publish(ws, make_plan, log)
-    except MlciError as exc:
-        if deployed is None:
-            raise
-        if predeployed is not None:  # this job holds a write token: the restore job deploys back
-            raise MlciError(
-                f"{exc.message}\n{model} {candidate} was deployed to {env.name} and its tag could not be "
-                "published: the restore job deploys back the version the tag names",
-                hint=exc.hint,
-            ) from exc
-        # Deployed, and the tag could not say so: what runs goes back to what the tag says.
-        restored = deploy_mod.fall_back(config, env, state, deployed, environ, log)
-        raise MlciError(
-            f"{exc.message}\n{model} {candidate} was deployed to {env.name} and its tag could not be "
-            f"published: {restored.note}",
-            hint=exc.hint,
-        ) from exc
+    published = _tag(
+        ctx,
+        env,
+        ws,
+        state,
+        candidate,
+        verdict,
+        registration,
+        rollback_reason,
+        resolved,
+        deployed,
+        predeployed,
+    )
     if published is None:
         log(f"{model} {candidate} was put in {env.name} by another job meanwhile")
         return PromoteResult(
@@ -386,6 +359,71 @@ def _put_in(
         model_sha256=resolved.version.digest,
         deployed=deployed.to_json() if deployed else None,
     )
+
+
+def _tag(
+    ctx: Context,
+    env: cfg.Environment,
+    ws: registry.Workspace,
+    state: tags.ModelState,
+    candidate: str,
+    verdict: gates.Verdict,
+    registration: tags.Event,
+    rollback_reason: str | None,
+    resolved: models.Resolved,
+    deployed: Any,
+    predeployed: Any,
+) -> registry.Published | None:
+    """The assignment tag published (None: another job put ``candidate`` in meanwhile).
+    Where it cannot be and the hook deployed the version, what runs goes back to what the
+    tag says (here, or by the restore job where this job holds a write token)."""
+    from mlci import deploy as deploy_mod
+
+    config, log = ctx.config, ctx.log
+    model = config.model.name
+    mlflow_version = resolved.mlflow_version or registration.metadata.get("mlflow_model_version")
+
+    def make_plan(fresh: dict[str, tags.ModelState]) -> registry.Plan | None:
+        now = fresh.get(model) or state
+        in_effect = now.current(env.name)
+        if in_effect is not None and in_effect.version == candidate:
+            return None
+        metadata: dict[str, Any] = {
+            "version": candidate,
+            "environment": env.name,
+            "fingerprint": registration.metadata.get("fingerprint"),
+            "metrics": registration.metadata.get("metrics"),
+            "previous": in_effect.version if in_effect else None,
+            "mlflow_model_version": mlflow_version,
+            "gates": verdict.summary(),
+            stores.DIGEST_KEY: resolved.version.digest,
+            "verified": resolved.verified,
+        }
+        if rollback_reason is not None:
+            metadata.update(rollback=True, reason=rollback_reason, replaced=metadata["previous"])
+        return _assignment_plan(
+            now, model, env.name, candidate, registration, metadata, "rollback" if rollback_reason else None
+        )
+
+    try:
+        published = registry.publish(ws, make_plan, log)
+    except MlciError as exc:
+        if deployed is None:
+            raise
+        if predeployed is not None:  # this job holds a write token: the restore job deploys back
+            raise MlciError(
+                f"{exc.message}\n{model} {candidate} was deployed to {env.name} and its tag could not be "
+                "published: the restore job deploys back the version the tag names",
+                hint=exc.hint,
+            ) from exc
+        # Deployed, and the tag could not say so: what runs goes back to what the tag says.
+        restored = deploy_mod.fall_back(config, env, state, deployed, ctx.environ, log)
+        raise MlciError(
+            f"{exc.message}\n{model} {candidate} was deployed to {env.name} and its tag could not be "
+            f"published: {restored.note}",
+            hint=exc.hint,
+        ) from exc
+    return published
 
 
 def unpin(ctx: Context, *, environment: str, push: bool | None) -> PromoteResult:
