@@ -58,7 +58,7 @@ def test_the_oldest_mlflow_of_the_range_trains_and_reads_without_mlflow(tmp_path
     assert _version(found) == _version(low) + (0,) * (3 - len(_version(low)))
     schema = _run(
         python,
-        ["-c", "from mlci import tracking; print(store_template.installed_mlflow_schema())"],
+        ["-c", "from mlci import store_template; print(store_template.installed_mlflow_schema())"],
         tmp_path,
         env,
     )
