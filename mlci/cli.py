@@ -757,8 +757,9 @@ def diff(
     from mlci.commands import report as command
     from mlci.usecases import review
 
-    reviewed = review.gather(_context(config), base=base, environments=environments or [])
-    template = review.template_for(_config(config)) if fmt is Format.markdown else None
+    ctx = _context(config)
+    reviewed = review.gather(ctx, base=base, environments=environments or [])
+    template = review.template_for(ctx.config) if fmt is Format.markdown else None
     typer.echo(
         command.format_report(reviewed.report, fmt.value, template=template, color=sys.stdout.isatty()),
         nl=False,
@@ -779,7 +780,6 @@ def gate(
     from mlci import gates
     from mlci.errors import ExitCode
     from mlci.usecases import review
-    from mlci.usecases.promotion import verdict_json
 
     reviewed = review.gather(_context(config), base=None, environments=[environment])
     (verdict,) = reviewed.report.verdicts
@@ -792,8 +792,7 @@ def gate(
         "run_id": result.run_id,
         "fingerprint": result.fingerprint,
         "policy_from": reviewed.report.policy_from,
-        **(verdict_json(verdict) or {}),
-        "summary": verdict.summary(),
+        **verdict.to_json(),
         "notes": list(reviewed.report.notes),
     }
     text = f"{environment}: {'pass' if verdict.passed else 'FAIL'}: {verdict.summary()}"
@@ -822,8 +821,9 @@ def report(
     from mlci.commands import report as command
     from mlci.usecases import review
 
-    reviewed = review.gather(_context(config), base=base, environments=environments or [])
-    template = review.template_for(_config(config)) if fmt is Format.markdown else None
+    ctx = _context(config)
+    reviewed = review.gather(ctx, base=base, environments=environments or [])
+    template = review.template_for(ctx.config) if fmt is Format.markdown else None
     text = command.format_report(reviewed.report, fmt.value, template=template, color=False)
     target = output or reviewed.config.root / ".mlci" / command.DEFAULT_OUTPUT[fmt.value]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -837,12 +837,6 @@ def _context(path: Path | None, log: Callable[[str], None] | None = None) -> Any
     from mlci.context import Context
 
     return Context(Path.cwd(), os.environ, log or _log, path)
-
-
-def _config(path: Path | None) -> Any:
-    from mlci import config as cfg
-
-    return cfg.load_for(path, Path.cwd())
 
 
 class Event(str, enum.Enum):

@@ -9,13 +9,14 @@ promotion opens the tracking store once, not once per layer it crosses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlci.config import Config
+    from mlci.project import Resolved
     from mlci.tracking import Tracking
 
 
@@ -40,6 +41,13 @@ class Context:
 
             self._config = cfg.load_for(self.config_path, self.cwd)
         return self._config
+
+    def resolve(self, overrides: Sequence[str] = ()) -> Resolved:
+        """The project's inputs (its params, with ``overrides``, and their fingerprint),
+        from the config loaded once."""
+        from mlci import project
+
+        return project.resolve_config(self.config, overrides, warn=self.log)
 
     def tracking(self, config: Config | None = None) -> Tracking:
         """The project's MLflow store, opened once per store: ``config`` where a use case

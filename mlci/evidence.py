@@ -35,6 +35,7 @@ from mlci.tracking import (
 
 if TYPE_CHECKING:
     from mlci import config as cfg
+    from mlci import tags
     from mlci.tracking import Tracking
 
 
@@ -504,6 +505,22 @@ def for_version(
 ) -> Source | None:
     """What a version's intervals come from: its repeats (in its tag), else its predictions."""
     return repeats_of_version(version) or of_version(config, environ, version, tracking, log)
+
+
+def for_named_version(
+    config: cfg.Config,
+    environ: Mapping[str, str],
+    state: tags.ModelState | None,
+    name: str | None,
+    tracking: Tracking,
+    log: Callable[[str], None],
+) -> Source | None:
+    """``for_version`` of the registered version ``name`` of ``state`` (None: no such version)."""
+    if state is None or name is None or name not in state.versions:
+        return None
+    event = state.versions[name]
+    version = stores.version_of(config.model.name, name, event.tag, event.metadata)
+    return for_version(config, environ, version, tracking, log)
 
 
 HEAD_PREDICTIONS = "head-predictions"  # in a report folder: the head run's predictions (+ .csv/.parquet)

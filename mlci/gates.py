@@ -56,6 +56,7 @@ class Verdict:
     results: tuple[RuleResult, ...]
     baseline_label: str | None  # e.g. "staging's v0.0.3"; None: no baseline yet
     held: str | None = None  # a rollback's pin keeps the head out (mlci.verdict): why, else None
+    pinned: str | None = None  # the version that pin holds the environment at
 
     @property
     def failures(self) -> tuple[RuleResult, ...]:
@@ -71,7 +72,7 @@ class Verdict:
     def summary(self) -> str:
         """One line, as a commit status description would show it."""
         if self.held:
-            pinned = self.held.split(" by a rollback")[0].replace(" is pinned to ", " pinned to ", 1)
+            pinned = f"{self.environment} pinned to {self.pinned}"
             return f"{pinned} by a rollback: merging will not promote; {self._rules()}"
         return self._rules()
 
@@ -90,6 +91,7 @@ class Verdict:
             "baseline": self.baseline_label,
             "held": self.held,
             "rules": [rule_json(r) for r in self.results],
+            "summary": self.summary(),
         }
 
 

@@ -79,7 +79,11 @@ def _load_params(config: cfg.Config, overrides: Sequence[str]) -> tuple[dict[str
 def resolve(
     config_path: Path | None, cwd: Path, overrides: Sequence[str], *, warn: Callable[[str], None]
 ) -> Resolved:
-    config = cfg.load_for(config_path, cwd)
+    return resolve_config(cfg.load_for(config_path, cwd), overrides, warn=warn)
+
+
+def resolve_config(config: cfg.Config, overrides: Sequence[str], *, warn: Callable[[str], None]) -> Resolved:
+    """``config``'s inputs resolved: its params (with ``overrides``) and their fingerprint."""
     changeable = [config.train.params, *config.train.rewrites, config.train.metrics, config.train.model]
     swap.recover(fp.ensure_state_dir(config.root), warn, [config.root / name for name in changeable if name])
     params, original = _load_params(config, overrides)

@@ -239,7 +239,7 @@ def to_json(report: Report) -> dict[str, Any]:
             }
             for c in report.comparisons
         ],
-        "gates": [{**v.to_json(), "summary": v.summary()} for v in report.verdicts],
+        "gates": [v.to_json() for v in report.verdicts],
         "key_metric": report.key_metric,
         "history": [{"version": v, "value": x} for v, x in report.history],
         "policy": {

@@ -128,8 +128,10 @@ def judge(case: Case, environment: str) -> gates.Verdict:
         verdict = gates.with_requirement(verdict, env.requires, unmet_requirement(case, env.name))
     if case.data is not None:
         verdict = gates.with_data(verdict, case.data.failures + case.data.drifted(env.name))
-    held = _held(case, env.name)
-    return dataclasses.replace(verdict, held=held) if held else verdict
+    pin = _holding_pin(case, env.name)
+    if pin is None:
+        return verdict
+    return dataclasses.replace(verdict, held=tags.pin_message(pin), pinned=pin.version)
 
 
 def judge_all(case: Case, environments: Sequence[str]) -> tuple[gates.Verdict, ...]:
@@ -155,7 +157,7 @@ def unmet_requirement(case: Case, environment: str) -> str | None:
     return f"{model} {version} has never been in {env.requires} ({env.name} requires it)"
 
 
-def _held(case: Case, environment: str) -> str | None:
+def _holding_pin(case: Case, environment: str) -> tags.Event | None:
     """The pin that keeps the head out of ``environment``: a rollback holds it until
     ``mlci unpin`` or a promotion that names a version."""
     if case.state is None or case.explicit or case.rollback:
@@ -163,4 +165,4 @@ def _held(case: Case, environment: str) -> str | None:
     pin = case.state.pin(environment)
     if pin is None or (pin.version is not None and pin.version == case.head_version()):
         return None
-    return tags.pin_message(pin)
+    return pin

@@ -3,7 +3,7 @@
 pull request replayed on the laptop) and ``mlci publish`` (the trusted job of the
 fork-safe flow, against the local GitHub stub) give the same rules, counts and outcome.
 
-The project: a stdlib training script trained five times (``train.repeats``, so rules
+The project: the stdlib training script of tests/lifecycle.py trained five times (``train.repeats``, so rules
 with a confidence have intervals), a declared dataset with checks and a drift limit,
 staging holding v0.0.1 (accuracy 0.9) and production requiring staging.
 """
@@ -11,7 +11,6 @@ staging holding v0.0.1 (accuracy 0.9) and production requiring staging.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,20 +21,7 @@ from mlci.errors import ExitCode
 from tests.github_helpers import actions_env
 from tests.github_stub import GitHubState
 from tests.helpers import run
-from tests.lifecycle import add_remote, commit, ok
-
-TRAIN = """\
-import json, os, pathlib
-
-params = json.loads(pathlib.Path(os.environ["MLCI_PARAMS_FILE"]).read_text())
-out = pathlib.Path(os.environ["MLCI_OUTPUT_DIR"])
-seed = int(os.environ.get("MLCI_SEED", "-1"))
-offsets = [0.004, -0.006, 0.002, -0.001, 0.001]  # the training noise of each seed
-noise = offsets[(seed + params["shift"]) % 5] if seed >= 0 else 0.0
-(out / "model").mkdir(parents=True, exist_ok=True)
-(out / "model" / "weights.txt").write_text(f"{params} {seed}")
-(out / "metrics.json").write_text(json.dumps({"accuracy": params["accuracy"] + noise}))
-"""
+from tests.lifecycle import REPEATING_TRAIN, commit, fake_project, ok
 
 CONFIG = """\
 model:
@@ -72,22 +58,18 @@ def _data(root: Path, value: Callable[[int], float]) -> None:
 
 
 def _params(root: Path, accuracy: float, shift: int = 0) -> None:
-    (root / "params.yaml").write_text(json.dumps({"accuracy": accuracy, "shift": shift}))
+    log = root.parent / "runs.log"  # the training script's log of its seeds (outside the project)
+    (root / "params.yaml").write_text(json.dumps({"accuracy": accuracy, "shift": shift, "log": str(log)}))
 
 
 def _project(cli, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     """staging holds v0.0.1 (accuracy 0.9 on the base data); staging and production are
     on origin with the base policy; HEAD is a feature branch off staging."""
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "train.py").write_text(TRAIN)
-    (root / "mlci.yaml").write_text(CONFIG.format(python=sys.executable))
-    (root / ".gitignore").write_text(".mlci/\nmodel/\nmetrics.json\n")
-    _params(root, 0.9)
+    params = {"accuracy": 0.9, "shift": 0, "log": str(tmp_path / "runs.log")}
+    root = fake_project(tmp_path, REPEATING_TRAIN, CONFIG, params, remote=True)
     _data(root, lambda i: float(i % 100))
-    run(["git", "init", "-q", "-b", "main"], root)
-    commit(root, "a model")
-    add_remote(root, tmp_path / "remote.git")
+    commit(root, "the data")
+    run(["git", "push", "-q", "origin", "main"], root)
     run(["git", "checkout", "-q", "-b", "staging"], root)
     ok(cli, root, "train")
     ok(cli, root, "register")

@@ -653,7 +653,7 @@ def _gates(report: rpt.Report) -> dict[str, Any] | None:
     if not report.verdicts:
         return None
     verdict = report.verdicts[0]
-    return {**verdict.to_json(), "summary": verdict.summary()}
+    return verdict.to_json()
 
 
 def _write_api(job: ci_env.Context, environ: Mapping[str, str], retries: int | None = None) -> Any:

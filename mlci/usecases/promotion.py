@@ -43,10 +43,7 @@ class PromoteResult:
 
 
 def verdict_json(verdict: gates.Verdict | None) -> dict[str, Any] | None:
-    """A verdict for --json: its rules and outcome, and its one-line summary."""
-    if verdict is None:
-        return None
-    return {**verdict.to_json(), "summary": verdict.summary()}
+    return verdict.to_json() if verdict is not None else None
 
 
 def _open(
@@ -156,18 +153,13 @@ def _certainty(ctx: Context, state: tags.ModelState, env: cfg.Environment, candi
 
     config, environ, log, tracking = ctx.config, ctx.environ, ctx.log, ctx.tracking()
 
-    def of(name: str | None) -> evidence.Source | None:
-        if name is None or name not in state.versions:
-            return None
-        return evidence.for_version(
-            config, environ, models.version_of(config.model.name, state.versions[name]), tracking, log
-        )
-
-    head = of(candidate)
+    head = evidence.for_named_version(config, environ, state, candidate, tracking, log)
     if head is None:
         return None
     return evidence.Certainty(
-        head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, lambda b: of(b.version)
+        head,
+        config.interval_confidence or stats.DEFAULT_CONFIDENCE,
+        lambda b: evidence.for_named_version(config, environ, state, b.version, tracking, log),
     )
 
 
@@ -319,6 +311,7 @@ def _put_in(
         registration,
         rollback_reason,
         resolved,
+        mlflow_version,
         deployed,
         predeployed,
     )
@@ -371,6 +364,7 @@ def _tag(
     registration: tags.Event,
     rollback_reason: str | None,
     resolved: models.Resolved,
+    mlflow_version: object,
     deployed: Any,
     predeployed: Any,
 ) -> registry.Published | None:
@@ -381,7 +375,6 @@ def _tag(
 
     config, log = ctx.config, ctx.log
     model = config.model.name
-    mlflow_version = resolved.mlflow_version or registration.metadata.get("mlflow_model_version")
 
     def make_plan(fresh: dict[str, tags.ModelState]) -> registry.Plan | None:
         now = fresh.get(model) or state

@@ -150,7 +150,7 @@ def _certainty(
     the training job judged them, and the table shows the head's intervals; each
     environment's version's repeats or predictions (from its tag, or where it kept
     them: its release) give the differences."""
-    from mlci import evidence, models, stats
+    from mlci import evidence, stats
 
     environ, log = ctx.environ, ctx.log
     head: evidence.Source | None = evidence.repeats_from(repeats, metrics) if repeats else None
@@ -161,10 +161,7 @@ def _certainty(
     tracking = ctx.tracking(config)
 
     def base_of(baseline: rpt.Baseline) -> evidence.Source | None:
-        if state is None or baseline.version not in state.versions:
-            return None
-        version = models.version_of(config.model.name, state.versions[baseline.version])
-        return evidence.for_version(config, environ, version, tracking, log)
+        return evidence.for_named_version(config, environ, state, baseline.version, tracking, log)
 
     return evidence.Certainty(head, config.interval_confidence or stats.DEFAULT_CONFIDENCE, base_of)
 
@@ -246,7 +243,7 @@ def publish(
         "comment": comment.action,
         "status": None,
         "passed": report.passed,
-        "gates": {**verdict.to_json(), "summary": verdict.summary()} if verdict else None,
+        "gates": verdict.to_json() if verdict else None,
     }
     if env is not None and verdict is not None:
         state_word = "success" if report.passed else "failure"

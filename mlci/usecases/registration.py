@@ -110,7 +110,7 @@ def register(
 def _inputs(ctx: Context, version: str | None, push: bool | None) -> _Registering:
     """The inputs to register: resolved, committed (a version must be reproducible from
     its commit), with the registry made whole."""
-    resolved = project.resolve(ctx.config_path, ctx.cwd, [], warn=ctx.log)
+    resolved = ctx.resolve()
     config = resolved.config
     ws = registry.open_workspace(config.root, ctx.environ, push)
     registry.ensure_complete(ws, ctx.log)

@@ -59,7 +59,7 @@ def gather(
     pull request into it by. Inputs that are a registered version already are judged by
     the metrics its tag records: nothing is trained or downloaded for them.
     ``gate_branch``: gate the environment of that branch (by the policy that judges)."""
-    resolved = project.resolve(ctx.config_path, ctx.cwd, [], warn=ctx.log)
+    resolved = ctx.resolve()
     policy_branch = (
         _policy_branch(resolved.config, base, gate_environments, environments)
         if policy_from == AUTO
@@ -196,8 +196,8 @@ def _policy_branch(
     if root is None:
         return None
     head = gitrepo.rev_parse(root, "HEAD")
-    at = [gitrepo.rev_parse(root, ref) for ref in _base_refs(branch)]
-    return None if head is not None and head in at else branch
+    at_branch = head is not None and any(gitrepo.rev_parse(root, ref) == head for ref in _base_refs(branch))
+    return None if at_branch else branch
 
 
 def _check_data(ctx: Context, config: cfg.Config, state: tags.ModelState | None, gated: Sequence[str]) -> Any:
@@ -222,16 +222,13 @@ def _certainty(
     baseline's: a version's where it kept them, else its run's in the tracking store.
     None when the head has none (then every rule is a point rule, said once where a
     rule asks)."""
-    from mlci import evidence, models, stats
+    from mlci import evidence, stats
     from mlci.tracking import PREDICTIONS_TAG, REPEATS_TAG
 
     environ, log, tracking = ctx.environ, ctx.log, ctx.tracking(config)
 
     def of_version(name: str | None) -> evidence.Source | None:
-        if state is None or name is None or name not in state.versions:
-            return None
-        version = models.version_of(config.model.name, state.versions[name])
-        return evidence.for_version(config, environ, version, tracking, log)
+        return evidence.for_named_version(config, environ, state, name, tracking, log)
 
     if result.tags.get(PREDICTIONS_TAG) or result.tags.get(REPEATS_TAG):
         head = evidence.for_run(tracking, result.run_id, result.tags, log)

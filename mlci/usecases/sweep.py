@@ -75,10 +75,8 @@ def candidate(config: cfg.Config, number: int) -> Candidate:
 
 def resolve(ctx: Context, one: Candidate) -> project.Resolved:
     """The project with candidate ``one``'s params, as ``mlci train --set ...`` sees it."""
-    from mlci import project
-
     try:
-        return project.resolve(ctx.config_path, ctx.cwd, list(one.overrides), warn=ctx.log)
+        return ctx.resolve(one.overrides)
     except ParamsError as exc:
         raise ParamsError(
             f"sweep candidate {one.number} ({one.name}): {exc.message}",
