@@ -1029,6 +1029,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: the one place errors become exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _wants_traceback(args, os.environ)
+    github = sys.modules.get("mlci.github_api")
+    if github is not None:  # each command reads GitHub afresh (one process can run many)
+        github.forget()
     try:
         app(args=args, prog_name="mlci")
     except SystemExit as exc:

@@ -352,8 +352,9 @@ def fall_back(
 class Notifier:
     """What hears of a promotion as it happens: nothing, by default."""
 
-    def started(self, version: stores.Version, commit: str) -> None:
-        """The gates passed: the version is about to be deployed (or only assigned)."""
+    def started(self, version: stores.Version, commit: str, *, working: bool = True) -> None:
+        """The gates passed: the version is about to be deployed (``working``: a hook
+        deploys it, which takes a while) or only assigned."""
 
     def finished(self, ok: bool, description: str, url: str | None = None) -> None:
         """It is in the environment (``ok``), or it is not, and why."""
@@ -379,7 +380,7 @@ class GitHubDeployments(Notifier):
         self.log = log
         self.id: int | None = existing  # opened by an earlier job (the workflow's publish stage)
 
-    def started(self, version: stores.Version, commit: str) -> None:
+    def started(self, version: stores.Version, commit: str, *, working: bool = True) -> None:
         from mlci.github_api import GitHubError
 
         if self.id is not None:
@@ -399,10 +400,12 @@ class GitHubDeployments(Notifier):
                 f"{version.model} {version.version}",
                 production=self.environment == "production",
             )
-            self.api.deployment_status(
-                self.id, "in_progress", f"deploying {version.version}", log_url=self.log_url
-            )
-            self.log(f"GitHub deployment {self.id} of {version.tag} to {self.environment}: in_progress")
+            if working:  # nothing to watch while only a tag is pushed: success follows at once
+                self.api.deployment_status(
+                    self.id, "in_progress", f"deploying {version.version}", log_url=self.log_url
+                )
+            state = "in_progress" if working else "created"
+            self.log(f"GitHub deployment {self.id} of {version.tag} to {self.environment}: {state}")
         except GitHubError as exc:
             self.log(f"warning: no GitHub deployment: {exc.message.splitlines()[0]}")
             self.id = None

@@ -1,37 +1,83 @@
-"""GitHub's REST API through PyGithub: the one module that imports it.
+"""GitHub's REST API: one client, one transport, one policy for every call mlci makes.
 
-Transient failures (5xx, primary and secondary rate limits, ``Retry-After``)
-are retried by PyGithub's own ``GithubRetry``, configured here. Objects are
-made lazily, so a pull request event costs only the requests that do work.
+Comments, statuses, pull requests, deployments, dispatches, Environments, workflow
+artifacts and runs, releases and their assets all go through :meth:`GitHubApi._call`
+(or its streaming and uploading siblings), which
+
+- sends GitHub's documented headers (``Accept: application/vnd.github+json``,
+  ``X-GitHub-Api-Version``, ``Authorization: Bearer``) on every request;
+- retries reads and idempotent writes on 5xx and broken connections, and never
+  repeats a create blindly: after an ambiguous failure (a 5xx, or a connection that
+  broke after the request was sent) the create's own lookup runs first (the comment
+  by its marker, the release by its tag and body, the asset by its name, the
+  deployment by ``payload.tag``, the status by its state), and an object that is
+  already there is success;
+- waits for rate limits as GitHub documents: ``Retry-After``, else until
+  ``x-ratelimit-reset`` when ``x-ratelimit-remaining`` is 0, else at least a minute
+  for a secondary limit, within a total bound (``MLCI_GITHUB_MAX_WAIT``) that the
+  error states;
+- gives one hint per failure, whatever the path: 401, 403 (the permission the call
+  needs, a fork's read-only token, a rate limit), 404 (what is missing, or a wrong
+  ``GITHUB_API_URL``/``GITHUB_REPOSITORY``, told apart with one more read), 422, 5xx;
+- reads each resource once per process: answers are kept until a write to the same
+  collection, so a job that registers a version and then promotes it reads the
+  release once.
+
+PyGithub was the second stack here (releases, assets, artifacts, runs). Its
+``Requester`` sends ``Authorization: token`` with no ``Accept`` or
+``X-GitHub-Api-Version``, its ``GithubRetry`` repeats a POST on any 5xx, and its
+lazy objects complete themselves with one request each; carrying this policy through
+it meant replacing each of those parts, so every call is here instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from mlci import transport
 from mlci.errors import MlciError
 
-if TYPE_CHECKING:
-    from github import Github
-
+API_VERSION = "2022-11-28"
 STATUS_DESCRIPTION_LIMIT = 140
+_RETRY_STATUSES = (500, 502, 503, 504)
+_DEADLINE = 30.0  # seconds for one request: connect, headers and body together
+_IDLE = 60.0  # seconds one read of a download or an upload may take
+_MAX_BODY = 32 * 1024 * 1024  # bytes of one JSON answer (a page of 100 comments is far less)
+_MAX_DOWNLOAD = 16 * 1024 * 1024 * 1024  # bytes of one asset or artifact
+_SECONDARY_WAIT = 60.0  # GitHub: "wait at least one minute" after a secondary rate limit
+_USER_TOKEN_PREFIXES = ("ghp_", "github_pat_", "gho_", "ghu_")
+
+# Looked up when a call is made, so a test can count the waits instead of sleeping.
+_sleep: Callable[[float], None] = time.sleep
+_now: Callable[[], float] = time.time
 
 
 class GitHubError(MlciError):
-    pass
+    def __init__(self, message: str, hint: str | None = None, *, status: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
 
 
 class GitHubForbidden(GitHubError):
-    """403/404 on a write: a read-only token, as a fork's pull request gets."""
+    """403 on a write from a fork's pull request: its token is read-only."""
+
+
+class GitHubNotFound(GitHubError):
+    """404: the resource is missing (``missing``: the repository answers), or the API
+    URL, the repository or the token's reach is wrong."""
+
+    def __init__(self, message: str, hint: str | None = None, *, missing: bool = False) -> None:
+        super().__init__(message, hint, status=404)
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -44,473 +90,9 @@ class PullInfo:
 
 @dataclass(frozen=True)
 class CommentResult:
-    action: str  # "created" or "updated"
+    action: str  # "created", "updated" or "unchanged"
     comment_id: int
     url: str
-
-
-def _translate(what: str, exc: Exception) -> GitHubError:
-    from github import GithubException
-
-    if isinstance(exc, GithubException):
-        message = exc.data.get("message") if isinstance(exc.data, dict) else exc.data
-        if exc.status in (403, 404) and "rate limit" not in str(message).lower():
-            return GitHubForbidden(
-                f"GitHub refused {what}: {exc.status} {message}",
-                hint="the token cannot write here (a fork's pull request gets a read-only token); "
-                "the report is in the job summary",
-            )
-        return GitHubError(
-            f"GitHub API: {what} failed: {exc.status} {message}",
-            hint="GitHub may be unavailable; the report is on disk and in the job summary, re-run the job",
-        )
-    return GitHubError(f"GitHub API: {what} failed: {type(exc).__name__}: {exc}", hint="check GITHUB_API_URL")
-
-
-API_VERSION = "2022-11-28"
-_RETRY_STATUSES = (500, 502, 503, 504)
-_DEADLINE = 30.0  # seconds for one request: connect, headers and body together
-_MAX_BODY = 32 * 1024 * 1024  # bytes of one answer (a page of 100 comments is far less)
-_USER_TOKEN_PREFIXES = ("ghp_", "github_pat_", "gho_", "ghu_")
-
-
-def headers(token: str) -> dict[str, str]:
-    """What GitHub documents for every REST request."""
-    from mlci import __version__
-
-    return {
-        "Accept": "application/vnd.github+json",
-        "X-GitHub-Api-Version": API_VERSION,
-        "User-Agent": f"mlci/{__version__}",
-        "Authorization": f"Bearer {token}",
-    }
-
-
-class _Ambiguous(Exception):
-    """A write whose outcome is unknown: a 5xx, or the connection broke after sending."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    data: Any
-    headers: dict[str, str]
-
-
-def _hint_for(status: int, what: str) -> str:
-    if status == 401:
-        return "the token was rejected: check GITHUB_TOKEN (expired, revoked, or for another host)"
-    if status == 404:
-        return (
-            "not found: check GITHUB_API_URL (GitHub Enterprise Server: https://HOST/api/v3), "
-            "GITHUB_REPOSITORY, and that the token can see the repository (the workflow's permissions block)"
-        )
-    if status == 403:
-        return (
-            "the token may not do this: grant the job `pull-requests: write` and `statuses: write` "
-            "in its permissions block"
-        )
-    if status == 422:
-        return f"GitHub refused the request's content ({what}); this is a bug in mlci if it persists"
-    return "GitHub may be unavailable; the report is on disk and in the job summary: re-run the job"
-
-
-def retry_settings(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``retries`` and ``backoff`` for a client, from MLCI_GITHUB_RETRIES and MLCI_GITHUB_BACKOFF."""
-    return {
-        "retries": int(environ.get("MLCI_GITHUB_RETRIES", "5")),
-        "backoff": float(environ.get("MLCI_GITHUB_BACKOFF", "1.0")),
-    }
-
-
-class GitHubApi:
-    """Comments, commit statuses and pull requests over GitHub's REST API.
-
-    Requests carry GitHub's documented headers. One place decides retries:
-    reads and idempotent writes (editing a comment, setting a status) are retried
-    on 5xx, connection failures and rate limits (``Retry-After`` honoured); a
-    create is never retried blindly: after an ambiguous failure the comments are
-    read again and the comment is created only if it is still missing.
-    """
-
-    def __init__(
-        self,
-        token: str,
-        api_url: str,
-        repository: str,
-        *,
-        retries: int = 5,
-        backoff: float = 1.0,
-        max_wait: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
-        fork: bool = False,
-        cache: Path | None = None,
-        deadline: float = _DEADLINE,
-    ) -> None:
-        self.token = token
-        self.deadline = deadline  # seconds for one request: connect, headers and body
-        self.api_url = api_url.rstrip("/")
-        self.repository = repository
-        self.retries = retries
-        self.backoff = backoff
-        self.max_wait = max_wait
-        self.sleep = sleep
-        self.fork = fork  # the event is a pull request from a fork: a 403 on a write degrades
-        self.requests = 0
-        self._gh_instance: Github | None = None
-        # Conditional reads: ETags of earlier answers (a 304 costs no rate limit).
-        self._cache_path = cache
-        self._etags: dict[str, dict[str, Any]] = {}
-        if cache is not None and cache.is_file():
-            try:
-                loaded = json.loads(cache.read_text(encoding="utf-8"))
-                self._etags = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                self._etags = {}
-
-    # -------------------------------------------------------------- transport
-
-    def _once(self, method: str, url: str, body: Any) -> _Response:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers=headers(self.token))
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        cached = self._etags.get(url) if method == "GET" else None
-        if cached is not None:
-            request.add_header("If-None-Match", str(cached["etag"]))
-        self.requests += 1
-        try:
-            response = transport.fetch(request, deadline=self.deadline, limit=_MAX_BODY)
-            try:
-                data = json.loads(response.body) if response.body else None
-            except ValueError:
-                raise GitHubError(
-                    f"GitHub API: {method} {url} answered {response.status} with a body that is not JSON",
-                    hint="check GITHUB_API_URL: it must be the API's root (https://api.github.com, "
-                    "or https://HOST/api/v3 on GitHub Enterprise Server)",
-                ) from None
-            return _Response(response.status, data, dict(response.headers))
-        except transport.TooLarge as exc:
-            raise GitHubError(f"GitHub API: {exc}", hint="check GITHUB_API_URL") from None
-        except urllib.error.HTTPError as exc:
-            if exc.code == 304 and cached is not None:
-                return _Response(200, cached["data"], dict(cached.get("headers") or {}))
-            raw = exc.read()
-            try:
-                payload = json.loads(raw) if raw else None
-            except ValueError:
-                payload = raw.decode(errors="replace")[:200]
-            return _Response(exc.code, payload, dict(exc.headers or {}))
-
-    def _wait_for(self, response: _Response, attempt: int) -> float | None:
-        """How long to wait before trying again, or None: not a passing failure."""
-        message = str((response.data or {}).get("message", "")) if isinstance(response.data, dict) else ""
-        limited = response.status == 429 or (response.status == 403 and "rate limit" in message.lower())
-        if response.status not in _RETRY_STATUSES and not limited:
-            return None
-        after = response.headers.get("Retry-After") or response.headers.get("retry-after")
-        if after and after.isdigit():
-            return min(float(after), self.max_wait)
-        return float(min(self.backoff * 2**attempt, self.max_wait))
-
-    def _call(self, method: str, path: str, what: str, body: Any = None, *, idempotent: bool) -> _Response:
-        url = path if path.startswith("http") else f"{self.api_url}{path}"
-        for attempt in range(self.retries + 1):
-            try:
-                response = self._once(method, url, body)
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                if not idempotent:
-                    raise _Ambiguous(f"{type(reason).__name__}: {reason}") from exc
-                if attempt < self.retries:
-                    self.sleep(min(self.backoff * 2**attempt, self.max_wait))
-                    continue
-                raise GitHubError(
-                    f"GitHub API: {what} failed: cannot reach {self.api_url}: {reason}",
-                    hint="check GITHUB_API_URL and the network",
-                ) from None
-            if response.status < 400:
-                self._remember(method, url, response)
-                return response
-            wait = self._wait_for(response, attempt)
-            if wait is not None and not idempotent and response.status in _RETRY_STATUSES:
-                raise _Ambiguous(f"{response.status}")
-            if wait is not None and attempt < self.retries:
-                self.sleep(wait)
-                continue
-            raise self._error(response, what)
-        raise AssertionError("unreachable")
-
-    def _remember(self, method: str, url: str, response: _Response) -> None:
-        etag = response.headers.get("ETag") or response.headers.get("etag")
-        if method != "GET" or not etag or self._cache_path is None:
-            return
-        link = response.headers.get("Link") or response.headers.get("link")
-        self._etags[url] = {"etag": etag, "data": response.data, "headers": {"Link": link} if link else {}}
-        try:
-            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-            self._cache_path.write_text(json.dumps(self._etags), encoding="utf-8")
-        except OSError:
-            pass  # a cache: losing it costs one full read
-
-    def _error(self, response: _Response, what: str) -> GitHubError:
-        message = response.data.get("message") if isinstance(response.data, dict) else response.data
-        text = f"GitHub API: {what} failed: {response.status} {message}"
-        if response.status == 403 and self.fork:
-            return GitHubForbidden(
-                f"GitHub refused {what}: {response.status} {message}",
-                hint="a pull request from a fork gets a read-only token; the report is in the job summary",
-            )
-        return GitHubError(text, hint=_hint_for(response.status, what))
-
-    def _pages(self, path: str, what: str) -> Iterator[Any]:
-        url: str | None = f"{self.api_url}{path}"
-        while url:
-            response = self._call("GET", url, what, idempotent=True)
-            yield from response.data or []
-            url = _next_link(response.headers.get("Link") or response.headers.get("link") or "")
-
-    # -------------------------------------------------------------- identity
-
-    def own_login(self) -> str | None:
-        """The token's user, when the token is a user's (a PAT); None for the Actions
-        token and App installation tokens, which cannot ask (their comments are a bot's)."""
-        if not self.token.startswith(_USER_TOKEN_PREFIXES):
-            return None
-        response = self._call("GET", "/user", "reading the token's user", idempotent=True)
-        return str(response.data.get("login")) if isinstance(response.data, dict) else None
-
-    # -------------------------------------------------------------- comments
-
-    def _ours(self, pr: int, marker: str, login: str | None) -> dict[str, Any] | None:
-        for comment in self._pages(
-            f"/repos/{self.repository}/issues/{pr}/comments?per_page=100", f"reading the comments of #{pr}"
-        ):
-            if not str(comment.get("body") or "").startswith(marker):
-                continue
-            user = comment.get("user") or {}
-            bot = user.get("type") == "Bot" or comment.get("performed_via_github_app")
-            if bot or (login is not None and user.get("login") == login):
-                return dict(comment)
-        return None
-
-    def upsert_comment(self, pr: int, body: str, marker: str) -> CommentResult:
-        """Our comment (it starts with ``marker``, by a bot or the token's user) edited in
-        place, or created: one per pull request and model. A person's comment quoting
-        the marker is left alone; an unchanged body is not written again."""
-        login = self.own_login()
-        found = self._ours(pr, marker, login)
-        if found is not None:
-            if found.get("body") == body:
-                return CommentResult("unchanged", int(found["id"]), str(found.get("html_url")))
-            edited = self._call(
-                "PATCH",
-                f"/repos/{self.repository}/issues/comments/{found['id']}",
-                f"editing the comment on #{pr}",
-                {"body": body},
-                idempotent=True,
-            ).data
-            return CommentResult("updated", int(edited["id"]), str(edited.get("html_url")))
-        path = f"/repos/{self.repository}/issues/{pr}/comments"
-        for _ in range(2):
-            try:
-                made = self._call(
-                    "POST", path, f"writing the comment on #{pr}", {"body": body}, idempotent=False
-                )
-                return CommentResult("created", int(made.data["id"]), str(made.data.get("html_url")))
-            except _Ambiguous:
-                # It may have been made: look before making it again.
-                again = self._ours(pr, marker, login)
-                if again is not None:
-                    return CommentResult("created", int(again["id"]), str(again.get("html_url")))
-        raise GitHubError(
-            f"GitHub API: writing the comment on #{pr} failed twice without an answer",
-            hint=_hint_for(502, "the comment"),
-        )
-
-    def pull(self, number: int) -> PullInfo:
-        """Pull request ``number`` as GitHub reports it (not as an artifact claims)."""
-        raw = self._call(
-            "GET",
-            f"/repos/{self.repository}/pulls/{number}",
-            f"reading pull request #{number}",
-            idempotent=True,
-        ).data
-        try:
-            return PullInfo(
-                number=number,
-                head_sha=str(raw["head"]["sha"]),
-                head_ref=str(raw["head"].get("ref") or ""),
-                base_ref=str(raw["base"]["ref"]),
-            )
-        except (KeyError, TypeError) as exc:
-            raise GitHubError(f"GitHub API: pull request #{number} lacks {exc}") from None
-
-    def set_status(
-        self, sha: str, context: str, state: str, description: str, target_url: str | None
-    ) -> None:
-        if len(description) > STATUS_DESCRIPTION_LIMIT:
-            description = description[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
-        body: dict[str, Any] = {"state": state, "description": description, "context": context}
-        if target_url:
-            body["target_url"] = target_url
-        # Setting a status is idempotent (the newest per context wins): safe to retry.
-        self._call(
-            "POST",
-            f"/repos/{self.repository}/statuses/{sha}",
-            f"setting status {context} on {sha[:12]}",
-            body,
-            idempotent=True,
-        )
-
-    # -------------------------------------------------------------- deployments and dispatches
-
-    def create_deployment(
-        self, ref: str, environment: str, payload: dict[str, Any], description: str, *, production: bool
-    ) -> int:
-        """A deployment of ``ref`` (a commit SHA) to ``environment``: what the repository's
-        Environments page lists. No merge, no required contexts: the gates judged it.
-        After an ambiguous failure the deployments of that ref are read before one is
-        made again (found by ``payload['tag']``)."""
-        body = {
-            "ref": ref,
-            "task": "deploy",
-            "auto_merge": False,
-            "required_contexts": [],
-            "payload": payload,
-            "environment": environment,
-            "description": description[:STATUS_DESCRIPTION_LIMIT],
-            "transient_environment": False,
-            "production_environment": production,
-        }
-        path = f"/repos/{self.repository}/deployments"
-        what = f"creating a deployment to {environment}"
-        for _ in range(2):
-            try:
-                made = self._call("POST", path, what, body, idempotent=False).data
-                return int(made["id"])
-            except _Ambiguous:
-                listed = self._call(
-                    "GET",
-                    f"{path}?sha={ref}&environment={urllib.parse.quote(environment)}&per_page=100",
-                    f"reading the deployments of {ref[:12]}",
-                    idempotent=True,
-                ).data
-                for found in listed or []:
-                    if isinstance(found.get("payload"), dict) and found["payload"].get("tag") == payload.get(
-                        "tag"
-                    ):
-                        return int(found["id"])
-        raise GitHubError(f"GitHub API: {what} failed twice without an answer", hint=_hint_for(502, what))
-
-    def deployment_status(
-        self,
-        deployment: int,
-        state: str,
-        description: str,
-        *,
-        log_url: str | None = None,
-        environment_url: str | None = None,
-    ) -> None:
-        """in_progress, success or failure; setting a state is idempotent (the newest wins)."""
-        if len(description) > STATUS_DESCRIPTION_LIMIT:
-            description = description[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
-        body: dict[str, Any] = {"state": state, "description": description}
-        if log_url:
-            body["log_url"] = log_url
-        if environment_url:
-            body["environment_url"] = environment_url
-        self._call(
-            "POST",
-            f"/repos/{self.repository}/deployments/{deployment}/statuses",
-            f"setting deployment {deployment} to {state}",
-            body,
-            idempotent=True,
-        )
-
-    def dispatch(self, event_type: str, client_payload: dict[str, Any]) -> None:
-        """A repository_dispatch event: the documented way for a job holding the Actions
-        token to start other workflows. Never sent twice: after an ambiguous failure it is
-        an error that says it may have been sent."""
-        try:
-            self._call(
-                "POST",
-                f"/repos/{self.repository}/dispatches",
-                f"sending the {event_type} event",
-                {"event_type": event_type, "client_payload": client_payload},
-                idempotent=False,
-            )
-        except _Ambiguous as exc:
-            raise GitHubError(
-                f"GitHub API: sending the {event_type} event got no answer ({exc.detail}): it may or may not "
-                "have been sent",
-                hint="listeners start from it; re-run the job only if none started",
-            ) from None
-
-    def environment_reviewers(self, environment: str) -> list[str] | None:
-        """Who must approve a job in the GitHub Environment ``environment`` (users'
-        logins, and "team SLUG"); None when it has no required reviewers or cannot be read."""
-        try:
-            raw = self._call(
-                "GET",
-                f"/repos/{self.repository}/environments/{urllib.parse.quote(environment, safe='')}",
-                f"reading environment {environment}",
-                idempotent=True,
-            ).data
-        except GitHubError:
-            return None
-        found: list[str] = []
-        for rule in (raw or {}).get("protection_rules") or []:
-            if not isinstance(rule, dict) or rule.get("type") != "required_reviewers":
-                continue
-            for reviewer in rule.get("reviewers") or []:
-                who = reviewer.get("reviewer") if isinstance(reviewer, dict) else None
-                if not isinstance(who, dict):
-                    continue
-                if reviewer.get("type") == "Team" and (who.get("slug") or who.get("name")):
-                    found.append(f"team {who.get('slug') or who.get('name')}")
-                elif who.get("login"):
-                    found.append(str(who["login"]))
-        return found or None
-
-    # -------------------------------------------------------------- PyGithub, for artifacts and releases
-
-    @property
-    def _gh(self) -> Github:
-        if self._gh_instance is None:
-            from github import Auth, Github, GithubRetry
-
-            from mlci import __version__
-
-            self._gh_instance = Github(
-                auth=Auth.Token(self.token),
-                base_url=self.api_url,
-                per_page=100,
-                user_agent=f"mlci/{__version__}",
-                retry=GithubRetry(total=self.retries, backoff_factor=self.backoff, secondary_rate_wait=60.0),
-                seconds_between_requests=None,
-                seconds_between_writes=0.5,
-                lazy=True,
-            )
-        return self._gh_instance
-
-    @property
-    def _repo(self) -> Any:
-        return self._gh.get_repo(self.repository)
-
-
-def _next_link(header: str) -> str | None:
-    for part in header.split(","):
-        if 'rel="next"' in part:
-            return part.split(";", 1)[0].strip().strip("<>")
-    return None
-
-
-# --------------------------------------------------------------------------- artifacts and releases
 
 
 @dataclass(frozen=True)
@@ -541,7 +123,7 @@ class AssetInfo:
     name: str
     size: int
     digest: str | None  # "sha256:..." where GitHub reports it
-    url: str
+    state: str = "uploaded"  # "starter" for an upload that did not finish
 
 
 @dataclass(frozen=True)
@@ -550,141 +132,909 @@ class ReleaseInfo:
     tag: str
     draft: bool
     html_url: str
-    upload_url: str
+    body: str
     assets: tuple[AssetInfo, ...]
 
     def asset(self, name: str) -> AssetInfo | None:
-        return next((a for a in self.assets if a.name == name), None)
+        return next((a for a in self.assets if a.name == name and a.state == "uploaded"), None)
 
 
-def _asset(raw: dict[str, Any]) -> AssetInfo:
-    return AssetInfo(
-        int(raw["id"]), str(raw["name"]), int(raw.get("size") or 0), raw.get("digest"), str(raw["url"])
-    )
+def headers(token: str) -> dict[str, str]:
+    """What GitHub documents for every REST request."""
+    from mlci import __version__
+
+    return {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+        "User-Agent": f"mlci/{__version__}",
+        "Authorization": f"Bearer {token}",
+    }
 
 
-def _release(raw: dict[str, Any]) -> ReleaseInfo:
-    return ReleaseInfo(
-        id=int(raw["id"]),
-        tag=str(raw.get("tag_name") or ""),
-        draft=bool(raw.get("draft")),
-        html_url=str(raw.get("html_url") or ""),
-        upload_url=str(raw.get("upload_url") or "").split("{?")[0],
-        assets=tuple(_asset(a) for a in raw.get("assets") or []),
-    )
+def uploads_url(api_url: str) -> str:
+    """Where release assets are uploaded, from the API's root: ``uploads.github.com``
+    for ``api.github.com`` (and ``uploads.X`` for any ``api.X``, as GHE.com), and
+    ``https://HOST/api/uploads`` for GitHub Enterprise Server's ``https://HOST/api/v3``.
+    Derived, never taken from an answer: the token goes only to these two hosts."""
+    parts = urllib.parse.urlsplit(api_url.rstrip("/"))
+    host, path = parts.hostname or "", parts.path.rstrip("/")
+    if host.startswith("api."):
+        netloc = parts.netloc.replace(host, "uploads." + host[len("api.") :], 1)
+        return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
+    if path.endswith("/api/v3"):
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path[: -len("/v3")] + "/uploads", "", ""))
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path + "/uploads", "", ""))
 
 
-class GitHubStore(GitHubApi):
-    """The calls behind model storage on GitHub: workflow artifacts (runs) and
-    releases (registered versions). Downloads stream, following GitHub's redirect."""
+def retry_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``retries``, ``backoff`` and ``max_wait`` for a client, from MLCI_GITHUB_RETRIES,
+    MLCI_GITHUB_BACKOFF and MLCI_GITHUB_MAX_WAIT."""
+
+    def number(name: str, default: str, kind: type) -> Any:
+        raw = environ.get(name, default)
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise MlciError(
+                f"{name}={raw!r} is not a number", hint=f"unset it, or set a number ({default} by default)"
+            ) from None
+        if value < 0:
+            raise MlciError(f"{name}={raw!r} is negative", hint=f"unset it, or set {default} or more")
+        return value
+
+    return {
+        "retries": number("MLCI_GITHUB_RETRIES", "5", int),
+        "backoff": number("MLCI_GITHUB_BACKOFF", "1.0", float),
+        "max_wait": number("MLCI_GITHUB_MAX_WAIT", "600", float),
+    }
+
+
+class _Ambiguous(Exception):
+    """A write whose outcome is unknown: a 5xx, or the connection broke after sending."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    data: Any
+    headers: Mapping[str, str]
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+
+@dataclass
+class _Session:
+    """What one process has read from one repository with one token."""
+
+    reads: dict[str, _Response] = field(default_factory=dict)
+    files: dict[int, Path] = field(default_factory=dict)  # asset id -> a local copy of its bytes
+    requests: int = 0
+
+
+_SESSIONS: dict[tuple[str, str, str], _Session] = {}
+
+
+def forget() -> None:
+    """Drop what this process has read (a new command starts afresh)."""
+    _SESSIONS.clear()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What a request is for, to name it and to hint at the fix when it fails."""
+
+    what: str  # "reading the release of demo@v0.0.1"
+    permission: str  # the token permission it needs: "contents: write"
+    missing: str = ""  # what a 404 means when the repository is there
+    explain: bool = True  # a 404 is told apart (missing, or a wrong URL) with one more read
+
+
+class GitHubApi:
+    """Every GitHub call mlci makes, with one policy (see the module's text)."""
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str,
+        repository: str,
+        *,
+        retries: int = 5,
+        backoff: float = 1.0,
+        max_wait: float = 600.0,
+        sleep: Callable[[float], None] | None = None,
+        fork: bool = False,
+        deadline: float = _DEADLINE,
+    ) -> None:
+        self.token = token
+        self.deadline = deadline
+        self.api_url = api_url.rstrip("/")
+        self.uploads_url = uploads_url(self.api_url)
+        self.repository = repository
+        self.retries = retries
+        self.backoff = backoff
+        self.max_wait = max_wait  # seconds of waiting in all, for one call
+        self._sleep = sleep
+        self.fork = fork  # the event is a pull request from a fork: a 403 on a write degrades
+        self._session = _SESSIONS.setdefault((self.api_url, repository, token), _Session())
+        self._repo = f"/repos/{repository}"
+
+    @property
+    def requests(self) -> int:
+        """Requests this process has sent to this repository with this token."""
+        return self._session.requests
+
+    # -------------------------------------------------------------- transport
+
+    def _wait(self, seconds: float) -> None:
+        (self._sleep or _sleep)(seconds)
+
+    def _once(self, method: str, url: str, body: Any, accept: str | None = None) -> _Response:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method, headers=headers(self.token))
+        if accept:
+            request.add_header("Accept", accept)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        self._session.requests += 1
+        try:
+            response = transport.fetch(request, deadline=self.deadline, limit=_MAX_BODY)
+        except transport.TooLarge as exc:
+            raise GitHubError(f"GitHub API: {exc}", hint="check GITHUB_API_URL") from None
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                payload = json.loads(raw) if raw else None
+            except ValueError:
+                payload = raw.decode(errors="replace")[:200]
+            return _Response(exc.code, payload, dict(exc.headers or {}))
+        try:
+            parsed = json.loads(response.body) if response.body else None
+        except ValueError:
+            raise GitHubError(
+                f"GitHub API: {method} {url} answered {response.status} with a body that is not JSON",
+                hint="check GITHUB_API_URL: it must be the API's root (https://api.github.com, "
+                "or https://HOST/api/v3 on GitHub Enterprise Server)",
+            ) from None
+        return _Response(response.status, parsed, dict(response.headers))
+
+    def _wait_for(self, response: _Response, attempt: int) -> tuple[float, str] | None:
+        """How long to wait before trying again and why, or None: not a passing failure."""
+        limited = _rate_limited(response)
+        if response.status not in _RETRY_STATUSES and not limited:
+            return None
+        after = response.header("Retry-After")
+        if after and after.strip().isdigit():
+            return float(after), f"GitHub asked to retry after {after} s"
+        if limited:
+            remaining, reset = response.header("x-ratelimit-remaining"), response.header("x-ratelimit-reset")
+            if remaining == "0" and reset and reset.strip().isdigit():
+                return max(1.0, float(reset) - _now() + 1.0), "the rate limit resets then"
+            return max(_SECONDARY_WAIT, self.backoff * 2**attempt), "a secondary rate limit"
+        return float(min(self.backoff * 2**attempt, 60.0)), f"GitHub answered {response.status}"
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        call: _Call,
+        body: Any = None,
+        *,
+        idempotent: bool,
+        accept: str | None = None,
+    ) -> _Response:
+        """One API call under the policy. ``idempotent=False`` (a create): a 5xx or a
+        broken connection raises ``_Ambiguous`` for the caller's lookup; a rate limit
+        (the request was not done) is waited for like any other."""
+        url = path if path.startswith(("http://", "https://")) else f"{self.api_url}{path}"
+        if method == "GET" and url in self._session.reads:
+            return self._session.reads[url]
+        if method != "GET":
+            self._invalidate(url)
+        waited = 0.0
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._once(method, url, body, accept)
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                if not idempotent and not isinstance(reason, ConnectionRefusedError):  # refused: never sent
+                    raise _Ambiguous(f"{type(reason).__name__}: {reason}") from exc
+                pause = min(self.backoff * 2**attempt, 60.0)
+                if attempt < self.retries and waited + pause <= self.max_wait:
+                    self._wait(pause)
+                    waited += pause
+                    continue
+                raise GitHubError(
+                    f"GitHub API: {call.what} failed: cannot reach {self.api_url}: {reason}",
+                    hint="check GITHUB_API_URL and the network",
+                ) from None
+            if response.status < 400:
+                if method == "GET":
+                    self._session.reads[url] = response
+                return response
+            wait = self._wait_for(response, attempt)
+            if wait is not None and not idempotent and response.status in _RETRY_STATUSES:
+                raise _Ambiguous(str(response.status))
+            if wait is not None and attempt < self.retries and waited + wait[0] <= self.max_wait:
+                self._wait(wait[0])
+                waited += wait[0]
+                continue
+            raise self._error(response, call, waited=waited, wait=wait)
+        raise AssertionError("unreachable")
+
+    def _invalidate(self, url: str) -> None:
+        """A write to a collection (``/repos/o/r/releases``, ``/issues``, ``/deployments``...)
+        forgets the lists read from it and what was read of the object it names
+        (``/releases/1002``, or the release whose id is 1002 read by its tag)."""
+        root = _collection(url, (self.api_url, self.uploads_url), self._repo)
+        if root is None:
+            self._session.reads.clear()
+            return
+        rest = url.split(root, 1)[1].split("?", 1)[0].strip("/").split("/")
+        ident = next((part for part in rest if part.isdigit()), None)
+        for key, kept in list(self._session.reads.items()):
+            if _collection(key, (self.api_url,), self._repo) != root:
+                continue
+            data = kept.data
+            same = ident is not None and (
+                f"/{ident}/" in key + "/" or (isinstance(data, dict) and str(data.get("id")) == ident)
+            )
+            if same or not isinstance(data, dict):
+                del self._session.reads[key]
+
+    def _remember(self, path: str, data: Any) -> None:
+        """What a write answered is what a read would: kept for the rest of the process."""
+        self._session.reads[f"{self.api_url}{path}"] = _Response(200, data, {})
+
+    def _error(
+        self, response: _Response, call: _Call, *, waited: float = 0.0, wait: tuple[float, str] | None = None
+    ) -> GitHubError:
+        data = response.data
+        message = data.get("message") if isinstance(data, dict) else data
+        text = f"GitHub API: {call.what} failed: {response.status} {message}"
+        status = response.status
+        if _rate_limited(response):
+            reason = wait[1] if wait else "a rate limit"
+            ahead = f"; the next try would have waited {wait[0]:.0f} s ({reason})" if wait else ""
+            return GitHubError(
+                f"{text} (waited {waited:.0f} s of the {self.max_wait:.0f} s mlci waits in all{ahead})",
+                hint="GitHub's rate limit: re-run the job later, or give it a token of its own (a GitHub "
+                "App's installation token has a larger limit); MLCI_GITHUB_MAX_WAIT sets the bound",
+                status=status,
+            )
+        if status == 401:
+            hint = (
+                "the token was rejected: check GITHUB_TOKEN (expired, revoked, or for another host: "
+                f"GITHUB_API_URL is {self.api_url})"
+            )
+        elif status == 403 and self.fork:
+            return GitHubForbidden(
+                f"GitHub refused {call.what}: {status} {message}",
+                hint="a pull request from a fork gets a read-only token; the report is in the job summary",
+                status=status,
+            )
+        elif status == 403:
+            hint = (
+                f"the token may not do this: grant the job `{call.permission}` in the workflow's permissions "
+                "block (a GitHub App: that permission on its installation; a fine-grained token: that "
+                "repository permission)"
+            )
+        elif status == 404:
+            hint, missing = self._why_not_found(call)
+            return GitHubNotFound(text, hint=hint, missing=missing)
+        elif status == 422:
+            errors = data.get("errors") if isinstance(data, dict) else None
+            detail = f": {json.dumps(errors)[:300]}" if errors else ""
+            hint = f"GitHub refused the request's content{detail}; this is a bug in mlci if it persists"
+        elif status >= 500:
+            hint = (
+                f"GitHub may be unavailable (it answered {status} after {self.retries} retries); "
+                "the report is on disk and in the job summary: re-run the job"
+            )
+        else:
+            hint = f"GitHub answered {status}; check GITHUB_API_URL ({self.api_url})"
+        return GitHubError(text, hint=hint, status=status)
+
+    def _why_not_found(self, call: _Call) -> tuple[str, bool]:
+        """A 404 has two causes: the thing is missing, or the API URL, the repository or
+        the token's reach is wrong. One read of the repository tells them apart."""
+        wrong = (
+            f"check GITHUB_API_URL ({self.api_url}; GitHub Enterprise Server: https://HOST/api/v3), "
+            f"GITHUB_REPOSITORY ({self.repository}), and that the token can see the repository"
+        )
+        if not call.explain:
+            return wrong, False
+        try:
+            response = self._once("GET", f"{self.api_url}{self._repo}", None)
+        except (GitHubError, urllib.error.URLError, OSError):
+            return wrong, False
+        if response.status == 200 and isinstance(response.data, dict):
+            if call.missing:
+                return f"{call.missing} (the repository {self.repository} is there)", True
+            return f"{self.repository} has no such resource; this is a bug in mlci if it persists", True
+        return wrong, False
+
+    def _pages(self, path: str, call: _Call, limit: int = 1000) -> Iterator[Any]:
+        url: str | None = f"{self.api_url}{path}"
+        seen = 0
+        while url and seen < limit:
+            response = self._call("GET", url, call, idempotent=True)
+            items = response.data or []
+            seen += len(items)
+            yield from items
+            url = _next_link(response.header("Link") or "", self.api_url)
+
+    # -------------------------------------------------------------- identity
+
+    def own_login(self) -> str | None:
+        """The token's user, when the token is a user's (a PAT); None for the Actions
+        token and App installation tokens, which cannot ask (their comments are a bot's)."""
+        if not self.token.startswith(_USER_TOKEN_PREFIXES):
+            return None
+        call = _Call("reading the token's user", "a user token (a PAT)")
+        response = self._call("GET", "/user", call, idempotent=True)
+        return str(response.data.get("login")) if isinstance(response.data, dict) else None
+
+    # -------------------------------------------------------------- comments, statuses, pull requests
+
+    def _ours(self, pr: int, marker: str, login: str | None) -> dict[str, Any] | None:
+        call = _Call(f"reading the comments of #{pr}", "pull-requests: read", f"no pull request #{pr}")
+        for comment in self._pages(f"{self._repo}/issues/{pr}/comments?per_page=100", call):
+            if not str(comment.get("body") or "").startswith(marker):
+                continue
+            user = comment.get("user") or {}
+            bot = user.get("type") == "Bot" or comment.get("performed_via_github_app")
+            if bot or (login is not None and user.get("login") == login):
+                return dict(comment)
+        return None
+
+    def upsert_comment(self, pr: int, body: str, marker: str) -> CommentResult:
+        """Our comment (it starts with ``marker``, by a bot or the token's user) edited in
+        place, or created: one per pull request and model. A person's comment quoting
+        the marker is left alone; an unchanged body is not written again."""
+        login = self.own_login()
+        found = self._ours(pr, marker, login)
+        if found is not None:
+            if found.get("body") == body:
+                return CommentResult("unchanged", int(found["id"]), str(found.get("html_url")))
+            edited = self._call(
+                "PATCH",
+                f"{self._repo}/issues/comments/{found['id']}",
+                _Call(f"editing the comment on #{pr}", "pull-requests: write", "the comment was deleted"),
+                {"body": body},
+                idempotent=True,
+            ).data
+            return CommentResult("updated", int(edited["id"]), str(edited.get("html_url")))
+        made = self._create(
+            f"{self._repo}/issues/{pr}/comments",
+            _Call(f"writing the comment on #{pr}", "pull-requests: write", f"no pull request #{pr}"),
+            {"body": body},
+            lambda: self._ours(pr, marker, login),
+        )
+        return CommentResult("created", int(made["id"]), str(made.get("html_url")))
+
+    def _create(
+        self,
+        path: str,
+        call: _Call,
+        body: Any,
+        lookup: Callable[[], dict[str, Any] | None],
+        *,
+        url: str | None = None,
+    ) -> dict[str, Any]:
+        """A create, never repeated blindly: after an ambiguous failure ``lookup`` says
+        whether it took effect (then it is success), and only if not is it sent again."""
+        for _ in range(2):
+            try:
+                made = self._call("POST", url or path, call, body, idempotent=False).data
+                return made if isinstance(made, dict) else {}
+            except _Ambiguous:
+                found = lookup()
+                if found is not None:
+                    return found
+        raise GitHubError(
+            f"GitHub API: {call.what} failed twice without an answer (and it was not made)",
+            hint="GitHub may be unavailable; the report is on disk and in the job summary: re-run the job",
+        )
+
+    def pull(self, number: int) -> PullInfo:
+        """Pull request ``number`` as GitHub reports it (not as an artifact claims)."""
+        raw = self._call(
+            "GET",
+            f"{self._repo}/pulls/{number}",
+            _Call(f"reading pull request #{number}", "pull-requests: read", f"no pull request #{number}"),
+            idempotent=True,
+        ).data
+        try:
+            return PullInfo(
+                number=number,
+                head_sha=str(raw["head"]["sha"]),
+                head_ref=str(raw["head"].get("ref") or ""),
+                base_ref=str(raw["base"]["ref"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise GitHubError(f"GitHub API: pull request #{number} lacks {exc}") from None
+
+    def set_status(
+        self, sha: str, context: str, state: str, description: str, target_url: str | None
+    ) -> None:
+        description = _short(description)
+        body: dict[str, Any] = {"state": state, "description": description, "context": context}
+        if target_url:
+            body["target_url"] = target_url
+        call = _Call(
+            f"setting status {context} on {sha[:12]}", "statuses: write", f"no commit {sha[:12]} on GitHub"
+        )
+
+        def lookup() -> dict[str, Any] | None:
+            listed = self._call(
+                "GET", f"{self._repo}/commits/{sha}/statuses?per_page=100", call, idempotent=True
+            ).data
+            newest = next((s for s in listed or [] if s.get("context") == context), None)
+            same = newest and newest.get("state") == state and newest.get("description") == description
+            return dict(newest) if same and newest else None
+
+        self._create(f"{self._repo}/statuses/{sha}", call, body, lookup)
+
+    # -------------------------------------------------------------- deployments, dispatches, Environments
+
+    def create_deployment(
+        self, ref: str, environment: str, payload: dict[str, Any], description: str, *, production: bool
+    ) -> int:
+        """A deployment of ``ref`` (a commit SHA) to ``environment``: what the repository's
+        Environments page lists. No merge, no required contexts: the gates judged it.
+        After an ambiguous failure the deployments of that ref are read before one is
+        made again (found by ``payload['tag']``)."""
+        body = {
+            "ref": ref,
+            "task": "deploy",
+            "auto_merge": False,
+            "required_contexts": [],
+            "payload": payload,
+            "environment": environment,
+            "description": description[:STATUS_DESCRIPTION_LIMIT],
+            "transient_environment": False,
+            "production_environment": production,
+        }
+        path = f"{self._repo}/deployments"
+        call = _Call(f"creating a deployment to {environment}", "deployments: write", f"no commit {ref[:12]}")
+
+        def lookup() -> dict[str, Any] | None:
+            query = urllib.parse.urlencode({"sha": ref, "environment": environment, "per_page": 100})
+            for found in self._call("GET", f"{path}?{query}", call, idempotent=True).data or []:
+                mine = found.get("payload") if isinstance(found, dict) else None
+                if isinstance(mine, dict) and mine.get("tag") == payload.get("tag"):
+                    return dict(found)
+            return None
+
+        return int(self._create(path, call, body, lookup)["id"])
+
+    def deployment_status(
+        self,
+        deployment: int,
+        state: str,
+        description: str,
+        *,
+        log_url: str | None = None,
+        environment_url: str | None = None,
+    ) -> None:
+        """in_progress, success or failure. A create: after an ambiguous failure the
+        deployment's newest status is read, and one with this state is success."""
+        description = _short(description)
+        body: dict[str, Any] = {"state": state, "description": description}
+        if log_url:
+            body["log_url"] = log_url
+        if environment_url:
+            body["environment_url"] = environment_url
+        path = f"{self._repo}/deployments/{deployment}/statuses"
+        call = _Call(
+            f"setting deployment {deployment} to {state}", "deployments: write", f"no deployment {deployment}"
+        )
+
+        def lookup() -> dict[str, Any] | None:
+            listed = self._call("GET", f"{path}?per_page=1", call, idempotent=True).data or []
+            newest = listed[0] if listed else None
+            same = newest and newest.get("state") == state and newest.get("description") == description
+            return dict(newest) if same and newest else None
+
+        self._create(path, call, body, lookup)
+
+    def dispatch(self, event_type: str, client_payload: dict[str, Any]) -> None:
+        """A repository_dispatch event: the documented way for a job holding the Actions
+        token to start other workflows. GitHub lists no dispatches to look in, so it is
+        never sent twice: after an ambiguous failure it is an error that says it may
+        have been sent."""
+        try:
+            self._call(
+                "POST",
+                f"{self._repo}/dispatches",
+                _Call(f"sending the {event_type} event", "contents: write"),
+                {"event_type": event_type, "client_payload": client_payload},
+                idempotent=False,
+            )
+        except _Ambiguous as exc:
+            raise GitHubError(
+                f"GitHub API: sending the {event_type} event got no answer ({exc.detail}): it may or may not "
+                "have been sent",
+                hint="listeners start from it; re-run the job only if none started",
+            ) from None
+
+    def environment_reviewers(self, environment: str) -> list[str] | None:
+        """Who must approve a job in the GitHub Environment ``environment`` (users'
+        logins, and "team SLUG"); None when it has no required reviewers or cannot be read."""
+        try:
+            raw = self._call(
+                "GET",
+                f"{self._repo}/environments/{urllib.parse.quote(environment, safe='')}",
+                _Call(f"reading environment {environment}", "actions: read", explain=False),
+                idempotent=True,
+            ).data
+        except GitHubError:
+            return None
+        found: list[str] = []
+        for rule in (raw or {}).get("protection_rules") or []:
+            if not isinstance(rule, dict) or rule.get("type") != "required_reviewers":
+                continue
+            for reviewer in rule.get("reviewers") or []:
+                who = reviewer.get("reviewer") if isinstance(reviewer, dict) else None
+                if not isinstance(who, dict):
+                    continue
+                if reviewer.get("type") == "Team" and (who.get("slug") or who.get("name")):
+                    found.append(f"team {who.get('slug') or who.get('name')}")
+                elif who.get("login"):
+                    found.append(str(who["login"]))
+        return found or None
+
+    # -------------------------------------------------------------- workflow artifacts and runs
 
     def artifacts(self, name: str) -> list[ArtifactInfo]:
-        """Artifacts of this repository with exactly this name, newest first."""
-        try:
-            found = []
-            for artifact in self._repo.get_artifacts(name=name):
-                raw = artifact.raw_data
-                run = raw.get("workflow_run") or {}
-                found.append(
-                    ArtifactInfo(
-                        id=int(raw["id"]),
-                        name=str(raw["name"]),
-                        expired=bool(raw.get("expired")),
-                        created_at=str(raw.get("created_at") or ""),
-                        expires_at=str(raw.get("expires_at") or ""),
-                        size=int(raw.get("size_in_bytes") or 0),
-                        run_id=run.get("id"),
-                        repository_id=run.get("repository_id"),
-                        head_repository_id=run.get("head_repository_id"),
-                        head_branch=run.get("head_branch"),
-                    )
+        """Artifacts of this repository with exactly this name, newest first (one page of 100)."""
+        query = urllib.parse.urlencode({"name": name, "per_page": 100})
+        raw = self._call(
+            "GET",
+            f"{self._repo}/actions/artifacts?{query}",
+            _Call(f"listing the artifacts named {name}", "actions: read"),
+            idempotent=True,
+        ).data
+        found = []
+        items = raw.get("artifacts") if isinstance(raw, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict) or item.get("name") != name:
+                continue
+            run = item.get("workflow_run") or {}
+            found.append(
+                ArtifactInfo(
+                    id=int(item["id"]),
+                    name=str(item["name"]),
+                    expired=bool(item.get("expired")),
+                    created_at=str(item.get("created_at") or ""),
+                    expires_at=str(item.get("expires_at") or ""),
+                    size=int(item.get("size_in_bytes") or 0),
+                    run_id=_int(run.get("id")),
+                    repository_id=_int(run.get("repository_id")),
+                    head_repository_id=_int(run.get("head_repository_id")),
+                    head_branch=run.get("head_branch"),
                 )
-                if len(found) >= 100:
-                    break
-        except Exception as exc:
-            raise _translate(f"listing the artifacts named {name}", exc) from exc
+            )
         return sorted(found, key=lambda a: (a.created_at, a.id), reverse=True)
 
     def workflow_run(self, run_id: int) -> RunInfo:
-        try:
-            raw = self._repo.get_workflow_run(run_id).raw_data
-        except Exception as exc:
-            raise _translate(f"reading workflow run {run_id}", exc) from exc
+        raw = self._call(
+            "GET",
+            f"{self._repo}/actions/runs/{run_id}",
+            _Call(f"reading workflow run {run_id}", "actions: read", f"no workflow run {run_id}"),
+            idempotent=True,
+        ).data
+        if not isinstance(raw, dict):
+            raise GitHubError(f"GitHub API: workflow run {run_id} is not an object")
         return RunInfo(
-            id=int(raw["id"]),
+            id=int(raw.get("id") or run_id),
             event=str(raw.get("event") or ""),
             repository=(raw.get("repository") or {}).get("full_name"),
             head_repository=(raw.get("head_repository") or {}).get("full_name"),
         )
 
-    def _stream(self, url: str, what: str) -> Iterator[bytes]:
-        try:
-            _, _, chunks = self._gh.requester.getStream(url, chunk_size=1 << 20)
-        except Exception as exc:
-            raise _translate(what, exc) from exc
-        return cast("Iterator[bytes]", chunks)
+    def _download(self, path: str, call: _Call) -> Iterator[bytes]:
+        """A file GitHub redirects to its storage (the token is not sent there),
+        streamed; retried until its first byte, like a read."""
+        url = f"{self.api_url}{path}"
+        waited = 0.0
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(url, method="GET", headers=headers(self.token))
+            request.add_header("Accept", "application/octet-stream")
+            self._session.requests += 1
+            try:
+                opened = transport.stream(request, deadline=self.deadline, idle=_IDLE, limit=_MAX_DOWNLOAD)
+                chunks: Iterator[bytes] = opened.chunks
+                return chunks
+            except urllib.error.HTTPError as exc:
+                raw = exc.read()
+                try:
+                    payload = json.loads(raw) if raw else None
+                except ValueError:
+                    payload = raw.decode(errors="replace")[:200]
+                response = _Response(exc.code, payload, dict(exc.headers or {}))
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                pause = min(self.backoff * 2**attempt, 60.0)
+                if attempt < self.retries and waited + pause <= self.max_wait:
+                    self._wait(pause)
+                    waited += pause
+                    continue
+                raise GitHubError(
+                    f"GitHub API: {call.what} failed: cannot reach {self.api_url} or its storage: {reason}",
+                    hint="check GITHUB_API_URL and the network",
+                ) from None
+            wait = self._wait_for(response, attempt)
+            if wait is not None and attempt < self.retries and waited + wait[0] <= self.max_wait:
+                self._wait(wait[0])
+                waited += wait[0]
+                continue
+            raise self._error(response, call, waited=waited, wait=wait)
+        raise AssertionError("unreachable")
 
     def download_artifact(self, artifact: ArtifactInfo) -> Iterator[bytes]:
-        url = f"{self._repo.url}/actions/artifacts/{artifact.id}/zip"
-        return self._stream(url, f"downloading artifact {artifact.name}")
+        return self._download(
+            f"{self._repo}/actions/artifacts/{artifact.id}/zip",
+            _Call(
+                f"downloading artifact {artifact.name}",
+                "actions: read",
+                f"artifact {artifact.name} ({artifact.id}) is gone: expired or deleted",
+            ),
+        )
 
-    def download_asset(self, asset: AssetInfo) -> Iterator[bytes]:
-        return self._stream(asset.url, f"downloading release asset {asset.name}")
+    def download_asset(self, release: ReleaseInfo, asset: AssetInfo) -> Iterator[bytes]:
+        """The asset's bytes: from this process's copy when it has one (uploaded or
+        downloaded here before), else from GitHub."""
+        local = self._session.files.get(asset.id)
+        if local is not None and local.is_file() and local.stat().st_size == asset.size:
+            return _chunks(local)
+        return self._download(
+            f"{self._repo}/releases/assets/{asset.id}",
+            _Call(
+                f"downloading release asset {asset.name} of {release.tag}",
+                "contents: read",
+                f"the release {release.tag} no longer has the asset {asset.name}",
+            ),
+        )
+
+    # -------------------------------------------------------------- releases
 
     def release(self, tag: str) -> ReleaseInfo | None:
-        """The release on ``tag``: a published one, else a draft (which only a
-        token that can write sees)."""
-        from github import GithubException
+        """The published release on ``tag``, or None when there is none."""
+        call = _Call(f"reading the release of {tag}", "contents: read", f"no release on {tag}")
+        try:
+            raw = self._call(
+                "GET", f"{self._repo}/releases/tags/{urllib.parse.quote(tag, safe='')}", call, idempotent=True
+            ).data
+        except GitHubNotFound as exc:
+            if exc.missing:
+                return None  # the repository answers: this tag has no release
+            raise
+        return _release(raw)
 
-        try:
-            return _release(self._repo.get_release(tag).raw_data)
-        except GithubException as exc:
-            if exc.status != 404:
-                raise _translate(f"reading the release of {tag}", exc) from exc
-        except Exception as exc:
-            raise _translate(f"reading the release of {tag}", exc) from exc
-        try:
-            for release in self._repo.get_releases():
-                if release.raw_data.get("tag_name") == tag:
-                    return _release(release.raw_data)
-        except Exception as exc:
-            raise _translate(f"listing the releases to find {tag}", exc) from exc
-        return None
+    def _drafts(self, tag: str, body: str | None) -> list[ReleaseInfo]:
+        """Drafts on ``tag`` (with ``body``, when given) among the newest releases: one
+        page, where a draft made moments ago is."""
+        raw = self._call(
+            "GET",
+            f"{self._repo}/releases?per_page=100",
+            _Call(f"listing the releases to find the draft of {tag}", "contents: write"),
+            idempotent=True,
+        ).data
+        return [
+            _release(r)
+            for r in raw or []
+            if isinstance(r, dict)
+            and r.get("draft")
+            and r.get("tag_name") == tag
+            and (body is None or r.get("body") == body)
+        ]
 
     def create_draft_release(self, tag: str, name: str, body: str) -> ReleaseInfo:
+        """A draft release on ``tag`` (its body the model card). Looked for after an
+        ambiguous failure, by tag and body; a published release already on the tag is
+        an error that says so."""
+        call = _Call(f"creating the release for {tag}", "contents: write")
+        request = {"tag_name": tag, "name": name, "body": body, "draft": True, "make_latest": "false"}
+
+        def lookup() -> dict[str, Any] | None:
+            found = self._drafts(tag, body)
+            return {"id": found[0].id, "_release": found[0]} if found else None
+
         try:
-            release = self._repo.create_git_release(
-                tag, name=name, message=body, draft=True, make_latest="false"
-            )
-        except Exception as exc:
-            raise _translate(f"creating the release for {tag}", exc) from exc
-        return _release(release.raw_data)
+            made = self._create(f"{self._repo}/releases", call, request, lookup)
+        except GitHubError as exc:
+            if exc.status == 422 and "already_exists" in (exc.hint or ""):
+                raise GitHubError(
+                    f"{self.repository} has a published release on {tag} already",
+                    hint="a version name is never reused; delete that release if it is not mlci's",
+                    status=422,
+                ) from None
+            raise
+        return made["_release"] if "_release" in made else _release(made)
+
+    def stale_drafts(self, tag: str) -> list[ReleaseInfo]:
+        """Drafts on ``tag`` left by a registration that did not finish."""
+        return self._drafts(tag, None)
 
     def upload_asset(self, release: ReleaseInfo, path: str, name: str, content_type: str) -> AssetInfo:
-        try:
-            _, raw = self._gh.requester.requestBlobAndCheck(
-                "POST",
-                release.upload_url,
-                parameters={"name": name},
-                headers={"Content-Type": content_type},
-                input=path,
-            )
-        except Exception as exc:
-            raise _translate(f"uploading {name} to the release of {release.tag}", exc) from exc
-        return _asset(raw)
+        """Uploads ``path`` as the asset ``name``. After an ambiguous failure the release's
+        assets are read: one with this name and size is success; a partial one
+        (``starter``) is deleted and the file sent again."""
+        size = Path(path).stat().st_size
+        query = urllib.parse.urlencode({"name": name})
+        url = f"{self.uploads_url}{self._repo}/releases/{release.id}/assets?{query}"
+        call = _Call(
+            f"uploading {name} to the release of {release.tag}", "contents: write", f"no draft {release.id}"
+        )
+        for _ in range(2):
+            try:
+                made = _asset(self._upload(url, path, size, content_type, call))
+                self.keep_copy(made, Path(path))
+                return made
+            except _Ambiguous:
+                found = self._assets(release, call).get(name)
+                if found is not None and found.state == "uploaded" and found.size == size:
+                    self.keep_copy(found, Path(path))
+                    return found
+                if found is not None:
+                    self.delete_asset(release, found)
+        raise GitHubError(
+            f"GitHub API: {call.what} failed twice without an answer (and it was not made)",
+            hint="GitHub may be unavailable: re-run the job (the draft release is deleted)",
+        )
 
-    def publish_release(self, release: ReleaseInfo) -> None:
-        try:
-            self._gh.requester.requestJsonAndCheck(
-                "PATCH",
-                f"{self._repo.url}/releases/{release.id}",
-                input={"draft": False, "make_latest": "false"},
-            )
-        except Exception as exc:
-            raise _translate(f"publishing the release of {release.tag}", exc) from exc
+    def keep_copy(self, asset: AssetInfo, path: Path) -> None:
+        """``path`` holds ``asset``'s bytes for the rest of the process (the caller checks
+        them against the digest it trusts, as for a download)."""
+        self._session.files[asset.id] = path
+
+    def _assets(self, release: ReleaseInfo, call: _Call) -> dict[str, AssetInfo]:
+        raw = self._call(
+            "GET", f"{self._repo}/releases/{release.id}/assets?per_page=100", call, idempotent=True
+        ).data
+        assets = [_asset(a) for a in raw or [] if isinstance(a, dict)]
+        return {a.name: a for a in assets}
+
+    def _upload(self, url: str, path: str, size: int, content_type: str, call: _Call) -> dict[str, Any]:
+        self._invalidate(url)
+        waited = 0.0
+        for attempt in range(self.retries + 1):
+            with open(path, "rb") as handle:
+                request = urllib.request.Request(url, data=handle, method="POST", headers=headers(self.token))
+                request.add_header("Content-Type", content_type)
+                request.add_header("Content-Length", str(size))
+                self._session.requests += 1
+                try:
+                    answer = transport.fetch(
+                        request, deadline=max(self.deadline, size / (256 * 1024)), limit=_MAX_BODY
+                    )
+                    return dict(json.loads(answer.body))
+                except urllib.error.HTTPError as exc:
+                    raw = exc.read()
+                    try:
+                        payload = json.loads(raw) if raw else None
+                    except ValueError:
+                        payload = raw.decode(errors="replace")[:200]
+                    response = _Response(exc.code, payload, dict(exc.headers or {}))
+                except (urllib.error.URLError, OSError, ValueError) as exc:
+                    raise _Ambiguous(f"{type(exc).__name__}: {exc}") from exc
+            wait = self._wait_for(response, attempt)
+            if wait is not None and response.status in _RETRY_STATUSES:
+                raise _Ambiguous(str(response.status))
+            if wait is not None and attempt < self.retries and waited + wait[0] <= self.max_wait:
+                self._wait(wait[0])
+                waited += wait[0]
+                continue
+            raise self._error(response, call, waited=waited, wait=wait)
+        raise AssertionError("unreachable")
+
+    def delete_asset(self, release: ReleaseInfo, asset: AssetInfo) -> None:
+        self._delete(
+            f"{self._repo}/releases/assets/{asset.id}",
+            _Call(f"deleting the partial asset {asset.name} of {release.tag}", "contents: write"),
+        )
+
+    def publish_release(self, release: ReleaseInfo) -> ReleaseInfo:
+        """The draft made public (idempotent: retried); what GitHub answers is what a read
+        of the tag's release would, so the rest of the process reads it from here."""
+        raw = self._call(
+            "PATCH",
+            f"{self._repo}/releases/{release.id}",
+            _Call(f"publishing the release of {release.tag}", "contents: write", f"no draft {release.id}"),
+            {"draft": False, "make_latest": "false"},
+            idempotent=True,
+        ).data
+        published = _release(raw) if isinstance(raw, dict) and raw.get("id") else release
+        if isinstance(raw, dict) and raw.get("id"):
+            self._remember(f"{self._repo}/releases/tags/{urllib.parse.quote(release.tag, safe='')}", raw)
+        return published
 
     def delete_release(self, release: ReleaseInfo) -> None:
-        try:
-            self._gh.requester.requestJsonAndCheck("DELETE", f"{self._repo.url}/releases/{release.id}")
-        except Exception as exc:
-            raise _translate(f"deleting the release of {release.tag}", exc) from exc
+        self._delete(
+            f"{self._repo}/releases/{release.id}",
+            _Call(f"deleting the release of {release.tag}", "contents: write"),
+        )
+
+    def _delete(self, path: str, call: _Call) -> None:
+        """A delete is idempotent: retried, and a 404 (already gone) is success."""
+        with contextlib.suppress(GitHubNotFound):
+            self._call("DELETE", path, call, idempotent=True)
+
+
+GitHubStore = GitHubApi  # the name the stores use
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            yield chunk
+
+
+def _rate_limited(response: _Response) -> bool:
+    if response.status == 429:
+        return True
+    if response.status != 403:
+        return False
+    message = response.data.get("message", "") if isinstance(response.data, dict) else ""
+    return response.header("x-ratelimit-remaining") == "0" or "rate limit" in str(message).lower()
+
+
+def _short(description: str) -> str:
+    if len(description) > STATUS_DESCRIPTION_LIMIT:
+        return description[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
+    return description
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _collection(url: str, bases: tuple[str, ...], repo: str) -> str | None:
+    """``/repos/o/r/<collection>`` of an API or uploads URL; None for anything else."""
+    for base in bases:
+        if url.startswith(base + repo + "/"):
+            rest = url[len(base + repo) + 1 :]
+            return repo + "/" + rest.split("/", 1)[0].split("?", 1)[0]
+    return None
+
+
+def _next_link(header: str, api_url: str) -> str | None:
+    """The next page's URL from a Link header, followed only on the API's own origin."""
+    origin = urllib.parse.urlsplit(api_url)
+    for part in header.split(","):
+        if 'rel="next"' in part:
+            url = part.split(";", 1)[0].strip().strip("<>")
+            found = urllib.parse.urlsplit(url)
+            if (found.scheme, found.netloc) == (origin.scheme, origin.netloc):
+                return url
+    return None
+
+
+def _asset(raw: dict[str, Any]) -> AssetInfo:
+    return AssetInfo(
+        int(raw["id"]),
+        str(raw["name"]),
+        int(raw.get("size") or 0),
+        raw.get("digest") if isinstance(raw.get("digest"), str) else None,
+        str(raw.get("state") or "uploaded"),
+    )
+
+
+def _release(raw: Any) -> ReleaseInfo:
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), int):
+        raise GitHubError("GitHub API: a release answer without an id", hint="check GITHUB_API_URL")
+    return ReleaseInfo(
+        id=int(raw["id"]),
+        tag=str(raw.get("tag_name") or ""),
+        draft=bool(raw.get("draft")),
+        html_url=str(raw.get("html_url") or ""),
+        body=str(raw.get("body") or ""),
+        assets=tuple(_asset(a) for a in raw.get("assets") or [] if isinstance(a, dict)),
+    )

@@ -200,3 +200,52 @@ def fetch(request: urllib.request.Request, *, deadline: float, limit: int = MAX_
             return Response(response.status, response.headers, body, response.url)
     finally:
         timer.cancel()
+
+
+@dataclass
+class Stream:
+    """An answer whose body is read as it arrives: ``chunks`` yields it, each read
+    bounded by ``idle`` seconds, the whole by ``limit`` bytes."""
+
+    status: int
+    headers: Message
+    url: str  # after redirects
+    chunks: Any  # Iterator[bytes]
+
+
+def stream(request: urllib.request.Request, *, deadline: float, idle: float, limit: int) -> Stream:
+    """Send ``request``; connect, redirects and the answer's headers within ``deadline``
+    seconds, then the body as it comes (a model archive can take minutes): each read
+    within ``idle`` seconds, at most ``limit`` bytes in all. HTTP errors are raised as by
+    :func:`fetch`, their bodies bounded."""
+    watch = _Watch(deadline)
+    opener = urllib.request.build_opener(_HTTPHandler(watch), _HTTPSHandler(watch), _Redirects())
+    timer = threading.Timer(deadline, watch.expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        try:
+            response = opener.open(request, timeout=idle)
+        except urllib.error.HTTPError as exc:
+            body = _read(exc, request.full_url, MAX_BODY, watch) if exc.fp is not None else b""
+            raise urllib.error.HTTPError(exc.url, exc.code, exc.msg, exc.headers, io.BytesIO(body)) from None
+        except (OSError, http.client.HTTPException) as exc:
+            if watch.past():
+                raise DeadlineExceeded(request.full_url, deadline, 0) from exc
+            raise
+    finally:
+        timer.cancel()
+
+    def chunks() -> Any:
+        received = 0
+        with response:
+            while True:
+                chunk = response.read1(_CHUNK) if hasattr(response, "read1") else response.read(_CHUNK)
+                if not chunk:
+                    return
+                received += len(chunk)
+                if received > limit:
+                    raise TooLarge(request.full_url, limit)
+                yield chunk
+
+    return Stream(response.status, response.headers, response.url, chunks())

@@ -21,13 +21,34 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
+class Headers(dict):  # type: ignore[type-arg]
+    """HTTP header names are case-blind: ``headers["authorization"]`` finds ``Authorization``."""
+
+    def __init__(self, items: Any) -> None:
+        super().__init__((str(k).lower(), v) for k, v in dict(items).items())
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(str(key).lower())
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
 @dataclass
 class Request:
     method: str
     path: str  # without the API prefix and query
     query: dict[str, list[str]]
-    headers: dict[str, str]
+    headers: Headers
     body: Any
+
+    @property
+    def storage(self) -> bool:
+        """A download from GitHub's storage host (where a redirect leads), not the API."""
+        return self.path.startswith("/_blobs/")
 
 
 @dataclass
@@ -176,6 +197,21 @@ class GitHubState:
     def writes(self) -> list[Request]:
         return [r for r in self.requests if r.method != "GET"]
 
+    def api_requests(self, since: int = 0) -> list[Request]:
+        """Requests to the API and uploads hosts (rate-limited), not storage downloads."""
+        return [r for r in self.requests[since:] if not r.storage]
+
+    def storage(self) -> str:
+        """GitHub's storage for artifacts and assets: another origin, as on github.com
+        (``localhost`` for ``127.0.0.1``), so a client that follows the redirect must
+        not send its token there."""
+        return self.base_url.removesuffix(self.prefix).replace("127.0.0.1", "localhost")
+
+    def uploads(self) -> str:
+        """The uploads root: ``/api/uploads`` on GitHub Enterprise Server, ``/uploads`` here."""
+        origin = self.base_url.removesuffix(self.prefix)
+        return f"{origin}/api/uploads" if self.prefix == "/api/v3" else f"{origin}/uploads"
+
 
 class _Handler(BaseHTTPRequestHandler):
     state: GitHubState
@@ -203,13 +239,15 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         if st.prefix and path.startswith(st.prefix):
             path = path[len(st.prefix) :]
+        elif st.prefix == "/api/v3" and path.startswith("/api/uploads/"):
+            path = path[len("/api") :]
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         binary = path.startswith(("/uploads/", "/_stub/"))
         body = raw if binary else (json.loads(raw) if raw else None)
         if not path.startswith("/_stub/"):  # the test's own back door is not GitHub's API
             recorded = f"<{len(raw)} bytes>" if binary else body
-            st.requests.append(Request(method, path, parse_qs(parts.query), dict(self.headers), recorded))
+            st.requests.append(Request(method, path, parse_qs(parts.query), Headers(self.headers), recorded))
         self._lost: Fault | None = None
         for fault in st.faults:
             if fault.times > 0 and fault.method == method and path.endswith(fault.suffix):
@@ -220,6 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(fault.status, fault.body, fault.headers)
         m = re.fullmatch(r"/_blobs/(artifact|asset)/(\d+)", path)
         if m and method == "GET":  # signed storage URLs: no GitHub token needed
+            if self.headers.get("Authorization"):  # as S3 and Azure: one way to authenticate
+                return self._send(400, {"message": "Only one auth mechanism allowed"})
             data = st.blobs.get(f"{m[1]}/{m[2]}")
             if data is None:
                 return self._send(404, {"message": "BlobNotFound"})
@@ -239,6 +279,16 @@ class _Handler(BaseHTTPRequestHandler):
         handled = self._actions_and_releases(method, path, parse_qs(parts.query), body)
         if handled or self._deployments(method, path, parse_qs(parts.query), body):
             return None
+        m = re.fullmatch(r"/repos/([^/]+)/([^/]+)", path)
+        if m and method == "GET":
+            if f"{m[1]}/{m[2]}" != "octo/churn":
+                return self._send(404, {"message": "Not Found"})
+            return self._send(
+                200, {"id": st.repository_id, "name": "churn", "full_name": "octo/churn", "private": True}
+            )
+        m = re.fullmatch(r"/repos/([^/]+)/([^/]+)/commits/([0-9a-f]{40})/statuses", path)
+        if m and method == "GET":
+            return self._send(200, [x for x in reversed(st.statuses) if x["sha"] == m[3]])
         if method == "GET" and path == "/user":
             if st.user is None:
                 return self._send(403, {"message": "Resource not accessible by integration", "status": "403"})
@@ -405,6 +455,11 @@ class _Handler(BaseHTTPRequestHandler):
             st.deployment_statuses.append(status)
             self._send(201, status)
             return True
+        m = re.fullmatch(rf"{repo}/deployments/(\d+)/statuses", path)
+        if m and method == "GET":
+            found = [x for x in reversed(st.deployment_statuses) if x["deployment_id"] == int(m[3])]
+            self._send(200, found[: int(query.get("per_page", ["30"])[0])])
+            return True
         if method == "POST" and re.fullmatch(rf"{repo}/dispatches", path):
             event_type, payload = body.get("event_type"), body.get("client_payload", {})
             if not isinstance(event_type, str) or not 1 <= len(event_type) <= 100:
@@ -460,7 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
             if f"artifact/{m[3]}" not in st.blobs:
                 self._send(404, {"message": "Not Found"})
             else:
-                self._redirect(f"{st.base_url.removesuffix(st.prefix)}/_blobs/artifact/{m[3]}")
+                self._redirect(f"{st.storage()}/_blobs/artifact/{m[3]}")
             return True
         m = re.fullmatch(rf"{repo}/actions/runs/(\d+)", path)
         if m and method == "GET":
@@ -490,7 +545,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "url": st.api(f"/repos/octo/churn/releases/{rid}"),
                     "html_url": f"https://github.example/octo/churn/releases/tag/{body['tag_name']}",
                     "assets_url": st.api(f"/repos/octo/churn/releases/{rid}/assets"),
-                    "upload_url": f"{st.base_url.removesuffix(st.prefix)}/uploads/repos/octo/churn/releases/{rid}/assets{{?name,label}}",
+                    "upload_url": f"{st.uploads()}/repos/octo/churn/releases/{rid}/assets{{?name,label}}",
                     "tag_name": body["tag_name"],
                     "target_commitish": body.get("target_commitish", "main"),
                     "name": body.get("name"),
@@ -535,10 +590,19 @@ class _Handler(BaseHTTPRequestHandler):
             if release is None:
                 self._send(404, {"message": "Not Found"})
                 return True
+            name = query["name"][0]
+            if any(a["name"] == name for a in release["assets"]):
+                self._send(
+                    422,
+                    {
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}],
+                    },
+                )
+                return True
             st.next_id += 1
             aid = st.next_id
             data = body if isinstance(body, bytes) else b""
-            name = query["name"][0]
             asset = {
                 "id": aid,
                 "node_id": f"RA_{aid}",
@@ -559,6 +623,11 @@ class _Handler(BaseHTTPRequestHandler):
             release["assets"].append(asset)
             self._send(201, asset)
             return True
+        m = re.fullmatch(rf"{repo}/releases/(\d+)/assets", path)
+        if m and method == "GET":
+            release = next((r for r in st.releases if r["id"] == int(m[3])), None)
+            self._send(200, release["assets"]) if release else self._send(404, {"message": "Not Found"})
+            return True
         m = re.fullmatch(rf"{repo}/releases/assets/(\d+)", path)
         if m:
             found = [(r, a) for r in st.releases for a in r["assets"] if a["id"] == int(m[3])]
@@ -569,7 +638,7 @@ class _Handler(BaseHTTPRequestHandler):
                 st.blobs.pop(f"asset/{m[3]}", None)
                 self._send_bytes(204, b"", "application/json")
             elif "application/octet-stream" in self.headers.get("Accept", ""):
-                self._redirect(f"{st.base_url.removesuffix(st.prefix)}/_blobs/asset/{m[3]}")
+                self._redirect(f"{st.storage()}/_blobs/asset/{m[3]}")
             else:
                 self._send(200, found[0][1])
             return True

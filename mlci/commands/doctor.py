@@ -232,6 +232,8 @@ def _check_release(
     try:
         store = ReleaseStore.from_environ(config, environ, log)
         release = store.api.release(info.tag)
+        if release is None:  # a tag pushed whose release was never published: still a draft
+            release = next(iter(store.api.stale_drafts(info.tag)), None)
     except GitHubUnavailable as exc:
         report.notes.append(f"{info.tag}: its bytes are in a GitHub release, not checked: {exc.message}")
         return

@@ -7,7 +7,7 @@
   is this repository. A fork's pull request runs the fork's workflow files and
   can upload anything under any name, so its artifacts are never reused.
 - ``ReleaseStore``: registered versions. Registering makes a draft release on
-  the version tag with the model archive and a model card, pushes the tag, then
+  the version tag (its text the model card) with the model archive, pushes the tag, then
   publishes the release; a failed push deletes the draft, so no version exists
   without its bytes.
 """
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from mlci.github_api import ArtifactInfo, GitHubStore, ReleaseInfo
 
 TRUSTED_EVENTS = ("push", "pull_request")
-CARD_NAME = "model-card.md"
 _REMOTE_URL = re.compile(r"(?:github\.com|^[^/]+)[:/](?P<repo>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
 
 
@@ -77,11 +76,13 @@ def connect(environ: Mapping[str, str], root: Path, why: str) -> tuple[GitHubSto
 class RunArtifacts:
     """The run cache's GitHub home: workflow artifacts named by model and fingerprint."""
 
-    def __init__(self, api: GitHubStore, repository: str, log: Callable[[str], None]) -> None:
+    def __init__(
+        self, api: GitHubStore, repository: str, log: Callable[[str], None], own_run: int | None = None
+    ) -> None:
         self.api = api
         self.repository = repository
         self.log = log
-        self.requests_made = 0
+        self.own_run = own_run  # this workflow run (GITHUB_RUN_ID): its own jobs' artifacts
 
     def _distrust(self, artifact: ArtifactInfo) -> str | None:
         """Why an artifact's run is not trusted, or None."""
@@ -93,6 +94,8 @@ class RunArtifacts:
             return "its run came from a fork"
         if artifact.run_id is None:
             return "GitHub names no run that made it"
+        if self.own_run is not None and artifact.run_id == self.own_run:
+            return None  # an earlier job of this run (the train job before the promote job)
         run = self.api.workflow_run(int(artifact.run_id))
         if run.event not in TRUSTED_EVENTS:
             return f"a {run.event!r} run made it (trusted: push, and pull requests from this repository)"
@@ -101,16 +104,21 @@ class RunArtifacts:
         return None
 
     def find(self, model: str, fingerprint: str, dest: Path) -> bundle.Restored | None:
-        from mlci.github_api import GitHubError
+        from mlci.github_api import GitHubError, GitHubNotFound
 
         name = bundle.artifact_name(model, fingerprint)
         try:
             return self._find(name, model, fingerprint, dest)
+        except GitHubNotFound as exc:
+            if not exc.missing:
+                raise  # a wrong GITHUB_API_URL or repository: an error, never a reason to train
+            self.log(f"warning: could not look for the run in workflow artifacts ({exc.message}); training")
+            return None
         except GitHubError as exc:
             # The run cache saves time; it never decides what a version's bytes are.
             self.log(
-                f"warning: could not look for the run in workflow artifacts ({exc.message}); training. "
-                "Give the job `actions: read` to reuse runs across branches"
+                f"warning: could not look for the run in workflow artifacts ({exc.message}); training "
+                f"(hint: {exc.hint})"
             )
             return None
 
@@ -176,22 +184,14 @@ class ReleaseStore:
     def stage(
         self, version: Version, archive_path: Path, card: str, kept: Mapping[str, Path] | None = None
     ) -> dict[str, object]:
-        existing = self.api.release(version.tag)
-        if existing is not None:
-            if not existing.draft:
-                raise MlciError(
-                    f"{self.repository} has a published release on {version.tag} already",
-                    hint="a version name is never reused; delete that release if it is not mlci's",
-                )
-            self.api.delete_release(existing)  # left over from a registration that did not finish
+        # No read first: a tag mlci has not pushed has no published release (GitHub answers
+        # the create with 422 already_exists if it has), and a draft left by a registration
+        # that did not finish is never published or read.
         name = archive_name(version.model, version.version)
         release = self.api.create_draft_release(version.tag, f"{version.model} {version.version}", card)
         self._staged = release
         try:
             self.api.upload_asset(release, str(archive_path), name, "application/x-tar")
-            card_path = archive_path.with_name(CARD_NAME)
-            card_path.write_text(card, encoding="utf-8")
-            self.api.upload_asset(release, str(card_path), CARD_NAME, "text/markdown")
             staged: dict[str, object] = {STORE_KEY: self.name, ASSET_KEY: name}
             for kind, path in (kept or {}).items():
                 # Kept with the version, so a later pull request's comparisons with it
@@ -207,7 +207,7 @@ class ReleaseStore:
 
     def commit(self) -> None:
         if self._staged is not None:
-            self.api.publish_release(self._staged)
+            self.api.publish_release(self._staged)  # the release's text is the model card
             self.log(f"published the release {self._staged.tag}")
             self._staged = None
 
@@ -243,11 +243,10 @@ class ReleaseStore:
         asset = release.asset(name)
         assert asset is not None
         if dest is None:
-            return archive.verify(
-                self.api.download_asset(asset), expected=version.digest, source=f"release asset {name}"
-            )
+            chunks = self.api.download_asset(release, asset)
+            return archive.verify(chunks, expected=version.digest, source=f"release asset {name}")
         return archive.unpack(
-            self.api.download_asset(asset),
+            self.api.download_asset(release, asset),
             dest,
             expected=version.digest,
             source=f"release asset {name} of {version.tag}",
@@ -260,23 +259,27 @@ class ReleaseStore:
         name = str(version.metadata.get(asset_key(kind)) or "")
         release = self.api.release(version.tag)
         asset = release.asset(name) if release is not None and name else None
-        if asset is None:
+        if release is None or asset is None:
             raise ModelMissing(f"{version.tag}: no {kind} asset in the release {version.tag}")
         suffix = Path(name).suffix.lower()
         if suffix not in (".csv", ".parquet", ".pq", ".json"):
             raise ModelMissing(f"{version.tag}: the {kind} asset {name!r} is not a file mlci keeps")
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / f"{kind}{suffix}"
+        partial = dest / f".{kind}{suffix}.part"  # the copy read may be ``path`` itself
         digest, size = hashlib.sha256(), 0
-        with path.open("wb") as handle:
-            for chunk in self.api.download_asset(asset):
+        with partial.open("wb") as handle:
+            for chunk in self.api.download_asset(release, asset):
                 digest.update(chunk)
                 size += len(chunk)
                 if size > bundle.MAX_PREDICTIONS_BYTES:
                     break
                 handle.write(chunk)
-        if digest.hexdigest() != sha256:
-            path.unlink()
+        if digest.hexdigest() == sha256:
+            partial.replace(path)
+            self.api.keep_copy(asset, path)  # read once per process
+        else:
+            partial.unlink()
             raise archive.ArchiveError(
                 f"release asset {name} of {version.tag} has sha256 {digest.hexdigest()}, the tag records "
                 f"{sha256}: not the {kind} that were registered"
@@ -296,4 +299,5 @@ def run_artifacts(environ: Mapping[str, str], root: Path, log: Callable[[str], N
         api, repository = connect(environ, root, "finding runs in workflow artifacts")
     except GitHubUnavailable:
         return None
-    return RunArtifacts(api, repository, log)
+    own = environ.get("GITHUB_RUN_ID", "")
+    return RunArtifacts(api, repository, log, int(own) if own.isdigit() else None)

@@ -315,7 +315,6 @@ def _post(
         job.repository,
         **github_api.retry_settings(ctx.environ),
         fork=pull.fork,
-        cache=config.root / ".mlci" / "github-etags.json",
     )
     try:
         comment = api.upsert_comment(pull.number, markdown, report.marker)

@@ -228,7 +228,11 @@ def assign(
     registration = state.versions[candidate]
     if env.deploy is not None and predeployed is None:
         deploy_mod.refuse_write_token(environ)  # before anything is fetched or run
-    notifier.started(models.version_of(model, registration), registration.commit)
+    notifier.started(
+        models.version_of(model, registration),
+        registration.commit,
+        working=env.deploy is not None and predeployed is None,
+    )
     try:
         result = _put_in(
             ctx,
