@@ -419,10 +419,12 @@ class GitHubApi:
                 status=status,
             )
         elif status == 403:
+            accepted = response.header("X-Accepted-GitHub-Permissions")  # what GitHub says it needs
+            needed = f" (GitHub accepts: {accepted[:100]})" if accepted else ""
             hint = (
-                f"the token may not do this: grant the job `{call.permission}` in the workflow's permissions "
-                "block (a GitHub App: that permission on its installation; a fine-grained token: that "
-                "repository permission)"
+                f"the token may not do this{needed}: grant the job `{call.permission}` in the workflow's "
+                "permissions block (a GitHub App: that permission on its installation; a fine-grained "
+                "token: that repository permission)"
             )
         elif status == 404:
             hint, missing = self._why_not_found(call)
@@ -454,9 +456,8 @@ class GitHubApi:
         except (GitHubError, urllib.error.URLError, OSError):
             return wrong, False
         if response.status == 200 and isinstance(response.data, dict):
-            if call.missing:
-                return f"{call.missing} (the repository {self.repository} is there)", True
-            return f"{self.repository} has no such resource; this is a bug in mlci if it persists", True
+            missing = call.missing or "GitHub has no such object (a bug in mlci if it persists)"
+            return f"{missing} (the repository {self.repository} is there)", True
         return wrong, False
 
     def _pages(self, path: str, call: _Call, limit: int = 1000) -> Iterator[Any]:

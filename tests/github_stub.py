@@ -44,6 +44,7 @@ class Request:
     query: dict[str, list[str]]
     headers: Headers
     body: Any
+    raw_path: str = ""  # as sent, with the API prefix
 
     @property
     def storage(self) -> bool:
@@ -247,7 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = raw if binary else (json.loads(raw) if raw else None)
         if not path.startswith("/_stub/"):  # the test's own back door is not GitHub's API
             recorded = f"<{len(raw)} bytes>" if binary else body
-            st.requests.append(Request(method, path, parse_qs(parts.query), Headers(self.headers), recorded))
+            st.requests.append(
+                Request(method, path, parse_qs(parts.query), Headers(self.headers), recorded, parts.path)
+            )
         self._lost: Fault | None = None
         for fault in st.faults:
             if fault.times > 0 and fault.method == method and path.endswith(fault.suffix):
@@ -373,6 +376,8 @@ class _Handler(BaseHTTPRequestHandler):
         return (self.state.user or "someone") if user_token else self.state.bot
 
     def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
+        if getattr(self, "_lost", None) is not None:  # done, and the answer lost
+            return self._send(status, None)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -469,9 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(422, {"message": "client_payload has more than 10 top-level properties"})
                 return True
             st.dispatches.append(body)
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self._send_bytes(204, b"", "application/json")
             return True
         m = re.fullmatch(rf"{repo}/environments/([^/]+)", path)
         if m and method == "GET":

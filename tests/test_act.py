@@ -232,7 +232,7 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
         assert [(s["context"], s["state"], s["sha"]) for s in gh.statuses] == [
             ("mlci/staging", "success", head)
         ]
-        assert gh.requests[0].headers["Authorization"] == f"token {TOKEN}"
+        assert gh.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
         assert "Job succeeded" in result.stdout
         assert "verdict=pass" in result.stdout  # the train stage's outputs
         # Trained in the read-only job; posted by the job that never trains.
