@@ -311,6 +311,22 @@ def test_a_create_that_took_effect_before_its_answer_was_lost_is_made_once(
             assert "it may or may not have been sent" in result.err
 
 
+def test_a_release_someone_published_on_the_tag_is_never_taken_over(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """No read before the create: GitHub's 422 already_exists says it, and nothing is left."""
+    with github_stub() as gh:
+        actions_env(monkeypatch, tmp_path, gh)
+        _published(gh, 1)
+        gh.releases[0]["tag_name"] = "demo@v0.0.1"
+        result, root = _push(cli, tmp_path, monkeypatch, gh)
+        assert result.code == ExitCode.ERROR
+        assert "octo/churn has a published release on demo@v0.0.1 already" in result.err
+        assert "a version name is never reused" in result.err
+        assert len(gh.releases) == 1 and not gh.deployments
+        assert "demo@v0.0.1" not in run(["git", "ls-remote", "--tags", "origin"], root)
+
+
 def test_a_lost_comment_and_status_are_made_once(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
