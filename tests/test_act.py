@@ -269,10 +269,17 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
         assert [(d["environment"], d["ref"], d["payload"]["version"]) for d in gh.deployments] == [
             ("staging", head, "v0.0.1")
         ]
-        assert [s["state"] for s in gh.deployment_statuses] == ["in_progress", "success"]
+        # No hook in staging: nothing to watch, so no in_progress before the success.
+        assert [s["state"] for s in gh.deployment_statuses] == ["success"]
         assert [(d["event_type"], d["client_payload"]["version"]) for d in gh.dispatches] == [
             ("mlci-promoted", "v0.0.1")
         ]
+        for request in gh.requests:  # both workflows' jobs: GitHub's documented headers, no token at storage
+            if request.storage:
+                assert "authorization" not in request.headers, request.path
+            else:
+                assert request.headers["authorization"] == f"Bearer {TOKEN}", request.path
+                assert request.headers["x-github-api-version"] == "2022-11-28", request.path
         assert "the gates pass; the publishing job registers and promotes" in promoted.stdout
         assert "mlci: training:" not in _job_log(promoted.stdout, "Register and promote")
         assert "extraheader" not in (root / ".git" / "config").read_text()
