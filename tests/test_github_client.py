@@ -653,3 +653,21 @@ def test_the_scaffold_reads_each_resource_once_per_job(
         # register (the draft, 3 uploads, publish), promote (deployment, success, dispatch).
         # Second: staging's version's release and its 2 kept files (2 requests each), once a job.
         assert counts == [(1, 11), (6, 16)], counts
+
+
+def test_doctor_finds_a_release_left_a_draft_after_its_tag_was_pushed(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The tag is pushed and publishing failed: the tag's release is found among the
+    drafts (the tag's own endpoint answers only published ones), and named."""
+    with github_stub() as gh:
+        actions_env(monkeypatch, tmp_path, gh)
+        result, root = _push(cli, tmp_path, monkeypatch, gh)
+        assert result.code == ExitCode.OK, result.err
+        run(["git", "push", "-q", "origin", "staging"], root)
+        gh.releases[0]["draft"] = True
+        monkeypatch.delenv("GITHUB_ACTIONS")
+        github_api.forget()
+        report = cli("doctor", "--json", cwd=_clone(tmp_path, "staging", "laptop"))
+        problems = {p["kind"]: p["message"] for p in json.loads(report.out)["problems"]}
+        assert "its release is still a draft" in problems["release_draft"], problems
