@@ -287,12 +287,7 @@ class GitHubApi:
         except transport.TooLarge as exc:
             raise GitHubError(f"GitHub API: {exc}", hint="check GITHUB_API_URL") from None
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                payload = json.loads(raw) if raw else None
-            except ValueError:
-                payload = raw.decode(errors="replace")[:200]
-            return _Response(exc.code, payload, dict(exc.headers or {}))
+            return _refusal(exc)
         try:
             parsed = json.loads(response.body) if response.body else None
         except ValueError:
@@ -754,12 +749,7 @@ class GitHubApi:
                 chunks: Iterator[bytes] = opened.chunks
                 return chunks
             except urllib.error.HTTPError as exc:
-                raw = exc.read()
-                try:
-                    payload = json.loads(raw) if raw else None
-                except ValueError:
-                    payload = raw.decode(errors="replace")[:200]
-                response = _Response(exc.code, payload, dict(exc.headers or {}))
+                response = _refusal(exc)
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 pause = min(self.backoff * 2**attempt, 60.0)
@@ -918,12 +908,7 @@ class GitHubApi:
                     )
                     return dict(json.loads(answer.body))
                 except urllib.error.HTTPError as exc:
-                    raw = exc.read()
-                    try:
-                        payload = json.loads(raw) if raw else None
-                    except ValueError:
-                        payload = raw.decode(errors="replace")[:200]
-                    response = _Response(exc.code, payload, dict(exc.headers or {}))
+                    response = _refusal(exc)
                 except (urllib.error.URLError, OSError, ValueError) as exc:
                     raise _Ambiguous(f"{type(exc).__name__}: {exc}") from exc
             wait = self._wait_for(response, attempt)
@@ -970,6 +955,16 @@ class GitHubApi:
 
 
 GitHubStore = GitHubApi  # the name the stores use
+
+
+def _refusal(exc: urllib.error.HTTPError) -> _Response:
+    """An HTTP error as an answer: its JSON body, or the first 200 characters of another."""
+    raw = exc.read()
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        payload = raw.decode(errors="replace")[:200]
+    return _Response(exc.code, payload, dict(exc.headers or {}))
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

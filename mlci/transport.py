@@ -181,25 +181,31 @@ def fetch(request: urllib.request.Request, *, deadline: float, limit: int = MAX_
     """Send ``request`` and read its whole answer within ``deadline`` seconds (connect,
     redirects, headers and body together), the body at most ``limit`` bytes."""
     watch = _Watch(deadline)
-    opener = urllib.request.build_opener(_HTTPHandler(watch), _HTTPSHandler(watch), _Redirects())
     timer = threading.Timer(deadline, watch.expire)
     timer.daemon = True
     timer.start()
     try:
-        try:
-            response = opener.open(request, timeout=deadline)
-        except urllib.error.HTTPError as exc:
-            body = _read(exc, request.full_url, limit, watch) if exc.fp is not None else b""
-            raise urllib.error.HTTPError(exc.url, exc.code, exc.msg, exc.headers, io.BytesIO(body)) from None
-        except (OSError, http.client.HTTPException) as exc:
-            if watch.past():
-                raise DeadlineExceeded(request.full_url, deadline, 0) from exc
-            raise
+        response = _open(request, watch, timeout=deadline, limit=limit)
         with response:
             body = _read(response, request.full_url, limit, watch)
             return Response(response.status, response.headers, body, response.url)
     finally:
         timer.cancel()
+
+
+def _open(request: urllib.request.Request, watch: _Watch, *, timeout: float, limit: int) -> Any:
+    """``request`` opened under ``watch``: an HTTP error raised with its body read (at most
+    ``limit`` bytes), a connection cut at the deadline raised as ``DeadlineExceeded``."""
+    opener = urllib.request.build_opener(_HTTPHandler(watch), _HTTPSHandler(watch), _Redirects())
+    try:
+        return opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        body = _read(exc, request.full_url, limit, watch) if exc.fp is not None else b""
+        raise urllib.error.HTTPError(exc.url, exc.code, exc.msg, exc.headers, io.BytesIO(body)) from None
+    except (OSError, http.client.HTTPException) as exc:
+        if watch.past():
+            raise DeadlineExceeded(request.full_url, watch.deadline, 0) from exc
+        raise
 
 
 @dataclass
@@ -219,20 +225,11 @@ def stream(request: urllib.request.Request, *, deadline: float, idle: float, lim
     within ``idle`` seconds, at most ``limit`` bytes in all. HTTP errors are raised as by
     :func:`fetch`, their bodies bounded."""
     watch = _Watch(deadline)
-    opener = urllib.request.build_opener(_HTTPHandler(watch), _HTTPSHandler(watch), _Redirects())
     timer = threading.Timer(deadline, watch.expire)
     timer.daemon = True
     timer.start()
     try:
-        try:
-            response = opener.open(request, timeout=idle)
-        except urllib.error.HTTPError as exc:
-            body = _read(exc, request.full_url, MAX_BODY, watch) if exc.fp is not None else b""
-            raise urllib.error.HTTPError(exc.url, exc.code, exc.msg, exc.headers, io.BytesIO(body)) from None
-        except (OSError, http.client.HTTPException) as exc:
-            if watch.past():
-                raise DeadlineExceeded(request.full_url, deadline, 0) from exc
-            raise
+        response = _open(request, watch, timeout=idle, limit=MAX_BODY)
     finally:
         timer.cancel()
 
