@@ -322,12 +322,13 @@ class GitHubApi:
         *,
         idempotent: bool,
         accept: str | None = None,
+        fresh: bool = False,
     ) -> _Response:
         """One API call under the policy. ``idempotent=False`` (a create): a 5xx or a
         broken connection raises ``_Ambiguous`` for the caller's lookup; a rate limit
         (the request was not done) is waited for like any other."""
         url = path if path.startswith(("http://", "https://")) else f"{self.api_url}{path}"
-        if method == "GET" and url in self._session.reads:
+        if method == "GET" and not fresh and url in self._session.reads:
             return self._session.reads[url]
         if method != "GET":
             self._invalidate(url)
@@ -455,11 +456,11 @@ class GitHubApi:
             return f"{missing} (the repository {self.repository} is there)", True
         return wrong, False
 
-    def _pages(self, path: str, call: _Call, limit: int = 1000) -> Iterator[Any]:
+    def _pages(self, path: str, call: _Call, limit: int = 1000, *, fresh: bool = False) -> Iterator[Any]:
         url: str | None = f"{self.api_url}{path}"
         seen = 0
         while url and seen < limit:
-            response = self._call("GET", url, call, idempotent=True)
+            response = self._call("GET", url, call, idempotent=True, fresh=fresh)
             items = response.data or []
             seen += len(items)
             yield from items
@@ -478,9 +479,9 @@ class GitHubApi:
 
     # -------------------------------------------------------------- comments, statuses, pull requests
 
-    def _ours(self, pr: int, marker: str, login: str | None) -> dict[str, Any] | None:
+    def _ours(self, pr: int, marker: str, login: str | None, *, fresh: bool = False) -> dict[str, Any] | None:
         call = _Call(f"reading the comments of #{pr}", "pull-requests: read", f"no pull request #{pr}")
-        for comment in self._pages(f"{self._repo}/issues/{pr}/comments?per_page=100", call):
+        for comment in self._pages(f"{self._repo}/issues/{pr}/comments?per_page=100", call, fresh=fresh):
             if not str(comment.get("body") or "").startswith(marker):
                 continue
             user = comment.get("user") or {}
@@ -510,7 +511,7 @@ class GitHubApi:
             f"{self._repo}/issues/{pr}/comments",
             _Call(f"writing the comment on #{pr}", "pull-requests: write", f"no pull request #{pr}"),
             {"body": body},
-            lambda: self._ours(pr, marker, login),
+            lambda: self._ours(pr, marker, login, fresh=True),
         )
         return CommentResult("created", int(made["id"]), str(made.get("html_url")))
 
@@ -569,7 +570,7 @@ class GitHubApi:
 
         def lookup() -> dict[str, Any] | None:
             listed = self._call(
-                "GET", f"{self._repo}/commits/{sha}/statuses?per_page=100", call, idempotent=True
+                "GET", f"{self._repo}/commits/{sha}/statuses?per_page=100", call, idempotent=True, fresh=True
             ).data
             newest = next((s for s in listed or [] if s.get("context") == context), None)
             same = newest and newest.get("state") == state and newest.get("description") == description
@@ -602,7 +603,7 @@ class GitHubApi:
 
         def lookup() -> dict[str, Any] | None:
             query = urllib.parse.urlencode({"sha": ref, "environment": environment, "per_page": 100})
-            for found in self._call("GET", f"{path}?{query}", call, idempotent=True).data or []:
+            for found in self._call("GET", f"{path}?{query}", call, idempotent=True, fresh=True).data or []:
                 mine = found.get("payload") if isinstance(found, dict) else None
                 if isinstance(mine, dict) and mine.get("tag") == payload.get("tag"):
                     return dict(found)
@@ -633,7 +634,7 @@ class GitHubApi:
         )
 
         def lookup() -> dict[str, Any] | None:
-            listed = self._call("GET", f"{path}?per_page=1", call, idempotent=True).data or []
+            listed = self._call("GET", f"{path}?per_page=1", call, idempotent=True, fresh=True).data or []
             newest = listed[0] if listed else None
             same = newest and newest.get("state") == state and newest.get("description") == description
             return dict(newest) if same and newest else None
@@ -809,7 +810,7 @@ class GitHubApi:
             raise
         return _release(raw)
 
-    def _drafts(self, tag: str, body: str | None) -> list[ReleaseInfo]:
+    def _drafts(self, tag: str, body: str | None, *, fresh: bool = False) -> list[ReleaseInfo]:
         """Drafts on ``tag`` (with ``body``, when given) among the newest releases: one
         page, where a draft made moments ago is."""
         raw = self._call(
@@ -817,6 +818,7 @@ class GitHubApi:
             f"{self._repo}/releases?per_page=100",
             _Call(f"listing the releases to find the draft of {tag}", "contents: write"),
             idempotent=True,
+            fresh=fresh,
         ).data
         return [
             _release(r)
@@ -835,7 +837,7 @@ class GitHubApi:
         request = {"tag_name": tag, "name": name, "body": body, "draft": True, "make_latest": "false"}
 
         def lookup() -> dict[str, Any] | None:
-            found = self._drafts(tag, body)
+            found = self._drafts(tag, body, fresh=True)
             return {"id": found[0].id, "_release": found[0]} if found else None
 
         try:
@@ -888,7 +890,11 @@ class GitHubApi:
 
     def _assets(self, release: ReleaseInfo, call: _Call) -> dict[str, AssetInfo]:
         raw = self._call(
-            "GET", f"{self._repo}/releases/{release.id}/assets?per_page=100", call, idempotent=True
+            "GET",
+            f"{self._repo}/releases/{release.id}/assets?per_page=100",
+            call,
+            idempotent=True,
+            fresh=True,
         ).data
         assets = [_asset(a) for a in raw or [] if isinstance(a, dict)]
         return {a.name: a for a in assets}

@@ -671,3 +671,42 @@ def test_doctor_finds_a_release_left_a_draft_after_its_tag_was_pushed(
         report = cli("doctor", "--json", cwd=_clone(tmp_path, "staging", "laptop"))
         problems = {p["kind"]: p["message"] for p in json.loads(report.out)["problems"]}
         assert "its release is still a draft" in problems["release_draft"], problems
+
+
+SHA = "b" * 40
+
+
+@pytest.mark.parametrize(
+    ("suffix", "create", "count"),
+    [
+        (
+            f"/statuses/{SHA}",
+            lambda api: api.set_status(SHA, "mlci/staging", "success", "ok", None),
+            lambda gh: len(gh.statuses),
+        ),
+        (
+            "/issues/12/comments",
+            lambda api: api.upsert_comment(12, "<!-- m -->\nbody", "<!-- m -->"),
+            lambda gh: len(gh.comments.get(12, [])),
+        ),
+        (
+            "/deployments",
+            lambda api: api.create_deployment(SHA, "staging", {"tag": "t"}, "d", production=False),
+            lambda gh: len(gh.deployments),
+        ),
+        (
+            "/releases",
+            lambda api: api.create_draft_release("demo@v0.0.1", "demo", "card"),
+            lambda gh: len(gh.releases),
+        ),
+    ],
+    ids=["status", "comment", "deployment", "release"],
+)
+def test_each_lookup_reads_afresh(suffix: str, create: Any, count: Any) -> None:
+    """The first answer lost before the create took effect, the second after: the second
+    lookup must not answer from the first one's read."""
+    with github_stub() as gh:
+        gh.faults.append(Fault("POST", suffix, 502, LOST))
+        gh.faults.append(Fault("POST", suffix, 502, LOST, after=True))
+        create(_client(gh))
+        assert count(gh) == 1
