@@ -461,7 +461,11 @@ class GitHubApi:
         seen = 0
         while url and seen < limit:
             response = self._call("GET", url, call, idempotent=True, fresh=fresh)
-            items = response.data or []
+            items = response.data if response.data is not None else []
+            if not isinstance(items, list):
+                raise GitHubError(
+                    f"GitHub API: {call.what}: the answer is not a list", hint="check GITHUB_API_URL"
+                )
             seen += len(items)
             yield from items
             url = _next_link(response.header("Link") or "", self.api_url)
@@ -482,9 +486,9 @@ class GitHubApi:
     def _ours(self, pr: int, marker: str, login: str | None, *, fresh: bool = False) -> dict[str, Any] | None:
         call = _Call(f"reading the comments of #{pr}", "pull-requests: read", f"no pull request #{pr}")
         for comment in self._pages(f"{self._repo}/issues/{pr}/comments?per_page=100", call, fresh=fresh):
-            if not str(comment.get("body") or "").startswith(marker):
+            if not isinstance(comment, dict) or not str(comment.get("body") or "").startswith(marker):
                 continue
-            user = comment.get("user") or {}
+            user = _dict(comment.get("user"))
             bot = user.get("type") == "Bot" or comment.get("performed_via_github_app")
             if bot or (login is not None and user.get("login") == login):
                 return dict(comment)
@@ -498,7 +502,7 @@ class GitHubApi:
         found = self._ours(pr, marker, login)
         if found is not None:
             if found.get("body") == body:
-                return CommentResult("unchanged", int(found["id"]), str(found.get("html_url")))
+                return CommentResult("unchanged", _id(found, "a comment"), str(found.get("html_url")))
             edited = self._call(
                 "PATCH",
                 f"{self._repo}/issues/comments/{found['id']}",
@@ -506,14 +510,14 @@ class GitHubApi:
                 {"body": body},
                 idempotent=True,
             ).data
-            return CommentResult("updated", int(edited["id"]), str(edited.get("html_url")))
+            return CommentResult("updated", _id(edited, "the edited comment"), str(edited.get("html_url")))
         made = self._create(
             f"{self._repo}/issues/{pr}/comments",
             _Call(f"writing the comment on #{pr}", "pull-requests: write", f"no pull request #{pr}"),
             {"body": body},
             lambda: self._ours(pr, marker, login, fresh=True),
         )
-        return CommentResult("created", int(made["id"]), str(made.get("html_url")))
+        return CommentResult("created", _id(made, "the new comment"), str(made.get("html_url")))
 
     def _create(
         self,
@@ -554,7 +558,7 @@ class GitHubApi:
                 head_ref=str(raw["head"].get("ref") or ""),
                 base_ref=str(raw["base"]["ref"]),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise GitHubError(f"GitHub API: pull request #{number} lacks {exc}") from None
 
     def set_status(
@@ -572,7 +576,8 @@ class GitHubApi:
             listed = self._call(
                 "GET", f"{self._repo}/commits/{sha}/statuses?per_page=100", call, idempotent=True, fresh=True
             ).data
-            newest = next((s for s in listed or [] if s.get("context") == context), None)
+            statuses = [s for s in listed if isinstance(s, dict)] if isinstance(listed, list) else []
+            newest = next((s for s in statuses if s.get("context") == context), None)
             same = newest and newest.get("state") == state and newest.get("description") == description
             return dict(newest) if same and newest else None
 
@@ -609,7 +614,7 @@ class GitHubApi:
                     return dict(found)
             return None
 
-        return int(self._create(path, call, body, lookup)["id"])
+        return _id(self._create(path, call, body, lookup), "the new deployment")
 
     def deployment_status(
         self,
@@ -634,8 +639,10 @@ class GitHubApi:
         )
 
         def lookup() -> dict[str, Any] | None:
-            listed = self._call("GET", f"{path}?per_page=1", call, idempotent=True, fresh=True).data or []
-            newest = listed[0] if listed else None
+            listed = self._call("GET", f"{path}?per_page=1", call, idempotent=True, fresh=True).data
+            newest = (
+                listed[0] if isinstance(listed, list) and listed and isinstance(listed[0], dict) else None
+            )
             same = newest and newest.get("state") == state and newest.get("description") == description
             return dict(newest) if same and newest else None
 
@@ -674,10 +681,12 @@ class GitHubApi:
         except GitHubError:
             return None
         found: list[str] = []
-        for rule in (raw or {}).get("protection_rules") or []:
+        rules = _dict(raw).get("protection_rules")
+        for rule in rules if isinstance(rules, list) else []:
             if not isinstance(rule, dict) or rule.get("type") != "required_reviewers":
                 continue
-            for reviewer in rule.get("reviewers") or []:
+            reviewers = rule.get("reviewers")
+            for reviewer in reviewers if isinstance(reviewers, list) else []:
                 who = reviewer.get("reviewer") if isinstance(reviewer, dict) else None
                 if not isinstance(who, dict):
                     continue
@@ -701,13 +710,13 @@ class GitHubApi:
         found = []
         items = raw.get("artifacts") if isinstance(raw, dict) else None
         for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict) or item.get("name") != name:
-                continue
-            run = item.get("workflow_run") or {}
+            if not isinstance(item, dict) or item.get("name") != name or _int(item.get("id")) is None:
+                continue  # another name, or not an artifact as GitHub describes one
+            run = _dict(item.get("workflow_run"))
             found.append(
                 ArtifactInfo(
                     id=int(item["id"]),
-                    name=str(item["name"]),
+                    name=name,
                     expired=bool(item.get("expired")),
                     created_at=str(item.get("created_at") or ""),
                     expires_at=str(item.get("expires_at") or ""),
@@ -715,7 +724,7 @@ class GitHubApi:
                     run_id=_int(run.get("id")),
                     repository_id=_int(run.get("repository_id")),
                     head_repository_id=_int(run.get("head_repository_id")),
-                    head_branch=run.get("head_branch"),
+                    head_branch=str(run["head_branch"]) if isinstance(run.get("head_branch"), str) else None,
                 )
             )
         return sorted(found, key=lambda a: (a.created_at, a.id), reverse=True)
@@ -730,10 +739,10 @@ class GitHubApi:
         if not isinstance(raw, dict):
             raise GitHubError(f"GitHub API: workflow run {run_id} is not an object")
         return RunInfo(
-            id=int(raw.get("id") or run_id),
+            id=_int(raw.get("id")) or run_id,
             event=str(raw.get("event") or ""),
-            repository=(raw.get("repository") or {}).get("full_name"),
-            head_repository=(raw.get("head_repository") or {}).get("full_name"),
+            repository=_text(_dict(raw.get("repository")).get("full_name")),
+            head_repository=_text(_dict(raw.get("head_repository")).get("full_name")),
         )
 
     def _download(self, path: str, call: _Call) -> Iterator[bytes]:
@@ -868,7 +877,13 @@ class GitHubApi:
         )
         for _ in range(2):
             try:
-                made = _asset(self._upload(url, path, size, content_type, call))
+                answer = self._upload(url, path, size, content_type, call)
+                made = _asset(answer)
+                if made is None:
+                    raise GitHubError(
+                        f"GitHub API: {call.what}: the answer is not an asset ({str(answer)[:100]!r})",
+                        hint="check GITHUB_API_URL: it must be GitHub's API",
+                    )
                 self.keep_copy(made, Path(path))
                 return made
             except _Ambiguous:
@@ -896,8 +911,8 @@ class GitHubApi:
             idempotent=True,
             fresh=True,
         ).data
-        assets = [_asset(a) for a in raw or [] if isinstance(a, dict)]
-        return {a.name: a for a in assets}
+        assets = [_asset(a) for a in raw] if isinstance(raw, list) else []
+        return {a.name: a for a in assets if a is not None}
 
     def _upload(self, url: str, path: str, size: int, content_type: str, call: _Call) -> dict[str, Any]:
         self._invalidate(url)
@@ -994,6 +1009,14 @@ def _short(description: str) -> str:
     return description
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -1019,24 +1042,40 @@ def _next_link(header: str, api_url: str) -> str | None:
     return None
 
 
-def _asset(raw: dict[str, Any]) -> AssetInfo:
+def _id(raw: Any, what: str) -> int:
+    """An object's ``id`` as GitHub gives it (an integer), or a clear error."""
+    found = _int(raw.get("id")) if isinstance(raw, dict) else None
+    if found is None:
+        raise GitHubError(
+            f"GitHub API: {what} came back without an id ({str(raw)[:100]!r})",
+            hint="check GITHUB_API_URL: it must be GitHub's API",
+        )
+    return found
+
+
+def _asset(raw: Any) -> AssetInfo | None:
+    """A release asset, or None for an entry that is not one as GitHub describes it."""
+    if not isinstance(raw, dict) or _int(raw.get("id")) is None or not isinstance(raw.get("name"), str):
+        return None
+    size = _int(raw.get("size"))
     return AssetInfo(
         int(raw["id"]),
-        str(raw["name"]),
-        int(raw.get("size") or 0),
+        raw["name"],
+        size if size is not None and size >= 0 else 0,
         raw.get("digest") if isinstance(raw.get("digest"), str) else None,
         str(raw.get("state") or "uploaded"),
     )
 
 
 def _release(raw: Any) -> ReleaseInfo:
-    if not isinstance(raw, dict) or not isinstance(raw.get("id"), int):
+    if not isinstance(raw, dict) or _int(raw.get("id")) is None:
         raise GitHubError("GitHub API: a release answer without an id", hint="check GITHUB_API_URL")
+    assets = raw.get("assets")
     return ReleaseInfo(
         id=int(raw["id"]),
         tag=str(raw.get("tag_name") or ""),
         draft=bool(raw.get("draft")),
         html_url=str(raw.get("html_url") or ""),
         body=str(raw.get("body") or ""),
-        assets=tuple(_asset(a) for a in raw.get("assets") or [] if isinstance(a, dict)),
+        assets=tuple(a for a in map(_asset, assets if isinstance(assets, list) else []) if a is not None),
     )

@@ -9,6 +9,7 @@ does)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -710,3 +711,107 @@ def test_each_lookup_reads_afresh(suffix: str, create: Any, count: Any) -> None:
         gh.faults.append(Fault("POST", suffix, 502, LOST, after=True))
         create(_client(gh))
         assert count(gh) == 1
+
+
+# --------------------------------------------------------------------------- hostile answers
+
+
+KEYS = [
+    "id",
+    "name",
+    "assets",
+    "artifacts",
+    "tag_name",
+    "head",
+    "base",
+    "sha",
+    "ref",
+    "body",
+    "user",
+    "type",
+    "login",
+    "protection_rules",
+    "reviewers",
+    "reviewer",
+    "size",
+    "digest",
+    "state",
+    "draft",
+    "workflow_run",
+    "event",
+    "repository",
+    "full_name",
+    "head_repository",
+    "html_url",
+    "expired",
+    "payload",
+    "slug",
+]
+
+
+def _answers():  # type: ignore[no-untyped-def]
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=6)
+        ),
+        max_leaves=25,
+    )
+
+
+# (method, path suffix, the call); for a create's lookup, the create's own answer is lost first.
+LOOKUP_FIRST = {
+    "/commits/" + "a" * 40 + "/statuses": ("POST", "/statuses/" + "a" * 40),
+    "/deployments/1/statuses": ("POST", "/deployments/1/statuses"),
+}
+CALLS: list[tuple[str, str, Any]] = [
+    ("GET", "/releases/tags/demo%40v0.0.1", lambda api: api.release("demo@v0.0.1")),
+    ("GET", "/actions/artifacts", lambda api: api.artifacts("mlci-run-demo-x")),
+    ("GET", "/actions/runs/7", lambda api: api.workflow_run(7)),
+    ("GET", "/issues/12/comments", lambda api: api.upsert_comment(12, "<!-- m -->\nbody", "<!-- m -->")),
+    ("GET", "/pulls/12", lambda api: api.pull(12)),
+    ("GET", "/environments/staging", lambda api: api.environment_reviewers("staging")),
+    (
+        "POST",
+        "/deployments",
+        lambda api: api.create_deployment("a" * 40, "staging", {"tag": "t"}, "d", production=False),
+    ),
+    ("POST", "/releases", lambda api: api.create_draft_release("demo@v0.0.1", "demo", "card")),
+    (
+        "GET",
+        "/commits/" + "a" * 40 + "/statuses",
+        lambda api: api.set_status("a" * 40, "c", "success", "d", None),
+    ),
+    ("GET", "/deployments/1/statuses", lambda api: api.deployment_status(1, "success", "d")),
+]
+
+
+def test_any_answer_github_could_send_is_read_or_refused_clearly() -> None:
+    """What the API answers is input: any JSON in a 200 gives a result or a GitHubError,
+    never another exception (a traceback in a job)."""
+    from hypothesis import HealthCheck, given, settings
+
+    with github_stub() as gh:
+
+        @settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(answer=_answers(), which=st_index())
+        def check(answer: Any, which: int) -> None:
+            method, suffix, call = CALLS[which]
+            gh.faults[:] = [Fault(method, suffix, 200 if method == "GET" else 201, answer, times=10)]
+            if suffix in LOOKUP_FIRST:
+                lost_method, lost_suffix = LOOKUP_FIRST[suffix]
+                gh.faults.insert(0, Fault(lost_method, lost_suffix, 502, LOST, times=10))
+            with contextlib.suppress(github_api.GitHubError):
+                call(_client(gh))
+
+        check()
+
+
+def st_index():  # type: ignore[no-untyped-def]
+    from hypothesis import strategies as st
+
+    return st.integers(min_value=0, max_value=len(CALLS) - 1)
