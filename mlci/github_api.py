@@ -41,7 +41,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from mlci import transport
 from mlci.errors import MlciError
@@ -55,6 +55,7 @@ _MAX_BODY = 32 * 1024 * 1024  # bytes of one JSON answer (a page of 100 comments
 _MAX_DOWNLOAD = 16 * 1024 * 1024 * 1024  # bytes of one asset or artifact
 _SECONDARY_WAIT = 60.0  # GitHub: "wait at least one minute" after a secondary rate limit
 _USER_TOKEN_PREFIXES = ("ghp_", "github_pat_", "gho_", "ghu_")
+_T = TypeVar("_T")
 
 # Looked up when a call is made, so a test can count the waits instead of sleeping.
 _sleep: Callable[[float], None] = time.sleep
@@ -214,7 +215,6 @@ class _Session:
 
     reads: dict[str, _Response] = field(default_factory=dict)
     files: dict[int, Path] = field(default_factory=dict)  # asset id -> a local copy of its bytes
-    requests: int = 0
 
 
 _SESSIONS: dict[tuple[str, str, str], _Session] = {}
@@ -264,11 +264,6 @@ class GitHubApi:
         self._session = _SESSIONS.setdefault((self.api_url, repository, token), _Session())
         self._repo = f"/repos/{repository}"
 
-    @property
-    def requests(self) -> int:
-        """Requests this process has sent to this repository with this token."""
-        return self._session.requests
-
     # -------------------------------------------------------------- transport
 
     def _wait(self, seconds: float) -> None:
@@ -281,7 +276,6 @@ class GitHubApi:
             request.add_header("Accept", accept)
         if data is not None:
             request.add_header("Content-Type", "application/json")
-        self._session.requests += 1
         try:
             response = transport.fetch(request, deadline=self.deadline, limit=_MAX_BODY)
         except transport.TooLarge as exc:
@@ -332,10 +326,26 @@ class GitHubApi:
             return self._session.reads[url]
         if method != "GET":
             self._invalidate(url)
+        response: _Response = self._attempts(
+            lambda: self._once(method, url, body, accept), call, idempotent=idempotent
+        )
+        if method == "GET":
+            self._session.reads[url] = response
+        return response
+
+    def _attempts(
+        self, send: Callable[[], _T | _Response], call: _Call, *, idempotent: bool, reach: str = ""
+    ) -> _T:
+        """The one retry policy. ``send`` makes one attempt: its result, or the refusal
+        GitHub answered (a ``_Response`` of 400 or more; one below is a result too). A
+        refusal that passes (5xx, a rate limit) and a broken connection are tried again
+        within ``retries`` and ``max_wait``; for a create (``idempotent=False``) a 5xx or a
+        connection broken after sending is ``_Ambiguous`` instead, for its lookup, while a
+        refused connection (never sent) and a rate limit (not done) are tried again."""
         waited = 0.0
         for attempt in range(self.retries + 1):
             try:
-                response = self._once(method, url, body, accept)
+                outcome = send()
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 if not idempotent and not isinstance(reason, ConnectionRefusedError):  # refused: never sent
@@ -346,21 +356,19 @@ class GitHubApi:
                     waited += pause
                     continue
                 raise GitHubError(
-                    f"GitHub API: {call.what} failed: cannot reach {self.api_url}: {reason}",
+                    f"GitHub API: {call.what} failed: cannot reach {self.api_url}{reach}: {reason}",
                     hint="check GITHUB_API_URL and the network",
                 ) from None
-            if response.status < 400:
-                if method == "GET":
-                    self._session.reads[url] = response
-                return response
-            wait = self._wait_for(response, attempt)
-            if wait is not None and not idempotent and response.status in _RETRY_STATUSES:
-                raise _Ambiguous(str(response.status))
+            if not isinstance(outcome, _Response) or outcome.status < 400:
+                return cast("_T", outcome)
+            wait = self._wait_for(outcome, attempt)
+            if wait is not None and not idempotent and outcome.status in _RETRY_STATUSES:
+                raise _Ambiguous(str(outcome.status))
             if wait is not None and attempt < self.retries and waited + wait[0] <= self.max_wait:
                 self._wait(wait[0])
                 waited += wait[0]
                 continue
-            raise self._error(response, call, waited=waited, wait=wait)
+            raise self._error(outcome, call, waited=waited, wait=wait)
         raise AssertionError("unreachable")
 
     def _invalidate(self, url: str) -> None:
@@ -447,11 +455,13 @@ class GitHubApi:
         )
         if not call.explain:
             return wrong, False
-        try:
-            response = self._once("GET", f"{self.api_url}{self._repo}", None)
+        url = f"{self.api_url}{self._repo}"
+        try:  # once per process, like any read (a second 404 asks again only if the first failed)
+            response = self._session.reads.get(url) or self._once("GET", url, None)
         except (GitHubError, urllib.error.URLError, OSError):
             return wrong, False
         if response.status == 200 and isinstance(response.data, dict):
+            self._session.reads[url] = response
             missing = call.missing or "GitHub has no such object (a bug in mlci if it persists)"
             return f"{missing} (the repository {self.repository} is there)", True
         return wrong, False
@@ -749,35 +759,18 @@ class GitHubApi:
         """A file GitHub redirects to its storage (the token is not sent there),
         streamed; retried until its first byte, like a read."""
         url = f"{self.api_url}{path}"
-        waited = 0.0
-        for attempt in range(self.retries + 1):
+
+        def send() -> Iterator[bytes] | _Response:
             request = urllib.request.Request(url, method="GET", headers=headers(self.token))
             request.add_header("Accept", "application/octet-stream")
-            self._session.requests += 1
             try:
                 opened = transport.stream(request, deadline=self.deadline, idle=_IDLE, limit=_MAX_DOWNLOAD)
-                chunks: Iterator[bytes] = opened.chunks
-                return chunks
             except urllib.error.HTTPError as exc:
-                response = _refusal(exc)
-            except (urllib.error.URLError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                pause = min(self.backoff * 2**attempt, 60.0)
-                if attempt < self.retries and waited + pause <= self.max_wait:
-                    self._wait(pause)
-                    waited += pause
-                    continue
-                raise GitHubError(
-                    f"GitHub API: {call.what} failed: cannot reach {self.api_url} or its storage: {reason}",
-                    hint="check GITHUB_API_URL and the network",
-                ) from None
-            wait = self._wait_for(response, attempt)
-            if wait is not None and attempt < self.retries and waited + wait[0] <= self.max_wait:
-                self._wait(wait[0])
-                waited += wait[0]
-                continue
-            raise self._error(response, call, waited=waited, wait=wait)
-        raise AssertionError("unreachable")
+                return _refusal(exc)
+            chunks: Iterator[bytes] = opened.chunks
+            return chunks
+
+        return self._attempts(send, call, idempotent=True, reach=" or its storage")
 
     def download_artifact(self, artifact: ArtifactInfo) -> Iterator[bytes]:
         return self._download(
@@ -916,31 +909,24 @@ class GitHubApi:
 
     def _upload(self, url: str, path: str, size: int, content_type: str, call: _Call) -> dict[str, Any]:
         self._invalidate(url)
-        waited = 0.0
-        for attempt in range(self.retries + 1):
+
+        def send() -> dict[str, Any] | _Response:
             with open(path, "rb") as handle:
                 request = urllib.request.Request(url, data=handle, method="POST", headers=headers(self.token))
                 request.add_header("Content-Type", content_type)
                 request.add_header("Content-Length", str(size))
-                self._session.requests += 1
                 try:
                     answer = transport.fetch(
                         request, deadline=max(self.deadline, size / (256 * 1024)), limit=_MAX_BODY
                     )
-                    return dict(json.loads(answer.body))
                 except urllib.error.HTTPError as exc:
-                    response = _refusal(exc)
-                except (urllib.error.URLError, OSError, ValueError) as exc:
-                    raise _Ambiguous(f"{type(exc).__name__}: {exc}") from exc
-            wait = self._wait_for(response, attempt)
-            if wait is not None and response.status in _RETRY_STATUSES:
-                raise _Ambiguous(str(response.status))
-            if wait is not None and attempt < self.retries and waited + wait[0] <= self.max_wait:
-                self._wait(wait[0])
-                waited += wait[0]
-                continue
-            raise self._error(response, call, waited=waited, wait=wait)
-        raise AssertionError("unreachable")
+                    return _refusal(exc)
+            try:
+                return dict(json.loads(answer.body))
+            except ValueError as exc:  # sent, and the answer is not an asset: maybe made
+                raise _Ambiguous(f"{type(exc).__name__}: {exc}") from exc
+
+        return self._attempts(send, call, idempotent=False)
 
     def delete_asset(self, release: ReleaseInfo, asset: AssetInfo) -> None:
         self._delete(
@@ -973,9 +959,6 @@ class GitHubApi:
         """A delete is idempotent: retried, and a 404 (already gone) is success."""
         with contextlib.suppress(GitHubNotFound):
             self._call("DELETE", path, call, idempotent=True)
-
-
-GitHubStore = GitHubApi  # the name the stores use
 
 
 def _refusal(exc: urllib.error.HTTPError) -> _Response:

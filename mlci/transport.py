@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -180,15 +181,22 @@ def _read(stream: Any, url: str, limit: int, watch: _Watch) -> bytes:
 def fetch(request: urllib.request.Request, *, deadline: float, limit: int = MAX_BODY) -> Response:
     """Send ``request`` and read its whole answer within ``deadline`` seconds (connect,
     redirects, headers and body together), the body at most ``limit`` bytes."""
+    with _watchdog(deadline) as watch:
+        response = _open(request, watch, timeout=deadline, limit=limit)
+        with response:
+            body = _read(response, request.full_url, limit, watch)
+            return Response(response.status, response.headers, body, response.url)
+
+
+@contextlib.contextmanager
+def _watchdog(deadline: float) -> Iterator[_Watch]:
+    """A watch whose sockets are shut down when ``deadline`` seconds pass inside the block."""
     watch = _Watch(deadline)
     timer = threading.Timer(deadline, watch.expire)
     timer.daemon = True
     timer.start()
     try:
-        response = _open(request, watch, timeout=deadline, limit=limit)
-        with response:
-            body = _read(response, request.full_url, limit, watch)
-            return Response(response.status, response.headers, body, response.url)
+        yield watch
     finally:
         timer.cancel()
 
@@ -224,14 +232,8 @@ def stream(request: urllib.request.Request, *, deadline: float, idle: float, lim
     seconds, then the body as it comes (a model archive can take minutes): each read
     within ``idle`` seconds, at most ``limit`` bytes in all. HTTP errors are raised as by
     :func:`fetch`, their bodies bounded."""
-    watch = _Watch(deadline)
-    timer = threading.Timer(deadline, watch.expire)
-    timer.daemon = True
-    timer.start()
-    try:
+    with _watchdog(deadline) as watch:
         response = _open(request, watch, timeout=idle, limit=MAX_BODY)
-    finally:
-        timer.cancel()
 
     def chunks() -> Any:
         received = 0

@@ -74,8 +74,9 @@ def push_payload(tmp_path: Path, branch: str, head: str) -> Path:
     return path
 
 
-def cold_clone(tmp_path: Path, branch: str) -> Path:
-    clone = tmp_path / f"clone-{branch}"
+def cold_clone(tmp_path: Path, branch: str, name: str | None = None) -> Path:
+    """A fresh clone of ``remote.git`` at ``branch`` (a new runner: no ``.mlci``)."""
+    clone = tmp_path / (name or f"clone-{branch}")
     run(["git", "clone", "-q", "--branch", branch, str(tmp_path / "remote.git"), str(clone)], tmp_path)
     return clone
 

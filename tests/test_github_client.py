@@ -20,7 +20,7 @@ import pytest
 
 from mlci import github_api
 from mlci.errors import ExitCode
-from tests.github_helpers import TOKEN, actions_env, ci, outputs, pr_event, push_payload
+from tests.github_helpers import TOKEN, actions_env, ci, cold_clone, outputs, pr_event, push_payload
 from tests.github_stub import Fault, GitHubState, Request, github_stub
 from tests.helpers import run
 from tests.lifecycle import commit, project
@@ -84,11 +84,6 @@ def _job(
     return result, sent
 
 
-def _clone(tmp_path: Path, branch: str, name: str) -> Path:
-    run(["git", "clone", "-q", "--branch", branch, str(tmp_path / "remote.git"), name], tmp_path)
-    return tmp_path / name
-
-
 def _with_hook(root: Path) -> None:
     (root / "hook.py").write_text(HOOK)
     config = root / "mlci.yaml"
@@ -147,7 +142,7 @@ def test_a_push_that_registers_and_promotes_stays_within_its_budget_whatever_the
         root = project(tmp_path)
         run(["git", "checkout", "-q", "-b", "staging"], root)
         run(["git", "push", "-q", "origin", "staging"], root)
-        job = _clone(tmp_path, "staging", "job")
+        job = cold_clone(tmp_path, "staging", "job")
         head = run(["git", "rev-parse", "HEAD"], job).strip()
         result, sent = _job(
             cli, tmp_path, monkeypatch, gh, job, "push", push_payload(tmp_path, "staging", head)
@@ -177,7 +172,7 @@ def test_a_production_push_with_a_hook_and_a_pull_stay_within_their_budgets(
             tmp_path,
             monkeypatch,
             gh,
-            _clone(tmp_path, "staging", "s"),
+            cold_clone(tmp_path, "staging", "s"),
             "push",
             push_payload(tmp_path, "staging", head),
         )
@@ -191,7 +186,7 @@ def test_a_production_push_with_a_hook_and_a_pull_stay_within_their_budgets(
             tmp_path,
             monkeypatch,
             gh,
-            _clone(tmp_path, "production", "p1"),
+            cold_clone(tmp_path, "production", "p1"),
             "push",
             payload,
             *args,
@@ -214,7 +209,7 @@ def test_a_production_push_with_a_hook_and_a_pull_stay_within_their_budgets(
             tmp_path,
             monkeypatch,
             gh,
-            _clone(tmp_path, "production", "p2"),
+            cold_clone(tmp_path, "production", "p2"),
             "push",
             payload,
             *args,
@@ -231,7 +226,7 @@ def test_a_production_push_with_a_hook_and_a_pull_stay_within_their_budgets(
             tmp_path,
             monkeypatch,
             gh,
-            _clone(tmp_path, "production", "p3"),
+            cold_clone(tmp_path, "production", "p3"),
             "push",
             payload,
             *args,
@@ -253,7 +248,7 @@ def test_a_production_push_with_a_hook_and_a_pull_stay_within_their_budgets(
             "demo#production",
             "--output",
             str(tmp_path / "m"),
-            cwd=_clone(tmp_path, "production", "laptop"),
+            cwd=cold_clone(tmp_path, "production", "laptop"),
         )
         assert pulled.code == ExitCode.OK, pulled.err
         sent = gh.requests[start:]
@@ -579,7 +574,11 @@ def test_github_enterprise_server_registers_promotes_and_pulls(
         start = len(gh.requests)
         run(["git", "push", "-q", "origin", "staging"], tmp_path / "project")
         pulled = cli(
-            "pull", "demo#staging", "--output", str(tmp_path / "m"), cwd=_clone(tmp_path, "staging", "laptop")
+            "pull",
+            "demo#staging",
+            "--output",
+            str(tmp_path / "m"),
+            cwd=cold_clone(tmp_path, "staging", "laptop"),
         )
         assert pulled.code == ExitCode.OK, pulled.err
         _documented(gh.requests[start:])
@@ -626,7 +625,7 @@ def test_the_scaffold_reads_each_resource_once_per_job(
                 tmp_path,
                 monkeypatch,
                 gh,
-                _clone(tmp_path, "staging", f"t{n}"),
+                cold_clone(tmp_path, "staging", f"t{n}"),
                 "push",
                 payload,
                 *args,
@@ -639,7 +638,7 @@ def test_the_scaffold_reads_each_resource_once_per_job(
                 tmp_path,
                 monkeypatch,
                 gh,
-                _clone(tmp_path, "staging", f"p{n}"),
+                cold_clone(tmp_path, "staging", f"p{n}"),
                 "push",
                 payload,
                 *args,
@@ -669,7 +668,7 @@ def test_doctor_finds_a_release_left_a_draft_after_its_tag_was_pushed(
         gh.releases[0]["draft"] = True
         monkeypatch.delenv("GITHUB_ACTIONS")
         github_api.forget()
-        report = cli("doctor", "--json", cwd=_clone(tmp_path, "staging", "laptop"))
+        report = cli("doctor", "--json", cwd=cold_clone(tmp_path, "staging", "laptop"))
         problems = {p["kind"]: p["message"] for p in json.loads(report.out)["problems"]}
         assert "its release is still a draft" in problems["release_draft"], problems
 

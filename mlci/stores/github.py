@@ -28,7 +28,7 @@ from mlci.stores import bundle
 from mlci.stores.base import ASSET_KEY, STORE_KEY, ModelMissing, Version, archive_name, asset_key
 
 if TYPE_CHECKING:
-    from mlci.github_api import ArtifactInfo, GitHubStore, ReleaseInfo
+    from mlci.github_api import ArtifactInfo, GitHubApi, ReleaseInfo
 
 TRUSTED_EVENTS = ("push", "pull_request")
 _REMOTE_URL = re.compile(r"(?:github\.com|^[^/]+)[:/](?P<repo>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
@@ -51,8 +51,8 @@ def repository_of(environ: Mapping[str, str], root: Path) -> str | None:
     return match["repo"] if match and "github" in (url or "") else None
 
 
-def connect(environ: Mapping[str, str], root: Path, why: str) -> tuple[GitHubStore, str]:
-    from mlci.github_api import GitHubStore, retry_settings
+def connect(environ: Mapping[str, str], root: Path, why: str) -> tuple[GitHubApi, str]:
+    from mlci.github_api import GitHubApi, retry_settings
 
     token = token_of(environ)
     repository = repository_of(environ, root)
@@ -64,7 +64,7 @@ def connect(environ: Mapping[str, str], root: Path, why: str) -> tuple[GitHubSto
             "and, outside a clone of the GitHub repository, GITHUB_REPOSITORY=owner/name",
         )
     api_url = environ.get("GITHUB_API_URL") or "https://api.github.com"
-    api = GitHubStore(
+    api = GitHubApi(
         token,
         api_url,
         repository,
@@ -77,7 +77,7 @@ class RunArtifacts:
     """The run cache's GitHub home: workflow artifacts named by model and fingerprint."""
 
     def __init__(
-        self, api: GitHubStore, repository: str, log: Callable[[str], None], own_run: int | None = None
+        self, api: GitHubApi, repository: str, log: Callable[[str], None], own_run: int | None = None
     ) -> None:
         self.api = api
         self.repository = repository
@@ -163,7 +163,7 @@ class ReleaseStore:
 
     name = "github"
 
-    def __init__(self, api: GitHubStore, repository: str, log: Callable[[str], None]) -> None:
+    def __init__(self, api: GitHubApi, repository: str, log: Callable[[str], None]) -> None:
         self.api = api
         self.repository = repository
         self.log = log

@@ -226,13 +226,10 @@ def assign(
         )
 
     registration = state.versions[candidate]
-    if env.deploy is not None and predeployed is None:
+    deploys_here = env.deploy is not None and predeployed is None
+    if deploys_here:
         deploy_mod.refuse_write_token(environ)  # before anything is fetched or run
-    notifier.started(
-        models.version_of(model, registration),
-        registration.commit,
-        working=env.deploy is not None and predeployed is None,
-    )
+    notifier.started(models.version_of(model, registration), registration.commit, working=deploys_here)
     try:
         result = _put_in(
             ctx,
