@@ -15,13 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci import config as cfg
-from mlci import dvc, safeinput
+from mlci import dvc, pycode, safeinput
 from mlci.params import yaml_scalar
 
-DATA_EXTENSIONS = (
-    ".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".xml", ".npy", ".npz", ".feather",
-    ".arrow", ".h5", ".hdf5", ".avro", ".orc", ".xlsx", ".zip", ".gz",
-)  # fmt: skip
 MODEL_EXTENSIONS = (
     ".pkl", ".pickle", ".joblib", ".onnx", ".pt", ".pth", ".h5", ".keras", ".cbm", ".ubj",
     ".skops", ".safetensors", ".bst", ".model", ".sav",
@@ -30,7 +26,6 @@ PARAMS_FILES = ("params.yaml", "params.yml", "params.json", "config/params.yaml"
 _STRING = re.compile(r"""(?P<q>["'])(?P<s>[^"'\n]{1,200})(?P=q)""")
 _METRICS_NAME = re.compile(r"(metric|score|eval|result|accuracy)", re.IGNORECASE)
 _MAKE_TARGET = re.compile(r"^(train|training|model)\s*:", re.MULTILINE)
-_SKIPPED_DIRS = (".github/", ".dvc/", ".mlci/", "docs/", "node_modules/", ".venv/", "venv/")
 
 
 @dataclass(frozen=True)
@@ -48,6 +43,8 @@ class Inferred:
     metrics: str | None = None
     model: str | None = None
     inputs: list[str] = field(default_factory=list)
+    exclude: list[tuple[str, str]] = field(default_factory=list)  # (glob, why it is not an input)
+    model_name: str | None = None  # the name the project gives its model (dvc.yaml artifacts)
     rewrites: list[str] = field(default_factory=list)
     own_cache: bool = False
     metric_names: list[str] = field(default_factory=list)
@@ -74,9 +71,46 @@ def _load(text: str | None) -> Any:
 
 
 def _dvc_stages(files: Sequence[str], text_of: TextOf) -> dict[str, dict[str, Any]]:
-    data = _load(text_of(dvc.PIPELINE_FILE)) if dvc.PIPELINE_FILE in files else None
-    stages = data.get("stages") if isinstance(data, dict) else None
+    data = _dvc_pipeline(files, text_of)
+    stages = data.get("stages")
     return {str(k): v for k, v in stages.items() if isinstance(v, dict)} if isinstance(stages, dict) else {}
+
+
+def _dvc_pipeline(files: Sequence[str], text_of: TextOf) -> dict[str, Any]:
+    data = _load(text_of(dvc.PIPELINE_FILE)) if dvc.PIPELINE_FILE in files else None
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class _TopLevel:
+    """dvc.yaml's top-level declarations (DVC 3): the project's metrics, plots and artifacts."""
+
+    metrics: list[str]
+    plots: list[str]
+    models: list[tuple[str, str]]  # (artifact name, path), models first
+
+
+def _top_level(data: Mapping[str, Any]) -> _TopLevel:
+    plots: list[str] = []
+    listed = data.get("plots")
+    for item in listed if isinstance(listed, list) else []:
+        if isinstance(item, str):
+            plots.append(item)
+        elif isinstance(item, dict):
+            for key, spec in item.items():
+                axes = [spec.get(a) for a in ("x", "y")] if isinstance(spec, dict) else []
+                named = [str(k) for axis in axes if isinstance(axis, dict) for k in axis]
+                plots += named or ([str(key)] if "." in str(key) else [])
+    declared = data.get("artifacts")
+    artifacts: dict[Any, Any] = declared if isinstance(declared, dict) else {}
+    models = [
+        (str(name), posixpath.normpath(spec["path"]))
+        for name, spec in sorted(
+            artifacts.items(), key=lambda kv: not (isinstance(kv[1], dict) and kv[1].get("type") == "model")
+        )
+        if isinstance(spec, dict) and isinstance(spec.get("path"), str) and spec["path"]
+    ]
+    return _TopLevel(_paths(data.get("metrics")), [posixpath.normpath(p) for p in plots], models)
 
 
 def _paths(entries: Any) -> list[str]:
@@ -103,11 +137,13 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
     found = Inferred()
     listed = set(files)
     stages = _dvc_stages(files, text_of)
+    top = _top_level(_dvc_pipeline(files, text_of))
     script, outputs = _command(found, files, listed, stages, text_of)
-    literals = _literals(files, listed, stages, script, text_of)
-    _params(found, listed, stages, literals)
-    _metrics(found, stages, literals, outputs)
-    _model(found, stages, literals, outputs)
+    outputs |= set(top.metrics) | set(top.plots)
+    paths, _scripts = _code(files, listed, stages, script, text_of)
+    _params(found, listed, stages, paths)
+    _metrics(found, stages, paths, outputs, top)
+    _model(found, stages, paths, outputs, top)
     _inputs(found, files, listed, stages, outputs, text_of)
     _metric_names(found, text_of)
     return found
@@ -170,22 +206,34 @@ def _command(
     return script, outputs
 
 
-def _literals(
+def _code(
     files: Sequence[str], listed: set[str], stages: Mapping[str, Any], script: str | None, text_of: TextOf
-) -> list[str]:
-    """What the training code reads and writes: the string literals in it."""
+) -> tuple[list[pycode.CodePath], dict[str, pycode.Script]]:
+    """What the training code reads and writes (the paths it builds, in the order written;
+    a literal joined to a folder computed at run time is uncertain), and each script read."""
     code_files = [script] if script else []
     for spec in stages.values():
         code_files += [d for d in _paths(spec.get("deps")) if d.endswith(".py") and d in listed]
     code_files += [f for f in files if f.endswith(".py") and f not in code_files and "train" in f]
-    literals: list[str] = []
+    paths: list[pycode.CodePath] = []
+    scripts: dict[str, pycode.Script] = {}
     for name in dict.fromkeys(code_files):
-        literals += _strings(text_of(name) or "")
-    return literals
+        text = text_of(name) or ""
+        parsed = pycode.parse(text, name)
+        if parsed is None:  # not Python this interpreter reads: its string literals, taken as they are
+            paths += [pycode.CodePath(posixpath.normpath(v), True, 0) for v in _strings(text)]
+            continue
+        scripts[name] = parsed
+        paths += parsed.paths
+    return paths, scripts
 
 
-def _params(found: Inferred, listed: set[str], stages: Mapping[str, Any], literals: list[str]) -> None:
+def _params(
+    found: Inferred, listed: set[str], stages: Mapping[str, Any], paths: list[pycode.CodePath]
+) -> None:
     """The params file: DVC's, one the code names, or a usual name at the root."""
+    named = [p.path for p in paths if p.certain]
+    basenames = {posixpath.basename(p.path) for p in paths}
     dvc_params = [
         str(k)
         for spec in stages.values()
@@ -197,13 +245,22 @@ def _params(found: Inferred, listed: set[str], stages: Mapping[str, Any], litera
     if stages and "params.yaml" in listed:
         candidates.insert(0, "params.yaml")
     candidates += [
-        p for p in PARAMS_FILES if p in listed and (p in literals or posixpath.basename(p) in literals)
+        p for p in PARAMS_FILES if p in listed and (p in named or posixpath.basename(p) in basenames)
+    ]
+    # A YAML or JSON file the code reads through a path it builds (config/train.yaml):
+    candidates += [
+        p
+        for p in named
+        if p in listed
+        and p.lower().endswith((".yaml", ".yml", ".json"))
+        and not _METRICS_NAME.search(posixpath.basename(p))
+        and posixpath.basename(p) not in (dvc.PIPELINE_FILE, dvc.LOCK_FILE, "MLproject")
     ]
     candidates += [p for p in PARAMS_FILES if p in listed]
     if candidates:
         found.params = candidates[0]
         why = "DVC's params file" if stages and found.params == "params.yaml" else "the code reads it"
-        if found.params not in literals and not stages:
+        if found.params not in named and posixpath.basename(found.params) not in basenames and not stages:
             why = "a params file at the project root"
         found.found("train.params", found.params, why)
     else:
@@ -214,28 +271,49 @@ def _params(found: Inferred, listed: set[str], stages: Mapping[str, Any], litera
         )
 
 
-def _metrics(found: Inferred, stages: Mapping[str, Any], literals: list[str], outputs: set[str]) -> None:
+def _where(chosen: pycode.CodePath, others: list[str], source: str) -> tuple[str, bool]:
+    """Why a path was chosen, and whether it is a guess (the code joins it to a folder it
+    computes when it runs, or names other candidates)."""
+    why = source + (f" (also: {', '.join(others)})" if others else "")
+    if not chosen.certain:
+        why += (
+            f"; the code joins {chosen.path!r} to a folder it computes when it runs"
+            f"{f' (line {chosen.line})' if chosen.line else ''}: set the path it writes"
+        )
+    return why, bool(others) or not chosen.certain
+
+
+def _metrics(
+    found: Inferred,
+    stages: Mapping[str, Any],
+    paths: list[pycode.CodePath],
+    outputs: set[str],
+    top: _TopLevel,
+) -> None:
     """The metrics file: DVC's metrics, or one the code names."""
-    metric_files: list[str] = []
+    metric_files = [pycode.CodePath(p, True, 0) for p in top.metrics]
     for spec in stages.values():
-        metric_files += _paths(spec.get("metrics"))
+        metric_files += [pycode.CodePath(p, True, 0) for p in _paths(spec.get("metrics"))]
     if not metric_files:
         metric_files = [
-            posixpath.normpath(s)
-            for s in literals
-            if s.lower().endswith((".json", ".txt", ".yaml", ".yml"))
-            and _METRICS_NAME.search(posixpath.basename(s))
+            p
+            for p in paths
+            if p.path.lower().endswith((".json", ".txt", ".yaml", ".yml"))
+            and _METRICS_NAME.search(posixpath.basename(p.path))
         ]
-    metric_files = list(dict.fromkeys(metric_files))
-    if metric_files:
-        found.metrics = metric_files[0]
-        others = (
-            f"; mlci reads one metrics file (others: {', '.join(metric_files[1:])})"
-            if metric_files[1:]
-            else ""
-        )
-        source = f"{dvc.PIPELINE_FILE} metrics" if stages else "named in the training code"
-        found.found("train.metrics", found.metrics, f"{source}{others}", check=bool(metric_files[1:]))
+    chosen = list({p.path: p for p in reversed(metric_files)}.values())[::-1]
+    if chosen:
+        found.metrics = chosen[0].path
+        source = "named in the training code"
+        if top.metrics and chosen[0].path in top.metrics:
+            source = f"{dvc.PIPELINE_FILE}'s top-level metrics"
+        elif stages:
+            source = f"{dvc.PIPELINE_FILE} metrics"
+        others = [p.path for p in chosen[1:]]
+        why, check = _where(chosen[0], others, source)
+        if others:
+            why += "; mlci reads one metrics file"
+        found.found("train.metrics", found.metrics, why, check=check)
     else:
         found.metrics = "metrics.json"
         found.found(
@@ -248,21 +326,32 @@ def _metrics(found: Inferred, stages: Mapping[str, Any], literals: list[str], ou
     outputs.add(found.metrics)
 
 
-def _model(found: Inferred, stages: Mapping[str, Any], literals: list[str], outputs: set[str]) -> None:
-    """The model file or folder: a DVC output that looks like one, or one the code saves."""
-    models = [o for o in sorted(outputs) if _looks_like_model(o)] if stages else []
+def _model(
+    found: Inferred,
+    stages: Mapping[str, Any],
+    paths: list[pycode.CodePath],
+    outputs: set[str],
+    top: _TopLevel,
+) -> None:
+    """The model file or folder: dvc.yaml's model artifact, a DVC output that looks like
+    one, or one the code saves."""
+    if top.models:
+        name, found.model = top.models[0]
+        found.found("train.model", found.model, f"the artifact {name!r} in {dvc.PIPELINE_FILE}")
+        if cfg.MODEL_NAME_RE.match(name):
+            found.model_name = name
+            found.found("model.name", name, f"the artifact's name in {dvc.PIPELINE_FILE}, as GTO names it")
+        outputs.add(found.model)
+        return
+    models = [pycode.CodePath(o, True, 0) for o in sorted(outputs) if _looks_like_model(o)] if stages else []
     if not models:
-        models = [
-            posixpath.normpath(s)
-            for s in literals
-            if s.lower().endswith(MODEL_EXTENSIONS) and "/" not in s[:1]
-        ]
-    models = list(dict.fromkeys(models))
-    if models:
-        found.model = models[0]
-        others = f" (also: {', '.join(models[1:])})" if models[1:] else ""
+        models = [p for p in paths if p.path.lower().endswith(MODEL_EXTENSIONS)]
+    chosen = list({p.path: p for p in reversed(models)}.values())[::-1]
+    if chosen:
+        found.model = chosen[0].path
         source = f"an output of {dvc.PIPELINE_FILE}" if stages else "saved by the training code"
-        found.found("train.model", found.model, f"{source}{others}", check=bool(models[1:]))
+        why, check = _where(chosen[0], [p.path for p in chosen[1:]], source)
+        found.found("train.model", found.model, why, check=check)
         outputs.add(found.model)
     else:
         found.found(
@@ -274,6 +363,22 @@ def _model(found: Inferred, stages: Mapping[str, Any], literals: list[str], outp
         )
 
 
+# What cannot change what training computes: never an input of an adopted project, so
+# editing it never retrains. Everything else git tracks is an input (a cache that misses
+# too often costs a training; one that hits wrongly serves stale metrics).
+NOT_INPUTS = (
+    ("**/*.md", "documentation"),
+    ("**/*.rst", "documentation"),
+    ("docs/**", "documentation"),
+    ("LICEN[CS]E*", "the licence"),
+    ("COPYING*", "the licence"),
+    (".github/**", "CI files"),
+    (".gitlab-ci.yml", "CI files"),
+    (".pre-commit-config.yaml", "CI files"),
+    ("mlci.yaml", "mlci's settings: their train section is in the fingerprint already"),
+)
+
+
 def _inputs(
     found: Inferred,
     files: Sequence[str],
@@ -282,32 +387,20 @@ def _inputs(
     outputs: set[str],
     text_of: TextOf,
 ) -> None:
-    """The inputs: code, params, requirements, and data in git or DVC."""
-    inputs: list[str] = []
-    if any(f.endswith(".py") for f in files):
-        inputs.append("**/*.py")
-    for extra in (found.params, dvc.PIPELINE_FILE if stages else None):
-        if extra and extra not in inputs:
-            inputs.append(extra)
-    if found.command and found.command.startswith("make "):
-        inputs.append(next(m for m in ("Makefile", "makefile", "GNUmakefile") if m in listed))
-    inputs += sorted(f for f in files if re.fullmatch(r"requirements[\w.-]*\.txt|environment\.ya?ml", f))
+    """The inputs: everything git tracks (and the data DVC tracks), but the files that
+    cannot affect training and what the pipeline's own stages write."""
+    found.inputs = ["**"]
+    found.exclude = list(NOT_INPUTS)
+    made = {o for o in outputs if o not in (found.metrics, found.model)}
     tracked = dvc.parse(files, text_of)
-    for path in sorted(tracked):
-        if tracked[path].source.endswith(".dvc") and path not in outputs:
-            inputs.append(path)
-    data_dirs: set[str] = set()
-    for name in files:
-        if name.startswith(_SKIPPED_DIRS) or name in outputs or not name.lower().endswith(DATA_EXTENSIONS):
-            continue
-        top = name.split("/", 1)[0]
-        if "/" in name:
-            data_dirs.add(f"{top}/**")
-        else:
-            inputs.append(name)
-    inputs += sorted(data_dirs)
-    found.inputs = list(dict.fromkeys(inputs))
-    found.found("train.inputs", found.inputs, "code, params, requirements, and data in git or DVC")
+    for path in sorted(made):
+        if path in tracked or path in listed or stages:
+            found.exclude.append((path, f"written by a stage of {dvc.PIPELINE_FILE}"))
+    found.found(
+        "train.inputs",
+        found.inputs,
+        "everything git tracks, and the data DVC tracks, but what train.exclude names",
+    )
 
 
 def _metric_names(found: Inferred, text_of: TextOf) -> None:
@@ -360,16 +453,20 @@ def config_text(name: str, found: Inferred, schema_line: str = "") -> str:
         *([schema_line] if schema_line else []),
         "# How mlci trains, compares, gates and promotes this model.",
         "# Written by `mlci init --adopt`: review every line marked CHECK.",
-        "# `mlci config validate` checks it; `mlci fingerprint --json` lists the inputs.",
+        "# `mlci config validate` checks it; `mlci fingerprint --explain` lists the inputs.",
         "model:",
         f"  name: {name}",
         "",
         "train:",
         f"  command: {yaml_scalar(command)}{note('train.command')}",
-        "  # Everything that determines a training result (`mlci fingerprint --json` lists the files):",
+        "  # What decides a training result: a change to any of these files retrains.",
+        "  # `mlci fingerprint --explain` lists every file, and why it is an input or not.",
         "  inputs:",
         *[f"    - {yaml_scalar(p)}" for p in found.inputs],
     ]
+    if found.exclude:
+        lines.append("  exclude:  # cannot change what training computes")
+        lines += [f"    - {yaml_scalar(p)}  # {why}" for p, why in found.exclude]
     if found.params:
         lines.append(f"  params: {yaml_scalar(found.params)}{note('train.params')}")
     else:

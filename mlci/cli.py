@@ -290,13 +290,21 @@ def fingerprint(
     overrides: SetOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="List every file: whether it is an input, and why (the train.inputs pattern, "
+            "train.exclude, an output).",
+        ),
+    ] = False,
 ) -> None:
     """Print the inputs fingerprint: the run cache key (CI uses it as a cache key too)."""
     from mlci import project
     from mlci.commands import train as command
 
     resolved = project.resolve(config, Path.cwd(), overrides or [], warn=command.stderr_log)
-    typer.echo(command.fingerprint_report(resolved, as_json))
+    typer.echo(command.fingerprint_report(resolved, as_json, explain=explain))
 
 
 PushOption = Annotated[

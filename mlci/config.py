@@ -169,6 +169,7 @@ MAX_REPEATS = 20  # train.repeats: each is a whole training; their metrics trave
 class TrainConfig:
     command: str
     inputs: tuple[str, ...] = ("**/*.py",)
+    exclude: tuple[str, ...] = ()  # globs never inputs (files that cannot affect training: docs, CI)
     params: str | None = None
     metrics: str = "metrics.json"
     model: str | None = None  # a folder or file the command writes; None: the project has no model file
@@ -319,6 +320,7 @@ class Config:
             "train": {
                 **dataclasses.asdict(self.train),
                 "inputs": list(self.train.inputs),
+                "exclude": list(self.train.exclude),
                 "rewrites": list(self.train.rewrites),
                 "withhold_env": list(self.train.withhold_env),
             },
@@ -996,6 +998,8 @@ class _Checker:
                 "files; name one of those",
             )
         self.globs(t.get("inputs"), inputs, (*at, "inputs"))
+        exclude = self.string_list(t.get("exclude"), (*at, "exclude"), ()) or ()
+        self.globs(t.get("exclude"), exclude, (*at, "exclude"))
         rewrites = self.string_list(t.get("rewrites"), (*at, "rewrites"), ()) or ()
         for i, name in enumerate(rewrites):
             where = (*at, "rewrites", i) if isinstance(t.get("rewrites"), list) else (*at, "rewrites")
@@ -1017,6 +1021,7 @@ class _Checker:
         return TrainConfig(
             command=command,
             inputs=inputs or defaults.inputs,
+            exclude=exclude,
             params=params,
             metrics=metrics or defaults.metrics,
             model=model,

@@ -57,19 +57,22 @@ def ensure_state_dir(root: Path) -> Path:
 
 
 def select(
-    files: Iterable[str], patterns: Iterable[str], excluded: Iterable[str] = ()
+    files: Iterable[str], patterns: Iterable[str], excluded: Iterable[str] = (), skip: Iterable[str] = ()
 ) -> tuple[list[str], list[str]]:
-    """Files matching any pattern and under no excluded prefix, and the patterns
-    that matched nothing."""
+    """Files matching any pattern, under no excluded prefix and matching no ``skip`` glob
+    (``train.exclude``), and the patterns that matched nothing."""
     patterns = list(patterns)
     regexes = [glob_regex(p) for p in patterns]
     blocked = [e.strip("/") for e in excluded if e.strip("/")]
     # One pattern for every excluded prefix: a file is tested once, not once per prefix.
     outside = re.compile("|".join(f"{re.escape(b)}(?:/|$)" for b in blocked)) if blocked else None
+    skipped = [glob_regex(p) for p in skip]
     hits = [False] * len(patterns)
     chosen = []
     for name in files:
         if outside is not None and outside.match(name):
+            continue
+        if skipped and any(regex.fullmatch(name) for regex in skipped):
             continue
         matched = False
         for i, regex in enumerate(regexes):
@@ -219,6 +222,10 @@ def compose(files: Mapping[str, str], params: Any, config: Config) -> str:
     # How the command runs, not what it computes:
     for how_not_what in ("withhold_env", "timeout", "own_cache", "rewrites"):
         del train[how_not_what]
+    if not train["exclude"]:
+        del train["exclude"]  # as for repeats: projects without it keep their fingerprints
+    else:
+        train["exclude"] = list(config.train.exclude)
     if train["repeats"] == 1:
         del train["repeats"]  # the default leaves the fingerprints of projects without it as they were
     h.update(f"train {canonical_json(train)}\n".encode())
@@ -237,15 +244,17 @@ def dvc_inputs(
     patterns: Iterable[str],
     excluded: Iterable[str],
     text_of: Callable[[str], str | None],
+    skip: Iterable[str] = (),
 ) -> dict[str, dvc.Tracked]:
     """Data DVC tracks that the input patterns name (git ignores it: ``select`` cannot see it)."""
     if not any(dvc.is_record(name) for name in candidates):
         return {}
     tracked = dvc.parse(candidates, text_of)
-    chosen, _ = select(tracked, patterns, excluded)
+    chosen, _ = select(tracked, patterns, excluded, skip)
+    skipped, _ = select(tracked, skip) if skip else ([], [])
     regexes = list(patterns)
     for path in tracked:
-        if path not in chosen and any(dvc.covers(path, p) for p in regexes):
+        if path not in chosen and path not in skipped and any(dvc.covers(path, p) for p in regexes):
             chosen.append(path)
     return {path: tracked[path] for path in sorted(chosen)}
 
@@ -256,8 +265,8 @@ def _selected(
     """The input files among ``candidates``, the input patterns that name nothing, and the
     data DVC tracks that the patterns name (its records read through ``text_of``)."""
     excluded = outputs(config)
-    names, unmatched = select(candidates, config.train.inputs, excluded)
-    data = dvc_inputs(candidates, config.train.inputs, excluded, text_of)
+    names, unmatched = select(candidates, config.train.inputs, excluded, config.train.exclude)
+    data = dvc_inputs(candidates, config.train.inputs, excluded, text_of, config.train.exclude)
     if data:
         unmatched = [
             p for p in unmatched if not any(glob_regex(p).fullmatch(d) or dvc.covers(d, p) for d in data)
@@ -350,3 +359,56 @@ def compute_at(config: Config, commit: str) -> Fingerprint | None:
     return Fingerprint(
         digest=compose(hashed, params, then), files=hashed, unmatched=tuple(unmatched), dvc=data
     )
+
+
+@dataclass(frozen=True)
+class Explained:
+    path: str
+    input: bool
+    why: str
+
+
+def explain(config: Config, fingerprint: Fingerprint, candidates: Iterable[str]) -> list[Explained]:
+    """Every file git sees (``candidates``) and every input DVC tracks, each with why it is
+    an input or why it is not. Pure."""
+    state = STATE_DIR + "/"
+    made = [(o.strip("/"), key) for key, o in _output_keys(config)]
+    patterns = [(p, glob_regex(p)) for p in config.train.inputs]
+    skipped = [(p, glob_regex(p)) for p in config.train.exclude]
+    params = config.train.params.removeprefix("./") if config.train.params else None
+    out: list[Explained] = []
+    for name in sorted(set(candidates) | set(fingerprint.files)):
+        if name.startswith(state):
+            continue
+        entry = fingerprint.dvc.get(name)
+        if name in fingerprint.files:
+            pattern = next((p for p, regex in patterns if regex.fullmatch(name)), None)
+            if entry is not None:
+                why = f"data DVC tracks (its hash from {entry.source})"
+                why += f", named by train.inputs {pattern!r}" if pattern else ", inside a train.inputs folder"
+            else:
+                why = f"train.inputs {pattern!r}" if pattern else "train.inputs"
+            if name == params:
+                why += "; the params file (train.params), hashed as the command reads it"
+            out.append(Explained(name, True, why))
+            continue
+        output = next((key for o, key in made if name == o or name.startswith(o + "/")), None)
+        excluded = next((p for p, regex in skipped if regex.fullmatch(name)), None)
+        if output is not None:
+            why = f"an output ({output}): training writes it"
+        elif excluded is not None:
+            why = f"train.exclude {excluded!r}"
+        elif name == config.path.name:
+            why = "mlci's settings: their train section is in the fingerprint already"
+        else:
+            why = "matches no train.inputs pattern"
+        out.append(Explained(name, False, why))
+    return out
+
+
+def _output_keys(config: Config) -> list[tuple[str, str]]:
+    keys = [("train.metrics", config.train.metrics)]
+    keys += [("train.model", config.train.model)] if config.train.model else []
+    keys += [("train.predictions", config.train.predictions)] if config.train.predictions else []
+    keys += [("train.rewrites", r) for r in config.train.rewrites]
+    return keys

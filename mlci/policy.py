@@ -45,6 +45,7 @@ SETTINGS: dict[str, str] = {
     "model.description": HEAD,
     "train.command": HEAD,
     "train.inputs": HEAD,
+    "train.exclude": HEAD,
     "train.params": HEAD,
     "train.metrics": HEAD,
     "train.model": HEAD,

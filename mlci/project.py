@@ -84,7 +84,13 @@ def resolve(
 
 def resolve_config(config: cfg.Config, overrides: Sequence[str], *, warn: Callable[[str], None]) -> Resolved:
     """``config``'s inputs resolved: its params (with ``overrides``) and their fingerprint."""
-    changeable = [config.train.params, *config.train.rewrites, config.train.metrics, config.train.model]
+    changeable = [
+        config.train.params,
+        *config.train.rewrites,
+        config.train.metrics,
+        config.train.model,
+        config.train.predictions,
+    ]
     swap.recover(fp.ensure_state_dir(config.root), warn, [config.root / name for name in changeable if name])
     params, original = _load_params(config, overrides)
     params_text = params_file_text(config, original, params, overrides) if overrides else None
@@ -173,6 +179,6 @@ def uncommitted_inputs(resolved: Resolved) -> list[Uncommitted]:
     if config.train.params:
         watched.add(config.train.params.removeprefix("./"))
     watched |= {entry.source.split(" (")[0] for entry in resolved.fingerprint.dvc.values()}
-    inputs, _ = fp.select(changed, config.train.inputs, fp.outputs(config))
+    inputs, _ = fp.select(changed, config.train.inputs, fp.outputs(config), config.train.exclude)
     hits = sorted({name for name in changed if name in watched} | set(inputs))
     return [Uncommitted(name, changed[name]) for name in hits]

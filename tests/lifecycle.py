@@ -27,6 +27,8 @@ if params.get("env_dump"):
     keys = ["MLCI_PARAMS_FILE", "MLCI_OUTPUT_DIR", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"]
     pathlib.Path(params["env_dump"]).write_text(json.dumps({k: os.environ.get(k) for k in keys}))
 print("training with", json.dumps(params, sort_keys=True))
+for name in params.get("reads", []):  # files the training reads besides its params
+    pathlib.Path(name).read_text()
 if mode == "fail":
     for i in range(30):
         print(f"noise {i}", file=sys.stderr)

@@ -43,6 +43,36 @@ with open("metrics.txt", "w") as outfile:
 joblib.dump(clf, "model.joblib")
 """
 
+# A small scikit-learn project laid out by hand: scripts/, config/*.yaml read through a
+# path the code builds, and outputs under a git-ignored artifacts/ folder.
+CONFIG_TRAIN = """\
+import json
+import os
+from pathlib import Path
+
+import joblib
+import yaml
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE.parent / "config" / "train.yaml"
+ARTIFACTS = "artifacts"
+
+settings = yaml.safe_load(CONFIG.read_text())
+X, y = load_breast_cancer(return_X_y=True)
+X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=settings["seed"])
+clf = LogisticRegression(max_iter=settings["max_iter"], C=settings["C"])
+clf.fit(X_train, y_train)
+os.makedirs(ARTIFACTS, exist_ok=True)
+with open(os.path.join(ARTIFACTS, "metrics.json"), "w") as f:
+    json.dump({"accuracy": clf.score(X_test, y_test)}, f)
+joblib.dump(clf, os.path.join(ARTIFACTS, "model.joblib"))
+"""
+
+CONFIG_SETTINGS = "# Training settings, read by scripts/train.py\nmax_iter: 30\nC: 1.0\nseed: 0\n"
+
 CML_PARAMS = "# Hyper-parameters, read by train.py\ndepth: 2\nn_estimators: 20  # trees\nseed: 0\n"
 
 DVC_PARAMS = """\
@@ -137,6 +167,30 @@ stages:
 """
 
 
+# DVC's getting-started pipeline as DVC 3 writes it: the evaluation's outputs in a folder,
+# the project's metrics, plots and model declared at the top level (GTO reads artifacts:).
+DVC_PIPELINE_TOP_LEVEL = (
+    DVC_PIPELINE.replace(
+        "    metrics:\n    - eval/metrics.json:\n        cache: false\n", "    outs:\n    - eval\n"
+    )
+    + """\
+metrics:
+- eval/metrics.json
+plots:
+- ROC:
+    x: fpr
+    y:
+      eval/plots/roc.json: tpr
+- eval/importance.png
+artifacts:
+  breast-cancer-rf:
+    path: model.pkl
+    type: model
+    desc: A random forest on the breast cancer data
+"""
+)
+
+
 def git(root: Path, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, f"git {args}: {proc.stderr}"
@@ -182,6 +236,22 @@ def cml_project(root: Path) -> Path:
     (root / "README.md").write_text("# A CML-style project\n")
     git(root, "init", "-q", "-b", "main")
     commit_all(root, "A classifier, CML style")
+    return root
+
+
+def config_project(root: Path) -> Path:
+    """``scripts/train.py`` reading ``config/train.yaml`` through ``Path(__file__)``, writing
+    ``artifacts/metrics.json`` and ``artifacts/model.joblib`` (git ignores artifacts/)."""
+    (root / "scripts").mkdir(parents=True)
+    (root / "config").mkdir()
+    (root / "scripts" / "train.py").write_text(CONFIG_TRAIN)
+    (root / "config" / "train.yaml").write_text(CONFIG_SETTINGS)
+    (root / "requirements.txt").write_text("scikit-learn\njoblib\npyyaml\n")
+    (root / ".gitignore").write_text("artifacts/\n__pycache__/\n")
+    (root / "README.md").write_text("# A hand-made classifier\n")
+    (root / "LICENSE").write_text("MIT\n")
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "A classifier, by hand")
     return root
 
 

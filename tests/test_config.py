@@ -200,7 +200,7 @@ BAD = [
     ),
     pytest.param(
         "model:\n  name: churn\ntrain:\n  command: x\n  zzz: 1\n",
-        ["mlci.yaml:5: train.zzz: unknown key; valid keys: command, inputs, params, metrics, model"],
+        ["mlci.yaml:5: train.zzz: unknown key; valid keys: command, inputs, exclude, params, metrics"],
         id="unknown-no-close-match",
     ),
     pytest.param(

@@ -128,6 +128,7 @@ model: {name: head-model, description: head}
 train:
   command: python head.py
   inputs: ["head/**"]
+  exclude: ["head/*.md"]
   params: head-params.yaml
   metrics: head-metrics.json
   model: head-model
@@ -158,6 +159,7 @@ model: {name: base-model, description: base}
 train:
   command: python base.py
   inputs: ["base/**"]
+  exclude: ["base/*.md"]
   params: base-params.yaml
   metrics: base-metrics.json
   model: base-model

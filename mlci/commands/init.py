@@ -86,9 +86,6 @@ def adopt(
             f"{directory / cfg.CONFIG_FILE} exists: this project already uses mlci",
             hint="`mlci config validate` checks it; move it away to adopt the project again",
         )
-    name = name or scaffold.model_name_from(directory)
-    if not name or not cfg.MODEL_NAME_RE.match(name):
-        raise ScaffoldError(f"cannot make a model name from {directory.name!r}", hint="pass --name NAME")
     files = fp.candidate_files(directory)
 
     def text_of(relative: str) -> str | None:
@@ -98,6 +95,9 @@ def adopt(
             return None
 
     found = inference.infer(files, text_of)
+    name = name or found.model_name or scaffold.model_name_from(directory)
+    if not name or not cfg.MODEL_NAME_RE.match(name):
+        raise ScaffoldError(f"cannot make a model name from {directory.name!r}", hint="pass --name NAME")
     schema_line = scaffold.schema_line(actions_ref or scaffold.DEFAULT_ACTIONS_REF)
     config_text = inference.config_text(name, found, schema_line)
     config = cfg.parse(config_text, directory / cfg.CONFIG_FILE)  # what validate will say, before writing
@@ -165,7 +165,7 @@ def adopt(
     if prefix != ".":
         echo(f"  cd {prefix}")
     echo(f"  review {cfg.CONFIG_FILE} (lines marked CHECK), then `mlci config validate`")
-    echo("  mlci fingerprint --json   # the inputs mlci sees")
+    echo("  mlci fingerprint --explain  # every input, and why")
     echo("  mlci train                # runs the project's own command, unchanged")
     return {
         "model": name,

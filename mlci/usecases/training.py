@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlci import archive, gitrepo, redact, safeinput, swap, trainer
+from mlci import archive, dvc, gitrepo, reads, redact, safeinput, swap, trainer
 from mlci import fingerprint as fp
 from mlci import params as prm
 from mlci.errors import MetricsError, MlciError, TrainingError, TrainingInterrupted
@@ -405,6 +405,7 @@ def _run_and_record(
         "MLFLOW_EXPERIMENT_ID": started.experiment_id,
         "PYTHONUNBUFFERED": "1",
     }
+    child_env = reads.environ(child_env, config.root, work / "reads")
     repeats = config.train.repeats
     times = f" {repeats} times (train.repeats, MLCI_SEED 0 to {repeats - 1})" if repeats > 1 else ""
     log(f"training{times}: {config.train.command}  (MLflow run {run_id}, fingerprint {job.digest[:12]})")
@@ -422,6 +423,7 @@ def _run_and_record(
             produced, metrics, seconds, repeat_tags = _run_command(
                 job, started, child_env, work, journal, command_stdout
             )
+            reads.warn(_unlisted_reads(job, work / "reads"), log)
             recorded = _record(
                 job, started, produced, metrics, repeat_tags, checked, work, params_file, write_bundle
             )
@@ -449,6 +451,34 @@ def _run_and_record(
         tags=tags,
         model_sha256=tags.get(MODEL_DIGEST_TAG),
         bundle=str(bundle_path) if bundle_path else None,
+    )
+
+
+def _unlisted_reads(job: _Job, out_dir: Path) -> list[reads.Unlisted]:
+    """The tracked files the training read that are not inputs (``mlci.reads``)."""
+    config, fingerprint = job.config, job.resolved.fingerprint
+    root = config.root
+    seen = [r for r in reads.collect(out_dir, root) if r.path not in fingerprint.files]
+    if not seen:
+        return []  # the usual case: no git call
+    candidates = fp.candidate_files(root)
+
+    def text_of(name: str) -> str | None:
+        try:
+            return safeinput.read_text(root / name, limit=dvc.MAX_BYTES, what=name)
+        except (OSError, safeinput.BadInput):
+            return None
+
+    tracked_by_dvc = dvc.parse(candidates, text_of) if any(dvc.is_record(c) for c in candidates) else {}
+    not_inputs = [*fp.outputs(config), config.path.name]
+    not_inputs += [config.train.params.removeprefix("./")] if config.train.params else []
+    return reads.unlisted(
+        seen,
+        tracked=set(candidates),
+        dvc_tracked=tracked_by_dvc,
+        inputs={*fingerprint.files, *fingerprint.dvc},
+        not_inputs=not_inputs,
+        exclude=config.train.exclude,
     )
 
 
@@ -846,14 +876,45 @@ def _code_sees(resolved: Resolved, log: Callable[[str], None]) -> Iterator[str |
         changes.write(config.root / config.train.params, resolved.params_text.encode("utf-8"))
         for name in config.train.rewrites:
             changes.keep(config.root / name)
-        for output in (config.train.metrics, config.train.model):
-            # An output git sees goes back too, after mlci has read it: a run with
-            # --set is an experiment, and leaves no trace in the working tree.
+        folders: list[str] = []
+        for output in (config.train.metrics, config.train.model, config.train.predictions):
+            # Outputs go back too, after mlci has read them, whether git ignores them or not: a
+            # run with --set is an experiment, and leaves no trace in the working tree.
             path = config.root / output if output else None
-            if path is not None and not path.is_dir() and not gitrepo.is_ignored(config.root, output or ""):
+            if path is not None and path.is_dir():
+                folders.append(output or "")
+            elif path is not None:
                 changes.keep(path)
+        folders += _pipeline_outputs(config, skip={config.train.metrics, config.train.model})
+        before = {name: _signature(config.root / name) for name in folders}
         log(
             f"{config.train.params} holds the overridden params while the command runs "
             f"({', '.join(resolved.overrides)}); mlci puts it back afterwards"
         )
         yield changes.journal_path
+        left = [name for name in folders if _signature(config.root / name) != before[name]]
+        if left:
+            dvc_hint = (
+                f"; `dvc checkout` puts back what {dvc.LOCK_FILE} records"
+                if (config.root / dvc.LOCK_FILE).is_file()
+                else ""
+            )
+            log(
+                f"warning: {', '.join(left)} now hold this experiment's files (--set "
+                f"{' '.join(resolved.overrides)}), not the committed params'{dvc_hint}"
+            )
+
+
+def _pipeline_outputs(config: cfg.Config, skip: set[str | None]) -> list[str]:
+    """The outputs of a DVC pipeline's stages (its lock file records them), which git ignores."""
+    lock = config.root / dvc.LOCK_FILE
+    if not lock.is_file() or dvc.LOCK_FILE not in config.train.rewrites:
+        return []
+
+    def text_of(name: str) -> str | None:
+        try:
+            return safeinput.read_text(config.root / name, limit=dvc.MAX_BYTES, what=name)
+        except (OSError, safeinput.BadInput):
+            return None
+
+    return [p for p in dvc.parse([dvc.LOCK_FILE], text_of) if p not in skip]
