@@ -45,6 +45,12 @@ class Inferred:
     inputs: list[str] = field(default_factory=list)
     exclude: list[tuple[str, str]] = field(default_factory=list)  # (glob, why it is not an input)
     model_name: str | None = None  # the name the project gives its model (dvc.yaml artifacts)
+    parameters: list[tuple[str, Any]] = field(default_factory=list)  # train.parameters
+    parameters_from: str | None = None  # MLproject: train.parameters read from it
+    overrides: str = "file"
+    environments: list[str] = field(default_factory=list)  # MLproject's python_env / conda_env files
+    mlflow: bool = False  # the code logs to MLflow itself (its metrics are the run's)
+    mlflow_model: bool = False  # the code logs its model to MLflow itself
     rewrites: list[str] = field(default_factory=list)
     own_cache: bool = False
     metric_names: list[str] = field(default_factory=list)
@@ -140,8 +146,11 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
     top = _top_level(_dvc_pipeline(files, text_of))
     script, outputs = _command(found, files, listed, stages, text_of)
     outputs |= set(top.metrics) | set(top.plots)
-    paths, _scripts = _code(files, listed, stages, script, text_of)
-    _params(found, listed, stages, paths)
+    paths, scripts = _code(files, listed, stages, script, text_of)
+    found.mlflow = any(s.mlflow for s in scripts.values())
+    found.mlflow_model = any(s.mlflow_model for s in scripts.values())
+    _params(found, listed, stages, paths, scripts)
+    _command_line(found, script, scripts)
     _metrics(found, stages, paths, outputs, top)
     _model(found, stages, paths, outputs, top)
     _inputs(found, files, listed, stages, outputs, text_of)
@@ -176,6 +185,8 @@ def _command(
         for spec in stages.values():
             outputs |= set(_paths(spec.get("outs"))) | set(_paths(spec.get("metrics")))
             outputs |= set(_paths(spec.get("plots")))
+    elif _mlproject(found, listed, text_of):
+        script = next((w for w in (found.command or "").split() if w.endswith(".py") and w in listed), None)
     else:
         makefile = next((m for m in ("Makefile", "makefile", "GNUmakefile") if m in listed), None)
         make_text = text_of(makefile) if makefile else None
@@ -206,6 +217,87 @@ def _command(
     return script, outputs
 
 
+MLPROJECT = "MLproject"
+
+
+def _mlproject(found: Inferred, listed: set[str], text_of: TextOf) -> bool:
+    """MLflow's project file: its main entry point's command (``{name}`` placeholders, as mlci
+    takes them) and its parameters' defaults. Whether it gave the command."""
+    data = _load(text_of(MLPROJECT)) if MLPROJECT in listed else None
+    points = data.get("entry_points") if isinstance(data, dict) else None
+    main = points.get("main") if isinstance(points, dict) else None
+    command = main.get("command") if isinstance(main, dict) else None
+    if not isinstance(command, str) or not command.strip():
+        return False
+    assert isinstance(main, dict) and isinstance(data, dict)
+    found.command = " ".join(command.split())
+    found.found("train.command", found.command, f"{MLPROJECT}'s entry point main")
+    listed_params = main.get("parameters")
+    declared: dict[Any, Any] = listed_params if isinstance(listed_params, dict) else {}
+    missing: list[str] = []
+    for name, spec in declared.items():
+        default = spec.get("default") if isinstance(spec, dict) else None
+        if not isinstance(name, str) or not cfg.PARAMETER_RE.match(name):
+            continue
+        if isinstance(default, (str, int, float, bool)):
+            found.parameters.append((name, default))
+        else:
+            missing.append(name)
+    if found.parameters:
+        found.parameters_from = MLPROJECT
+        shown = ", ".join(f"{k}={v}" for k, v in found.parameters)
+        found.found(
+            "train.parameters",
+            MLPROJECT,
+            f"the defaults of {MLPROJECT}'s entry point main ({shown}), read each run",
+        )
+    if missing:
+        found.found(
+            "train.parameters",
+            missing,
+            f"{MLPROJECT} gives {', '.join(missing)} no default: add one to train.parameters",
+            check=True,
+        )
+    envs = [data.get(k) for k in ("python_env", "conda_env")]
+    found.environments += [e for e in envs if isinstance(e, str) and e in listed]
+    return True
+
+
+def _command_line(found: Inferred, script: str | None, scripts: Mapping[str, pycode.Script]) -> None:
+    """The forms a script's own command line takes: ``--name {name}`` for each option with a
+    literal default (argparse, click, typer), or Hydra overrides for --set."""
+    parsed = scripts.get(script or "")
+    if parsed is None or found.command is None or not found.command.startswith("python "):
+        return
+    if parsed.cli == "hydra":
+        if parsed.hydra_config and found.params == parsed.hydra_config:
+            found.overrides = "hydra"
+            found.found(
+                "train.overrides",
+                "hydra",
+                f"{script} is a Hydra app composing {parsed.hydra_config}: --set a.b=1 reaches it as "
+                "the override a.b=1",
+            )
+        return
+    if found.params is not None or found.parameters:
+        return  # the params live in a file the code reads: --set edits it
+    options = [p for p in parsed.params if p.flag and p.has_default and p.default is not None]
+    if not options:
+        return
+    found.findings = [f for f in found.findings if f.key != "train.command"]
+    found.parameters = [(p.name, p.default) for p in options if cfg.PARAMETER_RE.match(p.name)]
+    found.command += "".join(f" {p.flag} {{{p.name}}}" for p in options if cfg.PARAMETER_RE.match(p.name))
+    found.found(
+        "train.command",
+        found.command,
+        f"{script} takes its parameters on the command line ({parsed.cli}): mlci passes each, "
+        "--set changes it",
+    )
+    found.found(
+        "train.parameters", ", ".join(f"{k}={v}" for k, v in found.parameters), f"the defaults in {script}"
+    )
+
+
 def _code(
     files: Sequence[str], listed: set[str], stages: Mapping[str, Any], script: str | None, text_of: TextOf
 ) -> tuple[list[pycode.CodePath], dict[str, pycode.Script]]:
@@ -229,10 +321,20 @@ def _code(
 
 
 def _params(
-    found: Inferred, listed: set[str], stages: Mapping[str, Any], paths: list[pycode.CodePath]
+    found: Inferred,
+    listed: set[str],
+    stages: Mapping[str, Any],
+    paths: list[pycode.CodePath],
+    scripts: Mapping[str, pycode.Script],
 ) -> None:
-    """The params file: DVC's, one the code names, or a usual name at the root."""
+    """The params file: DVC's, a Hydra app's config, one the code names, or a usual name
+    at the root."""
     named = [p.path for p in paths if p.certain]
+    hydra = [s.hydra_config for s in scripts.values() if s.hydra_config and s.hydra_config in listed]
+    if hydra and not stages:
+        found.params = hydra[0]
+        found.found("train.params", found.params, "the config the Hydra app composes")
+        return
     basenames = {posixpath.basename(p.path) for p in paths}
     dvc_params = [
         str(k)
@@ -314,6 +416,13 @@ def _metrics(
         if others:
             why += "; mlci reads one metrics file"
         found.found("train.metrics", found.metrics, why, check=check)
+    elif found.mlflow:
+        found.metrics = "metrics.json"
+        found.found(
+            "train.metrics",
+            "metrics.json",
+            "the code writes none: the metrics it logs to MLflow (in the run mlci starts) are the run's",
+        )
     else:
         found.metrics = "metrics.json"
         found.found(
@@ -353,6 +462,12 @@ def _model(
         why, check = _where(chosen[0], [p.path for p in chosen[1:]], source)
         found.found("train.model", found.model, why, check=check)
         outputs.add(found.model)
+    elif found.mlflow_model:
+        found.found(
+            "train.model",
+            None,
+            "the code logs its model to MLflow (log_model): that model is the version's bytes",
+        )
     else:
         found.found(
             "train.model",
@@ -467,6 +582,11 @@ def config_text(name: str, found: Inferred, schema_line: str = "") -> str:
     if found.exclude:
         lines.append("  exclude:  # cannot change what training computes")
         lines += [f"    - {yaml_scalar(p)}  # {why}" for p, why in found.exclude]
+    if found.parameters_from:
+        lines.append(f"  parameters: {yaml_scalar(found.parameters_from)}{note('train.parameters')}")
+    elif found.parameters:
+        lines.append(f"  parameters:{note('train.parameters')}")
+        lines += [f"    {k}: {yaml_scalar(v)}" for k, v in found.parameters]
     if found.params:
         lines.append(f"  params: {yaml_scalar(found.params)}{note('train.params')}")
     else:
@@ -476,6 +596,8 @@ def config_text(name: str, found: Inferred, schema_line: str = "") -> str:
         lines.append(f"  model: {yaml_scalar(found.model)}{note('train.model')}")
     else:
         lines.append(f"  # model: model.pkl{note('train.model')}")
+    if found.overrides != "file":
+        lines.append(f"  overrides: {found.overrides}{note('train.overrides')}")
     if found.rewrites:
         lines.append(
             f"  rewrites: [{', '.join(yaml_scalar(r) for r in found.rewrites)}]{note('train.rewrites')}"

@@ -32,6 +32,8 @@ GOALS: tuple[Goal, ...] = ("maximize", "minimize")
 
 # GTO's grammar for artifact names; environment names follow it minus "/",
 # because they sit between "#" separators in assignment tags.
+PARAMETER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+OVERRIDE_MODES = ("file", "hydra")
 MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-/_]*[a-zA-Z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-_]*[a-zA-Z0-9])?$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
@@ -171,6 +173,11 @@ class TrainConfig:
     inputs: tuple[str, ...] = ("**/*.py",)
     exclude: tuple[str, ...] = ()  # globs never inputs (files that cannot affect training: docs, CI)
     params: str | None = None
+    # Params with their defaults, for a command that takes them on its command line
+    # ({name} in train.command, as MLproject's parameters): (name, default) pairs, in order.
+    parameters: tuple[tuple[str, Any], ...] = ()
+    parameters_from: str | None = None  # an MLproject file whose main entry point gives them, read each run
+    overrides: str = "file"  # where --set goes: into the params file, or "hydra": command-line overrides
     metrics: str = "metrics.json"
     model: str | None = None  # a folder or file the command writes; None: the project has no model file
     rewrites: tuple[str, ...] = ()  # tracked files the command rewrites (a pipeline's lock file)
@@ -321,6 +328,7 @@ class Config:
                 **dataclasses.asdict(self.train),
                 "inputs": list(self.train.inputs),
                 "exclude": list(self.train.exclude),
+                "parameters": self.train.parameters_from or dict(self.train.parameters),
                 "rewrites": list(self.train.rewrites),
                 "withhold_env": list(self.train.withhold_env),
             },
@@ -1006,6 +1014,20 @@ class _Checker:
             self.project_path(name, where)
             if any(c in name for c in "*?["):
                 self.problem(where, f"{_short(name)!r}: name a file, not a pattern")
+        parameters_from = t.get("parameters") if isinstance(t.get("parameters"), str) else None
+        if parameters_from is not None:
+            self.project_path(parameters_from, (*at, "parameters"))
+        parameters = self.parameters(None if parameters_from else t.get("parameters"), (*at, "parameters"))
+        overrides = t.get("overrides", "file")
+        if overrides not in OVERRIDE_MODES:
+            self.expected((*at, "overrides"), " or ".join(repr(m) for m in OVERRIDE_MODES), overrides)
+            overrides = "file"
+        elif overrides == "hydra" and params is None:
+            self.problem(
+                (*at, "overrides"),
+                "hydra: --set goes to the command as Hydra overrides of the config that "
+                "train.params names; set train.params to it (e.g. conf/config.yaml)",
+            )
         own_cache = t.get("own_cache", False)
         if not isinstance(own_cache, bool):
             self.expected((*at, "own_cache"), "true or false", own_cache)
@@ -1023,6 +1045,9 @@ class _Checker:
             inputs=inputs or defaults.inputs,
             exclude=exclude,
             params=params,
+            parameters=parameters,
+            parameters_from=parameters_from,
+            overrides=overrides,
             metrics=metrics or defaults.metrics,
             model=model,
             rewrites=rewrites,
@@ -1032,6 +1057,23 @@ class _Checker:
             predictions=predictions,
             repeats=repeats,
         )
+
+    def parameters(self, raw: Any, at: tuple[str | int, ...]) -> tuple[tuple[str, Any], ...]:
+        """``train.parameters``: names (as placeholders name them) to scalar defaults."""
+        if raw is None:
+            return ()
+        if not isinstance(raw, dict):
+            self.expected(at, "a mapping of parameter names to default values, or an MLproject file", raw)
+            return ()
+        out: list[tuple[str, Any]] = []
+        for name, value in raw.items():
+            if not isinstance(name, str) or not PARAMETER_RE.match(name):
+                self.problem((*at, str(name)), "a parameter name is letters, digits, '_' and '-'")
+            elif isinstance(value, (dict, list)):
+                self.expected((*at, name), "a single value (a number, text, true/false or null)", value)
+            else:
+                out.append((name, value))
+        return tuple(out)
 
     def metrics(self, raw: Any) -> dict[str, Goal]:
         at: tuple[str | int, ...] = ("metrics",)

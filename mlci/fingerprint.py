@@ -222,6 +222,14 @@ def compose(files: Mapping[str, str], params: Any, config: Config) -> str:
     # How the command runs, not what it computes:
     for how_not_what in ("withhold_env", "timeout", "own_cache", "rewrites"):
         del train[how_not_what]
+    if train["parameters_from"] is None:
+        del train["parameters_from"]
+    if not train["parameters"]:
+        del train["parameters"]  # as for exclude: projects without them keep their fingerprints
+    else:
+        train["parameters"] = dict(config.train.parameters)
+    if train["overrides"] == "file":
+        del train["overrides"]
     if not train["exclude"]:
         del train["exclude"]  # as for repeats: projects without it keep their fingerprints
     else:

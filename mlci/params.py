@@ -216,3 +216,46 @@ def _typed(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_typed(v) for v in value]
     return [type(value).__name__, repr(value)]
+
+
+# {name} in train.command: a param's value, shell-quoted. Not after '$' (the shell's ${VAR})
+# and not doubled ({{ is a literal brace), so a command written before placeholders runs as it did.
+PLACEHOLDER = re.compile(r"(?<![${])\{([A-Za-z_][A-Za-z0-9_.-]*)\}(?!\})")
+
+
+def placeholders(command: str) -> list[str]:
+    return list(dict.fromkeys(m.group(1) for m in PLACEHOLDER.finditer(command)))
+
+
+def command_value(value: Any) -> str:
+    """A param as the command line gets it: text as it is, a number as YAML writes it
+    (``0.1``, ``1e-05``), true/false, null as an empty string."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return str(value)
+
+
+def fill_command(command: str, params: Mapping[str, Any], source: str) -> str:
+    """``command`` with each ``{name}`` replaced by the shell-quoted value of the param
+    ``name`` (dotted for a nested one)."""
+    import shlex
+
+    flat = flatten(dict(params))
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in flat:
+            close = difflib.get_close_matches(name, list(flat), n=1)
+            extra = f"; did you mean {{{close[0]}}}?" if close else ""
+            raise ParamsError(
+                f"train.command names {{{name}}}, which is no param in {source}{extra}",
+                hint=f"add {name!r} to train.parameters in mlci.yaml (with its default), or to the "
+                "params file",
+            )
+        return shlex.quote(command_value(flat[name]))
+
+    return PLACEHOLDER.sub(value, command)

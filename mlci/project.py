@@ -31,25 +31,76 @@ class Resolved:
     overrides: tuple[str, ...]
     fingerprint: fp.Fingerprint
     params_text: str | None = None  # the params file's text with the overrides; None: no overrides
+    command: str = ""  # train.command as it runs: placeholders filled, Hydra overrides added
 
 
 MAX_PARAMS_BYTES = 4 * 1024 * 1024
 
 
 def load_params(config: cfg.Config, overrides: Sequence[str]) -> dict[str, Any]:
-    """The params file (empty if the config names none) with ``--set`` overrides applied."""
+    """The params file (empty if the config names none) and ``train.parameters``, with
+    ``--set`` overrides applied."""
     return _load_params(config, overrides)[0]
+
+
+def _params_source(config: cfg.Config) -> str:
+    declared = config.train.parameters_from or ("train.parameters" if config.train.parameters else None)
+    names = [n for n in (config.train.params, declared) if n]
+    return " and ".join(names) or "the params"
+
+
+def parameters(config: cfg.Config) -> dict[str, Any]:
+    """``train.parameters``: as mlci.yaml lists them, or the defaults of an MLproject's entry
+    point ``main`` (read each time, so an edit of MLproject's defaults takes effect)."""
+    if config.train.parameters_from is None:
+        return dict(config.train.parameters)
+    path = config.root / config.train.parameters_from
+    where = f"{config.train.parameters_from} (train.parameters in {config.path.name})"
+    try:
+        data = safeinput.load_yaml(safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what=where))[0]
+    except FileNotFoundError:
+        raise ParamsError(f"{where} does not exist", hint="fix train.parameters in mlci.yaml") from None
+    except (safeinput.BadInput, OSError) as exc:
+        raise ParamsError(f"{where}: {getattr(exc, 'problem', exc)}") from None
+    points = data.get("entry_points") if isinstance(data, dict) else None
+    main = points.get("main") if isinstance(points, dict) else None
+    declared = main.get("parameters") if isinstance(main, dict) else None
+    if not isinstance(declared, dict):
+        raise ParamsError(
+            f"{where} declares no parameters of an entry point main",
+            hint="list them under entry_points: main: parameters:, or in train.parameters",
+        )
+    out: dict[str, Any] = {}
+    for name, spec in declared.items():
+        default = spec.get("default") if isinstance(spec, dict) else None
+        if isinstance(name, str) and isinstance(default, (str, int, float, bool)):
+            out[name] = default
+    return out
 
 
 def _load_params(config: cfg.Config, overrides: Sequence[str]) -> tuple[dict[str, Any], str]:
     """``load_params``, and the params file's text as read ("" with none)."""
+    defaults = parameters(config)
     if config.train.params is None:
-        if overrides:
+        if overrides and not defaults:
             raise ParamsError(
-                f"--set needs a params file, and {config.path.name} names none",
-                hint="set train.params in mlci.yaml (for example params.yaml)",
+                f"--set needs a params file or train.parameters, and {config.path.name} names neither",
+                hint="set train.params in mlci.yaml (for example params.yaml), or name the command's "
+                "parameters in train.parameters",
             )
-        return {}, ""
+        return prm.apply_overrides(defaults, overrides, _params_source(config)), ""
+    data, text = _read_params_file(config)
+    clash = sorted(set(defaults) & set(data))
+    if clash:
+        raise ParamsError(
+            f"{', '.join(clash)}: both in {config.train.params} and in train.parameters",
+            hint="name each param once: in the params file, or in train.parameters",
+        )
+    return prm.apply_overrides({**data, **defaults}, overrides, _params_source(config)), text
+
+
+def _read_params_file(config: cfg.Config) -> tuple[dict[str, Any], str]:
+    assert config.train.params is not None
     path = config.root / config.train.params
     try:
         text = safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what="the params file")
@@ -73,7 +124,41 @@ def _load_params(config: cfg.Config, overrides: Sequence[str]) -> tuple[dict[str
             f"params file {path} must hold a mapping of names to values",
             hint="write it as `name: value` lines",
         )
-    return prm.apply_overrides(data, overrides, config.train.params), text
+    if config.train.overrides == "hydra":
+        data = _hydra_composed(config, data)
+    return data, text
+
+
+def _hydra_composed(config: cfg.Config, data: dict[str, Any]) -> dict[str, Any]:
+    """A Hydra primary config with its defaults list's config groups read in (``- model: rf``
+    reads ``model/rf.yaml`` beside it, under ``model``): the params as the code sees them,
+    for the run's record and for --set to check its keys against."""
+    folder = (config.root / (config.train.params or "")).parent
+    out = {k: v for k, v in data.items() if k != "defaults"}
+    for entry in data.get("defaults") or [] if isinstance(data.get("defaults"), list) else []:
+        if not isinstance(entry, dict) or len(entry) != 1:
+            continue
+        ((group, option),) = entry.items()
+        if not isinstance(group, str) or not isinstance(option, str) or group.startswith(("/", "override ")):
+            continue
+        for suffix in (".yaml", ".yml"):
+            path = folder / group / f"{option}{suffix}"
+            if path.is_file() and path.resolve().is_relative_to(config.root.resolve()):
+                try:
+                    loaded = prm.from_text(
+                        safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what="a Hydra config"), path.name
+                    )
+                except safeinput.BadInput:
+                    break
+                if isinstance(loaded, dict):
+                    node = out
+                    for part in group.split("/")[:-1]:
+                        node = node.setdefault(part, {})
+                    node.setdefault(group.split("/")[-1], {}).update(
+                        {k: v for k, v in loaded.items() if k != "defaults"}
+                    )
+                break
+    return out
 
 
 def resolve(
@@ -93,7 +178,13 @@ def resolve_config(config: cfg.Config, overrides: Sequence[str], *, warn: Callab
     ]
     swap.recover(fp.ensure_state_dir(config.root), warn, [config.root / name for name in changeable if name])
     params, original = _load_params(config, overrides)
-    params_text = params_file_text(config, original, params, overrides) if overrides else None
+    to_file = [o for o in overrides if in_file(config, o)]
+    params_text = params_file_text(config, original, to_file) if to_file else None
+    command = prm.fill_command(config.train.command, params, _params_source(config))
+    if config.train.overrides == "hydra" and overrides:
+        import shlex
+
+        command += "".join(f" {shlex.quote(item.strip())}" for item in overrides)
     fingerprint = fp.compute(config, params, params_text=params_text)
     for pattern in fingerprint.unmatched:
         hit = fingerprint.ignored.get(pattern)
@@ -106,19 +197,33 @@ def resolve_config(config: cfg.Config, overrides: Sequence[str], *, warn: Callab
             warn(f"train.inputs pattern {pattern!r} matches no file")
     if not fingerprint.files:
         warn("no input files: the fingerprint covers only the params and the command")
-    return Resolved(config, params, tuple(overrides), fingerprint, params_text)
+    return Resolved(config, params, tuple(overrides), fingerprint, params_text, command)
 
 
-def params_file_text(
-    config: cfg.Config, original: str, params: dict[str, Any], overrides: Sequence[str]
-) -> str:
+def in_file(config: cfg.Config, override: str) -> bool:
+    """Whether ``--set`` ``override`` goes into the params file (not train.parameters, and not
+    a Hydra override)."""
+    if config.train.params is None or config.train.overrides == "hydra":
+        return False
+    top = override.partition("=")[0].strip().split(".")[0]
+    return top not in parameters(config)
+
+
+def params_file_text(config: cfg.Config, original: str, overrides: Sequence[str]) -> str:
     """The params file (whose text is ``original``) as the training code must read it
     with the overrides: YAML edited in place (comments, order and untouched values kept
-    byte for byte), JSON written anew. Checked to read back as exactly ``params``."""
+    byte for byte), JSON written anew. Checked to read back as the file with exactly
+    those overrides applied."""
     assert config.train.params is not None
     path = config.root / config.train.params
+    try:
+        expected = prm.apply_overrides(
+            prm.from_text(original, path.name) or {}, overrides, config.train.params
+        )
+    except safeinput.BadInput as exc:
+        raise ParamsError(f"params file {exc.where(str(path))}: {exc.problem}") from None
     if path.suffix.lower() == ".json":
-        text = json.dumps(params, indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(expected, indent=2, ensure_ascii=False) + "\n"
     else:
         try:
             text = prm.edit_yaml(original, [prm.parse_override(item) for item in overrides])
@@ -131,7 +236,7 @@ def params_file_text(
         back = prm.from_text(text, path.name)
     except safeinput.BadInput as exc:
         back = exc
-    if not prm.same_data(back, params):
+    if not prm.same_data(back, expected):
         raise ParamsError(
             f"cannot write the overridden params into {path}: the file would not read back as the "
             "params mlci resolved (a value shared through a YAML anchor or merge key?)",

@@ -45,10 +45,21 @@ class Read:
 
 def collect(out_dir: Path, root: Path) -> list[Read]:
     """The reads the hook noted under ``out_dir``, each file once (its first reader)."""
+    return observe(out_dir, root)[0]
+
+
+def imported_mlflow(out_dir: Path, root: Path) -> bool:
+    """Whether a Python of the training imported MLflow (and so may have logged to the run)."""
+    return observe(out_dir, root)[1]
+
+
+def observe(out_dir: Path, root: Path) -> tuple[list[Read], bool]:
+    """The reads the hook noted, and whether any process imported MLflow."""
     try:
         records = sorted(out_dir.glob("*.json"))[:MAX_RECORDS]
     except OSError:
-        return []
+        return [], False
+    mlflow = False
     reads: dict[str, Read] = {}
     for record in records:
         try:
@@ -57,11 +68,12 @@ def collect(out_dir: Path, root: Path) -> list[Read]:
             continue
         if not isinstance(data, dict) or not isinstance(data.get("files"), list):
             continue
+        mlflow = mlflow or data.get("mlflow") is True
         reader = _reader(data.get("argv0"), root)
         for name in data["files"]:
             if isinstance(name, str) and name and not name.startswith(("/", "../")) and name not in reads:
                 reads[name] = Read(reader, name)
-    return list(reads.values())
+    return list(reads.values()), mlflow
 
 
 def _reader(argv0: object, root: Path) -> str:

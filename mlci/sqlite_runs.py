@@ -595,3 +595,18 @@ def _run_record(connection: sqlite3.Connection, row: tuple[Any, ...]) -> RunReco
         tags=tags,
         artifact_uri=str(row[4] or ""),
     )
+
+
+def models_of_run(path: Path, run_id: str) -> list[tuple[str, str]]:
+    """The logged models (MLflow 3) whose source is ``run_id``, oldest first, but failed ones
+    (status 3, LoggedModelStatus.FAILED): (model id, name)."""
+    connection = reader(path)
+    try:
+        rows = connection.execute(
+            "SELECT model_id, name FROM logged_models WHERE source_run_id = ? "
+            "AND lifecycle_stage = 'active' AND status != 3 ORDER BY creation_timestamp_ms, model_id",
+            (run_id,),
+        ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+    finally:
+        connection.close()

@@ -723,6 +723,21 @@ class Tracking:
             raise
         return self.get_run(run_id)
 
+    def models_of_run(self, run_id: str, experiment_id: str) -> list[tuple[str, str]]:
+        """The models the training code logged itself to run ``run_id`` (``mlflow.<flavor>.
+        log_model``): (model id, name) pairs, oldest first. The embedded store is read
+        directly; a server through MLflow's client."""
+        path = self.embedded_store()
+        if path is not None:
+            with suppress(sqlite3.Error):
+                return sqlite_runs.models_of_run(path, run_id)
+        with _translated(f"finding the models run {run_id} logged", self.uri, self.timeout):
+            found = self.client.search_logged_models(
+                experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'"
+            )
+        models = sorted(found, key=lambda m: m.creation_timestamp or 0)
+        return [(str(m.model_id), str(m.name)) for m in models if str(m.status) != "FAILED"]
+
     def model_source(self, model_id: str) -> str:
         """Where a logged model's files are (an artifact URI this store can download)."""
         with _translated(f"finding logged model {model_id}", self.uri, self.timeout):

@@ -191,6 +191,131 @@ artifacts:
 )
 
 
+# MLflow's example project (examples/sklearn_elasticnet_wine), on scikit-learn's diabetes
+# data: an MLproject whose defaults differ from the script's, a script that opens its own
+# MLflow run, logs its params as floats, its metrics, and the model.
+MLFLOW_TRAIN = """\
+import sys
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import ElasticNet
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.model_selection import train_test_split
+
+
+def eval_metrics(actual, pred):
+    rmse = np.sqrt(mean_squared_error(actual, pred))
+    return rmse, mean_absolute_error(actual, pred), r2_score(actual, pred)
+
+
+if __name__ == "__main__":
+    np.random.seed(40)
+    data = pd.read_csv("diabetes.csv")
+    train, test = train_test_split(data)
+    train_x, test_x = train.drop(["target"], axis=1), test.drop(["target"], axis=1)
+    train_y, test_y = train[["target"]], test[["target"]]
+    alpha = float(sys.argv[1]) if len(sys.argv) > 1 else 0.5
+    l1_ratio = float(sys.argv[2]) if len(sys.argv) > 2 else 0.5
+    with mlflow.start_run():
+        lr = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, random_state=42)
+        lr.fit(train_x, train_y)
+        rmse, mae, r2 = eval_metrics(test_y, lr.predict(test_x))
+        print(f"Elasticnet model (alpha={alpha:f}, l1_ratio={l1_ratio:f}): RMSE {rmse} MAE {mae} R2 {r2}")
+        mlflow.log_param("alpha", alpha)
+        mlflow.log_param("l1_ratio", l1_ratio)
+        mlflow.log_metric("rmse", rmse)
+        mlflow.log_metric("r2", r2)
+        mlflow.log_metric("mae", mae)
+        mlflow.sklearn.log_model(lr, name="model")
+"""
+
+MLFLOW_PROJECT = """\
+name: tutorial
+
+python_env: python_env.yaml
+
+entry_points:
+  main:
+    parameters:
+      alpha: {type: float, default: 0.5}
+      l1_ratio: {type: float, default: 0.1}
+    command: "python train.py {alpha} {l1_ratio}"
+"""
+
+MLFLOW_PYTHON_ENV = """\
+python: "3.11"
+build_dependencies:
+  - pip
+dependencies:
+  - mlflow
+  - scikit-learn
+  - pandas
+"""
+
+# A Hydra app: conf/config.yaml composes conf/model/rf.yaml; outputs/ is Hydra's run folder.
+HYDRA_TRAIN = """\
+import json
+
+import hydra
+import joblib
+from omegaconf import DictConfig
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base=None)
+def main(cfg: DictConfig) -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=cfg.seed)
+    clf = RandomForestClassifier(
+        n_estimators=cfg.model.n_estimators, max_depth=cfg.model.max_depth, random_state=cfg.seed
+    )
+    clf.fit(X_train, y_train)
+    with open("metrics.json", "w") as f:
+        json.dump({"accuracy": clf.score(X_test, y_test)}, f)
+    joblib.dump(clf, "model.joblib")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def mlflow_project(root: Path) -> Path:
+    import pandas as pd
+    from sklearn.datasets import load_diabetes
+
+    root.mkdir(parents=True)
+    frame = load_diabetes(as_frame=True).frame
+    frame.to_csv(root / "diabetes.csv", index=False)
+    (root / "train.py").write_text(MLFLOW_TRAIN)
+    (root / "MLproject").write_text(MLFLOW_PROJECT)
+    (root / "python_env.yaml").write_text(MLFLOW_PYTHON_ENV)
+    (root / "README.md").write_text("# MLflow's elastic net example\n")
+    (root / ".gitignore").write_text("mlruns/\n")
+    assert isinstance(frame, pd.DataFrame)
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "MLflow's example")
+    return root
+
+
+def hydra_project(root: Path) -> Path:
+    (root / "src").mkdir(parents=True)
+    (root / "conf" / "model").mkdir(parents=True)
+    (root / "src" / "train.py").write_text(HYDRA_TRAIN)
+    (root / "conf" / "config.yaml").write_text("defaults:\n  - model: rf\n  - _self_\n\nseed: 0\n")
+    (root / "conf" / "model" / "rf.yaml").write_text("n_estimators: 20\nmax_depth: 3\n")
+    (root / "requirements.txt").write_text("hydra-core\nscikit-learn\njoblib\n")
+    (root / ".gitignore").write_text("outputs/\nmultirun/\nmetrics.json\nmodel.joblib\n")
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "A Hydra app")
+    return root
+
+
 def git(root: Path, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, f"git {args}: {proc.stderr}"

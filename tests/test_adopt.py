@@ -130,6 +130,50 @@ CML_FILES = {
                 ],
             },
         ),
+        (
+            {
+                "train.py": shapes.MLFLOW_TRAIN,
+                "MLproject": shapes.MLFLOW_PROJECT,
+                "python_env.yaml": shapes.MLFLOW_PYTHON_ENV,
+                "diabetes.csv": "a,target\n1,2\n",
+            },
+            {
+                "command": "python train.py {alpha} {l1_ratio}",
+                "parameters": [("alpha", 0.5), ("l1_ratio", 0.1)],
+                "params": None,
+                "model": None,
+                "mlflow": True,
+                "environments": ["python_env.yaml"],
+                "checks": {"environments"},
+            },
+        ),
+        (
+            {
+                "src/train.py": "import argparse\np = argparse.ArgumentParser()\n"
+                "p.add_argument('--n-estimators', type=int, default=100)\n"
+                "p.add_argument('--out', default='model.pkl')\np.add_argument('--verbose', action='store_true')\n"
+            },
+            {
+                "command": "python src/train.py --n-estimators {n_estimators} --out {out}",
+                "parameters": [("n_estimators", 100), ("out", "model.pkl")],
+                "model": "model.pkl",
+            },
+        ),
+        (
+            {
+                "src/train.py": shapes.HYDRA_TRAIN,
+                "conf/config.yaml": "defaults:\n  - model: rf\nseed: 0\n",
+                "conf/model/rf.yaml": "n_estimators: 20\n",
+            },
+            {
+                "command": "python src/train.py",
+                "params": "conf/config.yaml",
+                "overrides": "hydra",
+                "metrics": "metrics.json",
+                "model": "model.joblib",
+                "parameters": [],
+            },
+        ),
     ],
     ids=[
         "dvc-pipeline",
@@ -140,6 +184,9 @@ CML_FILES = {
         "config-project",
         "computed-folder",
         "dvc-top-level",
+        "mlproject",
+        "argparse",
+        "hydra",
     ],
 )
 def test_inference(files: dict[str, str], expected: dict[str, Any]) -> None:
@@ -382,6 +429,101 @@ def test_a_config_file_the_code_reads_retrains_never_a_stale_hit(cli, tmp_path: 
     baselines = {b["key"]: b for b in report["baselines"]}
     assert baselines["staging"]["found"] and baselines["base"]["found"], baselines
     assert baselines["base"]["params"]["changed"] == {"C": {"base": "1.0", "head": 10.0}}
+
+
+def _gated(root: Path, metric: str, rule: str) -> int:
+    """The one edit a user makes to an adopted mlci.yaml: a gate for staging. Returns the
+    lines changed."""
+    text = (root / "mlci.yaml").read_text()
+    gate = f"    gates:\n      - {{metric: {metric}, {rule}}}\n"
+    (root / "mlci.yaml").write_text(text.replace("    branch: staging\n", "    branch: staging\n" + gate, 1))
+    return gate.count("\n")
+
+
+def _lifecycle(cli, root: Path, tmp_path: Path, name: str, edit: tuple[str, str, str]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Commit, train, register, promote and pull the adopted project; then, on a branch,
+    edit ``edit`` (file, old, new) and report against staging and the base branch."""
+    shapes.commit_all(root, "Adopt mlci")
+    trained = _ok(cli, root, "train")
+    version = _ok(cli, root, "register")
+    assert version["version"] == "v0.0.1" and version["model_sha256"] == trained["model_sha256"]
+    _ok(cli, root, "promote", "staging")
+    pulled = tmp_path / f"{name}-pulled"
+    _ok(cli, root, "pull", f"{name}@v0.0.1", "--output", str(pulled))
+    shapes.git(root, "checkout", "-q", "-b", "change")
+    file, old, new = edit
+    (root / file).write_text((root / file).read_text().replace(old, new))
+    shapes.commit_all(root, "A change")
+    out = tmp_path / f"{name}-report.json"
+    made = cli("report", "--base", "main", "--format", "json", "--output", str(out), cwd=root)
+    assert made.code == ExitCode.OK, made.err
+    report = json.loads(out.read_text())
+    baselines = {b["key"]: b for b in report["baselines"]}
+    assert baselines["staging"]["found"] and baselines["base"]["found"], baselines
+    shapes.git(root, "checkout", "-q", "main")
+    return {"trained": trained, "version": version, "pulled": pulled, "report": report}
+
+
+@pytest.mark.slow
+def test_an_mlflow_project_that_logs_to_mlflow_itself_works_as_it_is(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """MLflow's example: MLproject's defaults, a script that opens its own run and logs its
+    params (as floats), metrics and model. No metrics file, no model file, no edit."""
+    root = shapes.mlflow_project(tmp_path / "wine")
+    shapes.with_remote(root)
+    code_before = _tree(root)
+    adopted = _ok(cli, root, "init", "--adopt")
+    assert [f["key"] for f in adopted["findings"] if f["check"]] == ["environments"]
+    config = cfg.load(root / "mlci.yaml")
+    assert config.train.command == "python train.py {alpha} {l1_ratio}"
+    assert config.train.parameters_from == "MLproject"  # its defaults, read each run, not the script's
+    assert project.parameters(config) == {"alpha": 0.5, "l1_ratio": 0.1}
+    assert {k: v for k, v in _tree(root).items() if k in code_before} == code_before
+
+    first = _ok(cli, root, "train")
+    assert set(first["metrics"]) == {"rmse", "r2", "mae"} and first["model_id"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / '.mlci' / 'mlflow.db'}")
+    run = client.get_run(first["run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["l1_ratio"] == "0.1"
+    assert client.get_logged_model(first["model_id"]).source_run_id == first["run_id"]  # the code's model
+    # --set reaches the code as its command line; the code's own param record stands.
+    stronger = _ok(cli, root, "train", "--set", "alpha=1")
+    assert stronger["metrics"]["rmse"] != first["metrics"]["rmse"]
+    assert client.get_run(stronger["run_id"]).data.params["alpha"] == "1.0"
+    # An edit of the data retrains.
+    with (root / "diabetes.csv").open("a") as f:
+        f.write(",".join(["0.01"] * 10) + ",150\n")
+    assert not _ok(cli, root, "train")["cached"]
+    assert _gated(root, "rmse", "max: 100") == 2
+    done = _lifecycle(cli, root, tmp_path, "wine", ("MLproject", "default: 0.5", "default: 0.05"))
+    assert (done["pulled"] / "MLmodel").is_file()
+    assert done["report"]["head"]["params"]["alpha"] == 0.05
+
+
+@pytest.mark.slow
+def test_a_hydra_app_gets_set_as_hydra_overrides(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = shapes.hydra_project(tmp_path / "hydra")
+    shapes.with_remote(root)
+    code_before = _tree(root)
+    _ok(cli, root, "init", "--adopt")
+    config = cfg.load(root / "mlci.yaml")
+    assert (config.train.params, config.train.overrides) == ("conf/config.yaml", "hydra")
+    assert {k: v for k, v in _tree(root).items() if k in code_before} == code_before
+    first = _ok(cli, root, "train")
+    assert first["params"] == {"seed": 0, "model": {"n_estimators": 20, "max_depth": 3}}
+    fewer = _ok(cli, root, "train", "--set", "model.n_estimators=2")
+    assert fewer["metrics"] != first["metrics"] and fewer["params"]["model"]["n_estimators"] == 2
+    assert {k: v for k, v in _tree(root).items() if k in code_before} == code_before
+    group = root / "conf" / "model" / "rf.yaml"
+    group.write_text(group.read_text().replace("max_depth: 3", "max_depth: 1"))  # a composed file
+    shallow = _ok(cli, root, "train")
+    assert not shallow["cached"] and shallow["params"]["model"]["max_depth"] == 1
+    group.write_text(group.read_text().replace("max_depth: 1", "max_depth: 3"))
+    assert _ok(cli, root, "train")["run_id"] == first["run_id"]
+    assert _gated(root, "accuracy", "min: 0.8") == 2
+    done = _lifecycle(cli, root, tmp_path, "hydra", ("conf/config.yaml", "seed: 0", "seed: 1"))
+    assert (done["pulled"] / "model.joblib").is_file()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlci import config as cfg
-from mlci.errors import ConfigError, ExitCode
+from mlci.errors import ConfigError, ExitCode, MlciError
 
 MINIMAL = """\
 model:
@@ -200,7 +200,7 @@ BAD = [
     ),
     pytest.param(
         "model:\n  name: churn\ntrain:\n  command: x\n  zzz: 1\n",
-        ["mlci.yaml:5: train.zzz: unknown key; valid keys: command, inputs, exclude, params, metrics"],
+        ["mlci.yaml:5: train.zzz: unknown key; valid keys: command, inputs, exclude, params, parameters"],
         id="unknown-no-close-match",
     ),
     pytest.param(
@@ -454,3 +454,46 @@ def test_a_yaml_text_is_parsed_once_per_process_and_each_reader_gets_its_own_cop
         safeinput.load_yaml("a: [")
     with pytest.raises(safeinput.BadInput):
         safeinput.load_yaml("a: [")
+
+
+def test_parameters_and_overrides_resolve_into_the_command(tmp_path: Path) -> None:
+    from mlci import project
+
+    (tmp_path / "mlci.yaml").write_text(
+        "model: {name: m}\n"
+        "train:\n"
+        "  command: python train.py --alpha {alpha} --depth {depth}\n"
+        "  parameters: {alpha: 0.5}\n"
+        "  params: params.yaml\n"
+    )
+    (tmp_path / "params.yaml").write_text("depth: 3  # trees\n")
+    (tmp_path / "train.py").write_text("")
+    resolved = project.resolve(None, tmp_path, ["alpha=1", "depth=5"], warn=print)
+    assert resolved.command == "python train.py --alpha 1 --depth 5"
+    assert resolved.params == {"depth": 5, "alpha": 1}
+    assert resolved.params_text == "depth: 5  # trees\n"  # only the file's own param goes there
+    plain = project.resolve(None, tmp_path, [], warn=print)
+    assert plain.command == "python train.py --alpha 0.5 --depth 3" and plain.params_text is None
+    assert plain.fingerprint.digest != resolved.fingerprint.digest
+    (tmp_path / "params.yaml").write_text("depth: 3\nalpha: 2\n")
+    with pytest.raises(MlciError, match=r"alpha: both in params\.yaml and in train\.parameters"):
+        project.resolve(None, tmp_path, [], warn=print)
+
+
+def test_hydra_overrides_go_on_the_command_line_over_the_composed_config(tmp_path: Path) -> None:
+    from mlci import project
+
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "config.yaml").write_text("defaults:\n  - model: rf\n  - _self_\nseed: 0\n")
+    (tmp_path / "conf" / "model" / "rf.yaml").write_text("n_estimators: 20\nmax_depth: 3\n")
+    (tmp_path / "mlci.yaml").write_text(
+        "model: {name: m}\ntrain:\n  command: python src/train.py\n  params: conf/config.yaml\n  overrides: hydra\n"
+    )
+    resolved = project.resolve(None, tmp_path, ["model.n_estimators=5"], warn=print)
+    assert resolved.command == "python src/train.py model.n_estimators=5"
+    assert resolved.params == {"seed": 0, "model": {"n_estimators": 5, "max_depth": 3}}
+    assert resolved.params_text is None  # the config files stay as they are
+    with pytest.raises(MlciError, match=r"'model\.n_trees' is not a param"):
+        project.resolve(None, tmp_path, ["model.n_trees=5"], warn=print)
+    with pytest.raises(ConfigError, match=r"train\.overrides: hydra: --set goes to the command"):
+        cfg.parse("model: {name: m}\ntrain:\n  command: python t.py\n  overrides: hydra\n", Path("mlci.yaml"))

@@ -114,3 +114,30 @@ def test_metrics_from(data: object, expected: dict[str, float]) -> None:
 def test_metrics_from_errors(data: object, message: str) -> None:
     with pytest.raises(MetricsError, match=message):
         metrics_from(data, "metrics.json")
+
+
+# --------------------------------------------------------------------------- command placeholders
+
+
+@pytest.mark.parametrize(
+    ("command", "params", "expected"),
+    [
+        ("python train.py {alpha} {l1_ratio}", {"alpha": 0.5, "l1_ratio": 0.1}, "python train.py 0.5 0.1"),
+        ("python t.py --lr {lr}", {"lr": 1e-05}, "python t.py --lr 1e-05"),
+        ("python t.py --depth {model.depth}", PARAMS, "python t.py --depth 3"),
+        ("python t.py --name {name}", {"name": "a b; rm -rf /"}, "python t.py --name 'a b; rm -rf /'"),
+        ("python t.py --flag {on} --none {x}", {"on": True, "x": None}, "python t.py --flag true --none ''"),
+        # The shell's own braces stay as they are: ${VAR}, {{literal}}, awk's { print }.
+        ("echo ${HOME} {{x}} | awk '{ print $1 }'", {}, "echo ${HOME} {{x}} | awk '{ print $1 }'"),
+    ],
+)
+def test_placeholders_are_filled_and_quoted(command: str, params: dict[str, object], expected: str) -> None:
+    assert prm.fill_command(command, params, "train.parameters") == expected
+
+
+def test_an_unknown_placeholder_is_an_error_that_names_it() -> None:
+    with pytest.raises(ParamsError) as caught:
+        prm.fill_command("python t.py --alpha {alpah}", {"alpha": 1}, "train.parameters")
+    assert "train.command names {alpah}, which is no param in train.parameters; did you mean {alpha}?" in str(
+        caught.value
+    )

@@ -129,6 +129,8 @@ train:
   command: python head.py
   inputs: ["head/**"]
   exclude: ["head/*.md"]
+  parameters: head-MLproject
+  overrides: hydra
   params: head-params.yaml
   metrics: head-metrics.json
   model: head-model
@@ -160,6 +162,7 @@ train:
   command: python base.py
   inputs: ["base/**"]
   exclude: ["base/*.md"]
+  parameters: {base_seed: 2}
   params: base-params.yaml
   metrics: base-metrics.json
   model: base-model

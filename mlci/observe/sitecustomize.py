@@ -4,8 +4,9 @@ mlci puts this folder first on the training command's PYTHONPATH, so every Pytho
 command starts (``python train.py``, ``dvc repro``'s stages, their subprocesses) loads
 it at start-up. It adds an audit hook (PEP 578) that notes each file under
 ``MLCI_AUDIT_ROOT`` opened for reading, and at exit writes them, with the script that
-read them, to ``MLCI_AUDIT_DIR/<pid>.json``; mlci then warns about a tracked file the
-training read that is not an input (a change to it would not retrain).
+read them and whether it imported MLflow, to ``MLCI_AUDIT_DIR/<pid>.json``; mlci then
+warns about a tracked file the training read that is not an input (a change to it would
+not retrain), and looks for what the code logged to MLflow itself.
 
 It must not change what the project sees: this folder leaves ``sys.path`` at once, the
 project's own ``sitecustomize`` (a virtual environment's, coverage's) still loads, and
@@ -60,7 +61,11 @@ def _install() -> None:
 
             os.makedirs(out, exist_ok=True)
             argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
-            record = {"argv0": os.path.abspath(argv0) if argv0 else "", "files": list(seen)}
+            record = {
+                "argv0": os.path.abspath(argv0) if argv0 else "",
+                "files": list(seen),
+                "mlflow": "mlflow" in sys.modules,  # the code may have logged to mlci's run itself
+            }
             temp = os.path.join(out, f".{os.getpid()}.tmp")
             with open(temp, "w", encoding="utf-8") as handle:
                 json.dump(record, handle)

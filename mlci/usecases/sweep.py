@@ -322,7 +322,9 @@ def apply(ctx: Context, number: int) -> dict[str, Any]:
     resolved = resolve(ctx, one)
     path = config.root / config.train.params
     original = path.read_text(encoding="utf-8")
-    text = project.params_file_text(config, original, dict(resolved.params), list(one.overrides))
+    text = project.params_file_text(
+        config, original, [o for o in one.overrides if project.in_file(config, o)]
+    )
     changed = text != original
     if changed:
         path.write_text(text, encoding="utf-8")

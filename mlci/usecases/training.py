@@ -194,6 +194,11 @@ class _Job:
     def git_commit(self) -> str | None:
         return self.head.commit if self.head else None
 
+    @property
+    def command(self) -> str:
+        """The command as it runs: placeholders filled, Hydra overrides added."""
+        return self.resolved.command or self.config.train.command
+
 
 @dataclass(frozen=True)
 class _Started:
@@ -408,7 +413,7 @@ def _run_and_record(
     child_env = reads.environ(child_env, config.root, work / "reads")
     repeats = config.train.repeats
     times = f" {repeats} times (train.repeats, MLCI_SEED 0 to {repeats - 1})" if repeats > 1 else ""
-    log(f"training{times}: {config.train.command}  (MLflow run {run_id}, fingerprint {job.digest[:12]})")
+    log(f"training{times}: {job.command}  (MLflow run {run_id}, fingerprint {job.digest[:12]})")
     changes = ExitStack()  # the params file and rewritten files, as they were, when it closes
     if started.shared:
         changes.enter_context(claims.Heartbeat(tracking, run_id))
@@ -423,9 +428,19 @@ def _run_and_record(
             produced, metrics, seconds, repeat_tags = _run_command(
                 job, started, child_env, work, journal, command_stdout
             )
-            reads.warn(_unlisted_reads(job, work / "reads"), log)
+            seen, imported = reads.observe(work / "reads", config.root)
+            reads.warn(_unlisted_reads(job, seen), log)
             recorded = _record(
-                job, started, produced, metrics, repeat_tags, checked, work, params_file, write_bundle
+                job,
+                started,
+                produced,
+                metrics,
+                repeat_tags,
+                checked,
+                work,
+                params_file,
+                write_bundle,
+                imported,
             )
         except BaseException as exc:
             tracking.end_run(run_id, _failed(exc))
@@ -454,11 +469,11 @@ def _run_and_record(
     )
 
 
-def _unlisted_reads(job: _Job, out_dir: Path) -> list[reads.Unlisted]:
+def _unlisted_reads(job: _Job, observed: Sequence[reads.Read]) -> list[reads.Unlisted]:
     """The tracked files the training read that are not inputs (``mlci.reads``)."""
     config, fingerprint = job.config, job.resolved.fingerprint
     root = config.root
-    seen = [r for r in reads.collect(out_dir, root) if r.path not in fingerprint.files]
+    seen = [r for r in observed if r.path not in fingerprint.files]
     if not seen:
         return []  # the usual case: no git call
     candidates = fp.candidate_files(root)
@@ -496,6 +511,8 @@ def _run_command(
     if config.train.repeats == 1:
         produced = _produce(
             config,
+            job.command,
+            job.tracking,
             child_env,
             work / "outputs",
             journal,
@@ -506,7 +523,18 @@ def _run_command(
         return produced, produced.metrics, produced.seconds, {}
     run_name = f"{config.model.name}-{job.digest[:8]}"
     flat_params = prm.flatten(job.resolved.params)
-    return _repeat(config, job.tracking, child_env, work, journal, command_stdout, run_name, flat_params, log)
+    return _repeat(
+        config,
+        job.command,
+        job.tracking,
+        child_env,
+        work,
+        journal,
+        command_stdout,
+        run_name,
+        flat_params,
+        log,
+    )
 
 
 def _record(
@@ -519,18 +547,26 @@ def _record(
     work: Path,
     params_file: Path,
     write_bundle: bool,
+    imported_mlflow: bool = False,
 ) -> tuple[str | None, dict[str, str], Path | None]:
     """What the command made, into its run: params, metrics, the model (and its digest),
     the data's profiles, the predictions; with ``write_bundle``, also a bundle of it all to
     upload. Returns the logged model's id, the run's tags and the bundle."""
-    from mlci.tracking import MODEL_DIGEST_TAG, param_value
+    from mlci.tracking import MODEL_DIGEST_TAG, MODEL_ID_TAG, param_value
 
     config, tracking, log = job.config, job.tracking, job.ctx.log
     flat_params = prm.flatten(job.resolved.params)
+    code_model: tuple[str, Path] | None = None
+    if imported_mlflow or produced.metrics_path is None:
+        flat_params = _not_logged_yet(tracking, started.run_id, flat_params, log)
+        if produced.model is None and config.train.repeats == 1:
+            code_model = _code_model(tracking, started, work, log)
     model_path = _as_folder(produced.model, work) if produced.model is not None else None
-    if model_path is not None and not (model_path / "MLmodel").is_file():
+    if code_model is not None:
+        model_path = code_model[1]
+    elif model_path is not None and not (model_path / "MLmodel").is_file():
         log(f"{config.train.model}: not an MLflow model (no MLmodel file); kept as plain files")
-    extra_files = [produced.metrics_path, params_file]
+    extra_files = [f for f in (produced.metrics_path, params_file) if f is not None]
     digest_tags: dict[str, str] = dict(repeat_tags)
     profiles = None
     if checked:
@@ -573,23 +609,58 @@ def _record(
         model_digest = archive.digest_folder(model_path)
     if model_digest is not None:
         digest_tags[MODEL_DIGEST_TAG] = model_digest.sha256
+    if code_model is not None:
+        digest_tags[MODEL_ID_TAG] = code_model[0]  # the code's own logged model is the version's
     model_id = tracking.log_results(
         started.run_id,
         params=flat_params,
         metrics=metrics,
         files=extra_files,
-        model_dir=model_path,
+        model_dir=model_path if code_model is None else None,
         model_name=config.model.name,
         tags=digest_tags,
     )
+    if code_model is not None:
+        model_id = code_model[0]
     return model_id, {**started.tags, **digest_tags}, bundle_path
+
+
+def _not_logged_yet(
+    tracking: Tracking, run_id: str, params: dict[str, Any], log: Callable[[str], None]
+) -> dict[str, Any]:
+    """``params`` but those the code already logged to the run (MLflow refuses a param logged
+    twice with two values: the code's ``alpha`` 1.0 against mlci's 1)."""
+    from mlci.tracking import param_value
+
+    logged = tracking.get_run(run_id).params
+    differ = [k for k in params if k in logged and logged[k] != param_value(params[k])]
+    if differ:
+        shown = ", ".join(f"{k}={logged[k]}" for k in differ)
+        log(f"the code logged {shown} itself: the run keeps the code's values")
+    return {k: v for k, v in params.items() if k not in logged}
+
+
+def _code_model(
+    tracking: Tracking, started: _Started, work: Path, log: Callable[[str], None]
+) -> tuple[str, Path] | None:
+    """The model the code logged to the run itself (``mlflow.<flavor>.log_model``), read into
+    ``work``: its id, and its files, which become the version's bytes."""
+    models = tracking.models_of_run(started.run_id, started.experiment_id)
+    if not models:
+        return None
+    model_id, name = models[-1]
+    if len(models) > 1:
+        log(f"the code logged {len(models)} models; the last, {name!r} ({model_id}), is the run's")
+    folder = tracking.download(tracking.model_source(model_id), work / "logged-model")
+    log(f"the model is the one the code logged to MLflow: {name!r} ({model_id})")
+    return model_id, folder
 
 
 @dataclass(frozen=True)
 class _Produced:
     """What one run of the command wrote, found where it wrote it."""
 
-    metrics_path: Path
+    metrics_path: Path | None  # None: the metrics the code logged to MLflow itself
     metrics: dict[str, float]
     model: Path | None  # the file or folder of train.model
     predictions: Path | None
@@ -603,6 +674,8 @@ def _failed(exc: BaseException) -> str:
 
 def _produce(
     config: cfg.Config,
+    command: str,
+    tracking: Tracking,
     env: Mapping[str, str],
     output_dir: Path,
     journal: str | None,
@@ -625,7 +698,7 @@ def _produce(
         )
     }
     outcome = trainer.run_command(
-        config.train.command,
+        command,
         cwd=root,
         env={**env, "MLCI_OUTPUT_DIR": str(output_dir)},
         stdout=command_stdout,
@@ -634,7 +707,7 @@ def _produce(
     )
     if outcome.timed_out:
         error: MlciError = TrainingError(
-            f"the training command `{config.train.command}` ran past train.timeout "
+            f"the training command `{command}` ran past train.timeout "
             f"({config.train.timeout:g}s) and was killed after {outcome.seconds:.1f}s; "
             f"{run_words} marked KILLED",
             hint=f"make training faster, or raise train.timeout in {config.path.name}",
@@ -652,7 +725,7 @@ def _produce(
         lines = outcome.stderr_tail.rstrip().splitlines()[-_STDERR_TAIL_LINES:]
         tail = "\n".join(f"  | {line}" for line in lines) or "  | (nothing on stderr)"
         raise TrainingError(
-            f"the training command `{config.train.command}` exited with {outcome.returncode} "
+            f"the training command `{command}` exited with {outcome.returncode} "
             f"after {outcome.seconds:.1f}s; {run_words} marked FAILED. "
             f"Last lines of its stderr:\n{tail}",
             hint="fix the training code and run `mlci train` again",
@@ -670,7 +743,7 @@ def _produce(
             log=log,
         )
 
-    metrics_path = found(config.train.metrics, "metrics", file_only=True)
+    metrics_path, metrics = _metrics_of(config, found, tracking, env["MLFLOW_RUN_ID"], log)
     model = found(config.train.model, "model", file_only=False) if config.train.model else None
     if model is None and (output_dir / "model").exists():
         log(
@@ -680,7 +753,37 @@ def _produce(
     predictions = (
         found(config.train.predictions, "predictions", file_only=True) if config.train.predictions else None
     )
-    return _Produced(metrics_path, _read_metrics(metrics_path), model, predictions, outcome.seconds)
+    return _Produced(metrics_path, metrics, model, predictions, outcome.seconds)
+
+
+def _metrics_of(
+    config: cfg.Config,
+    found: Callable[..., Path],
+    tracking: Tracking,
+    run_id: str,
+    log: Callable[[str], None],
+) -> tuple[Path | None, dict[str, float]]:
+    """The metrics file the command wrote and its metrics; without one, the metrics the
+    code logged to the run itself (its ``mlflow.start_run()`` joins mlci's run)."""
+    try:
+        path = found(config.train.metrics, "metrics", file_only=True)
+    except TrainingError as exc:
+        if (config.root / config.train.metrics).exists():
+            raise  # a left-over file: the command wrote none this time
+        logged = tracking.get_run(run_id).metrics
+        if not logged:
+            raise TrainingError(
+                exc.message,
+                hint=f"{exc.hint}; or log them to MLflow (mlflow.log_metric): the code's "
+                "mlflow.start_run() joins mlci's run",
+            ) from None
+        metrics = metrics_from(dict(logged), f"the metrics of MLflow run {run_id}")
+        log(
+            f"no {config.train.metrics}: the run's metrics are those the code logged to MLflow "
+            f"({', '.join(sorted(metrics))})"
+        )
+        return None, metrics
+    return path, _read_metrics(path)
 
 
 def _kept(path: Path | None, output_dir: Path, keep: Path) -> Path | None:
@@ -698,6 +801,7 @@ def _kept(path: Path | None, output_dir: Path, keep: Path) -> Path | None:
 
 def _repeat(
     config: cfg.Config,
+    command: str,
     tracking: Tracking,
     env: Mapping[str, str],
     work: Path,
@@ -733,6 +837,8 @@ def _repeat(
         try:
             produced = _produce(
                 config,
+                command,
+                tracking,
                 {**env, "MLCI_SEED": str(seed), "MLFLOW_RUN_ID": child},
                 output_dir,
                 journal,
@@ -868,12 +974,13 @@ def _code_sees(resolved: Resolved, log: Callable[[str], None]) -> Iterator[str |
     the files the command rewrites (``train.rewrites``) are put back afterwards, even if
     mlci is killed (``mlci.swap``). Yields the journal the guard restores from."""
     config = resolved.config
-    if resolved.params_text is None:
+    if not resolved.overrides:
         yield None
         return
-    assert config.train.params is not None
     with swap.Swap(config.root / fp.STATE_DIR, log) as changes:
-        changes.write(config.root / config.train.params, resolved.params_text.encode("utf-8"))
+        if resolved.params_text is not None:
+            assert config.train.params is not None
+            changes.write(config.root / config.train.params, resolved.params_text.encode("utf-8"))
         for name in config.train.rewrites:
             changes.keep(config.root / name)
         folders: list[str] = []
@@ -887,10 +994,11 @@ def _code_sees(resolved: Resolved, log: Callable[[str], None]) -> Iterator[str |
                 changes.keep(path)
         folders += _pipeline_outputs(config, skip={config.train.metrics, config.train.model})
         before = {name: _signature(config.root / name) for name in folders}
-        log(
-            f"{config.train.params} holds the overridden params while the command runs "
-            f"({', '.join(resolved.overrides)}); mlci puts it back afterwards"
-        )
+        if resolved.params_text is not None:
+            log(
+                f"{config.train.params} holds the overridden params while the command runs "
+                f"({', '.join(resolved.overrides)}); mlci puts it back afterwards"
+            )
         yield changes.journal_path
         left = [name for name in folders if _signature(config.root / name) != before[name]]
         if left:
