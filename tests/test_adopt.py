@@ -804,8 +804,10 @@ def test_adopt_never_overwrites_and_handles_a_subfolder(cli, tmp_path: Path) -> 
     assert (workflows / "mlci-pr.yml").read_text() == "# mine\n"
     # Its outputs are not ignored yet: a new .gitignore names them.
     assert (sub / ".gitignore").read_text().splitlines()[1:] == ["/metrics.txt", "/model.joblib"]
-    assert str(workflows / "mlci-pr.yml") in result["skipped"]
-    promote = (workflows / "mlci-promote.yml").read_text()
+    # The repository's own mlci-pr.yml runs no mlci for this project: it gets one beside it.
+    assert result["beside"] == [str(workflows / "mlci-pr.yml")]
+    assert "working-directory: models/churn" in (workflows / "mlci-pr-churn.yml").read_text()
+    promote = (workflows / "mlci-promote-churn.yml").read_text()
     assert "working-directory: models/churn" in promote
     assert result["working_directory"] == "models/churn"
     again = cli("init", "--adopt", cwd=sub)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests import tools
 from tests.helpers import REPO_ROOT
@@ -359,6 +360,33 @@ def test_adopted_workflows_pass_the_linters(cli, actionlint: Path, tmp_path: Pat
     assert [f.name for f in files] == ["mlci-pr.yml", "mlci-promote.yml", "mlci-publish.yml"]
     assert "working-directory: svc" in files[0].read_text()
     _all_linters_pass(files, repo, actionlint)
+
+    # A second project in the repository gets workflows of its own beside the first's,
+    # never none: the root ones run svc.
+    (repo / "forecast").mkdir()
+    (repo / "forecast" / "train.py").write_text("open('metrics.json', 'w').write('{}')\n")
+    second = cli("init", "--adopt", str(repo / "forecast"), "--fork-safe")
+    assert second.code == 0, second.err
+    assert "mlci-pr.yml runs another project (not forecast)" in second.out
+    files = sorted((repo / ".github" / "workflows").glob("*.yml"))
+    assert [f.name for f in files] == [
+        "mlci-pr-forecast.yml",
+        "mlci-pr.yml",
+        "mlci-promote-forecast.yml",
+        "mlci-promote.yml",
+        "mlci-publish-forecast.yml",
+        "mlci-publish.yml",
+    ]
+    by_name = {f.name: yaml.safe_load(f.read_text()) for f in files}
+    assert by_name["mlci-pr-forecast.yml"]["jobs"]["mlci"]["with"]["working-directory"] == "forecast"
+    assert by_name["mlci-pr.yml"]["jobs"]["mlci"]["with"]["working-directory"] == "svc"  # untouched
+    for suffix in ("", "-forecast"):  # each publish workflow follows its own pull-request workflow
+        published = by_name[f"mlci-publish{suffix}.yml"][True]["workflow_run"]["workflows"]
+        assert published == [by_name[f"mlci-pr{suffix}.yml"]["name"]]
+    assert len({d["name"] for d in by_name.values()}) == 6
+    _all_linters_pass(files, repo, actionlint)
+    again = cli("init", "--adopt", str(repo / "forecast"))
+    assert again.code != 0 and "already uses mlci" in again.err
 
 
 GPU_CALLER = """\

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,6 +120,20 @@ def adopt(
         "requirements": requirements,
     }
     rendered = render.render_tree([render.templates_root() / scaffold.COMMON / "dot-github"], context)
+    others = [
+        top / ".github" / rel
+        for rel in rendered
+        if rel.parent.name == "workflows" and _serves_another((top / ".github" / rel), prefix)
+    ]
+    if others:
+        # The repository's mlci workflows run another project: this one gets its own, beside them.
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")
+        context = {**context, "workflow_suffix": f" ({name})"}
+        rendered = render.render_tree([render.templates_root() / scaffold.COMMON / "dot-github"], context)
+        rendered = {
+            (rel.with_name(f"{rel.stem}-{slug}{rel.suffix}") if rel.parent.name == "workflows" else rel): text
+            for rel, text in rendered.items()
+        }
     planned: dict[Path, str] = {directory / cfg.CONFIG_FILE: config_text}
     planned.update({top / ".github" / rel: text for rel, text in rendered.items()})
     # Outputs git would show as untracked: ignored in a new .gitignore, or named for the
@@ -135,6 +150,11 @@ def adopt(
         planned[gitignore] = "# Training outputs (mlci init --adopt)\n" + "".join(f"/{n}\n" for n in ignore)
 
     echo(f"Adopting {directory} as model {name!r}; inferred:")
+    for path in others:
+        echo(
+            f"  {path.relative_to(top).as_posix()} runs another project (not {prefix}): "
+            f"this one gets workflows of its own beside it"
+        )
     for f in found.findings:
         value = "(none)" if f.value is None else f.value
         shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -179,4 +199,28 @@ def adopt(
         "dry_run": dry_run,
         "config": config_text,
         "gitignore": ["/" + n for n in ignore],
+        "beside": [str(p) for p in others],
     }
+
+
+def _serves_another(path: Path, prefix: str) -> bool:
+    """Whether the workflow at ``path`` exists and does not run mlci for the project in
+    folder ``prefix`` (it runs another project's, or is not mlci's): then the project
+    adopted now gets workflows of its own rather than none."""
+    from mlci import safeinput
+
+    if not path.is_file():
+        return False
+    try:
+        data = safeinput.load_yaml(safeinput.read_text(path, limit=1024 * 1024, what=path.name))[0]
+    except (OSError, safeinput.BadInput):
+        return True
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    for job in jobs.values() if isinstance(jobs, dict) else []:
+        uses = job.get("uses") if isinstance(job, dict) else None
+        if isinstance(uses, str) and "/.github/workflows/mlci.yml@" in uses:
+            given = job.get("with") if isinstance(job.get("with"), dict) else {}
+            folder = str(given.get("working-directory", ".")).strip("/") or "."
+            if folder == prefix:
+                return False
+    return True
