@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci import config as cfg
-from mlci import dvc, pycode, safeinput
+from mlci import dvc, pycode, requirements, safeinput
 from mlci.params import yaml_scalar
 
 MODEL_EXTENSIONS = (
@@ -50,6 +50,7 @@ class Inferred:
     overrides: str = "file"
     environments: list[str] = field(default_factory=list)  # MLproject's python_env / conda_env files
     mlflow: bool = False  # the code logs to MLflow itself (its metrics are the run's)
+    requirements: list[str] = field(default_factory=list)  # files the workflows install from
     mlflow_model: bool = False  # the code logs its model to MLflow itself
     rewrites: list[str] = field(default_factory=list)
     own_cache: bool = False
@@ -154,6 +155,7 @@ def infer(files: Sequence[str], text_of: TextOf) -> Inferred:
     _metrics(found, stages, paths, outputs, top)
     _model(found, stages, paths, outputs, top)
     _inputs(found, files, listed, stages, outputs, text_of)
+    _requirements(found, files, text_of)
     _metric_names(found, text_of)
     return found
 
@@ -474,6 +476,38 @@ def _model(
             None,
             "no model file found: versions record the run (metrics, params, commit); set train.model to the "
             "file or folder the command writes to version its bytes",
+            check=True,
+        )
+
+
+_NOT_TRAINING = re.compile(r"requirements[-_.](dev|test|tests|lint|docs?|ci)\.txt$", re.IGNORECASE)
+
+
+def _requirements(found: Inferred, files: Sequence[str], text_of: TextOf) -> None:
+    """The files that name what the training code needs, anywhere in the project (the
+    workflows install them into the project's Python: ``mlci requirements``)."""
+    chosen = [
+        f
+        for f in files
+        if requirements.is_requirements_file(f)
+        and not f.startswith((".github/", "docs/"))
+        and not _NOT_TRAINING.search(f)
+        and (f != "pyproject.toml" or "dependencies" in (text_of(f) or ""))
+    ]
+    chosen += [e for e in found.environments if e not in chosen]
+    found.requirements = sorted(dict.fromkeys(chosen), key=lambda f: (f.count("/"), f))
+    if found.requirements:
+        found.found(
+            "requirements",
+            found.requirements,
+            "what the training code needs: the workflows install it into the project's Python, "
+            "mlci into its own",
+        )
+    else:
+        found.found(
+            "requirements",
+            None,
+            "no requirements file: the workflows install nothing for the training code",
             check=True,
         )
 

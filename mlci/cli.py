@@ -964,6 +964,31 @@ def ui(
 
 
 @app.command()
+def requirements(
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="Requirements files, relative to the current folder: requirements*.txt, pyproject.toml "
+            "([project] dependencies), python_env.yaml (MLflow), environment.yml or conda.yaml (conda)."
+        ),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Print the training code's requirements as one pip requirements file.
+
+    CI installs them into the project's own Python and mlci into an environment of its own,
+    so mlci's pins never decide what the project may use (`pip install -r <(mlci requirements
+    src/requirements.txt python_env.yaml)`).
+    """
+    from mlci import requirements as reqs
+
+    found = reqs.read(Path.cwd(), files)
+    for note in found.notes:
+        _log(f"note: {note}")
+    _emit({"requirements": found.lines, "notes": found.notes}, as_json, found.text().rstrip("\n"))
+
+
+@app.command()
 def demo(
     directory: Annotated[
         Path | None,

@@ -516,7 +516,7 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _inside(value: str) -> bool:
+def inside(value: str) -> bool:
     """Whether a configured path stays inside the project folder (relative, no way up)."""
     from pathlib import PurePosixPath, PureWindowsPath
 
@@ -641,7 +641,7 @@ class _Checker:
         return tuple(out)
 
     def project_path(self, value: str | None, key_path: tuple[str | int, ...]) -> None:
-        if value is not None and not _inside(value):
+        if value is not None and not inside(value):
             self.problem(
                 key_path,
                 f"{_short(value)!r} is not a path inside the project: write it relative to "
@@ -661,7 +661,7 @@ class _Checker:
             except ValueError as exc:
                 self.problem(where, f"{_short(pattern)!r}: {exc}")
                 continue
-            if not _inside(pattern.replace("*", "x").replace("?", "x")):
+            if not inside(pattern.replace("*", "x").replace("?", "x")):
                 self.problem(where, f"{_short(pattern)!r} reaches outside the project folder")
 
     def named(

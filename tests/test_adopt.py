@@ -112,7 +112,7 @@ CML_FILES = {
                 "command": "python train.py",
                 "metrics": "metrics.json",
                 "model": "model.joblib",
-                "checks": {"train.metrics", "train.model", "environments"},
+                "checks": {"train.metrics", "train.model", "environments", "requirements"},
             },
         ),
         (
@@ -121,6 +121,7 @@ CML_FILES = {
                 "metrics": "eval/metrics.json",
                 "model": "model.pkl",
                 "model_name": "breast-cancer-rf",
+                "requirements": ["requirements.txt", "src/requirements.txt"],
                 "exclude": [
                     *adopt.NOT_INPUTS,
                     ("data/prepared", "written by a stage of dvc.yaml"),
@@ -144,6 +145,7 @@ CML_FILES = {
                 "model": None,
                 "mlflow": True,
                 "environments": ["python_env.yaml"],
+                "requirements": ["python_env.yaml"],
                 "checks": {"environments"},
             },
         ),

@@ -106,7 +106,7 @@ def adopt(
     top = gitrepo.toplevel(directory) or directory
     prefix = directory.relative_to(top).as_posix() if directory != top else "."
     repo, ref = scaffold.parse_actions_ref(actions_ref or scaffold.DEFAULT_ACTIONS_REF)
-    requirements = "requirements.txt" if (directory / "requirements.txt").is_file() else ""
+    requirements = " ".join(found.requirements)
     context = {
         "name": name,
         "template": "adopted",
