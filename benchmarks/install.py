@@ -6,9 +6,10 @@ CI job with a cache):
 
 - ``pip install mlci.whl`` (mlci's own dependencies: mlflow-skinny),
 - ``uv pip install mlci.whl`` (uv from PyPI, into ``.tools/uv``),
-- the step of ``actions/setup`` and the reusable workflow's training jobs:
-  mlci and a scaffold's ``requirements.txt`` in one ``uv pip install`` (and
-  the same with pip, the fallback),
+- the step of ``actions/setup`` and the reusable workflow's training jobs: mlci
+  into an environment of its own and a scaffold's ``requirements.txt`` into the
+  project's (two resolutions: mlci's pins never decide the project's), with uv
+  (and the same with pip, the fallback),
 - with ``--full``, also ``mlci[full]`` (full mlflow) with pip, for comparison.
 
 Then the first mlci command of a fresh CI job: the action's step (with uv's
@@ -82,9 +83,43 @@ def timed_install(kind: str, target: str | list[str], tmp: Path, n: int) -> tupl
     return statistics.median(times), size
 
 
+def timed_step(kind: str, wheel: Path, tmp: Path, n: int) -> tuple[float, float]:
+    """The workflow's install step: mlci into a new environment of its own, the scaffold's
+    requirements into the project's (a second new one). Seconds for both (median of n) and
+    both environments' size."""
+    times, size = [], 0.0
+    for i in range(n + 1):  # the first fills the cache
+        tool, project = tmp / f"{kind}-tool-{i}", tmp / f"{kind}-project-{i}"
+        if kind == "uv":
+            uv = str(uv_binary())
+            for folder in (tool, project):
+                subprocess.run([uv, "venv", "--quiet", str(folder)], check=True)
+            start = time.perf_counter()
+            for folder, targets in ((tool, [str(wheel)]), (project, ["-r", str(REQUIREMENTS)])):
+                subprocess.run(
+                    [uv, "pip", "install", "--quiet", "--python", str(folder / "bin" / "python"), *targets],
+                    check=True,
+                )
+        else:
+            for folder in (tool, project):
+                venv.create(folder, with_pip=True)
+            start = time.perf_counter()
+            for folder, targets in ((tool, [str(wheel)]), (project, ["-r", str(REQUIREMENTS)])):
+                subprocess.run(
+                    [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", *targets], check=True
+                )
+        took = time.perf_counter() - start
+        if i:
+            times.append(took)
+        size = size_mb(tool) + size_mb(project)
+        shutil.rmtree(tool)
+        shutil.rmtree(project)
+    return statistics.median(times), size
+
+
 def first_command(wheel: Path, tmp: Path, compile_bytecode: bool) -> tuple[float, float]:
-    """The first and the second `mlci diff` on a trained project, in a new environment
-    installed as the action installs (the wheel and the scaffold's requirements)."""
+    """The first and the second `mlci diff` on a trained project, with mlci in a new
+    environment of its own, installed as the action installs it."""
     import os
 
     uv = str(uv_binary())
@@ -101,8 +136,6 @@ def first_command(wheel: Path, tmp: Path, compile_bytecode: bool) -> tuple[float
             "--python",
             str(env_dir / "bin" / "python"),
             str(wheel),
-            "-r",
-            str(REQUIREMENTS),
         ],
         check=True,
     )
@@ -144,12 +177,11 @@ def main() -> int:
             capture_output=True,
         )
         (wheel,) = tmp.glob("mlci-*.whl")
-        step = [str(wheel), "-r", str(REQUIREMENTS)]
         rows = [
             ("pip install mlci (mlflow-skinny)", *timed_install("pip", str(wheel), tmp, args.runs)),
             ("uv pip install mlci (mlflow-skinny)", *timed_install("uv", str(wheel), tmp, args.runs)),
-            ("the action's step with uv (+ requirements)", *timed_install("uv", step, tmp, args.runs)),
-            ("the action's step with pip (+ requirements)", *timed_install("pip", step, tmp, args.runs)),
+            ("the action's step with uv (+ requirements)", *timed_step("uv", wheel, tmp, args.runs)),
+            ("the action's step with pip (+ requirements)", *timed_step("pip", wheel, tmp, args.runs)),
         ]
         if args.full:
             rows.append(

@@ -56,10 +56,12 @@ def read(root: Path, names: Sequence[str]) -> Requirements:
         if not cfg.inside(name):
             raise MlciError(f"{where}: the path leaves the project", hint="name a file in the project")
         if not path.is_file():
-            raise MlciError(f"{where} does not exist in {root}", hint="fix the requirements input of the workflow")
+            raise MlciError(
+                f"{where} does not exist in {root}", hint="fix the requirements input of the workflow"
+            )
         base = posixpath.basename(name).lower()
         if base.endswith(".txt"):
-            out.lines.append(f"-r {name}")
+            out.lines.append(f"-r {path.resolve()}")  # pip reads -r relative to the file holding it
             continue
         try:
             text = safeinput.read_text(path, limit=MAX_BYTES, what=where)

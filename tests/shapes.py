@@ -4,8 +4,10 @@
 reads ``params.yaml`` itself, writes ``Accuracy: …`` to ``metrics.txt`` and
 saves the model with joblib. ``dvc_project`` is shaped like DVC's
 getting-started pipeline: nested params, ``dvc.yaml`` stages (prepare, train,
-evaluate), a DVC-tracked data file and the ``dvc.lock`` that ``dvc repro``
-writes. Neither reads an ``MLCI_*`` variable. Both train a random forest on
+evaluate) with the project's metrics, plots and model declared at the top level,
+``src/requirements.txt``, a DVC-tracked data file and the ``dvc.lock`` that
+``dvc repro`` writes. ``config_project``, ``mlflow_project`` and ``hydra_project``
+are a hand-made scikit-learn project, MLflow's example project and a Hydra app. Neither reads an ``MLCI_*`` variable. Both train a random forest on
 scikit-learn's breast cancer data, in about a second.
 """
 
@@ -415,8 +417,8 @@ def dvc_project(root: Path) -> Path:
     (root / "src" / "prepare.py").write_text(DVC_PREPARE)
     (root / "src" / "train.py").write_text(DVC_TRAIN)
     (root / "src" / "evaluate.py").write_text(DVC_EVALUATE)
-    (root / "dvc.yaml").write_text(DVC_PIPELINE)
-    (root / "requirements.txt").write_text("scikit-learn\nnumpy\npyyaml\ndvc\n")
+    (root / "dvc.yaml").write_text(DVC_PIPELINE_TOP_LEVEL)
+    (root / "src" / "requirements.txt").write_text("scikit-learn\nnumpy\npyyaml\ndvc\n")
     dvc("add", "-q", "data/data.csv")
     dvc("repro", "-q")
     commit_all(root, "A DVC pipeline")

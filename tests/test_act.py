@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from mlci import gitrepo, tags
+from tests import tools
 from tests.github_stub import GitHubState, github_stub
 from tests.helpers import REPO_ROOT, run
 
@@ -103,9 +104,11 @@ def _act(
         "--env",
         "MLCI_SERVE_SECONDS=90",  # the scaffold's deploy hook serves on this host: not for long
     ]
-    # mlci installs itself from github.com/mlci-dev/mlci at the caller's ref:
-    # here git finds that repository in a local snapshot of this working tree,
-    # and pip builds it with the build tools already installed (no network).
+    # mlci installs itself from github.com/mlci-dev/mlci at the caller's ref, into an
+    # environment of its own: here git finds that repository in a local snapshot of this
+    # working tree, and pip and uv resolve mlci's dependencies (and the build backend) from
+    # a folder of wheels (python -m tests.tools) as they would from PyPI: no network.
+    tools.require("wheels")
     args += [
         "--env",
         "GIT_CONFIG_COUNT=1",
@@ -114,25 +117,19 @@ def _act(
         "--env",
         "GIT_CONFIG_VALUE_0=https://github.com/",
         "--env",
-        "PIP_NO_BUILD_ISOLATION=0",  # pip's inverted spelling: build without isolation
-        "--env",
         "PIP_NO_INDEX=1",
+        "--env",
+        f"PIP_FIND_LINKS={tools.wheels()}",
     ]
-    # uv likewise, offline: it builds mlci with the build tools installed, and
-    # installs it without its dependencies (the job's Python has them, and uv
-    # resolves against an index, which is not here; the requirements file's
-    # packages are all installed, which uv checks without one).
-    uv_config = root.parent / "uv-act.toml"
-    uv_config.write_text("[pip]\nno-deps = true\n")
     args += [
         "--env",
         "NO_COLOR=1",
         "--env",
         "UV_OFFLINE=1",
         "--env",
-        "UV_NO_BUILD_ISOLATION=1",
+        "UV_NO_INDEX=1",
         "--env",
-        f"UV_CONFIG_FILE={uv_config}",
+        f"UV_FIND_LINKS={tools.wheels()}",
     ]
     for key, value in (extra_env or {}).items():
         args += ["--env", f"{key}={value}"]
@@ -700,7 +697,10 @@ jobs:
           persist-credentials: false
       - id: setup
         uses: mlci-dev/mlci/actions/setup@v0.1.0
-      - run: echo "installed mlci $VERSION" && python -c "import sklearn, mlci"
+      # The requirements in the job's Python; mlci in its own environment, on PATH.
+      - run: |
+          echo "installed mlci $VERSION" && python -c "import sklearn" && mlci --version
+          if python -c "import mlci" 2>/dev/null; then echo "mlci shares the project's Python"; exit 1; fi
         env:
           VERSION: ${{ steps.setup.outputs.mlci-version }}
   writes:

@@ -333,6 +333,11 @@ def test_cml_project_adopted_as_it_is(cli, tmp_path: Path) -> None:  # type: ign
     assert not (root / ".mlci" / swap.RESTORE_DIR / swap.JOURNAL).exists()
     # Back without --set: the cache knows the first run.
     assert _ok(cli, root, "train")["run_id"] == first["run_id"]
+    # An edit of the params file the code reads retrains: never a stale hit.
+    (root / "params.yaml").write_text(params_before.decode().replace("n_estimators: 20", "n_estimators: 30"))
+    more = _ok(cli, root, "train")
+    assert not more["cached"] and more["params"]["n_estimators"] == 30
+    (root / "params.yaml").write_bytes(params_before)
 
     # Registration asks only about inputs: notes and outputs may stay uncommitted.
     shapes.commit_all(root, "Adopt mlci")
@@ -545,8 +550,12 @@ def test_dvc_pipeline_adopted_as_it_is(  # type: ignore[no-untyped-def]
     adopted = _ok(cli, root, "init", "--adopt")
     config = cfg.load(root / "mlci.yaml")
     assert config.train.command == "dvc repro" and config.train.rewrites == ("dvc.lock",)
+    assert config.train.metrics == "eval/metrics.json"  # dvc.yaml's top-level metrics
+    assert config.model.name == "breast-cancer-rf"  # the model artifact's name, as GTO has it
     assert {k: v for k, v in _tree(root).items() if k in code_before} == code_before
     assert adopted["working_directory"] == "."
+    assert 'requirements: "src/requirements.txt"' in (root / ".github/workflows/mlci-pr.yml").read_text()
+    assert [f["key"] for f in adopted["findings"] if f["check"]] == []  # gates from eval/metrics.json
 
     # The DVC-tracked data is an input through the hash DVC recorded.
     printed = _ok(cli, root, "fingerprint")
@@ -574,8 +583,17 @@ def test_dvc_pipeline_adopted_as_it_is(  # type: ignore[no-untyped-def]
     _ok(cli, root, "train")
     subprocess.run(["dvc", "repro", "-q"], cwd=root, check=True)  # rewrites nothing it must not
     version = _ok(cli, root, "register")
-    assert version["version"] == "v0.0.1"
+    assert version["version"] == "v0.0.1" and version["tag"] == "breast-cancer-rf@v0.0.1"
     _ok(cli, root, "promote", "staging")
+    _ok(cli, root, "pull", "breast-cancer-rf@v0.0.1", "--output", str(tmp_path / "pulled"))
+    assert (tmp_path / "pulled" / "model.pkl").is_file()
+    # An edit of the params file retrains (dvc repro follows it): never a stale hit.
+    edited = (root / "params.yaml").read_text().replace("min_split: 0.01", "min_split: 0.2")
+    (root / "params.yaml").write_text(edited)
+    changed = _ok(cli, root, "train")
+    assert not changed["cached"] and changed["params"]["train"]["min_split"] == 0.2
+    (root / "params.yaml").write_bytes(params_before)
+    subprocess.run(["dvc", "repro", "-q"], cwd=root, check=True)
 
     # A change, gated and reported against staging and the base branch.
     shapes.git(root, "checkout", "-q", "-b", "fewer-trees")

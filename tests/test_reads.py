@@ -281,3 +281,58 @@ def test_training_that_reads_a_tracked_file_outside_the_inputs_is_told(cli, tmp_
     _, covered = train_json(cli, root)
     assert "would not retrain" not in covered.err
     assert not list((root / ".mlci" / "runs").rglob("*.json"))  # the records went with the run's folder
+
+
+@pytest.mark.slow
+def test_a_project_pinning_outside_mlcis_ranges_trains_in_its_own_environment(tmp_path: Path) -> None:
+    """mlci in one environment (this one: typer<0.29, its pin), the project in another with
+    typer 0.29 (as `mlci requirements` lists it for pip): `mlci train` runs the command with
+    the project's `python`, and each keeps its own versions."""
+    import importlib.metadata
+
+    from tests import tools
+
+    tools.require("wheels")
+    assert importlib.metadata.version("typer").startswith("0.28")  # mlci's environment
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("typer>=0.29,<0.30\npyyaml\n")
+    (project / "settings.txt").write_text("not an input\n")
+    (project / "train.py").write_text(
+        "import json, os, pathlib, sys, typer\n"
+        "open('settings.txt').read()\n"
+        "major, minor = (int(p) for p in typer.__version__.split('.')[:2])\n"
+        "out = pathlib.Path(os.environ['MLCI_OUTPUT_DIR'])\n"
+        "(out / 'metrics.json').write_text(json.dumps({'typer_minor': minor, 'venv': int(sys.prefix != sys.base_prefix)}))\n"
+    )
+    (project / "mlci.yaml").write_text(
+        "model: {name: pinned}\ntrain:\n  command: python train.py\n  inputs: [train.py, requirements.txt]\n"
+    )
+    run(["git", "init", "-q", "-b", "main"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "pinned"], project)
+    env_dir = tmp_path / "project-env"
+    run([sys.executable, "-m", "venv", str(env_dir)], tmp_path)
+    listed = run([sys.executable, "-m", "mlci", "requirements", "requirements.txt"], project)
+    assert listed.strip() == f"-r {project / 'requirements.txt'}"
+    (tmp_path / "all.txt").write_text(listed)
+    run(
+        [
+            str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
+            "--find-links", str(tools.wheels()), "-r", str(tmp_path / "all.txt"),
+        ],
+        tmp_path,
+    )  # fmt: skip
+    env = {**os.environ, "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlci", "train", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["metrics"] == {"typer_minor": 29.0, "venv": 1.0}
+    # The read-noting hook loads in the project's Python too.
+    assert "train.py read settings.txt, which is not in train.inputs" in proc.stderr
+    assert importlib.metadata.version("typer").startswith("0.28")

