@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,13 +106,14 @@ def _one_line(requirement: str, name: str) -> str:
 
 
 def _pyproject(text: str, name: str) -> list[str]:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
+    if sys.version_info < (3, 11):
         raise MlciError(
             f"{name}: reading [project] dependencies needs Python 3.11 or newer (tomllib)",
             hint="list the requirements in a requirements.txt instead",
-        ) from None
+        )
+    import importlib
+
+    tomllib = importlib.import_module("tomllib")  # 3.11+; mypy checks for 3.10, which lacks it
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
