@@ -349,11 +349,19 @@ TRAIN_SECTION = st.fixed_dictionaries(
                 "true",
                 "sleep 5",
                 "echo $GITHUB_TOKEN >&2; exit 1",
+                "echo {C} {alpha} {nope} ${HOME} {{x}}; exit 3",
             ]
         )
     },
     optional={
         "inputs": st.lists(HOSTILE_TEXT, max_size=2),
+        "exclude": st.lists(HOSTILE_TEXT, max_size=2),
+        "parameters": st.one_of(
+            st.dictionaries(HOSTILE_TEXT, st.one_of(NUMBERS, HOSTILE_TEXT), max_size=3),
+            HOSTILE_TEXT,
+            st.sampled_from(["MLproject", "params.yaml", "train.py"]),
+        ),
+        "overrides": st.sampled_from(["file", "hydra", "cli", ""]),
         "params": st.sampled_from(["params.yaml", "missing.yaml", "train.py", ".gitignore"]),
         "metrics": st.sampled_from(["metrics.json", "m.yaml", "sub/m.json", "train.py"]),
         "model": st.sampled_from(["model", "sub/model", "train.py", ".git"]),
@@ -900,3 +908,58 @@ def test_fuzzed_restore_journals(
     assert {p: p.read_bytes() for p in protected} == protected
     # The one file a run changes: as it was, put back from its backup, or removed (it was new).
     assert not (root / "params.yaml").exists() or (root / "params.yaml").read_text() in ("C: 1\n", "C: 2\n")
+
+
+# --------------------------------------------------------------------------- adoption
+
+PROJECT_FILES = st.fixed_dictionaries(
+    {},
+    optional={
+        "MLproject": st.one_of(
+            st.just(
+                "entry_points:\n  main:\n    parameters: {a: {default: 1}}\n    command: python t.py {a}\n"
+            ),
+            st.builds(_dump, _config_like()),
+            st.text(max_size=200),
+        ),
+        "dvc.yaml": st.one_of(
+            st.just(
+                "stages: {t: {cmd: python t.py, outs: [m.pkl]}}\nmetrics: [m.json]\nartifacts: {x: {path: m.pkl}}\n"
+            ),
+            st.builds(_dump, _config_like()),
+            st.text(max_size=200),
+        ),
+        "train.py": st.one_of(
+            st.just("import os\nfrom pathlib import Path\nP = Path(__file__).parent / 'c' / 'x.yaml'\n"),
+            st.builds(lambda t: f"open({t!r})\n", HOSTILE_TEXT),
+            st.builds(lambda n: "x = (" * n + ")" * n + "\n", st.integers(1, 3000)),
+            st.text(max_size=300),
+        ),
+        "python_env.yaml": st.one_of(st.builds(_dump, _config_like()), st.text(max_size=100)),
+        "pyproject.toml": st.text(max_size=100),
+        "conf/config.yaml": st.builds(_dump, _config_like()),
+    },
+)
+
+
+@settings(FUZZ, max_examples=max(8, EXAMPLES // 3))
+@given(files=PROJECT_FILES)
+def test_fuzzed_projects_adopt_or_fail_cleanly(
+    tmp_path_factory: pytest.TempPathFactory, files: dict[str, str]
+) -> None:
+    """Adoption reads a project's own files (MLproject, dvc.yaml, the training code, its
+    requirements) as hostile input: whatever they hold, what it writes validates."""
+    root = tmp_path_factory.mktemp("adopt") / "project"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8", errors="surrogateescape")
+    root.mkdir(exist_ok=True)
+    run(["git", "init", "-q", "-b", "main"], root)
+    case = json.dumps(files)[:2000]
+    code, _, _ = mlci("adopt", case, "init", "--adopt", "--json", cwd=root)
+    if code == 0:
+        mlci("adopt", case, "config", "validate", cwd=root)
+        mlci("adopt", case, "fingerprint", "--explain", "--json", cwd=root)
+        listed = [f for f in files if f in ("python_env.yaml", "pyproject.toml")]
+        if listed:
+            mlci("adopt", case, "requirements", *listed, cwd=root)
