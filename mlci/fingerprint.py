@@ -334,12 +334,14 @@ def compute(
     )
 
 
-def compute_at(config: Config, commit: str) -> Fingerprint | None:
+def compute_at(
+    config: Config, commit: str, params_of: Callable[[Config, Callable[[str], str | None]], Any]
+) -> Fingerprint | None:
     """The fingerprint a clean checkout of ``commit`` would have, read from git without
-    a checkout: its mlci.yaml, params file and input files. None when the commit has no
-    mlci.yaml or no readable params there."""
+    a checkout: its mlci.yaml, params (``params_of``: the config then and a reader of the
+    commit's files, as ``project.committed_params``) and input files. None when the commit
+    has no mlci.yaml or no readable params there."""
     from mlci import config as cfg
-    from mlci import params as prm
     from mlci.errors import MlciError
 
     root = config.root
@@ -351,14 +353,7 @@ def compute_at(config: Config, commit: str) -> Fingerprint | None:
         return None
     try:
         then = cfg.parse(text, config.path)
-        params: Any = {}
-        if then.train.params:
-            params_text = gitrepo.show_file(root, commit, f"./{then.train.params}")
-            if params_text is None:
-                return None
-            params = prm.apply_overrides(
-                prm.from_text(params_text, then.train.params) or {}, [], then.train.params
-            )
+        params = params_of(then, lambda name: gitrepo.show_file(root, commit, f"./{name}"))
     except (MlciError, safeinput.BadInput):
         return None
     names, unmatched, data = _selected(list(files), then, lambda n: gitrepo.show_file(root, commit, f"./{n}"))

@@ -49,17 +49,33 @@ def _params_source(config: cfg.Config) -> str:
     return " and ".join(names) or "the params"
 
 
-def parameters(config: cfg.Config) -> dict[str, Any]:
+Read = Callable[[str], "str | None"]  # a project file's text by its relative path (None: no such file)
+
+
+def working_tree(config: cfg.Config) -> Read:
+    """Project files as the working tree has them, bounded."""
+
+    def read(name: str) -> str | None:
+        path = config.root / name
+        if not path.is_file() or not path.resolve().is_relative_to(config.root.resolve()):
+            return None
+        return safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what=name)
+
+    return read
+
+
+def parameters(config: cfg.Config, read: Read | None = None) -> dict[str, Any]:
     """``train.parameters``: as mlci.yaml lists them, or the defaults of an MLproject's entry
-    point ``main`` (read each time, so an edit of MLproject's defaults takes effect)."""
+    point ``main`` (read each time, so an edit of MLproject's defaults takes effect), from
+    the working tree or, with ``read``, from a commit."""
     if config.train.parameters_from is None:
         return dict(config.train.parameters)
-    path = config.root / config.train.parameters_from
     where = f"{config.train.parameters_from} (train.parameters in {config.path.name})"
     try:
-        data = safeinput.load_yaml(safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what=where))[0]
-    except FileNotFoundError:
-        raise ParamsError(f"{where} does not exist", hint="fix train.parameters in mlci.yaml") from None
+        text = (read or working_tree(config))(config.train.parameters_from)
+        if text is None:
+            raise ParamsError(f"{where} does not exist", hint="fix train.parameters in mlci.yaml")
+        data = safeinput.load_yaml(text)[0]
     except (safeinput.BadInput, OSError) as exc:
         raise ParamsError(f"{where}: {getattr(exc, 'problem', exc)}") from None
     points = data.get("entry_points") if isinstance(data, dict) else None
@@ -76,6 +92,22 @@ def parameters(config: cfg.Config) -> dict[str, Any]:
         if isinstance(name, str) and isinstance(default, (str, int, float, bool)):
             out[name] = default
     return out
+
+
+def committed_params(config: cfg.Config, read: Read) -> dict[str, Any]:
+    """The params a clean checkout resolves (no overrides), its files read through ``read``
+    (a commit's): the params file (Hydra's composed), with ``train.parameters``."""
+    data: Any = {}
+    if config.train.params:
+        text = read(config.train.params.removeprefix("./"))
+        if text is None:
+            raise ParamsError(f"no params file {config.train.params}")
+        data = prm.from_text(text, config.train.params) or {}
+        if not isinstance(data, dict):
+            raise ParamsError(f"params file {config.train.params} must hold a mapping")
+        if config.train.overrides == "hydra":
+            data = _hydra_composed(config, data, read)
+    return prm.apply_overrides({**data, **parameters(config, read)}, [], config.train.params or "the params")
 
 
 def _load_params(config: cfg.Config, overrides: Sequence[str]) -> tuple[dict[str, Any], str]:
@@ -125,15 +157,17 @@ def _read_params_file(config: cfg.Config) -> tuple[dict[str, Any], str]:
             hint="write it as `name: value` lines",
         )
     if config.train.overrides == "hydra":
-        data = _hydra_composed(config, data)
+        data = _hydra_composed(config, data, working_tree(config))
     return data, text
 
 
-def _hydra_composed(config: cfg.Config, data: dict[str, Any]) -> dict[str, Any]:
+def _hydra_composed(config: cfg.Config, data: dict[str, Any], read: Read) -> dict[str, Any]:
     """A Hydra primary config with its defaults list's config groups read in (``- model: rf``
     reads ``model/rf.yaml`` beside it, under ``model``): the params as the code sees them,
     for the run's record and for --set to check its keys against."""
-    folder = (config.root / (config.train.params or "")).parent
+    import posixpath
+
+    folder = posixpath.dirname((config.train.params or "").removeprefix("./"))
     out = {k: v for k, v in data.items() if k != "defaults"}
     for entry in data.get("defaults") or [] if isinstance(data.get("defaults"), list) else []:
         if not isinstance(entry, dict) or len(entry) != 1:
@@ -142,22 +176,24 @@ def _hydra_composed(config: cfg.Config, data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(group, str) or not isinstance(option, str) or group.startswith(("/", "override ")):
             continue
         for suffix in (".yaml", ".yml"):
-            path = folder / group / f"{option}{suffix}"
-            if path.is_file() and path.resolve().is_relative_to(config.root.resolve()):
-                try:
-                    loaded = prm.from_text(
-                        safeinput.read_text(path, limit=MAX_PARAMS_BYTES, what="a Hydra config"), path.name
-                    )
-                except safeinput.BadInput:
-                    break
-                if isinstance(loaded, dict):
-                    node = out
-                    for part in group.split("/")[:-1]:
-                        node = node.setdefault(part, {})
-                    node.setdefault(group.split("/")[-1], {}).update(
-                        {k: v for k, v in loaded.items() if k != "defaults"}
-                    )
+            name = posixpath.normpath(posixpath.join(folder, group, f"{option}{suffix}"))
+            if not cfg.inside(name):
                 break
+            try:
+                text = read(name)
+                loaded = prm.from_text(text, name) if text is not None else None
+            except safeinput.BadInput:
+                break
+            if text is None:
+                continue
+            if isinstance(loaded, dict):
+                node = out
+                for part in group.split("/")[:-1]:
+                    node = node.setdefault(part, {})
+                node.setdefault(group.split("/")[-1], {}).update(
+                    {k: v for k, v in loaded.items() if k != "defaults"}
+                )
+            break
     return out
 
 

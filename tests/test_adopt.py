@@ -620,7 +620,7 @@ def test_dvc_pipeline_adopted_as_it_is(  # type: ignore[no-untyped-def]
     # The fingerprint of a commit, read from git, is the one its checkout computes.
     shapes.commit_all(root, "More data")
     resolved = project.resolve(None, root, [], warn=print)
-    at = fp.compute_at(resolved.config, "HEAD")
+    at = fp.compute_at(resolved.config, "HEAD", project.committed_params)
     assert at is not None and at.digest == resolved.fingerprint.digest
 
 

@@ -497,3 +497,37 @@ def test_hydra_overrides_go_on_the_command_line_over_the_composed_config(tmp_pat
         project.resolve(None, tmp_path, ["model.n_trees=5"], warn=print)
     with pytest.raises(ConfigError, match=r"train\.overrides: hydra: --set goes to the command"):
         cfg.parse("model: {name: m}\ntrain:\n  command: python t.py\n  overrides: hydra\n", Path("mlci.yaml"))
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        "  command: python t.py --alpha {alpha}\n  parameters: {alpha: 0.5}\n",
+        "  command: python t.py {alpha}\n  parameters: MLproject\n",
+        "  command: python src/t.py\n  params: conf/config.yaml\n  overrides: hydra\n",
+        "  command: python t.py --alpha {alpha}\n  parameters: {alpha: 0.5}\n  params: params.yaml\n",
+    ],
+    ids=["parameters", "mlproject", "hydra", "parameters-and-file"],
+)
+def test_a_commits_fingerprint_read_from_git_is_its_checkouts(tmp_path: Path, train: str) -> None:
+    """The base branch's run is found by the fingerprint of its commit, read from git without
+    a checkout: with train.parameters (from mlci.yaml or MLproject) and Hydra's composed config
+    it must be the fingerprint the checkout computes."""
+    from mlci import fingerprint as fp
+    from mlci import project
+    from tests.helpers import run
+
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "config.yaml").write_text("defaults:\n  - model: rf\nseed: 0\n")
+    (tmp_path / "conf" / "model" / "rf.yaml").write_text("depth: 3\n")
+    (tmp_path / "MLproject").write_text("entry_points:\n  main:\n    parameters: {alpha: {default: 0.1}}\n")
+    (tmp_path / "params.yaml").write_text("depth: 2\n")
+    (tmp_path / "t.py").write_text("")
+    (tmp_path / "mlci.yaml").write_text(f"model: {{name: m}}\ntrain:\n{train}  inputs: ['**']\n")
+    run(["git", "init", "-q", "-b", "main"], tmp_path)
+    run(["git", "add", "-A"], tmp_path)
+    run(["git", "commit", "-qm", "x"], tmp_path)
+    resolved = project.resolve(None, tmp_path, [], warn=print)
+    at = fp.compute_at(resolved.config, "HEAD", project.committed_params)
+    assert at is not None and at.digest == resolved.fingerprint.digest
+    assert resolved.params  # the case has params to lose

@@ -42,6 +42,7 @@ def base_baseline(
     log: Callable[[str], None],
 ) -> rpt.Baseline:
     from mlci import fingerprint as fp
+    from mlci import project
 
     root = config.root
     # A CI checkout has the base branch only as origin's remote-tracking branch.
@@ -54,7 +55,7 @@ def base_baseline(
     label = f"base {ref}@{base[:7]}"
     # The base's inputs, read from git: any run or version of the same inputs is the
     # base's model, wherever it was trained (often the pull request that was merged).
-    inputs = fp.compute_at(config, base)
+    inputs = fp.compute_at(config, base, project.committed_params)
     run = tracking.find_finished_run(inputs.digest) if inputs is not None else None
     if run is None and inputs is not None and state is not None:
         version = state.version_of_fingerprint(inputs.digest)
