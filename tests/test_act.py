@@ -36,7 +36,6 @@ PINNED = {
     "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684": STUBS / "cache",
     "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": STUBS / "upload-artifact",
     "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": STUBS / "download-artifact",
-    "mlci-dev/mlci@v0.1.0": REPO_ROOT,
 }
 TOKEN = "ghs_act_token_for_tests"
 
@@ -134,7 +133,11 @@ def _act(
     for key, value in (extra_env or {}).items():
         args += ["--env", f"{key}={value}"]
     # The same snapshot by SHA, for a caller pinned with --actions-ref mlci-dev/mlci@<sha>.
-    for ref, path in {**PINNED, f"mlci-dev/mlci@{_mlci_source()[1]}": REPO_ROOT}.items():
+    # mlci's own actions and reusable workflow: a checkout of that snapshot, not this folder
+    # (act reads a local repository whole into memory: .tools/ alone is 2 GB of environments).
+    checkout = _mlci_checkout()
+    mine = {"mlci-dev/mlci@v0.1.0": checkout, f"mlci-dev/mlci@{_mlci_source()[1]}": checkout}
+    for ref, path in {**PINNED, **mine}.items():
         args += ["--local-repository", f"{ref}={path}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONPATH")}
     timeout = _act_timeout()
@@ -165,6 +168,16 @@ def _mlci_source() -> tuple[Path, str]:
     )
     run(["git", "symbolic-ref", "HEAD", "refs/heads/main"], bare)
     return folder, commit
+
+
+@functools.lru_cache(maxsize=1)
+def _mlci_checkout() -> Path:
+    """The files of ``_mlci_source``'s snapshot, checked out (what git tracks or would: no
+    .tools/, no caches)."""
+    folder, _ = _mlci_source()
+    checkout = folder / "checkout"
+    run(["git", "clone", "-q", str(folder / "mlci-dev" / "mlci"), str(checkout)], folder)
+    return checkout
 
 
 def _job_log(stdout: str, job: str) -> str:
