@@ -48,11 +48,6 @@ def collect(out_dir: Path, root: Path) -> list[Read]:
     return observe(out_dir, root)[0]
 
 
-def imported_mlflow(out_dir: Path, root: Path) -> bool:
-    """Whether a Python of the training imported MLflow (and so may have logged to the run)."""
-    return observe(out_dir, root)[1]
-
-
 def observe(out_dir: Path, root: Path) -> tuple[list[Read], bool]:
     """The reads the hook noted, and whether any process imported MLflow."""
     try:

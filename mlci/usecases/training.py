@@ -477,13 +477,7 @@ def _unlisted_reads(job: _Job, observed: Sequence[reads.Read]) -> list[reads.Unl
     if not seen:
         return []  # the usual case: no git call
     candidates = fp.candidate_files(root)
-
-    def text_of(name: str) -> str | None:
-        try:
-            return safeinput.read_text(root / name, limit=dvc.MAX_BYTES, what=name)
-        except (OSError, safeinput.BadInput):
-            return None
-
+    text_of = _project_text(root)
     tracked_by_dvc = dvc.parse(candidates, text_of) if any(dvc.is_record(c) for c in candidates) else {}
     not_inputs = [*fp.outputs(config), config.path.name]
     not_inputs += [config.train.params.removeprefix("./")] if config.train.params else []
@@ -1018,11 +1012,17 @@ def _pipeline_outputs(config: cfg.Config, skip: set[str | None]) -> list[str]:
     lock = config.root / dvc.LOCK_FILE
     if not lock.is_file() or dvc.LOCK_FILE not in config.train.rewrites:
         return []
+    return [p for p in dvc.parse([dvc.LOCK_FILE], _project_text(config.root)) if p not in skip]
+
+
+def _project_text(root: Path) -> Callable[[str], str | None]:
+    """A project file's text by its relative path, bounded as DVC's records are (None:
+    unreadable), for ``dvc.parse``."""
 
     def text_of(name: str) -> str | None:
         try:
-            return safeinput.read_text(config.root / name, limit=dvc.MAX_BYTES, what=name)
+            return safeinput.read_text(root / name, limit=dvc.MAX_BYTES, what=name)
         except (OSError, safeinput.BadInput):
             return None
 
-    return [p for p in dvc.parse([dvc.LOCK_FILE], text_of) if p not in skip]
+    return text_of
