@@ -678,6 +678,11 @@ class ColumnChange:
     def drifted(self) -> bool:
         return self.psi is not None and self.drift_limit is not None and self.psi > self.drift_limit
 
+    @property
+    def notable(self) -> bool:
+        """Changed, drifted past its limit, or with something to say: what a comment lists."""
+        return self.change != "same" or self.drifted or bool(self.notes)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "column": self.column,
@@ -721,6 +726,7 @@ class DatasetDiff:
             "base_digest": self.base_digest,
             "columns": [c.to_json() for c in self.columns if c.change != "same" or c.psi is not None],
             "drifted": [c.column for c in self.columns if c.drifted],
+            "stable": sum(not c.notable for c in self.columns),
             "note": self.note,
             "summary": self.summary(),
         }

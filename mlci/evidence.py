@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from mlci.tracking import (
 if TYPE_CHECKING:
     from mlci import config as cfg
     from mlci import tags
+    from mlci.plots import Plots
     from mlci.tracking import Tracking
 
 
@@ -141,17 +142,34 @@ class Memo:
             out[name] = interval
         return out
 
+    def get_json(self, parts: Mapping[str, Any]) -> Any:
+        """What ``put_json`` kept under ``parts`` (None if nothing, or it does not read):
+        the caller checks it as data."""
+        import json
+
+        if not self.on:
+            return None
+        try:
+            with self._path(parts).open("rb") as f:
+                raw = f.read(self.MAX_BYTES + 1)
+            return json.loads(raw) if len(raw) <= self.MAX_BYTES else None
+        except (OSError, ValueError):
+            return None
+
     def put(self, parts: Mapping[str, Any], intervals: Mapping[str, stats.Interval | None]) -> None:
+        body = {
+            n: None if i is None else [i.value, i.low, i.high, i.resamples, i.paired]
+            for n, i in intervals.items()
+        }
+        self.put_json(parts, body)
+
+    def put_json(self, parts: Mapping[str, Any], body: Any) -> None:
         import json
         import os
         import tempfile
 
         if not self.on:
             return
-        body = {
-            n: None if i is None else [i.value, i.low, i.high, i.resamples, i.paired]
-            for n, i in intervals.items()
-        }
         try:
             path = self._path(parts)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +179,16 @@ class Memo:
             os.replace(tmp, path)
         except OSError:
             pass  # a memo is only ever a shortcut
+
+
+@functools.cache
+def _plots_method() -> str:
+    """``plots.py``'s source, hashed: a change to how plots are computed is a new memo key."""
+    import hashlib
+
+    from mlci import plots
+
+    return hashlib.sha256(Path(plots.__file__).read_bytes()).hexdigest()
 
 
 @functools.cache
@@ -456,6 +484,46 @@ class Certainty:
     def repeats(self) -> dict[str, Any] | None:
         """The head's repeats, for the report's JSON (a job that judges it again reads them)."""
         return self.head.to_json() if isinstance(self.head, Repeats) else None
+
+    def plots(self, head_label: str, baselines: Sequence[Any], memo: Memo | None = None) -> Plots | None:
+        """The model plots (``mlci.plots``) of the head's predictions and each found
+        baseline's (one line per run: two baselines that hold the same run give one), from
+        the memo where it keeps them (a report on a cache hit parses nothing). None where
+        the head has no predictions (a run of repeats, or none written)."""
+        from mlci import plots
+
+        head = self.head if isinstance(self.head, RunPredictions) else None
+        if head is None:
+            return None
+        runs: list[tuple[str, RunPredictions]] = []
+        for baseline in baselines:
+            found = self.gate(None, baseline) if baseline.found else None
+            base = found.base if isinstance(found, RunEvidence) else None
+            if base is not None and all(base is not r for _, r in runs):
+                runs.append((baseline.label, base))
+        memo = memo or Memo()
+        parts = {
+            "kind": "plots",
+            "runs": [head.key, *(r.key for _, r in runs)],
+            "labels": [head_label, *(label for label, _ in runs)],
+            "code": _plots_method(),
+        }
+        keyed = all(parts["runs"])
+        if keyed:
+            kept = memo.get_json(parts)
+            if kept is not None:
+                try:
+                    return None if kept == {} else plots.from_json(kept)
+                except plots.BadPlots:
+                    pass
+        parsed = head.predictions
+        if parsed is None:
+            return None
+        bases = [(label, r.predictions) for label, r in runs]
+        made = plots.build(head_label, parsed, [(label, b) for label, b in bases if b is not None])
+        if keyed:
+            memo.put_json(parts, made.to_json() if made is not None else {})
+        return made
 
     def table(self, baseline: Any) -> dict[str, stats.Interval]:
         """The head's intervals (``baseline`` None), or its differences from ``baseline``."""

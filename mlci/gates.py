@@ -18,6 +18,7 @@ from mlci.stats import Interval
 
 _EPS = 1e-12
 Outcome = Literal["pass", "fail", "inconclusive"]
+METRIC_RULES = ("min", "max", "max_regression", "min_improvement")  # a rule on a metric's value
 
 
 class Evidence(Protocol):

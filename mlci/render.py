@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -78,7 +81,15 @@ GITHUB_COMMENT_LIMIT = 65_536
 MAX_SWEEP_ROWS = 50  # leaderboard rows in a comment; `mlci sweep report --json` has them all
 _ANSI_RE = re.compile(r"\033\[[0-9;]*m")
 _ANSI = {"green": "\033[32m", "red": "\033[31m", "dim": "\033[2m", "bold": "\033[1m"}
-_ARROWS = {"better": "🟢", "worse": "🔴", "same": "⚪", "new": "🆕", "missing": "❔"}
+_MARKS = {  # how a cell judges the head's change (report.mark), and the legend's words
+    "pass": ("✅", "passes its gate"),
+    "fail": ("❌", "fails its gate"),
+    "inconclusive": ("❔", "its gate is undecided (the interval spans the threshold)"),
+    "better": ("🟢", "better beyond the noise"),
+    "worse": ("🔴", "worse beyond the noise"),
+    "noise": ("⚪", "within the noise (the interval spans no change)"),
+}
+_TERMINAL_COLOURS = {"pass": "green", "better": "green", "fail": "red", "worse": "red", "noise": "dim"}
 
 
 def _num(value: float | None) -> str:
@@ -102,18 +113,120 @@ def _head_cell(report: Any, name: str) -> str:
     return _num(report.head.metrics.get(name)) + _bounds(report.head.intervals.get(name))
 
 
-def _cell(comparison: Any, name: str) -> str:
+def _cell(comparison: Any, name: str, report: Any = None) -> str:
+    """``name`` in ``comparison``'s column: the baseline's value, then the head's change
+    from it with its interval, marked by the gate's outcome or the interval (``report.mark``;
+    without ``report``, as a custom template calls it: by the interval alone)."""
+    from mlci import report as rpt
+
     if not comparison.baseline.found:
-        return "—"
+        kind = rpt.mark(report, comparison, name) if report is not None else "absent"
+        return f"{_MARKS[kind][0]} (no model yet)" if kind in _MARKS else "—"
     row = next((r for r in comparison.rows if r.name == name), None)
-    if row is None or row.base is None:
+    if row is None or (row.base is None and row.head is None):
         return "—"
-    if row.verdict in ("missing", "same") or row.delta is None:
-        return f"{_num(row.base)} {_ARROWS[row.verdict]}"
-    # The baseline's value, and how the head compares with it (and how sure that is).
+    kind = rpt.mark(report, comparison, name) if report is not None else rpt.unruled_mark(comparison, row)
+    emoji = f"{_MARKS[kind][0]} " if kind in _MARKS else ""
+    if row.base is None:  # only the head has it: judged by an absolute rule, if one
+        return f"{emoji}new" if emoji else "—"
+    if row.head is None:
+        return f"{_num(row.base)}, not in this change"
+    if row.delta is None or row.verdict == "same":
+        return f"{_num(row.base)} → {emoji}no change"
     rel = f", {row.relative * 100:+.2f}%" if row.relative is not None else ""
     spread = _bounds(comparison.intervals.get(name), signed=True)
-    return f"{_num(row.base)} {_ARROWS[row.verdict]} {_signed(row.delta)}{spread}{rel}"
+    return f"{_num(row.base)} → {emoji}{_signed(row.delta)}{spread}{rel}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the metric table: one baseline, or several that hold the same run
+    and judge it alike ("staging v0.0.3 = base main@1a2b3c4")."""
+
+    comparisons: tuple[Any, ...]
+    cells: tuple[str, ...]
+    marks: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return " = ".join(c.baseline.label for c in self.comparisons)
+
+
+def columns(report: Any, names: list[str]) -> list[Column]:
+    """The table's columns, baselines that hold the same run merged into one: it shows the
+    gated environment's marks (the same run gives the same intervals, so an ungated twin
+    says nothing more); two gated environments that judge it differently stay apart."""
+    from mlci import report as rpt
+
+    ruled = {"pass", "fail", "inconclusive"}
+    out: list[Column] = []
+    for c in report.comparisons:
+        col = Column(
+            (c,), tuple(_cell(c, n, report) for n in names), tuple(rpt.mark(report, c, n) for n in names)
+        )
+        for i, seen in enumerate(out):
+            if not rpt.same_model(seen.comparisons[0].baseline, c.baseline):
+                continue
+            mine, theirs = ruled & set(col.marks), ruled & set(seen.marks)
+            if mine and theirs and col.marks != seen.marks:
+                continue
+            keep = col if mine and not theirs else seen
+            out[i] = dataclasses.replace(keep, comparisons=(*seen.comparisons, c))
+            break
+        else:
+            out.append(col)
+    return out
+
+
+def legend(cols: list[Column]) -> str:
+    """One line naming the marks the table uses (empty where it uses none)."""
+    used = {m for col in cols for m in col.marks}
+    parts = [f"{emoji} {words}" for kind, (emoji, words) in _MARKS.items() if kind in used]
+    if "change" in used:
+        parts.append("no mark: no gate and no interval to judge the change by")
+    return " · ".join(parts)
+
+
+def mermaid_number(value: float) -> str:
+    """A number as Mermaid's xychart grammar reads it: six significant digits, never an
+    exponent (``1e-07`` is a syntax error there), no ``-0``."""
+    import decimal
+
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a number a chart can draw")
+    text = format(decimal.Decimal(f"{value:.6g}"), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "", "-") else text
+
+
+def axis_range(values: list[float]) -> tuple[float, float]:
+    """A y-axis for ``values``: a tenth of their spread on each side, rounded outward to a
+    round step (never ``-1.7e-18`` for zero), and never below zero for values that are not."""
+    low, high = min(values), max(values)
+    try:
+        pad = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
+        step = 10 ** math.floor(math.log10(pad))
+        bottom = float(math.floor((low - pad) / step) * step)
+        top = float(math.ceil((high + pad) / step) * step)
+        if low >= 0 > bottom:
+            bottom = 0.0
+        return float(mermaid_number(bottom)), float(mermaid_number(top))
+    except (OverflowError, ValueError):  # near float's limit: the values' own range
+        return low, high
+
+
+# Line colours set explicitly: visible on GitHub's light and dark backgrounds alike (its
+# own Mermaid theme draws a pale line), each named by a square of the same hue in the legend.
+PALETTE = (("#2f81f7", "🟦"), ("#f0883e", "🟧"), ("#3fb950", "🟩"), ("#a371f7", "🟪"))
+REFERENCE_COLOUR = ("#8b949e", "⬜")
+
+
+def _mermaid_head(palette: list[str]) -> str:
+    theme = {"xyChart": {"plotColorPalette": ", ".join(palette)}}
+    import json
+
+    return "%%{init: " + json.dumps({"themeVariables": theme}) + "}%%"
 
 
 def _chart(report: Any) -> dict[str, Any] | None:
@@ -123,17 +236,98 @@ def _chart(report: Any) -> dict[str, Any] | None:
     head_value = report.head.metrics.get(report.key_metric)
     if head_value is not None:
         points.append((report.head.label, head_value))
+    points = [(label, x) for label, x in points if math.isfinite(x)]
     if len(points) < 2:
         return None
     values = [x for _, x in points]
-    low, high = min(values), max(values)
-    pad = (high - low) * 0.1 or abs(high) * 0.01 or 1.0
+    low, high = axis_range(values)
     return {
+        "init": _mermaid_head([PALETTE[0][0]]),
         "labels": [json_quote(label) for label, _ in points],
-        "points": [f"{x:.6g}" for x in values],
-        "low": f"{low - pad:.6g}",
-        "high": f"{high + pad:.6g}",
+        "points": [mermaid_number(_drawn(x, (high - low) * 1e-9)) for x in values],
+        "low": mermaid_number(low),
+        "high": mermaid_number(high),
     }
+
+
+@dataclass(frozen=True)
+class DrawnChart:
+    """A model plot as Mermaid text, and the legend line under it."""
+
+    chart: Any  # plots.Chart
+    mermaid: str
+    legend: str
+
+
+def mermaid_chart(chart: Any) -> DrawnChart | None:
+    """``chart`` (``mlci.plots.Chart``) as a Mermaid ``xychart-beta`` line chart: the head
+    and each baseline overlaid, the reference grey. Positions where a line has no value
+    are left out for every line (Mermaid draws no gaps); an axis of evenly spaced
+    positions is numeric, any other is a row of labels. None: fewer than two positions."""
+    lines = [*chart.series, *([chart.reference] if chart.reference is not None else [])]
+    keep = [
+        i
+        for i in range(len(chart.x))
+        if all(line.y[i] is not None and math.isfinite(line.y[i]) for line in lines)
+    ]
+    keep = [i for i in keep if math.isfinite(chart.x[i])]
+    if len(keep) < 2:
+        return None
+    xs = [chart.x[i] for i in keep]
+    steps = [b - a for a, b in itertools.pairwise(xs)]
+    even = all(math.isclose(s, steps[0], rel_tol=1e-6, abs_tol=1e-12) for s in steps) and steps[0] > 0
+    if even:
+        x_axis = (
+            f'x-axis "{mermaid_text(chart.x_title)}" {mermaid_number(xs[0])} --> {mermaid_number(xs[-1])}'
+        )
+    else:
+        x_axis = "x-axis [" + ", ".join(json_quote(f"{x:.3g}") for x in xs) + "]"
+    values = [line.y[i] for line in lines for i in keep]
+    low, high = chart.y_range or axis_range(values)
+    palette = [PALETTE[i % len(PALETTE)] for i in range(len(chart.series))]
+    colours = [c for c, _ in palette] + ([REFERENCE_COLOUR[0]] if chart.reference is not None else [])
+    body = [
+        _mermaid_head(colours),
+        "xychart-beta",
+        f'    title "{mermaid_text(chart.title)}"',
+        f"    {x_axis}",
+        f'    y-axis "{mermaid_text(chart.y_title)}" {mermaid_number(low)} --> {mermaid_number(high)}',
+    ]
+    tiny = (high - low) * 1e-9  # a value this small against the axis is drawn as 0
+    body += [
+        "    line [" + ", ".join(mermaid_number(_drawn(line.y[i], tiny)) for i in keep) + "]"
+        for line in lines
+    ]
+    named = [
+        f"{square} {markdown_text(s.label)}{f' ({markdown_text(s.note)})' if s.note else ''}"
+        for (_, square), s in zip(palette, chart.series, strict=True)
+    ]
+    if chart.reference is not None:
+        named.append(f"{REFERENCE_COLOUR[1]} {markdown_text(chart.reference.label)}")
+    return DrawnChart(chart, "\n".join(body), " · ".join(named))
+
+
+def _drawn(value: float, tiny: float) -> float:
+    """``value``, or 0 where it is below ``tiny`` (a part in a billion of the axis): no
+    250-digit decimals for a value of 1e-246 beside ones of 1e9."""
+    return 0.0 if math.isfinite(tiny) and abs(value) < tiny else value
+
+
+def confusion_rows(confusion: Any) -> list[list[str]]:
+    """The confusion matrix as table rows (actual by predicted): the head's count, and
+    the baseline's where it differs ("12 (was 15)")."""
+    rows = []
+    for i, label in enumerate(confusion.labels):
+        cells = [f"**{markdown_text(label)}**"]
+        for j in range(len(confusion.labels)):
+            count = confusion.head[i][j]
+            text = str(count)
+            if confusion.baseline is not None and confusion.baseline[i][j] != count:
+                was = confusion.baseline[i][j]
+                text = f"{count} ({'+' if count > was else '−'}{abs(count - was)}, was {was})"
+            cells.append(text)
+        rows.append(cells)
+    return rows
 
 
 def json_quote(text: str) -> str:
@@ -179,11 +373,15 @@ def link_target(value: object) -> str:
 
 
 def mermaid_text(value: object) -> str:
-    """A label inside a Mermaid string: letters, digits and a few safe marks only."""
-    return re.sub(r"[^A-Za-z0-9 ._#:+/=-]", "_", str(value))[:60]
+    """A label inside a Mermaid string: letters, digits and a few safe marks only, and
+    never empty (Mermaid's grammar refuses ``title ""``)."""
+    text = re.sub(r"[^A-Za-z0-9 ._#:+/=-]", "_", str(value))[:60]
+    return text if text.strip() else "_"
 
 
 def _terminal_table(report: Any, color: bool) -> str:
+    from mlci import report as rpt
+
     header = ["metric", report.head.label, *(c.baseline.label for c in report.comparisons)]
     rows = []
     for name in report.metric_names:
@@ -199,8 +397,10 @@ def _terminal_table(report: Any, color: bool) -> str:
             text = _num(row.base)
             if row.delta is not None and row.verdict in ("better", "worse"):
                 text += f" ({_signed(row.delta)})"
-                if color:
-                    text = f"{_ANSI['green' if row.verdict == 'better' else 'red']}{text}\033[0m"
+                # Coloured as the comment marks it: by the gate, else by the interval.
+                shade = _TERMINAL_COLOURS.get(rpt.mark(report, c, name))
+                if color and shade:
+                    text = f"{_ANSI[shade]}{text}\033[0m"
             cells.append(text)
         rows.append(cells)
 
@@ -299,15 +499,25 @@ def render_report(
     names = list(report.metric_names)
     max_params = 50
     keep = len(names)
+    plots = getattr(report, "plots", None)
     while True:
+        shown = names[:keep]
+        cols = columns(report, shown)
+        drawn = [d for d in (mermaid_chart(c) for c in plots.charts) if d is not None] if plots else []
         try:
             text: str = tmpl.render(
                 report=report,
-                metric_rows=names[:keep],
+                metric_rows=shown,
                 cut_metrics=len(names) - keep,
+                columns=cols,
+                legend=legend(cols),
                 cell=_cell,
                 head_cell=lambda name: _head_cell(report, name),
                 chart=_chart(report),
+                plots=plots,
+                plot_charts=drawn,
+                confusion_rows=confusion_rows(plots.confusion) if plots and plots.confusion else [],
+                notable_columns=notable_columns,
                 max_params=max_params,
                 max_rows=MAX_SWEEP_ROWS,
                 table=_terminal_table(report, color) if fmt != "markdown" else "",
@@ -321,11 +531,22 @@ def render_report(
             return text
         if max_params > 5:
             max_params = 5
+        elif plots is not None:
+            plots = None  # the plots are in the job summary and report.json
         elif keep > 20:
             keep = max(20, keep // 2)
         else:
             note = "\n\n_Report cut to fit GitHub's comment limit; the full report is in the job summary._\n"
             return text[: limit - len(note)] + note
+
+
+def notable_columns(comparison: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A dataset comparison's columns worth a row: changed, drifted, or with a note."""
+    return [
+        c
+        for c in comparison.get("columns") or ()
+        if c.get("change") != "same" or c.get("drifted") or c.get("notes")
+    ]
 
 
 def _bytecode_cache() -> Any:

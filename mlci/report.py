@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlci import gates, metrics, policy, tags, verdict
 from mlci.config import Config, Goal
@@ -17,6 +17,7 @@ from mlci.stats import Interval
 
 if TYPE_CHECKING:
     from mlci.evidence import Certainty
+    from mlci.plots import Plots
 
 SCHEMA_VERSION = 1
 MARKER = "<!-- mlci:report model={model} -->"
@@ -92,6 +93,7 @@ class Report:
     params_file: str | None = None  # train.params; None: the params are not tracked (they live in code)
     data: DataSection | None = None  # the declared datasets (data: in mlci.yaml), when checked
     sweep: Any = None  # mlci.usecases.sweep.Leaderboard: the pull request's sweep, when it ran one
+    plots: Plots | None = None  # from the head's and the baselines' predictions (mlci.plots)
 
     @property
     def marker(self) -> str:
@@ -163,7 +165,58 @@ def build(
         params_file=config.train.params,
         notes=(*held, *notes),
         data=None if data is None else data_section(data),
+        plots=certainty.plots(head.label, baselines) if certainty and head.metrics else None,
     )
+
+
+# How one cell of the table judges the head's change against a column's baseline:
+# the gate's outcome where the column's environment is gated on the metric; else the
+# interval of the difference where there is one ("better" or "worse" only beyond the
+# noise); else no judgement ("change"): never the sign of the point change alone.
+Mark = Literal[
+    "pass", "fail", "inconclusive", "better", "worse", "noise", "change", "same", "new", "missing", "absent"
+]
+
+
+def mark(report: Report, comparison: Comparison, name: str) -> Mark:
+    """How the table marks ``name`` in ``comparison``'s column (``Mark``)."""
+    row = next((r for r in comparison.rows if r.name == name), None)
+    if row is None or not comparison.baseline.found:
+        row = metrics.compare(name, report.goals.get(name, "maximize"), report.head.metrics.get(name), None)
+    ruled = [
+        r.decided
+        for v in report.verdicts
+        if v.environment == comparison.baseline.key
+        for r in v.results
+        if r.metric == name and r.rule in gates.METRIC_RULES
+    ]
+    if ruled and row.head is not None:
+        return "fail" if "fail" in ruled else "inconclusive" if "inconclusive" in ruled else "pass"
+    return unruled_mark(comparison, row)
+
+
+def unruled_mark(comparison: Comparison, row: metrics.MetricDelta) -> Mark:
+    """A change no gate judges: by the interval of the difference alone."""
+    if row.verdict in ("missing", "new"):
+        return "absent" if row.head is None and row.base is None else row.verdict
+    if row.verdict == "same":
+        return "same"
+    interval = comparison.intervals.get(row.name)
+    if interval is None or interval.low != interval.low:  # none, or undefined (NaN)
+        return "change"
+    gain_low, gain_high = (
+        (interval.low, interval.high) if row.goal == "maximize" else (-interval.high, -interval.low)
+    )
+    return "better" if gain_low > 0 else "worse" if gain_high < 0 else "noise"
+
+
+def same_model(a: Baseline, b: Baseline) -> bool:
+    """Two baselines that hold the same run (staging's version is the base branch's run)."""
+    if not (a.found and b.found):
+        return False
+    if a.run_id and b.run_id:
+        return a.run_id == b.run_id
+    return bool(a.commit) and a.commit == b.commit and dict(a.metrics) == dict(b.metrics)
 
 
 def data_section(data: verdict.Data) -> DataSection:
@@ -247,4 +300,5 @@ def to_json(report: Report) -> dict[str, Any]:
             "changes": [dataclasses.asdict(c) for c in report.policy_changes],
         },
         "notes": list(report.notes),
+        "plots": None if report.plots is None else report.plots.to_json(),
     }

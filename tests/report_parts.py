@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from mlci import config as cfg
 from mlci import report as rpt
+from mlci.stats import Interval
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -66,3 +68,43 @@ def golden(name: str, text: str) -> None:
         path.write_text(text)
     assert path.exists(), f"missing golden file {path}: run with UPDATE_GOLDEN=1"
     assert text == path.read_text(), f"{name} changed; if intended, regenerate with UPDATE_GOLDEN=1"
+
+
+class FixedCertainty:
+    """``evidence.Certainty`` with given intervals: the head's, and by baseline key the
+    difference head - baseline; and given plots."""
+
+    def __init__(
+        self,
+        head: dict[str, Interval],
+        differences: dict[str, dict[str, Interval]],
+        plots: Any = None,
+    ) -> None:
+        self.head, self.differences, self._plots = head, differences, plots
+
+    def gate(self, env: Any, baseline: Any) -> Any:
+        certainty = self
+
+        class Evidence:
+            def interval(self, metric: str, confidence: float) -> Interval | None:
+                return certainty.head.get(metric)
+
+            def difference(self, metric: str, confidence: float) -> Interval | None:
+                return certainty.differences.get(baseline.key, {}).get(metric) if baseline else None
+
+        return Evidence()
+
+    def repeats(self) -> None:
+        return None
+
+    def table(self, baseline: Any) -> dict[str, Interval]:
+        if baseline is None:
+            return dict(self.head)
+        return dict(self.differences.get(baseline.key, {}))
+
+    def plots(self, head_label: str, baselines: Any) -> Any:
+        return self._plots
+
+
+def interval(value: float, low: float, high: float) -> Interval:
+    return Interval(value, low, high, 0.95, 2000, paired=True)

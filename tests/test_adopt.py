@@ -788,7 +788,7 @@ def test_report_says_params_are_not_tracked(cli, tmp_path: Path) -> None:  # typ
     result = cli("report", "--format", "markdown", "--output", str(tmp_path / "r.md"), cwd=root)
     assert result.code == ExitCode.OK, result.err
     text = (tmp_path / "r.md").read_text()
-    assert "not tracked" in text and "no change" not in text
+    assert "not tracked" in text and "**: no change" not in text  # no params section
     table = cli("report", "--format", "table", "--output", str(tmp_path / "r.txt"), cwd=root)
     assert "params: not tracked" in (tmp_path / "r.txt").read_text(), table.err
 

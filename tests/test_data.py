@@ -393,7 +393,10 @@ def test_a_pull_request_with_bad_data_trains_nothing_and_says_so(
         result = _pull_request(cli, root, tmp_path, monkeypatch, gh)
         assert result.code == ExitCode.GATE_FAILED, result.err
         body = gh.comments[12][0]["body"]
-        assert "#### Data" in body and "_Nothing was trained: the data fails its checks._" in body
+        assert (
+            "#### Data" in body
+            and "_No metrics to compare: nothing was trained, because the data fails its checks._" in body
+        )
         assert "- ❌ `customers`: 1 failed check" in body and "20 values above max 120" in body
         assert "- ❌ **staging**: data.customers: column 'age': 20 values above max 120" in body
         assert [(s["context"], s["state"]) for s in gh.statuses] == [("mlci/staging", "failure")]
@@ -435,7 +438,9 @@ def test_a_pull_request_shows_the_data_diff_and_gates_drift(
         body = gh.comments[12][0]["body"]
         assert "- ⚠️ `customers` against staging v0.0.1: 2000 → 2400 rows (+400); score drifted (PSI" in body
         assert "column 'score' drifted from staging v0.0.1: PSI" in body and "> drift 0.25" in body
-        assert "_Nothing was trained: the data drifted past its limits._" in body  # no compute on it
+        assert (
+            "_No metrics to compare: nothing was trained, because the data drifted past its limits._" in body
+        )  # no compute on it
         assert gh.statuses[-1]["state"] == "failure"
 
 
@@ -479,7 +484,9 @@ def test_fork_safe_publish_judges_the_data_on_its_profile(
         assert posted.code == ExitCode.OK, posted.err
         assert "#### Data" in body and "- ✅ `customers`: 2400 rows, 5 columns; its checks pass" in body
         assert "- ⚠️ `customers` against staging v0.0.1: 2000 → 2400 rows (+400); score drifted (PSI" in body
-        assert "_Nothing was trained: the data drifted past its limits._" in body
+        assert (
+            "_No metrics to compare: nothing was trained, because the data drifted past its limits._" in body
+        )
         assert "- ❌ **staging**: data.customers: column 'score' drifted from staging v0.0.1" in body
         assert "column by column" in body and "| `score` | changed | 0.465 ⚠️ | 0.25 |" in body
         assert "cannot decide: data.customers: key id" in body and "merging checks the data itself" in body

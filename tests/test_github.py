@@ -314,7 +314,9 @@ def test_demo_plays_the_whole_story(cli, tmp_path: Path) -> None:  # type: ignor
     assert "verdict for staging: fail (the data drifted from staging's: the gate blocks it)" in out
     assert "| - ⚠️ `cancer` against staging v0.0.1: 569 → 569 rows (+0); mean_radius drifted (PSI" in out
     assert "| - ✅ `cancer`: 569 rows, 32 columns; its checks pass" in out
-    assert "| _Nothing was trained: the data drifted past its limits._" in out  # no compute on it
+    assert (
+        "| _No metrics to compare: nothing was trained, because the data drifted past its limits._" in out
+    )  # no compute on it
     assert out.count("trained in") == 2  # the first model and the worse one; the rest is the run cache
     import re
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from mlci import render
+from mlci import config as cfg
+from mlci import plots, render
 from mlci import report as rpt
 from mlci.errors import ExitCode
+from tests import report_parts
 from tests.lifecycle import commit, new_model, ok, project, set_params
-from tests.report_parts import CONFIG, HEAD, PRODUCTION, STAGING, golden
+from tests.report_parts import CONFIG, HEAD, PRODUCTION, STAGING, golden, interval
 
 GOLDEN = Path(__file__).parent / "golden"
 BASE = rpt.Baseline(
@@ -73,7 +76,7 @@ def test_one_sided_metrics_are_shown() -> None:
     report = rpt.build(CONFIG, HEAD, [STAGING])
     text = render.render_report(report, "markdown")
     assert "| `recall` ↑ | 0.8800 | — |" in text  # only the head has it
-    assert "| `precision` ↑ | — | 0.9000 ❔ |" in text  # only the baseline has it
+    assert "| `precision` ↑ | — | 0.9000, not in this change |" in text  # only the baseline has it
 
 
 def test_comment_never_exceeds_githubs_limit() -> None:
@@ -131,6 +134,7 @@ def test_json_schema() -> None:
         "policy",
         "notes",
         "data",
+        "plots",
     }
     assert data["policy"] == {"from": None, "changes": []} and data["notes"] == []
     assert data["data"] is None  # no data: section, nothing checked
@@ -238,3 +242,202 @@ def test_base_baseline_is_the_merge_base_run(cli, tmp_path: Path) -> None:  # ty
     (nobase,) = [b for b in missing["baselines"] if b["key"] == "base"]
     assert nobase["found"] is False and "no branch or commit 'no-such-branch'" in nobase["note"]
     assert new_model  # the registry helpers are shared with the registry tests
+
+
+# --------------------------------------------------------------------------- comment states
+
+NOISY = cfg.parse(
+    """\
+model: {name: churn}
+train: {command: python train.py, params: params.yaml}
+metrics:
+  roc_auc: {goal: maximize}
+  accuracy: {goal: maximize}
+  f1: {goal: maximize}
+  log_loss: {goal: minimize}
+environments:
+  staging:
+    confidence: 0.95
+    gates:
+      - {metric: roc_auc, max_regression: "0.5%"}
+      - {metric: log_loss, max: 0.5}
+  production:
+    requires: staging
+    gates:
+      - {metric: roc_auc, min: 0.95}
+report:
+  key_metric: roc_auc
+""",
+    Path("/repo/mlci.yaml"),
+)
+NOISY_HEAD = rpt.Head(
+    "run-head",
+    "f" * 64,
+    "c" * 40,
+    "feature/x",
+    {"roc_auc": 0.9875, "accuracy": 0.951, "f1": 0.962, "log_loss": 0.148},
+    {"C": 0.5},
+    False,
+    label="PR #7",
+)
+NOISY_STAGING = rpt.Baseline(
+    "staging",
+    "staging v0.0.3",
+    True,
+    version="v0.0.3",
+    commit="a" * 40,
+    run_id="run-3",
+    metrics={"roc_auc": 0.99, "accuracy": 0.958, "f1": 0.941, "log_loss": 0.121},
+    params={"C": "1.0"},
+)
+NOISY_BASE = dataclasses.replace(NOISY_STAGING, key="base", label="base staging@aaaaaaa", version=None)
+DIFFERENCES = {
+    "roc_auc": interval(-0.0025, -0.0082, 0.0014),
+    "accuracy": interval(-0.007, -0.021, 0.007),
+    "f1": interval(0.021, 0.004, 0.038),
+    "log_loss": interval(0.027, 0.011, 0.043),
+}
+NOISY_CERTAINTY = report_parts.FixedCertainty(
+    {
+        "roc_auc": interval(0.9875, 0.978, 0.995),
+        "accuracy": interval(0.951, 0.93, 0.972),
+        "f1": interval(0.962, 0.945, 0.978),
+        "log_loss": interval(0.148, 0.12, 0.18),
+    },
+    {"staging": DIFFERENCES, "base": DIFFERENCES},
+)
+
+
+def test_comment_marks_follow_the_verdict_not_the_sign() -> None:
+    """The issue's case: roc_auc -0.0025 [-0.0082, +0.0014] is not red, because its gate
+    cannot decide; staging and the base hold one run, so they are one column."""
+    production = rpt.Baseline("production", "production", False, note="no model in production yet")
+    report = rpt.build(
+        NOISY,
+        NOISY_HEAD,
+        [NOISY_STAGING, production, NOISY_BASE],
+        gate_environments=["staging"],
+        pr=7,
+        certainty=NOISY_CERTAINTY,  # type: ignore[arg-type]
+    )
+    text = render.render_report(report, "markdown")
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
+    assert "0.9900 → ❔ -0.0025 [-0.0082, +0.0014]" in rows["`roc_auc` ↑"]  # undecided, not red
+    assert "⚪ -0.0070" in rows["`accuracy` ↑"]  # no gate; the interval spans 0
+    assert "🟢 +0.0210" in rows["`f1` ↑"]  # no gate; better beyond the noise
+    assert "✅ +0.0270" in rows["`log_loss` ↓"]  # worse beyond the noise, but its gate (max 0.5) passes
+    assert "| metric | PR #7 | staging v0.0.3 = base staging@aaaaaaa | production |" in text
+    assert "_✅ passes its gate · ❔ its gate is undecided" in text
+    assert "- ✅ **staging**: passes 2 gate rules (1 inconclusive, counted as pass)" in text
+    plain = render.render_report(report, "table", color=True)
+    assert "\033[31m" not in plain.split("roc_auc")[1].splitlines()[0]  # not red in the terminal either
+    golden("comment_noise.md", text)
+
+
+def _dataset_diff(drifted: str | None, columns: int = 32) -> dict:  # type: ignore[type-arg]
+    from mlci import data
+
+    changes = tuple(
+        data.ColumnChange(
+            f"col_{i:02d}",
+            "same",
+            "float",
+            "float",
+            psi=0.31 if f"col_{i:02d}" == drifted else 0.01,
+            drift_limit=0.2,
+        )
+        for i in range(columns)
+    )
+    return data.DatasetDiff("cancer", "staging v0.0.3", 569, 569, "h" * 64, "b" * 64, changes).to_json()
+
+
+def test_comment_data_section_lists_what_changed_and_counts_the_rest() -> None:
+    dataset = {
+        "dataset": "cancer",
+        "path": "data/cancer.csv",
+        "present": True,
+        "digest": "h" * 64,
+        "rows": 569,
+        "columns": 32,
+        "passed": True,
+        "problems": [],
+    }
+    report = dataclasses.replace(
+        rpt.build(CONFIG, HEAD, [STAGING], pr=12),
+        data=rpt.DataSection(datasets=(dataset,), comparisons=(_dataset_diff("col_07"),)),
+    )
+    text = render.render_report(report, "markdown")
+    assert "| `col_07` | same | 0.310 ⚠️ | 0.2 |" in text
+    assert "col_08" not in text
+    assert "cancer against staging v0.0.3, column by column: 1 to review, 31 stable" in text
+    assert "_31 columns are stable: the same type, drift within the limit._" in text
+    golden("comment_data.md", text)
+
+
+def test_comment_of_a_pull_request_that_trained_nothing_says_why_in_one_line() -> None:
+    untrained = rpt.Head("", "f" * 64, "c" * 40, "feature/x", {}, {"C": 0.5}, False, label="PR #12")
+    dataset = {
+        "dataset": "cancer",
+        "path": "data/cancer.csv",
+        "present": True,
+        "digest": "h" * 64,
+        "rows": 569,
+        "columns": 32,
+        "passed": False,
+        "problems": [{"message": "column radius: 12 null values (max_nulls 0)"}],
+    }
+    from types import SimpleNamespace
+
+    from mlci import verdict
+
+    problem = SimpleNamespace(message=dataset["problems"][0]["message"])  # type: ignore[index]
+    checked = SimpleNamespace(
+        dataset=SimpleNamespace(name="cancer"), profile={}, problems=(problem,), to_json=lambda: dataset
+    )
+    report = rpt.build(
+        CONFIG,
+        untrained,
+        [STAGING, PRODUCTION],
+        pr=12,
+        data=verdict.Data([checked], {}, trained=False),
+    )
+    text = render.render_report(report, "markdown")
+    assert "_No metrics to compare: nothing was trained, because the data fails its checks._" in text
+    assert "| metric |" not in text and "❔" not in text
+    golden("comment_untrained.md", text)
+
+
+def _plots_fixture() -> plots.Plots:
+    """Plots from fixed predictions (arithmetic, no random numbers): a golden that holds
+    on any machine."""
+    import numpy as np
+
+    from mlci import stats
+
+    def predictions(shift: int) -> stats.Predictions:
+        i = np.arange(200)
+        score = ((i * 37 + shift) % 100) / 100
+        truth = (((i * 37) % 100) + (i % 13) * 4 > 55).astype(int)
+        return stats.Predictions(
+            truth, (score > 0.5).astype(int), score.astype(float), i.astype(str).astype(object), (0, 1), False
+        )
+
+    made = plots.build("PR #12", predictions(0), [("staging v0.0.3", predictions(9))])
+    assert made is not None
+    return made
+
+
+def test_comment_with_model_plots() -> None:
+    report = dataclasses.replace(
+        rpt.build(CONFIG, HEAD, [STAGING, PRODUCTION], pr=12), plots=_plots_fixture()
+    )
+    text = render.render_report(report, "markdown")
+    assert "#### Model plots" in text
+    assert "| actual ╲ predicted | 0 | 1 |" in text
+    for title in ("**ROC curve**: 🟦 PR #12 (AUC", "**Precision-recall curve**", "**Calibration**"):
+        assert title in text
+    assert "🟧 staging v0.0.3" in text
+    golden("comment_plots.md", text)
+    # Cut first when the comment is too long: the plots (they are in report.json and the summary).
+    short = render.render_report(report, "markdown", limit=len(text) - 100)
+    assert "#### Model plots" not in short and "| `accuracy` ↑" in short

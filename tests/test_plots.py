@@ -1,0 +1,280 @@
+"""Model plots from predictions (mlci.plots), how they are drawn (Mermaid), and Mermaid's own
+parser over every chart mlci can write."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlci import plots, render, stats
+from mlci import report as rpt
+from tests import mermaid
+from tests.report_parts import CONFIG, HEAD, STAGING
+
+
+def _predictions(tmp_path: Path, name: str, rows: list[dict[str, object]]) -> stats.Predictions:
+    path = tmp_path / name
+    columns = list(rows[0])
+    path.write_text(
+        ",".join(columns) + "\n" + "".join(",".join(str(r[c]) for c in columns) + "\n" for r in rows)
+    )
+    return stats.read_predictions(path)
+
+
+def _binary(tmp_path: Path, name: str = "p.csv", seed: int = 0, n: int = 400) -> stats.Predictions:
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, n)
+    score = np.clip(truth * 0.35 + rng.random(n) * 0.65, 0, 1)
+    rows = [
+        {"id": i, "y_true": int(t), "y_pred": int(s > 0.5), "y_score": round(float(s), 6)}
+        for i, (t, s) in enumerate(zip(truth, score, strict=True))
+    ]
+    return _predictions(tmp_path, name, rows)
+
+
+# --------------------------------------------------------------------------- the numbers
+
+
+def test_a_binary_classifiers_plots_agree_with_scikit_learn(tmp_path: Path) -> None:
+    from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
+
+    head, base = _binary(tmp_path, "h.csv", 0), _binary(tmp_path, "b.csv", 1)
+    made = plots.build("PR #1", head, [("staging v1", base)])
+    assert made is not None and made.kind == "classifier"
+    assert [c.kind for c in made.charts] == ["roc", "pr", "calibration"]
+    roc, pr, calibration = made.charts
+    assert [s.label for s in roc.series] == ["PR #1", "staging v1"]
+    truth, score = head.y_true.astype(int), head.y_score
+    assert roc.series[0].note == f"AUC {roc_auc_score(truth, score):.3f}"
+    assert pr.series[0].note == f"AP {average_precision_score(truth, score):.3f}"
+    # The ROC on the grid: at each false positive rate, the best true positive rate reached.
+    fpr, tpr, _ = roc_curve(truth, score)
+    for x, y in zip(roc.x, roc.series[0].y, strict=True):
+        assert y == pytest.approx(max(t for f, t in zip(fpr, tpr, strict=True) if f <= x + 1e-12))
+    assert roc.x[0] == 0 and roc.x[-1] == 1 and len(roc.x) == 21 and roc.series[0].y[-1] == 1
+    assert roc.reference is not None and roc.reference.y == roc.x  # chance
+    # Calibration: the share of positives in each score bin.
+    bins = np.minimum((score * 10).astype(int), 9)
+    for i, share in enumerate(calibration.series[0].y):
+        rows = truth[bins == i]
+        assert share == (pytest.approx(rows.mean()) if rows.size else None)
+    # The confusion matrix, the head's and the baseline's, on the same rows.
+    assert made.confusion is not None and made.confusion.labels == ("0", "1")
+    expected = confusion_matrix(truth, head.y_pred.astype(int)).tolist()
+    assert [list(r) for r in made.confusion.head] == expected
+    assert made.confusion.baseline_label == "staging v1" and made.confusion.same_rows is False
+
+
+def test_multiclass_regression_and_what_predictions_cannot_give(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(300):
+        scores = rng.dirichlet([1, 1, 1])
+        rows.append(
+            {
+                "y_true": "abc"[i % 3],
+                "y_pred": "abc"[int(scores.argmax())],
+                **{f"y_score_{c}": round(float(s), 6) for c, s in zip("abc", scores, strict=True)},
+            }
+        )
+    made = plots.build("head", _predictions(tmp_path, "m.csv", rows), [])
+    assert made is not None and [c.kind for c in made.charts] == ["roc", "pr", "calibration"]
+    assert made.charts[0].note == "micro-average over the classes"
+    assert made.confusion is not None and made.confusion.labels == ("a", "b", "c")
+    assert sum(map(sum, made.confusion.head)) == 300
+
+    labels_only = _predictions(tmp_path, "l.csv", [{"y_true": i % 2, "y_pred": i % 3 % 2} for i in range(50)])
+    made = plots.build("head", labels_only, [])
+    assert made is not None and made.charts == () and made.confusion is not None
+    assert made.notes == ("no curves: the predictions have labels but no scores (write y_score)",)
+
+    margins = _predictions(
+        tmp_path, "s.csv", [{"y_true": i % 2, "y_score": (i % 7) - 3.5} for i in range(60)]
+    )  # a decision function, not a probability
+    made = plots.build("head", margins, [])
+    assert made is not None and [c.kind for c in made.charts] == ["roc", "pr"]
+    assert any("not probabilities" in n for n in made.notes)
+
+    truth = rng.normal(100, 30, 500)
+    regression = _predictions(
+        tmp_path,
+        "r.csv",
+        [{"y_true": round(t, 3), "y_pred": round(t + rng.normal(0, 5), 3)} for t in truth],
+    )
+    made = plots.build("head", regression, [("staging", regression)])
+    assert made is not None and made.kind == "regressor" and made.confusion is None
+    predicted, residuals = made.charts
+    assert predicted.kind == "predicted" and residuals.kind == "residuals"
+    assert len(predicted.x) == plots.REGRESSION_BINS and predicted.reference is not None
+    assert sum(residuals.series[0].y) == pytest.approx(100)  # shares of rows, in %
+    assert residuals.series[0].note.startswith("RMSE ")
+    assert [s.label for s in residuals.series] == ["head", "staging"]
+
+
+def test_plots_read_back_as_data_and_refuse_anything_else(tmp_path: Path) -> None:
+    made = plots.build("PR #1", _binary(tmp_path, "h.csv"), [("staging", _binary(tmp_path, "b.csv", 2))])
+    assert made is not None
+    data = json.loads(json.dumps(made.to_json()))
+    assert plots.from_json(data) == made
+    for doctor in (
+        lambda d: d.update(kind="pie"),
+        lambda d: d["charts"][0].update(x=list(range(500))),
+        lambda d: d["charts"][0]["series"][0].update(y=["0.5"] * 21),
+        lambda d: d["charts"][0]["series"][0].update(y=[1e999] * 21),
+        lambda d: d["charts"][0].update(series=[]),
+        lambda d: d["charts"][0].update(kind="<script>"),
+        lambda d: d["confusion"].update(head=[[1, -1], [0, 0]]),
+        lambda d: d["confusion"].update(labels=["x"] * 11),
+        lambda d: d["confusion"].update(head=[[True, 0], [0, 0]]),
+        lambda d: d.update(notes="x"),
+        lambda d: d.update(head="x" * 1000),
+    ):
+        bad = json.loads(json.dumps(data))
+        doctor(bad)
+        with pytest.raises(plots.BadPlots):
+            plots.from_json(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0, "0"),
+        (-0.0, "0"),
+        (1.0, "1"),
+        (0.5, "0.5"),
+        (-0.25, "-0.25"),
+        (1.03057e-07, "0.000000103057"),
+        (1e-9, "0.000000001"),
+        (1.004e6, "1004000"),
+        (1e9, "1000000000"),
+        (-1.73472e-18, "-0.00000000000000000173472"),
+        (0.123456789, "0.123457"),
+        (123456789.0, "123457000"),
+    ],
+)
+def test_a_number_mermaid_reads_never_has_an_exponent(value: float, text: str) -> None:
+    assert render.mermaid_number(value) == text
+
+
+@pytest.mark.parametrize(
+    ("values", "axis"),
+    [
+        ([0.01, 0.11], (0.0, 0.12)),  # never -1.7e-18 for a zero
+        ([0.91, 0.94, 0.95, 0.93], (0.906, 0.954)),
+        ([0.5, 0.5], (0.45, 0.55)),
+        ([0.0, 0.0], (0.0, 1.0)),
+        ([-5.0, 5.0], (-6.0, 6.0)),
+        ([1e9, 1.5e9], (9.5e8, 1.55e9)),
+        ([1e-9, 2e-9], (9e-10, 2.1e-9)),
+    ],
+)
+def test_a_y_axis_pads_and_rounds_outward(values: list[float], axis: tuple[float, float]) -> None:
+    low, high = render.axis_range(values)
+    assert (low, high) == pytest.approx(axis)
+    assert low <= min(values) and high >= max(values)
+
+
+def test_a_chart_leaves_out_what_it_cannot_draw() -> None:
+    chart = plots.Chart(
+        "calibration",
+        "Calibration",
+        "x",
+        "y",
+        (0.05, 0.15, 0.25, 0.35),
+        (plots.Series("head", (0.1, None, 0.3, 0.4)), plots.Series("base", (0.1, 0.2, 0.3, math.inf))),
+    )
+    drawn = render.mermaid_chart(chart)
+    assert drawn is not None
+    assert 'x-axis "x" 0.05 --> 0.25' in drawn.mermaid  # what is left is evenly spaced: a numeric axis
+    assert drawn.mermaid.count("line [0.1, 0.3]") == 2
+    uneven = dataclasses.replace(chart, series=(plots.Series("head", (0.1, None, 0.3, 0.4)),))
+    drawn = render.mermaid_chart(uneven)
+    assert drawn is not None and 'x-axis ["0.05", "0.25", "0.35"]' in drawn.mermaid  # labels
+    one = plots.Chart("roc", "ROC", "x", "y", (0.0, 1.0), (plots.Series("head", (None, 1.0)),))
+    assert render.mermaid_chart(one) is None  # a single point is no line
+
+
+# --------------------------------------------------------------------------- Mermaid's parser
+
+_NAMES = st.text(min_size=0, max_size=40) | st.sampled_from(
+    ['"]\n  line [1]', "--> 1", "%%{init: {}}%%", "<script>", "`x`", "a|b", "é ✓", ";", "\\", "#"]
+)
+_VALUES = (
+    st.floats(allow_nan=True, allow_infinity=True, width=64)
+    | st.floats(min_value=-1e9, max_value=1e9)
+    | st.sampled_from([1e-9, -1e-9, 1e9, -1e9, 0.0, -0.0, 1.03057e-07, 1.004e6, math.nan])
+)
+
+
+def _charts_of(names: list[str], values: list[float]) -> list[str]:
+    """Every kind of chart mlci writes, from these names and values."""
+    out: list[str] = []
+    history = tuple((name or "v", value) for name, value in zip(names, values, strict=False))
+    head = rpt.Head("r", "f" * 64, None, None, {"m": values[-1]}, {}, False, label=names[0] or "x")
+    config = CONFIG.__class__(**{**CONFIG.__dict__, "report": CONFIG.report.__class__(key_metric="m")})
+    report = rpt.build(config, head, [], history=history[:-1])
+    chart = render._chart(report)
+    if chart is not None:
+        text = render.render_report(report, "markdown")
+        out += mermaid.blocks(text)
+    x = tuple(i / (len(values) - 1) for i in range(len(values))) if len(values) > 1 else (0.0,)
+    for kind, xs in (("roc", x), ("predicted", tuple(sorted(values)))):
+        made = plots.Chart(
+            kind,
+            names[0],
+            names[-1],
+            names[len(names) // 2],
+            xs,
+            (plots.Series(names[0], tuple(values)), plots.Series(names[-1], tuple(reversed(values)))),
+            reference=plots.Series(names[1 % len(names)], tuple(values)),
+        )
+        drawn = render.mermaid_chart(made)
+        if drawn is not None:
+            out.append(drawn.mermaid)
+    return out
+
+
+def test_every_chart_mlci_can_write_parses_with_mermaids_own_parser(tmp_path: Path) -> None:
+    charts: list[str] = []
+
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(
+        names=st.lists(_NAMES, min_size=1, max_size=6),
+        values=st.lists(_VALUES, min_size=1, max_size=25),
+    )
+    def collect(names: list[str], values: list[float]) -> None:
+        charts.extend(_charts_of(names, values))
+
+    collect()
+    # The goldens' charts, and plots from real predictions, classifier and regressor.
+    golden = Path(__file__).parent / "golden"
+    for path in sorted(golden.glob("*.md")):
+        charts += mermaid.blocks(path.read_text())
+    made = plots.build("PR #1", _binary(tmp_path, "h.csv"), [("staging", _binary(tmp_path, "b.csv", 4))])
+    assert made is not None
+    charts += [d.mermaid for d in map(render.mermaid_chart, made.charts) if d is not None]
+    assert len(charts) > 300
+    mermaid.assert_parses(charts)
+
+
+def test_the_parser_check_catches_a_chart_github_cannot_draw() -> None:
+    bad = (
+        'xychart-beta\n    x-axis ["a", "b"]\n    y-axis "y" -1.73472e-18 --> 1\n    line [1.03057e-07, 0.7]'
+    )
+    (error,) = mermaid.parse([bad])
+    assert error is not None and "Expecting" in error
+
+
+def test_a_report_carries_its_plots_in_its_json(tmp_path: Path) -> None:
+    made = plots.build("PR #12", _binary(tmp_path, "h.csv"), [])
+    report = rpt.build(CONFIG, HEAD, [STAGING])
+    data = rpt.to_json(dataclasses.replace(report, plots=made))
+    assert data["plots"]["kind"] == "classifier" and data["plots"]["charts"][0]["kind"] == "roc"
+    assert rpt.to_json(report)["plots"] is None
