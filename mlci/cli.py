@@ -613,6 +613,7 @@ class Format(str, enum.Enum):
     table = "table"
     markdown = "markdown"
     json = "json"
+    html = "html"
 
 
 BaseOption = Annotated[
@@ -811,24 +812,45 @@ def gate(
 
 @app.command()
 def report(
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.markdown,
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Report format: markdown (the pull request comment), table, json, or html "
+            "(one self-contained page, charts included, for a browser).",
+        ),
+    ] = Format.markdown,
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="File to write. Default: .mlci/report.md (.txt, .json).", dir_okay=False
+            "--output",
+            "-o",
+            help="File to write. Default: .mlci/report.md (.txt, .json, .html).",
+            dir_okay=False,
         ),
     ] = None,
     base: BaseOption = None,
     environments: EnvsOption = None,
+    open_it: Annotated[
+        bool,
+        typer.Option(
+            "--open",
+            help="Write the HTML report (implies --format html unless another is given) and open it "
+            "in the browser ($BROWSER, else the system's).",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Write the report (a PR comment in markdown, a table, or JSON) to a file.
+    """Write the report (a PR comment in markdown, a table, JSON, or an HTML page) to a file.
 
     Later steps and people read it from disk, with no network.
     """
     from mlci.commands import report as command
     from mlci.usecases import review
 
+    if open_it and fmt is Format.markdown:
+        fmt = Format.html
     ctx = _context(config)
     reviewed = review.gather(ctx, base=base, environments=environments or [])
     template = review.template_for(ctx.config) if fmt is Format.markdown else None
@@ -838,6 +860,11 @@ def report(
     target.write_text(text, encoding="utf-8")
     _log(f"wrote {target} ({len(text)} characters)")
     typer.echo(str(target))
+    if open_it:
+        if command.open_in_browser(target):
+            _log(f"opened {target} in the browser")
+        else:
+            _log(f"no browser to open it with here: open {target} yourself (or set $BROWSER)")
 
 
 def _context(path: Path | None, log: Callable[[str], None] | None = None) -> Any:

@@ -611,3 +611,185 @@ def render_sweep(board: Any) -> str:
         return str(env.get_template("sweep.md.j2").render(board=board, max_rows=MAX_SWEEP_ROWS))
     except jinja2.TemplateError as exc:  # pragma: no cover - the built-in template
         raise MlciError(f"the sweep template failed to render: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- the HTML report
+
+_SVG_W, _SVG_H = 640, 360
+_LEFT, _RIGHT, _TOP, _BOTTOM = 64, 16, 36, 48
+
+
+def _tick(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def svg_chart(chart: Any, labels: list[str] | None = None) -> str:
+    """``chart`` (``mlci.plots.Chart``) as an inline SVG line chart: each series a line
+    with a marker at each point, the reference dashed grey, a gap where a line has no
+    value, axes with ticks; ``labels``: category names for the x positions. Every piece of
+    text is escaped. Drawn by mlci, so the page needs no script and no network."""
+    import html
+
+    lines = [*chart.series, *([chart.reference] if chart.reference is not None else [])]
+    xs = [float(x) for x in chart.x]
+    values = [y for line in lines for y in line.y if y is not None and math.isfinite(y)]
+    if not values or len(xs) < 1:
+        return ""
+    low, high = chart.y_range or axis_range(values)
+    if not high > low:
+        low, high = low - 1, high + 1
+    x0, x1 = min(xs), max(xs)
+    span_x = (x1 - x0) or 1.0
+    plot_w, plot_h = _SVG_W - _LEFT - _RIGHT, _SVG_H - _TOP - _BOTTOM
+
+    def px(x: float) -> float:
+        return _LEFT + (x - x0) / span_x * plot_w if x1 > x0 else _LEFT + plot_w / 2
+
+    def py(y: float) -> float:
+        y = min(max(y, low), high)
+        return _TOP + (1 - (y - low) / (high - low)) * plot_h
+
+    e = html.escape
+    out = [
+        f'<svg class="chart" role="img" viewBox="0 0 {_SVG_W} {_SVG_H}" width="{_SVG_W}" height="{_SVG_H}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{e(chart.title)}</title>',
+        f'<text x="{_SVG_W / 2}" y="20" text-anchor="middle" class="title">{e(chart.title)}</text>',
+        f'<line class="axis" x1="{_LEFT}" y1="{_TOP + plot_h}" x2="{_LEFT + plot_w}" y2="{_TOP + plot_h}"/>',
+        f'<line class="axis" x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{_TOP + plot_h}"/>',
+    ]
+    for i in range(5):
+        y = low + (high - low) * i / 4
+        out.append(
+            f'<line class="grid" x1="{_LEFT}" y1="{py(y):.1f}" x2="{_LEFT + plot_w}" y2="{py(y):.1f}"/>'
+            f'<text x="{_LEFT - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{e(_tick(y))}</text>'
+        )
+    if labels is not None:
+        ticks = [(x, labels[i]) for i, x in enumerate(xs)]
+    else:
+        ticks = (
+            [(x0 + span_x * i / 4, _tick(x0 + span_x * i / 4)) for i in range(5)]
+            if x1 > x0
+            else [(x0, _tick(x0))]
+        )
+    for x, text in ticks:
+        out.append(
+            f'<text x="{px(x):.1f}" y="{_TOP + plot_h + 16}" text-anchor="middle">{e(str(text)[:24])}</text>'
+        )
+    out.append(
+        f'<text x="{_LEFT + plot_w / 2}" y="{_SVG_H - 8}" text-anchor="middle" class="axis-title">'
+        f"{e(chart.x_title)}</text>"
+        f'<text transform="translate(14 {_TOP + plot_h / 2}) rotate(-90)" text-anchor="middle" '
+        f'class="axis-title">{e(chart.y_title)}</text>'
+    )
+    colours = [PALETTE[i % len(PALETTE)][0] for i in range(len(chart.series))]
+    if chart.reference is not None:
+        colours.append(REFERENCE_COLOUR[0])
+    for index, (line, colour) in enumerate(zip(lines, colours, strict=True)):
+        reference = chart.reference is not None and index == len(lines) - 1
+        segment: list[str] = []
+        segments: list[list[str]] = []
+        for x, y in zip(xs, line.y, strict=True):
+            if y is None or not math.isfinite(y):
+                if segment:
+                    segments.append(segment)
+                segment = []
+                continue
+            segment.append(f"{px(x):.1f},{py(y):.1f}")
+        if segment:
+            segments.append(segment)
+        dash = ' stroke-dasharray="6 4"' if reference else ""
+        name = e(line.label)
+        for points in segments:
+            out.append(
+                f'<polyline class="series" data-series="{name}" fill="none" stroke="{colour}" '
+                f'stroke-width="2"{dash} points="{" ".join(points)}"/>'
+            )
+            if not reference:
+                out += [
+                    f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{colour}"/>'
+                    for p in points
+                ]
+    out.append("</svg>")
+    return "".join(out)
+
+
+def legend_items(chart: Any) -> list[tuple[str, str]]:
+    """(colour, text) for each line of ``chart``, as the legend under it shows them."""
+    items = [
+        (PALETTE[i % len(PALETTE)][0], s.label + (f" ({s.note})" if s.note else ""))
+        for i, s in enumerate(chart.series)
+    ]
+    if chart.reference is not None:
+        items.append((REFERENCE_COLOUR[0], chart.reference.label))
+    return items
+
+
+def history_chart(report: Any) -> Any:
+    """The key metric across versions as a ``plots.Chart`` (the HTML report's), or None."""
+    from mlci import plots
+
+    if not report.key_metric:
+        return None
+    points = [*report.history]
+    value = report.head.metrics.get(report.key_metric)
+    if value is not None:
+        points.append((report.head.label, value))
+    points = [(label, x) for label, x in points if math.isfinite(x)]
+    if len(points) < 2:
+        return None
+    return plots.Chart(
+        "history",
+        f"{report.key_metric} across versions",
+        "version",
+        report.key_metric,
+        tuple(float(i) for i in range(len(points))),
+        (plots.Series(report.key_metric, tuple(x for _, x in points)),),
+    ), [label for label, _ in points]
+
+
+def render_html(report: Any) -> str:
+    """The report as one self-contained HTML page (``mlci report --format html``): the
+    comment's content, its charts drawn as inline SVG; no script, no network. Autoescaped:
+    every name and value is text."""
+    import jinja2
+    import jinja2.sandbox
+    from markupsafe import Markup
+
+    env = jinja2.sandbox.SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(templates_root() / "report")),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+    )
+    env.filters["num"] = _num
+    names = list(report.metric_names)
+    cols = columns(report, names)
+    history = history_chart(report)
+    plots = getattr(report, "plots", None)
+    charts = [(c, Markup(svg_chart(c)), legend_items(c)) for c in (plots.charts if plots else ())]
+    sweep = render_sweep(report.sweep) if report.sweep is not None else None
+    return env.get_template("report.html.j2").render(
+        report=report,
+        metric_rows=names,
+        columns=cols,
+        legend=legend(cols),
+        head_cell=lambda name: _head_cell(report, name),
+        history=None if history is None else (Markup(svg_chart(history[0], history[1])), history[0]),
+        plots=plots,
+        charts=charts,
+        confusion_rows=_confusion_cells(plots.confusion) if plots and plots.confusion else [],
+        notable_columns=notable_columns,
+        sweep=sweep,
+    )
+
+
+def _confusion_cells(confusion: Any) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """Each actual class and its row: (text, changed from the baseline) per predicted class."""
+    rows = []
+    for i, label in enumerate(confusion.labels):
+        cells = []
+        for j in range(len(confusion.labels)):
+            count = confusion.head[i][j]
+            was = confusion.baseline[i][j] if confusion.baseline is not None else count
+            cells.append((f"{count} (was {was})" if was != count else str(count), was != count))
+        rows.append((label, cells))
+    return rows

