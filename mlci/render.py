@@ -217,8 +217,9 @@ def axis_range(values: list[float]) -> tuple[float, float]:
 
 
 # Line colours set explicitly: visible on GitHub's light and dark backgrounds alike (its
-# own Mermaid theme draws a pale line), each named by a square of the same hue in the legend.
-PALETTE = (("#2f81f7", "🟦"), ("#f0883e", "🟧"), ("#3fb950", "🟩"), ("#a371f7", "🟪"))
+# own Mermaid theme draws a pale line): each has a contrast of 3:1 or more against white and
+# against the dark theme's background (tests/test_plots.py), and a square of its hue in the legend.
+PALETTE = (("#2f81f7", "🟦"), ("#d4700e", "🟧"), ("#2da44e", "🟩"), ("#a371f7", "🟪"))
 REFERENCE_COLOUR = ("#8b949e", "⬜")
 
 

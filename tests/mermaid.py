@@ -43,3 +43,30 @@ def parse(charts: list[str]) -> list[str | None]:
 def assert_parses(charts: list[str]) -> None:
     bad = [(c, e) for c, e in zip(charts, parse(charts), strict=True) if e is not None]
     assert not bad, "\n\n".join(f"{e}\n---\n{c}" for c, e in bad[:5])
+
+
+def render_in_chromium(charts: list[str], themes: tuple[str, ...] = ("default", "dark")) -> list[dict]:  # type: ignore[type-arg]
+    """Each chart drawn by Mermaid in Chromium under each theme: its lines' colours and
+    widths, and the background (one entry per theme and chart, theme by theme)."""
+    tools.require("mermaid")
+    tools.require("browser")
+    script = tools.MERMAID_MODULES / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
+    proc = subprocess.run(
+        [
+            "node",
+            str(Path(__file__).with_name("mermaid_render.mjs")),
+            str(script),
+            str(tools.CHROMIUM),
+            ",".join(themes),
+        ],
+        input=json.dumps(charts),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"BROWSER_MODULES": str(tools.BROWSER_MODULES), "PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found: list[dict] = json.loads(proc.stdout)  # type: ignore[type-arg]
+    assert found[-1] == {"errors": []}, found[-1]
+    return found[:-1]

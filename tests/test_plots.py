@@ -460,3 +460,51 @@ def _scaffold_only(cli, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
     root = tmp_path / "fresh"
     assert cli("init", str(root), "--git").code == 0
     return root
+
+
+def _luminance(colour: str) -> float:
+    named = {"white": "#ffffff", "black": "#000000"}
+    colour = named.get(colour, colour).lstrip("#")
+    if len(colour) == 3:
+        colour = "".join(c * 2 for c in colour)
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.slow
+def test_every_line_is_drawn_in_its_colour_and_visible_in_githubs_light_and_dark_themes(
+    tmp_path: Path,
+) -> None:
+    """Mermaid draws each line in the colour mlci set, under the default theme (GitHub's
+    light) and the dark one, with a contrast of 3:1 or more against the background (WCAG's
+    for graphics), and against GitHub's own dark canvas."""
+    made = plots.build(
+        "PR #1",
+        _binary(tmp_path, "h.csv"),
+        [
+            ("staging", _binary(tmp_path, "b.csv", 6)),
+            ("production", _binary(tmp_path, "p.csv", 7)),
+            ("base", _binary(tmp_path, "m.csv", 8)),
+        ],
+    )
+    assert made is not None
+    charts = [d.mermaid for d in map(render.mermaid_chart, made.charts) if d is not None]
+    report = rpt.build(CONFIG, HEAD, [STAGING], history=[("v0.0.1", 0.91), ("v0.0.2", 0.94)])
+    charts += mermaid.blocks(render.render_report(report, "markdown"))
+    drawn = mermaid.render_in_chromium(charts)
+    assert len(drawn) == 2 * len(charts)
+    expected = [c for c, _ in render.PALETTE] + [render.REFERENCE_COLOUR[0]]
+    for chart, seen in zip(charts * 2, drawn, strict=True):
+        strokes = [line["stroke"] for line in seen["lines"]]
+        assert strokes and all(line["width"] > 0 for line in seen["lines"]), seen
+        assert set(strokes) <= set(expected), (strokes, chart)
+        for stroke in strokes:
+            for background in (seen["background"], "#0d1117" if seen["theme"] == "dark" else "#ffffff"):
+                assert _contrast(stroke, background) >= 3, (stroke, background, seen["theme"])
+    assert {s["theme"] for s in drawn} == {"default", "dark"}
