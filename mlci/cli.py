@@ -1036,6 +1036,42 @@ def demo(
     command.run(directory, echo=typer.echo)
 
 
+@app.command("publish-plots")
+def publish_plots(
+    folder: Annotated[
+        Path,
+        typer.Argument(help="Folder with the report a pull request job made (its plot-* files are read)."),
+    ],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", envvar="GITHUB_TOKEN", help="GitHub token (masked, never printed).", show_default=False
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Upload a pull request's plots (report.plots) to the rolling pre-release mlci-plots.
+
+    Each file is checked and rebuilt as an image (PNG, or SVG from an allowlist) before
+    it is sent, and named by its digest, so it is uploaded once. Run it in a job that may
+    write contents and runs nothing else; `mlci publish` then links the images.
+    """
+    from mlci.usecases import ci as ci_command
+    from mlci.usecases import publish as command
+
+    try:
+        result = command.upload_plots(_context(config), folder, token=token)
+    except MlciError as exc:
+        ci_command.error_summary(os.environ, exc)
+        raise
+    text = (
+        f"{result['release']}: {len(result['uploaded'])} uploaded, {len(result['present'])} already there"
+        + (f", {len(result['pruned'])} old ones deleted" if result["pruned"] else "")
+    )
+    _emit(result, as_json, text)
+
+
 @app.command()
 def publish(
     folder: Annotated[

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import posixpath
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -223,6 +224,7 @@ class ReportConfig:
     baselines: tuple[str, ...] | None = None  # None: every environment, then the base branch
     template: str | None = None
     key_metric: str | None = None
+    plots: tuple[str, ...] = ()  # image files the training writes (mlci.images), shown in the report
 
 
 DATA_TYPES = ("int", "float", "number", "str", "bool", "datetime")
@@ -372,6 +374,7 @@ class Config:
                 "baselines": list(self.baselines),
                 "template": self.report.template,
                 "key_metric": self.key_metric,
+                "plots": list(self.report.plots),
             },
         }
 
@@ -1275,4 +1278,28 @@ class _Checker:
             baselines=baselines,
             template=template,
             key_metric=self.string(r.get("key_metric"), (*at, "key_metric"), None),
+            plots=self.plots(r.get("plots"), (*at, "plots")),
         )
+
+    def plots(self, raw: Any, at: tuple[str | int, ...]) -> tuple[str, ...]:
+        """``report.plots``: image files in the project, .png or .svg, each name once."""
+        from mlci import images
+
+        found = self.string_list(raw, at, ()) or ()
+        if len(found) > images.MAX_PLOTS:
+            self.problem(at, f"{len(found)} plots, more than a report shows ({images.MAX_PLOTS})")
+        names: dict[str, str] = {}
+        for i, path in enumerate(found):
+            where = (*at, i) if isinstance(raw, list) else at
+            self.project_path(path, where)
+            name = posixpath.basename(path)
+            if posixpath.splitext(name)[1].lower() not in images.SUFFIXES:
+                self.problem(
+                    where, f"{_short(path)!r} is not a .png or .svg file (the formats mlci publishes)"
+                )
+            elif name in names:
+                self.problem(
+                    where, f"{_short(path)!r} has the same file name as {names[name]!r}: name each plot once"
+                )
+            names.setdefault(name, path)
+        return found

@@ -125,6 +125,8 @@ class AssetInfo:
     size: int
     digest: str | None  # "sha256:..." where GitHub reports it
     state: str = "uploaded"  # "starter" for an upload that did not finish
+    url: str | None = None  # browser_download_url: where a reader's browser gets it
+    created_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -854,6 +856,41 @@ class GitHubApi:
             raise
         return made["_release"] if "_release" in made else _release(made)
 
+    def create_prerelease(self, tag: str, name: str, body: str) -> ReleaseInfo:
+        """A published pre-release on ``tag`` (GitHub makes the tag at the default branch),
+        never the latest release. One made meanwhile by another job is the one returned."""
+        call = _Call(f"creating the pre-release {tag}", "contents: write")
+        request = {
+            "tag_name": tag,
+            "name": name,
+            "body": body,
+            "draft": False,
+            "prerelease": True,
+            "make_latest": "false",
+        }
+
+        def lookup() -> dict[str, Any] | None:
+            found = self.release(tag)
+            return None if found is None else {"id": found.id, "_release": found}
+
+        try:
+            made = self._create(f"{self._repo}/releases", call, request, lookup)
+        except GitHubError as exc:
+            found = self.release(tag) if exc.status == 422 else None
+            if found is None:
+                raise
+            return found
+        return made["_release"] if "_release" in made else _release(made)
+
+    def assets(self, release: ReleaseInfo) -> list[AssetInfo]:
+        """Every asset of ``release`` (all pages), as GitHub answers now."""
+        call = _Call(f"listing the assets of the release {release.tag}", "contents: read")
+        found = (
+            _asset(a)
+            for a in self._pages(f"{self._repo}/releases/{release.id}/assets?per_page=100", call, fresh=True)
+        )
+        return [a for a in found if a is not None and a.state == "uploaded"]
+
     def stale_drafts(self, tag: str) -> list[ReleaseInfo]:
         """Drafts on ``tag`` left by a registration that did not finish."""
         return self._drafts(tag, None)
@@ -1047,7 +1084,16 @@ def _asset(raw: Any) -> AssetInfo | None:
         size if size is not None and size >= 0 else 0,
         raw.get("digest") if isinstance(raw.get("digest"), str) else None,
         str(raw.get("state") or "uploaded"),
+        _web_url(raw.get("browser_download_url")),
+        raw.get("created_at") if isinstance(raw.get("created_at"), str) else None,
     )
+
+
+def _web_url(value: Any) -> str | None:
+    """An https URL as GitHub answers one (a link a comment shows), else None."""
+    if not isinstance(value, str) or not value.startswith("https://") or len(value) > 2000:
+        return None
+    return value if not any(c.isspace() or c in "<>\"'()" for c in value) else None
 
 
 def _release(raw: Any) -> ReleaseInfo:

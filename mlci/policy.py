@@ -68,6 +68,7 @@ SETTINGS: dict[str, str] = {
     "report.baselines": BASE,
     "report.template": BASE,
     "report.key_metric": BASE,
+    "report.plots": HEAD,  # what the head's training writes; each file is checked as an image
     "data.name": BASE,
     "data.columns": BASE,
     "data.key": BASE,
@@ -92,7 +93,7 @@ def judged_by(head: Config, base: Config | None) -> Config:
         environments=base.environments,
         metrics=base.metrics,
         data=_data_judged_by(head, base),
-        report=base.report,
+        report=dataclasses.replace(base.report, plots=head.report.plots),
     )
 
 

@@ -373,6 +373,27 @@ def link_target(value: object) -> str:
     return urllib.parse.quote(text, safe=":/#?&=%~+@,;!$.-_")
 
 
+_RELATIVE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+
+
+def image_target(value: object) -> str:
+    """An image's address in markdown: an http(s) URL (``link_target``), or a plain relative
+    path beside the report (letters, digits, ``._-/``, no ``..``); else ``#``."""
+    text = str(value)
+    if text.startswith(("http://", "https://")):
+        return link_target(text)
+    return text if _RELATIVE.fullmatch(text) and ".." not in text.split("/") else "#"
+
+
+def figure_rows(figures: Any) -> list[tuple[str, list[Any]]]:
+    """The project's plots by name, in the head's order: each with the head's figure and
+    the baselines' beside it."""
+    rows: dict[str, list[Any]] = {}
+    for f in figures:
+        rows.setdefault(f.name, []).append(f)
+    return list(rows.items())
+
+
 def mermaid_text(value: object) -> str:
     """A label inside a Mermaid string: letters, digits and a few safe marks only, and
     never empty (Mermaid's grammar refuses ``title ""``)."""
@@ -501,6 +522,7 @@ def render_report(
     max_params = 50
     keep = len(names)
     plots = getattr(report, "plots", None)
+    figures_shown = True
     while True:
         shown = names[:keep]
         cols = columns(report, shown)
@@ -519,6 +541,7 @@ def render_report(
                 plot_charts=drawn,
                 confusion_rows=confusion_rows(plots.confusion) if plots and plots.confusion else [],
                 notable_columns=notable_columns,
+                figure_rows=figure_rows(getattr(report, "figures", ())) if figures_shown else [],
                 max_params=max_params,
                 max_rows=MAX_SWEEP_ROWS,
                 table=_terminal_table(report, color) if fmt != "markdown" else "",
@@ -532,8 +555,8 @@ def render_report(
             return text
         if max_params > 5:
             max_params = 5
-        elif plots is not None:
-            plots = None  # the plots are in the job summary and report.json
+        elif plots is not None or (figures_shown and bool(getattr(report, "figures", None))):
+            plots, figures_shown = None, False  # they are in the job summary and report.json
         elif keep > 20:
             keep = max(20, keep // 2)
         else:
@@ -599,6 +622,7 @@ def _report_environment(template: TemplateSource | None, color: bool) -> Any:
     env.filters["code"] = inline_code
     env.filters["mermaid"] = mermaid_text
     env.filters["url"] = link_target
+    env.filters["image_url"] = image_target
     env.filters["color"] = lambda text, name: f"{_ANSI[name]}{text}\033[0m" if color else text
     return env
 
@@ -768,7 +792,9 @@ def render_html(report: Any) -> str:
     plots = getattr(report, "plots", None)
     charts = [(c, Markup(svg_chart(c)), legend_items(c)) for c in (plots.charts if plots else ())]
     sweep = render_sweep(report.sweep) if report.sweep is not None else None
+    figures = [(name, [(f, _data_uri(f)) for f in row]) for name, row in figure_rows(report.figures)]
     return env.get_template("report.html.j2").render(
+        figures=figures,
         report=report,
         metric_rows=names,
         columns=cols,
@@ -781,6 +807,23 @@ def render_html(report: Any) -> str:
         notable_columns=notable_columns,
         sweep=sweep,
     )
+
+
+def _data_uri(figure: Any) -> str | None:
+    """A figure's file as a ``data:`` URI (the page needs no network), checked as an image
+    again; None where there is no such file here, or it is not one."""
+    import base64
+
+    from mlci import images, safeinput
+
+    if figure.path is None:
+        return None
+    try:
+        data = safeinput.read_bytes(figure.path, limit=images.MAX_BYTES, what="a plot", follow=False)
+        image = images.checked(figure.name, data)
+    except (OSError, safeinput.BadInput, images.BadImage):
+        return None
+    return f"data:{image.content_type};base64,{base64.b64encode(image.data).decode()}"
 
 
 def _confusion_cells(confusion: Any) -> list[tuple[str, list[tuple[str, bool]]]]:

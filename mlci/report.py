@@ -49,6 +49,7 @@ class Baseline:
     metrics: Mapping[str, float] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
+    plots: tuple[tuple[str, str], ...] = ()  # its version's report.plots: (name, sha256)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Report:
     data: DataSection | None = None  # the declared datasets (data: in mlci.yaml), when checked
     sweep: Any = None  # mlci.usecases.sweep.Leaderboard: the pull request's sweep, when it ran one
     plots: Plots | None = None  # from the head's and the baselines' predictions (mlci.plots)
+    figures: tuple[Any, ...] = ()  # the project's own plots (mlci.usecases.figures.Figure), head's first
 
     @property
     def marker(self) -> str:
@@ -301,4 +303,5 @@ def to_json(report: Report) -> dict[str, Any]:
         },
         "notes": list(report.notes),
         "plots": None if report.plots is None else report.plots.to_json(),
+        "figures": [f.to_json() for f in report.figures],
     }

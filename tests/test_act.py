@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from mlci import gitrepo, tags
-from tests import tools
+from tests import pngs, tools
 from tests.github_stub import GitHubState, github_stub
 from tests.helpers import REPO_ROOT, run
 
@@ -185,9 +185,14 @@ def _job_log(stdout: str, job: str) -> str:
     return "\n".join(line for line in stdout.splitlines() if job in line.split("]", 1)[0])
 
 
-def _scaffold(cli, tmp_path: Path, *flags: str) -> Path:  # type: ignore[no-untyped-def]
+def _scaffold(cli, tmp_path: Path, *flags: str, plots: bool = False) -> Path:  # type: ignore[no-untyped-def]
     root = tmp_path / "churn"
     assert cli("init", str(root), "--git", *flags).code == 0
+    if plots:  # train.py writes a PNG plot, which mlci.yaml lists under report.plots
+        pngs.add_plot(root)
+        run(["git", "commit", "-qam", "a plot for the reviewers"], root)
+        for branch in ("staging", "production"):
+            run(["git", "branch", "-f", branch, "main"], root)
     bare = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", str(bare)], tmp_path)
     run(["git", "remote", "add", "origin", str(bare)], root)
@@ -196,7 +201,7 @@ def _scaffold(cli, tmp_path: Path, *flags: str) -> Path:  # type: ignore[no-unty
 
 
 def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    root = _scaffold(cli, tmp_path)
+    root = _scaffold(cli, tmp_path, plots=True)
     run(["git", "checkout", "-q", "-b", "feature", "staging"], root)
     params = root / "params.yaml"
     params.write_text(params.read_text().replace("C: 1.0", "C: 0.5"))
@@ -256,6 +261,16 @@ def test_pull_request_and_push_workflows_run_under_act(cli, act: str, tmp_path: 
         assert "could not be installed; installing with pip" not in result.stdout
         assert "cache key mlci-uv-Linux-py3.11-v0.1.0-" in _job_log(result.stdout, "Train, compare and")
         assert "cache key mlci-uv-" not in _job_log(result.stdout, "Post the report")
+        # The project's plot: uploaded by the job that may write contents, linked in the comment.
+        assert gh.releases, _job_log(result.stdout, "Publish the project's plots") or result.stdout[-6000:]
+        (plots,) = gh.releases
+        assert plots["tag_name"] == "mlci-plots" and plots["prerelease"]
+        (asset,) = plots["assets"]
+        assert asset["name"].endswith("-confusion.png") and asset["content_type"] == "image/png"
+        assert gh.asset_bytes("mlci-plots", asset["name"]).startswith(b"\x89PNG")
+        body = gh.comments[3][0]["body"]
+        assert f"![confusion.png, PR #3]({asset['browser_download_url']})" in body
+        assert "uploaded plot confusion.png" in _job_log(result.stdout, "Publish the project's plots")
 
         # The merge: a push to staging registers and promotes the model.
         run(["git", "checkout", "-q", "staging"], root)
@@ -303,7 +318,7 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
     """The untrusted job reports with a read-only token; the workflow_run job posts.
     The callers are pinned to a commit SHA, and mlci is installed from that commit."""
     sha = _mlci_source()[1]
-    root = _scaffold(cli, tmp_path, "--fork-safe", "--actions-ref", f"mlci-dev/mlci@{sha}")
+    root = _scaffold(cli, tmp_path, "--fork-safe", "--actions-ref", f"mlci-dev/mlci@{sha}", plots=True)
     assert f"mlci.yml@{sha}" in (root / ".github/workflows/mlci-pr.yml").read_text()
     run(["git", "checkout", "-q", "-b", "feature", "staging"], root)
     params = root / "params.yaml"
@@ -356,6 +371,7 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
         assert sorted(p.name for p in (artifacts / "mlci-report-churn").iterdir()) == [
             "head-data-profile.json",  # its data's profiles: judged again by the publishing job
             "head-predictions.csv",  # the head's predictions: the publishing job's evidence
+            "plot-confusion.png",  # report.plots: checked as an image again before it is published
             "pull_request.json",
             "report.json",
         ]
@@ -388,6 +404,10 @@ def test_fork_safe_flow_runs_under_act(cli, act: str, tmp_path: Path) -> None:  
         assert "< min 0.95 at 95%" in gh.statuses[0]["description"]
         assert "artifact mlci-report-churn of run 77" in trusted.stdout
         assert f"+ mlci==0.1.0 (from git+https://github.com/mlci-dev/mlci@{sha})" in trusted.stdout
+        # The fork's plot: checked as an image, uploaded by the job that may write contents.
+        (asset,) = gh.releases[0]["assets"]
+        assert gh.releases[0]["tag_name"] == "mlci-plots" and asset["name"].endswith("-confusion.png")
+        assert f"![confusion.png, PR #9]({asset['browser_download_url']})" in gh.comments[9][0]["body"]
 
 
 def _pr_payload(path: Path, number: int, head: str, head_ref: str, base: str, root: Path) -> Path:

@@ -144,7 +144,7 @@ metrics: {accuracy: {goal: minimize}}
 tracking: {uri: "http://head.example:5000", experiment: head, timeout: 11, wait: 11}
 environments:
   staging: {branch: head-branch, gates: [{metric: accuracy, min: 0.1}]}
-report: {baselines: [base], template: head.md.j2, key_metric: head_metric}
+report: {baselines: [base], template: head.md.j2, key_metric: head_metric, plots: [head.png]}
 registry: {store: github}
 data:
   cancer:
@@ -176,7 +176,7 @@ metrics: {accuracy: {goal: maximize}}
 tracking: {uri: "http://base.example:5000", experiment: base, timeout: 22, wait: 22}
 environments:
   staging: {branch: base-branch, gates: [{metric: accuracy, min: 0.9}]}
-report: {baselines: [staging], template: base.md.j2, key_metric: base_metric}
+report: {baselines: [staging], template: base.md.j2, key_metric: base_metric, plots: [base.png]}
 registry: {store: mlflow}
 data:
   cancer:

@@ -135,6 +135,7 @@ def test_json_schema() -> None:
         "notes",
         "data",
         "plots",
+        "figures",
     }
     assert data["policy"] == {"from": None, "changes": []} and data["notes"] == []
     assert data["data"] is None  # no data: section, nothing checked

@@ -17,7 +17,7 @@ import math
 import re
 import shutil
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from mlci.errors import MlciError
 FORMAT = 1
 RUN_FILE = "run.json"
 ARCHIVE_FILE = "model.tar"
+PLOTS_DIR = "plots"  # the run's report.plots, as it logged them (mlci-plot-<name>)
+_PLOT_NAME = re.compile(r"mlci-plot-[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.(png|svg)", re.IGNORECASE)
 PREDICTIONS_DIR = "predictions"  # the run's predictions file (train.predictions), under its own name
 _PREDICTIONS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.(csv|parquet|pq)")
 DATA_DIR = "data"  # the run's datasets' profiles (mlci.data.PROFILE_FILE)
@@ -58,6 +60,7 @@ class Restored:
     source: str  # where it came from, in words
     predictions: Path | None = None  # the run's predictions file, if it recorded one
     data_profile: Path | None = None  # its datasets' profiles (data-profile.json), if it has data
+    plots: tuple[Path, ...] = ()  # its report.plots (mlci-plot-<name>), each checked as an image
 
 
 def artifact_name(model: str, fingerprint: str) -> str:
@@ -81,6 +84,7 @@ def write(
     model_dir: Path | None,
     predictions: Path | None = None,
     data_profile: Path | None = None,
+    plots: Sequence[Path] = (),
 ) -> archive.Digest | None:
     """The bundle of a finished run into ``dest``; returns the model archive's digest
     (None for a run without a model). ``predictions`` travels with it, so later jobs
@@ -103,6 +107,12 @@ def write(
             archive.file_chunks(data_profile), expected=None, source=str(data_profile)
         )
         profile_record = {"name": PROFILE_NAME, "sha256": profile_digest.sha256}
+    plot_records = []
+    for plot in plots:
+        (dest / PLOTS_DIR).mkdir(exist_ok=True)
+        shutil.copyfile(plot, dest / PLOTS_DIR / plot.name)
+        plot_digest = archive.verify(archive.file_chunks(plot), expected=None, source=str(plot))
+        plot_records.append({"name": plot.name, "sha256": plot_digest.sha256})
     record = {
         "format": FORMAT,
         "model": model,
@@ -115,6 +125,7 @@ def write(
         "model_size": digest.size if digest else None,
         **({"predictions": predictions_record} if predictions_record else {}),
         **({"data_profile": profile_record} if profile_record else {}),
+        **({"plots": plot_records} if plot_records else {}),
     }
     (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return digest
@@ -202,6 +213,7 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
             data_profile = _restore_file(
                 zf, names, record.get("data_profile"), (DATA_DIR, _PROFILE_NAME), dest, source
             )
+            plots = _restore_plots(zf, names, record.get("plots"), dest, source)
     except zipfile.BadZipFile as exc:
         raise BundleError(f"{source} is not a zip archive: {exc}") from None
     (dest / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -217,7 +229,35 @@ def restore_zip(zip_path: Path, dest: Path, *, model: str, fingerprint: str, sou
         source=source,
         predictions=predictions,
         data_profile=data_profile,
+        plots=plots,
     )
+
+
+def _restore_plots(
+    zf: zipfile.ZipFile, names: set[str], entries: Any, dest: Path, source: str
+) -> tuple[Path, ...]:
+    """The plots a bundle records, each restored as ``_restore_file`` does and checked as an
+    image (``mlci.images``): the bundle is an artifact another branch's job wrote."""
+    from mlci import images
+
+    if entries is None:
+        return ()
+    if not isinstance(entries, list) or len(entries) > images.MAX_PLOTS:
+        raise BundleError(f"{source}: {RUN_FILE} has a plots entry that is not a short list")
+    out = []
+    for entry in entries:
+        path = _restore_file(zf, names, entry, (PLOTS_DIR, _PLOT_NAME), dest, source)
+        if path is None:
+            continue
+        try:
+            images.checked(path.name, path.read_bytes())
+        except images.BadImage as exc:
+            path.unlink()
+            raise BundleError(
+                f"{source}: {PLOTS_DIR}/{path.name} is not an image mlci publishes: {exc}"
+            ) from None
+        out.append(path)
+    return tuple(out)
 
 
 def _restore_file(

@@ -15,6 +15,8 @@ HISTORY_LENGTH = 10
 
 
 def env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
+    from mlci.usecases import figures
+
     event = state.current(env) if state else None
     if event is None or event.version is None or state is None:
         return rpt.Baseline(env, env, found=False, note=f"no model in {env} yet")
@@ -31,6 +33,7 @@ def env_baseline(state: tags.ModelState | None, env: str) -> rpt.Baseline:
         metrics=metrics,
         params=meta.get("params") or {},
         note="" if metrics else "its tag records no metrics (registered by another tool?)",
+        plots=tuple(figures.listed(meta.get(figures.METADATA_KEY))),
     )
 
 

@@ -273,6 +273,8 @@ def _write_pull_request(
             "fingerprint": result.fingerprint,
             "report-path": str(path),
             "report-artifact": report_artifact(config.model.name),
+            # The project's plots in the report: the job that uploads them runs only then.
+            "plots": "true" if any(path.parent.glob("plot-*")) else "false",
             **bundle_outputs(config, result),
         },
     )

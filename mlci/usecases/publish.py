@@ -235,6 +235,7 @@ def publish(
 
         report = with_approvers(report, api, env)
     body = render.render_report(report, "markdown", template=template)
+    ci_env.append_summary(job, body)  # the same report, in this job's summary, before posting
     comment = api.upsert_comment(number, body, report.marker)
     ctx.log(f"{comment.action} the comment on #{number}: {comment.url}")
     verdict = report.verdicts[0] if report.verdicts else None
@@ -277,6 +278,54 @@ def _pull_request(
             hint="nothing was posted: the artifact does not belong to this run",
         )
     return api, pull, number, head_data
+
+
+def _with_figures(
+    ctx: Context, job: ci_env.Context, report: rpt.Report, folder: Path, token: str
+) -> rpt.Report:
+    """The project's plots the artifact carries (each checked as an image) and each
+    baseline's version's, linked to the rolling release's assets (read-only here: the job
+    that may write contents uploads them, ``mlci publish-plots``)."""
+    from mlci import github_api
+    from mlci.usecases import figures
+
+    found = figures.from_folder(folder, ctx.log)
+    baselines = [c.baseline for c in report.comparisons]
+    if not found and not any(b.plots for b in baselines):
+        return report
+    assert job.repository is not None
+    api = github_api.GitHubApi(token, job.api_url, job.repository, **github_api.retry_settings(ctx.environ))
+    assets = figures.release_assets(api, ctx.log)
+    shown = figures.for_publishing(report.head.label, found, baselines, assets)
+    return dataclasses.replace(report, figures=tuple(shown))
+
+
+def upload_plots(
+    ctx: Context, folder: Path, *, token: str | None, out: IO[str] | None = None
+) -> dict[str, Any]:
+    """``mlci publish-plots``: the plots a pull request job's artifact carries, each checked
+    and rebuilt as an image, uploaded to the rolling release (once each). Nothing else of
+    the artifact is read; nothing from it is run or rendered."""
+    from mlci import github_api
+    from mlci.usecases import figures
+
+    job = ci_env.context(ctx.environ)
+    out = out or sys.stdout
+    if not token or not job.repository:
+        raise ci_env.CiError(
+            "publishing plots needs a token and GITHUB_REPOSITORY",
+            hint="run it in GitHub Actions, or pass --token",
+        )
+    ci_env.mask(out, token, job.in_actions)
+    # The artifact as downloaded by name holds the report itself; several, by pattern, one
+    # folder per model (this checkout's mlci.yaml, the default branch's, names ours).
+    mine = folder if (folder / PULL_REQUEST_FILE).is_file() else _folder_for(folder, ctx.config.model.name)
+    found = figures.from_folder(mine, ctx.log)
+    if not found:
+        ctx.log("no plots in the report: nothing to upload")
+        return {"release": figures.RELEASE, "uploaded": [], "present": [], "pruned": []}
+    api = github_api.GitHubApi(token, job.api_url, job.repository, **github_api.retry_settings(ctx.environ))
+    return figures.upload(api, found, ctx.log)
 
 
 def _judge(
@@ -336,6 +385,7 @@ def _judge(
         notes=notes,
     )
     report = dataclasses.replace(report, policy_from=pull.base_ref if base_policy else None)
+    report = _with_figures(ctx, job, report, report_folder, token)
     if sweep_folder is not None:
         from mlci.usecases import sweep
 

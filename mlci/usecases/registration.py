@@ -224,7 +224,7 @@ def _metadata(
     """What the version tag records: the inputs, the run, the metrics and params, where
     its bytes are and their digest, its predictions, repeats and data."""
     from mlci.evidence import REPEATS_KEY
-    from mlci.usecases import datasets
+    from mlci.usecases import datasets, figures
 
     metadata: dict[str, object] = {
         "version": name,
@@ -252,6 +252,9 @@ def _metadata(
         metadata["data"] = {dataset: {"digest": d} for dataset, d in sorted(made_from.items())}
     if kept.profile is not None:
         metadata["data_profile"] = kept.profile
+    plots = figures.recorded(run.tags)
+    if plots:  # report.plots: what a later pull request shows beside its own
+        metadata[figures.METADATA_KEY] = [{"name": n, "sha256": s} for n, s in plots]
     return metadata
 
 

@@ -121,6 +121,17 @@ def gather(
         policy_from=policy_branch if base_policy is not None else None,
         policy_changes=tuple(policy.diff(base_policy, resolved.config)),
     )
+    if config.report.plots or any(c.baseline.plots for c in report.comparisons):
+        from mlci.usecases import figures
+
+        shown = figures.beside_report(
+            ctx.tracking(config),
+            config.root / ".mlci",
+            (head.label, result.run_id, result.tags),
+            [c.baseline for c in report.comparisons],
+            ctx.log,
+        )
+        report = dataclasses.replace(report, figures=tuple(shown))
     return Review(report, result, config, base_policy)
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import posixpath
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -583,6 +584,15 @@ def _record(
             )
         )
         extra_files.append(predictions_path)
+    plot_files: list[Path] = []
+    if produced.plots:
+        from mlci import images
+
+        plot_files = _plot_files(produced.plots, work)
+        extra_files += plot_files
+        digest_tags[images.PLOTS_TAG] = json.dumps(
+            [{"name": i.name, "sha256": i.sha256} for i in produced.plots], separators=(",", ":")
+        )
     bundle_path = None
     model_digest: archive.Digest | None = None
     if write_bundle:
@@ -598,6 +608,7 @@ def _record(
             model_dir=model_path,
             predictions=predictions_path,
             data_profile=profiles,
+            plots=plot_files,
         )
     elif model_path is not None:
         model_digest = archive.digest_folder(model_path)
@@ -617,6 +628,20 @@ def _record(
     if code_model is not None:
         model_id = code_model[0]
     return model_id, {**started.tags, **digest_tags}, bundle_path
+
+
+def _plot_files(plots: Sequence[Any], work: Path) -> list[Path]:
+    """Each checked plot's bytes as a file to log with the run (``mlci-plot-<name>``)."""
+    from mlci import images
+
+    folder = work / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for image in plots:
+        path = folder / f"{images.PLOT_PREFIX}{image.name}"
+        path.write_bytes(image.data)
+        out.append(path)
+    return out
 
 
 def _not_logged_yet(
@@ -659,6 +684,7 @@ class _Produced:
     model: Path | None  # the file or folder of train.model
     predictions: Path | None
     seconds: float
+    plots: tuple[Any, ...] = ()  # mlci.images.Image: report.plots, read and checked
 
 
 def _failed(exc: BaseException) -> str:
@@ -689,6 +715,7 @@ def _produce(
             ("metrics", config.train.metrics),
             ("model", config.train.model),
             ("predictions", config.train.predictions),
+            *((f"plot:{path}", path) for path in config.report.plots),
         )
     }
     outcome = trainer.run_command(
@@ -747,7 +774,41 @@ def _produce(
     predictions = (
         found(config.train.predictions, "predictions", file_only=True) if config.train.predictions else None
     )
-    return _Produced(metrics_path, metrics, model, predictions, outcome.seconds)
+    plots = _plots_of(config, output_dir, before, log)
+    return _Produced(metrics_path, metrics, model, predictions, outcome.seconds, plots)
+
+
+def _plots_of(
+    config: cfg.Config, output_dir: Path, before: Mapping[str, Any], log: Callable[[str], None]
+) -> tuple[Any, ...]:
+    """``report.plots`` as the command wrote them, each read (bounded) and checked as an
+    image (mlci.images). A plot that is missing, stale or not an image is a warning, never
+    a failed run: plots are for the reviewer; the gates do not read them."""
+    from mlci import images
+
+    out = []
+    for path in config.report.plots:
+        name = posixpath.basename(path)
+        try:
+            where = _output(
+                path,
+                "report.plots",
+                output_dir,
+                config.root,
+                before.get(f"plot:{path}"),
+                file_only=True,
+                own_cache=config.train.own_cache,
+                log=log,
+            )
+            data = safeinput.read_bytes(where, limit=images.MAX_BYTES, what=f"plot {path}", follow=False)
+            out.append(images.checked(name, data))
+        except MlciError as exc:
+            log(f"warning: plot {path}: {exc.message.splitlines()[0]}")
+        except safeinput.BadInput as exc:
+            log(f"warning: plot {path}: {exc.problem}")
+        except images.BadImage as exc:
+            log(f"warning: plot {path} is not published: {exc}")
+    return tuple(out)
 
 
 def _metrics_of(
@@ -939,7 +1000,7 @@ def _import(
         metrics=restored.metrics,
         model_dir=restored.model_dir,
         model_name=config.model.name,
-        files=[f for f in (restored.predictions, restored.data_profile) if f is not None],
+        files=[f for f in (restored.predictions, restored.data_profile, *restored.plots) if f is not None],
     )
     if restored.model_dir is not None:  # in MLflow now; the archive stays for a release
         shutil.rmtree(restored.model_dir, ignore_errors=True)
