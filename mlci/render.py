@@ -230,15 +230,22 @@ def _mermaid_head(palette: list[str]) -> str:
     return "%%{init: " + json.dumps({"themeVariables": theme}) + "}%%"
 
 
-def _chart(report: Any) -> dict[str, Any] | None:
+def _history(report: Any) -> list[tuple[str, float]]:
+    """The key metric's (version, value) across versions, then the head's; finite values
+    only, and nothing where there are fewer than two (one point is no chart)."""
     if not report.key_metric:
-        return None
+        return []
     points = [(v, x) for v, x in report.history]
     head_value = report.head.metrics.get(report.key_metric)
     if head_value is not None:
         points.append((report.head.label, head_value))
     points = [(label, x) for label, x in points if math.isfinite(x)]
-    if len(points) < 2:
+    return points if len(points) >= 2 else []
+
+
+def _chart(report: Any) -> dict[str, Any] | None:
+    points = _history(report)
+    if not points:
         return None
     values = [x for _, x in points]
     low, high = axis_range(values)
@@ -753,14 +760,8 @@ def history_chart(report: Any) -> Any:
     """The key metric across versions as a ``plots.Chart`` (the HTML report's), or None."""
     from mlci import plots
 
-    if not report.key_metric:
-        return None
-    points = [*report.history]
-    value = report.head.metrics.get(report.key_metric)
-    if value is not None:
-        points.append((report.head.label, value))
-    points = [(label, x) for label, x in points if math.isfinite(x)]
-    if len(points) < 2:
+    points = _history(report)
+    if not points:
         return None
     return plots.Chart(
         "history",
