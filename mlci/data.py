@@ -693,6 +693,7 @@ class ColumnChange:
             "drift_limit": self.drift_limit,
             "drifted": self.drifted,
             "notes": list(self.notes),
+            "notable": self.notable,
         }
 
 

@@ -19,6 +19,8 @@ MAX_PLOTS = 20  # report.plots entries
 SUFFIXES = {".png": "image/png", ".svg": "image/svg+xml"}
 PLOTS_TAG = "mlci.plots"  # a run's report.plots: [{"name", "sha256"}], its files mlci-plot-<name>
 PLOT_PREFIX = "mlci-plot-"  # a plot's file among the run's artifacts
+# A plot's file name wherever mlci stores or reads one back (an asset, an artifact, a bundle).
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 
 
 class BadImage(ValueError):

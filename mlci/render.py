@@ -119,14 +119,21 @@ def _cell(comparison: Any, name: str, report: Any = None) -> str:
     without ``report``, as a custom template calls it: by the interval alone)."""
     from mlci import report as rpt
 
+    if report is not None:
+        return _cell_text(comparison, name, rpt.mark(report, comparison, name))
+    row = next((r for r in comparison.rows if r.name == name), None)
+    kind = rpt.unruled_mark(comparison, row) if row is not None and comparison.baseline.found else "absent"
+    return _cell_text(comparison, name, kind)
+
+
+def _cell_text(comparison: Any, name: str, kind: str) -> str:
+    """The cell of ``name`` in ``comparison``'s column, marked as ``kind`` says."""
+    emoji = f"{_MARKS[kind][0]} " if kind in _MARKS else ""
     if not comparison.baseline.found:
-        kind = rpt.mark(report, comparison, name) if report is not None else "absent"
-        return f"{_MARKS[kind][0]} (no model yet)" if kind in _MARKS else "—"
+        return f"{emoji}(no model yet)" if emoji else "—"
     row = next((r for r in comparison.rows if r.name == name), None)
     if row is None or (row.base is None and row.head is None):
         return "—"
-    kind = rpt.mark(report, comparison, name) if report is not None else rpt.unruled_mark(comparison, row)
-    emoji = f"{_MARKS[kind][0]} " if kind in _MARKS else ""
     if row.base is None:  # only the head has it: judged by an absolute rule, if one
         return f"{emoji}new" if emoji else "—"
     if row.head is None:
@@ -161,9 +168,8 @@ def columns(report: Any, names: list[str]) -> list[Column]:
     ruled = {"pass", "fail", "inconclusive"}
     out: list[Column] = []
     for c in report.comparisons:
-        col = Column(
-            (c,), tuple(_cell(c, n, report) for n in names), tuple(rpt.mark(report, c, n) for n in names)
-        )
+        marks = tuple(rpt.mark(report, c, n) for n in names)
+        col = Column((c,), tuple(_cell_text(c, n, k) for n, k in zip(names, marks, strict=True)), marks)
         for i, seen in enumerate(out):
             if not rpt.same_model(seen.comparisons[0].baseline, c.baseline):
                 continue
@@ -224,10 +230,32 @@ REFERENCE_COLOUR = ("#8b949e", "⬜")
 
 
 def _mermaid_head(palette: list[str]) -> str:
-    theme = {"xyChart": {"plotColorPalette": ", ".join(palette)}}
     import json
 
+    theme = {"xyChart": {"plotColorPalette": ", ".join(palette)}}
     return "%%{init: " + json.dumps({"themeVariables": theme}) + "}%%"
+
+
+@dataclass(frozen=True)
+class _Style:
+    """How one line of a chart is drawn and named: in the Mermaid chart and the SVG one."""
+
+    line: Any  # plots.Series
+    colour: str
+    square: str  # the legend's square of its hue
+    reference: bool
+
+    @property
+    def text(self) -> str:
+        return f"{self.line.label} ({self.line.note})" if self.line.note else str(self.line.label)
+
+
+def _styles(chart: Any) -> list[_Style]:
+    """Each line of ``chart``: the series in the palette's order, then the reference, grey."""
+    out = [_Style(s, *PALETTE[i % len(PALETTE)], False) for i, s in enumerate(chart.series)]
+    if chart.reference is not None:
+        out.append(_Style(chart.reference, *REFERENCE_COLOUR, True))
+    return out
 
 
 def _history(report: Any) -> list[tuple[str, float]]:
@@ -272,13 +300,14 @@ def mermaid_chart(chart: Any) -> DrawnChart | None:
     and each baseline overlaid, the reference grey. Positions where a line has no value
     are left out for every line (Mermaid draws no gaps); an axis of evenly spaced
     positions is numeric, any other is a row of labels. None: fewer than two positions."""
-    lines = [*chart.series, *([chart.reference] if chart.reference is not None else [])]
+    styles = _styles(chart)
+    lines = [style.line for style in styles]
     keep = [
         i
         for i in range(len(chart.x))
-        if all(line.y[i] is not None and math.isfinite(line.y[i]) for line in lines)
+        if math.isfinite(chart.x[i])
+        and all(line.y[i] is not None and math.isfinite(line.y[i]) for line in lines)
     ]
-    keep = [i for i in keep if math.isfinite(chart.x[i])]
     if len(keep) < 2:
         return None
     xs = [chart.x[i] for i in keep]
@@ -292,10 +321,8 @@ def mermaid_chart(chart: Any) -> DrawnChart | None:
         x_axis = "x-axis [" + ", ".join(json_quote(f"{x:.3g}") for x in xs) + "]"
     values = [line.y[i] for line in lines for i in keep]
     low, high = chart.y_range or axis_range(values)
-    palette = [PALETTE[i % len(PALETTE)] for i in range(len(chart.series))]
-    colours = [c for c, _ in palette] + ([REFERENCE_COLOUR[0]] if chart.reference is not None else [])
     body = [
-        _mermaid_head(colours),
+        _mermaid_head([style.colour for style in styles]),
         "xychart-beta",
         f'    title "{mermaid_text(chart.title)}"',
         f"    {x_axis}",
@@ -306,12 +333,7 @@ def mermaid_chart(chart: Any) -> DrawnChart | None:
         "    line [" + ", ".join(mermaid_number(_drawn(line.y[i], tiny)) for i in keep) + "]"
         for line in lines
     ]
-    named = [
-        f"{square} {markdown_text(s.label)}{f' ({markdown_text(s.note)})' if s.note else ''}"
-        for (_, square), s in zip(palette, chart.series, strict=True)
-    ]
-    if chart.reference is not None:
-        named.append(f"{REFERENCE_COLOUR[1]} {markdown_text(chart.reference.label)}")
+    named = [f"{style.square} {markdown_text(style.text)}" for style in styles]
     return DrawnChart(chart, "\n".join(body), " · ".join(named))
 
 
@@ -322,19 +344,25 @@ def _drawn(value: float, tiny: float) -> float:
 
 
 def confusion_rows(confusion: Any) -> list[list[str]]:
-    """The confusion matrix as table rows (actual by predicted): the head's count, and
-    the baseline's where it differs ("12 (was 15)")."""
+    """The confusion matrix as markdown table rows (actual by predicted)."""
+    return [
+        [f"**{markdown_text(label)}**", *(text for text, _ in cells)]
+        for label, cells in _confusion_cells(confusion)
+    ]
+
+
+def _confusion_cells(confusion: Any) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """Each actual class and its row: per predicted class, the head's count with the change
+    from the baseline's where it differs ("12 (−3, was 15)"), and whether it does."""
     rows = []
     for i, label in enumerate(confusion.labels):
-        cells = [f"**{markdown_text(label)}**"]
+        cells = []
         for j in range(len(confusion.labels)):
             count = confusion.head[i][j]
-            text = str(count)
-            if confusion.baseline is not None and confusion.baseline[i][j] != count:
-                was = confusion.baseline[i][j]
-                text = f"{count} ({'+' if count > was else '−'}{abs(count - was)}, was {was})"
-            cells.append(text)
-        rows.append(cells)
+            was = confusion.baseline[i][j] if confusion.baseline is not None else count
+            change = f"{count} ({'+' if count > was else '−'}{abs(count - was)}, was {was})"
+            cells.append((change if was != count else str(count), was != count))
+        rows.append((label, cells))
     return rows
 
 
@@ -530,10 +558,15 @@ def render_report(
     keep = len(names)
     plots = getattr(report, "plots", None)
     figures_shown = True
+    # Drawn once; the loop below only drops them, as it cuts params and metric rows.
+    chart = _chart(report)
+    drawn = [d for d in (mermaid_chart(c) for c in plots.charts) if d is not None] if plots else []
+    matrix = confusion_rows(plots.confusion) if plots and plots.confusion else []
+    figures = figure_rows(getattr(report, "figures", ()))
+    table = _terminal_table(report, color) if fmt != "markdown" else ""
     while True:
         shown = names[:keep]
         cols = columns(report, shown)
-        drawn = [d for d in (mermaid_chart(c) for c in plots.charts) if d is not None] if plots else []
         try:
             text: str = tmpl.render(
                 report=report,
@@ -543,15 +576,15 @@ def render_report(
                 legend=legend(cols),
                 cell=_cell,
                 head_cell=lambda name: _head_cell(report, name),
-                chart=_chart(report),
+                chart=chart,
                 plots=plots,
-                plot_charts=drawn,
-                confusion_rows=confusion_rows(plots.confusion) if plots and plots.confusion else [],
+                plot_charts=drawn if plots else [],
+                confusion_rows=matrix if plots else [],
                 notable_columns=notable_columns,
-                figure_rows=figure_rows(getattr(report, "figures", ())) if figures_shown else [],
+                figure_rows=figures if figures_shown else [],
                 max_params=max_params,
                 max_rows=MAX_SWEEP_ROWS,
-                table=_terminal_table(report, color) if fmt != "markdown" else "",
+                table=table,
             )
         except jinja2.TemplateError as exc:
             raise MlciError(
@@ -562,7 +595,7 @@ def render_report(
             return text
         if max_params > 5:
             max_params = 5
-        elif plots is not None or (figures_shown and bool(getattr(report, "figures", None))):
+        elif plots is not None or (figures_shown and figures):
             plots, figures_shown = None, False  # they are in the job summary and report.json
         elif keep > 20:
             keep = max(20, keep // 2)
@@ -572,12 +605,8 @@ def render_report(
 
 
 def notable_columns(comparison: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """A dataset comparison's columns worth a row: changed, drifted, or with a note."""
-    return [
-        c
-        for c in comparison.get("columns") or ()
-        if c.get("change") != "same" or c.get("drifted") or c.get("notes")
-    ]
+    """A dataset comparison's columns worth a row (``mlci.data.ColumnChange.notable``)."""
+    return [c for c in comparison.get("columns") or () if c.get("notable")]
 
 
 def _bytecode_cache() -> Any:
@@ -662,9 +691,8 @@ def svg_chart(chart: Any, labels: list[str] | None = None) -> str:
     text is escaped. Drawn by mlci, so the page needs no script and no network."""
     import html
 
-    lines = [*chart.series, *([chart.reference] if chart.reference is not None else [])]
     xs = [float(x) for x in chart.x]
-    values = [y for line in lines for y in line.y if y is not None and math.isfinite(y)]
+    values = [y for style in _styles(chart) for y in style.line.y if y is not None and math.isfinite(y)]
     if not values or len(xs) < 1:
         return ""
     low, high = chart.y_range or axis_range(values)
@@ -713,47 +741,29 @@ def svg_chart(chart: Any, labels: list[str] | None = None) -> str:
         f'<text transform="translate(14 {_TOP + plot_h / 2}) rotate(-90)" text-anchor="middle" '
         f'class="axis-title">{e(chart.y_title)}</text>'
     )
-    colours = [PALETTE[i % len(PALETTE)][0] for i in range(len(chart.series))]
-    if chart.reference is not None:
-        colours.append(REFERENCE_COLOUR[0])
-    for index, (line, colour) in enumerate(zip(lines, colours, strict=True)):
-        reference = chart.reference is not None and index == len(lines) - 1
-        segment: list[str] = []
-        segments: list[list[str]] = []
-        for x, y in zip(xs, line.y, strict=True):
+    for style in _styles(chart):
+        segments: list[list[tuple[float, float]]] = [[]]
+        for x, y in zip(xs, style.line.y, strict=True):
             if y is None or not math.isfinite(y):
-                if segment:
-                    segments.append(segment)
-                segment = []
-                continue
-            segment.append(f"{px(x):.1f},{py(y):.1f}")
-        if segment:
-            segments.append(segment)
-        dash = ' stroke-dasharray="6 4"' if reference else ""
-        name = e(line.label)
-        for points in segments:
+                segments.append([])  # a gap where the line has no value
+            else:
+                segments[-1].append((px(x), py(y)))
+        dash = ' stroke-dasharray="6 4"' if style.reference else ""
+        for points in (s for s in segments if s):
+            drawn = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             out.append(
-                f'<polyline class="series" data-series="{name}" fill="none" stroke="{colour}" '
-                f'stroke-width="2"{dash} points="{" ".join(points)}"/>'
+                f'<polyline class="series" data-series="{e(style.line.label)}" fill="none" '
+                f'stroke="{style.colour}" stroke-width="2"{dash} points="{drawn}"/>'
             )
-            if not reference:
-                out += [
-                    f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{colour}"/>'
-                    for p in points
-                ]
+            if not style.reference:
+                out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{style.colour}"/>' for x, y in points]
     out.append("</svg>")
     return "".join(out)
 
 
 def legend_items(chart: Any) -> list[tuple[str, str]]:
     """(colour, text) for each line of ``chart``, as the legend under it shows them."""
-    items = [
-        (PALETTE[i % len(PALETTE)][0], s.label + (f" ({s.note})" if s.note else ""))
-        for i, s in enumerate(chart.series)
-    ]
-    if chart.reference is not None:
-        items.append((REFERENCE_COLOUR[0], chart.reference.label))
-    return items
+    return [(style.colour, style.text) for style in _styles(chart)]
 
 
 def history_chart(report: Any) -> Any:
@@ -825,16 +835,3 @@ def _data_uri(figure: Any) -> str | None:
     except (OSError, safeinput.BadInput, images.BadImage):
         return None
     return f"data:{image.content_type};base64,{base64.b64encode(image.data).decode()}"
-
-
-def _confusion_cells(confusion: Any) -> list[tuple[str, list[tuple[str, bool]]]]:
-    """Each actual class and its row: (text, changed from the baseline) per predicted class."""
-    rows = []
-    for i, label in enumerate(confusion.labels):
-        cells = []
-        for j in range(len(confusion.labels)):
-            count = confusion.head[i][j]
-            was = confusion.baseline[i][j] if confusion.baseline is not None else count
-            cells.append((f"{count} (was {was})" if was != count else str(count), was != count))
-        rows.append((label, cells))
-    return rows

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci import archive, safeinput
+from mlci import archive, images, safeinput
 from mlci.errors import MlciError
 
 FORMAT = 1
 RUN_FILE = "run.json"
 ARCHIVE_FILE = "model.tar"
 PLOTS_DIR = "plots"  # the run's report.plots, as it logged them (mlci-plot-<name>)
-_PLOT_NAME = re.compile(r"mlci-plot-[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.(png|svg)", re.IGNORECASE)
+_PLOT_NAME = re.compile(rf"{images.PLOT_PREFIX}{images.NAME}\.(png|svg)", re.IGNORECASE)
 PREDICTIONS_DIR = "predictions"  # the run's predictions file (train.predictions), under its own name
 _PREDICTIONS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.(csv|parquet|pq)")
 DATA_DIR = "data"  # the run's datasets' profiles (mlci.data.PROFILE_FILE)
@@ -238,8 +238,6 @@ def _restore_plots(
 ) -> tuple[Path, ...]:
     """The plots a bundle records, each restored as ``_restore_file`` does and checked as an
     image (``mlci.images``): the bundle is an artifact another branch's job wrote."""
-    from mlci import images
-
     if entries is None:
         return ()
     if not isinstance(entries, list) or len(entries) > images.MAX_PLOTS:

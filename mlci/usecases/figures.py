@@ -35,7 +35,7 @@ BASELINES_FOLDER = "baseline-plots"  # .mlci/baseline-plots/<key>/: each baselin
 METADATA_KEY = "plots"  # in a version tag's metadata: its run's plots, [{"name", "sha256"}]
 RELEASE = "mlci-plots"  # the rolling pre-release that hosts plots for comments
 MAX_ASSETS = 800  # GitHub keeps 1,000 assets a release; the oldest go first
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_NAME = re.compile(images.NAME)
 
 
 @dataclass(frozen=True)
@@ -96,17 +96,16 @@ def listed(found: object) -> list[tuple[str, str]]:
 def download(
     tracking: Tracking,
     run_id: str,
-    tags: Mapping[str, str],
+    wanted: Sequence[tuple[str, str]],
     folder: Path,
     log: Callable[[str], None],
     prefix: str = "",
 ) -> list[images.Image]:
-    """A run's plots from its artifacts into ``folder`` as ``<prefix><name>`` (each checked
-    against its recorded digest and as an image); one that cannot be had is said in the log
-    and left out."""
+    """A run's plots (``wanted``: (name, sha256) as its tag or its version records them) from
+    its artifacts into ``folder`` as ``<prefix><name>``, each checked against its digest and
+    as an image; one that cannot be had is said in the log and left out."""
     import tempfile
 
-    wanted = recorded(tags)
     if not wanted:
         return []
     folder.mkdir(parents=True, exist_ok=True)
@@ -263,16 +262,15 @@ def beside_report(
         stale.unlink()
     shutil.rmtree(folder / BASELINES_FOLDER, ignore_errors=True)
     label, run_id, tags = head
-    found = download(tracking, run_id, tags, folder, log, prefix=PREFIX) if run_id else []
+    found = download(tracking, run_id, recorded(tags), folder, log, prefix=PREFIX) if run_id else []
     out = local(label, found, PREFIX, folder)
     seen: set[str] = {run_id} if run_id else set()
     for baseline in baselines:
         if not (baseline.found and baseline.plots and baseline.run_id) or baseline.run_id in seen:
             continue
         seen.add(baseline.run_id)
-        plots = json.dumps([{"name": n, "sha256": s} for n, s in baseline.plots])
         where = f"{BASELINES_FOLDER}/{baseline.key}/"
-        got = download(tracking, baseline.run_id, {images.PLOTS_TAG: plots}, folder / where, log)
+        got = download(tracking, baseline.run_id, baseline.plots, folder / where, log)
         out += local(baseline.label, got, where, folder)
     return out
 

@@ -229,7 +229,9 @@ def publish(
         )
     ci_env.mask(out, token, job.in_actions)
     api, pull, number, head_data = _pull_request(ctx, job, folder, head_sha, token)
-    report, template, env, config = _judge(ctx, job, folder, pull, number, head_data, token, sweep_folder)
+    report, template, env, config = _judge(
+        ctx, job, folder, pull, number, head_data, token, sweep_folder, api
+    )
     if env is not None and report.passed and not report.verdicts[0].held:
         from mlci.usecases.ci import with_approvers
 
@@ -280,21 +282,16 @@ def _pull_request(
     return api, pull, number, head_data
 
 
-def _with_figures(
-    ctx: Context, job: ci_env.Context, report: rpt.Report, folder: Path, token: str
-) -> rpt.Report:
+def _with_figures(ctx: Context, report: rpt.Report, folder: Path, api: Any) -> rpt.Report:
     """The project's plots the artifact carries (each checked as an image) and each
-    baseline's version's, linked to the rolling release's assets (read-only here: the job
-    that may write contents uploads them, ``mlci publish-plots``)."""
-    from mlci import github_api
+    baseline's version's, linked to the rolling release's assets (read-only here, with the
+    job's one client: the job that may write contents uploads them, ``mlci publish-plots``)."""
     from mlci.usecases import figures
 
     found = figures.from_folder(folder, ctx.log)
     baselines = [c.baseline for c in report.comparisons]
     if not found and not any(b.plots for b in baselines):
         return report
-    assert job.repository is not None
-    api = github_api.GitHubApi(token, job.api_url, job.repository, **github_api.retry_settings(ctx.environ))
     assets = figures.release_assets(api, ctx.log)
     shown = figures.for_publishing(report.head.label, found, baselines, assets)
     return dataclasses.replace(report, figures=tuple(shown))
@@ -337,6 +334,7 @@ def _judge(
     head_data: dict[str, Any],
     token: str,
     sweep_folder: Path | None,
+    api: Any,
 ) -> tuple[rpt.Report, Any, cfg.Environment | None, cfg.Config]:
     """The report judged again in this job: the policy, the report's settings and where it
     connects from the base branch (its template read from git at the base), the baselines
@@ -385,7 +383,7 @@ def _judge(
         notes=notes,
     )
     report = dataclasses.replace(report, policy_from=pull.base_ref if base_policy else None)
-    report = _with_figures(ctx, job, report, report_folder, token)
+    report = _with_figures(ctx, report, report_folder, api)
     if sweep_folder is not None:
         from mlci.usecases import sweep
 
