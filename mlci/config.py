@@ -1297,6 +1297,12 @@ class _Checker:
                 self.problem(
                     where, f"{_short(path)!r} is not a .png or .svg file (the formats mlci publishes)"
                 )
+            elif not re.fullmatch(images.NAME, name):
+                self.problem(
+                    where,
+                    f"{_short(path)!r}: a plot's file name is letters, digits, '.', '_' and '-', "
+                    "starting with a letter or digit, at most 100 characters (it names a release asset)",
+                )
             elif name in names:
                 self.problem(
                     where, f"{_short(path)!r} has the same file name as {names[name]!r}: name each plot once"

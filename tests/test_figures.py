@@ -154,6 +154,21 @@ def test_hostile_bytes_are_refused_or_rebuilt_never_raised(data: bytes, cut: int
         assert images.checked(name, image.data).data == image.data
 
 
+def test_a_plot_name_the_rest_of_mlci_would_drop_is_refused_in_mlci_yaml() -> None:
+    """The names mlci records, uploads and reads back are plain: mlci.yaml says so at once,
+    rather than a plot that trains and is then left out of every report."""
+    from mlci import config as cfg
+    from mlci.errors import ConfigError
+
+    base = "model: {name: m}\ntrain: {command: x}\nreport: {plots: [%s]}\n"
+    assert cfg.parse(base % "out/roc-curve_1.png", Path("/r/mlci.yaml")).report.plots == (
+        "out/roc-curve_1.png",
+    )
+    for bad in ("'my plot.png'", "out/.hidden.png", "'é.svg'"):
+        with pytest.raises(ConfigError, match="a plot's file name is letters, digits"):
+            cfg.parse(base % bad, Path("/r/mlci.yaml"))
+
+
 # --------------------------------------------------------------------------- end to end
 
 
